@@ -1,0 +1,65 @@
+# Trunkline — one entry point. `make help` lists the targets.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PY := $(UV) run --frozen
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+uv: ## Install uv if missing (pip, user site)
+	@command -v uv >/dev/null 2>&1 || test -x "$(HOME)/.local/bin/uv" || python3 -m pip install --user --quiet uv
+
+install: uv ## Create .venv with every member and dev tool from uv.lock, then generate the contracts
+	$(UV) sync --frozen --all-packages -p python3.11
+	$(MAKE) proto
+
+proto: ## Generate Python (+ .pyi) from proto/ into libs/proto (not committed)
+	$(PY) python tools/gen_proto.py
+
+lint: ## ruff, ruff format --check, mypy strict, import-linter, buf lint
+	$(PY) ruff check .
+	$(PY) ruff format --check .
+	$(PY) mypy libs/*/src services/*/src operators/*/src cli/src tools benchmarks
+	$(PY) lint-imports
+	cd proto && $(PY) buf lint
+
+breaking: ## buf breaking against main (skipped when main has no proto/ yet)
+	@if git rev-parse --verify -q main >/dev/null && git ls-tree -d main proto >/dev/null 2>&1 && [ -n "$$(git ls-tree main proto)" ]; then \
+		cd proto && $(PY) buf breaking --against '../.git#branch=main,subdir=proto'; \
+	else echo "no proto/ on main yet: nothing to compare"; fi
+
+fmt: ## Format and autofix
+	$(PY) ruff format .
+	$(PY) ruff check --fix .
+
+test: ## All tests: unit, integration and e2e (starts its own NATS/Redis)
+	$(PY) python -m pytest $(PYTEST_ARGS)
+
+test-unit: ## Unit tests only
+	$(PY) python -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: ## Integration tests only
+	$(PY) python -m pytest -m integration $(PYTEST_ARGS)
+
+up: ## Start the local stack (NATS, Redis, OTLP sink, every service) and wait until healthy
+	$(PY) trunkline stack up
+
+down: ## Stop what `make up` started (and only that)
+	$(PY) trunkline stack down
+
+status: ## Health of every component of the local stack
+	$(PY) trunkline stack status
+
+demo: install ## The main job: bring the stack up and run a call through every service
+	$(PY) trunkline demo
+
+bench: ## Run every benchmark (tables printed, JSON under benchmarks/results)
+	$(PY) python -m benchmarks
+
+check: lint test ## What CI runs
+
+.PHONY: help uv install proto lint breaking fmt test test-unit test-integration up down status demo bench check

@@ -1,0 +1,1 @@
+"""The `trunkline` command: local stack, simulated caller, knowledge-base tools."""

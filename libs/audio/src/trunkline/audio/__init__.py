@@ -1,0 +1,1 @@
+"""mu-law/PCM16 codecs, resampling and 20 ms framing."""

@@ -1,0 +1,1 @@
+"""Local NATS (JetStream) and Redis processes for tests and the dev stack."""

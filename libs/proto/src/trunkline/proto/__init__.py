@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf contracts (built by `make proto`)."""

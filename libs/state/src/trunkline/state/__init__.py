@@ -1,0 +1,1 @@
+"""Per-call state in Redis with TTL and optimistic concurrency."""

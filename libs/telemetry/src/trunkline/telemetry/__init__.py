@@ -1,0 +1,1 @@
+"""OpenTelemetry tracing/metrics, gRPC and NATS propagation, Prometheus endpoint."""

@@ -1,0 +1,1 @@
+"""Fakes, stage harness, fake clock, OTLP receiver and real NATS/Redis fixtures."""

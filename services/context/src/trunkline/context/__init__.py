@@ -1,0 +1,1 @@
+"""Context arithmetic pipeline, knowledge ingestion and semantic cache."""

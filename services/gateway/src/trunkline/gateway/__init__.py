@@ -1,0 +1,1 @@
+"""Call owner: transports, turn orchestration, events."""

@@ -1,0 +1,1 @@
+"""Escalations, human handoff and tool-call approvals."""

@@ -1,0 +1,1 @@
+"""Prompt compilation and streaming generation service."""
