@@ -1,0 +1,82 @@
+"""The ``trunkline`` command.
+
+trunkline stack up [--run-dir .run] [--base-port N] [--redis-url URL] [--nats-url URL]
+trunkline stack down | status [--json]
+trunkline demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from trunkline.cli import stack
+from trunkline.cli.settings import StackSettings
+
+VOICE_CALL_PENDING = (
+    "The stack is up. The voice call itself (a simulated caller speaking through the gateway,\n"
+    "stt, context, llm and tts) lands with the voice-loop issue; until then the services answer\n"
+    "their RPCs with UNIMPLEMENTED and this demo stops here. `make down` stops the stack."
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trunkline", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--run-dir", type=Path, help="pid files, logs, stack.json (default .run)")
+
+    start = argparse.ArgumentParser(add_help=False)
+    start.add_argument("--base-port", type=int, help="consecutive ports from here (default: free)")
+    start.add_argument("--redis-url", help="reuse this Redis (must answer PING)")
+    start.add_argument("--nats-url", help="reuse this NATS (must be up, with JetStream)")
+    start.add_argument("--timeout", dest="start_timeout", type=float, help="seconds to SERVING")
+    start.add_argument("--drain-seconds", type=float, help="services' SIGTERM drain")
+
+    stack_cmd = commands.add_parser("stack", help="the local stack")
+    actions = stack_cmd.add_subparsers(dest="action", required=True)
+    actions.add_parser("up", parents=[common, start], help="start everything, wait until healthy")
+    actions.add_parser("down", parents=[common], help="stop what `up` started (only that)")
+    status = actions.add_parser("status", parents=[common], help="pid, port, health of each part")
+    status.add_argument("--json", action="store_true", help="print JSON rows")
+
+    commands.add_parser("demo", parents=[common, start], help="bring the stack up and show it")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> StackSettings:
+    keys = ("run_dir", "base_port", "redis_url", "nats_url", "start_timeout", "drain_seconds")
+    given: dict[str, Any] = {
+        k: getattr(args, k) for k in keys if getattr(args, k, None) is not None
+    }
+    return StackSettings(**given)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    if args.command == "demo":
+        code = stack.up(settings)
+        if code == 0:
+            stack.status(settings)
+            print(VOICE_CALL_PENDING)
+        raise SystemExit(code)
+    if args.action == "up":
+        raise SystemExit(stack.up(settings))
+    if args.action == "down":
+        raise SystemExit(stack.down(settings))
+    raise SystemExit(stack.status(settings, as_json=args.json))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Settings of the ``trunkline`` command (env ``TRUNKLINE_STACK_*``; flags override them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StackSettings(BaseSettings):
+    """How ``trunkline stack`` runs the local stack."""
+
+    model_config = SettingsConfigDict(env_prefix="TRUNKLINE_STACK_", frozen=True, extra="ignore")
+
+    run_dir: Path = Path(".run")
+    base_port: int | None = Field(
+        default=None, ge=1024, lt=65000, description="None: every port chosen free"
+    )
+    nats_url: str | None = Field(
+        default=None, description="reuse this NATS instead of starting one"
+    )
+    redis_url: str | None = Field(
+        default=None, description="reuse this Redis instead of starting one"
+    )
+    start_timeout: float = Field(default=120.0, gt=0, description="seconds to reach SERVING")
+    drain_seconds: float = Field(default=5.0, ge=0)
+    stop_timeout: float = Field(default=15.0, gt=0, description="SIGTERM to SIGKILL, seconds")

@@ -1,0 +1,331 @@
+"""``trunkline stack up|down|status``: NATS, Redis, the OTLP sink and every service on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from trunkline.cli.plan import (
+    LOOPBACK,
+    PORT_NAMES,
+    SERVICES,
+    allocate_ports,
+    service_env,
+)
+from trunkline.cli.record import Component, StackRecord, load, save, stack_file
+from trunkline.cli.settings import StackSettings
+from trunkline.devservers import (
+    NatsServer,
+    RedisServer,
+    ServerStartError,
+    free_port,
+    nats_ping,
+    pid_alive,
+    port_open,
+    redis_ping,
+    stop_pid,
+)
+from trunkline.runtime.client import DOWN, health_status
+
+SERVING = "SERVING"
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought up; the message says which part and why."""
+
+
+def log_tail(path: str | None, lines: int = 30) -> str:
+    if path is None:
+        return ""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def ours(component: Component) -> bool:
+    """True when the component's pid is alive and still the process this stack started."""
+    if not component.owned or component.pid is None or not pid_alive(component.pid):
+        return False
+    return not component.match or component.match in _cmdline(component.pid)
+
+
+# -- health ----------------------------------------------------------------------------------
+
+
+async def component_health(component: Component) -> str:
+    """SERVING / NOT_SERVING / DOWN for one component."""
+    if component.owned and not ours(component):
+        return DOWN
+    if component.kind == "service":
+        return await health_status(f"{LOOPBACK}:{component.port}", timeout=1.0)
+    if component.kind == "nats":
+        ok = await asyncio.to_thread(nats_ping, component.url)
+    elif component.kind == "redis":
+        ok = await asyncio.to_thread(redis_ping, component.url)
+    else:
+        ok = await asyncio.to_thread(port_open, LOOPBACK, component.port)
+    return SERVING if ok else DOWN
+
+
+async def stack_health(record: StackRecord) -> dict[str, str]:
+    results = await asyncio.gather(*(component_health(c) for c in record.components))
+    return {c.name: h for c, h in zip(record.components, results, strict=True)}
+
+
+def format_table(record: StackRecord, health: dict[str, str]) -> str:
+    rows = [("COMPONENT", "PID", "PORT", "HEALTH", "STARTED BY")]
+    for c in record.components:
+        rows.append(
+            (
+                c.name,
+                str(c.pid) if c.pid is not None else "-",
+                str(c.port),
+                health.get(c.name, DOWN),
+                "stack" if c.owned else "reused",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+# -- up ----------------------------------------------------------------------------------------
+
+
+class _Starter:
+    """Brings components up one by one, recording each in ``stack.json`` as soon as it runs."""
+
+    def __init__(self, settings: StackSettings, out: TextIO) -> None:
+        self.settings = settings
+        self.run_dir = settings.run_dir.resolve()
+        self.out = out
+        self.record = StackRecord(run_dir=str(self.run_dir))
+        self.ports = allocate_ports(PORT_NAMES, settings.base_port, free_port)
+
+    def add(self, component: Component) -> None:
+        self.record.components.append(component)
+        save(self.run_dir, self.record)
+        who = "started" if component.owned else "reusing"
+        pid = f" pid {component.pid}" if component.pid is not None else ""
+        print(f"  {component.name:<10} {who} {component.url}{pid}", file=self.out, flush=True)
+
+    def nats(self) -> str:
+        url = self.settings.nats_url
+        if url is not None:
+            if not nats_ping(url):
+                raise StackError(f"nats: nothing answers at {url} (given with --nats-url)")
+            self.add(Component("nats", "nats", _url_port(url), url, owned=False))
+            return url
+        server = NatsServer(
+            port=self.ports["nats"],
+            monitor_port=self.ports["nats-monitor"],
+            run_dir=self.run_dir,
+            store_dir=self.run_dir / "nats-store",
+        )
+        try:
+            server.start()
+        except ServerStartError as exc:
+            raise StackError(f"nats: {exc}") from exc
+        self.add(
+            Component(
+                "nats", "nats", server.port, server.url, pid=server.pid,
+                log=str(server.log_path), match="nats-server",
+            )
+        )  # fmt: skip
+        return server.url
+
+    def redis(self) -> str:
+        url = self.settings.redis_url
+        if url is not None:
+            if not redis_ping(url):
+                raise StackError(f"redis: nothing answers PING at {url} (given with --redis-url)")
+            self.add(Component("redis", "redis", _url_port(url), url, owned=False))
+            return url
+        server = RedisServer(port=self.ports["redis"], run_dir=self.run_dir)
+        try:
+            server.start()
+        except ServerStartError as exc:
+            raise StackError(f"redis: {exc}") from exc
+        self.add(
+            Component(
+                "redis", "redis", server.port, server.url, pid=server.pid,
+                log=str(server.log_path), match="redis-server",
+            )
+        )  # fmt: skip
+        return server.url
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+        log_path = self.run_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
+                start_new_session=True,
+            )
+        (self.run_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
+        return proc.pid, str(log_path)
+
+    def sink(self) -> str:
+        port = self.ports["otlp-sink"]
+        module = "trunkline.telemetry.sink"
+        argv = [sys.executable, "-m", module, "--host", LOOPBACK, "--port", str(port),
+                "--out", str(self.run_dir / "spans.jsonl")]  # fmt: skip
+        pid, log = self.spawn("otlp-sink", argv, {})
+        endpoint = f"{LOOPBACK}:{port}"
+        component = Component("otlp-sink", "sink", port, endpoint, pid=pid, log=log, match=module)
+        self.add(component)
+        _wait(lambda: port_open(LOOPBACK, port), component, self.settings.start_timeout)
+        return endpoint
+
+    def services(self, nats_url: str, redis_url: str, otlp: str) -> None:
+        for spec in SERVICES:
+            env = service_env(
+                spec, self.ports, nats_url=nats_url, redis_url=redis_url,
+                otlp_endpoint=otlp, drain_seconds=self.settings.drain_seconds,
+            )  # fmt: skip
+            pid, log = self.spawn(spec.name, [sys.executable, "-m", spec.module], env)
+            addr = f"{LOOPBACK}:{self.ports[spec.name]}"
+            self.add(
+                Component(spec.name, "service", self.ports[spec.name], addr, pid=pid, log=log,
+                          match=spec.module)
+            )  # fmt: skip
+        asyncio.run(self._wait_services())
+
+    async def _wait_services(self) -> None:
+        pending = [self.record.get(spec.name) for spec in SERVICES]
+        await asyncio.gather(
+            *(_wait_serving(c, self.settings.start_timeout) for c in pending if c is not None)
+        )
+
+
+def _url_port(url: str) -> int:
+    return urlsplit(url).port or 0
+
+
+def _wait(check: Callable[[], bool], component: Component, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if component.pid is not None and not pid_alive(component.pid):
+            raise StackError(f"{component.name} exited during start-up; log tail:\n"
+                             f"{log_tail(component.log)}")  # fmt: skip
+        if time.monotonic() > deadline:
+            raise StackError(f"{component.name} not up within {timeout}s; log tail:\n"
+                             f"{log_tail(component.log)}")  # fmt: skip
+        time.sleep(0.05)
+
+
+async def _wait_serving(component: Component, limit_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    status = DOWN
+    while True:
+        if component.pid is not None and not pid_alive(component.pid):
+            raise StackError(f"{component.name} exited during start-up; log tail:\n"
+                             f"{log_tail(component.log)}")  # fmt: skip
+        status = await health_status(component.url, timeout=1.0)
+        if status == SERVING:
+            return
+        if loop.time() > deadline:
+            raise StackError(f"{component.name} not SERVING within {limit_s}s (last: {status}); "
+                             f"log tail:\n{log_tail(component.log)}")  # fmt: skip
+        await asyncio.sleep(0.1)
+
+
+def up(settings: StackSettings, out: TextIO = sys.stdout) -> int:
+    """Start the stack (or say it is already up). Exit code: 0 up, 1 failed (rolled back)."""
+    run_dir = settings.run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    existing = load(run_dir)
+    if existing is not None:
+        health = asyncio.run(stack_health(existing))
+        if all(h == SERVING for h in health.values()):
+            print(f"stack already up ({stack_file(run_dir)}):", file=out)
+            print(format_table(existing, health), file=out)
+            return 0
+        print("a previous stack is partly down: stopping what is left of it first", file=out)
+        down(settings, out)
+    print(f"starting the local stack in {run_dir}", file=out, flush=True)
+    starter = _Starter(settings, out)
+    try:
+        nats_url = starter.nats()
+        redis_url = starter.redis()
+        otlp = starter.sink()
+        starter.services(nats_url, redis_url, otlp)
+    except (StackError, OSError) as exc:
+        print(f"stack up failed: {exc}", file=out)
+        print("stopping what was started", file=out)
+        down(settings, out)
+        return 1
+    health = asyncio.run(stack_health(starter.record))
+    print(format_table(starter.record, health), file=out)
+    print(f"spans: {run_dir / 'spans.jsonl'}   logs: {run_dir}/<component>.log", file=out)
+    return 0
+
+
+# -- down / status -----------------------------------------------------------------------------
+
+
+def down(settings: StackSettings, out: TextIO = sys.stdout) -> int:
+    """Stop, in reverse start order, only what this stack started. Exit code 0."""
+    run_dir = settings.run_dir.resolve()
+    record = load(run_dir)
+    if record is None:
+        print(f"no stack recorded in {run_dir}: nothing to stop", file=out)
+        return 0
+    for component in reversed(record.components):
+        if not component.owned:
+            print(f"  {component.name:<10} left running (not started by this stack)", file=out)
+            continue
+        if ours(component) and component.pid is not None:
+            stop_pid(component.pid, settings.stop_timeout)
+            print(f"  {component.name:<10} stopped (pid {component.pid})", file=out, flush=True)
+        else:
+            print(f"  {component.name:<10} already stopped", file=out)
+        (run_dir / f"{component.name}.pid").unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        stack_file(run_dir).unlink()
+    print("stack down", file=out)
+    return 0
+
+
+def status(settings: StackSettings, out: TextIO = sys.stdout, *, as_json: bool = False) -> int:
+    """Print each component's pid, port and health. Exit code 0 only when all are SERVING."""
+    run_dir = settings.run_dir.resolve()
+    record = load(run_dir)
+    if record is None:
+        print(f"stack is not up (no {stack_file(run_dir)})", file=out)
+        return 1
+    health = asyncio.run(stack_health(record))
+    if as_json:
+        rows = [
+            {"name": c.name, "pid": c.pid, "port": c.port, "health": health[c.name],
+             "owned": c.owned}
+            for c in record.components
+        ]  # fmt: skip
+        print(json.dumps(rows), file=out)
+    else:
+        print(format_table(record, health), file=out)
+    return 0 if all(h == SERVING for h in health.values()) else 1

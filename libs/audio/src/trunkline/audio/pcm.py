@@ -1,0 +1,41 @@
+"""PCM16 (signed 16-bit little-endian, mono) bytes <-> int16 / float32 arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+SAMPLE_WIDTH = 2  # bytes per PCM16 sample
+
+
+def pcm16_to_int16(pcm: bytes) -> NDArray[np.int16]:
+    """PCM16 bytes -> int16 array (a copy in native byte order)."""
+    if len(pcm) % SAMPLE_WIDTH:
+        raise ValueError(f"PCM16 data must have an even number of bytes, got {len(pcm)}")
+    return np.frombuffer(pcm, dtype="<i2").astype(np.int16)
+
+
+def int16_to_pcm16(samples: NDArray[np.int16]) -> bytes:
+    """int16 array -> PCM16 bytes."""
+    return np.asarray(samples, dtype=np.int16).astype("<i2").tobytes()
+
+
+def int16_to_float32(samples: NDArray[np.int16]) -> NDArray[np.float32]:
+    """int16 -> float32 in [-1, 1) (divide by 32768)."""
+    return np.asarray(samples, dtype=np.int16).astype(np.float32) / np.float32(32768.0)
+
+
+def float32_to_int16(samples: NDArray[np.floating]) -> NDArray[np.int16]:
+    """float32 in [-1, 1] -> int16, rounded and clipped (no wrap-around on overload)."""
+    scaled = np.rint(np.asarray(samples, dtype=np.float64) * 32768.0)
+    return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
+def pcm16_to_float32(pcm: bytes) -> NDArray[np.float32]:
+    """PCM16 bytes -> float32 in [-1, 1)."""
+    return int16_to_float32(pcm16_to_int16(pcm))
+
+
+def float32_to_pcm16(samples: NDArray[np.floating]) -> bytes:
+    """float32 in [-1, 1] -> PCM16 bytes."""
+    return int16_to_pcm16(float32_to_int16(samples))

@@ -1,0 +1,74 @@
+"""The bus interface: implemented by :class:`trunkline.bus.Bus` and the in-memory ``FakeBus``."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+from trunkline.bus.delivery import BusMessage, Delivery
+from trunkline.bus.specs import ConsumerSpec, StreamSpec
+
+M = TypeVar("M", bound=Message)
+
+Handler = Callable[[BusMessage], Awaitable[Message | None]]
+"""Handles one message; a returned message is sent as the reply when the sender asked for one."""
+
+
+class Subscription(abc.ABC):
+    @abc.abstractmethod
+    async def unsubscribe(self) -> None: ...
+
+
+class BusBase(abc.ABC):
+    """Publish/subscribe/request over NATS core, and JetStream for events that must survive."""
+
+    @abc.abstractmethod
+    async def publish(
+        self, subject: str, message: Message, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Fire and forget; the current trace context travels in the headers."""
+
+    @abc.abstractmethod
+    async def request(
+        self,
+        subject: str,
+        message: Message,
+        reply_type: type[M],
+        timeout: float = 2.0,  # noqa: ASYNC109
+        headers: Mapping[str, str] | None = None,
+    ) -> M:
+        """Send and wait for one reply of ``reply_type``; TimeoutError when none comes."""
+
+    @abc.abstractmethod
+    async def subscribe(
+        self, subject: str, handler: Handler, queue: str | None = None
+    ) -> Subscription:
+        """Run ``handler`` for each message on ``subject`` (wildcards allowed), inside a
+        consumer span continuing the publisher's trace. With ``queue``, one member of the
+        group gets each message."""
+
+    @abc.abstractmethod
+    async def ensure_stream(self, spec: StreamSpec) -> None:
+        """Create the stream, or update it to ``spec``; idempotent."""
+
+    @abc.abstractmethod
+    async def js_publish(
+        self,
+        subject: str,
+        message: Message,
+        headers: Mapping[str, str] | None = None,
+        msg_id: str | None = None,
+    ) -> int:
+        """Publish into a stream and wait for it to be stored; returns the stream sequence.
+        A repeated ``msg_id`` within the stream's duplicate window is stored once."""
+
+    @abc.abstractmethod
+    def durable_messages(self, spec: ConsumerSpec, batch: int = 10) -> AsyncIterator[Delivery]:
+        """Messages of the durable consumer ``spec`` (created if missing), not yet acked,
+        forever; stop by breaking out of the loop."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.common (built by `make proto`)."""

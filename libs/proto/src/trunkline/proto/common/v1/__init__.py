@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.common.v1 (built by `make proto`)."""

@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.context (built by `make proto`)."""

@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.events (built by `make proto`)."""

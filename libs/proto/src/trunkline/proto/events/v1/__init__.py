@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.events.v1 (built by `make proto`)."""

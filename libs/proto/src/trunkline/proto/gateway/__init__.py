@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.gateway (built by `make proto`)."""

@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.hitl (built by `make proto`)."""

@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.llm (built by `make proto`)."""

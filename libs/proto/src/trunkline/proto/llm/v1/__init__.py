@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.llm.v1 (built by `make proto`)."""

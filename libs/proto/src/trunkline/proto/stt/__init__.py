@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.stt (built by `make proto`)."""

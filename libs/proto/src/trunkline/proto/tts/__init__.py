@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.tts (built by `make proto`)."""

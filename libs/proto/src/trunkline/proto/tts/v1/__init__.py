@@ -1,0 +1,1 @@
+"""Generated contracts: trunkline.proto.tts.v1 (built by `make proto`)."""

@@ -1,0 +1,109 @@
+"""Process-wide telemetry: traces to OTLP, metrics on a Prometheus ``/metrics`` endpoint."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
+
+from grpc import aio
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+
+from trunkline.telemetry.grpc_interceptors import client_interceptors, server_interceptors
+from trunkline.telemetry.prometheus import PrometheusReader, registry_for
+from trunkline.telemetry.propagation import install_propagator
+
+AttributeValue = str | bool | int | float
+
+
+@dataclass
+class Telemetry:
+    """What :func:`setup_telemetry` built; pass it down instead of reaching for globals."""
+
+    service_name: str
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    registry: CollectorRegistry
+    metrics_port: int | None = None
+    _http: tuple[WSGIServer, threading.Thread] | None = field(default=None, repr=False)
+
+    def tracer(self, name: str) -> trace.Tracer:
+        return self.tracer_provider.get_tracer(name)
+
+    def meter(self, name: str) -> metrics.Meter:
+        return self.meter_provider.get_meter(name)
+
+    def server_interceptors(self) -> list[aio.ServerInterceptor]:
+        return server_interceptors(self.tracer_provider, self.meter_provider)
+
+    def client_interceptors(self) -> list[aio.ClientInterceptor]:
+        return client_interceptors(self.tracer_provider, self.meter_provider)
+
+    def metrics_text(self) -> str:
+        """What a scrape of ``/metrics`` would return now."""
+        return generate_latest(self.registry).decode()
+
+    def flush(self, timeout_millis: int = 10_000) -> bool:
+        """Export every finished span now; True when the exporter kept up."""
+        return self.tracer_provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Flush and stop exporters and the metrics endpoint. Safe to call twice."""
+        if self._http is not None:
+            server, thread = self._http
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+            self._http = None
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def setup_telemetry(
+    service_name: str,
+    otlp_endpoint: str | None,
+    metrics_port: int | None,
+    *,
+    resource_attrs: Mapping[str, AttributeValue] | None = None,
+    span_exporter: SpanExporter | None = None,
+    metrics_addr: str = "0.0.0.0",
+    set_global: bool = True,
+) -> Telemetry:
+    """Build tracing and metrics for one process.
+
+    - ``otlp_endpoint`` (``host:port``): spans go there over OTLP/gRPC (insecure) in batches.
+    - ``span_exporter``: an extra exporter fed synchronously (tests: an in-memory exporter).
+    - ``metrics_port``: serve ``/metrics`` there; ``0`` or ``None`` serves nothing (the
+      registry is still readable through :meth:`Telemetry.metrics_text`).
+    - ``set_global``: install the providers and the W3C propagator process-wide (once per
+      process; tests pass False and use the returned providers).
+    """
+    resource = Resource({"service.name": service_name, **dict(resource_attrs or {})})
+    tracer_provider = TracerProvider(resource=resource)
+    if otlp_endpoint:
+        exporter = OTLPSpanExporter(endpoint=otlp_endpoint, insecure=True)
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    if span_exporter is not None:
+        tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+
+    reader = PrometheusReader()
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    registry = registry_for(reader)
+    telemetry = Telemetry(service_name, tracer_provider, meter_provider, registry)
+    if metrics_port:
+        server, thread = start_http_server(metrics_port, addr=metrics_addr, registry=registry)
+        telemetry._http = (server, thread)
+        telemetry.metrics_port = server.server_port
+
+    if set_global:
+        install_propagator()
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+    return telemetry

@@ -1,0 +1,1 @@
+"""Backends behind small ABCs: the public method owns retries, timeouts, metrics and tracing."""

@@ -1,0 +1,159 @@
+"""The knowledge store and the semantic-cache store, as small ABCs.
+
+Public methods own timeouts, retries, spans and metrics (:func:`guarded`); a backend writes the
+``_*_impl`` methods only. The filter expression comes from :mod:`trunkline.context.core.filters`
+and is evaluated by the store inside the vector search.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from trunkline.context.backends.embedder import Vectors
+from trunkline.context.backends.guarded import CallPolicy, guarded
+from trunkline.context.core.cache_policy import CacheScope
+from trunkline.context.core.types import CachedAnswer, Hit, StoredChunk
+
+
+@dataclass(frozen=True, slots=True)
+class TenantInfo:
+    tenant: str
+    roles: frozenset[str]
+    kb_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    source: str
+    doc_hash: str
+    chunks: int
+    kb_version: int
+
+
+class ChunkStore(ABC):
+    """Chunks with their vectors and access metadata, plus the per-tenant KB registry."""
+
+    def __init__(self, policy: CallPolicy | None = None) -> None:
+        self.policy = policy or CallPolicy(timeout_s=10.0, retries=1)
+
+    async def search(self, vector: Vectors, expr: str, limit: int) -> list[Hit]:
+        """The ``limit`` nearest chunks satisfying ``expr`` (evaluated inside the search)."""
+        return await guarded(
+            self.policy, "store.search", lambda: self._search_impl(vector, expr, limit)
+        )
+
+    async def upsert(self, chunks: Sequence[StoredChunk], vectors: Vectors) -> int:
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        if not chunks:
+            return 0
+        return await guarded(
+            self.policy, "store.upsert", lambda: self._upsert_impl(chunks, vectors)
+        )
+
+    async def delete_source(self, tenant: str, source: str) -> int:
+        return await guarded(
+            self.policy, "store.delete", lambda: self._delete_source_impl(tenant, source)
+        )
+
+    async def sources(self, tenant: str) -> list[SourceInfo]:
+        return await guarded(self.policy, "store.sources", lambda: self._sources_impl(tenant))
+
+    async def source_hash(self, tenant: str, source: str) -> str | None:
+        """The document hash of ``source`` as stored, or None when absent."""
+        return await guarded(
+            self.policy, "store.source_hash", lambda: self._source_hash_impl(tenant, source)
+        )
+
+    async def tenant(self, tenant: str) -> TenantInfo | None:
+        return await guarded(self.policy, "store.tenant", lambda: self._tenant_impl(tenant))
+
+    async def record_change(self, tenant: str, roles: Sequence[str]) -> TenantInfo:
+        """Register ``roles`` for ``tenant`` and bump its knowledge-base version."""
+        return await guarded(
+            self.policy, "store.record_change", lambda: self._record_change_impl(tenant, roles)
+        )
+
+    @abstractmethod
+    async def _search_impl(self, vector: Vectors, expr: str, limit: int) -> list[Hit]: ...
+
+    @abstractmethod
+    async def _upsert_impl(self, chunks: Sequence[StoredChunk], vectors: Vectors) -> int: ...
+
+    @abstractmethod
+    async def _delete_source_impl(self, tenant: str, source: str) -> int: ...
+
+    @abstractmethod
+    async def _sources_impl(self, tenant: str) -> list[SourceInfo]: ...
+
+    @abstractmethod
+    async def _source_hash_impl(self, tenant: str, source: str) -> str | None: ...
+
+    @abstractmethod
+    async def _tenant_impl(self, tenant: str) -> TenantInfo | None: ...
+
+    @abstractmethod
+    async def _record_change_impl(self, tenant: str, roles: Sequence[str]) -> TenantInfo: ...
+
+
+class AnswerCache(ABC):
+    """Answers keyed by query embedding within a :class:`CacheScope`."""
+
+    def __init__(self, policy: CallPolicy | None = None) -> None:
+        self.policy = policy or CallPolicy(timeout_s=5.0)
+
+    async def lookup(
+        self, scope: CacheScope, vector: Vectors, now: int, threshold: float
+    ) -> CachedAnswer | None:
+        return await guarded(
+            self.policy, "cache.lookup", lambda: self._lookup_impl(scope, vector, now, threshold)
+        )
+
+    async def store(
+        self,
+        scope: CacheScope,
+        *,
+        query: str,
+        vector: Vectors,
+        answer: str,
+        citations: Sequence[str],
+        expires_at: int,
+    ) -> None:
+        await guarded(
+            self.policy,
+            "cache.store",
+            lambda: self._store_impl(
+                scope,
+                query=query,
+                vector=vector,
+                answer=answer,
+                citations=citations,
+                expires_at=expires_at,
+            ),
+        )
+
+    async def invalidate(self, tenant: str) -> int:
+        """Drop every cached answer of ``tenant``."""
+        return await guarded(self.policy, "cache.invalidate", lambda: self._invalidate_impl(tenant))
+
+    @abstractmethod
+    async def _lookup_impl(
+        self, scope: CacheScope, vector: Vectors, now: int, threshold: float
+    ) -> CachedAnswer | None: ...
+
+    @abstractmethod
+    async def _store_impl(
+        self,
+        scope: CacheScope,
+        *,
+        query: str,
+        vector: Vectors,
+        answer: str,
+        citations: Sequence[str],
+        expires_at: int,
+    ) -> None: ...
+
+    @abstractmethod
+    async def _invalidate_impl(self, tenant: str) -> int: ...

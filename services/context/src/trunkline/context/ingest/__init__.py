@@ -1,0 +1,1 @@
+"""Knowledge ingestion: parse documents, chunk, embed, upsert idempotently."""

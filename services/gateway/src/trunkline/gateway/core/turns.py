@@ -1,0 +1,330 @@
+"""The turn state machine: listening → thinking → speaking (→ handed-off), driven by events.
+
+Speculative start: at the caller's first silent frame the turn's work starts (STT final, context,
+LLM, TTS); if speech resumes before the endpoint the work is cancelled and the utterance goes on.
+Reply audio is held until the endpoint commits the turn. Barge-in: caller speech onset while the
+agent speaks stops outbound audio on that very frame, clears the transport, cancels the work and
+keeps only what the caller heard in the history. When the committed turn has produced no audio
+after ``filler_after_s`` the pre-rendered filler plays (again every ``filler_repeat_s``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from trunkline.gateway.core.endpointing import EndpointConfig, Endpointer, Phase, Signal
+from trunkline.gateway.core.events import (
+    Action,
+    CancelWork,
+    ClearPlayback,
+    Event,
+    FillerStarted,
+    FirstAudio,
+    HandOff,
+    InboundFrame,
+    MarkPlayed,
+    Message,
+    ReplyAudio,
+    SendAudio,
+    SendMark,
+    StartWork,
+    State,
+    StateChanged,
+    TranscriptReady,
+    TurnCommitted,
+    TurnDropped,
+    TurnFinished,
+    WorkDone,
+)
+from trunkline.gateway.core.playback import FRAME_BYTES, Playback
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    preroll_frames: int = 10  # audio kept from before the speech onset (200 ms)
+    lead_frames: int = 3  # frames sent ahead of real time to the transport
+    filler_after_s: float = 1.5
+    filler_repeat_s: float = 5.0
+    mark_grace_frames: int = 50  # without marks, a turn ends 1 s after its audio should have played
+    max_history: int = 40
+
+
+@dataclass(slots=True)
+class _Turn:
+    id: int
+    audio: bytes
+    greeting: bool = False
+    committed: bool = False
+    last_voice_at: float | None = None
+    waiting_since: float | None = None
+    transcript: str | None = None
+    work_done: bool = False
+    first_audio_sent: bool = False
+    voice_to_voice_s: float | None = None
+    fillers: int = 0
+    playback: Playback = field(default_factory=Playback)
+    grace_ticks: int = 0
+
+
+class TurnMachine:
+    """One call's conversation state. ``handle`` returns the actions for the shell to carry out."""
+
+    def __init__(self, config: TurnConfig | None = None, filler_pcm: bytes = b"") -> None:
+        self.config = config or TurnConfig()
+        self.state = State.LISTENING
+        self.history: list[Message] = []
+        self.filler_pcm = filler_pcm
+        self._endpointer = Endpointer(self.config.endpoint)
+        # The preroll also holds the voiced frames that led up to the onset decision.
+        onset = self.config.endpoint.onset_frames
+        self._preroll: deque[bytes] = deque(maxlen=self.config.preroll_frames + onset - 1)
+        self._utterance = bytearray()
+        self._turn: _Turn | None = None
+        self._next_id = 0
+        self._pause_at: float | None = None
+
+    # ---- public ---------------------------------------------------------------------------
+
+    @property
+    def active_turn_id(self) -> int | None:
+        return None if self._turn is None else self._turn.id
+
+    def greet(self, now: float) -> list[Action]:
+        """Start the greeting turn (committed at once)."""
+        if self._turn is not None or self.state is State.HANDED_OFF:
+            return []
+        turn = self._new_turn(b"", greeting=True)
+        turn.committed = True
+        turn.waiting_since = now
+        turn.transcript = ""
+        actions: list[Action] = [
+            StartWork(turn.id, b"", tuple(self.history), speculative=False, greeting=True)
+        ]
+        self._set_state(State.THINKING, actions)
+        return actions
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if self.state is State.HANDED_OFF:
+            return actions
+        match event:
+            case InboundFrame():
+                self._on_frame(event, now, actions)
+            case TranscriptReady(turn_id=tid, text=text):
+                if self._is_current(tid):
+                    assert self._turn is not None
+                    self._turn.transcript = text.strip()
+            case ReplyAudio():
+                self._on_audio(event)
+            case WorkDone(turn_id=tid):
+                if self._is_current(tid):
+                    assert self._turn is not None
+                    self._turn.work_done = True
+                    self._maybe_finish(actions)
+            case MarkPlayed(name=name):
+                if self._turn is not None and self._turn.playback.mark_played(name):
+                    self._maybe_finish(actions)
+            case HandOff():
+                self._hand_off(actions)
+        return actions
+
+    def end(self) -> list[Action]:
+        """The call ended: cancel work; a reply being spoken is recorded as far as it was heard."""
+        actions: list[Action] = []
+        turn = self._turn
+        if turn is not None:
+            if not turn.work_done:
+                actions.append(CancelWork(turn.id, "call ended"))
+            if turn.first_audio_sent:
+                self._finish(turn, interrupted=True, actions=actions)
+            else:
+                actions.append(TurnDropped(turn.id, "call ended"))
+            self._turn = None
+        return actions
+
+    # ---- frames ---------------------------------------------------------------------------
+
+    def _on_frame(self, frame: InboundFrame, now: float, actions: list[Action]) -> None:
+        if len(frame.pcm) != FRAME_BYTES:
+            raise ValueError(f"inbound frame must be {FRAME_BYTES} bytes, got {len(frame.pcm)}")
+        signal = self._endpointer.push(frame.probability)
+        if signal is Signal.SPEECH_START:
+            self._on_speech_start(frame, actions)
+        elif self._endpointer.phase is not Phase.SILENCE or signal is Signal.ENDPOINT:
+            self._utterance += frame.pcm
+        else:
+            self._preroll.append(frame.pcm)
+
+        if signal is Signal.PAUSE:
+            self._pause_at = now
+            self._start_work(speculative=True, actions=actions)
+        elif signal is Signal.RESUME:
+            if self._turn is not None and not self._turn.committed:
+                actions.append(CancelWork(self._turn.id, "speech resumed"))
+                actions.append(TurnDropped(self._turn.id, "speech resumed"))
+                self._turn = None
+            self._pause_at = None
+        elif signal is Signal.ENDPOINT:
+            self._commit(now, actions)
+
+        self._tick(now, actions)
+
+    def _on_speech_start(self, frame: InboundFrame, actions: list[Action]) -> None:
+        turn = self._turn
+        self._utterance = bytearray(b"".join(self._preroll))
+        self._preroll.clear()
+        if turn is not None and turn.committed:
+            if turn.first_audio_sent:
+                self._barge_in(turn, actions)
+            else:
+                # The caller goes on before any reply was heard: one longer utterance.
+                if not turn.work_done:
+                    actions.append(CancelWork(turn.id, "caller continued"))
+                if turn.playback.sent_frames:
+                    actions.append(ClearPlayback(turn.id))
+                actions.append(TurnDropped(turn.id, "caller continued"))
+                self._utterance = bytearray(turn.audio) + self._utterance
+                self._turn = None
+                self._set_state(State.LISTENING, actions)
+        self._utterance += frame.pcm
+
+    def _barge_in(self, turn: _Turn, actions: list[Action]) -> None:
+        actions.append(ClearPlayback(turn.id))
+        if not turn.work_done:
+            actions.append(CancelWork(turn.id, "barge-in"))
+        self._finish(turn, interrupted=True, actions=actions)
+
+    def _start_work(self, *, speculative: bool, actions: list[Action]) -> None:
+        if self._turn is not None and self._turn.committed:
+            return
+        turn = self._new_turn(bytes(self._utterance))
+        actions.append(StartWork(turn.id, turn.audio, tuple(self.history), speculative))
+
+    def _commit(self, now: float, actions: list[Action]) -> None:
+        if self._turn is None:
+            self._start_work(speculative=False, actions=actions)
+        turn = self._turn
+        assert turn is not None
+        turn.committed = True
+        turn.last_voice_at = self._pause_at if self._pause_at is not None else now
+        turn.waiting_since = now
+        self._utterance = bytearray()
+        self._pause_at = None
+        actions.append(TurnCommitted(turn.id, turn.last_voice_at, now))
+        self._set_state(State.THINKING, actions)
+        self._maybe_finish(actions)
+
+    # ---- outbound -------------------------------------------------------------------------
+
+    def _on_audio(self, audio: ReplyAudio) -> None:
+        if not self._is_current(audio.turn_id):
+            return
+        assert self._turn is not None
+        if not audio.pcm and not audio.last:
+            return
+        seg = self._turn.playback.segment(f"{audio.turn_id}.{audio.clause}", audio.text)
+        if seg.complete:
+            return
+        seg.pcm += audio.pcm
+        seg.complete = audio.last
+
+    def _tick(self, now: float, actions: list[Action]) -> None:
+        turn = self._turn
+        if turn is None or not turn.committed:
+            return
+        playback = turn.playback
+        self._maybe_filler(turn, now, actions)
+        before = playback.reply_frames_sent
+        for item in playback.tick().items:
+            actions.append(SendAudio(item) if isinstance(item, bytes) else SendMark(item))
+        if before == 0 and playback.reply_frames_sent > 0:
+            turn.first_audio_sent = True
+            if turn.last_voice_at is not None:
+                turn.voice_to_voice_s = now - turn.last_voice_at
+            actions.append(FirstAudio(turn.id, turn.voice_to_voice_s))
+            self._set_state(State.SPEAKING, actions)
+        if turn.work_done and playback.idle and not playback.all_marks_played:
+            turn.grace_ticks += 1
+        self._maybe_finish(actions)
+
+    def _maybe_filler(self, turn: _Turn, now: float, actions: list[Action]) -> None:
+        playback = turn.playback
+        if turn.work_done or not self.filler_pcm or turn.waiting_since is None:
+            return
+        if turn.first_audio_sent or not playback.idle:
+            return
+        delay = self.config.filler_after_s if turn.fillers == 0 else self.config.filler_repeat_s
+        waited = now - turn.waiting_since
+        if waited < delay:
+            return
+        seg = playback.segment(f"{turn.id}.filler{turn.fillers}", "", filler=True)
+        seg.pcm += self.filler_pcm
+        seg.complete = True
+        turn.fillers += 1
+        turn.waiting_since = now
+        actions.append(FillerStarted(turn.id, waited))
+
+    def _maybe_finish(self, actions: list[Action]) -> None:
+        turn = self._turn
+        if turn is None or not turn.committed or not turn.work_done:
+            return
+        playback = turn.playback
+        if not playback.idle:
+            return
+        if not playback.all_marks_played and turn.grace_ticks < self.config.mark_grace_frames:
+            return
+        if turn.first_audio_sent:
+            self._finish(turn, interrupted=False, actions=actions)
+        else:
+            actions.append(TurnDropped(turn.id, "nothing to say"))
+            self._turn = None  # no speech recognised, or no reply
+            self._set_state(State.LISTENING, actions)
+
+    def _finish(self, turn: _Turn, *, interrupted: bool, actions: list[Action]) -> None:
+        heard = turn.playback.heard_text() if interrupted else turn.playback.full_text()
+        user = turn.transcript or ""
+        if user:
+            self.history.append(Message("user", user))
+        if heard:
+            self.history.append(Message("agent", heard))
+        del self.history[: -self.config.max_history]
+        actions.append(
+            TurnFinished(
+                turn_id=turn.id,
+                user_text=user,
+                agent_text=heard,
+                interrupted=interrupted,
+                greeting=turn.greeting,
+                voice_to_voice_s=turn.voice_to_voice_s,
+                fillers=turn.fillers,
+            )
+        )
+        self._turn = None
+        self._set_state(State.LISTENING, actions)
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def _hand_off(self, actions: list[Action]) -> None:
+        turn = self._turn
+        if turn is not None:
+            if turn.playback.sent_frames:
+                actions.append(ClearPlayback(turn.id))
+            actions.extend(self.end())
+        self._set_state(State.HANDED_OFF, actions)
+
+    def _new_turn(self, audio: bytes, *, greeting: bool = False) -> _Turn:
+        self._next_id += 1
+        turn = _Turn(self._next_id, audio, greeting=greeting)
+        turn.playback = Playback(self.config.lead_frames)
+        self._turn = turn
+        return turn
+
+    def _is_current(self, turn_id: int) -> bool:
+        return self._turn is not None and self._turn.id == turn_id
+
+    def _set_state(self, new: State, actions: list[Action]) -> None:
+        if new is not self.state:
+            actions.append(StateChanged(self.state, new))
+            self.state = new

@@ -1,0 +1,46 @@
+"""The gateway's metrics (OpenTelemetry instruments, served on /metrics by trunkline.telemetry)."""
+
+from __future__ import annotations
+
+from opentelemetry.metrics import Meter
+
+# Latency buckets in seconds: fine below one second where the targets are.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.65, 1.0, 1.5, 2.5, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    """Histograms per stage and for voice-to-voice / barge-in; counters for degraded paths."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.stage = meter.create_histogram(
+            "gateway.stage.duration",
+            unit="s",
+            description="Per-turn stage latency: endpointing, stt, context, llm_ttft, tts_ttfa",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.voice_to_voice = meter.create_histogram(
+            "gateway.voice_to_voice.duration",
+            unit="s",
+            description="Caller's last voiced frame to the agent's first reply frame sent",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.barge_in = meter.create_histogram(
+            "gateway.barge_in.stop.duration",
+            unit="s",
+            description="Caller speech onset frame received to outbound audio stopped",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.peer_failures = meter.create_counter(
+            "gateway.peer.failures", description="Failed or timed-out peer attempts, per stage"
+        )
+        self.fillers = meter.create_counter(
+            "gateway.fillers", description="Fillers played while a peer was slow or down"
+        )
+        self.bad_messages = meter.create_counter(
+            "gateway.transport.bad_messages",
+            description="Malformed or unknown transport messages, per transport and reason",
+        )
+        self.calls = meter.create_up_down_counter("gateway.calls.active", description="Live calls")
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage.record(seconds, {"stage": stage})

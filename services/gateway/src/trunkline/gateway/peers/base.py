@@ -1,0 +1,177 @@
+"""Small ABCs for the gateway's peers. The public method owns deadlines, retries, metrics and
+tracing; a client (gRPC, or a fake in tests) implements only the ``_impl`` method."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Tracer
+
+from trunkline.gateway.core.clock import Clock
+from trunkline.gateway.metrics import GatewayMetrics
+from trunkline.gateway.peers.retry import RetryPolicy, within
+from trunkline.gateway.peers.types import CallInfo, ContextResult, LlmEvent, LlmRequest
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class PeerUnavailableError(Exception):
+    """A failure worth retrying: the peer is down, overloaded or timed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerEnv:
+    clock: Clock
+    tracer: Tracer
+    metrics: GatewayMetrics | None = None
+
+
+class Peer(ABC):  # noqa: B024 (shared machinery; the abstract methods are per kind)
+    stage: str = "peer"
+
+    def __init__(self, env: PeerEnv, policy: RetryPolicy | None = None) -> None:
+        self.env = env
+        self.policy = policy or RetryPolicy()
+
+    def _failed(self, span: Span, attempt: int, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("%s attempt %d failed: %s", self.stage, attempt, reason)
+        span.add_event("attempt failed", {"attempt": attempt, "reason": reason})
+        if self.env.metrics is not None:
+            self.env.metrics.peer_failures.add(1, {"stage": self.stage})
+
+    def _observe(self, stage: str, seconds: float) -> None:
+        if self.env.metrics is not None:
+            self.env.metrics.observe_stage(stage, seconds)
+
+    async def _unary(self, factory: Callable[[], Awaitable[T]]) -> T:
+        clock = self.env.clock
+        with self.env.tracer.start_as_current_span(self.stage) as span:
+            started = clock.now()
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    result = await within(clock, self.policy.timeout_s, factory())
+                except (TimeoutError, PeerUnavailableError) as exc:
+                    self._failed(span, attempt, exc)
+                    if self.policy.exhausted(attempt):
+                        raise
+                    await clock.sleep(self.policy.delay(attempt))
+                    continue
+                span.set_attribute("attempts", attempt)
+                self._observe(self.stage, clock.now() - started)
+                return result
+
+    async def _stream(
+        self, factory: Callable[[], AsyncIterator[T]], first_stage: str
+    ) -> AsyncIterator[T]:
+        """Retry until the first item arrives (within the deadline); after that, a stall longer
+        than the deadline ends the stream with ``TimeoutError``."""
+        clock = self.env.clock
+        span = self.env.tracer.start_span(self.stage)
+        started = clock.now()
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                with trace.use_span(span, end_on_exit=False):
+                    stream = factory()
+                try:
+                    with trace.use_span(span, end_on_exit=False):
+                        first = await within(clock, self.policy.timeout_s, anext(stream))
+                except StopAsyncIteration:
+                    return
+                except (TimeoutError, PeerUnavailableError) as exc:
+                    await _close(stream)
+                    self._failed(span, attempt, exc)
+                    if self.policy.exhausted(attempt):
+                        raise
+                    await clock.sleep(self.policy.delay(attempt))
+                    continue
+                break
+            first_s = clock.now() - started
+            span.set_attribute("attempts", attempt)
+            span.set_attribute(f"{first_stage}_ms", round(first_s * 1000, 1))
+            span.add_event(first_stage)
+            self._observe(first_stage, first_s)
+            try:
+                yield first
+                while True:
+                    try:
+                        with trace.use_span(span, end_on_exit=False):
+                            item = await within(clock, self.policy.timeout_s, anext(stream))
+                    except StopAsyncIteration:
+                        break
+                    yield item
+            finally:
+                await _close(stream)
+            self._observe(self.stage, clock.now() - started)
+        except BaseException as exc:
+            span.record_exception(exc)
+            raise
+        finally:
+            span.end()
+
+
+async def _close(stream: AsyncIterator[object]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # a broken stream may fail to close: it is dropped anyway
+            log.debug("closing a failed stream failed", exc_info=True)
+
+
+class Transcriber(Peer):
+    """STT: the final transcript of one utterance (16 kHz PCM16)."""
+
+    stage = "stt"
+
+    async def transcribe(self, call: CallInfo, audio: bytes) -> str:
+        return await self._unary(lambda: self._transcribe(call, audio))
+
+    @abstractmethod
+    async def _transcribe(self, call: CallInfo, audio: bytes) -> str: ...
+
+
+class ContextSource(Peer):
+    """Context service: a context block (or a cached answer) for the caller's query."""
+
+    stage = "context"
+
+    async def resolve(self, call: CallInfo, query: str) -> ContextResult:
+        return await self._unary(lambda: self._resolve(call, query))
+
+    @abstractmethod
+    async def _resolve(self, call: CallInfo, query: str) -> ContextResult: ...
+
+
+class LanguageModel(Peer):
+    """LLM service: a stream of text deltas, tool calls and usage."""
+
+    stage = "llm"
+
+    def generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
+        return self._stream(lambda: self._generate(request), "llm_ttft")
+
+    @abstractmethod
+    def _generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]: ...
+
+
+class Synthesizer(Peer):
+    """TTS service: 16 kHz PCM16 audio for one clause, streamed."""
+
+    stage = "tts"
+
+    def synthesize(self, call: CallInfo, text: str) -> AsyncIterator[bytes]:
+        return self._stream(lambda: self._synthesize(call, text), "tts_ttfa")
+
+    @abstractmethod
+    def _synthesize(self, call: CallInfo, text: str) -> AsyncIterator[bytes]: ...

@@ -1,0 +1,55 @@
+"""What the gateway reports about a call: domain records that the sink turns into NATS events
+and Redis state."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from trunkline.gateway.core.events import Message, State
+from trunkline.gateway.peers.types import CallInfo
+
+
+@dataclass(slots=True)
+class TurnRecord:
+    call: CallInfo
+    turn_id: int
+    user_text: str = ""
+    agent_text: str = ""  # what the caller heard
+    generated_text: str = ""  # what the LLM produced
+    interrupted: bool = False
+    greeting: bool = False
+    stage_s: dict[str, float] = field(default_factory=dict)
+    voice_to_voice_s: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tts_audio_s: float = 0.0
+    caller_audio_s: float = 0.0
+    fillers: int = 0
+    cached: bool = False
+    tool_calls: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSummary:
+    call: CallInfo
+    reason: str
+    turns: int
+    duration_s: float
+
+
+class CallSink(ABC):
+    """Where call facts go (JetStream events and Redis state in production; a list in tests).
+    The session calls it from a background worker: a slow sink never stalls the audio loop."""
+
+    @abstractmethod
+    async def call_started(self, call: CallInfo, transport: str) -> None: ...
+
+    @abstractmethod
+    async def state_changed(self, call: CallInfo, state: State, history: list[Message]) -> None: ...
+
+    @abstractmethod
+    async def turn_completed(self, record: TurnRecord) -> None: ...
+
+    @abstractmethod
+    async def call_ended(self, summary: CallSummary) -> None: ...

@@ -1,0 +1,379 @@
+"""One live call: transport events in, the turn machine deciding, peers working, audio out.
+
+The session is the thin async shell around :class:`TurnMachine`: it scores each frame with the
+VAD, feeds events to the machine and carries out the actions (start/cancel turn work, send audio,
+marks and clears, telemetry, call facts to the sink). Nothing a peer or a transport does can
+crash it: failures are logged and the call goes on until the caller hangs up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
+
+from trunkline.gateway.core.clock import Clock
+from trunkline.gateway.core.events import (
+    Action,
+    CancelWork,
+    ClearPlayback,
+    Event,
+    FillerStarted,
+    FirstAudio,
+    HandOff,
+    InboundFrame,
+    MarkPlayed,
+    ReplyAudio,
+    SendAudio,
+    SendMark,
+    StartWork,
+    StateChanged,
+    TurnCommitted,
+    TurnDropped,
+    TurnFinished,
+    WorkDone,
+)
+from trunkline.gateway.core.turns import TurnConfig, TurnMachine
+from trunkline.gateway.fillers import FillerCache, tone
+from trunkline.gateway.metrics import GatewayMetrics
+from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.pipeline import Peers, TurnPipeline
+from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
+from trunkline.gateway.transports.base import AudioIn, Hangup, MarkEcho, Transport
+from trunkline.gateway.vad import SpeechDetector
+
+log = logging.getLogger(__name__)
+FAILED_CLAUSE = 1_000_000  # clause index of the apology played when a turn's work failed
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    greeting: str = "Hello! How can I help you today?"
+    filler_text: str = "One moment, please."
+    min_clause_words: int = 3
+    sink_drain_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _WorkFailed:
+    turn_id: int
+    error: BaseException
+
+
+@dataclass(slots=True)
+class _Work:
+    task: asyncio.Task[None]
+    span: Span
+    record: TurnRecord
+    endpointing: Span | None
+
+
+class CallSession:
+    def __init__(
+        self,
+        call: CallInfo,
+        transport: Transport,
+        peers: Peers,
+        detector: SpeechDetector,
+        sink: CallSink,
+        *,
+        clock: Clock,
+        tracer: Tracer,
+        metrics: GatewayMetrics | None = None,
+        fillers: FillerCache | None = None,
+        config: SessionConfig | None = None,
+    ) -> None:
+        self.call = call
+        self.transport = transport
+        self.peers = peers
+        self.detector = detector
+        self.sink = sink
+        self.clock = clock
+        self.tracer = tracer
+        self.metrics = metrics
+        self.config = config or SessionConfig()
+        self.fillers = fillers or FillerCache(clock)
+        self.machine = TurnMachine(self.config.turn, filler_pcm=tone())
+        self.pipeline = TurnPipeline(
+            peers,
+            call,
+            clock=clock,
+            tracer=tracer,
+            greeting=self.config.greeting,
+            min_clause_words=self.config.min_clause_words,
+        )
+        self.turns: list[TurnRecord] = []
+        self._inbox: asyncio.Queue[Event | AudioIn | MarkEcho | Hangup | _WorkFailed] = (
+            asyncio.Queue()
+        )
+        self._work: dict[int, _Work] = {}
+        self._sink_queue: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
+        self._call_span: Span | None = None
+        self._frame_received_at = 0.0
+        self._hung_up = False
+
+    # ---- public ---------------------------------------------------------------------------
+
+    def hand_off(self) -> None:
+        """A human takes over: stop the agent (thread-safe within the loop)."""
+        self._inbox.put_nowait(HandOff())
+
+    async def run(self) -> CallSummary:
+        started = self.clock.now()
+        span = self.tracer.start_span(
+            "call", context=otel_context.Context(), attributes=_call_attributes(self.call)
+        )
+        self._call_span = span
+        reason = "caller hung up"
+        if self.metrics is not None:
+            self.metrics.calls.add(1)
+        sink_worker = asyncio.create_task(self._drain_sink())
+        reader = asyncio.create_task(self._read_transport())
+        filler = asyncio.create_task(self._render_filler())
+        self._publish(lambda: self.sink.call_started(self.call, self.transport.name))
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                await self._execute(self.machine.greet(self.clock.now()))
+                reason = await self._loop()
+        except Exception as exc:
+            reason = f"session error: {type(exc).__name__}: {exc}"
+            log.exception("call %s: session failed", self.call.call_id)
+            span.set_status(Status(StatusCode.ERROR, reason))
+        finally:
+            await self._shutdown(reader, filler)
+            summary = CallSummary(self.call, reason, len(self.turns), self.clock.now() - started)
+            self._publish(lambda: self.sink.call_ended(summary))
+            self._sink_queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(sink_worker, self.config.sink_drain_s)
+            except TimeoutError:
+                log.warning("call %s: sink did not drain in time", self.call.call_id)
+            if self.metrics is not None:
+                self.metrics.calls.add(-1)
+            span.set_attribute("call.turns", len(self.turns))
+            span.set_attribute("call.end_reason", reason)
+            span.end()
+        return summary
+
+    # ---- loop -----------------------------------------------------------------------------
+
+    async def _loop(self) -> str:
+        while True:
+            item = await self._inbox.get()
+            now = self.clock.now()
+            actions: list[Action]
+            match item:
+                case AudioIn(pcm=pcm, received_at=received_at):
+                    self._frame_received_at = received_at
+                    try:
+                        frame = InboundFrame(pcm, self.detector.probability(pcm))
+                        actions = self.machine.handle(frame, now)
+                    except ValueError as exc:
+                        log.warning("call %s: frame dropped: %s", self.call.call_id, exc)
+                        continue
+                case MarkEcho(name=name):
+                    actions = self.machine.handle(MarkPlayed(name), now)
+                case Hangup(reason=reason):
+                    return reason
+                case _WorkFailed(turn_id=turn_id, error=error):
+                    actions = self._work_failed(turn_id, error, now)
+                case _:
+                    actions = self.machine.handle(item, now)
+            if not await self._execute(actions):
+                return "transport closed"
+
+    async def _execute(self, actions: list[Action]) -> bool:
+        """Carry out the machine's actions; False when the transport is gone."""
+        try:
+            for action in actions:
+                await self._do(action)
+        except (ConnectionError, RuntimeError) as exc:
+            log.info("call %s: transport closed while sending: %s", self.call.call_id, exc)
+            return False
+        return True
+
+    async def _do(self, action: Action) -> None:
+        match action:
+            case SendAudio(pcm=pcm):
+                await self.transport.send_audio(pcm)
+            case SendMark(name=name):
+                await self.transport.send_mark(name)
+            case ClearPlayback(turn_id=turn_id):
+                await self.transport.clear()
+                stop_s = self.clock.now() - self._frame_received_at
+                work = self._work.get(turn_id)
+                if work is not None:
+                    work.span.add_event("barge-in", {"stop_ms": round(stop_s * 1000, 1)})
+                if self.metrics is not None:
+                    self.metrics.barge_in.record(stop_s)
+            case StartWork():
+                self._start(action)
+            case CancelWork(turn_id=turn_id, reason=reason):
+                self._cancel(turn_id, reason)
+            case TurnCommitted(turn_id=turn_id, last_voice_at=last, committed_at=at):
+                work = self._work.get(turn_id)
+                if work is not None:
+                    work.record.stage_s["endpointing"] = at - last
+                    if work.endpointing is not None:
+                        work.endpointing.end()
+                        work.endpointing = None
+                    work.span.set_attribute("turn.committed", True)
+                if self.metrics is not None:
+                    self.metrics.observe_stage("endpointing", at - last)
+            case FirstAudio(turn_id=turn_id, voice_to_voice_s=v2v):
+                work = self._work.get(turn_id)
+                if work is not None and v2v is not None:
+                    work.record.voice_to_voice_s = v2v
+                    work.span.set_attribute("turn.voice_to_voice_ms", round(v2v * 1000, 1))
+                if self.metrics is not None and v2v is not None:
+                    self.metrics.voice_to_voice.record(v2v)
+            case FillerStarted(turn_id=turn_id, waited_s=waited):
+                log.info("call %s turn %d: filler after %.2fs", self.call.call_id, turn_id, waited)
+                work = self._work.get(turn_id)
+                if work is not None:
+                    work.span.add_event("filler", {"waited_ms": round(waited * 1000, 1)})
+                if self.metrics is not None:
+                    self.metrics.fillers.add(1)
+            case TurnFinished():
+                self._finished(action)
+            case TurnDropped(turn_id=turn_id, reason=reason):
+                self._dropped(turn_id, reason)
+            case StateChanged(new=state):
+                history = list(self.machine.history)
+                self._publish(lambda: self.sink.state_changed(self.call, state, history))
+
+    # ---- turn work ------------------------------------------------------------------------
+
+    def _start(self, work: StartWork) -> None:
+        parent = trace.set_span_in_context(self._call_span) if self._call_span else None
+        span = self.tracer.start_span(
+            "turn",
+            context=parent,
+            attributes={
+                "turn.id": work.turn_id,
+                "turn.speculative": work.speculative,
+                "turn.greeting": work.greeting,
+                "agent.version": self.call.agent_version,
+            },
+        )
+        endpointing = None
+        if not work.greeting:
+            endpointing = self.tracer.start_span("endpointing", trace.set_span_in_context(span))
+        record = TurnRecord(self.call, work.turn_id, greeting=work.greeting)
+        with trace.use_span(span, end_on_exit=False):
+            task = asyncio.create_task(self._run_work(work, record))
+        self._work[work.turn_id] = _Work(task, span, record, endpointing)
+
+    async def _run_work(self, work: StartWork, record: TurnRecord) -> None:
+        try:
+            await self.pipeline.run(work, record, self._inbox.put_nowait)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._inbox.put_nowait(_WorkFailed(work.turn_id, exc))
+
+    def _work_failed(self, turn_id: int, error: BaseException, now: float) -> list[Action]:
+        log.error("call %s turn %d failed: %r", self.call.call_id, turn_id, error)
+        work = self._work.get(turn_id)
+        if work is not None:
+            work.span.record_exception(error)
+            work.span.set_status(Status(StatusCode.ERROR, str(error)))
+        apology = ReplyAudio(turn_id, FAILED_CLAUSE, "", self.machine.filler_pcm, last=True)
+        return self.machine.handle(apology, now) + self.machine.handle(WorkDone(turn_id), now)
+
+    def _cancel(self, turn_id: int, reason: str) -> None:
+        work = self._work.get(turn_id)
+        if work is None:
+            return
+        work.task.cancel()
+        work.span.set_attribute("turn.cancelled", reason)
+        if work.endpointing is not None:
+            work.endpointing.end()
+            work.endpointing = None
+
+    def _dropped(self, turn_id: int, reason: str) -> None:
+        work = self._work.pop(turn_id, None)
+        if work is None:
+            return
+        work.task.cancel()
+        if work.endpointing is not None:
+            work.endpointing.end()
+        work.span.set_attribute("turn.dropped", reason)
+        work.span.end()
+
+    def _finished(self, done: TurnFinished) -> None:
+        work = self._work.pop(done.turn_id, None)
+        if work is None:
+            return
+        record = work.record
+        record.user_text = done.user_text or record.user_text
+        record.agent_text = done.agent_text
+        record.interrupted = done.interrupted
+        record.fillers = done.fillers
+        record.voice_to_voice_s = done.voice_to_voice_s
+        self.turns.append(record)
+        work.span.set_attribute("turn.interrupted", done.interrupted)
+        work.span.set_attribute("turn.user_text", done.user_text[:256])
+        work.span.set_attribute("turn.agent_text", done.agent_text[:256])
+        work.span.end()
+        self._publish(lambda: self.sink.turn_completed(record))
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    async def _read_transport(self) -> None:
+        try:
+            async for event in self.transport.events():
+                self._inbox.put_nowait(event)
+                if isinstance(event, Hangup):
+                    return
+            self._inbox.put_nowait(Hangup("stream ended"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("call %s: transport failed: %r", self.call.call_id, exc)
+            self._inbox.put_nowait(Hangup(f"transport error: {exc}"))
+
+    async def _render_filler(self) -> None:
+        pcm = await self.fillers.get(self.peers.tts, self.call, self.config.filler_text)
+        self.machine.filler_pcm = pcm
+
+    def _publish(self, job: Callable[[], Awaitable[None]]) -> None:
+        self._sink_queue.put_nowait(job)
+
+    async def _drain_sink(self) -> None:
+        while (job := await self._sink_queue.get()) is not None:
+            try:
+                await job()
+            except Exception:
+                log.exception("call %s: sink failed", self.call.call_id)
+
+    async def _shutdown(self, reader: asyncio.Task[None], filler: asyncio.Task[None]) -> None:
+        try:
+            await self._execute(self.machine.end())
+        except Exception:
+            log.exception("call %s: ending the turn failed", self.call.call_id)
+        tasks = [reader, filler, *(w.task for w in self._work.values())]
+        for turn_id in list(self._work):
+            self._dropped(turn_id, "call ended")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self.transport.close()
+        except Exception:
+            log.debug("closing the transport failed", exc_info=True)
+
+
+def _call_attributes(call: CallInfo) -> dict[str, str]:
+    return {
+        "call.id": call.call_id,
+        "tenant": call.tenant,
+        "agent": call.agent,
+        "agent.version": call.agent_version,
+    }

@@ -1,0 +1,68 @@
+"""The transport interface the call session talks to (Twilio, Plivo; LiveKit and a browser
+softphone implement it later)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    """What a transport learned when the stream started."""
+
+    call_id: str
+    stream_id: str
+    tenant: str
+    agent: str
+    caller: str = ""
+    callee: str = ""
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioIn:
+    """One 20 ms 16 kHz PCM16 frame from the caller (640 bytes)."""
+
+    pcm: bytes
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MarkEcho:
+    """The far end has played everything sent before the mark ``name``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    reason: str
+
+
+TransportEvent = AudioIn | MarkEcho | Hangup
+
+
+class Transport(ABC):
+    """One live call's media. ``events`` ends after a ``Hangup`` (or when the peer goes away)."""
+
+    name: str = "transport"
+
+    @abstractmethod
+    def events(self) -> AsyncIterator[TransportEvent]: ...
+
+    @abstractmethod
+    async def send_audio(self, pcm: bytes) -> None:
+        """Queue 16 kHz PCM16 agent audio for playback."""
+
+    @abstractmethod
+    async def send_mark(self, name: str) -> None:
+        """Ask for a ``MarkEcho(name)`` once everything sent so far has been played."""
+
+    @abstractmethod
+    async def clear(self) -> None:
+        """Drop every queued, unplayed frame now (barge-in)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+
+from trunkline.gateway.core.clauses import ClauseSplitter, split_text
+from trunkline.gateway.core.endpointing import EndpointConfig, Endpointer, Phase, Signal
+
+pytestmark = pytest.mark.unit
+
+
+def run(endpointer: Endpointer, probs: list[float]) -> list[Signal]:
+    return [endpointer.push(p) for p in probs]
+
+
+def test_onset_needs_consecutive_voiced_frames() -> None:
+    ep = Endpointer(EndpointConfig(onset_frames=3, endpoint_ms=100))
+    assert run(ep, [0.9, 0.9, 0.1, 0.9, 0.9]) == [Signal.NONE] * 5
+    assert ep.push(0.9) is Signal.SPEECH_START
+    assert ep.phase is Phase.SPEECH
+
+
+def test_pause_then_endpoint_after_configured_silence() -> None:
+    ep = Endpointer(EndpointConfig(onset_frames=1, endpoint_ms=100))
+    assert ep.push(0.9) is Signal.SPEECH_START
+    signals = run(ep, [0.1] * 5)
+    assert signals == [Signal.PAUSE, Signal.NONE, Signal.NONE, Signal.NONE, Signal.ENDPOINT]
+    assert ep.phase is Phase.SILENCE
+
+
+def test_speech_during_pause_resumes_and_restarts_the_silence_count() -> None:
+    ep = Endpointer(EndpointConfig(onset_frames=1, endpoint_ms=60))
+    run(ep, [0.9, 0.1, 0.1])
+    assert ep.push(0.8) is Signal.RESUME
+    assert run(ep, [0.1, 0.1, 0.1]) == [Signal.PAUSE, Signal.NONE, Signal.ENDPOINT]
+
+
+def test_hysteresis_band_keeps_speech_going() -> None:
+    ep = Endpointer(EndpointConfig(threshold=0.5, release_threshold=0.3, onset_frames=1))
+    ep.push(0.9)
+    assert run(ep, [0.4, 0.4, 0.4]) == [Signal.NONE] * 3
+    assert ep.phase is Phase.SPEECH
+
+
+def test_invalid_config_is_refused() -> None:
+    with pytest.raises(ValueError, match="release_threshold"):
+        EndpointConfig(threshold=0.3, release_threshold=0.5)
+    with pytest.raises(ValueError, match="endpoint_ms"):
+        EndpointConfig(endpoint_ms=10)
+
+
+def test_clauses_cut_at_sentence_ends_and_long_enough_commas() -> None:
+    splitter = ClauseSplitter(min_clause_words=3)
+    out: list[str] = []
+    deltas = ["Sure, ", "we are open ", "from nine to five, Monday", " to Friday. And", " then"]
+    for delta in deltas:
+        out += splitter.push(delta)
+    assert out == ["Sure, we are open from nine to five,", "Monday to Friday."]
+    assert splitter.flush() == ["And then"]
+    assert splitter.flush() == []
+
+
+def test_split_text_of_a_whole_answer() -> None:
+    assert split_text("Hello! How can I help you today?") == ["Hello!", "How can I help you today?"]
+
+
+def test_overlong_text_without_punctuation_is_cut_at_a_space() -> None:
+    splitter = ClauseSplitter(max_clause_chars=20)
+    out = splitter.push("one two three four five six seven")
+    assert out == ["one two three four"]

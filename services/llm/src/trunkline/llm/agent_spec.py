@@ -1,0 +1,220 @@
+"""The agent spec: one versioned agent as data (DESIGN.md §4), loadable from YAML.
+
+Self-contained on purpose (only pydantic and PyYAML) so it can move into a shared lib unchanged.
+Every model is frozen and rejects unknown keys, so a typo in a YAML file is an error, not a
+silently ignored setting.
+
+Example::
+
+    spec = load_agent_spec(Path("agents/acme-dental.yaml"))
+    spec.ref                     # "acme-dental@1.0.0"
+    spec.tools_for_role("caller")
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "AgentSpec",
+    "AgentSpecError",
+    "Escalation",
+    "ModelSpec",
+    "QualifiedOutcome",
+    "RankMode",
+    "Retrieval",
+    "RiskLevel",
+    "Sampling",
+    "TokenBudget",
+    "ToolSpec",
+    "Voice",
+    "load_agent_spec",
+    "parse_agent_spec",
+]
+
+_SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_TOOL_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+_VERSION = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,62}$"
+
+
+class AgentSpecError(ValueError):
+    """An agent spec that cannot be read or is invalid; the message lists every problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"  # needs a human approval before it runs
+
+
+class RankMode(StrEnum):
+    CROSS_ENCODER = "cross_encoder"  # a scoring endpoint (vLLM / TEI)
+    EMBEDDED = "embedded"  # the in-process fallback ranker
+    NONE = "none"  # keep vector-search order
+
+
+class Sampling(_Strict):
+    temperature: float = Field(default=0.3, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    max_reply_tokens: int = Field(default=160, gt=0, le=8192)
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+class ModelSpec(_Strict):
+    name: str = Field(default="smollm2-135m-instruct", min_length=1)
+    sampling: Sampling = Sampling()
+
+
+class TokenBudget(_Strict):
+    """Prompt tokens: system prompt + tools + context block + history + the new user turn."""
+
+    prompt_tokens: int = Field(default=1536, gt=0)
+
+
+class Voice(_Strict):
+    name: str = Field(default="en_US-joe-medium", min_length=1)
+    language: str = Field(default="en-US", min_length=2)
+    speaking_rate: float = Field(default=1.0, gt=0.0, le=3.0)
+
+
+class ToolSpec(_Strict):
+    name: str = Field(pattern=_TOOL_NAME)
+    description: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON schema of the arguments; must be an object schema",
+    )
+    endpoint: str = Field(min_length=1, description="where the tool executor sends the call")
+    allowed_roles: tuple[str, ...] = Field(min_length=1)
+    risk: RiskLevel = RiskLevel.LOW
+    timeout_s: float = Field(default=3.0, gt=0.0, le=60.0)
+
+    @field_validator("parameters")
+    @classmethod
+    def _object_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value.get("type") != "object":
+            raise ValueError("parameters must be a JSON schema with type: object")
+        props = value.get("properties", {})
+        if not isinstance(props, dict):
+            raise ValueError("parameters.properties must be a mapping")
+        required = value.get("required", [])
+        if not isinstance(required, list) or any(r not in props for r in required):
+            raise ValueError("parameters.required must list names present in properties")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://", "builtin:")):
+            raise ValueError("endpoint must be an http(s):// URL or builtin:<name>")
+        return value
+
+    @property
+    def requires_approval(self) -> bool:
+        return self.risk is RiskLevel.HIGH
+
+
+class Retrieval(_Strict):
+    top_k: int = Field(default=4, ge=1, le=50)
+    rank_mode: RankMode = RankMode.EMBEDDED
+    token_budget: int = Field(default=400, gt=0, description="tokens for the context block")
+    data_sources: tuple[str, ...] = ()
+
+
+class Escalation(_Strict):
+    frustration_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+    out_of_domain_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    low_confidence_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    max_failed_turns: int = Field(default=2, ge=1)
+    handoff_message: str = "Let me connect you with a colleague who can help."
+
+
+class QualifiedOutcome(_Strict):
+    description: str = Field(min_length=1)
+    tool: str | None = Field(default=None, description="a successful call of it qualifies")
+
+
+class AgentSpec(_Strict):
+    name: str = Field(pattern=_SLUG)
+    version: str = Field(pattern=_VERSION)
+    description: str = ""
+    system_prompt: str = Field(min_length=1)
+    greeting: str = Field(min_length=1)
+    model: ModelSpec = ModelSpec()
+    token_budget: TokenBudget = TokenBudget()
+    voice: Voice = Voice()
+    tools: tuple[ToolSpec, ...] = ()
+    retrieval: Retrieval = Retrieval()
+    escalation: Escalation = Escalation()
+    qualified_outcome: QualifiedOutcome | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [t.name for t in self.tools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate tool names: {', '.join(duplicates)}")
+        outcome = self.qualified_outcome
+        if outcome is not None and outcome.tool is not None and outcome.tool not in names:
+            raise ValueError(f"qualified_outcome.tool {outcome.tool!r} is not a declared tool")
+        if self.model.sampling.max_reply_tokens >= self.token_budget.prompt_tokens:
+            raise ValueError(
+                "model.sampling.max_reply_tokens must be smaller than token_budget.prompt_tokens"
+            )
+        return self
+
+    @property
+    def ref(self) -> str:
+        """``name@version``: what every turn records."""
+        return f"{self.name}@{self.version}"
+
+    def tool(self, name: str) -> ToolSpec:
+        for tool in self.tools:
+            if tool.name == name:
+                return tool
+        raise KeyError(f"agent {self.ref} has no tool {name!r}")
+
+    def tools_for_role(self, role: str) -> tuple[ToolSpec, ...]:
+        """The tools a caller with ``role`` may trigger (and so the model may see)."""
+        return tuple(t for t in self.tools if role in t.allowed_roles or "*" in t.allowed_roles)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_agent_spec(text: str, source: str = "<string>") -> AgentSpec:
+    """Parse one agent spec from YAML text; raise :class:`AgentSpecError` naming every problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise AgentSpecError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise AgentSpecError(f"{source}: an agent spec must be a mapping at the top level")
+    try:
+        return AgentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise AgentSpecError(f"{source}: invalid agent spec:\n{_describe(exc)}") from exc
+
+
+def load_agent_spec(path: Path) -> AgentSpec:
+    """Read and validate an agent spec YAML file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AgentSpecError(f"{path}: cannot read agent spec: {exc}") from exc
+    return parse_agent_spec(text, source=str(path))

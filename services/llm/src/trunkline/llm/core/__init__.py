@@ -1,0 +1,62 @@
+"""The LLM service's pure core: domain types, prompt compilation, the text tool-call protocol.
+
+No I/O and no backend SDKs here (enforced by import-linter).
+"""
+
+from trunkline.llm.core.prompt import (
+    CompiledPrompt,
+    ContextChunk,
+    PromptBudgetError,
+    PromptInput,
+    compile_prompt,
+)
+from trunkline.llm.core.tool_protocol import (
+    TOOL_CALL_CLOSE,
+    TOOL_CALL_OPEN,
+    MalformedToolCall,
+    ToolCallStreamParser,
+    render_tool_instructions,
+    to_text_protocol,
+)
+from trunkline.llm.core.types import (
+    BackendEvent,
+    ChatMessage,
+    Done,
+    GenerationEvent,
+    GenerationRequest,
+    Role,
+    SamplingParams,
+    Stop,
+    TextDelta,
+    ToolCall,
+    ToolCallEvent,
+    ToolSchema,
+    Usage,
+)
+
+__all__ = [
+    "TOOL_CALL_CLOSE",
+    "TOOL_CALL_OPEN",
+    "BackendEvent",
+    "ChatMessage",
+    "CompiledPrompt",
+    "ContextChunk",
+    "Done",
+    "GenerationEvent",
+    "GenerationRequest",
+    "MalformedToolCall",
+    "PromptBudgetError",
+    "PromptInput",
+    "Role",
+    "SamplingParams",
+    "Stop",
+    "TextDelta",
+    "ToolCall",
+    "ToolCallEvent",
+    "ToolCallStreamParser",
+    "ToolSchema",
+    "Usage",
+    "compile_prompt",
+    "render_tool_instructions",
+    "to_text_protocol",
+]

