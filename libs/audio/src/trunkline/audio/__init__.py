@@ -2,9 +2,11 @@
 
 The internal frame type is :class:`AudioFrame`: 16 kHz mono PCM16, 20 ms (640 bytes).
 Transport adapters convert with :class:`InboundMulaw8k` / :class:`OutboundMulaw8k` (telephony
-media streams) or a :class:`Resampler` plus a :class:`Framer`.
+media streams; a low-latency :class:`FirResampler` by default) or a :class:`Resampler` plus a
+:class:`Framer`.
 """
 
+from trunkline.audio.fir import FirResampler
 from trunkline.audio.frames import (
     FRAME_BYTES,
     FRAME_MS,
@@ -41,6 +43,7 @@ __all__ = [
     "SUPPORTED_RATES",
     "TELEPHONY_RATE",
     "AudioFrame",
+    "FirResampler",
     "Framer",
     "InboundMulaw8k",
     "OutboundMulaw8k",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Literal
 
+from trunkline.audio.fir import FirResampler
 from trunkline.audio.frames import INTERNAL_RATE, AudioFrame, Framer
 from trunkline.audio.mulaw import mulaw_decode, mulaw_encode
 from trunkline.audio.pcm import int16_to_pcm16, pcm16_to_int16
@@ -13,6 +15,17 @@ from trunkline.audio.resample import Quality, Resampler, resample
 TELEPHONY_RATE = 8000
 MULAW_FRAME_BYTES = TELEPHONY_RATE * 20 // 1000  # 160 bytes = 20 ms of mu-law at 8 kHz
 MULAW_SILENCE = b"\xff"
+
+StreamQuality = Quality | Literal["FIR"]
+"""``"FIR"`` (default for live streams): a short FIR, ~1-2 ms delay; integer ratios only."""
+
+
+def _stream_resampler(
+    in_rate: int, out_rate: int, quality: StreamQuality
+) -> Resampler | FirResampler:
+    if quality == "FIR" and max(in_rate, out_rate) % min(in_rate, out_rate) == 0:
+        return FirResampler(in_rate, out_rate)
+    return Resampler(in_rate, out_rate, "HQ" if quality == "FIR" else quality)
 
 
 def decode_payload(payload_b64: str) -> bytes:
@@ -38,12 +51,12 @@ def outbound_to_mulaw8k(pcm: bytes, in_rate: int = INTERNAL_RATE, quality: Quali
 class InboundMulaw8k:
     """Streaming: media payloads in, internal 20 ms 16 kHz ``AudioFrame``s out."""
 
-    def __init__(self, quality: Quality = "HQ") -> None:
-        self._resampler = Resampler(TELEPHONY_RATE, INTERNAL_RATE, quality)
+    def __init__(self, quality: StreamQuality = "FIR") -> None:
+        self._resampler = _stream_resampler(TELEPHONY_RATE, INTERNAL_RATE, quality)
         self._framer = Framer(INTERNAL_RATE)
 
     def push(self, payload_b64: str) -> list[AudioFrame]:
-        """Decode one payload; return the frames now complete (soxr may hold some back)."""
+        """Decode one payload; return the frames now complete (FIR: ~1 ms held back)."""
         samples = mulaw_decode(decode_payload(payload_b64))
         return self._framer.push(int16_to_pcm16(self._resampler.process(samples)))
 
@@ -57,8 +70,8 @@ class InboundMulaw8k:
 class OutboundMulaw8k:
     """Streaming: PCM16 at ``in_rate`` in, base64 mu-law 8 kHz payloads of 20 ms out."""
 
-    def __init__(self, in_rate: int = INTERNAL_RATE, quality: Quality = "HQ") -> None:
-        self._resampler = Resampler(in_rate, TELEPHONY_RATE, quality)
+    def __init__(self, in_rate: int = INTERNAL_RATE, quality: StreamQuality = "FIR") -> None:
+        self._resampler = _stream_resampler(in_rate, TELEPHONY_RATE, quality)
         self._buffer = bytearray()
 
     def _payloads(self) -> list[str]:
