@@ -20,7 +20,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def bus(nats_server: NatsServer, span_recorder: SpanRecorder) -> AsyncIterator[Bus]:
-    connected = await Bus.connect(nats_server.url, name="test", tracer_provider=span_recorder.provider)
+    connected = await Bus.connect(
+        nats_server.url, name="test", tracer_provider=span_recorder.provider
+    )
     yield connected
     await connected.close()
 
@@ -48,9 +50,12 @@ async def test_subscriber_continues_the_publishers_trace(
 
     producer = span_recorder.named(f"{subject} publish")
     consumer = span_recorder.named(f"{subject} process")
-    assert producer.kind is SpanKind.PRODUCER and consumer.kind is SpanKind.CONSUMER
-    assert producer.parent is not None and producer.parent.span_id == root.get_span_context().span_id
-    assert consumer.parent is not None and consumer.parent.span_id == producer.context.span_id
+    assert producer.kind is SpanKind.PRODUCER
+    assert consumer.kind is SpanKind.CONSUMER
+    assert producer.parent is not None
+    assert producer.parent.span_id == root.get_span_context().span_id
+    assert consumer.parent is not None
+    assert consumer.parent.span_id == producer.context.span_id
 
 
 async def test_request_reply_and_no_responder(bus: Bus) -> None:

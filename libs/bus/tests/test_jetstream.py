@@ -93,7 +93,7 @@ async def test_unacked_events_survive_consumer_and_server_restart(nats_server: N
 
 
 async def test_msg_id_deduplicates(nats_server: NatsServer) -> None:
-    stream, consumer = _specs()
+    stream, _ = _specs()
     prefix = stream.subjects[0].removesuffix(">")
     bus = await Bus.connect(nats_server.url)
     try:

@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 pytestmark = pytest.mark.unit
@@ -108,7 +108,8 @@ def message_classes() -> list[Any]:
     return found
 
 
-def sample_scalar(field: FieldDescriptor) -> Any:
+# Descriptors are typed as a union of the pure-Python and upb classes: read them as Any.
+def sample_scalar(field: Any) -> Any:
     kind = field.type
     if kind == FieldDescriptor.TYPE_STRING:
         return f"{field.name}-value"
@@ -123,15 +124,16 @@ def sample_scalar(field: FieldDescriptor) -> Any:
     return 7
 
 
-def is_map(field: FieldDescriptor) -> bool:
-    message_type: Descriptor | None = field.message_type
-    return message_type is not None and message_type.GetOptions().map_entry
+def is_map(field: Any) -> bool:
+    message_type = field.message_type
+    return message_type is not None and bool(message_type.GetOptions().map_entry)
 
 
 def populate(message: Message, depth: int = 0) -> int:
     """Set every field (the first member of each oneof); return how many were set."""
     count = 0
-    for field in message.DESCRIPTOR.fields:
+    fields: list[Any] = list(message.DESCRIPTOR.fields)
+    for field in fields:
         oneof = field.containing_oneof
         if oneof is not None and oneof.fields[0] is not field:
             continue

@@ -98,14 +98,19 @@ def _check_chain(recorder: SpanRecorder, method: str, work: str) -> tuple[Readab
     assert works
     trace_ids = {s.context.trace_id for s in (root, client, server, *works)}
     assert trace_ids == {root.context.trace_id}
-    assert client.parent is not None and client.parent.span_id == root.context.span_id
-    assert server.parent is not None and server.parent.span_id == client.context.span_id
+    assert client.parent is not None
+    assert client.parent.span_id == root.context.span_id
+    assert server.parent is not None
+    assert server.parent.span_id == client.context.span_id
     assert server.parent.is_remote
     for span in works:
-        assert span.parent is not None and span.parent.span_id == server.context.span_id
+        assert span.parent is not None
+        assert span.parent.span_id == server.context.span_id
         # the handler's spans lie inside the server span's lifetime
-        assert server.start_time is not None and span.start_time is not None
-        assert server.end_time is not None and span.end_time is not None
+        assert server.start_time is not None
+        assert span.start_time is not None
+        assert server.end_time is not None
+        assert span.end_time is not None
         assert server.start_time <= span.start_time <= span.end_time <= server.end_time
     for span in (client, server):
         assert span.attributes is not None
@@ -120,14 +125,16 @@ async def _requests(*items: bytes) -> AsyncIterator[bytes]:
 
 
 async def test_unary_unary(channel: aio.Channel, span_recorder: SpanRecorder) -> None:
-    call = channel.unary_unary(f"/{SERVICE}/Unary")
+    call: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE}/Unary")
     with trace.get_tracer("test").start_as_current_span("root"):
         assert await call(b"hi") == b"HI"
     _check_chain(span_recorder, "Unary", "unary")
 
 
 async def test_unary_stream(channel: aio.Channel, span_recorder: SpanRecorder) -> None:
-    method = channel.unary_stream(f"/{SERVICE}/ServerStream")
+    method: aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+        f"/{SERVICE}/ServerStream"
+    )
     with trace.get_tracer("test").start_as_current_span("root"):
         parts = [part async for part in method(b"a b c")]
     assert parts == [b"a", b"b", b"c"]
@@ -136,7 +143,9 @@ async def test_unary_stream(channel: aio.Channel, span_recorder: SpanRecorder) -
 
 
 async def test_stream_unary(channel: aio.Channel, span_recorder: SpanRecorder) -> None:
-    method = channel.stream_unary(f"/{SERVICE}/ClientStream")
+    method: aio.StreamUnaryMultiCallable[bytes, bytes] = channel.stream_unary(
+        f"/{SERVICE}/ClientStream"
+    )
     with trace.get_tracer("test").start_as_current_span("root"):
         assert await method(_requests(b"x", b"y")) == b"x+y"
     _check_chain(span_recorder, "ClientStream", "client_stream")
@@ -145,7 +154,7 @@ async def test_stream_unary(channel: aio.Channel, span_recorder: SpanRecorder) -
 async def test_stream_stream_with_write_and_read(
     channel: aio.Channel, span_recorder: SpanRecorder
 ) -> None:
-    method = channel.stream_stream(f"/{SERVICE}/Bidi")
+    method: aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(f"/{SERVICE}/Bidi")
     with trace.get_tracer("test").start_as_current_span("root"):
         call = method()
         await call.write(b"abc")
@@ -161,7 +170,7 @@ async def test_stream_stream_with_write_and_read(
 
 
 async def test_error_status_is_recorded(channel: aio.Channel, span_recorder: SpanRecorder) -> None:
-    method = channel.unary_unary(f"/{SERVICE}/Fail")
+    method: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE}/Fail")
     with pytest.raises(aio.AioRpcError) as caught:
         await method(b"x")
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
@@ -182,8 +191,11 @@ async def test_rpc_duration_histograms(span_recorder: SpanRecorder) -> None:
     await server.start()
     interceptors = client_interceptors(span_recorder.provider, meters)
     async with aio.insecure_channel(f"127.0.0.1:{port}", interceptors=interceptors) as chan:
-        await chan.unary_unary(f"/{SERVICE}/Unary")(b"a")
-        await chan.unary_unary(f"/{SERVICE}/Unary")(b"b")
+        unary_call: aio.UnaryUnaryMultiCallable[bytes, bytes] = chan.unary_unary(
+            f"/{SERVICE}/Unary"
+        )
+        await unary_call(b"a")
+        await unary_call(b"b")
     await server.stop(None)
     text = registry_for(reader).get_sample_value(
         "rpc_server_duration_ms_count",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from grpc import aio
-from opentelemetry.trace import SpanKind
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from trunkline.devservers import NatsServer
 from trunkline.telemetry import setup_telemetry
@@ -58,7 +58,10 @@ async def test_trace_crosses_grpc_stream_and_nats(
             f"127.0.0.1:{port}", interceptors=telemetry.client_interceptors()
         ) as channel:
             with tracer.start_as_current_span("client.turn"):
-                call = channel.stream_stream("/test.Relay/Chat")()
+                chat: aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+                    "/test.Relay/Chat"
+                )
+                call = chat()
                 await call.write(b"hello")
                 assert await call.read() == b"relayed:hello"
                 await call.done_writing()
@@ -68,7 +71,7 @@ async def test_trace_crosses_grpc_stream_and_nats(
         assert await asyncio.wait_for(listener.wait(), 30) == 0
         relay.terminate()
         assert await asyncio.wait_for(relay.wait(), 30) == 0
-        telemetry.shutdown()
+        await asyncio.to_thread(telemetry.shutdown)
 
         spans = await otlp_sink.wait_for(lambda got: len(got) >= 6, timeout=30)
     finally:
@@ -76,7 +79,7 @@ async def test_trace_crosses_grpc_stream_and_nats(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        telemetry.shutdown()
+        await asyncio.to_thread(telemetry.shutdown)
 
     root = _one(spans, "client.turn", "peer-client")
     client = _one(spans, "test.Relay/Chat", "peer-client")
@@ -92,6 +95,7 @@ async def test_trace_crosses_grpc_stream_and_nats(
     assert produce.parent_span_id == server.span_id
     assert consume.parent_span_id == produce.span_id
     assert handle.parent_span_id == consume.span_id
-    assert (client.kind, server.kind) == (SpanKind.CLIENT.value + 1, SpanKind.SERVER.value + 1)
+    assert (client.kind, server.kind) == (OtlpSpan.SPAN_KIND_CLIENT, OtlpSpan.SPAN_KIND_SERVER)
+    assert consume.kind == OtlpSpan.SPAN_KIND_CONSUMER
     assert server.attributes["rpc.grpc.status_code"] == 0
     assert handle.attributes["text"] == "hello"

@@ -80,8 +80,10 @@ def test_every_problem_is_listed_with_the_source() -> None:
             "    allowed_roles: [c]\n    parameters: {type: object, required: [q]}\n",
             "required must list",
         ),
-        ("tools:\n  - {name: a, description: d, endpoint: 'http://x', allowed_roles: []}\n",
-         "allowed_roles"),
+        (
+            "tools:\n  - {name: a, description: d, endpoint: 'http://x', allowed_roles: []}\n",
+            "allowed_roles",
+        ),
         ("token_budget: {prompt_tokens: 100}\n", "max_reply_tokens must be smaller"),
     ],
 )

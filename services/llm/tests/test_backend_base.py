@@ -66,7 +66,9 @@ class ScriptedBackend(LlmBackend):
             self.closed += 1
 
 
-def backend(*scripts: Sequence[BackendEvent | Exception | None], **policy: float) -> ScriptedBackend:
+def backend(
+    *scripts: Sequence[BackendEvent | Exception | None], **policy: float
+) -> ScriptedBackend:
     registry = CollectorRegistry()
     return ScriptedBackend(
         scripts,
@@ -133,9 +135,13 @@ async def test_retries_are_bounded() -> None:
 async def test_no_retry_once_text_was_streamed() -> None:
     b = backend([TextDelta("half"), BackendUnavailableError("gone")], [TextDelta("x")], retries=3)
     seen: list[GenerationEvent] = []
-    with pytest.raises(BackendUnavailableError):
+
+    async def consume() -> None:
         async for event in b.generate(REQUEST):
             seen.append(event)
+
+    with pytest.raises(BackendUnavailableError):
+        await consume()
     assert seen == [TextDelta("half")]
     assert b.attempts == 1
 
@@ -180,5 +186,5 @@ async def test_cancelling_the_consumer_task_closes_a_blocked_backend() -> None:
 
 async def test_malformed_tool_call_is_counted() -> None:
     b = backend([Stop("stop")])
-    b._malformed_tool_call(MalformedToolCall("{x", "not JSON"))  # noqa: SLF001
+    b._malformed_tool_call(MalformedToolCall("{x", "not JSON"))
     assert sample(b, "trunkline_llm_tool_calls_total", status="malformed") == 1

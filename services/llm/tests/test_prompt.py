@@ -5,9 +5,9 @@ from trunkline.llm.core import (
     ChatMessage,
     ContextChunk,
     PromptBudgetError,
-    PromptInput,
     ToolCall,
     compile_prompt,
+    prompt_from_spec,
 )
 
 pytestmark = pytest.mark.unit
@@ -56,7 +56,7 @@ def history(turns: int) -> list[ChatMessage]:
 
 def test_layout_system_history_user_and_sampling() -> None:
     compiled = compile_prompt(
-        PromptInput(
+        prompt_from_spec(
             spec=spec(),
             history=history(1),
             user_text="When are you open?",
@@ -81,9 +81,9 @@ def test_layout_system_history_user_and_sampling() -> None:
 
 
 def test_tools_are_filtered_by_caller_role() -> None:
-    caller = compile_prompt(PromptInput(spec(), [], "hi", caller_role="caller"), words)
-    operator = compile_prompt(PromptInput(spec(), [], "hi", caller_role="operator"), words)
-    guest = compile_prompt(PromptInput(spec(), [], "hi", caller_role="guest"), words)
+    caller = compile_prompt(prompt_from_spec(spec(), [], "hi", caller_role="caller"), words)
+    operator = compile_prompt(prompt_from_spec(spec(), [], "hi", caller_role="operator"), words)
+    guest = compile_prompt(prompt_from_spec(spec(), [], "hi", caller_role="guest"), words)
     assert [t.name for t in caller.request.tools] == ["lookup_account"]
     assert [t.name for t in operator.request.tools] == ["refund"]
     assert guest.request.tools == ()
@@ -92,7 +92,7 @@ def test_tools_are_filtered_by_caller_role() -> None:
 
 
 def test_text_mode_puts_the_protocol_in_the_system_prompt() -> None:
-    compiled = compile_prompt(PromptInput(spec(), [], "hi"), words, tool_mode="text")
+    compiled = compile_prompt(prompt_from_spec(spec(), [], "hi"), words, tool_mode="text")
     system = compiled.request.messages[0].content
     assert "<tool_call>" in system
     assert "lookup_account" in system
@@ -100,9 +100,9 @@ def test_text_mode_puts_the_protocol_in_the_system_prompt() -> None:
 
 
 def test_oldest_history_is_trimmed_first_to_fit_the_budget() -> None:
-    full = compile_prompt(PromptInput(spec(budget=10_000), history(10), "now?"), words)
+    full = compile_prompt(prompt_from_spec(spec(budget=10_000), history(10), "now?"), words)
     budget = full.prompt_tokens - 20
-    compiled = compile_prompt(PromptInput(spec(budget=budget), history(10), "now?"), words)
+    compiled = compile_prompt(prompt_from_spec(spec(budget=budget), history(10), "now?"), words)
     assert compiled.prompt_tokens <= budget
     assert compiled.history_dropped > 0
     kept = compiled.request.messages[1:-1]
@@ -118,19 +118,19 @@ def test_trimming_never_leaves_a_tool_result_without_its_call() -> None:
         ChatMessage("tool", "balance 10", tool_call_id="c1", name="lookup_account"),
         ChatMessage("assistant", "Your balance is 10."),
     ]
-    base = compile_prompt(PromptInput(spec(budget=10_000), [], "next"), words).prompt_tokens
+    base = compile_prompt(prompt_from_spec(spec(budget=10_000), [], "next"), words).prompt_tokens
     # room for the last two messages only: the tool result would lead without its call
     budget = base + (words("balance 10") + 4) + (words("Your balance is 10.") + 4)
-    compiled = compile_prompt(PromptInput(spec(budget=budget), past, "next"), words)
+    compiled = compile_prompt(prompt_from_spec(spec(budget=budget), past, "next"), words)
     kept = compiled.request.messages[1:-1]
     assert kept == (ChatMessage("assistant", "Your balance is 10."),)
 
 
 def test_lowest_ranked_context_goes_when_history_cannot_make_room() -> None:
     chunks = [ContextChunk(str(i), "kb", "fact " * 30) for i in range(1, 4)]
-    no_ctx = compile_prompt(PromptInput(spec(budget=10_000), [], "q"), words).prompt_tokens
+    no_ctx = compile_prompt(prompt_from_spec(spec(budget=10_000), [], "q"), words).prompt_tokens
     budget = no_ctx + 2 * 32 + 12
-    compiled = compile_prompt(PromptInput(spec(budget=budget), [], "q", context=chunks), words)
+    compiled = compile_prompt(prompt_from_spec(spec(budget=budget), [], "q", context=chunks), words)
     assert compiled.context_kept == 2
     assert compiled.context_dropped == 1
     assert "[2] (kb)" in compiled.request.messages[0].content
@@ -140,7 +140,7 @@ def test_lowest_ranked_context_goes_when_history_cannot_make_room() -> None:
 def test_budget_too_small_for_the_essentials_is_a_clear_error() -> None:
     small = spec(budget=20)
     with pytest.raises(PromptBudgetError, match="acme@2: system prompt, tools and the user turn"):
-        compile_prompt(PromptInput(small, [], "a long question " * 10), words)
+        compile_prompt(prompt_from_spec(small, [], "a long question " * 10), words)
 
 
 def test_continuation_after_tool_results_has_no_new_user_turn() -> None:
@@ -150,5 +150,5 @@ def test_continuation_after_tool_results_has_no_new_user_turn() -> None:
         ChatMessage("assistant", "", tool_calls=(call,)),
         ChatMessage("tool", "balance 10", tool_call_id="c1", name="lookup_account"),
     ]
-    compiled = compile_prompt(PromptInput(spec(), past, None), words)
+    compiled = compile_prompt(prompt_from_spec(spec(), past, None), words)
     assert compiled.request.messages[-1].role == "tool"

@@ -148,3 +148,8 @@ def test_native_history_is_rewritten_for_text_models() -> None:
     assert out[2].role == "user"
     assert out[2].content.startswith("<tool_response>")
     assert '"name": "lookup_account"' in out[2].content
+
+
+def test_an_echoed_tool_response_is_dropped_not_spoken() -> None:
+    text = 'Sure.<tool_response>{"name": "x", "content": "1"}</tool_response> Bye.<tool_response>{'
+    assert spoken(run(list(text))) == "Sure. Bye."

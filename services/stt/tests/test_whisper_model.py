@@ -48,7 +48,7 @@ async def speak(synth: PiperSynthesizer, text: str) -> bytes:
     "text",
     [
         "Thanks for calling, how can I help you today?",
-        "Can you book me an appointment for Tuesday afternoon?",
+        "Please transfer me to a human agent.",
     ],
 )
 async def test_tts_sentence_transcribed_back_gives_the_same_words(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import TypeVar
 
 from google.protobuf.message import Message
@@ -66,7 +66,9 @@ class BusBase(abc.ABC):
         A repeated ``msg_id`` within the stream's duplicate window is stored once."""
 
     @abc.abstractmethod
-    def durable_messages(self, spec: ConsumerSpec, batch: int = 10) -> AsyncIterator[Delivery]:
+    def durable_messages(
+        self, spec: ConsumerSpec, batch: int = 10
+    ) -> AsyncGenerator[Delivery, None]:
         """Messages of the durable consumer ``spec`` (created if missing), not yet acked,
         forever; stop by breaking out of the loop."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -84,7 +84,8 @@ class Bus(BusBase):
             return server, backoff_delay(server.reconnects, reconnect_base, reconnect_max)
 
         async def on_disconnect() -> None:
-            log.warning("bus %s disconnected from NATS; reconnecting", name)
+            if not client.is_closed:
+                log.warning("bus %s disconnected from NATS; reconnecting", name)
             if holder:
                 holder[0]._connected.clear()
 
@@ -242,7 +243,7 @@ class Bus(BusBase):
 
     async def durable_messages(
         self, spec: ConsumerSpec, batch: int = 10, fetch_wait: float = 1.0
-    ) -> AsyncIterator[Delivery]:
+    ) -> AsyncGenerator[Delivery, None]:
         """Pull from the durable consumer; survives reconnects. Wrap in ``contextlib.aclosing``
         to release the pull subscription as soon as the loop ends."""
         await self.ensure_consumer(spec)

@@ -17,7 +17,15 @@ RPCs not built yet are declared :class:`Unimplemented`; peers are reached with
 :func:`channel` and probed with :func:`health_status` / :func:`wait_healthy`.
 """
 
-from trunkline.runtime.client import DOWN, channel, channel_options, health_status, wait_healthy
+from trunkline.runtime.background import Connecting
+from trunkline.runtime.client import (
+    DOWN,
+    channel,
+    channel_options,
+    health_status,
+    peers_serving,
+    wait_healthy,
+)
 from trunkline.runtime.guard import RequestGuard
 from trunkline.runtime.health import HealthService
 from trunkline.runtime.main import run
@@ -34,6 +42,7 @@ from trunkline.runtime.validation import tenant_problem
 
 __all__ = [
     "DOWN",
+    "Connecting",
     "HealthService",
     "ReadyCheck",
     "Register",
@@ -45,6 +54,7 @@ __all__ = [
     "channel",
     "channel_options",
     "health_status",
+    "peers_serving",
     "run",
     "serve",
     "server_options",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 
 import grpc
 from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
@@ -75,3 +76,9 @@ async def wait_healthy(addr: str, service: str = "", timeout: float = 30.0) -> N
             )
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+async def peers_serving(addrs: Iterable[str], timeout: float = 1.0) -> bool:  # noqa: ASYNC109
+    """True when every ``host:port`` in ``addrs`` reports its process SERVING."""
+    statuses = await asyncio.gather(*(health_status(addr, timeout=timeout) for addr in addrs))
+    return all(status == "SERVING" for status in statuses)

@@ -49,11 +49,14 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return guard_handler(handler, handler_call_details.method)
+        return guard_handler(handler, handler_call_details.method.lstrip("/"))
 
 
 def guard_handler(handler: Handler, method: str) -> Handler:
-    """Return ``handler`` wrapped with the request guard (unchanged if it is not async)."""
+    """Return ``handler`` wrapped with the request guard (unchanged if it is not async).
+
+    ``method`` (``package.Service/Method``) prefixes every error message.
+    """
     decode = _guarded_deserializer(handler.request_deserializer, method)
     serialize = handler.response_serializer
     if handler.unary_unary is not None and _is_async(handler.unary_unary):

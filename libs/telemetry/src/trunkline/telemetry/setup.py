@@ -33,6 +33,7 @@ class Telemetry:
     registry: CollectorRegistry
     metrics_port: int | None = None
     _http: tuple[WSGIServer, threading.Thread] | None = field(default=None, repr=False)
+    _closed: bool = field(default=False, repr=False)
 
     def tracer(self, name: str) -> trace.Tracer:
         return self.tracer_provider.get_tracer(name)
@@ -55,7 +56,14 @@ class Telemetry:
         return self.tracer_provider.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
-        """Flush and stop exporters and the metrics endpoint. Safe to call twice."""
+        """Flush and stop exporters and the metrics endpoint. Safe to call twice.
+
+        It blocks while spans are exported: from a coroutine whose event loop also serves the
+        receiver (a test's in-process sink), call it through ``asyncio.to_thread``.
+        """
+        if self._closed:
+            return
+        self._closed = True
         if self._http is not None:
             server, thread = self._http
             server.shutdown()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -208,7 +208,7 @@ class FakeBus(BusBase):
 
     async def durable_messages(
         self, spec: ConsumerSpec, batch: int = 10
-    ) -> AsyncIterator[Delivery]:
+    ) -> AsyncGenerator[Delivery, None]:
         consumer = self._consumer(spec)
         while not self.closed:
             consumer.changed.clear()

@@ -41,7 +41,7 @@ MAX_QUERY_CHARS = 2000
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
     enabled: bool = True
-    threshold: float = 0.9
+    threshold: float = 0.85
     ttl_s: int = 3600
 
 

@@ -60,7 +60,7 @@ class RetrievalSpec(_Strict):
     rank_mode: RankMode = RankMode.EMBEDDED
     token_budget: int = Field(default=400, gt=0, le=32000)
     near_duplicate_threshold: float = Field(default=0.8, gt=0, le=1)
-    min_confidence: float = Field(default=0.3, ge=0, le=1, description="below: out of domain")
+    min_confidence: float = Field(default=0.25, ge=0, le=1, description="below: out of domain")
     data_sources: tuple[DataSourceSpec, ...] = ()
     set_operations: tuple[SetOperation, ...] = ()
 

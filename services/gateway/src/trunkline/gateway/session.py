@@ -134,8 +134,9 @@ class CallSession:
         if self.metrics is not None:
             self.metrics.calls.add(1)
         sink_worker = asyncio.create_task(self._drain_sink())
-        reader = asyncio.create_task(self._read_transport())
-        filler = asyncio.create_task(self._render_filler())
+        with trace.use_span(span, end_on_exit=False):
+            reader = asyncio.create_task(self._read_transport())
+            filler = asyncio.create_task(self._render_filler())
         self._publish(lambda: self.sink.call_started(self.call, self.transport.name))
         try:
             with trace.use_span(span, end_on_exit=False):

@@ -7,8 +7,9 @@ from trunkline.llm.core.prompt import (
     CompiledPrompt,
     ContextChunk,
     PromptBudgetError,
-    PromptInput,
+    PromptParts,
     compile_prompt,
+    prompt_from_spec,
 )
 from trunkline.llm.core.tool_protocol import (
     TOOL_CALL_CLOSE,
@@ -46,7 +47,7 @@ __all__ = [
     "GenerationRequest",
     "MalformedToolCall",
     "PromptBudgetError",
-    "PromptInput",
+    "PromptParts",
     "Role",
     "SamplingParams",
     "Stop",
@@ -57,6 +58,7 @@ __all__ = [
     "ToolSchema",
     "Usage",
     "compile_prompt",
+    "prompt_from_spec",
     "render_tool_instructions",
     "to_text_protocol",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from trunkline.llm.agent_spec import AgentSpec
@@ -36,12 +36,50 @@ class ContextChunk:
 
 
 @dataclass(frozen=True, slots=True)
-class PromptInput:
-    spec: AgentSpec
-    history: Sequence[ChatMessage]  # oldest first; the greeting usually comes first
-    user_text: str | None  # None when continuing after tool results already in history
-    context: Sequence[ContextChunk] = ()
-    caller_role: str = "caller"
+class PromptParts:
+    """Everything one prompt is compiled from (the LanguageModel contract's ``Prompt``)."""
+
+    system_prompt: str
+    history: Sequence[ChatMessage]  # oldest first
+    user_text: str | None  # the new turn; None when history already ends with it / tool results
+    context: Sequence[ContextChunk] = ()  # rank order; the lowest go first if nothing else fits
+    context_text: str = ""  # a block already rendered by the context service, used verbatim
+    tools: Sequence[ToolSchema] = ()
+    max_prompt_tokens: int = 1536
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    model: str | None = None
+    label: str = "prompt"  # names the agent in errors
+
+
+def prompt_from_spec(
+    spec: AgentSpec,
+    history: Sequence[ChatMessage],
+    user_text: str | None,
+    context: Sequence[ContextChunk] = (),
+    caller_role: str = "caller",
+) -> PromptParts:
+    """The prompt parts of one turn of ``spec``: its tools filtered by the caller's role."""
+    sampling = spec.model.sampling
+    return PromptParts(
+        system_prompt=spec.system_prompt,
+        history=history,
+        user_text=user_text,
+        context=context,
+        tools=tuple(
+            ToolSchema(name=t.name, description=t.description, parameters=t.parameters)
+            for t in spec.tools_for_role(caller_role)
+        ),
+        max_prompt_tokens=spec.token_budget.prompt_tokens,
+        sampling=SamplingParams(
+            max_tokens=sampling.max_reply_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            stop=sampling.stop,
+        ),
+        model=spec.model.name,
+        label=f"agent {spec.ref}",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,32 +100,31 @@ def render_context(chunks: Sequence[ContextChunk]) -> str:
     return "\n".join(lines)
 
 
-def _system_text(spec: AgentSpec, tools: Sequence[ToolSchema], mode: ToolMode, ctx: str) -> str:
-    parts = [spec.system_prompt.strip()]
+def _system_text(data: PromptParts, mode: ToolMode, ctx: str) -> str:
+    tools = data.tools
+    parts = [data.system_prompt.strip()]
     if mode == "text" and tools:
         parts.append(render_tool_instructions(tools))
+    if data.context_text.strip():
+        parts.append(data.context_text.strip())
     if ctx:
         parts.append(ctx)
     return "\n\n".join(parts)
 
 
 def compile_prompt(
-    data: PromptInput,
+    data: PromptParts,
     count_tokens: CountTokens,
     *,
     tool_mode: ToolMode = "native",
     message_overhead: int = 4,
 ) -> CompiledPrompt:
-    """Build the generation request for one turn within ``spec.token_budget.prompt_tokens``.
+    """Build the generation request for one turn within ``data.max_prompt_tokens``.
 
     ``message_overhead``: tokens the chat template adds around each message (role markers).
     """
-    spec = data.spec
-    budget = spec.token_budget.prompt_tokens
-    tools = tuple(
-        ToolSchema(name=t.name, description=t.description, parameters=t.parameters)
-        for t in spec.tools_for_role(data.caller_role)
-    )
+    budget = data.max_prompt_tokens
+    tools = tuple(data.tools)
 
     def cost(message: ChatMessage) -> int:
         total = count_tokens(message.content) + message_overhead
@@ -116,7 +153,7 @@ def compile_prompt(
     while True:
         system = ChatMessage(
             role="system",
-            content=_system_text(spec, tools, tool_mode, render_context(chunks)),
+            content=_system_text(data, tool_mode, render_context(chunks)),
         )
         fixed = cost(system) + tail_cost + native_tool_cost
         if fixed <= budget or not chunks:
@@ -124,7 +161,7 @@ def compile_prompt(
         chunks.pop()
     if fixed > budget:
         raise PromptBudgetError(
-            f"agent {spec.ref}: system prompt, tools and the user turn need {fixed} tokens, "
+            f"{data.label}: system prompt, tools and the user turn need {fixed} tokens, "
             f"over the budget of {budget}"
         )
 
@@ -140,19 +177,12 @@ def compile_prompt(
     while kept and kept[0].role == "tool":  # its assistant tool call was trimmed away
         used -= cost(kept.pop(0))
 
-    sampling = spec.model.sampling
     request = GenerationRequest(
         messages=(system, *kept, *tail),
         tools=tools,
-        sampling=SamplingParams(
-            max_tokens=sampling.max_reply_tokens,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            seed=sampling.seed,
-            stop=sampling.stop,
-        ),
+        sampling=data.sampling,
         tool_choice="auto" if tools else "none",
-        model=spec.model.name,
+        model=data.model,
     )
     return CompiledPrompt(
         request=request,

@@ -20,6 +20,9 @@ from trunkline.llm.core.types import ChatMessage, TextDelta, ToolCall, ToolCallE
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
+TOOL_RESPONSE_OPEN = "<tool_response>"  # a small model may echo one: dropped, never spoken
+TOOL_RESPONSE_CLOSE = "</tool_response>"
+_CLOSE_OF = {TOOL_CALL_OPEN: TOOL_CALL_CLOSE, TOOL_RESPONSE_OPEN: TOOL_RESPONSE_CLOSE}
 MAX_CALL_CHARS = 8192
 
 
@@ -79,11 +82,16 @@ def to_text_protocol(messages: Iterable[ChatMessage]) -> tuple[ChatMessage, ...]
 
 
 def _partial_open_suffix(text: str) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of ``<tool_call>``."""
-    for size in range(min(len(text), len(TOOL_CALL_OPEN) - 1), 0, -1):
-        if TOOL_CALL_OPEN.startswith(text[-size:]):
+    """Length of the longest suffix of ``text`` that is a proper prefix of an opening tag."""
+    for size in range(min(len(text), len(TOOL_RESPONSE_OPEN) - 1), 0, -1):
+        if any(tag.startswith(text[-size:]) for tag in _CLOSE_OF):
             return size
     return 0
+
+
+def _first_open(text: str) -> tuple[int, str]:
+    found = [(i, tag) for tag in _CLOSE_OF if (i := text.find(tag)) >= 0]
+    return min(found) if found else (-1, "")
 
 
 def _strip_fence(body: str) -> str:
@@ -107,14 +115,14 @@ class ToolCallStreamParser:
         self._new_id = new_id
         self._known = frozenset(known_tools) if known_tools is not None else None
         self._buf = ""
-        self._in_call = False
+        self._open = ""  # the tag we are inside, "" outside any
 
     def feed(self, text: str) -> list[ParsedItem]:
         self._buf += text
         out: list[ParsedItem] = []
         while True:
-            if not self._in_call:
-                start = self._buf.find(TOOL_CALL_OPEN)
+            if not self._open:
+                start, tag = _first_open(self._buf)
                 if start < 0:
                     keep = _partial_open_suffix(self._buf)
                     speak = self._buf[: len(self._buf) - keep]
@@ -124,18 +132,20 @@ class ToolCallStreamParser:
                     return out
                 if start > 0:
                     out.append(TextDelta(self._buf[:start]))
-                self._buf = self._buf[start + len(TOOL_CALL_OPEN) :]
-                self._in_call = True
-            end = self._buf.find(TOOL_CALL_CLOSE)
+                self._buf = self._buf[start + len(tag) :]
+                self._open = tag
+            close = _CLOSE_OF[self._open]
+            end = self._buf.find(close)
             if end < 0:
                 if len(self._buf) > MAX_CALL_CHARS:
-                    out.append(MalformedToolCall(self._buf[:200], "tool call too long"))
+                    out.append(MalformedToolCall(self._buf[:200], f"{self._open} too long"))
                     self._buf = ""
-                    self._in_call = False
+                    self._open = ""
                 return out
-            out.append(self._parse(self._buf[:end]))
-            self._buf = self._buf[end + len(TOOL_CALL_CLOSE) :]
-            self._in_call = False
+            if self._open == TOOL_CALL_OPEN:
+                out.append(self._parse(self._buf[:end]))
+            self._buf = self._buf[end + len(close) :]
+            self._open = ""
 
     def finish(self) -> list[ParsedItem]:
         """Flush at end of stream. An unclosed call is used if its JSON is complete.
@@ -143,14 +153,14 @@ class ToolCallStreamParser:
         A trailing fragment that could only have become a tag (e.g. ``"<tool_"``) is dropped.
         """
         out: list[ParsedItem] = []
-        if self._in_call and self._buf.strip():
+        if self._open == TOOL_CALL_OPEN and self._buf.strip():
             out.append(self._parse(self._buf))
-        elif not self._in_call and self._buf:
+        elif not self._open and self._buf:
             keep = _partial_open_suffix(self._buf)
             if len(self._buf) > keep:
                 out.append(TextDelta(self._buf[: len(self._buf) - keep]))
         self._buf = ""
-        self._in_call = False
+        self._open = ""
         return out
 
     def _parse(self, body: str) -> ParsedItem:

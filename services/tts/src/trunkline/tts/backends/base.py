@@ -181,7 +181,9 @@ class Synthesizer(ABC):
                     clause, arrived = queue.pending.popleft()
                     queue.current = clause
                     queue.interrupt.clear()
-                    async for event in self._speak(clause, arrived, voice, settings, out_rate, queue):
+                    async for event in self._speak(
+                        clause, arrived, voice, settings, out_rate, queue
+                    ):
                         yield event
                     queue.current = None
                     continue
@@ -245,6 +247,7 @@ class Synthesizer(ABC):
             async for native in self._native_audio(clause, voice, settings, queue, span):
                 pcm16 = resampler.push(native.samples, native.sample_rate)
                 for piece in chunk_samples(pcm16, resampler.out_rate, chunk_s):
+                    await asyncio.sleep(0)  # let a cancel that just arrived overtake the chunk
                     if queue.interrupt.is_set():
                         span.set_attribute("tts.cancelled", True)
                         return
@@ -273,7 +276,9 @@ class Synthesizer(ABC):
             span.set_attributes(
                 {"tts.time_to_first_audio_s": ttfa, "tts.audio_s": audio_s, "tts.chunks": sequence}
             )
-            yield ClauseDone(clause.clause_id, sequence, audio_s, ttfa, synthesis_s, len(clause.text))
+            yield ClauseDone(
+                clause.clause_id, sequence, audio_s, ttfa, synthesis_s, len(clause.text)
+            )
         except Exception as exc:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, repr(exc)))

@@ -1,0 +1,224 @@
+"""In-memory implementations of the gateway's ABCs, for tests and in-process runs.
+
+Each fake implements the real ABC, so the public methods' deadlines, retries, metrics and
+tracing run exactly as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from trunkline.gateway.core.events import Message, State
+from trunkline.gateway.peers.base import (
+    ContextSource,
+    LanguageModel,
+    PeerEnv,
+    PeerUnavailableError,
+    Synthesizer,
+    Transcriber,
+)
+from trunkline.gateway.peers.retry import RetryPolicy
+from trunkline.gateway.peers.types import (
+    CallInfo,
+    ContextResult,
+    LlmEvent,
+    LlmRequest,
+    TextDelta,
+    Usage,
+)
+from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
+from trunkline.gateway.transports.base import (
+    AudioIn,
+    Hangup,
+    MarkEcho,
+    Transport,
+    TransportEvent,
+)
+from trunkline.gateway.vad import SpeechDetector
+
+FRAME = 640
+
+
+class Outage:
+    """Makes a fake peer fail while ``down`` (or for the next ``failures`` calls)."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.failures = 0
+        self.calls = 0
+
+    def check(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise PeerUnavailableError("fake outage")
+        if self.failures > 0:
+            self.failures -= 1
+            raise PeerUnavailableError("fake transient failure")
+
+
+class FakeTranscriber(Transcriber):
+    """Returns the text registered for the utterance's audio byte (its first voiced sample)."""
+
+    def __init__(
+        self, env: PeerEnv, texts: Callable[[bytes], str], policy: RetryPolicy | None = None
+    ) -> None:
+        super().__init__(env, policy)
+        self.texts = texts
+        self.outage = Outage()
+        self.seen: list[bytes] = []
+
+    async def _transcribe(self, call: CallInfo, audio: bytes) -> str:
+        self.outage.check()
+        self.seen.append(audio)
+        return self.texts(audio)
+
+
+class FakeContext(ContextSource):
+    def __init__(self, env: PeerEnv, result: ContextResult | None = None) -> None:
+        super().__init__(env)
+        self.result = result or ContextResult()
+        self.outage = Outage()
+        self.queries: list[str] = []
+
+    async def _resolve(self, call: CallInfo, query: str) -> ContextResult:
+        self.outage.check()
+        self.queries.append(query)
+        return self.result
+
+
+class FakeLanguageModel(LanguageModel):
+    """Replies with ``reply(user_text)`` split into word deltas; can be held at a gate."""
+
+    def __init__(
+        self,
+        env: PeerEnv,
+        reply: Callable[[str], str],
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(env, policy)
+        self.reply = reply
+        self.outage = Outage()
+        self.requests: list[LlmRequest] = []
+        self.cancelled = 0
+        self.gate: asyncio.Event | None = None
+
+    async def _generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
+        self.outage.check()
+        self.requests.append(request)
+        try:
+            words = self.reply(request.user_text).split(" ")
+            for i, word in enumerate(words):
+                if i == len(words) // 2 and self.gate is not None:
+                    await self.gate.wait()
+                yield TextDelta(word if i == 0 else " " + word)
+            yield Usage(prompt_tokens=10, completion_tokens=len(words), prompt_compile_s=0.001)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled += 1
+            raise
+
+
+class FakeSynthesizer(Synthesizer):
+    """``frames_per_word`` 20 ms frames of a constant sample per word, in one chunk per word."""
+
+    def __init__(
+        self, env: PeerEnv, frames_per_word: int = 5, policy: RetryPolicy | None = None
+    ) -> None:
+        super().__init__(env, policy)
+        self.frames_per_word = frames_per_word
+        self.outage = Outage()
+        self.texts: list[str] = []
+
+    async def _synthesize(self, call: CallInfo, text: str) -> AsyncIterator[bytes]:
+        self.outage.check()
+        self.texts.append(text)
+        for _ in text.split():
+            yield b"\x10\x00" * (FRAME // 2) * self.frames_per_word
+
+
+class EnergyDetector(SpeechDetector):
+    """Speech when any sample is non-zero (fake audio: silence is all zeros)."""
+
+    def probability(self, pcm: bytes) -> float:
+        return 1.0 if any(pcm) else 0.0
+
+
+@dataclass
+class RecordingSink(CallSink):
+    events: list[tuple[str, object]] = field(default_factory=list)
+    turns: list[TurnRecord] = field(default_factory=list)
+    states: list[State] = field(default_factory=list)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def call_started(self, call: CallInfo, transport: str) -> None:
+        self.events.append(("call.started", call))
+
+    async def state_changed(self, call: CallInfo, state: State, history: list[Message]) -> None:
+        self.states.append(state)
+
+    async def turn_completed(self, record: TurnRecord) -> None:
+        self.events.append(("turn.completed", record))
+        self.turns.append(record)
+
+    async def call_ended(self, summary: CallSummary) -> None:
+        self.events.append(("call.ended", summary))
+        self.ended.set()
+
+
+class FakeTransport(Transport):
+    """A far end that plays one frame per inbound frame and echoes marks once played."""
+
+    name = "fake"
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._inbox: asyncio.Queue[TransportEvent] = asyncio.Queue()
+        self._pending: list[bytes | str] = []  # unplayed frames and marks, in order
+        self.played: list[bytes] = []
+        self.sent_frames = 0
+        self.marks: list[str] = []
+        self.clears = 0
+        self.closed = False
+        self.audio_event = asyncio.Event()
+
+    def frame(self, pcm: bytes) -> None:
+        """One 20 ms tick: the caller's frame arrives and the far end plays one frame."""
+        self._play_one()
+        self._inbox.put_nowait(AudioIn(pcm, self._clock()))
+
+    def hang_up(self) -> None:
+        self._inbox.put_nowait(Hangup("caller hung up"))
+
+    def _play_one(self) -> None:
+        while self._pending and isinstance(self._pending[0], str):
+            self._inbox.put_nowait(MarkEcho(str(self._pending.pop(0))))
+        if self._pending:
+            frame = self._pending.pop(0)
+            assert isinstance(frame, bytes)
+            self.played.append(frame)
+        while self._pending and isinstance(self._pending[0], str):
+            self._inbox.put_nowait(MarkEcho(str(self._pending.pop(0))))
+
+    async def events(self) -> AsyncIterator[TransportEvent]:
+        while True:
+            event = await self._inbox.get()
+            yield event
+            if isinstance(event, Hangup):
+                return
+
+    async def send_audio(self, pcm: bytes) -> None:
+        self.sent_frames += 1
+        self._pending.append(pcm)
+        self.audio_event.set()
+
+    async def send_mark(self, name: str) -> None:
+        self.marks.append(name)
+        self._pending.append(name)
+
+    async def clear(self) -> None:
+        self.clears += 1
+        self._pending = [item for item in self._pending if isinstance(item, str)]
+
+    async def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,136 @@
+"""Twilio Media Streams messages (JSON over WebSocket), parsed and built without I/O.
+
+Inbound: ``connected``, ``start``, ``media``, ``mark``, ``stop`` (``dtmf`` is recognised and
+ignored). Outbound: ``media``, ``mark``, ``clear``. Audio is base64 mu-law 8 kHz mono.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+
+class BadMessageError(ValueError):
+    """A message that cannot be used; the text says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    stream_sid: str
+    call_sid: str
+    account_sid: str
+    custom: dict[str, str] = field(default_factory=dict)
+    encoding: str = "audio/x-mulaw"
+    sample_rate: int = 8000
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    payload: str
+    track: str = "inbound"
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    event: str
+
+
+TwilioMessage = Connected | Start | Media | Mark | Stop | Ignored
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadMessageError(f"{what} is not an object")
+    return value
+
+
+def _string(obj: dict[str, Any], key: str, what: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise BadMessageError(f"{what}.{key} missing or not a string")
+    return value
+
+
+def parse(text: str | bytes) -> TwilioMessage:
+    """One WebSocket text message -> a typed message, or ``BadMessageError`` with the reason."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadMessageError(f"not JSON: {exc}") from None
+    message = _object(data, "message")
+    event = message.get("event")
+    if not isinstance(event, str):
+        raise BadMessageError("no 'event' field")
+    match event:
+        case "connected":
+            return Connected()
+        case "start":
+            start = _object(message.get("start"), "start")
+            fmt = start.get("mediaFormat") or {}
+            custom = start.get("customParameters") or {}
+            if not isinstance(custom, dict):
+                raise BadMessageError("start.customParameters is not an object")
+            encoding = str(fmt.get("encoding", "audio/x-mulaw")) if isinstance(fmt, dict) else ""
+            rate = fmt.get("sampleRate", 8000) if isinstance(fmt, dict) else 0
+            if encoding != "audio/x-mulaw" or rate != 8000:
+                raise BadMessageError(f"unsupported media format {encoding!r} at {rate!r} Hz")
+            return Start(
+                stream_sid=_string(start, "streamSid", "start"),
+                call_sid=_string(start, "callSid", "start"),
+                account_sid=str(start.get("accountSid", "")),
+                custom={str(k): str(v) for k, v in custom.items()},
+            )
+        case "media":
+            media = _object(message.get("media"), "media")
+            return Media(
+                payload=_string(media, "payload", "media"), track=str(media.get("track", "inbound"))
+            )
+        case "mark":
+            return Mark(_string(_object(message.get("mark"), "mark"), "name", "mark"))
+        case "stop":
+            return Stop()
+        case "dtmf":
+            return Ignored(event)
+        case _:
+            raise BadMessageError(f"unknown event {event!r}")
+
+
+def media(stream_sid: str, payload: str) -> str:
+    return json.dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": payload}})
+
+
+def mark(stream_sid: str, name: str) -> str:
+    return json.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+
+
+def clear(stream_sid: str) -> str:
+    return json.dumps({"event": "clear", "streamSid": stream_sid})
+
+
+def twiml_stream(stream_url: str, parameters: dict[str, str]) -> str:
+    """TwiML that connects the call to a bidirectional media stream with custom parameters."""
+    params = "".join(
+        f"<Parameter name={quoteattr(k)} value={quoteattr(v)}/>" for k, v in parameters.items()
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<Response><Connect><Stream url={quoteattr(stream_url)}>{params}</Stream>"
+        "</Connect></Response>"
+    )

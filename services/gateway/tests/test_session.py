@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from trunkline.gateway.core.endpointing import EndpointConfig
+from trunkline.gateway.core.events import Message, State
+from trunkline.gateway.core.turns import TurnConfig
+from trunkline.gateway.fakes import (
+    EnergyDetector,
+    FakeContext,
+    FakeLanguageModel,
+    FakeSynthesizer,
+    FakeTranscriber,
+    FakeTransport,
+    RecordingSink,
+)
+from trunkline.gateway.fillers import FillerCache
+from trunkline.gateway.peers.base import PeerEnv
+from trunkline.gateway.peers.retry import RetryPolicy
+from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.pipeline import Peers
+from trunkline.gateway.session import CallSession, SessionConfig
+from trunkline.testing.clock import FakeClock
+
+pytestmark = pytest.mark.unit
+
+VOICE = b"\x01\x00" * 320
+SILENCE = b"\x00\x00" * 320
+CALL = CallInfo("CA1", "acme", "support", "v3")
+POLICY = RetryPolicy(timeout_s=0.5, backoff_s=0.1, max_backoff_s=0.2)
+
+
+@dataclass
+class Rig:
+    clock: FakeClock
+    transport: FakeTransport
+    stt: FakeTranscriber
+    context: FakeContext
+    llm: FakeLanguageModel
+    tts: FakeSynthesizer
+    sink: RecordingSink
+    session: CallSession
+    spans: InMemorySpanExporter
+    task: asyncio.Task[object] | None = None
+
+    async def settle(self) -> None:
+        for _ in range(30):
+            await asyncio.sleep(0)
+
+    async def frames(self, pcm: bytes, n: int) -> None:
+        for _ in range(n):
+            self.clock.advance(0.02)
+            self.transport.frame(pcm)
+            await self.settle()
+
+    async def until(self, condition: object, max_frames: int = 500) -> None:
+        for _ in range(max_frames):
+            if condition():  # type: ignore[operator]
+                return
+            await self.frames(SILENCE, 1)
+        raise AssertionError("condition not reached")
+
+    async def hang_up(self) -> None:
+        self.transport.hang_up()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 5)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    yield exporter
+    exporter.clear()
+
+
+@pytest.fixture
+def rig(spans: InMemorySpanExporter) -> Rig:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    clock = FakeClock(1000.0)
+    env = PeerEnv(clock, provider.get_tracer("test"))
+    transport = FakeTransport(clock.now)
+    stt = FakeTranscriber(env, lambda audio: "what are your hours", POLICY)
+    context = FakeContext(env)
+    llm = FakeLanguageModel(env, lambda text: "We are open nine to five. See you soon.", POLICY)
+    tts = FakeSynthesizer(env, frames_per_word=2, policy=POLICY)
+    sink = RecordingSink()
+    config = SessionConfig(
+        turn=TurnConfig(
+            endpoint=EndpointConfig(onset_frames=2, endpoint_ms=200),
+            filler_after_s=0.6,
+            filler_repeat_s=5.0,
+        ),
+        greeting="Hello, thanks for calling.",
+    )
+    session = CallSession(
+        CALL,
+        transport,
+        Peers(stt, context, llm, tts),
+        EnergyDetector(),
+        sink,
+        clock=clock,
+        tracer=provider.get_tracer("gateway"),
+        fillers=FillerCache(clock, deadline_s=0.3),
+        config=config,
+    )
+    return Rig(clock, transport, stt, context, llm, tts, sink, session, spans)
+
+
+async def start(rig: Rig) -> None:
+    rig.task = asyncio.create_task(rig.session.run())
+    await rig.settle()
+
+
+async def test_a_call_greets_answers_and_reports(rig: Rig) -> None:
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    assert rig.sink.turns[0].greeting
+    assert rig.sink.turns[0].agent_text == "Hello, thanks for calling."
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    await rig.hang_up()
+    turn = rig.sink.turns[1]
+    assert turn.user_text == "what are your hours"
+    assert turn.agent_text == "We are open nine to five. See you soon."
+    assert not turn.interrupted
+    assert turn.voice_to_voice_s is not None
+    assert 0.17 < turn.voice_to_voice_s < 0.25  # 200 ms of silence incl. the first frame
+    assert {"endpointing", "stt", "context", "llm_ttft", "tts_ttfa"} <= set(turn.stage_s)
+    assert turn.completion_tokens > 0
+    assert rig.llm.requests[0].history == (Message("agent", "Hello, thanks for calling."),)
+    assert [kind for kind, _ in rig.sink.events] == [
+        "call.started",
+        "turn.completed",
+        "turn.completed",
+        "call.ended",
+    ]
+    assert State.SPEAKING in rig.sink.states
+    assert rig.transport.closed
+    names = [span.name for span in rig.spans.get_finished_spans()]
+    assert names.count("call") == 1
+    assert {"turn", "endpointing", "stt", "context", "llm", "tts", "prompt_compile"} <= set(names)
+    call_span = next(s for s in rig.spans.get_finished_spans() if s.name == "call")
+    trace_ids = {span.context.trace_id for span in rig.spans.get_finished_spans()}
+    assert trace_ids == {call_span.context.trace_id}  # one trace per call
+
+
+async def test_barge_in_clears_cancels_the_llm_and_keeps_what_was_heard(rig: Rig) -> None:
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    rig.llm.reply = lambda text: (
+        "Our opening hours are from nine in the morning, until five in the evening, "
+        "every single weekday of the year."
+    )
+    rig.llm.gate = asyncio.Event()  # the LLM stalls half-way: its stream is open at barge-in
+    rig.llm.policy = RetryPolicy(timeout_s=60.0)
+    rig.tts.frames_per_word = 5
+    greeting_frames = rig.transport.sent_frames
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: rig.transport.sent_frames > greeting_frames + 20)
+    await rig.frames(SILENCE, 5)
+    sent_before = rig.transport.sent_frames
+    await rig.frames(VOICE, 2)  # onset
+    assert rig.transport.clears == 1
+    assert rig.transport.sent_frames == sent_before + 1  # the tick before onset, none after
+    await rig.frames(VOICE, 5)
+    assert rig.transport.sent_frames == sent_before + 1
+    assert rig.llm.cancelled == 1
+    interrupted = rig.sink.turns[1]
+    assert interrupted.interrupted
+    assert interrupted.agent_text
+    assert interrupted.agent_text != interrupted.generated_text
+    assert interrupted.generated_text.startswith(interrupted.agent_text.split(",")[0])
+    rig.llm.gate = None
+    await rig.until(lambda: len(rig.sink.turns) == 3)
+    assert rig.llm.requests[-1].history[-1] == Message("agent", interrupted.agent_text)
+    await rig.hang_up()
+
+
+async def test_tts_outage_plays_the_filler_and_the_turn_completes_on_recovery(rig: Rig) -> None:
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    rig.tts.outage.down = True
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: rig.sink.states[-1] is State.THINKING)
+    frames_before = rig.transport.sent_frames
+    await rig.frames(SILENCE, 60)  # 1.2 s: past filler_after_s
+    assert rig.transport.sent_frames > frames_before  # filler audio went out
+    assert rig.tts.outage.calls > 2  # retried
+    rig.tts.outage.down = False
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    turn = rig.sink.turns[1]
+    assert turn.fillers >= 1
+    assert turn.agent_text == "We are open nine to five. See you soon."
+    await rig.hang_up()
+    assert rig.sink.ended.is_set()
+
+
+async def test_stt_outage_then_recovery(rig: Rig) -> None:
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    rig.stt.outage.failures = 3
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    assert rig.sink.turns[1].user_text == "what are your hours"
+    assert rig.stt.outage.calls >= 4
+    await rig.hang_up()
+
+
+async def test_hanging_up_mid_reply_cancels_work_and_ends_the_call(rig: Rig) -> None:
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    rig.llm.gate = asyncio.Event()
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: rig.llm.requests != [])
+    await rig.hang_up()
+    assert rig.llm.cancelled == 1
+    assert rig.sink.ended.is_set()
+    assert all(span.end_time is not None for span in rig.spans.get_finished_spans())
