@@ -10,7 +10,7 @@ import pytest
 
 from trunkline.stt.backends import (
     RecognizerOptions,
-    RecognizerUnavailable,
+    RecognizerUnavailableError,
     SpeechRecognizer,
 )
 from trunkline.stt.core import AudioIn, CancelUtterance, EndOfUtterance, SttInput, Transcript
@@ -37,7 +37,7 @@ class FakeRecognizer(SpeechRecognizer):
     ) -> AsyncGenerator[Transcript, None]:
         self.calls += 1
         if self.calls <= self.fail_times:
-            raise RecognizerUnavailable("down")
+            raise RecognizerUnavailableError("down")
         total = 0
         async for chunk in audio:
             total += len(chunk)
@@ -116,7 +116,7 @@ async def test_failures_past_the_retry_budget_propagate(recorded: Any) -> None:
         options=RecognizerOptions(retries=1, retry_backoff_s=0.0),
         telemetry=recorded.telemetry,
     )
-    with pytest.raises(RecognizerUnavailable):
+    with pytest.raises(RecognizerUnavailableError):
         await rec.transcribe(FRAME)
     assert rec.calls == 2
     outcomes = {p.attributes["outcome"]: p.value for p in recorded.metric_points("stt.utterances")}

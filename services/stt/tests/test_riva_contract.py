@@ -9,7 +9,7 @@ import grpc
 import pytest
 from riva.client.proto import riva_asr_pb2, riva_asr_pb2_grpc, riva_audio_pb2
 
-from trunkline.stt.backends import RecognizerError, RecognizerOptions, RecognizerUnavailable
+from trunkline.stt.backends import RecognizerError, RecognizerOptions, RecognizerUnavailableError
 from trunkline.stt.backends.riva import RivaConfig, RivaRecognizer
 from trunkline.stt.core import AudioIn, EndOfUtterance, SttInput
 
@@ -150,7 +150,7 @@ async def test_a_server_that_stays_down_surfaces_unavailable(
     await recognizer.start()
     try:
         servicer.fail_with = grpc.StatusCode.UNAVAILABLE
-        with pytest.raises(RecognizerUnavailable):
+        with pytest.raises(RecognizerUnavailableError):
             await recognizer.transcribe(FRAME)
     finally:
         await recognizer.close()

@@ -14,7 +14,7 @@ from trunkline.tts.backends import (
     StreamSettings,
     SynthesisOptions,
     SynthesizerError,
-    SynthesizerUnavailable,
+    SynthesizerUnavailableError,
 )
 from trunkline.tts.backends.riva import RivaSynthesizer, RivaTtsConfig
 from trunkline.tts.core import ClauseDone, SpeechChunk
@@ -94,7 +94,8 @@ async def test_unavailable_is_retried_and_invalid_argument_is_not(
     try:
         servicer.fail_with = grpc.StatusCode.UNAVAILABLE
         chunks = [c async for c in synth.synthesize("Hello there.")]
-        assert chunks and all(isinstance(c, SpeechChunk) for c in chunks)
+        assert chunks
+        assert all(isinstance(c, SpeechChunk) for c in chunks)
         assert servicer.requests[0].text == "Hello there."  # the retry's request
     finally:
         await synth.close()
@@ -113,7 +114,7 @@ async def test_unknown_voice_and_down_server_fail_clearly(
         with pytest.raises(SynthesizerError, match="INVALID_ARGUMENT"):
             _ = [c async for c in synth.synthesize("Hello.")]
         servicer.fail_with = grpc.StatusCode.UNAVAILABLE
-        with pytest.raises(SynthesizerUnavailable):
+        with pytest.raises(SynthesizerUnavailableError):
             _ = [c async for c in synth.synthesize("Hello.")]
     finally:
         await synth.close()

@@ -15,7 +15,7 @@ from trunkline.tts.backends import (
     SynthesisOptions,
     Synthesizer,
     SynthesizerError,
-    SynthesizerUnavailable,
+    SynthesizerUnavailableError,
 )
 from trunkline.tts.core import (
     Cancel,
@@ -52,7 +52,7 @@ class FakeSynthesizer(Synthesizer):
     ) -> AsyncGenerator[NativeAudio, None]:
         self.started.append(text)
         if len(self.started) <= self.fail_times:
-            raise SynthesizerUnavailable("down")
+            raise SynthesizerUnavailableError("down")
         for _ in text.split():
             if self.gate is not None:
                 await self.gate.wait()

@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
 
 from trunkline.config import ServiceSettings
-from trunkline.runtime.guard import RequestGuard
+from trunkline.runtime.guard import Handler, RequestGuard
 from trunkline.runtime.health import HEALTH_SERVICE, NOT_SERVING, SERVING, HealthService
 from trunkline.telemetry.logs import configure_logging
 from trunkline.telemetry.setup import Telemetry, setup_telemetry
@@ -50,6 +50,27 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+
+
+HEALTH_PREFIX = f"/{HEALTH_SERVICE}/"
+"""Health probes are not traced: they would bury the real spans (probes run every few seconds)."""
+
+
+class _Untraced(grpc.aio.ServerInterceptor):
+    """Runs ``inner`` for every method except those starting with ``skip``."""
+
+    def __init__(self, inner: grpc.aio.ServerInterceptor, skip: str) -> None:
+        self._inner = inner
+        self._skip = skip
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        if handler_call_details.method.startswith(self._skip):
+            return await continuation(handler_call_details)
+        return await self._inner.intercept_service(continuation, handler_call_details)
 
 
 class ServiceShell:
@@ -119,7 +140,9 @@ class ServiceShell:
         return port
 
     def _telemetry_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        return self.telemetry.server_interceptors() if self.telemetry is not None else []
+        if self.telemetry is None:
+            return []
+        return [_Untraced(inner, HEALTH_PREFIX) for inner in self.telemetry.server_interceptors()]
 
     def request_stop(self) -> None:
         """Begin shutdown (what SIGTERM/SIGINT do); a second call cuts the drain short."""

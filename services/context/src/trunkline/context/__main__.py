@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from trunkline.runtime import run, serve
 from trunkline.context.server import CONTEXT_SERVICE, ContextService, register
 from trunkline.context.settings import ContextSettings
+from trunkline.runtime import run, serve
 
 
 async def main() -> None:

@@ -11,7 +11,10 @@ ISSUE = "the context service issue (context arithmetic, ingestion, semantic cach
 
 
 class ContextService(context_pb2_grpc.ContextServiceServicer):
-    """Context arithmetic, knowledge ingestion and the semantic cache. Not built yet: each RPC answers UNIMPLEMENTED."""
+    """Context arithmetic, knowledge ingestion and the semantic cache.
+
+    Not built yet: each RPC answers UNIMPLEMENTED naming the issue that builds it.
+    """
 
     Resolve = Unimplemented(ISSUE)
     StoreAnswer = Unimplemented(ISSUE)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from trunkline.runtime import run, serve
 from trunkline.llm.server import LANGUAGE_MODEL, LanguageModelService, register
 from trunkline.llm.settings import LlmSettings
+from trunkline.runtime import run, serve
 
 
 async def main() -> None:

@@ -11,7 +11,10 @@ ISSUE = "the language-model issue (prompt compile, llama.cpp/openai backends)"
 
 
 class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
-    """Prompt compilation and streaming generation. Not built yet: each RPC answers UNIMPLEMENTED."""
+    """Prompt compilation and streaming generation.
+
+    Not built yet: each RPC answers UNIMPLEMENTED naming the issue that builds it.
+    """
 
     Generate = Unimplemented(ISSUE)
     CountTokens = Unimplemented(ISSUE)

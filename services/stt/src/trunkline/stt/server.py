@@ -11,7 +11,10 @@ ISSUE = "the speech-to-text issue (streaming recognition, whisper/riva backends)
 
 
 class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
-    """Streaming speech recognition. Not built yet: each RPC answers UNIMPLEMENTED."""
+    """Streaming speech recognition.
+
+    Not built yet: each RPC answers UNIMPLEMENTED naming the issue that builds it.
+    """
 
     StreamingRecognize = Unimplemented(ISSUE)
     Recognize = Unimplemented(ISSUE)

@@ -11,7 +11,10 @@ ISSUE = "the text-to-speech issue (streaming synthesis, piper/riva backends)"
 
 
 class TextToSpeechService(tts_pb2_grpc.TextToSpeechServicer):
-    """Streaming speech synthesis. Not built yet: each RPC answers UNIMPLEMENTED."""
+    """Streaming speech synthesis.
+
+    Not built yet: each RPC answers UNIMPLEMENTED naming the issue that builds it.
+    """
 
     StreamingSynthesize = Unimplemented(ISSUE)
     ListVoices = Unimplemented(ISSUE)

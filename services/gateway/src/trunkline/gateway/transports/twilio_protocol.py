@@ -7,52 +7,19 @@ ignored). Outbound: ``media``, ``mark``, ``clear``. Audio is base64 mu-law 8 kHz
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-
-class BadMessageError(ValueError):
-    """A message that cannot be used; the text says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    stream_sid: str
-    call_sid: str
-    account_sid: str
-    custom: dict[str, str] = field(default_factory=dict)
-    encoding: str = "audio/x-mulaw"
-    sample_rate: int = 8000
-
-
-@dataclass(frozen=True, slots=True)
-class Media:
-    payload: str
-    track: str = "inbound"
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Ignored:
-    event: str
-
-
-TwilioMessage = Connected | Start | Media | Mark | Stop | Ignored
+from trunkline.gateway.transports.messages import (
+    BadMessageError,
+    Connected,
+    Ignored,
+    Mark,
+    Media,
+    MediaMessage,
+    Start,
+    Stop,
+)
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -68,7 +35,7 @@ def _string(obj: dict[str, Any], key: str, what: str) -> str:
     return value
 
 
-def parse(text: str | bytes) -> TwilioMessage:
+def parse(text: str | bytes) -> MediaMessage:
     """One WebSocket text message -> a typed message, or ``BadMessageError`` with the reason."""
     try:
         data = json.loads(text)
@@ -92,9 +59,9 @@ def parse(text: str | bytes) -> TwilioMessage:
             if encoding != "audio/x-mulaw" or rate != 8000:
                 raise BadMessageError(f"unsupported media format {encoding!r} at {rate!r} Hz")
             return Start(
-                stream_sid=_string(start, "streamSid", "start"),
-                call_sid=_string(start, "callSid", "start"),
-                account_sid=str(start.get("accountSid", "")),
+                stream_id=_string(start, "streamSid", "start"),
+                call_id=_string(start, "callSid", "start"),
+                account_id=str(start.get("accountSid", "")),
                 custom={str(k): str(v) for k, v in custom.items()},
             )
         case "media":

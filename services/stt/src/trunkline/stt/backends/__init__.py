@@ -6,7 +6,7 @@ The SDK-bound modules (``whisper``, ``riva``) are imported only by whoever build
 from trunkline.stt.backends.base import (
     RecognizerError,
     RecognizerOptions,
-    RecognizerUnavailable,
+    RecognizerUnavailableError,
     SpeechRecognizer,
     SttTelemetry,
 )
@@ -14,7 +14,7 @@ from trunkline.stt.backends.base import (
 __all__ = [
     "RecognizerError",
     "RecognizerOptions",
-    "RecognizerUnavailable",
+    "RecognizerUnavailableError",
     "SpeechRecognizer",
     "SttTelemetry",
 ]

@@ -18,7 +18,7 @@ from trunkline.stt.core import AudioIn, CancelUtterance, SttInput, Transcript
 BYTES_PER_SAMPLE = 2
 
 
-class RecognizerUnavailable(Exception):
+class RecognizerUnavailableError(Exception):
     """A temporary backend failure (server unreachable, overloaded): worth one more try."""
 
 
@@ -26,7 +26,7 @@ class RecognizerError(Exception):
     """The backend broke its contract or failed for good."""
 
 
-class _UtteranceCancelled(Exception):
+class _UtteranceCancelledError(Exception):
     """The client cancelled the utterance while the backend was working on it."""
 
 
@@ -163,7 +163,7 @@ class SpeechRecognizer(ABC):
                 try:
                     async for result in self._attempt(audio, sample_rate, span):
                         if audio.cancelled:
-                            raise _UtteranceCancelled
+                            raise _UtteranceCancelledError
                         if not result.is_final:
                             partials += 1
                             yield replace(
@@ -176,16 +176,16 @@ class SpeechRecognizer(ABC):
                         yield self._finish(result, audio, sample_rate, span, partials)
                         return
                     if audio.cancelled:
-                        raise _UtteranceCancelled
+                        raise _UtteranceCancelledError
                     raise RecognizerError(f"{self.backend_name}: stream ended without a final")
-                except (RecognizerUnavailable, TimeoutError) as exc:
+                except (RecognizerUnavailableError, TimeoutError) as exc:
                     if audio.cancelled:
-                        raise _UtteranceCancelled from exc
+                        raise _UtteranceCancelledError from exc
                     span.add_event("stt.retry", {"attempt": attempt, "error": repr(exc)})
                     if attempt == self.options.retries:
                         raise
                     await asyncio.sleep(self.options.retry_backoff_s * (attempt + 1))
-        except _UtteranceCancelled:
+        except _UtteranceCancelledError:
             tele.utterances.add(1, {**attrs, "outcome": "cancelled"})
             span.set_attribute("stt.cancelled", True)
         except Exception as exc:
@@ -274,10 +274,10 @@ class SpeechRecognizer(ABC):
     def _seconds(nbytes: int, sample_rate: int) -> float:
         return nbytes / BYTES_PER_SAMPLE / sample_rate
 
-    async def _start_impl(self) -> None:
+    async def _start_impl(self) -> None:  # noqa: B027 - optional hook
         """Load models or open channels. Default: nothing to do."""
 
-    async def _close_impl(self) -> None:
+    async def _close_impl(self) -> None:  # noqa: B027 - optional hook
         """Release what ``_start_impl`` acquired. Default: nothing to do."""
 
     @abstractmethod
@@ -285,4 +285,4 @@ class SpeechRecognizer(ABC):
         self, audio: AsyncIterator[bytes], sample_rate: int
     ) -> AsyncGenerator[Transcript, None]:
         """Read the utterance's PCM16 chunks (ending when it ends); yield partials and then
-        exactly one final. Raise ``RecognizerUnavailable`` for a temporary failure."""
+        exactly one final. Raise ``RecognizerUnavailableError`` for a temporary failure."""

@@ -12,7 +12,7 @@ from riva.client.proto import riva_asr_pb2, riva_asr_pb2_grpc, riva_audio_pb2
 from trunkline.stt.backends.base import (
     RecognizerError,
     RecognizerOptions,
-    RecognizerUnavailable,
+    RecognizerUnavailableError,
     SpeechRecognizer,
     SttTelemetry,
 )
@@ -105,7 +105,9 @@ class RivaRecognizer(SpeechRecognizer):
                         yield Transcript(text=text, is_final=False)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _TRANSIENT:
-                raise RecognizerUnavailable(f"riva: {exc.code().name}: {exc.details()}") from exc
+                raise RecognizerUnavailableError(
+                    f"riva: {exc.code().name}: {exc.details()}"
+                ) from exc
             raise RecognizerError(f"riva: {exc.code().name}: {exc.details()}") from exc
         finally:
             call.cancel()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ctranslate2
@@ -49,7 +49,7 @@ class WhisperConfig:
     tokens_per_s: float = 7.0
     tail_pad_s: float = 0.3
     partial_interval_s: float = 0.0
-    no_speech: NoSpeechPolicy = NoSpeechPolicy()
+    no_speech: NoSpeechPolicy = field(default_factory=NoSpeechPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +150,7 @@ class WhisperRecognizer(SpeechRecognizer):
             raise RuntimeError("WhisperRecognizer.start() was not awaited")
         pad = np.zeros(int(self.config.tail_pad_s * MODEL_RATE), dtype=np.float32)
         mel = features(np.concatenate([samples, pad]))
-        prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         audio_s = samples.size / MODEL_RATE
         max_new = self.config.base_tokens + math.ceil(self.config.tokens_per_s * audio_s)
         result = model.generate(

@@ -9,7 +9,7 @@ from trunkline.tts.backends.base import (
     SynthesisOptions,
     Synthesizer,
     SynthesizerError,
-    SynthesizerUnavailable,
+    SynthesizerUnavailableError,
     TtsTelemetry,
 )
 
@@ -19,6 +19,6 @@ __all__ = [
     "SynthesisOptions",
     "Synthesizer",
     "SynthesizerError",
-    "SynthesizerUnavailable",
+    "SynthesizerUnavailableError",
     "TtsTelemetry",
 ]

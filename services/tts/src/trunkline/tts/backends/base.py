@@ -31,7 +31,7 @@ from trunkline.tts.core import (
 )
 
 
-class SynthesizerUnavailable(Exception):
+class SynthesizerUnavailableError(Exception):
     """A temporary backend failure (server unreachable, overloaded): worth one more try."""
 
 
@@ -182,7 +182,12 @@ class Synthesizer(ABC):
                     queue.current = clause
                     queue.interrupt.clear()
                     async for event in self._speak(
-                        clause, arrived, voice, settings, out_rate, queue
+                        clause,
+                        arrived=arrived,
+                        voice=voice,
+                        settings=settings,
+                        out_rate=out_rate,
+                        queue=queue,
                     ):
                         yield event
                     queue.current = None
@@ -227,6 +232,7 @@ class Synthesizer(ABC):
     async def _speak(
         self,
         clause: Clause,
+        *,
         arrived: float,
         voice: VoiceInfo,
         settings: StreamSettings,
@@ -306,7 +312,7 @@ class Synthesizer(ABC):
                         return
                     produced = True
                     yield piece
-            except (SynthesizerUnavailable, TimeoutError) as exc:
+            except (SynthesizerUnavailableError, TimeoutError) as exc:
                 span.add_event("tts.retry", {"attempt": attempt, "error": repr(exc)})
                 if produced or attempt == self.options.retries:
                     raise
@@ -344,15 +350,15 @@ class Synthesizer(ABC):
                     with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                         await future
 
-    async def _start_impl(self) -> None:
+    async def _start_impl(self) -> None:  # noqa: B027 - optional hook
         """Load models or open channels. Default: nothing to do."""
 
-    async def _close_impl(self) -> None:
+    async def _close_impl(self) -> None:  # noqa: B027 - optional hook
         """Release what ``_start_impl`` acquired. Default: nothing to do."""
 
     @abstractmethod
     def _synthesize_impl(
         self, text: str, voice: VoiceInfo, speaking_rate: float
     ) -> AsyncGenerator[NativeAudio, None]:
-        """Yield the clause's audio as it is produced. Raise ``SynthesizerUnavailable`` for a
+        """Yield the clause's audio as it is produced. Raise ``SynthesizerUnavailableError`` for a
         temporary failure."""

@@ -15,7 +15,7 @@ from trunkline.tts.backends.base import (
     SynthesisOptions,
     Synthesizer,
     SynthesizerError,
-    SynthesizerUnavailable,
+    SynthesizerUnavailableError,
     TtsTelemetry,
 )
 from trunkline.tts.core import VoiceInfo
@@ -100,7 +100,7 @@ class RivaSynthesizer(Synthesizer):
         except grpc.aio.AioRpcError as exc:
             message = f"riva: {exc.code().name}: {exc.details()}"
             if exc.code() in _TRANSIENT:
-                raise SynthesizerUnavailable(message) from exc
+                raise SynthesizerUnavailableError(message) from exc
             raise SynthesizerError(message) from exc
         finally:
             call.cancel()

@@ -12,6 +12,6 @@ def chunk_samples(
     samples: npt.NDArray[np.int16], sample_rate: int, chunk_s: float
 ) -> Iterator[npt.NDArray[np.int16]]:
     """Consecutive slices of ``chunk_s`` seconds (the last one may be shorter)."""
-    size = max(int(round(sample_rate * chunk_s)), 1)
+    size = max(round(sample_rate * chunk_s), 1)
     for start in range(0, samples.size, size):
         yield samples[start : start + size]

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 _SENTENCE_END = frozenset(".!?…")
-_SOFT_END = frozenset(",;:—–")
+_SOFT_END = frozenset(",;:\u2014\u2013")  # comma, semicolon, colon, em/en dash
 _ABBREVIATIONS = frozenset(
     {"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "no", "approx"}
 )

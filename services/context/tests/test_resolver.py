@@ -1,0 +1,131 @@
+"""Resolve and ingestion over fakes implementing the real ABCs."""
+
+from __future__ import annotations
+
+import pytest
+
+from trunkline.context.core.types import Caller, ChunkMeta
+from trunkline.context.errors import AccessDeniedError, InvalidRequestError, UnknownTenantError
+from trunkline.context.fakes import FixedRanker, HashEmbedder, MemoryStore
+from trunkline.context.ingest.ingestor import Ingestor
+from trunkline.context.ingest.parsers import parse
+from trunkline.context.resolver import Resolver
+from trunkline.context.spec import RankMode, RetrievalSpec
+
+pytestmark = pytest.mark.unit
+
+DOC = b"""# Roaming
+Roaming in the EU costs the same as at home.
+
+# Switching off
+Text ROAM OFF to 2222 to switch roaming off.
+"""
+
+
+async def test_ingest_is_idempotent_and_resolve_runs_the_stages(
+    embedder: HashEmbedder, memory_store: MemoryStore
+) -> None:
+    ingestor = Ingestor(embedder, memory_store)
+    meta = ChunkMeta("acme", ("caller",))
+    first = await ingestor.ingest("roaming.md", DOC, meta)
+    again = await ingestor.ingest("roaming.md", DOC, meta)
+    changed = await ingestor.ingest("roaming.md", DOC + b"\nNew fact.", meta)
+    assert (first.status, first.chunks_written) == ("created", 2)
+    assert (again.status, again.chunks_written, again.kb_version) == ("unchanged", 0, 1)
+    assert (changed.status, changed.chunks_deleted, changed.kb_version) == ("replaced", 2, 2)
+
+    caller = Caller("acme", "caller", 100)
+    memory_store.allow(caller)
+    result = await Resolver(embedder, memory_store).resolve(
+        "switch roaming off", caller, RetrievalSpec(top_k=1)
+    )
+    assert [s.name for s in result.stages] == [
+        "embed",
+        "filter",
+        "search",
+        "dedup",
+        "rank",
+        "set_algebra",
+    ]
+    assert memory_store.expressions == [result.stages[1].detail]
+    assert result.block is not None and "ROAM OFF" in result.block.text
+    assert result.cacheable and result.kb_version == 2
+
+
+async def test_unknown_tenant_and_forbidden_role_are_clear_errors(
+    embedder: HashEmbedder, memory_store: MemoryStore
+) -> None:
+    await Ingestor(embedder, memory_store).ingest("r.md", DOC, ChunkMeta("acme", ("staff",)))
+    resolver = Resolver(embedder, memory_store)
+    with pytest.raises(UnknownTenantError, match="unknown tenant 'globex'"):
+        await resolver.resolve("q", Caller("globex", "caller", 0), RetrievalSpec())
+    with pytest.raises(AccessDeniedError, match="role 'caller'"):
+        await resolver.resolve("q", Caller("acme", "caller", 0), RetrievalSpec())
+    with pytest.raises(InvalidRequestError, match="invalid tenant"):
+        await resolver.resolve("q", Caller('acme" or 1', "caller", 0), RetrievalSpec())
+    with pytest.raises(InvalidRequestError, match="empty"):
+        await resolver.resolve("  ", Caller("acme", "staff", 0), RetrievalSpec())
+
+
+async def test_cross_encoder_used_and_failure_falls_back(
+    embedder: HashEmbedder, memory_store: MemoryStore
+) -> None:
+    await Ingestor(embedder, memory_store).ingest("r.md", DOC, ChunkMeta("acme", ("*",)))
+    caller = Caller("acme", "caller", 0)
+    memory_store.allow(caller)
+    spec = RetrievalSpec(rank_mode=RankMode.CROSS_ENCODER, top_k=2)
+    good = FixedRanker()
+    result = await Resolver(embedder, memory_store, cross_encoder=good).resolve(
+        "roaming", caller, spec
+    )
+    assert result.rank_mode == "cross_encoder" and good.calls == 1
+    assert result.block is not None
+    lengths = [len(i.text) for i in result.block.items]
+    assert lengths == sorted(lengths, reverse=True)
+
+    down = FixedRanker(fail=True)
+    result = await Resolver(embedder, memory_store, cross_encoder=down).resolve(
+        "roaming", caller, spec
+    )
+    assert result.rank_mode == "embedded_fallback"
+    assert down.calls == 2, "one retry before falling back"
+
+
+def test_parsers_keep_structure() -> None:
+    md = parse(
+        "a.md", b"---\ntenant: globex\n---\n# A\ntext a\n## B\ntext b\n```\n# not a heading\n```"
+    )
+    assert [s.title for s in md] == ["", "A", "A > B"]
+    assert "# not a heading" in md[2].body
+    html = parse("a.html", b"<h1>T</h1><script>x()</script><p>one</p><h2>U</h2><p>two</p>")
+    assert [(s.title, s.body) for s in html] == [("T", "one"), ("T > U", "two")]
+    rows = parse(
+        "t.csv",
+        b"id,product,subject,resolution\n1,r1,Reboots,Update firmware\n",
+        entity_field="product",
+    )
+    assert (
+        rows[0].title == "Reboots" and rows[0].entity == "r1" and "Update firmware" in rows[0].body
+    )
+    tickets = parse(
+        "t.json", b'{"items": [{"subject": "S", "body": "B", "sku": "k"}]}', entity_field="sku"
+    )
+    assert (tickets[0].title, tickets[0].entity) == ("S", "k")
+    with pytest.raises(InvalidRequestError, match="unsupported file type"):
+        parse("a.exe", b"")
+    with pytest.raises(InvalidRequestError, match="unreadable PDF"):
+        parse("a.pdf", b"not a pdf")
+    with pytest.raises(InvalidRequestError, match="invalid JSON"):
+        parse("a.json", b"{")
+
+
+def test_spec_rejects_set_ops_on_unknown_sources() -> None:
+    with pytest.raises(ValueError, match="unknown data sources"):
+        RetrievalSpec.model_validate({"set_operations": [{"op": "union", "source": "crm"}]})
+    spec = RetrievalSpec.model_validate(
+        {
+            "data_sources": [{"name": "crm", "url": "http://crm/{customer_id}", "key_field": "id"}],
+            "set_operations": [{"op": "intersection", "source": "crm"}],
+        }
+    )
+    assert spec.set_ops()[0].op == "intersection"

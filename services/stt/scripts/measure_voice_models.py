@@ -1,0 +1,69 @@
+"""Measure the embedded models as the services use them: STT latency per utterance length and
+TTS time to first audio for a short clause and a long sentence. Prints a table.
+
+    uv run --frozen python services/stt/scripts/measure_voice_models.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+from collections.abc import AsyncIterator
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from trunkline.stt.backends.whisper import WhisperRecognizer
+from trunkline.tts.backends import StreamSettings
+from trunkline.tts.backends.piper import PiperSynthesizer
+from trunkline.tts.core import Clause, ClauseDone, TtsInput
+
+UTTERANCES = [
+    "Yes.",
+    "Thanks for calling.",
+    "I would like to check the balance on my account please.",
+    "Please transfer me to a human agent, I have been waiting for twenty minutes and nobody "
+    "has fixed my internet connection yet.",
+]
+TTS_CASES = {
+    "short clause (3 words)": "Sure, one moment.",
+    "long sentence (15 words)": "Our office is open from nine in the morning until five "
+    "in the evening on weekdays.",
+}
+RUNS = 5
+
+
+async def main() -> None:
+    tts, stt = PiperSynthesizer(), WhisperRecognizer()
+    await tts.start()
+    await stt.start()
+    print(f"{'STT utterance':<60} {'audio s':>8} {'p50 ms':>8} {'max ms':>8}")
+    for text in UTTERANCES:
+        pcm = b"".join(
+            [c.pcm async for c in tts.synthesize(text, StreamSettings(sample_rate=16_000))]
+        )
+        await stt.transcribe(pcm)  # warm
+        times = [(await stt.transcribe(pcm)).processing_s * 1000 for _ in range(RUNS)]
+        print(
+            f"{text[:58]:<60} {len(pcm) / 32_000:>8.2f} "
+            f"{statistics.median(times):>8.0f} {max(times):>8.0f}"
+        )
+    print(f"\n{'TTS case':<30} {'TTFA p50 ms':>12} {'TTFA max ms':>12} {'audio s':>8}")
+    for name, text in TTS_CASES.items():
+        ttfas: list[float] = []
+        audio = 0.0
+        for _ in range(RUNS + 1):
+
+            async def one(t: str = text) -> AsyncIterator[TtsInput]:
+                yield Clause("c", t)
+
+            async for event in tts.stream(one(), StreamSettings(sample_rate=16_000)):
+                if isinstance(event, ClauseDone):
+                    ttfas.append(event.time_to_first_audio_s * 1000)
+                    audio = event.audio_s
+        ttfas = ttfas[1:]  # drop the warm-up
+        print(f"{name:<30} {statistics.median(ttfas):>12.0f} {max(ttfas):>12.0f} {audio:>8.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
