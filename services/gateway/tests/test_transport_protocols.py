@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trunkline.gateway.transports import plivo_protocol, twilio_protocol
+from trunkline.gateway.transports.auth import (
+    stream_token,
+    twilio_signature,
+    valid_stream_token,
+    valid_twilio_signature,
+)
+from trunkline.gateway.transports.messages import (
+    BadMessageError,
+    Connected,
+    Ignored,
+    Mark,
+    Media,
+    Start,
+    Stop,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def test_twilio_signature_matches_twilios_documented_example() -> None:
+    # The worked example from Twilio's "Webhooks security" documentation.
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+14158675310",
+        "Digits": "1234",
+        "From": "+14158675310",
+        "To": "+18005551212",
+    }
+    assert twilio_signature("12345", url, params) == "GvWf1cFY/Q7PnoempGyD5oXAezc="
+    assert valid_twilio_signature("12345", url, params, "GvWf1cFY/Q7PnoempGyD5oXAezc=")
+    assert not valid_twilio_signature("12345", url, {**params, "Digits": "0"}, "x")
+    assert not valid_twilio_signature("12345", url, params, None)
+
+
+def test_stream_token_binds_tenant_agent_and_call() -> None:
+    token = stream_token("s3cret", "acme", "support", "CA1")
+    assert valid_stream_token("s3cret", "acme", "support", "CA1", token)
+    assert not valid_stream_token("s3cret", "acme", "support", "CA2", token)
+    assert not valid_stream_token("s3cret", "other", "support", "CA1", token)
+    assert not valid_stream_token("wrong", "acme", "support", "CA1", token)
+    assert not valid_stream_token("s3cret", "acme", "support", "CA1", "")
+
+
+def test_twilio_inbound_messages() -> None:
+    assert twilio_protocol.parse('{"event":"connected","protocol":"Call"}') == Connected()
+    start = twilio_protocol.parse(
+        json.dumps(
+            {
+                "event": "start",
+                "streamSid": "MZ1",
+                "start": {
+                    "streamSid": "MZ1",
+                    "callSid": "CA1",
+                    "accountSid": "AC1",
+                    "customParameters": {"tenant": "acme"},
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000},
+                },
+            }
+        )
+    )
+    assert start == Start("MZ1", "CA1", "AC1", {"tenant": "acme"})
+    media = '{"event":"media","media":{"track":"inbound","payload":"//8="}}'
+    assert twilio_protocol.parse(media) == Media("//8=")
+    assert twilio_protocol.parse('{"event":"mark","mark":{"name":"1.0"}}') == Mark("1.0")
+    assert twilio_protocol.parse('{"event":"stop","stop":{}}') == Stop()
+    assert twilio_protocol.parse('{"event":"dtmf","dtmf":{"digit":"1"}}') == Ignored("dtmf")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "not an object"),
+        ('{"no": "event"}', "no 'event'"),
+        ('{"event": "bogus"}', "unknown event"),
+        ('{"event": "media", "media": {}}', "media.payload"),
+        ('{"event": "mark", "mark": "x"}', "mark is not an object"),
+        (
+            '{"event":"start","start":{"streamSid":"M","callSid":"C",'
+            '"mediaFormat":{"encoding":"audio/l16","sampleRate":16000}}}',
+            "unsupported media format",
+        ),
+    ],
+)
+def test_twilio_malformed_messages_say_why(text: str, reason: str) -> None:
+    with pytest.raises(BadMessageError, match=reason):
+        twilio_protocol.parse(text)
+
+
+def test_twilio_outbound_messages_and_twiml() -> None:
+    assert json.loads(twilio_protocol.media("MZ1", "AAA=")) == {
+        "event": "media",
+        "streamSid": "MZ1",
+        "media": {"payload": "AAA="},
+    }
+    assert json.loads(twilio_protocol.mark("MZ1", "2.1"))["mark"] == {"name": "2.1"}
+    assert json.loads(twilio_protocol.clear("MZ1")) == {"event": "clear", "streamSid": "MZ1"}
+    twiml = twilio_protocol.twiml_stream("wss://gw/twilio/stream", {"tenant": 'a"b&c'})
+    assert '<Stream url="wss://gw/twilio/stream">' in twiml
+    assert "<Parameter name=\"tenant\" value='a\"b&amp;c'/>" in twiml
+
+
+def test_plivo_messages() -> None:
+    start = plivo_protocol.parse(
+        '{"event":"start","start":{"streamId":"S1","callId":"C1","accountId":"A1",'
+        '"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000}}}'
+    )
+    assert start == Start("S1", "C1", "A1")
+    assert plivo_protocol.parse(
+        '{"event":"media","media":{"track":"inbound","payload":"//8="}}'
+    ) == Media("//8=")
+    assert plivo_protocol.parse('{"event":"playedStream","name":"3.0"}') == Mark("3.0")
+    assert plivo_protocol.parse('{"event":"clearedAudio"}') == Ignored("clearedAudio")
+    assert plivo_protocol.parse('{"event":"stop"}') == Stop()
+    with pytest.raises(BadMessageError, match="unknown event"):
+        plivo_protocol.parse('{"event":"nope"}')
+    assert json.loads(plivo_protocol.play_audio("AA==")) == {
+        "event": "playAudio",
+        "media": {"contentType": "audio/x-mulaw", "sampleRate": 8000, "payload": "AA=="},
+    }
+    assert json.loads(plivo_protocol.checkpoint("S1", "3.0")) == {
+        "event": "checkpoint",
+        "streamId": "S1",
+        "name": "3.0",
+    }
+    assert json.loads(plivo_protocol.clear_audio("S1")) == {"event": "clearAudio", "streamId": "S1"}
