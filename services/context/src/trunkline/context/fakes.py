@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
+
 from trunkline.context.backends.embedder import DIM, Embedder, Vectors
 from trunkline.context.backends.ranker import Ranker
 from trunkline.context.backends.store import ChunkStore, SourceInfo, TenantInfo

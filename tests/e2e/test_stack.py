@@ -1,0 +1,138 @@
+"""``trunkline stack up|status|down`` with every service as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
+
+from trunkline.devservers import (
+    NatsServer,
+    RedisServer,
+    nats_ping,
+    pid_alive,
+    redis_ping,
+    start_on_free_port,
+)
+
+pytestmark = pytest.mark.e2e
+
+SERVICES = ("stt", "context", "llm", "tts", "hitl", "gateway", "rollout")
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def trunkline(run_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trunkline.cli.main", "stack", *args, "--run-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def status_rows(run_dir: Path) -> tuple[int, dict[str, dict[str, Any]]]:
+    done = trunkline(run_dir, "status", "--json")
+    return done.returncode, {row["name"]: row for row in json.loads(done.stdout)}
+
+
+@pytest.fixture
+def own_servers() -> Iterator[tuple[NatsServer, RedisServer]]:
+    """A NATS and a Redis started by the test, not by the stack: `down` must leave them be."""
+    nats = start_on_free_port(NatsServer)
+    redis = start_on_free_port(RedisServer)
+    try:
+        yield nats, redis
+    finally:
+        nats.close()
+        redis.close()
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Iterator[Path]:
+    run = tmp_path / "run"
+    try:
+        yield run
+    finally:
+        if (run / "stack.json").exists():
+            trunkline(run, "down")
+
+
+async def _watch_until(addr: str, wanted: int, limit_s: float) -> None:
+    async with asyncio.timeout(limit_s), grpc.aio.insecure_channel(addr) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        while (await watch.read()).status != wanted:
+            pass
+        watch.cancel()
+
+
+async def test_stack_up_status_drain_and_down(
+    own_servers: tuple[NatsServer, RedisServer], run_dir: Path
+) -> None:
+    nats, redis = own_servers
+    up = trunkline(
+        run_dir, "up", "--nats-url", nats.url, "--redis-url", redis.url, "--drain-seconds", "3"
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+
+    code, rows = status_rows(run_dir)
+    assert code == 0
+    assert set(rows) == {"nats", "redis", "otlp-sink", *SERVICES}
+    assert {row["health"] for row in rows.values()} == {"SERVING"}
+    assert not rows["nats"]["owned"] and not rows["redis"]["owned"]
+    assert all(rows[name]["owned"] for name in ("otlp-sink", *SERVICES))
+    ports = [row["port"] for row in rows.values()]
+    assert len(set(ports)) == len(ports) and not {4222, 6379} & set(ports)
+
+    again = trunkline(run_dir, "up")
+    assert again.returncode == 0 and "already up" in again.stdout
+
+    # SIGTERM one service: its health says NOT_SERVING first, the open Watch ends cleanly.
+    hitl = rows["hitl"]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{hitl['port']}") as channel:
+        watch: Any = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert (await watch.read()).status == SERVING
+        _send(hitl["pid"], signal.SIGTERM)
+        async with asyncio.timeout(10):
+            assert (await watch.read()).status == NOT_SERVING
+            assert await watch.read() is grpc.aio.EOF
+            assert await watch.code() == grpc.StatusCode.OK
+            while pid_alive(hitl["pid"]):
+                await asyncio.sleep(0.05)
+    # The gateway's readiness follows its peers: without hitl it is NOT_SERVING.
+    await _watch_until(f"127.0.0.1:{rows['gateway']['port']}", NOT_SERVING, limit_s=20)
+    code, rows_after = status_rows(run_dir)
+    assert code == 1
+    assert rows_after["hitl"]["health"] == "DOWN"
+    assert rows_after["gateway"]["health"] == "NOT_SERVING"
+    assert rows_after["stt"]["health"] == "SERVING"
+
+    down = trunkline(run_dir, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    stopped = [row["pid"] for row in rows.values() if row["owned"]]
+    assert not [pid for pid in stopped if pid_alive(pid)]
+    assert nats_ping(nats.url) and redis_ping(redis.url)  # ours, not the stack's: still up
+    assert not (run_dir / "stack.json").exists()
+    code, _ = status_rows_or_none(run_dir)
+    assert code == 1
+
+
+def status_rows_or_none(run_dir: Path) -> tuple[int, str]:
+    done = trunkline(run_dir, "status")
+    return done.returncode, done.stdout
+
+
+def _send(pid: int, sig: signal.Signals) -> None:
+    import os  # noqa: PLC0415
+
+    os.kill(pid, sig)
