@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -31,13 +32,16 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
-def trunkline(run_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def trunkline(
+    run_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "trunkline.cli.main", "stack", *args, "--run-dir", str(run_dir)],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=180,
         check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -68,6 +72,19 @@ def run_dir(tmp_path: Path) -> Iterator[Path]:
             trunkline(run, "down")
 
 
+async def exited(pid: int) -> None:
+    """Wait for the process to end: a pidfd becomes readable when it does."""
+    fd = os.pidfd_open(pid)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, done.set)
+    try:
+        await done.wait()
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
 async def _watch_until(addr: str, wanted: int, limit_s: float) -> None:
     async with asyncio.timeout(limit_s), grpc.aio.insecure_channel(addr) as channel:
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
@@ -89,26 +106,28 @@ async def test_stack_up_status_drain_and_down(
     assert code == 0
     assert set(rows) == {"nats", "redis", "otlp-sink", *SERVICES}
     assert {row["health"] for row in rows.values()} == {"SERVING"}
-    assert not rows["nats"]["owned"] and not rows["redis"]["owned"]
+    assert not rows["nats"]["owned"]
+    assert not rows["redis"]["owned"]
     assert all(rows[name]["owned"] for name in ("otlp-sink", *SERVICES))
     ports = [row["port"] for row in rows.values()]
-    assert len(set(ports)) == len(ports) and not {4222, 6379} & set(ports)
+    assert len(set(ports)) == len(ports)
+    assert not {4222, 6379} & set(ports)
 
     again = trunkline(run_dir, "up")
-    assert again.returncode == 0 and "already up" in again.stdout
+    assert again.returncode == 0
+    assert "already up" in again.stdout
 
     # SIGTERM one service: its health says NOT_SERVING first, the open Watch ends cleanly.
     hitl = rows["hitl"]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{hitl['port']}") as channel:
         watch: Any = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
         assert (await watch.read()).status == SERVING
-        _send(hitl["pid"], signal.SIGTERM)
+        os.kill(hitl["pid"], signal.SIGTERM)
         async with asyncio.timeout(10):
             assert (await watch.read()).status == NOT_SERVING
             assert await watch.read() is grpc.aio.EOF
             assert await watch.code() == grpc.StatusCode.OK
-            while pid_alive(hitl["pid"]):
-                await asyncio.sleep(0.05)
+            await exited(hitl["pid"])
     # The gateway's readiness follows its peers: without hitl it is NOT_SERVING.
     await _watch_until(f"127.0.0.1:{rows['gateway']['port']}", NOT_SERVING, limit_s=20)
     code, rows_after = status_rows(run_dir)
@@ -121,18 +140,24 @@ async def test_stack_up_status_drain_and_down(
     assert down.returncode == 0, down.stdout + down.stderr
     stopped = [row["pid"] for row in rows.values() if row["owned"]]
     assert not [pid for pid in stopped if pid_alive(pid)]
-    assert nats_ping(nats.url) and redis_ping(redis.url)  # ours, not the stack's: still up
+    assert nats_ping(nats.url)
+    assert redis_ping(redis.url)
     assert not (run_dir / "stack.json").exists()
-    code, _ = status_rows_or_none(run_dir)
-    assert code == 1
+    after_down = trunkline(run_dir, "status")
+    assert after_down.returncode == 1
+    assert "not up" in after_down.stdout
 
 
-def status_rows_or_none(run_dir: Path) -> tuple[int, str]:
-    done = trunkline(run_dir, "status")
-    return done.returncode, done.stdout
-
-
-def _send(pid: int, sig: signal.Signals) -> None:
-    import os  # noqa: PLC0415
-
-    os.kill(pid, sig)
+def test_a_service_that_cannot_start_fails_up_with_its_log_and_rolls_back(
+    run_dir: Path,
+) -> None:
+    up = trunkline(run_dir, "up", env={"STT_MAX_MESSAGE_BYTES": "0"})  # invalid: must be > 0
+    assert up.returncode == 1
+    assert "stt exited during start-up" in up.stdout
+    assert "invalid settings" in up.stdout
+    assert "max_message_bytes" in up.stdout
+    pids = [int(word) for line in up.stdout.splitlines() if " pid " in line
+            for word in [line.rsplit(" pid ", 1)[1]]]  # fmt: skip
+    assert len(pids) >= 3  # NATS, Redis and the sink were started by the stack, then stopped
+    assert not [pid for pid in pids if pid_alive(pid)]
+    assert not (run_dir / "stack.json").exists()

@@ -71,7 +71,9 @@ async def listening(hitl: Hitl) -> str:
 
 
 @pytest.fixture(scope="module")
-def hitl_process(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hitl]:
+def hitl_process(
+    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Hitl]:
     hitl = start_hitl(nats_server.url, tmp_path_factory.mktemp("hitl") / "hitl.log")
     try:
         yield hitl
@@ -120,7 +122,9 @@ async def test_missing_tenant_is_invalid_argument(hitl: grpc.aio.Channel) -> Non
 async def test_garbage_bytes_get_a_clear_status_and_the_server_lives(
     hitl: grpc.aio.Channel, hitl_process: Hitl
 ) -> None:
-    raw = hitl.unary_unary(f"/{HUMAN_LOOP}/Escalate")
+    raw: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = hitl.unary_unary(
+        f"/{HUMAN_LOOP}/Escalate"
+    )
     with pytest.raises(grpc.aio.AioRpcError) as garbage:
         await raw(b"\xff\xff\xff\xff\x0f")
     assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -131,7 +135,9 @@ async def test_garbage_bytes_get_a_clear_status_and_the_server_lives(
 
 
 async def test_oversized_message_is_resource_exhausted(hitl: grpc.aio.Channel) -> None:
-    raw = hitl.unary_unary(f"/{HUMAN_LOOP}/Escalate")
+    raw: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = hitl.unary_unary(
+        f"/{HUMAN_LOOP}/Escalate"
+    )
     with pytest.raises(grpc.aio.AioRpcError) as big:
         await raw(b"\x12" + b"\x00" * (300 * 1024))
     assert big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 TENANT = call_pb2.CallContext(tenant_id="acme")
+HUMAN_LOOP = "trunkline.hitl.v1.HumanLoop"
 
 
 class Loop(hitl_pb2_grpc.HumanLoopServicer):
@@ -87,7 +88,7 @@ async def shell() -> AsyncIterator[tuple[ServiceShell, Loop, asyncio.Event, grpc
 async def test_health_is_not_serving_until_ready(shell: Any) -> None:
     _, _, ready, channel = shell
     health = health_pb2_grpc.HealthStub(channel)
-    watch = health.Watch(health_pb2.HealthCheckRequest(service="trunkline.hitl.v1.HumanLoop"))
+    watch = health.Watch(health_pb2.HealthCheckRequest(service=HUMAN_LOOP))
     first = await watch.read()
     assert first.status == health_pb2.HealthCheckResponse.NOT_SERVING
     ready.set()
@@ -189,3 +190,25 @@ async def test_shutdown_flips_health_first_and_drains_in_flight_rpcs(shell: Any)
     assert await watch.read() is grpc.aio.EOF
     assert await watch.code() == grpc.StatusCode.OK
     await stopping
+
+
+async def test_reflection_lists_the_services_when_enabled() -> None:
+    from grpc_reflection.v1alpha import (  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
+        reflection_pb2,
+        reflection_pb2_grpc,
+    )
+
+    shell = ServiceShell(ServiceSettings(grpc_port=0), services=[HUMAN_LOOP], reflection=True)
+    port = await shell.start(lambda s: hitl_pb2_grpc.add_HumanLoopServicer_to_server(Loop(), s))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+            async def ask() -> AsyncIterator[Any]:
+                yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+            replies = [reply async for reply in stub.ServerReflectionInfo(ask())]
+        names = {s.name for s in replies[0].list_services_response.service}
+        assert {HUMAN_LOOP, "grpc.health.v1.Health"} <= names
+    finally:
+        await shell.shutdown()

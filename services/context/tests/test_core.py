@@ -56,7 +56,8 @@ def test_overlong_word_run_is_split() -> None:
     drafts = chunk_sections(
         [Section("", "x" * 500)], ChunkingPolicy(max_chars=100, overlap_chars=10)
     )
-    assert drafts and all(len(d.text) <= 100 for d in drafts)
+    assert drafts
+    assert all(len(d.text) <= 100 for d in drafts)
 
 
 def test_filter_expression_pushes_tenant_role_and_time() -> None:
@@ -151,7 +152,8 @@ def test_pack_respects_budget_and_numbers_citations() -> None:
     assert "(doc#0)" in block.text
     assert len(block.items) < 5
     whole = pack(items[:1], budget=1000)
-    assert not whole.truncated and len(whole.items) == 1
+    assert not whole.truncated
+    assert len(whole.items) == 1
 
 
 def test_confidence_and_cache_policy() -> None:

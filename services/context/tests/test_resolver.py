@@ -48,8 +48,10 @@ async def test_ingest_is_idempotent_and_resolve_runs_the_stages(
         "set_algebra",
     ]
     assert memory_store.expressions == [result.stages[1].detail]
-    assert result.block is not None and "ROAM OFF" in result.block.text
-    assert result.cacheable and result.kb_version == 2
+    assert result.block is not None
+    assert "ROAM OFF" in result.block.text
+    assert result.cacheable
+    assert result.kb_version == 2
 
 
 async def test_unknown_tenant_and_forbidden_role_are_clear_errors(
@@ -78,7 +80,8 @@ async def test_cross_encoder_used_and_failure_falls_back(
     result = await Resolver(embedder, memory_store, cross_encoder=good).resolve(
         "roaming", caller, spec
     )
-    assert result.rank_mode == "cross_encoder" and good.calls == 1
+    assert result.rank_mode == "cross_encoder"
+    assert good.calls == 1
     assert result.block is not None
     lengths = [len(i.text) for i in result.block.items]
     assert lengths == sorted(lengths, reverse=True)
@@ -104,9 +107,9 @@ def test_parsers_keep_structure() -> None:
         b"id,product,subject,resolution\n1,r1,Reboots,Update firmware\n",
         entity_field="product",
     )
-    assert (
-        rows[0].title == "Reboots" and rows[0].entity == "r1" and "Update firmware" in rows[0].body
-    )
+    assert rows[0].title == "Reboots"
+    assert rows[0].entity == "r1"
+    assert "Update firmware" in rows[0].body
     tickets = parse(
         "t.json", b'{"items": [{"subject": "S", "body": "B", "sku": "k"}]}', entity_field="sku"
     )

@@ -31,7 +31,7 @@ from trunkline.testing.clock import FakeClock
 
 pytestmark = pytest.mark.unit
 
-VOICE = b"\x01\x00" * 320
+VOICE = b"\x00\x10" * 320
 SILENCE = b"\x00\x00" * 320
 CALL = CallInfo("CA1", "acme", "support", "v3")
 POLICY = RetryPolicy(timeout_s=0.5, backoff_s=0.1, max_backoff_s=0.2)

@@ -105,7 +105,7 @@ def test_twilio_outbound_messages_and_twiml() -> None:
     assert json.loads(twilio_protocol.clear("MZ1")) == {"event": "clear", "streamSid": "MZ1"}
     twiml = twilio_protocol.twiml_stream("wss://gw/twilio/stream", {"tenant": 'a"b&c'})
     assert '<Stream url="wss://gw/twilio/stream">' in twiml
-    assert "<Parameter name=\"tenant\" value='a\"b&amp;c'/>" in twiml
+    assert '<Parameter name="tenant" value=\'a"b&amp;c\'/>' in twiml
 
 
 def test_plivo_messages() -> None:

@@ -40,7 +40,7 @@ LOOKUP = ToolSchema(
     "Look up a patient account by its number.",
     {
         "type": "object",
-        "properties": {"account_id": {"type": "string"}},
+        "properties": {"account_id": {"type": "string", "pattern": "^[0-9]{1,8}$"}},
         "required": ["account_id"],
     },
 )
@@ -77,8 +77,8 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--model_alias",
             "smollm2",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}/v1"
     try:
@@ -154,9 +154,11 @@ async def test_forced_tool_call_is_assembled_and_its_result_round_trips(
     assert call.name == "lookup_account"
     assert call.id
     arguments = call.parsed_arguments()  # whole JSON, assembled from many deltas
-    assert isinstance(arguments.get("account_id"), str)
+    assert arguments["account_id"].isdigit()
 
-    result = ChatMessage("tool", json.dumps({"balance_usd": 40}), call.id, "lookup_account")
+    result = ChatMessage(
+        "tool", json.dumps({"balance_usd": 40}), tool_call_id=call.id, name="lookup_account"
+    )
     follow = await run(
         openai,
         request(

@@ -66,9 +66,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"invalid settings: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     if args.command == "demo":
-        code = stack.up(settings)
+        code = stack.up(settings)  # prints the status table of the stack it brought up
         if code == 0:
-            stack.status(settings)
             print(VOICE_CALL_PENDING)
         raise SystemExit(code)
     if args.action == "up":

@@ -126,7 +126,10 @@ class ServiceShell:
 
             names = (*self.services, HEALTH_SERVICE, reflection.SERVICE_NAME)
             reflection.enable_server_reflection(names, server)
-        port = server.add_insecure_port(self.settings.grpc_bind)
+        try:
+            port = server.add_insecure_port(self.settings.grpc_bind)
+        except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+            raise OSError(f"cannot listen on {self.settings.grpc_bind}: {exc}") from exc
         if port == 0:
             raise OSError(f"cannot listen on {self.settings.grpc_bind}")
         await server.start()

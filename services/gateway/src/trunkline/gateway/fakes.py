@@ -138,10 +138,14 @@ class FakeSynthesizer(Synthesizer):
 
 
 class EnergyDetector(SpeechDetector):
-    """Speech when any sample is non-zero (fake audio: silence is all zeros)."""
+    """Speech when any sample is louder than ``floor`` (fake audio: silence is near zero)."""
+
+    def __init__(self, floor: int = 64) -> None:
+        self.floor = floor
 
     def probability(self, pcm: bytes) -> float:
-        return 1.0 if any(pcm) else 0.0
+        samples = memoryview(pcm).cast("h")
+        return 1.0 if max(map(abs, samples), default=0) > self.floor else 0.0
 
 
 @dataclass

@@ -105,7 +105,7 @@ class GatewayWeb:
     async def _stream(
         self, request: web.Request, dialect: Dialect, query: Mapping[str, str]
     ) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE, heartbeat=30.0)
+        ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE, heartbeat=30.0, timeout=2.0)
         await ws.prepare(request)
         transport = MediaStreamTransport(ws, dialect, self.clock, self.metrics)
         start = await transport.wait_start()

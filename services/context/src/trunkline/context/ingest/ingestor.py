@@ -85,15 +85,7 @@ class Ingestor:
         return await self._write(source, sections, meta, digest, replacing=stored is not None)
 
     async def delete(self, tenant: str, source: str) -> IngestResult:
-        check_ident("tenant", tenant)
-        deleted = await self.store.delete_source(tenant, source)
-        info = await self.store.tenant(tenant)
-        version = info.kb_version if info else 0
-        if deleted:
-            version = (await self.store.record_change(tenant, ())).kb_version
-            if self.cache is not None:
-                await self.cache.invalidate(tenant)
-        return IngestResult(source, "deleted" if deleted else "absent", 0, deleted, version)
+        return await delete_source(self.store, self.cache, tenant, source)
 
     async def sources(self, tenant: str) -> list[SourceInfo]:
         check_ident("tenant", tenant)
@@ -146,3 +138,21 @@ class Ingestor:
             raise InvalidRequestError("source must be 1..500 characters")
         if meta.valid_from >= meta.valid_to:
             raise InvalidRequestError("valid_from must be before valid_to")
+
+
+async def delete_source(
+    store: ChunkStore, cache: AnswerCache | None, tenant: str, source: str
+) -> IngestResult:
+    """Delete a source's chunks; a deletion bumps the KB version and drops cached answers."""
+    try:
+        check_ident("tenant", tenant)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+    deleted = await store.delete_source(tenant, source)
+    info = await store.tenant(tenant)
+    version = info.kb_version if info else 0
+    if deleted:
+        version = (await store.record_change(tenant, ())).kb_version
+        if cache is not None:
+            await cache.invalidate(tenant)
+    return IngestResult(source, "deleted" if deleted else "absent", 0, deleted, version)

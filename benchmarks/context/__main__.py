@@ -1,0 +1,172 @@
+"""``make bench-context``: ingest throughput, Resolve latency per stage, cache, recall, memory.
+
+``python -m benchmarks.context [--chunks 10000 100000]`` prints a table per size and writes
+``benchmarks/results/context.json``. The labelled set (tests/data/context) is ingested on top of
+synthetic filler chunks spread over many tenants (a quarter of them in the labelled tenants).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from trunkline.context import evaluation
+from trunkline.context.backends.embedder import MiniLMEmbedder
+from trunkline.context.backends.milvus import MilvusAnswerCache, MilvusChunkStore, MilvusDatabase
+from trunkline.context.core.chunking import Section
+from trunkline.context.core.cache_policy import TurnFacts
+from trunkline.context.core.types import Caller, ChunkMeta
+from trunkline.context.ingest.ingestor import Ingestor
+from trunkline.context.resolver import Resolver
+from trunkline.context.spec import RankMode, RetrievalSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "context"
+RESULTS = ROOT / "benchmarks" / "results" / "context.json"
+WORDS = (
+    "account order delivery warranty invoice contract meter tariff ticket device network outage "
+    "subscription upgrade installation appointment technician balance statement discount voucher "
+    "password login portal address transfer cancellation renewal insurance claim repair parcel"
+).split()
+
+
+def filler(rng: random.Random, n: int) -> str:
+    sentences = []
+    for _ in range(n):
+        words = rng.sample(WORDS, 6)
+        sentences.append(
+            f"The {words[0]} {words[1]} policy covers {words[2]} and {words[3]} for "
+            f"{rng.randint(1, 90)} days, except {words[4]} {words[5]} cases."
+        )
+    return " ".join(sentences)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run(size: int, index: str, repeats: int) -> dict[str, Any]:
+    rng = random.Random(7)
+    work = Path(tempfile.mkdtemp(prefix="bench-context-"))
+    db = MilvusDatabase(str(work / "kb.db"), index_type=index)  # type: ignore[arg-type]
+    embedder = MiniLMEmbedder(threads=2, batch_size=64)
+    store, cache = MilvusChunkStore(db), MilvusAnswerCache(db)
+    ingestor = Ingestor(embedder, store, cache)
+    tenants = ["acme", "globex"] + [f"filler{i}" for i in range(38)]
+    per_doc = 50
+    start = time.perf_counter()
+    for d in range(size // per_doc):
+        tenant = tenants[d % len(tenants)]
+        sections = [Section(f"topic {d}-{k}", filler(rng, 3)) for k in range(per_doc)]
+        await ingestor.ingest_sections(f"filler/{d}.md", sections, ChunkMeta(tenant, ("*",)), str(d))
+    ingest_s = time.perf_counter() - start
+    evalset = evaluation.load(DATA)
+    await evaluation.ingest_all(evalset, ingestor)
+    resolver = Resolver(embedder, store, cache)
+
+    quality: dict[str, dict[str, float]] = {}
+    timings: dict[str, list[float]] = {}
+    totals: list[float] = []
+    for mode in (RankMode.NONE, RankMode.EMBEDDED):
+        spec = RetrievalSpec(top_k=5, rank_mode=mode)
+        rr: list[float] = []
+        wrong_tenant = 0
+        for _ in range(repeats if mode == RankMode.EMBEDDED else 1):
+            for q in evalset.questions:
+                t0 = time.perf_counter()
+                result = await resolver.resolve(q.query, q.caller, spec)
+                totals.append((time.perf_counter() - t0) * 1000) if mode == RankMode.EMBEDDED else None
+                for stage in result.stages:
+                    timings.setdefault(stage.name, []).append(stage.duration_ms)
+                assert result.block is not None
+                wrong_tenant += sum(
+                    1 for i in result.block.items if i.source.startswith("acme/") != (q.tenant == "acme")
+                    and i.source.startswith(("acme/", "globex/"))
+                )
+                if q.expect_source and len(rr) < sum(1 for x in evalset.questions if x.expect_source):
+                    rr.append(evaluation.reciprocal_rank(q, result.block.items, 5))
+        quality[mode.value] = {
+            "recall_at_5": sum(r > 0 for r in rr) / len(rr),
+            "mrr": sum(rr) / len(rr),
+            "wrong_tenant_results": wrong_tenant,
+        }
+
+    p = evalset.paraphrases
+    now = evalset.default_now
+    info = await resolver.authorize(p["tenant"], "caller")
+    facts = TurnFacts(used_tools=False, caller_specific=False, answer="a")
+    for pair in p["pairs"]:
+        await resolver.store_answer(
+            pair["stored"], "a", [], tenant=p["tenant"], role="caller", agent=p["agent"],
+            kb_version=info.kb_version, facts=facts, now=now,
+        )  # fmt: skip
+    hits = true_hits = 0
+    hit_ms: list[float] = []
+    for _ in range(repeats):
+        for pair in p["pairs"]:
+            t0 = time.perf_counter()
+            result = await resolver.resolve(
+                pair["asked"], Caller(p["tenant"], "caller", now), RetrievalSpec(), agent=p["agent"]
+            )
+            if result.cached is not None:
+                hit_ms.append((time.perf_counter() - t0) * 1000)
+                hits += 1
+                true_hits += int(pair["same"])
+    embedder.close()
+    db.close()
+    return {
+        "chunks": size,
+        "index": index,
+        "ingest_chunks_per_s": size / ingest_s,
+        "resolve_ms": {"p50": pct(totals, 0.5), "p95": pct(totals, 0.95)},
+        "stage_ms": {k: {"p50": pct(v, 0.5), "p95": pct(v, 0.95)} for k, v in timings.items()},
+        "cache_hit_ms": {"p50": pct(hit_ms, 0.5), "p95": pct(hit_ms, 0.95)} if hit_ms else {},
+        "cache_precision": true_hits / hits if hits else 0.0,
+        "quality": quality,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "resolves_timed": len(totals),
+        "stdev_ms": statistics.pstdev(totals),
+    }
+
+
+def show(r: dict[str, Any]) -> None:
+    print(f"\n== {r['chunks']} chunks ({r['index']}) ==")
+    print(f"ingest                 {r['ingest_chunks_per_s']:8.1f} chunks/s")
+    print(f"resolve total          p50 {r['resolve_ms']['p50']:7.2f} ms  p95 {r['resolve_ms']['p95']:7.2f} ms")
+    for name, v in r["stage_ms"].items():
+        print(f"  {name:20} p50 {v['p50']:7.2f} ms  p95 {v['p95']:7.2f} ms")
+    if r["cache_hit_ms"]:
+        print(f"cache hit              p50 {r['cache_hit_ms']['p50']:7.2f} ms  p95 {r['cache_hit_ms']['p95']:7.2f} ms")
+    print(f"cache precision        {r['cache_precision']:.2f}")
+    for mode, q in r["quality"].items():
+        print(f"{mode:10} recall@5 {q['recall_at_5']:.2f}  MRR {q['mrr']:.3f}  wrong-tenant {q['wrong_tenant_results']}")
+    print(f"peak RSS               {r['peak_rss_mb']:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.context")
+    parser.add_argument("--chunks", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--index", choices=["FLAT", "HNSW"], default="FLAT")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    results = []
+    for size in args.chunks:
+        result = asyncio.run(run(size, args.index, args.repeats))
+        show(result)
+        results.append(result)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"benchmark": "context", "runs": results}, indent=2))
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
