@@ -124,7 +124,6 @@ async def test_request_body_and_assembled_tool_calls_and_usage() -> None:
     assert isinstance(messages, list)
     assert messages[1] == {
         "role": "assistant",
-        "content": None,
         "tool_calls": [
             {
                 "id": "c0",

@@ -42,7 +42,8 @@ class OpenAIConfig:
 def message_to_wire(message: ChatMessage) -> dict[str, Any]:
     wire: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
-        wire["content"] = message.content or None
+        if not message.content:
+            del wire["content"]  # OpenAI and vLLM allow null, llama.cpp's server only absent
         wire["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in message.tool_calls

@@ -104,7 +104,7 @@ class SpeechRecognizer(ABC):
 
     async def stream(
         self, inputs: AsyncIterable[SttInput], *, sample_rate: int | None = None
-    ) -> AsyncIterator[Transcript]:
+    ) -> AsyncGenerator[Transcript, None]:
         """Partials and one final per utterance; an utterance ends at ``EndOfUtterance`` or
         at the end of ``inputs``. Audio keeps flowing in while an earlier utterance decodes."""
         rate = sample_rate or self.options.sample_rate

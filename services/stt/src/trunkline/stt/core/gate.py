@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
+
+from trunkline.stt.core.types import Transcript
 
 _SILENCE_DBFS = -120.0
 
@@ -40,3 +42,13 @@ class NoSpeechPolicy:
 
     def model_says_silence(self, no_speech_prob: float, avg_logprob: float) -> bool:
         return no_speech_prob > self.prob_threshold and avg_logprob < self.logprob_threshold
+
+
+def apply_no_speech_threshold(result: Transcript, threshold: float) -> Transcript:
+    """A stream's own no-speech rule on top of the backend's (partials pass): a final whose
+    no-speech probability is above ``threshold`` counts as no speech and loses its text
+    (``threshold`` 0: the backend's verdict alone). Such finals are still sent, so a client
+    that ended an utterance always hears back about it."""
+    if not result.is_final or result.no_speech or not 0 < threshold < result.no_speech_prob:
+        return result
+    return replace(result, text="", no_speech=True, confidence=0.0)

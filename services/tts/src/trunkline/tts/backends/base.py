@@ -163,7 +163,7 @@ class Synthesizer(ABC):
 
     async def stream(
         self, inputs: AsyncIterable[TtsInput], settings: StreamSettings | None = None
-    ) -> AsyncIterator[TtsOutput]:
+    ) -> AsyncGenerator[TtsOutput, None]:
         """Audio chunks and a ``ClauseDone`` per clause, in order. A ``Cancel`` overtakes the
         queue: the clause in progress stops between two chunks, queued clauses never start, and
         a ``Cancelled`` acknowledges it; the stream then waits for the next clause."""

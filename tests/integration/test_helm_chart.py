@@ -1,0 +1,427 @@
+"""The Helm chart, offline: strict lint, render with default and production values, validate every
+manifest against the Kubernetes 1.30 schemas, check the wiring that matters, reject bad values.
+
+No cluster and no helm binary: Helm v4 runs in-process (``helm-python-sdk``) and the manifests are
+checked with the bundled Kubernetes JSON schemas (``kubernetes-validate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "trunkline"
+PRODUCTION_VALUES = ROOT / "tests" / "data" / "helm" / "production-values.yaml"
+KUBE_VERSION = "1.30.0"
+SERVICES = ("gateway", "stt", "context", "llm", "tts", "hitl")
+PREFIX = {**{name: f"{name.upper()}_" for name in SERVICES}, "operator": "ROLLOUT_"}
+RECOMMENDED_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+)
+
+Manifest = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[helm_python.Chart]:
+    with helm_python.Chart.load(str(CHART)) as loaded:
+        yield loaded
+
+
+def production_values() -> dict[str, Any]:
+    values = yaml.safe_load(PRODUCTION_VALUES.read_text())
+    assert isinstance(values, dict)
+    return values
+
+
+def render(chart: helm_python.Chart, values: dict[str, Any] | None = None) -> list[Manifest]:
+    rendered = chart.render(values or {}, name="voice", namespace="calls")
+    docs: list[Manifest] = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return docs
+
+
+@pytest.fixture(scope="module", params=["default", "production"])
+def manifests(request: pytest.FixtureRequest, chart: helm_python.Chart) -> list[Manifest]:
+    values = production_values() if request.param == "production" else None
+    return render(chart, values)
+
+
+@pytest.fixture(scope="module")
+def prod(chart: helm_python.Chart) -> list[Manifest]:
+    return render(chart, production_values())
+
+
+def of_kind(docs: list[Manifest], kind: str) -> dict[str, Manifest]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def component(doc: Manifest) -> str:
+    return str(doc["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def trunkline_deployments(docs: list[Manifest]) -> dict[str, Manifest]:
+    """The Deployments running the Trunkline image, by component (not vLLM/Riva)."""
+    return {
+        component(d): d
+        for d in of_kind(docs, "Deployment").values()
+        if component(d) in PREFIX
+    }
+
+
+def container(deployment: Manifest) -> Manifest:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return dict(containers[0])
+
+
+def env_of(deployment: Manifest) -> dict[str, Manifest]:
+    return {e["name"]: e for e in container(deployment).get("env") or []}
+
+
+def env_value(deployment: Manifest, name: str) -> str:
+    value = env_of(deployment)[name]["value"]
+    assert isinstance(value, str), f"{name} must be a string, got {value!r}"
+    return value
+
+
+def port_named(ports: list[Manifest], name: str) -> Manifest:
+    matches = [p for p in ports if p["name"] == name]
+    assert len(matches) == 1, f"expected one port named {name!r} in {ports}"
+    return matches[0]
+
+
+def backing_deployment(docs: list[Manifest], address: str) -> tuple[Manifest, Manifest]:
+    """The Service named by a ``host:port`` address and the one Deployment it selects.
+
+    Asserts the Service exposes that port and its target is a container port of the Deployment.
+    """
+    host, _, port = address.rpartition(":")
+    services = of_kind(docs, "Service")
+    assert host in services, f"{address}: no Service named {host!r} (have {sorted(services)})"
+    service = services[host]
+    exposed = [p for p in service["spec"]["ports"] if p["port"] == int(port)]
+    assert exposed, f"{address}: Service {host} does not expose port {port}"
+    selector = service["spec"]["selector"]
+    selected = [
+        d
+        for d in of_kind(docs, "Deployment").values()
+        if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+    ]
+    assert len(selected) == 1, f"Service {host} selects {len(selected)} Deployments"
+    target = exposed[0]["targetPort"]
+    container_ports = container(selected[0])["ports"]
+    assert any(p["name"] == target or p["containerPort"] == target for p in container_ports)
+    return service, selected[0]
+
+
+# -- lint and schema validity --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_file", [None, PRODUCTION_VALUES], ids=["default", "production"])
+def test_chart_lints_clean_in_strict_mode(values_file: Path | None) -> None:
+    values = yaml.safe_load(values_file.read_text()) if values_file else None
+    report = helm_python.lint(
+        str(CHART), values, strict=True, kube_version=f"v{KUBE_VERSION}", namespace="calls"
+    )
+    assert report["errors"] == []
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert problems == []
+    assert report["total_charts_linted"] == 1
+
+
+def test_every_rendered_manifest_is_valid_kubernetes(manifests: list[Manifest]) -> None:
+    assert len(manifests) > 15
+    for doc in manifests:
+        try:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {exc.path}")
+
+
+def test_every_object_carries_the_recommended_labels(manifests: list[Manifest]) -> None:
+    for doc in manifests:
+        labels = doc["metadata"].get("labels", {})
+        missing = [key for key in RECOMMENDED_LABELS if key not in labels]
+        assert missing == [], f"{doc['kind']}/{doc['metadata']['name']} lacks {missing}"
+        assert labels["app.kubernetes.io/instance"] == "voice"
+
+
+# -- deployments ---------------------------------------------------------------------------------
+
+
+def test_one_deployment_and_service_per_process(manifests: list[Manifest]) -> None:
+    deployments = trunkline_deployments(manifests)
+    assert set(deployments) == set(PREFIX)
+    for name, deployment in deployments.items():
+        module = "rollout" if name == "operator" else name
+        assert container(deployment)["command"] == ["python", "-m", f"trunkline.{module}"]
+    services = {component(s) for s in of_kind(manifests, "Service").values()}
+    assert set(SERVICES) <= services
+
+
+def test_grpc_probes_target_the_port_the_process_listens_on(manifests: list[Manifest]) -> None:
+    for name, deployment in trunkline_deployments(manifests).items():
+        c = container(deployment)
+        grpc_port = port_named(c["ports"], "grpc")["containerPort"]
+        p = PREFIX[name]
+        assert env_value(deployment, f"{p}GRPC_PORT") == str(grpc_port)
+        assert env_value(deployment, f"{p}HOST") == "0.0.0.0"  # kubelet probes the pod IP
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            assert c[probe]["grpc"]["port"] == grpc_port, f"{name} {probe}"
+        metrics_port = port_named(c["ports"], "metrics")["containerPort"]
+        assert env_value(deployment, f"{p}METRICS_PORT") == str(metrics_port)
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(metrics_port)
+
+
+def test_termination_grace_exceeds_the_drain(manifests: list[Manifest]) -> None:
+    for name, deployment in trunkline_deployments(manifests).items():
+        drain = float(env_value(deployment, f"{PREFIX[name]}DRAIN_SECONDS"))
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace > drain, f"{name}: grace {grace} <= drain {drain}"
+
+
+def test_pods_run_non_root_read_only_with_resources(manifests: list[Manifest]) -> None:
+    for name, deployment in trunkline_deployments(manifests).items():
+        pod = deployment["spec"]["template"]["spec"]
+        c = container(deployment)
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True, name
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False, name
+        assert {"cpu", "memory"} <= set(c["resources"]["requests"]), name
+        assert "memory" in c["resources"]["limits"], name
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        assert "/tmp" in mounts, name  # the only writable scratch space
+
+
+def test_every_service_has_a_disruption_budget(manifests: list[Manifest]) -> None:
+    budgets = {component(b): b for b in of_kind(manifests, "PodDisruptionBudget").values()}
+    deployments = trunkline_deployments(manifests)
+    assert set(budgets) == set(SERVICES)
+    for name, budget in budgets.items():
+        pod_labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+# -- wiring --------------------------------------------------------------------------------------
+
+
+def test_gateway_peer_addresses_name_the_peer_services(manifests: list[Manifest]) -> None:
+    gateway = trunkline_deployments(manifests)["gateway"]
+    for peer in ("stt", "context", "llm", "tts", "hitl"):
+        address = env_value(gateway, f"GATEWAY_{peer.upper()}_ADDR")
+        _, target = backing_deployment(manifests, address)
+        assert component(target) == peer
+        peer_port = port_named(container(target)["ports"], "grpc")["containerPort"]
+        assert address.endswith(f":{peer_port}")
+        assert env_value(target, f"{peer.upper()}_GRPC_PORT") == str(peer_port)
+    assert env_value(gateway, "GATEWAY_NATS_URL").startswith("nats://")
+    http_port = port_named(container(gateway)["ports"], "http")["containerPort"]
+    assert env_value(gateway, "GATEWAY_HTTP_PORT") == str(http_port)
+    gateway_service = next(
+        s for s in of_kind(manifests, "Service").values() if component(s) == "gateway"
+    )
+    assert port_named(gateway_service["spec"]["ports"], "http")["targetPort"] == "http"
+
+
+def test_default_values_run_the_embedded_backends(chart: helm_python.Chart) -> None:
+    deployments = trunkline_deployments(render(chart))
+    assert env_value(deployments["stt"], "STT_BACKEND") == "whisper"
+    assert env_value(deployments["tts"], "TTS_BACKEND") == "piper"
+    assert env_value(deployments["llm"], "LLM_BACKEND") == "llamacpp"
+    milvus = env_value(deployments["context"], "CONTEXT_MILVUS_URI")
+    mounts = {m["mountPath"] for m in container(deployments["context"])["volumeMounts"]}
+    assert str(Path(milvus).parent) in mounts  # the Milvus Lite file is on a writable volume
+    assert "STT_RIVA_ADDR" not in env_of(deployments["stt"])
+    assert "LLM_OPENAI_API_KEY" not in env_of(deployments["llm"])
+    kinds = {d["kind"] for d in render(chart)}
+    assert "HorizontalPodAutoscaler" not in kinds
+    assert "Ingress" not in kinds
+
+
+def test_production_backends_point_at_the_gpu_servers(prod: list[Manifest]) -> None:
+    deployments = trunkline_deployments(prod)
+    for name in ("stt", "tts"):
+        p = PREFIX[name]
+        assert env_value(deployments[name], f"{p}BACKEND") == "riva"
+        _, riva = backing_deployment(prod, env_value(deployments[name], f"{p}RIVA_ADDR"))
+        assert component(riva) == "riva"
+    llm = deployments["llm"]
+    assert env_value(llm, "LLM_BACKEND") == "openai"
+    base_url = env_value(llm, "LLM_OPENAI_BASE_URL")
+    assert base_url.startswith("http://") and base_url.endswith("/v1")
+    _, vllm = backing_deployment(prod, base_url.removeprefix("http://").removesuffix("/v1"))
+    assert component(vllm) == "vllm"
+    served = next(a for a in container(vllm)["args"] if a.startswith("--served-model-name="))
+    assert env_value(llm, "LLM_MODEL") == served.split("=", 1)[1]
+    context = deployments["context"]
+    assert env_value(context, "CONTEXT_MILVUS_URI") == "http://milvus.vectors:19530"
+    assert env_value(context, "CONTEXT_RERANK_URL") == "http://tei-reranker.inference:8080"
+    for name, deployment in deployments.items():
+        endpoint = env_value(deployment, f"{PREFIX[name]}OTLP_ENDPOINT")
+        assert endpoint == "jaeger-collector.observability:4317"
+
+
+def test_gpu_servers_land_on_gpu_nodes(prod: list[Manifest]) -> None:
+    gpu = [d for d in of_kind(prod, "Deployment").values() if component(d) in ("vllm", "riva")]
+    assert {component(d) for d in gpu} == {"vllm", "riva"}
+    for deployment in gpu:
+        pod = deployment["spec"]["template"]["spec"]
+        assert container(deployment)["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert any(key.startswith("nvidia.com/gpu") for key in pod["nodeSelector"])
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+            "tolerations"
+        ]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert "persistentVolumeClaim" in volumes["models"]  # weights mounted, never downloaded
+    trunkline = trunkline_deployments(prod)
+    for deployment in trunkline.values():
+        limits = container(deployment)["resources"]["limits"]
+        assert "nvidia.com/gpu" not in limits  # the gRPC services themselves stay on CPU nodes
+
+
+def test_secrets_are_referenced_by_name_never_inlined(prod: list[Manifest]) -> None:
+    assert of_kind(prod, "Secret") == {}
+    deployments = trunkline_deployments(prod)
+    api_key = env_of(deployments["llm"])["LLM_OPENAI_API_KEY"]
+    assert "value" not in api_key
+    assert api_key["valueFrom"]["secretKeyRef"] == {"name": "trunkline-llm", "key": "api-key"}
+    redis = env_of(deployments["gateway"])["GATEWAY_REDIS_URL"]
+    assert "value" not in redis
+    assert redis["valueFrom"]["secretKeyRef"] == {"name": "trunkline-redis", "key": "url"}
+
+
+def test_agents_ship_as_a_configmap_mounted_by_gateway_and_llm(prod: list[Manifest]) -> None:
+    configmaps = {component(c): c for c in of_kind(prod, "ConfigMap").values()}
+    agents = configmaps["agents"]
+    spec = yaml.safe_load(agents["data"]["acme-dental.yaml"])
+    assert spec == production_values()["agents"]["acme-dental"]
+    deployments = trunkline_deployments(prod)
+    for name in ("gateway", "llm"):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["agents"]["configMap"]["name"] == agents["metadata"]["name"]
+        mounts = {m["name"]: m for m in container(deployments[name])["volumeMounts"]}
+        directory = env_value(deployments[name], f"{PREFIX[name]}AGENTS_DIR")
+        assert mounts["agents"]["mountPath"] == directory
+        assert mounts["agents"]["readOnly"] is True
+
+
+def test_production_exposes_and_autoscales_the_gateway(prod: list[Manifest]) -> None:
+    gateway = trunkline_deployments(prod)["gateway"]
+    assert "replicas" not in gateway["spec"]  # owned by the HPA
+    (hpa,) = of_kind(prod, "HorizontalPodAutoscaler").values()
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": gateway["metadata"]["name"],
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 20)
+    (ingress,) = of_kind(prod, "Ingress").values()
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    service = of_kind(prod, "Service")[backend["name"]]
+    port = port_named(service["spec"]["ports"], backend["port"]["name"])["port"]
+    _, target = backing_deployment(prod, f"{backend['name']}:{port}")
+    assert target is gateway
+    assert port == port_named(container(gateway)["ports"], "http")["containerPort"]
+    assert ingress["spec"]["tls"][0]["secretName"] == "voice-example-com-tls"
+
+
+def test_operator_rbac_covers_its_resources_and_no_crds_ship(
+    chart: helm_python.Chart, manifests: list[Manifest]
+) -> None:
+    assert of_kind(manifests, "CustomResourceDefinition") == {}
+    assert chart.crds == []
+    (role,) = of_kind(manifests, "ClusterRole").values()
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    for resource in ("voiceagents", "agentrollouts"):
+        assert {"get", "list", "watch", "patch"} <= granted[("trunkline.dev", resource)]
+        assert "patch" in granted[("trunkline.dev", f"{resource}/status")]
+    assert {"create", "patch", "delete"} <= granted[("apps", "deployments")]
+    assert "create" in granted[("", "events")]
+    (binding,) = of_kind(manifests, "ClusterRoleBinding").values()
+    operator = trunkline_deployments(manifests)["operator"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": operator["spec"]["template"]["spec"]["serviceAccountName"],
+            "namespace": "calls",
+        }
+    ]
+
+
+# -- rejected values -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"services": {"stt": {"replicas": -1}}}, r"/services/stt/replicas'?: minimum"),
+        ({"services": {"stt": {"backend": "kaldi"}}}, r"/services/stt/backend'?: value must be"),
+        ({"services": {"llm": {"backend": "anthropic"}}}, r"llamacpp.*openai"),
+        ({"services": {"tts": {"grpcPort": 70000}}}, r"/services/tts/grpcPort'?: maximum"),
+        ({"services": {"gateway": {"replica": 3}}}, r"/services/gateway'?: additional properties 'replica' not allowed"),
+        ({"externals": {"otlp": {"endpoint": "http://jaeger:4317"}}}, r"/externals/otlp/endpoint"),
+        ({"common": {"logLevel": "LOUD"}}, r"/common/logLevel"),
+        ({"image": {"repository": ""}}, r"/image/repository"),
+    ],
+    ids=["negative-replicas", "unknown-stt", "unknown-llm", "port", "typo", "otlp", "log", "image"],
+)
+def test_schema_rejects_invalid_values(
+    chart: helm_python.Chart, values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match=message):
+        chart.validate_schema(values)
+    with pytest.raises(helm_python.HelmValuesError, match=message):
+        chart.render(values, name="voice", namespace="calls")
+
+
+def test_schema_accepts_the_defaults_and_the_production_file(chart: helm_python.Chart) -> None:
+    chart.validate_schema({})
+    chart.validate_schema(production_values())
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"common": {"drainSeconds": 30, "terminationGracePeriodSeconds": 30}},
+            r"must be greater than drainSeconds",
+        ),
+        ({"services": {"stt": {"backend": "riva"}}}, r"services\.stt\.riva\.addr"),
+        ({"services": {"llm": {"backend": "openai"}}}, r"services\.llm\.openai\.baseUrl"),
+        ({"services": {"context": {"replicas": 2}}}, r"externals\.milvus\.uri"),
+        ({"inference": {"vllm": {"enabled": True}}}, r"modelVolume\.existingClaim"),
+    ],
+    ids=["grace", "riva-addr", "openai-url", "milvus-lite-replicas", "vllm-weights"],
+)
+def test_inconsistent_values_fail_the_render_with_the_fix(
+    chart: helm_python.Chart, values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=message):
+        chart.render(values, name="voice", namespace="calls")
