@@ -60,6 +60,8 @@ demo: install ## The main job: bring the stack up and run a call through every s
 bench: ## Run every benchmark (tables printed, JSON under benchmarks/results)
 	$(PY) python -m benchmarks
 
-check: lint test ## What CI runs
+check: install ## Install, then lint and every test (what CI runs)
+	$(MAKE) lint
+	$(MAKE) test
 
 .PHONY: help uv install proto lint breaking fmt test test-unit test-integration up down status demo bench check

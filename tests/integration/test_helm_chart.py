@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python
-import kubernetes_validate  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped, unused-ignore]
 import pytest
 import yaml
 
@@ -79,11 +79,7 @@ def component(doc: Manifest) -> str:
 
 def trunkline_deployments(docs: list[Manifest]) -> dict[str, Manifest]:
     """The Deployments running the Trunkline image, by component (not vLLM/Riva)."""
-    return {
-        component(d): d
-        for d in of_kind(docs, "Deployment").values()
-        if component(d) in PREFIX
-    }
+    return {component(d): d for d in of_kind(docs, "Deployment").values() if component(d) in PREFIX}
 
 
 def container(deployment: Manifest) -> Manifest:
@@ -268,7 +264,8 @@ def test_production_backends_point_at_the_gpu_servers(prod: list[Manifest]) -> N
     llm = deployments["llm"]
     assert env_value(llm, "LLM_BACKEND") == "openai"
     base_url = env_value(llm, "LLM_OPENAI_BASE_URL")
-    assert base_url.startswith("http://") and base_url.endswith("/v1")
+    assert base_url.startswith("http://")
+    assert base_url.endswith("/v1")
     _, vllm = backing_deployment(prod, base_url.removeprefix("http://").removesuffix("/v1"))
     assert component(vllm) == "vllm"
     served = next(a for a in container(vllm)["args"] if a.startswith("--served-model-name="))
@@ -385,7 +382,10 @@ def test_operator_rbac_covers_its_resources_and_no_crds_ship(
         ({"services": {"stt": {"backend": "kaldi"}}}, r"/services/stt/backend'?: value must be"),
         ({"services": {"llm": {"backend": "anthropic"}}}, r"llamacpp.*openai"),
         ({"services": {"tts": {"grpcPort": 70000}}}, r"/services/tts/grpcPort'?: maximum"),
-        ({"services": {"gateway": {"replica": 3}}}, r"/services/gateway'?: additional properties 'replica' not allowed"),
+        (
+            {"services": {"gateway": {"replica": 3}}},
+            r"/services/gateway'?: additional properties 'replica' not allowed",
+        ),
         ({"externals": {"otlp": {"endpoint": "http://jaeger:4317"}}}, r"/externals/otlp/endpoint"),
         ({"common": {"logLevel": "LOUD"}}, r"/common/logLevel"),
         ({"image": {"repository": ""}}, r"/image/repository"),

@@ -159,7 +159,7 @@ Call with (dict "root" $ "cfg" $cfg "component" "stt").
   value: {{ $gw.httpPort | quote }}
 {{- range $peer := list "stt" "context" "llm" "tts" "hitl" }}
 - name: GATEWAY_{{ upper $peer }}_ADDR
-  value: {{ include "trunkline.grpcAddr" (dict "root" $root "component" (ternary "tts" $peer (eq $peer "stt"))) | quote }}
+  value: {{ include "trunkline.grpcAddr" (dict "root" $root "component" $peer) | quote }}
 {{- end }}
 - name: GATEWAY_NATS_URL
   value: {{ $root.Values.externals.nats.url | quote }}
@@ -223,7 +223,6 @@ Call with (dict "root" $ "cfg" $cfg "component" "stt").
 {{- end }}
 {{- with $cfg.openai.apiKeySecret.name }}
 - name: LLM_OPENAI_API_KEY
-  value: "sk-inline"
   valueFrom:
     secretKeyRef:
       name: {{ . }}
@@ -268,7 +267,7 @@ startupProbe:
   failureThreshold: {{ $p.startup.failureThreshold }}
 readinessProbe:
   grpc:
-    port: {{ add .port 1 }}
+    port: {{ .port }}
   periodSeconds: {{ $p.readiness.periodSeconds }}
   failureThreshold: {{ $p.readiness.failureThreshold }}
 livenessProbe:

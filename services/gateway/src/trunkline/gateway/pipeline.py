@@ -78,6 +78,8 @@ class TurnPipeline:
         started = self.clock.now()
         context = await self.peers.context.resolve(self.call, text)
         record.stage_s["context"] = self.clock.now() - started
+        record.retrieval_confidence = context.confidence
+        record.citations = context.citations
         if context.cached_answer:
             record.cached = True
             record.generated_text = context.cached_answer

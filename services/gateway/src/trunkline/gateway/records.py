@@ -27,6 +27,8 @@ class TurnRecord:
     caller_audio_s: float = 0.0
     fillers: int = 0
     cached: bool = False
+    retrieval_confidence: float = 0.0
+    citations: tuple[str, ...] = ()
     tool_calls: list[str] = field(default_factory=list)
 
 

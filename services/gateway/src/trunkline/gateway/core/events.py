@@ -16,8 +16,12 @@ class State(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """One line of the history; an agent line holds only what the caller heard, and
+    ``truncated`` says barge-in cut it short."""
+
     role: Literal["user", "agent"]
     text: str
+    truncated: bool = False
 
 
 # ---- events ---------------------------------------------------------------------------------

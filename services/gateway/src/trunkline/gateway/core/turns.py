@@ -288,7 +288,7 @@ class TurnMachine:
         if user:
             self.history.append(Message("user", user))
         if heard:
-            self.history.append(Message("agent", heard))
+            self.history.append(Message("agent", heard, truncated=interrupted))
         del self.history[: -self.config.max_history]
         actions.append(
             TurnFinished(

@@ -14,6 +14,8 @@ class CallInfo:
     agent: str
     agent_version: str
     caller_role: str = "caller"
+    caller_address: str = ""
+    dialed: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,9 @@ class ContextResult:
     block: str = ""
     citations: tuple[str, ...] = ()
     cached_answer: str | None = None
+    confidence: float = 0.0
+    kb_version: str = ""
+    token_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

