@@ -15,6 +15,15 @@ import helm_python
 import kubernetes_validate  # type: ignore[import-untyped, unused-ignore]
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
+
+from trunkline.context.settings import ContextSettings
+from trunkline.gateway.settings import GatewaySettings
+from trunkline.hitl.settings import HitlSettings
+from trunkline.llm.settings import LlmSettings
+from trunkline.rollout.settings import RolloutSettings
+from trunkline.stt.settings import SttSettings
+from trunkline.tts.settings import TtsSettings
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +41,31 @@ RECOMMENDED_LABELS = (
     "app.kubernetes.io/managed-by",
     "helm.sh/chart",
 )
+
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "gateway": GatewaySettings,
+    "stt": SttSettings,
+    "context": ContextSettings,
+    "llm": LlmSettings,
+    "tts": TtsSettings,
+    "hitl": HitlSettings,
+    "operator": RolloutSettings,
+}
+PENDING_SETTINGS = frozenset(
+    {
+        "GATEWAY_HTTP_PORT",
+        "GATEWAY_AGENTS_DIR",
+        "LLM_BACKEND",
+        "LLM_OPENAI_BASE_URL",
+        "LLM_OPENAI_API_KEY",
+        "LLM_MODEL",
+        "LLM_AGENTS_DIR",
+        "CONTEXT_MILVUS_URI",
+        "CONTEXT_RERANK_URL",
+    }
+)
+"""Env the chart sets for settings fields that have not landed in the services yet (the brief's
+names). Remove a name once its field exists; until then the process ignores it (extra=ignore)."""
 
 Manifest = dict[str, Any]
 
@@ -187,6 +221,15 @@ def test_grpc_probes_target_the_port_the_process_listens_on(manifests: list[Mani
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
         assert annotations["prometheus.io/port"] == str(metrics_port)
+
+
+def test_every_prefixed_env_var_is_a_settings_field(manifests: list[Manifest]) -> None:
+    for name, deployment in trunkline_deployments(manifests).items():
+        prefix = PREFIX[name]
+        fields = {f"{prefix}{field.upper()}" for field in SETTINGS[name].model_fields}
+        env = {key for key in env_of(deployment) if key.startswith(prefix)}
+        unknown = env - fields - PENDING_SETTINGS
+        assert unknown == set(), f"{name}: the chart sets env no settings field reads: {unknown}"
 
 
 def test_termination_grace_exceeds_the_drain(manifests: list[Manifest]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from trunkline.llm.agent_spec import load_agent_spec
+from trunkline.agents import load_agent_spec
 from trunkline.llm.backends.llamacpp import LlamaCppBackend, LlamaCppConfig, smollm2_model_path
 from trunkline.llm.core import (
     ChatMessage,

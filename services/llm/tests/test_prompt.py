@@ -1,6 +1,6 @@
 import pytest
 
-from trunkline.llm.agent_spec import AgentSpec
+from trunkline.agents import AgentSpec
 from trunkline.llm.core import (
     ChatMessage,
     ContextChunk,

@@ -102,9 +102,7 @@ def frames(mulaw: bytes) -> list[bytes]:
     return cut
 
 
-def voiced_span(
-    mulaw: bytes, threshold_dbfs: float = DEFAULT_VOICE_DBFS
-) -> tuple[int, int] | None:
+def voiced_span(mulaw: bytes, threshold_dbfs: float = DEFAULT_VOICE_DBFS) -> tuple[int, int] | None:
     """Indices of the first and last voiced 20 ms frame, or None when all of it is silence."""
     flags = [is_voiced(frame, threshold_dbfs) for frame in frames(mulaw)]
     if not any(flags):

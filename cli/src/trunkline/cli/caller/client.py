@@ -10,6 +10,7 @@ played in real time, marks echoed when playback reaches them, ``clear`` obeyed a
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +37,7 @@ from trunkline.cli.caller.protocol import (
 from trunkline.cli.caller.recorder import CallRecorder
 from trunkline.cli.caller.result import CallResult, GreetingResult, TurnResult
 from trunkline.cli.caller.scenario import PreparedTurn
+from trunkline.cli.caller.speaker import Speaker
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ class SimulatedCaller:
         self._send_lock = asyncio.Lock()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._records: list[_TurnRecord] = []
+        self._voiced_rx: list[float] = []  # receipt times of voiced agent frames, in order
         self._greeting_first: float | None = None
         self.mic: Microphone | None = None
 
@@ -129,6 +132,8 @@ class SimulatedCaller:
                     case AgentMedia(mulaw=mulaw):
                         voiced = is_voiced(mulaw, self.options.agent_voice_dbfs)
                         self.log.received.append(Received(now, len(mulaw), voiced))
+                        if voiced:
+                            self._voiced_rx.append(now)
                         speaker.push_media(mulaw)
                     case AgentMark(name=name):
                         self.log.marks_received.append((now, name))
@@ -179,17 +184,15 @@ class SimulatedCaller:
         await self._wait(lambda: self._now() >= t, t + 1.0)
 
     def _first_voiced_after(self, after: float) -> float | None:
-        for r in reversed(self.log.received):
-            if r.t <= after:
-                break
-        return next((r.t for r in self.log.received if r.voiced and r.t > after), None)
+        i = bisect.bisect_right(self._voiced_rx, after)
+        return self._voiced_rx[i] if i < len(self._voiced_rx) else None
 
     def _last_speech(self) -> float:
-        last_rx = next((r.t for r in reversed(self.log.received) if r.voiced), 0.0)
-        last_play = max((p.end for p in self.log.played if p.voiced), default=0.0)
+        last_rx = self._voiced_rx[-1] if self._voiced_rx else 0.0
+        last_play = next((p.end for p in reversed(self.log.played) if p.voiced), 0.0)
         return max(last_rx, last_play)
 
-    async def _reply_start(self, after: float, timeout: float) -> float | None:
+    async def _reply_start(self, after: float, within_s: float) -> float | None:
         found: list[float] = []
 
         def ready() -> bool:
@@ -198,7 +201,7 @@ class SimulatedCaller:
                 found.append(t)
             return t is not None
 
-        await self._wait(ready, self._now() + timeout)
+        await self._wait(ready, self._now() + within_s)
         return found[0] if found else None
 
     async def _reply_end(self, first: float) -> None:
@@ -210,7 +213,9 @@ class SimulatedCaller:
 
     async def _played_start(self, first_rx: float) -> float | None:
         def start() -> float | None:
-            return next((p.start for p in self.log.played if p.voiced and p.start >= first_rx), None)
+            return next(
+                (p.start for p in self.log.played if p.voiced and p.start >= first_rx), None
+            )
 
         await self._wait(lambda: start() is not None, self._now() + 5.0)
         return start()
@@ -301,7 +306,9 @@ class SimulatedCaller:
             log.warning("agent transcript for turn %d unavailable: %r", index, exc)
             return None
 
-    async def _result(self, script: Sequence[PreparedTurn], started_at: str, ended_by: str) -> CallResult:
+    async def _result(
+        self, script: Sequence[PreparedTurn], started_at: str, ended_by: str
+    ) -> CallResult:
         t0, lg = self.log.t0, self.log
         afters = [r.after for r in self._records]
         greeting = None
@@ -341,7 +348,9 @@ class SimulatedCaller:
                     reply_received_ms=figures.received_s * 1000,
                     barge_in_at_ms=turn.barge_in_ms,
                     agent_was_speaking=None if bi is None else bi.agent_playing,
-                    barge_in_clear_ms=None if bi is None or bi.clear_s is None else bi.clear_s * 1000,
+                    barge_in_clear_ms=None
+                    if bi is None or bi.clear_s is None
+                    else bi.clear_s * 1000,
                     barge_in_stop_ms=None if bi is None or bi.stop_s is None else bi.stop_s * 1000,
                     outcome="answered" if figures.first_audio is not None else "no reply",
                     agent_text=await self._agent_text(i),
@@ -372,6 +381,3 @@ class SimulatedCaller:
             self.recorder.write_agent(agent)
         if call is not None:
             self.recorder.write_call(call)
-
-
-from trunkline.cli.caller.speaker import Speaker  # noqa: E402

@@ -137,13 +137,13 @@ async def webhook_target(
     identity: CallIdentity,
     *,
     token_in: TokenIn = "parameters",
-    timeout: float = 10.0,
+    timeout_s: float = 10.0,
 ) -> StreamTarget:
     form = webhook_form(identity)
     headers = {"X-Twilio-Signature": twilio_signature(auth_token, webhook_url, form)}
     try:
         async with session.post(
-            webhook_url, data=form, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            webhook_url, data=form, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
         ) as response:
             body = await response.text()
             if response.status != 200:

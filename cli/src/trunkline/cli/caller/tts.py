@@ -19,12 +19,12 @@ class SynthesisError(RuntimeError):
     """The TTS service could not speak the caller's lines; the text says why."""
 
 
-async def list_voices(addr: str, timeout: float = 10.0) -> list[str]:
+async def list_voices(addr: str, timeout_s: float = 10.0) -> list[str]:
     """Voice ids the TTS service offers."""
     async with aio.insecure_channel(addr) as channel:
         stub = tts_pb2_grpc.TextToSpeechStub(channel)
         try:
-            reply = await stub.ListVoices(tts_pb2.ListVoicesRequest(), timeout=timeout)
+            reply = await stub.ListVoices(tts_pb2.ListVoicesRequest(), timeout=timeout_s)
         except grpc.RpcError as exc:
             raise SynthesisError(f"ListVoices at {addr} failed: {exc}") from None
     return [voice.id for voice in reply.voices]
@@ -46,7 +46,7 @@ async def synthesize(
     tenant: str,
     voice: str = "",
     speaking_rate: float = 0.0,
-    timeout: float = 60.0,
+    timeout_s: float = 60.0,
 ) -> list[bytes]:
     """Speak each text on one stream; returns mu-law 8 kHz audio per text, in order."""
     if not texts:
@@ -77,7 +77,7 @@ async def synthesize(
 
     async with aio.insecure_channel(addr) as channel:
         stub = tts_pb2_grpc.TextToSpeechStub(channel)
-        call = stub.StreamingSynthesize(requests(), timeout=timeout)
+        call = stub.StreamingSynthesize(requests(), timeout=timeout_s)
         try:
             async for response in call:
                 kind = response.WhichOneof("response")

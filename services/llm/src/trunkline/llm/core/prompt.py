@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from trunkline.llm.agent_spec import AgentSpec
+from trunkline.agents import AgentSpec
 from trunkline.llm.core.tool_protocol import render_tool_instructions, to_text_protocol
 from trunkline.llm.core.types import ChatMessage, GenerationRequest, SamplingParams, ToolSchema
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from trunkline.llm.agent_spec import (
+from trunkline.agents import (
     AgentSpec,
     AgentSpecError,
     RiskLevel,

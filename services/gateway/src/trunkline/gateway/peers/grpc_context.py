@@ -1,0 +1,116 @@
+"""The context service over gRPC: one ``Resolve`` per turn.
+
+A cache hit becomes ``ContextResult.cached_answer`` (the turn skips the LLM); an empty response,
+or a context service that does not implement ``Resolve`` yet, is an empty context (the turn goes
+on ungrounded). Each stage report becomes a child span of the ``context`` span, laid end to end
+from the moment the request was sent (the reports carry durations, not start times).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+from opentelemetry import trace
+
+from trunkline.gateway.peers.base import ContextSource, PeerEnv
+from trunkline.gateway.peers.grpc_common import PeerError, call_context, ms, rpc_errors, seconds
+from trunkline.gateway.peers.retry import RetryPolicy
+from trunkline.gateway.peers.types import CallInfo, ContextResult
+from trunkline.gateway.profile import RetrievalProfile
+from trunkline.proto.context.v1 import context_pb2, context_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+RANK_MODES = {
+    "cross_encoder": context_pb2.RANK_MODE_CROSS_ENCODER,
+    "embedded": context_pb2.RANK_MODE_EMBEDDED,
+    "none": context_pb2.RANK_MODE_VECTOR,
+    "vector": context_pb2.RANK_MODE_VECTOR,
+}
+
+
+def retrieval_options(retrieval: RetrievalProfile) -> context_pb2.RetrievalOptions:
+    return context_pb2.RetrievalOptions(
+        top_k=retrieval.top_k,
+        rank_mode=RANK_MODES.get(retrieval.rank_mode, context_pb2.RANK_MODE_UNSPECIFIED),
+        token_budget=retrieval.token_budget,
+        knowledge_bases=list(retrieval.data_sources),
+    )
+
+
+class GrpcContext(ContextSource):
+    def __init__(
+        self,
+        env: PeerEnv,
+        channel: grpc.aio.Channel,
+        retrieval: RetrievalProfile | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(env, policy)
+        self._stub = context_pb2_grpc.ContextServiceStub(channel)
+        self._options = retrieval_options(retrieval or RetrievalProfile())
+
+    async def _resolve(self, call: CallInfo, query: str) -> ContextResult:
+        request = context_pb2.ResolveRequest(
+            context=call_context(call), query=query, options=self._options
+        )
+        sent_ns = time.time_ns()
+        try:
+            with rpc_errors(self.stage):
+                response = await self._stub.Resolve(request)
+        except PeerError as exc:
+            if exc.code is not grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            trace.get_current_span().add_event("context not built: empty context")
+            log.warning("context service cannot resolve (%s): the turn goes on ungrounded", exc)
+            return ContextResult()
+        self._trace_stages(response, sent_ns)
+        return _result(response)
+
+    def _trace_stages(self, response: context_pb2.ResolveResponse, sent_ns: int) -> None:
+        span = trace.get_current_span()
+        span.set_attribute("context.total_ms", ms(response.total_time))
+        span.set_attribute("context.confidence", float(response.retrieval_confidence))
+        span.set_attribute("context.cache_hit", response.HasField("cache_hit"))
+        start = sent_ns
+        for report in response.stages:
+            name = context_pb2.ResolveStage.Name(report.stage).removeprefix("RESOLVE_STAGE_")
+            end = start + int(seconds(report.duration) * 1e9)
+            stage = self.env.tracer.start_span(
+                f"context.{name.lower()}",
+                start_time=start,
+                attributes={
+                    "stage.count_in": report.count_in,
+                    "stage.count_out": report.count_out,
+                    "stage.skipped": report.skipped,
+                    "stage.detail": report.detail,
+                    "stage.reported": True,
+                },
+            )
+            stage.end(end_time=end)
+            start = end
+
+
+def _result(response: context_pb2.ResolveResponse) -> ContextResult:
+    match response.WhichOneof("result"):
+        case "cache_hit":
+            hit = response.cache_hit
+            return ContextResult(
+                citations=tuple(c.id for c in hit.citations),
+                cached_answer=hit.answer or None,
+                confidence=float(hit.similarity),
+                kb_version=response.kb_version,
+            )
+        case "context_block":
+            block = response.context_block
+            return ContextResult(
+                block=block.text,
+                citations=tuple(c.id for c in block.citations),
+                confidence=float(response.retrieval_confidence),
+                kb_version=response.kb_version,
+                token_count=block.token_count,
+            )
+        case _:
+            return ContextResult(kb_version=response.kb_version)

@@ -1,0 +1,119 @@
+"""The gateway's view of an agent version, read from the agent spec YAML (DESIGN.md §4).
+
+Only the fields the gateway uses or forwards: greeting, filler/apology texts, voice, name and
+version, system prompt, tools and sampling for the LLM, retrieval options for the context service.
+Unknown keys are ignored: the full schema belongs to the agent spec model (``agents/*.yaml``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class VoiceProfile(_Lenient):
+    name: str = ""
+    language: str = "en-US"
+    speaking_rate: float = Field(default=1.0, gt=0.0, le=3.0)
+
+
+class SamplingProfile(_Lenient):
+    temperature: float | None = None
+    top_p: float | None = None
+    max_reply_tokens: int = Field(default=0, ge=0)
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+class ModelProfile(_Lenient):
+    name: str = ""
+    sampling: SamplingProfile = SamplingProfile()
+
+
+class TokenBudgetProfile(_Lenient):
+    prompt_tokens: int = Field(default=0, ge=0)
+
+
+class ToolProfile(_Lenient):
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    allowed_roles: tuple[str, ...] = ("*",)
+
+    @property
+    def parameters_json(self) -> str:
+        return json.dumps(self.parameters, separators=(",", ":"), sort_keys=True)
+
+
+class RetrievalProfile(_Lenient):
+    top_k: int = Field(default=0, ge=0)
+    rank_mode: str = ""
+    token_budget: int = Field(default=0, ge=0)
+    data_sources: tuple[str, ...] = ()
+
+
+class EscalationProfile(_Lenient):
+    handoff_message: str = "Let me connect you with a colleague who can help."
+
+
+class AgentProfile(_Lenient):
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    greeting: str = "Hello! How can I help you today?"
+    filler_text: str = "One moment, please."
+    apology_text: str = "Sorry, I am having trouble right now. Please bear with me."
+    system_prompt: str = ""
+    model: ModelProfile = ModelProfile()
+    token_budget: TokenBudgetProfile = TokenBudgetProfile()
+    voice: VoiceProfile = VoiceProfile()
+    tools: tuple[ToolProfile, ...] = ()
+    retrieval: RetrievalProfile = RetrievalProfile()
+    escalation: EscalationProfile = EscalationProfile()
+
+    def tools_for_role(self, role: str) -> tuple[ToolProfile, ...]:
+        """Tools a caller with ``role`` may trigger (so the only ones the model may see)."""
+        return tuple(t for t in self.tools if role in t.allowed_roles or "*" in t.allowed_roles)
+
+
+class ProfileError(ValueError):
+    """An agent file that cannot be read; the message names the file and the problem."""
+
+
+def parse_profile(text: str, source: str = "<string>") -> AgentProfile:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{source}: not YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"{source}: an agent spec must be a mapping")
+    try:
+        return AgentProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(f"{source}: invalid agent spec:\n{exc}") from None
+
+
+def load_profiles(path: Path) -> dict[str, AgentProfile]:
+    """Profiles by agent name from one YAML file or every ``*.yaml``/``*.yml`` in a folder."""
+    if path.is_dir():
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+    elif path.is_file():
+        files = [path]
+    else:
+        raise ProfileError(f"{path}: no such agent file or folder")
+    profiles: dict[str, AgentProfile] = {}
+    for file in files:
+        profile = parse_profile(file.read_text(encoding="utf-8"), str(file))
+        if profile.name in profiles:
+            raise ProfileError(f"{file}: agent {profile.name!r} is defined twice")
+        profiles[profile.name] = profile
+    return profiles
