@@ -3,13 +3,18 @@
 trunkline stack up [--run-dir .run] [--base-port N] [--redis-url URL] [--nats-url URL]
 trunkline stack down | status [--json]
 trunkline demo
+trunkline <plugin> ...   commands other members register (e.g. `kb` from the context service)
+
+Other members add commands through the ``trunkline.commands`` entry-point group (a callable
+``(argv: list[str]) -> int``), so the CLI never imports a service (import-linter keeps them apart).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +30,26 @@ VOICE_CALL_PENDING = (
 )
 
 
+PLUGIN_GROUP = "trunkline.commands"
+
+
+def plugins() -> dict[str, Callable[[list[str]], int]]:
+    """Commands registered by other members under the ``trunkline.commands`` entry points."""
+    found: dict[str, Callable[[list[str]], int]] = {}
+    for entry in entry_points(group=PLUGIN_GROUP):
+        found[entry.name] = entry.load()
+    return found
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trunkline", description=__doc__.splitlines()[0])
+    names = sorted(entry.name for entry in entry_points(group=PLUGIN_GROUP))
+    parser = argparse.ArgumentParser(
+        prog="trunkline",
+        description=__doc__.splitlines()[0],
+        epilog=f"more commands: {', '.join(names)} (see `trunkline <command> --help`)"
+        if names
+        else None,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
@@ -59,7 +82,12 @@ def _settings(args: argparse.Namespace) -> StackSettings:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and not arguments[0].startswith("-"):
+        command = plugins().get(arguments[0])
+        if command is not None:
+            raise SystemExit(command(arguments[1:]))
+    args = _parser().parse_args(arguments)
     try:
         settings = _settings(args)
     except ValidationError as exc:
