@@ -60,8 +60,14 @@ demo: install ## The main job: bring the stack up and run a call through every s
 bench: ## Run every benchmark (tables printed, JSON under benchmarks/results)
 	$(PY) python -m benchmarks
 
+bench-context: ## Context service at 10k and 100k chunks: ingest, Resolve per stage, cache, recall
+	$(PY) python -m benchmarks.context --chunks 10000 100000
+
+bench-voice: ## Voice loop: 20+ real-time turns through the stack vs in one process
+	$(PY) python -m benchmarks.voice
+
 check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install proto lint breaking fmt test test-unit test-integration up down status demo bench check
+.PHONY: help uv install proto lint breaking fmt test test-unit test-integration up down status demo bench bench-context bench-voice check
