@@ -180,7 +180,9 @@ async def test_barge_in_clears_cancels_the_llm_and_keeps_what_was_heard(rig: Rig
     assert interrupted.generated_text.startswith(interrupted.agent_text.split(",")[0])
     rig.llm.gate = None
     await rig.until(lambda: len(rig.sink.turns) == 3)
-    assert rig.llm.requests[-1].history[-1] == Message("agent", interrupted.agent_text, truncated=True)
+    assert rig.llm.requests[-1].history[-1] == Message(
+        "agent", interrupted.agent_text, truncated=True
+    )
     await rig.hang_up()
 
 

@@ -134,7 +134,7 @@ class SimulatedCaller:
                         self.log.received.append(Received(now, len(mulaw), voiced))
                         if voiced:
                             self._voiced_rx.append(now)
-                        speaker.push_media(mulaw)
+                        speaker.push_media(mulaw, now)
                     case AgentMark(name=name):
                         self.log.marks_received.append((now, name))
                         speaker.push_mark(name)

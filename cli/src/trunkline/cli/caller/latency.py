@@ -22,8 +22,9 @@ class Received:
 @dataclass(slots=True)
 class Played:
     start: float
-    end: float
+    end: float  # cut short by a clear
     voiced: bool
+    received: float  # when the media message carrying it arrived
 
 
 @dataclass(slots=True)
@@ -101,7 +102,7 @@ def reply(log: CallLog, after: float, before: float, rate: int = 8000) -> ReplyF
     nxt = first_voiced_after(log, before, float("inf"))
     limit = float("inf") if nxt is None else nxt
     samples = sum(r.samples for r in log.received if first <= r.t < limit)
-    chunks = [p for p in log.played if p.voiced and first <= p.start < limit and p.end > p.start]
+    chunks = [p for p in log.played if p.voiced and first <= p.received < limit and p.end > p.start]
     if not chunks:
         return ReplyFigures(first, None, None, samples / rate)
     return ReplyFigures(first, chunks[0].start, max(p.end for p in chunks), samples / rate)

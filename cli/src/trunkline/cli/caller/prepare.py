@@ -8,6 +8,7 @@ from trunkline.cli.caller.scenario import CallerTurn, PreparedTurn, prepare_wavs
 from trunkline.cli.caller.tts import caller_voice, list_voices, synthesize
 
 AUTO_VOICE = "auto"
+SAME_VOICE_RATE = 1.1  # "auto" with no second voice: the same voice, a little faster
 
 
 async def prepare_script(
@@ -20,7 +21,7 @@ async def prepare_script(
     speaking_rate: float = 0.0,
 ) -> list[PreparedTurn]:
     """Audio for every turn. ``voice="auto"``: a TTS voice other than ``agent_voice`` if the
-    service has one, else its default."""
+    service has one, else its default voice at a different speaking rate (unless one is set)."""
     audio = prepare_wavs(turns)
     texts = {i: t.text for i, t in enumerate(turns) if t.wav is None and t.text is not None}
     if texts:
@@ -28,6 +29,8 @@ async def prepare_script(
             raise ValueError("text turns need a TTS service address (--tts-addr)")
         if voice == AUTO_VOICE:
             voice = caller_voice(await list_voices(tts_addr), agent_voice)
+            if not voice and not speaking_rate:
+                speaking_rate = SAME_VOICE_RATE
         spoken = await synthesize(
             tts_addr,
             list(texts.values()),

@@ -19,7 +19,8 @@ from trunkline.cli.caller.recorder import CallRecorder
 
 EchoMark = Callable[[str], Awaitable[None]]
 Clock = Callable[[], float]
-_Item = bytes | str  # audio or a mark name
+CONTIGUOUS_S = 0.03
+_Item = tuple[bytes, float] | str  # (audio, time received) or a mark name
 
 
 class Speaker:
@@ -52,8 +53,8 @@ class Speaker:
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
-    def push_media(self, mulaw: bytes) -> None:
-        self._queue.append(bytes(mulaw))
+    def push_media(self, mulaw: bytes, received: float) -> None:
+        self._queue.append((bytes(mulaw), received))
         self._idle.clear()
         self._wake.set()
 
@@ -95,12 +96,16 @@ class Speaker:
                 self._log.marks_echoed.append((self._clock(), item))
                 await self._echo(item)
                 continue
+            audio, received = item
             self._interrupt.clear()
-            start = max(self._clock(), self._next)
-            end = start + len(item) / TELEPHONY_RATE
-            self._current = Played(start, end, is_voiced(item, self._voice_dbfs))
+            now = self._clock()
+            # Back to back with the audio before it (a late wake-up must not open a gap), unless
+            # the buffer had run dry: then it starts now.
+            start = self._next if now < self._next + CONTIGUOUS_S else now
+            end = start + len(audio) / TELEPHONY_RATE
+            self._current = Played(start, end, is_voiced(audio, self._voice_dbfs), received)
             self._log.played.append(self._current)
             if self._recorder is not None:
-                self._recorder.agent_played(start, item)
+                self._recorder.agent_played(start, audio)
             self._next = end
             await self._play_until(end)

@@ -45,9 +45,7 @@ class TokenBudgetProfile(_Lenient):
 class ToolProfile(_Lenient):
     name: str
     description: str = ""
-    parameters: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     allowed_roles: tuple[str, ...] = ("*",)
 
     @property

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -56,6 +57,7 @@ class SessionConfig:
     turn: TurnConfig = field(default_factory=TurnConfig)
     greeting: str = "Hello! How can I help you today?"
     filler_text: str = "One moment, please."
+    apology_text: str = ""  # played when a turn's work failed; empty: the filler
     min_clause_words: int = 3
     sink_drain_s: float = 2.0
 
@@ -117,12 +119,18 @@ class CallSession:
         self._call_span: Span | None = None
         self._frame_received_at = 0.0
         self._hung_up = False
+        self._apology_pcm = b""
+        self.started_at = datetime.now(UTC)
 
     # ---- public ---------------------------------------------------------------------------
 
     def hand_off(self) -> None:
         """A human takes over: stop the agent (thread-safe within the loop)."""
         self._inbox.put_nowait(HandOff())
+
+    def hang_up(self, reason: str) -> None:
+        """End the call from outside (admin): it ends as if the caller had hung up."""
+        self._inbox.put_nowait(Hangup(f"admin: {reason}"))
 
     async def run(self) -> CallSummary:
         started = self.clock.now()
@@ -133,8 +141,8 @@ class CallSession:
         reason = "caller hung up"
         if self.metrics is not None:
             self.metrics.calls.add(1)
-        sink_worker = asyncio.create_task(self._drain_sink())
-        with trace.use_span(span, end_on_exit=False):
+        with trace.use_span(span, end_on_exit=False):  # events carry the call's trace
+            sink_worker = asyncio.create_task(self._drain_sink())
             reader = asyncio.create_task(self._read_transport())
             filler = asyncio.create_task(self._render_filler())
         self._publish(lambda: self.sink.call_started(self.call, self.transport.name))
@@ -285,7 +293,8 @@ class CallSession:
         if work is not None:
             work.span.record_exception(error)
             work.span.set_status(Status(StatusCode.ERROR, str(error)))
-        apology = ReplyAudio(turn_id, FAILED_CLAUSE, "", self.machine.filler_pcm, last=True)
+        pcm = self._apology_pcm or self.machine.filler_pcm
+        apology = ReplyAudio(turn_id, FAILED_CLAUSE, "", pcm, last=True)
         return self.machine.handle(apology, now) + self.machine.handle(WorkDone(turn_id), now)
 
     def _cancel(self, turn_id: int, reason: str) -> None:
@@ -343,6 +352,9 @@ class CallSession:
     async def _render_filler(self) -> None:
         pcm = await self.fillers.get(self.peers.tts, self.call, self.config.filler_text)
         self.machine.filler_pcm = pcm
+        if self.config.apology_text:
+            text = self.config.apology_text
+            self._apology_pcm = await self.fillers.get(self.peers.tts, self.call, text)
 
     def _publish(self, job: Callable[[], Awaitable[None]]) -> None:
         self._sink_queue.put_nowait(job)

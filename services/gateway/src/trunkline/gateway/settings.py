@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import socket
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import PeerAddress, ServiceSettings
 
 
+class TenantConfig(BaseModel):
+    """One tenant's telephony credentials and the agents its numbers may reach."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    twilio_auth_token: SecretStr = SecretStr("")
+    stream_secret: SecretStr
+    agents: tuple[str, ...] = Field(min_length=1)
+
+
 class GatewaySettings(ServiceSettings):
+    """``GATEWAY_TENANTS`` is JSON (``{"acme": {"stream_secret": "...", "agents": [...]}}``);
+    ``GATEWAY_TENANTS_FILE`` a YAML/JSON file of the same shape; both are merged."""
+
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", frozen=True, extra="ignore")
 
     service_name: str = "gateway"
@@ -21,6 +37,19 @@ class GatewaySettings(ServiceSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     redis_url: str = "redis://127.0.0.1:6379/0"
 
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, lt=65536, description="media streams; 0: any")
+    public_url: str = Field(
+        default="", description="URL Twilio reaches us at (TwiML); empty: http://host:port"
+    )
+    agents_path: Path = Field(default=Path("agents"), description="agent YAML file or folder")
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    tenants_file: Path | None = None
+    gateway_id: str = Field(default_factory=socket.gethostname, description="pod name")
+    state_ttl_seconds: int = Field(default=6 * 3600, gt=0)
+    peer_timeout_s: float = Field(default=2.0, gt=0, description="per attempt / between items")
+    endpoint_ms: int = Field(default=400, ge=20, description="silence that ends a turn")
+
     @property
     def peer_addrs(self) -> dict[str, str]:
         """The gRPC peers the gateway needs SERVING before it is ready, by name."""
@@ -31,3 +60,6 @@ class GatewaySettings(ServiceSettings):
             "tts": self.tts_addr,
             "hitl": self.hitl_addr,
         }
+
+    def public_base(self, bound_port: int) -> str:
+        return self.public_url or f"http://{self.http_host}:{bound_port}"

@@ -58,7 +58,9 @@ def generate_request(profile: AgentProfile, request: LlmRequest) -> llm_pb2.Gene
     )
     tools = [
         llm_pb2.ToolSchema(
-            name=tool.name, description=tool.description, parameters_json_schema=tool.parameters_json
+            name=tool.name,
+            description=tool.description,
+            parameters_json_schema=tool.parameters_json,
         )
         for tool in profile.tools_for_role(request.call.caller_role)
     ]

@@ -77,8 +77,8 @@ class MediaStreamTransport(Transport):
         self.clock = clock
         self.metrics = metrics
         self.start: Start | None = None
-        self._inbound = InboundMulaw8k(quality="QQ")
-        self._outbound = OutboundMulaw8k(quality="QQ")
+        self._inbound = InboundMulaw8k()
+        self._outbound = OutboundMulaw8k()
 
     @property
     def stream_id(self) -> str:
@@ -149,7 +149,7 @@ class MediaStreamTransport(Transport):
 
     async def clear(self) -> None:
         await self.ws.send_str(self.dialect.clear(self.stream_id))
-        self._outbound = OutboundMulaw8k(quality="QQ")  # drop what the resampler still holds
+        self._outbound = OutboundMulaw8k()  # drop what the resampler still holds
 
     async def close(self) -> None:
         if not self.ws.closed:

@@ -1,4 +1,5 @@
-"""The embedded Whisper backend with the real tiny.en model, against Piper speech."""
+"""The embedded Whisper backend with the real tiny.en model, against Piper speech (a cross-service
+test: it lives here because it imports both trunkline.stt and trunkline.tts)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,146 @@
+"""The gateway process's wiring: peer channels, agent profiles and the sink, one
+:class:`CallSession` per media stream. No protocol logic lives here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import yaml
+from opentelemetry.trace import Tracer
+
+from trunkline.gateway.calls import LiveCalls
+from trunkline.gateway.core.clock import Clock
+from trunkline.gateway.core.endpointing import EndpointConfig
+from trunkline.gateway.core.turns import TurnConfig
+from trunkline.gateway.fillers import FillerCache
+from trunkline.gateway.metrics import GatewayMetrics
+from trunkline.gateway.peers.base import PeerEnv
+from trunkline.gateway.peers.grpc_context import GrpcContext
+from trunkline.gateway.peers.grpc_llm import GrpcLanguageModel
+from trunkline.gateway.peers.grpc_stt import GrpcTranscriber
+from trunkline.gateway.peers.grpc_tts import GrpcSynthesizer
+from trunkline.gateway.peers.retry import RetryPolicy
+from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.pipeline import Peers
+from trunkline.gateway.profile import AgentProfile
+from trunkline.gateway.records import CallSink
+from trunkline.gateway.session import CallSession, SessionConfig
+from trunkline.gateway.settings import GatewaySettings, TenantConfig
+from trunkline.gateway.transports.base import CallStart
+from trunkline.gateway.transports.websocket import MediaStreamTransport
+from trunkline.gateway.vad import SileroDetector
+from trunkline.gateway.web import TenantAuth
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerChannels:
+    stt: grpc.aio.Channel
+    context: grpc.aio.Channel
+    llm: grpc.aio.Channel
+    tts: grpc.aio.Channel
+
+    async def close(self) -> None:
+        for chan in (self.stt, self.context, self.llm, self.tts):
+            await chan.close()
+
+
+def load_tenants(settings: GatewaySettings) -> dict[str, TenantAuth]:
+    """Tenants from ``GATEWAY_TENANTS`` and ``GATEWAY_TENANTS_FILE`` (the env wins)."""
+    configs: dict[str, TenantConfig] = {}
+    if settings.tenants_file is not None:
+        data = yaml.safe_load(Path(settings.tenants_file).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{settings.tenants_file}: tenants must be a mapping")
+        configs.update({str(k): TenantConfig.model_validate(v) for k, v in data.items()})
+    configs.update(settings.tenants)
+    return {
+        name: TenantAuth(
+            twilio_auth_token=cfg.twilio_auth_token.get_secret_value(),
+            stream_secret=cfg.stream_secret.get_secret_value(),
+            agents=frozenset(cfg.agents),
+        )
+        for name, cfg in configs.items()
+    }
+
+
+class Gateway:
+    """Runs calls: picks the agent profile, builds the call's peers and session, keeps it listed."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        profiles: Mapping[str, AgentProfile],
+        sink: CallSink,
+        channels: PeerChannels,
+        *,
+        clock: Clock,
+        tracer: Tracer,
+        metrics: GatewayMetrics | None = None,
+        calls: LiveCalls | None = None,
+    ) -> None:
+        self.settings = settings
+        self.profiles = profiles
+        self.sink = sink
+        self.channels = channels
+        self.clock = clock
+        self.tracer = tracer
+        self.metrics = metrics
+        self.calls = calls if calls is not None else LiveCalls()
+        self.fillers = FillerCache(clock)
+        self._env = PeerEnv(clock, tracer, metrics)
+        self._policy = RetryPolicy(timeout_s=settings.peer_timeout_s)
+
+    def peers(self, profile: AgentProfile) -> Peers:
+        env, policy, ch = self._env, self._policy, self.channels
+        return Peers(
+            stt=GrpcTranscriber(env, ch.stt, language=profile.voice.language, policy=policy),
+            context=GrpcContext(env, ch.context, profile.retrieval, policy),
+            llm=GrpcLanguageModel(env, ch.llm, profile, policy),
+            tts=GrpcSynthesizer(env, ch.tts, profile.voice, policy),
+        )
+
+    def session_config(self, profile: AgentProfile) -> SessionConfig:
+        endpoint = EndpointConfig(endpoint_ms=self.settings.endpoint_ms)
+        return SessionConfig(
+            turn=TurnConfig(endpoint=endpoint),
+            greeting=profile.greeting,
+            filler_text=profile.filler_text,
+            apology_text=profile.apology_text,
+        )
+
+    async def run_call(self, start: CallStart, transport: MediaStreamTransport) -> None:
+        profile = self.profiles.get(start.agent)
+        if profile is None:
+            log.warning("call %s refused: no agent profile %r", start.call_id, start.agent)
+            return
+        call = CallInfo(
+            call_id=start.call_id,
+            tenant=start.tenant,
+            agent=profile.name,
+            agent_version=profile.version,
+            caller_address=start.caller,
+            dialed=start.callee,
+        )
+        session = CallSession(
+            call,
+            transport,
+            self.peers(profile),
+            SileroDetector(),
+            self.sink,
+            clock=self.clock,
+            tracer=self.tracer,
+            metrics=self.metrics,
+            fillers=self.fillers,
+            config=self.session_config(profile),
+        )
+        self.calls.add(session)
+        try:
+            await session.run()
+        finally:
+            self.calls.remove(session)

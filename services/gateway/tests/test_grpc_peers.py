@@ -1,0 +1,432 @@
+"""The gRPC peer clients against in-test grpc.aio servicers built on the generated bases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
+from typing import Any
+
+import grpc
+import pytest
+
+from trunkline.gateway.core.clock import SystemClock
+from trunkline.gateway.core.events import Message
+from trunkline.gateway.peers.base import PeerEnv, PeerUnavailableError
+from trunkline.gateway.peers.grpc_common import PeerError
+from trunkline.gateway.peers.grpc_context import GrpcContext
+from trunkline.gateway.peers.grpc_llm import GrpcLanguageModel
+from trunkline.gateway.peers.grpc_stt import GrpcTranscriber
+from trunkline.gateway.peers.grpc_tts import GrpcSynthesizer
+from trunkline.gateway.peers.retry import RetryPolicy
+from trunkline.gateway.peers.types import (
+    CallInfo,
+    ContextResult,
+    LlmRequest,
+    TextDelta,
+    ToolCallRequested,
+    Usage,
+)
+from trunkline.gateway.profile import AgentProfile, parse_profile
+from trunkline.proto.common.v1 import audio_pb2, knowledge_pb2, tool_pb2, usage_pb2
+from trunkline.proto.context.v1 import context_pb2, context_pb2_grpc
+from trunkline.proto.llm.v1 import llm_pb2, llm_pb2_grpc
+from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
+from trunkline.proto.tts.v1 import tts_pb2, tts_pb2_grpc
+from trunkline.runtime import channel
+from trunkline.testing.telemetry_fixtures import SpanRecorder
+
+pytestmark = pytest.mark.integration
+
+CALL = CallInfo("CA1", "acme", "acme-dental", "1.0.0", caller_role="caller")
+FAST = RetryPolicy(timeout_s=2.0, backoff_s=0.01, max_attempts=3)
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+PROFILE = parse_profile(
+    """
+name: acme-dental
+version: 1.0.0
+system_prompt: You are Ava.
+greeting: Hi, this is Ava.
+unknown_key: ignored
+model: {name: smollm2, sampling: {temperature: 0.3, max_reply_tokens: 64, seed: 7}}
+token_budget: {prompt_tokens: 1024}
+voice: {name: en_US-joe-medium, speaking_rate: 1.1}
+tools:
+  - {name: lookup_account, description: Look up., allowed_roles: [caller],
+     parameters: {type: object, properties: {id: {type: string}}}, endpoint: http://x}
+  - {name: issue_refund, description: Refund., allowed_roles: [operator], endpoint: http://x}
+retrieval: {top_k: 3, rank_mode: embedded, token_budget: 300, data_sources: [faq]}
+"""
+)
+
+
+@asynccontextmanager
+async def serving(
+    add: Callable[[Any, grpc.aio.Server], None], servicer: object
+) -> AsyncIterator[grpc.aio.Channel]:
+    server = grpc.aio.server()
+    add(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    chan = channel(f"127.0.0.1:{port}")
+    try:
+        yield chan
+    finally:
+        await chan.close()
+        await server.stop(None)
+
+
+def env(recorder: SpanRecorder) -> PeerEnv:
+    return PeerEnv(SystemClock(), recorder.provider.get_tracer("test"))
+
+
+# ---- STT ------------------------------------------------------------------------------------
+
+
+class Stt(stt_pb2_grpc.SpeechToTextServicer):
+    def __init__(self) -> None:
+        self.requests: list[stt_pb2.StreamingRecognizeRequest] = []
+        self.fail_first: grpc.StatusCode | None = None
+        self.always_fail: grpc.StatusCode | None = None
+        self.calls = 0
+        self.text = "what are your hours"
+
+    async def StreamingRecognize(  # noqa: N802
+        self, request_iterator: AsyncIterator[stt_pb2.StreamingRecognizeRequest], context: Ctx
+    ) -> AsyncIterator[stt_pb2.StreamingRecognizeResponse]:
+        self.calls += 1
+        if self.always_fail is not None or (self.fail_first is not None and self.calls == 1):
+            await context.abort(self.always_fail or self.fail_first or grpc.StatusCode.UNKNOWN, "test")
+        audio = bytearray()
+        async for request in request_iterator:
+            self.requests.append(request)
+            if request.WhichOneof("request") == "audio":
+                audio += request.audio
+            elif request.WhichOneof("request") == "control":
+                yield stt_pb2.StreamingRecognizeResponse(
+                    endpoint=stt_pb2.EndpointHint(kind=stt_pb2.ENDPOINT_KIND_END_OF_UTTERANCE)
+                )
+                if any(audio):  # silence (all zero) gets no final: no speech
+                    transcript = stt_pb2.Transcript(is_final=True, text=self.text, confidence=0.9)
+                    transcript.processing_time.FromMilliseconds(42)
+                    yield stt_pb2.StreamingRecognizeResponse(transcript=transcript)
+        yield stt_pb2.StreamingRecognizeResponse(summary=stt_pb2.RecognitionSummary())
+
+
+async def test_stt_streams_the_utterance_and_returns_the_final(span_recorder: SpanRecorder) -> None:
+    servicer = Stt()
+    audio = bytes(range(256)) * 50  # 12800 bytes: 4 chunks of 100 ms
+    async with serving(stt_pb2_grpc.add_SpeechToTextServicer_to_server, servicer) as chan:
+        text = await GrpcTranscriber(env(span_recorder), chan, language="en-US").transcribe(
+            CALL, audio
+        )
+    assert text == "what are your hours"
+    first, *rest = servicer.requests
+    assert first.context.tenant_id == "acme" and first.context.call_id == "CA1"
+    assert first.config.audio_format.encoding == audio_pb2.AUDIO_ENCODING_PCM16
+    assert first.config.audio_format.sample_rate_hz == 16000
+    assert first.config.language == "en-US"
+    assert b"".join(r.audio for r in rest) == audio
+    assert [r.WhichOneof("request") for r in rest] == ["audio"] * 4 + ["control"]
+    assert rest[-1].control.action == stt_pb2.CONTROL_ACTION_END_OF_UTTERANCE
+    span = span_recorder.named("stt")
+    assert span.attributes is not None and span.attributes["stt.processing_ms"] == 42.0
+
+
+async def test_stt_no_final_is_no_speech(span_recorder: SpanRecorder) -> None:
+    async with serving(stt_pb2_grpc.add_SpeechToTextServicer_to_server, Stt()) as chan:
+        text = await GrpcTranscriber(env(span_recorder), chan).transcribe(CALL, bytes(640))
+    assert text == ""
+
+
+async def test_stt_retries_unavailable_then_succeeds(span_recorder: SpanRecorder) -> None:
+    servicer = Stt()
+    servicer.fail_first = grpc.StatusCode.UNAVAILABLE
+    async with serving(stt_pb2_grpc.add_SpeechToTextServicer_to_server, servicer) as chan:
+        text = await GrpcTranscriber(env(span_recorder), chan, policy=FAST).transcribe(
+            CALL, b"\x01\x00" * 320
+        )
+    assert text == "what are your hours"
+    assert servicer.calls == 2
+    attributes = span_recorder.named("stt").attributes or {}
+    assert attributes["attempts"] == 2
+    assert [e.name for e in span_recorder.named("stt").events] == ["attempt failed"]
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "calls"),
+    [
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, PeerUnavailableError, 3),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, PeerUnavailableError, 3),
+        (grpc.StatusCode.INVALID_ARGUMENT, PeerError, 1),
+    ],
+)
+async def test_stt_status_mapping(
+    span_recorder: SpanRecorder, code: grpc.StatusCode, error: type[Exception], calls: int
+) -> None:
+    servicer = Stt()
+    servicer.always_fail = code
+    async with serving(stt_pb2_grpc.add_SpeechToTextServicer_to_server, servicer) as chan:
+        with pytest.raises(error):
+            await GrpcTranscriber(env(span_recorder), chan, policy=FAST).transcribe(
+                CALL, b"\x01\x00" * 320
+            )
+    assert servicer.calls == calls
+
+
+# ---- context --------------------------------------------------------------------------------
+
+
+class Context(context_pb2_grpc.ContextServiceServicer):
+    def __init__(self, response: context_pb2.ResolveResponse) -> None:
+        self.response = response
+        self.requests: list[context_pb2.ResolveRequest] = []
+
+    async def Resolve(  # noqa: N802
+        self, request: context_pb2.ResolveRequest, context: Ctx
+    ) -> context_pb2.ResolveResponse:
+        self.requests.append(request)
+        return self.response
+
+
+def stage(kind: context_pb2.ResolveStage.ValueType, ms: int) -> context_pb2.StageReport:
+    report = context_pb2.StageReport(stage=kind, count_in=8, count_out=4)
+    report.duration.FromMilliseconds(ms)
+    return report
+
+
+async def test_context_block_with_stage_spans(span_recorder: SpanRecorder) -> None:
+    block = knowledge_pb2.ContextBlock(
+        text="[faq#1] Open 8 to 6.",
+        citations=[knowledge_pb2.Citation(id="faq#1")],
+        token_count=7,
+    )
+    response = context_pb2.ResolveResponse(
+        context_block=block,
+        retrieval_confidence=0.8,
+        kb_version="faq=3",
+        stages=[
+            stage(context_pb2.RESOLVE_STAGE_CACHE_LOOKUP, 2),
+            stage(context_pb2.RESOLVE_STAGE_SEMANTIC_SEARCH, 5),
+            stage(context_pb2.RESOLVE_STAGE_RANK, 3),
+        ],
+    )
+    servicer = Context(response)
+    async with serving(context_pb2_grpc.add_ContextServiceServicer_to_server, servicer) as chan:
+        result = await GrpcContext(env(span_recorder), chan, PROFILE.retrieval).resolve(
+            CALL, "when are you open"
+        )
+    assert result == ContextResult(
+        block="[faq#1] Open 8 to 6.",
+        citations=("faq#1",),
+        confidence=pytest.approx(0.8),  # type: ignore[arg-type]
+        kb_version="faq=3",
+        token_count=7,
+    )
+    request = servicer.requests[0]
+    assert request.query == "when are you open"
+    assert request.options.top_k == 3 and request.options.token_budget == 300
+    assert request.options.rank_mode == context_pb2.RANK_MODE_EMBEDDED
+    assert list(request.options.knowledge_bases) == ["faq"]
+    parent = span_recorder.named("context")
+    children = [s for s in span_recorder.spans() if s.name.startswith("context.")]
+    assert [s.name for s in children] == [
+        "context.cache_lookup",
+        "context.semantic_search",
+        "context.rank",
+    ]
+    for child in children:
+        assert child.parent is not None and child.parent.span_id == parent.context.span_id
+    search = children[1]
+    assert search.end_time is not None and search.start_time is not None
+    assert search.end_time - search.start_time == 5_000_000
+    assert children[0].end_time == search.start_time
+
+
+async def test_context_cache_hit_carries_the_answer(span_recorder: SpanRecorder) -> None:
+    hit = context_pb2.CacheHit(answer="We open at 8.", similarity=0.97)
+    servicer = Context(context_pb2.ResolveResponse(cache_hit=hit))
+    async with serving(context_pb2_grpc.add_ContextServiceServicer_to_server, servicer) as chan:
+        result = await GrpcContext(env(span_recorder), chan).resolve(CALL, "hours?")
+    assert result.cached_answer == "We open at 8."
+    assert result.confidence == pytest.approx(0.97)
+
+
+async def test_context_empty_or_unimplemented_is_an_empty_context(
+    span_recorder: SpanRecorder,
+) -> None:
+    servicer = Context(context_pb2.ResolveResponse())
+    async with serving(context_pb2_grpc.add_ContextServiceServicer_to_server, servicer) as chan:
+        assert await GrpcContext(env(span_recorder), chan).resolve(CALL, "hi") == ContextResult()
+    bare = context_pb2_grpc.ContextServiceServicer()  # every RPC answers UNIMPLEMENTED
+    async with serving(context_pb2_grpc.add_ContextServiceServicer_to_server, bare) as chan:
+        assert await GrpcContext(env(span_recorder), chan).resolve(CALL, "hi") == ContextResult()
+
+
+# ---- LLM ------------------------------------------------------------------------------------
+
+
+class Llm(llm_pb2_grpc.LanguageModelServicer):
+    def __init__(self) -> None:
+        self.requests: list[llm_pb2.GenerateRequest] = []
+        self.hold = asyncio.Event()
+        self.held = False
+        self.cancelled = asyncio.Event()
+
+    async def Generate(  # noqa: N802
+        self, request: llm_pb2.GenerateRequest, context: Ctx
+    ) -> AsyncIterator[llm_pb2.GenerateResponse]:
+        self.requests.append(request)
+        try:
+            yield llm_pb2.GenerateResponse(delta=llm_pb2.TextDelta(text="We open"))
+            if self.held:
+                await self.hold.wait()
+            yield llm_pb2.GenerateResponse(delta=llm_pb2.TextDelta(text=" at 8."))
+            call = tool_pb2.ToolCall(id="t1", name="lookup_account", arguments_json='{"id":"7"}')
+            yield llm_pb2.GenerateResponse(tool_call=call)
+            done = llm_pb2.GenerateDone(
+                finish_reason=llm_pb2.FINISH_REASON_STOP,
+                usage=usage_pb2.Usage(input_tokens=120, output_tokens=5),
+                model="smollm2",
+            )
+            done.prompt_compile_time.FromMilliseconds(3)
+            done.time_to_first_token.FromMilliseconds(61)
+            yield llm_pb2.GenerateResponse(done=done)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
+def llm_request() -> LlmRequest:
+    history = (
+        Message("agent", "Hi, this is Ava."),
+        Message("user", "hello"),
+        Message("agent", "How can I", truncated=True),
+    )
+    context = ContextResult(block="[faq#1] Open 8 to 6.", citations=("faq#1",))
+    return LlmRequest(CALL, "when do you open", history, context)
+
+
+async def test_llm_streams_deltas_tools_and_usage(span_recorder: SpanRecorder) -> None:
+    servicer = Llm()
+    async with serving(llm_pb2_grpc.add_LanguageModelServicer_to_server, servicer) as chan:
+        model = GrpcLanguageModel(env(span_recorder), chan, PROFILE)
+        events = [event async for event in model.generate(llm_request())]
+    assert events == [
+        TextDelta("We open"),
+        TextDelta(" at 8."),
+        ToolCallRequested("t1", "lookup_account", '{"id":"7"}'),
+        Usage(prompt_tokens=120, completion_tokens=5, prompt_compile_s=0.003),
+    ]
+    request = servicer.requests[0]
+    assert request.context.agent.name == "acme-dental" and request.context.agent.version == "1.0.0"
+    prompt = request.prompt
+    assert prompt.system_prompt == "You are Ava."
+    assert [(m.role, m.content, m.truncated) for m in prompt.history] == [
+        (llm_pb2.ROLE_ASSISTANT, "Hi, this is Ava.", False),
+        (llm_pb2.ROLE_USER, "hello", False),
+        (llm_pb2.ROLE_ASSISTANT, "How can I", True),
+        (llm_pb2.ROLE_USER, "when do you open", False),
+    ]
+    assert prompt.context_block.text == "[faq#1] Open 8 to 6."
+    assert [c.id for c in prompt.context_block.citations] == ["faq#1"]
+    assert [t.name for t in prompt.tools] == ["lookup_account"]  # the caller may not refund
+    assert '"id"' in prompt.tools[0].parameters_json_schema
+    assert prompt.max_prompt_tokens == 1024
+    assert request.sampling.max_tokens == 64 and request.sampling.seed == 7
+    assert request.sampling.temperature == pytest.approx(0.3)
+    attributes = span_recorder.named("llm").attributes or {}
+    assert attributes["llm.prompt_compile_ms"] == 3.0
+    assert attributes["llm.server_ttft_ms"] == 61.0
+    assert "llm_ttft_ms" in attributes
+
+
+async def test_llm_close_cancels_generation(span_recorder: SpanRecorder) -> None:
+    servicer = Llm()
+    servicer.held = True
+    async with serving(llm_pb2_grpc.add_LanguageModelServicer_to_server, servicer) as chan:
+        model = GrpcLanguageModel(env(span_recorder), chan, PROFILE)
+        async with aclosing(model.generate(llm_request())) as stream:
+            assert await anext(stream) == TextDelta("We open")
+        await asyncio.wait_for(servicer.cancelled.wait(), 5)
+
+
+async def test_llm_unavailable_is_retried(span_recorder: SpanRecorder) -> None:
+    # nothing listens on this port: UNAVAILABLE on every attempt
+    chan = channel("127.0.0.1:1")
+    try:
+        model = GrpcLanguageModel(env(span_recorder), chan, PROFILE, FAST)
+        with pytest.raises(PeerUnavailableError):
+            async for _ in model.generate(llm_request()):
+                pass
+    finally:
+        await chan.close()
+    events = span_recorder.named("llm").events
+    assert [e.name for e in events].count("attempt failed") == 3
+
+
+# ---- TTS ------------------------------------------------------------------------------------
+
+
+class Tts(tts_pb2_grpc.TextToSpeechServicer):
+    def __init__(self) -> None:
+        self.requests: list[tts_pb2.StreamingSynthesizeRequest] = []
+        self.hold = asyncio.Event()
+        self.held = False
+        self.cancelled = asyncio.Event()
+
+    async def StreamingSynthesize(  # noqa: N802
+        self, request_iterator: AsyncIterator[tts_pb2.StreamingSynthesizeRequest], context: Ctx
+    ) -> AsyncIterator[tts_pb2.StreamingSynthesizeResponse]:
+        try:
+            async for request in request_iterator:
+                self.requests.append(request)
+                if request.WhichOneof("request") != "text":
+                    continue
+                clause = request.text.clause_id
+                # 1 s of audio in chunks of odd sizes: 641 + 640*48 + 639 bytes
+                sizes = [641, *([640] * 48), 639]
+                for seq, size in enumerate(sizes):
+                    chunk = tts_pb2.AudioChunk(clause_id=clause, sequence=seq, audio=b"\x05" * size)
+                    yield tts_pb2.StreamingSynthesizeResponse(audio=chunk)
+                    if self.held and seq == 0:
+                        await self.hold.wait()
+                done = tts_pb2.ClauseDone(clause_id=clause, chunk_count=len(sizes))
+                done.time_to_first_audio.FromMilliseconds(70)
+                yield tts_pb2.StreamingSynthesizeResponse(clause_done=done)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
+async def test_tts_streams_clause_audio_as_whole_samples(span_recorder: SpanRecorder) -> None:
+    servicer = Tts()
+    async with serving(tts_pb2_grpc.add_TextToSpeechServicer_to_server, servicer) as chan:
+        tts = GrpcSynthesizer(env(span_recorder), chan, PROFILE.voice)
+        chunks = [pcm async for pcm in tts.synthesize(CALL, "We open at eight.")]
+    assert all(len(c) % 2 == 0 for c in chunks)
+    assert b"".join(chunks) == b"\x05" * 32000
+    config, text = servicer.requests
+    assert config.context.tenant_id == "acme"
+    assert config.config.voice == "en_US-joe-medium"
+    assert config.config.speaking_rate == pytest.approx(1.1)
+    assert config.config.audio_format.sample_rate_hz == 16000
+    assert text.text.text == "We open at eight."
+    attributes = span_recorder.named("tts").attributes or {}
+    assert attributes["tts.server_ttfa_ms"] == 70.0
+
+
+async def test_tts_close_cancels_the_clause(span_recorder: SpanRecorder) -> None:
+    servicer = Tts()
+    servicer.held = True
+    async with serving(tts_pb2_grpc.add_TextToSpeechServicer_to_server, servicer) as chan:
+        tts = GrpcSynthesizer(env(span_recorder), chan)
+        async with aclosing(tts.synthesize(CALL, "We open at eight.")) as stream:
+            assert len(await anext(stream)) == 640
+        await asyncio.wait_for(servicer.cancelled.wait(), 5)
+
+
+def test_profile_ignores_unknown_keys() -> None:
+    assert isinstance(PROFILE, AgentProfile)
+    assert PROFILE.filler_text == "One moment, please."
