@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trunkline.agents import RankMode, Retrieval
 from trunkline.context import evaluation
 from trunkline.context.backends.embedder import MiniLMEmbedder
 from trunkline.context.backends.milvus import MilvusAnswerCache, MilvusChunkStore, MilvusDatabase
@@ -26,7 +27,6 @@ from trunkline.context.core.chunking import Section
 from trunkline.context.core.types import Caller, ChunkMeta
 from trunkline.context.ingest.ingestor import Ingestor
 from trunkline.context.resolver import Resolver
-from trunkline.context.spec import RankMode, RetrievalSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "context"
@@ -81,7 +81,7 @@ async def run(size: int, index: str, repeats: int) -> dict[str, Any]:
     timings: dict[str, list[float]] = {}
     totals: list[float] = []
     for mode in (RankMode.NONE, RankMode.EMBEDDED):
-        spec = RetrievalSpec(top_k=5, rank_mode=mode)
+        spec = Retrieval(top_k=5, rank_mode=mode)
         rr: list[float] = []
         wrong_tenant = 0
         for _ in range(repeats if mode == RankMode.EMBEDDED else 1):
@@ -125,7 +125,7 @@ async def run(size: int, index: str, repeats: int) -> dict[str, Any]:
         for pair in p["pairs"]:
             t0 = time.perf_counter()
             result = await resolver.resolve(
-                pair["asked"], Caller(p["tenant"], "caller", now), RetrievalSpec(), agent=p["agent"]
+                pair["asked"], Caller(p["tenant"], "caller", now), Retrieval(), agent=p["agent"]
             )
             if result.cached is not None:
                 hit_ms.append((time.perf_counter() - t0) * 1000)

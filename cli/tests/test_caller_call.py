@@ -6,6 +6,7 @@ The server runs in the test's event loop, so its clock is the caller's clock: wh
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
@@ -23,6 +24,7 @@ import pytest
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from trunkline.audio import mulaw_decode, mulaw_encode
+from trunkline.cli.call import add_call_parser, call, settings_from_args
 from trunkline.cli.caller import (
     CallerTurn,
     CallIdentity,
@@ -232,6 +234,8 @@ async def test_call_paces_measures_echoes_and_records(serve: Any, tmp_path: Path
     assert abs(turn.voice_to_voice_ms / 1000 - (first_out - last_in)) < FRAME
     assert turn.speech_end_ms is not None
     assert turn.speech_start_ms is not None
+    # The caller's "last voiced frame sent" is the frame the server saw last (not one off).
+    assert last_in - (caller.log.t0 + turn.speech_end_ms / 1000) == pytest.approx(0, abs=0.01)
     assert turn.speech_end_ms - turn.speech_start_ms == pytest.approx(
         4380, abs=10
     )  # send jitter only
@@ -350,3 +354,32 @@ async def test_webhook_dial_uses_twiml_stream_and_parameters(serve: Any) -> None
     result = await caller.run([PreparedTurn(CallerTurn(text="hi"), tone(300) + quiet(300))])
     assert result.ended_by == "caller"
     assert result.turns[0].outcome == "answered"
+
+
+async def test_call_command_prints_table_and_writes_json(
+    serve: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent = ScriptedAgent(delay_s=0.2, reply_ms=300.0)
+    base = await serve(agent)
+    clip = tmp_path / "clip.wav"
+    with wave.open(str(clip), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(np.asarray(mulaw_decode(tone(600) + quiet(200))).repeat(2).tobytes())
+    parser = argparse.ArgumentParser()
+    add_call_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["call", "--url", base.replace("http", "ws") + "/twilio/stream", "--tenant", "acme",
+         "--agent", "support", "--stream-secret", SECRET, "--wav", str(clip), "--no-greeting",
+         "--quiet-ms", "200", "--json", str(tmp_path / "r.json"),
+         "--record-agent", str(tmp_path / "a.wav")]
+    )  # fmt: skip
+    assert await call(args, settings_from_args(args)) == 0
+    out = capsys.readouterr().out
+    assert "v2v ms" in out
+    assert "caller: (wav audio)" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["turns"][0]["voice_to_voice_ms"] == pytest.approx(200, abs=40)
+    assert data["summary"]["voice_to_voice_p50_ms"] == data["turns"][0]["voice_to_voice_ms"]
+    assert (tmp_path / "a.wav").stat().st_size > 44

@@ -6,6 +6,7 @@ from trunkline.agents import (
     AgentSpec,
     AgentSpecError,
     RiskLevel,
+    SetOperator,
     load_agent_spec,
     parse_agent_spec,
 )
@@ -107,3 +108,50 @@ def test_unknown_tool_lookup_names_the_agent() -> None:
     )
     with pytest.raises(KeyError, match="t@1 has no tool 'x'"):
         spec.tool("x")
+
+
+def test_sample_agent_declares_live_sources_for_set_algebra() -> None:
+    retrieval = load_agent_spec(SAMPLE).retrieval
+    assert retrieval.data_sources == ("acme-dental-faq", "acme-dental-prices")
+    source = retrieval.live_source("appointments")
+    assert source.url_template == "http://127.0.0.1:8090/accounts/{account_id}/appointments"
+    assert source.entity_key == "appointment_id"
+    assert [(o.op, o.source) for o in retrieval.set_operations] == [
+        (SetOperator.UNION, "appointments")
+    ]
+    assert 0 < retrieval.min_confidence < retrieval.near_duplicate_threshold <= 1
+
+
+def test_retrieval_defaults_keep_older_specs_valid() -> None:
+    retrieval = parse_agent_spec(MINIMAL).retrieval
+    assert (retrieval.candidates, retrieval.near_duplicate_threshold) == (20, 0.8)
+    assert retrieval.min_confidence == 0.25
+    assert retrieval.live_sources == ()
+    assert retrieval.set_operations == ()
+    with pytest.raises(KeyError, match="no live source 'crm'"):
+        retrieval.live_source("crm")
+
+
+LIVE = "retrieval:\n  live_sources:\n    - {name: crm, base_url: 'http://c', entity_key: id%s}\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (
+            "retrieval:\n  set_operations: [{op: union, source: crm}]\n",
+            "undeclared live sources: crm",
+        ),
+        (
+            LIVE % "}\n    - {name: crm, base_url: 'http://d', entity_key: id",
+            "duplicate live source",
+        ),
+        (LIVE % ", path: nope", "path must start with '/'"),
+        (LIVE.replace("http://c", "ftp://c") % "", "base_url must be an http"),
+        (LIVE % "" + "  set_operations: [{op: xor, source: crm}]\n", "set_operations.0.op"),
+        (LIVE % "" + "  near_duplicate_threshold: 0\n", "near_duplicate_threshold"),
+    ],
+)
+def test_invalid_retrieval_is_rejected_clearly(extra: str, needle: str) -> None:
+    with pytest.raises(AgentSpecError, match=needle):
+        parse_agent_spec(MINIMAL + extra)

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from aiohttp import web
 
+from trunkline.agents import LiveSource
 from trunkline.context.backends.datasource import HttpJsonSource
 from trunkline.context.backends.ranker import HttpScoringRanker, ScoringApi
 from trunkline.context.core.types import ChunkMeta, Hit, StoredChunk
 from trunkline.context.errors import BackendError
-from trunkline.context.spec import DataSourceSpec
 
 pytestmark = pytest.mark.integration
 
@@ -86,10 +86,11 @@ async def test_scoring_endpoint_down_is_a_backend_error(unused_tcp_port: int) ->
 
 
 async def test_http_json_source_fetches_records_by_entity(server: str) -> None:
-    spec = DataSourceSpec(
+    spec = LiveSource(
         name="crm",
-        url=server + "/customers/{customer_id}/products",
-        key_field="product_id",
+        base_url=server,
+        path="/customers/{customer_id}/products",
+        entity_key="product_id",
         records_path="products",
         text_fields=("name", "since"),
     )

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trunkline.agents import RankMode, Retrieval
 from trunkline.context import evaluation
 from trunkline.context.backends.embedder import MiniLMEmbedder
 from trunkline.context.backends.milvus import MilvusAnswerCache, MilvusChunkStore, MilvusDatabase
@@ -24,7 +25,6 @@ from trunkline.context.core.types import Caller, ChunkMeta
 from trunkline.context.errors import AccessDeniedError, UnknownTenantError
 from trunkline.context.ingest.ingestor import Ingestor
 from trunkline.context.resolver import Resolver
-from trunkline.context.spec import RankMode, RetrievalSpec
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kb]:
 
 
 async def test_labelled_questions_recall_and_forbidden_sources(kb: Kb) -> None:
-    spec = RetrievalSpec(top_k=5, rank_mode=RankMode.EMBEDDED)
+    spec = Retrieval(top_k=5, rank_mode=RankMode.EMBEDDED)
     ranks = []
     for q in kb.evalset.questions:
         result = await kb.resolver.resolve(q.query, q.caller, spec)
@@ -73,7 +73,7 @@ async def test_labelled_questions_recall_and_forbidden_sources(kb: Kb) -> None:
 async def test_stages_report_counts_and_dedup_removes_copies(kb: Kb) -> None:
     caller = Caller("acme", "caller", kb.evalset.default_now)
     result = await kb.resolver.resolve(
-        "How can I have my account data deleted?", caller, RetrievalSpec(top_k=10)
+        "How can I have my account data deleted?", caller, Retrieval(top_k=10)
     )
     stages = {s.name: s for s in result.stages}
     assert stages["search"].count_out > stages["dedup"].count_out, (
@@ -91,15 +91,15 @@ async def test_out_of_domain_questions_have_low_confidence(kb: Kb) -> None:
     ood = kb.evalset.out_of_domain
     caller = Caller(ood["tenant"], ood["role"], kb.evalset.default_now)
     for query in ood["queries"]:
-        result = await kb.resolver.resolve(query, caller, RetrievalSpec())
+        result = await kb.resolver.resolve(query, caller, Retrieval())
         assert result.out_of_domain, query
 
 
 async def test_errors_for_unknown_tenant_and_role(kb: Kb) -> None:
     with pytest.raises(UnknownTenantError):
-        await kb.resolver.resolve("hi", Caller("nobody", "caller", 0), RetrievalSpec())
+        await kb.resolver.resolve("hi", Caller("nobody", "caller", 0), Retrieval())
     with pytest.raises(AccessDeniedError):
-        await kb.resolver.resolve("hi", Caller("globex", "intern", 0), RetrievalSpec())
+        await kb.resolver.resolve("hi", Caller("globex", "intern", 0), Retrieval())
 
 
 async def test_semantic_cache_paraphrases_hit_and_others_miss(kb: Kb) -> None:
@@ -109,27 +109,27 @@ async def test_semantic_cache_paraphrases_hit_and_others_miss(kb: Kb) -> None:
     info = await kb.resolver.authorize(p["tenant"], "caller")
     facts = TurnFacts(used_tools=False, caller_specific=False, answer="stored")
     for pair in p["pairs"]:
-        stored, _ = await kb.resolver.store_answer(
+        stored = await kb.resolver.store_answer(
             pair["stored"], f"answer to {pair['stored']}", ["doc"], tenant=p["tenant"],
             role="caller", agent=p["agent"], kb_version=info.kb_version, facts=facts, now=now,
         )  # fmt: skip
-        assert stored
+        assert stored.stored
     for pair in p["pairs"]:
-        result = await kb.resolver.resolve(pair["asked"], caller, RetrievalSpec(), agent=p["agent"])
+        result = await kb.resolver.resolve(pair["asked"], caller, Retrieval(), agent=p["agent"])
         hit = result.cached is not None
         assert hit == pair["same"], pair
         if result.cached is not None:
             assert result.cached.answer == f"answer to {pair['stored']}"
     other_agent = await kb.resolver.resolve(
-        p["pairs"][0]["stored"], caller, RetrievalSpec(), agent="other-agent"
+        p["pairs"][0]["stored"], caller, Retrieval(), agent="other-agent"
     )
     assert other_agent.cached is None
-    refused, reason = await kb.resolver.store_answer(
+    refused = await kb.resolver.store_answer(
         "q", "a", [], tenant="acme", role="caller", agent="x", kb_version=info.kb_version,
         facts=TurnFacts(used_tools=True, caller_specific=False, answer="a"), now=now,
     )  # fmt: skip
-    assert not refused
-    assert "tools" in reason
+    assert not refused.stored
+    assert "tools" in refused.reason
 
 
 async def test_reingest_delete_and_cache_invalidation(kb: Kb) -> None:
@@ -140,18 +140,18 @@ async def test_reingest_delete_and_cache_invalidation(kb: Kb) -> None:
     first = await kb.ingestor.ingest("hours.md", doc, meta)
     assert (await kb.ingestor.ingest("hours.md", doc, meta)).status == "unchanged"
     facts = TurnFacts(used_tools=False, caller_specific=False, answer="9 to 5")
-    stored, _ = await kb.resolver.store_answer(
+    stored = await kb.resolver.store_answer(
         "When is support open?", "9 to 5", [], tenant="initech", role="caller",
         agent="bot", kb_version=first.kb_version, facts=facts, now=now,
     )  # fmt: skip
-    assert stored
-    hit = await kb.resolver.resolve("When is support open?", caller, RetrievalSpec(), agent="bot")
+    assert stored.stored
+    hit = await kb.resolver.resolve("When is support open?", caller, Retrieval(), agent="bot")
     assert hit.cached is not None
 
     changed = await kb.ingestor.ingest("hours.md", doc.replace(b"9 to 5", b"8 to 8"), meta)
     assert changed.status == "replaced"
     assert changed.kb_version > first.kb_version
-    miss = await kb.resolver.resolve("When is support open?", caller, RetrievalSpec(), agent="bot")
+    miss = await kb.resolver.resolve("When is support open?", caller, Retrieval(), agent="bot")
     assert miss.cached is None
     assert miss.block is not None
     assert "8 to 8" in miss.block.text
@@ -160,7 +160,7 @@ async def test_reingest_delete_and_cache_invalidation(kb: Kb) -> None:
 
     gone = await kb.ingestor.delete("initech", "hours.md")
     assert gone.chunks_deleted == 1
-    after = await kb.resolver.resolve("When is support open?", caller, RetrievalSpec())
+    after = await kb.resolver.resolve("When is support open?", caller, Retrieval())
     assert after.block is not None
     assert after.block.items == ()
 
@@ -180,7 +180,7 @@ def test_property_results_are_always_visible_to_the_caller(
     kb: Kb, tenant: str, role: str, now: int, query: str
 ) -> None:
     caller = Caller(tenant, role, now)
-    spec = RetrievalSpec(top_k=20, candidates=50, rank_mode=RankMode.NONE)
+    spec = Retrieval(top_k=20, candidates=50, rank_mode=RankMode.NONE)
 
     async def check() -> None:
         vector = (await kb.resolver.embedder.embed([query]))[0]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from trunkline.agents import RankMode, Retrieval
+from trunkline.context.core.setalgebra import SetOp
 from trunkline.context.core.types import Caller, ChunkMeta
 from trunkline.context.errors import AccessDeniedError, InvalidRequestError, UnknownTenantError
 from trunkline.context.fakes import FixedRanker, HashEmbedder, MemoryStore
 from trunkline.context.ingest.ingestor import Ingestor
 from trunkline.context.ingest.parsers import parse
-from trunkline.context.resolver import Resolver
-from trunkline.context.spec import RankMode, RetrievalSpec
+from trunkline.context.resolver import Resolver, spec_set_ops
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +38,7 @@ async def test_ingest_is_idempotent_and_resolve_runs_the_stages(
     caller = Caller("acme", "caller", 100)
     memory_store.allow(caller)
     result = await Resolver(embedder, memory_store).resolve(
-        "switch roaming off", caller, RetrievalSpec(top_k=1)
+        "switch roaming off", caller, Retrieval(top_k=1)
     )
     assert [s.name for s in result.stages] == [
         "embed",
@@ -60,13 +61,13 @@ async def test_unknown_tenant_and_forbidden_role_are_clear_errors(
     await Ingestor(embedder, memory_store).ingest("r.md", DOC, ChunkMeta("acme", ("staff",)))
     resolver = Resolver(embedder, memory_store)
     with pytest.raises(UnknownTenantError, match="unknown tenant 'globex'"):
-        await resolver.resolve("q", Caller("globex", "caller", 0), RetrievalSpec())
+        await resolver.resolve("q", Caller("globex", "caller", 0), Retrieval())
     with pytest.raises(AccessDeniedError, match="role 'caller'"):
-        await resolver.resolve("q", Caller("acme", "caller", 0), RetrievalSpec())
+        await resolver.resolve("q", Caller("acme", "caller", 0), Retrieval())
     with pytest.raises(InvalidRequestError, match="invalid tenant"):
-        await resolver.resolve("q", Caller('acme" or 1', "caller", 0), RetrievalSpec())
+        await resolver.resolve("q", Caller('acme" or 1', "caller", 0), Retrieval())
     with pytest.raises(InvalidRequestError, match="empty"):
-        await resolver.resolve("  ", Caller("acme", "staff", 0), RetrievalSpec())
+        await resolver.resolve("  ", Caller("acme", "staff", 0), Retrieval())
 
 
 async def test_cross_encoder_used_and_failure_falls_back(
@@ -75,7 +76,7 @@ async def test_cross_encoder_used_and_failure_falls_back(
     await Ingestor(embedder, memory_store).ingest("r.md", DOC, ChunkMeta("acme", ("*",)))
     caller = Caller("acme", "caller", 0)
     memory_store.allow(caller)
-    spec = RetrievalSpec(rank_mode=RankMode.CROSS_ENCODER, top_k=2)
+    spec = Retrieval(rank_mode=RankMode.CROSS_ENCODER, top_k=2)
     good = FixedRanker()
     result = await Resolver(embedder, memory_store, cross_encoder=good).resolve(
         "roaming", caller, spec
@@ -122,13 +123,20 @@ def test_parsers_keep_structure() -> None:
         parse("a.json", b"{")
 
 
-def test_spec_rejects_set_ops_on_unknown_sources() -> None:
-    with pytest.raises(ValueError, match="unknown data sources"):
-        RetrievalSpec.model_validate({"set_operations": [{"op": "union", "source": "crm"}]})
-    spec = RetrievalSpec.model_validate(
+def test_agent_spec_set_operations_become_core_set_ops() -> None:
+    with pytest.raises(ValueError, match="undeclared live sources"):
+        Retrieval.model_validate({"set_operations": [{"op": "union", "source": "crm"}]})
+    spec = Retrieval.model_validate(
         {
-            "data_sources": [{"name": "crm", "url": "http://crm/{customer_id}", "key_field": "id"}],
+            "live_sources": [
+                {
+                    "name": "crm",
+                    "base_url": "http://crm",
+                    "path": "/{customer_id}",
+                    "entity_key": "id",
+                }
+            ],
             "set_operations": [{"op": "intersection", "source": "crm"}],
         }
     )
-    assert spec.set_ops()[0].op == "intersection"
+    assert spec_set_ops(spec) == (SetOp(op="intersection", source="crm"),)

@@ -96,10 +96,13 @@ class Stt(stt_pb2_grpc.SpeechToTextServicer):
         self, request_iterator: AsyncIterator[stt_pb2.StreamingRecognizeRequest], context: Ctx
     ) -> AsyncIterator[stt_pb2.StreamingRecognizeResponse]:
         self.calls += 1
+        requests = [request async for request in request_iterator]
         if self.always_fail is not None or (self.fail_first is not None and self.calls == 1):
-            await context.abort(self.always_fail or self.fail_first or grpc.StatusCode.UNKNOWN, "test")
+            await context.abort(
+                self.always_fail or self.fail_first or grpc.StatusCode.UNKNOWN, "test"
+            )
         audio = bytearray()
-        async for request in request_iterator:
+        for request in requests:
             self.requests.append(request)
             if request.WhichOneof("request") == "audio":
                 audio += request.audio
@@ -123,7 +126,8 @@ async def test_stt_streams_the_utterance_and_returns_the_final(span_recorder: Sp
         )
     assert text == "what are your hours"
     first, *rest = servicer.requests
-    assert first.context.tenant_id == "acme" and first.context.call_id == "CA1"
+    assert first.context.tenant_id == "acme"
+    assert first.context.call_id == "CA1"
     assert first.config.audio_format.encoding == audio_pb2.AUDIO_ENCODING_PCM16
     assert first.config.audio_format.sample_rate_hz == 16000
     assert first.config.language == "en-US"
@@ -131,7 +135,8 @@ async def test_stt_streams_the_utterance_and_returns_the_final(span_recorder: Sp
     assert [r.WhichOneof("request") for r in rest] == ["audio"] * 4 + ["control"]
     assert rest[-1].control.action == stt_pb2.CONTROL_ACTION_END_OF_UTTERANCE
     span = span_recorder.named("stt")
-    assert span.attributes is not None and span.attributes["stt.processing_ms"] == 42.0
+    assert span.attributes is not None
+    assert span.attributes["stt.processing_ms"] == 42.0
 
 
 async def test_stt_no_final_is_no_speech(span_recorder: SpanRecorder) -> None:
@@ -226,7 +231,8 @@ async def test_context_block_with_stage_spans(span_recorder: SpanRecorder) -> No
     )
     request = servicer.requests[0]
     assert request.query == "when are you open"
-    assert request.options.top_k == 3 and request.options.token_budget == 300
+    assert request.options.top_k == 3
+    assert request.options.token_budget == 300
     assert request.options.rank_mode == context_pb2.RANK_MODE_EMBEDDED
     assert list(request.options.knowledge_bases) == ["faq"]
     parent = span_recorder.named("context")
@@ -237,9 +243,11 @@ async def test_context_block_with_stage_spans(span_recorder: SpanRecorder) -> No
         "context.rank",
     ]
     for child in children:
-        assert child.parent is not None and child.parent.span_id == parent.context.span_id
+        assert child.parent is not None
+        assert child.parent.span_id == parent.context.span_id
     search = children[1]
-    assert search.end_time is not None and search.start_time is not None
+    assert search.end_time is not None
+    assert search.start_time is not None
     assert search.end_time - search.start_time == 5_000_000
     assert children[0].end_time == search.start_time
 
@@ -320,7 +328,8 @@ async def test_llm_streams_deltas_tools_and_usage(span_recorder: SpanRecorder) -
         Usage(prompt_tokens=120, completion_tokens=5, prompt_compile_s=0.003),
     ]
     request = servicer.requests[0]
-    assert request.context.agent.name == "acme-dental" and request.context.agent.version == "1.0.0"
+    assert request.context.agent.name == "acme-dental"
+    assert request.context.agent.version == "1.0.0"
     prompt = request.prompt
     assert prompt.system_prompt == "You are Ava."
     assert [(m.role, m.content, m.truncated) for m in prompt.history] == [
@@ -334,7 +343,8 @@ async def test_llm_streams_deltas_tools_and_usage(span_recorder: SpanRecorder) -
     assert [t.name for t in prompt.tools] == ["lookup_account"]  # the caller may not refund
     assert '"id"' in prompt.tools[0].parameters_json_schema
     assert prompt.max_prompt_tokens == 1024
-    assert request.sampling.max_tokens == 64 and request.sampling.seed == 7
+    assert request.sampling.max_tokens == 64
+    assert request.sampling.seed == 7
     assert request.sampling.temperature == pytest.approx(0.3)
     attributes = span_recorder.named("llm").attributes or {}
     assert attributes["llm.prompt_compile_ms"] == 3.0

@@ -98,7 +98,7 @@ def add_call_parser(subparsers: Any) -> None:
     p.set_defaults(func=run_call)
 
 
-def _settings(args: argparse.Namespace) -> CallSettings:
+def settings_from_args(args: argparse.Namespace) -> CallSettings:
     keys = (
         "url", "webhook", "twilio_auth_token", "tenant", "agent", "token", "stream_secret",
         "token_in", "tts_addr", "caller_voice", "agent_voice", "speaking_rate",
@@ -168,7 +168,7 @@ async def call(args: argparse.Namespace, settings: CallSettings) -> int:
 def run_call(args: argparse.Namespace) -> int:
     """Entry point of ``trunkline call``; returns the exit code."""
     try:
-        return asyncio.run(call(args, _settings(args)))
+        return asyncio.run(call(args, settings_from_args(args)))
     except ValidationError as exc:
         print(f"invalid settings: {exc}", file=sys.stderr)
     except argparse.ArgumentTypeError as exc:

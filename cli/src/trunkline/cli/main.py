@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from trunkline.cli import stack
+from trunkline.cli.call import add_call_parser
 from trunkline.cli.settings import StackSettings
 
 VOICE_CALL_PENDING = (
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON rows")
 
     commands.add_parser("demo", parents=[common, start], help="bring the stack up and show it")
+    add_call_parser(commands)
     return parser
 
 
@@ -88,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if command is not None:
             raise SystemExit(command(arguments[1:]))
     args = _parser().parse_args(arguments)
+    if args.command == "call":
+        raise SystemExit(args.func(args))
     try:
         settings = _settings(args)
     except ValidationError as exc:

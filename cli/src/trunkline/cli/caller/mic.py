@@ -62,7 +62,8 @@ class Microphone:
             delay = self.due(k) - self._clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-            frame = self._queue.popleft() if self._queue else SILENT_FRAME
+            speech = bool(self._queue)  # decided before the send: say() may run during it
+            frame = self._queue.popleft() if speech else SILENT_FRAME
             await self._send(frame, k * 20)
             sent = self._clock()
             self.lateness.append(sent - self.due(k))
@@ -70,7 +71,7 @@ class Microphone:
                 self._on_frame(k * MULAW_FRAME_BYTES, frame)
             k += 1
             self.frames_sent = k
-            if self._done is not None:
+            if speech and self._done is not None:
                 self._times.append(sent)
                 if not self._queue:
                     done, self._done = self._done, None

@@ -24,12 +24,15 @@ __all__ = [
     "AgentSpec",
     "AgentSpecError",
     "Escalation",
+    "LiveSource",
     "ModelSpec",
     "QualifiedOutcome",
     "RankMode",
     "Retrieval",
     "RiskLevel",
     "Sampling",
+    "SetOperation",
+    "SetOperator",
     "TokenBudget",
     "ToolSpec",
     "Voice",
@@ -40,6 +43,7 @@ __all__ = [
 _SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 _TOOL_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 _VERSION = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,62}$"
+_SOURCE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
 
 class AgentSpecError(ValueError):
@@ -124,11 +128,90 @@ class ToolSpec(_Strict):
         return self.risk is RiskLevel.HIGH
 
 
+class SetOperator(StrEnum):
+    UNION = "union"  # the retrieved set plus the source's records
+    INTERSECTION = "intersection"  # only items whose entity has a record in the source
+    DIFFERENCE = "difference"  # drop items whose entity has a record in the source
+
+
+class LiveSource(_Strict):
+    """A live HTTP JSON API (CRM, billing) whose records join the retrieved set by entity.
+
+    The context service GETs ``base_url`` + ``path``; ``path`` may hold ``{name}`` placeholders
+    filled from the call-state entities (e.g. ``/customers/{customer_id}/products``). The answer
+    is a JSON list of objects, or an object holding the list under ``records_path`` (dotted).
+    Each record is keyed by its ``entity_key`` field, matched against the chunks' entity.
+    """
+
+    name: str = Field(pattern=_SOURCE_NAME)
+    base_url: str = Field(min_length=1)
+    path: str = Field(default="", description="path template, {entity} placeholders")
+    entity_key: str = Field(min_length=1, description="record field that keys it by entity")
+    text_fields: tuple[str, ...] = Field(default=(), description="empty: every other field")
+    records_path: str = ""
+    timeout_s: float = Field(default=0.3, gt=0.0, le=10.0)
+    max_records: int = Field(default=20, ge=1, le=500)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http(s):// URL")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError("path must start with '/'")
+        return value
+
+    @property
+    def url_template(self) -> str:
+        """``base_url`` + ``path``, placeholders still in."""
+        return self.base_url.rstrip("/") + self.path
+
+
+class SetOperation(_Strict):
+    """One step of set algebra (context stage 5), applied in order after ranking."""
+
+    op: SetOperator
+    source: str = Field(pattern=_SOURCE_NAME, description="a live_sources name")
+
+
 class Retrieval(_Strict):
     top_k: int = Field(default=4, ge=1, le=50)
     rank_mode: RankMode = RankMode.EMBEDDED
     token_budget: int = Field(default=400, gt=0, description="tokens for the context block")
-    data_sources: tuple[str, ...] = ()
+    data_sources: tuple[str, ...] = Field(
+        default=(), description="knowledge bases searched (names); empty: all of the tenant's"
+    )
+    candidates: int = Field(default=20, ge=1, le=200, description="search hits before ranking")
+    near_duplicate_threshold: float = Field(
+        default=0.8, gt=0.0, le=1.0, description="similarity above which chunks are duplicates"
+    )
+    min_confidence: float = Field(
+        default=0.25, ge=0.0, le=1.0, description="retrieval confidence below it: out of domain"
+    )
+    live_sources: tuple[LiveSource, ...] = ()
+    set_operations: tuple[SetOperation, ...] = ()
+
+    @model_validator(mode="after")
+    def _known_sources(self) -> Self:
+        names = [s.name for s in self.live_sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate live source names: {', '.join(duplicates)}")
+        unknown = sorted({op.source for op in self.set_operations} - set(names))
+        if unknown:
+            raise ValueError(f"set_operations name undeclared live sources: {', '.join(unknown)}")
+        return self
+
+    def live_source(self, name: str) -> LiveSource:
+        for source in self.live_sources:
+            if source.name == name:
+                return source
+        raise KeyError(f"no live source {name!r}")
 
 
 class Escalation(_Strict):

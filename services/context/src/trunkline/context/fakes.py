@@ -55,13 +55,13 @@ class MemoryStore(ChunkStore):
             self.rows[chunk.chunk_id] = (chunk, vec)
         return len(chunks)
 
-    async def _delete_source_impl(self, tenant: str, source: str) -> int:
-        gone = [
-            k for k, (c, _) in self.rows.items() if c.meta.tenant == tenant and c.source == source
-        ]
-        for key in gone:
-            del self.rows[key]
-        return len(gone)
+    async def _delete_sources_impl(self, tenant: str, sources: Sequence[str]) -> dict[str, int]:
+        counts = dict.fromkeys(sources, 0)
+        for key, (chunk, _) in list(self.rows.items()):
+            if chunk.meta.tenant == tenant and chunk.source in counts:
+                counts[chunk.source] += 1
+                del self.rows[key]
+        return counts
 
     async def _sources_impl(self, tenant: str) -> list[SourceInfo]:
         out: dict[str, SourceInfo] = {}

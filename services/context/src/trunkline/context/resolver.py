@@ -11,18 +11,25 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 from opentelemetry import metrics, trace
 
+from trunkline.agents import RankMode, Retrieval
 from trunkline.context.backends.datasource import DataSource
 from trunkline.context.backends.embedder import Embedder, Vectors
 from trunkline.context.backends.ranker import EmbeddedRanker, Ranker
 from trunkline.context.backends.store import AnswerCache, ChunkStore, TenantInfo
 from trunkline.context.core import setalgebra
-from trunkline.context.core.cache_policy import CacheScope, TurnFacts, may_store
+from trunkline.context.core.cache_policy import CacheScope, TurnFacts, entry_id, may_store
 from trunkline.context.core.confidence import confidence
 from trunkline.context.core.dedup import deduplicate
-from trunkline.context.core.filters import ANY_ROLE, access_filter, check_ident
+from trunkline.context.core.filters import (
+    ANY_ROLE,
+    access_filter,
+    check_ident,
+    knowledge_base_filter,
+)
 from trunkline.context.core.ranking import order_by
 from trunkline.context.core.types import (
     CachedAnswer,
@@ -32,8 +39,12 @@ from trunkline.context.core.types import (
     Resolution,
     StageReport,
 )
-from trunkline.context.errors import AccessDeniedError, InvalidRequestError, UnknownTenantError
-from trunkline.context.spec import RankMode, RetrievalSpec
+from trunkline.context.errors import (
+    AccessDeniedError,
+    BackendError,
+    InvalidRequestError,
+    UnknownTenantError,
+)
 
 MAX_QUERY_CHARS = 2000
 
@@ -43,6 +54,15 @@ class CacheSettings:
     enabled: bool = True
     threshold: float = 0.85
     ttl_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Outcome of :meth:`Resolver.store_answer`."""
+
+    stored: bool
+    reason: str = ""
+    entry_id: str = ""
 
 
 @dataclass(slots=True)
@@ -107,13 +127,25 @@ class Resolver:
         self,
         query: str,
         caller: Caller,
-        spec: RetrievalSpec,
+        spec: Retrieval,
         *,
         agent: str = "",
         state: Mapping[str, str] | None = None,
         sources: Sequence[DataSource] = (),
         use_cache: bool = True,
+        knowledge_bases: Sequence[str] = (),
+        live: Mapping[str, Sequence[LiveRecord]] | None = None,
+        set_ops: Sequence[setalgebra.SetOp] | None = None,
+        cache_threshold: float | None = None,
     ) -> Resolution:
+        """The cache hit, or the five stages' context block, for ``query`` asked by ``caller``.
+
+        ``spec`` is the agent version's retrieval strategy; ``knowledge_bases`` (default: the
+        spec's ``data_sources``) restricts the search; set algebra runs ``set_ops`` (default: the
+        spec's) over ``live`` records sent by the caller of Resolve, fetching the other sources
+        from ``sources`` with the call ``state``. A source whose URL needs an entity the state
+        lacks, or that fails, is skipped and named in the stage detail.
+        """
         query = query.strip()
         if not query:
             raise InvalidRequestError("query is empty")
@@ -127,8 +159,9 @@ class Resolver:
             out["count_out"] = 1
 
         cached = await self._lookup(
-            stages, agent, info, vector, now=caller.now, use_cache=use_cache
-        )
+            stages, agent, info, vector, now=caller.now, use_cache=use_cache,
+            threshold=self.cache_settings.threshold if cache_threshold is None else cache_threshold,
+        )  # fmt: skip
         if cached is not None:
             return self._done(
                 Resolution(
@@ -144,7 +177,11 @@ class Resolver:
             )
 
         with stages.stage("filter", 0) as out:
-            expr = access_filter(caller)
+            try:
+                kbs = knowledge_base_filter(tuple(knowledge_bases or spec.data_sources))
+            except ValueError as exc:
+                raise InvalidRequestError(str(exc)) from exc
+            expr = access_filter(caller) + (f" and {kbs}" if kbs else "")
             out["detail"] = expr
             out["count_out"] = expr.count(" and ") + 1
 
@@ -162,11 +199,17 @@ class Resolver:
             out["detail"] = mode
 
         with stages.stage("set_algebra", len(ranked)) as out:
-            records = await self._fetch(spec, sources, state or {})
-            items = setalgebra.combine(setalgebra.chunk_items(ranked), records, spec.set_ops())
+            ops = spec_set_ops(spec) if set_ops is None else tuple(set_ops)
+            records, skipped = await self._fetch(ops, sources, state or {}, live or {})
+            ops = tuple(op for op in ops if op.source in records)
+            items = setalgebra.combine(setalgebra.chunk_items(ranked), records, ops)
             block = setalgebra.pack(items, spec.token_budget)
             out["count_out"] = len(block.items)
-            out["detail"] = f"{block.tokens} tokens" + (" (truncated)" if block.truncated else "")
+            out["detail"] = "; ".join(
+                [f"{block.tokens} tokens" + (" (truncated)" if block.truncated else "")]
+                + [f"{op.op} {op.source}" for op in ops]
+                + skipped
+            )
 
         score = confidence(hits)
         return self._done(
@@ -194,28 +237,44 @@ class Resolver:
         kb_version: int,
         facts: TurnFacts,
         now: int,
-    ) -> tuple[bool, str]:
-        """Store an answer when the turn's policy allows it; returns (stored, reason if not)."""
+        ttl_s: int | None = None,
+        overwrite: bool = True,
+    ) -> Stored:
+        """Store an answer when the turn's policy allows it.
+
+        Refused (``stored`` False, with the reason) when the cache is off, the turn used tools
+        or caller-specific data, the knowledge base changed since ``kb_version``, or (unless
+        ``overwrite``) a close-enough answer is already stored: then its id is returned.
+        """
         if self.cache is None or not self.cache_settings.enabled:
-            return False, "the semantic cache is disabled"
+            return Stored(False, "the semantic cache is disabled")
         allowed, reason = may_store(facts)
         if not allowed:
-            return False, reason
+            return Stored(False, reason)
         info = await self.authorize(tenant, role)
         if info.kb_version != kb_version:
-            return False, f"knowledge base changed (version {kb_version} -> {info.kb_version})"
+            return Stored(
+                False, f"knowledge base changed (version {kb_version} -> {info.kb_version})"
+            )
         _check_agent(agent)
-        vector = (await self.embedder.embed([query.strip()]))[0]
+        query = query.strip()
+        if not query:
+            raise InvalidRequestError("query is empty")
+        vector = (await self.embedder.embed([query]))[0]
         scope = CacheScope(tenant, agent, kb_version)
+        if not overwrite:
+            existing = await self.cache.lookup(scope, vector, now, self.cache_settings.threshold)
+            if existing is not None:
+                return Stored(False, "duplicate", existing.entry_id)
         await self.cache.store(
             scope,
-            query=query.strip(),
+            query=query,
             vector=vector,
             answer=answer,
             citations=citations,
-            expires_at=now + self.cache_settings.ttl_s,
+            expires_at=now + (self.cache_settings.ttl_s if ttl_s is None else ttl_s),
         )
-        return True, ""
+        return Stored(True, "", entry_id(scope, query))
 
     async def _lookup(
         self,
@@ -226,20 +285,21 @@ class Resolver:
         *,
         now: int,
         use_cache: bool,
+        threshold: float,
     ) -> CachedAnswer | None:
         if self.cache is None or not self.cache_settings.enabled or not use_cache or not agent:
             return None
         _check_agent(agent)
         with stages.stage("cache", 1) as out:
             scope = CacheScope(info.tenant, agent, info.kb_version)
-            cached = await self.cache.lookup(scope, vector, now, self.cache_settings.threshold)
+            cached = await self.cache.lookup(scope, vector, now, threshold)
             out["count_out"] = 1 if cached else 0
             out["detail"] = f"hit {cached.similarity:.3f}" if cached else "miss"
         self._cache_lookups.add(1, {"result": "hit" if cached else "miss"})
         return cached
 
     async def _rank(
-        self, query: str, hits: list[Hit], spec: RetrievalSpec
+        self, query: str, hits: list[Hit], spec: Retrieval
     ) -> tuple[list[tuple[Hit, float]], str]:
         if spec.rank_mode == RankMode.NONE:
             return [(h, h.similarity) for h in hits[: spec.top_k]], "none"
@@ -254,15 +314,40 @@ class Resolver:
         return order_by(hits, scores, spec.top_k), "embedded"
 
     async def _fetch(
-        self, spec: RetrievalSpec, sources: Sequence[DataSource], state: Mapping[str, str]
-    ) -> dict[str, list[LiveRecord]]:
-        needed = {op.source for op in spec.set_operations}
-        chosen = [s for s in sources if s.spec.name in needed]
-        missing = needed - {s.spec.name for s in chosen}
+        self,
+        ops: Sequence[setalgebra.SetOp],
+        sources: Sequence[DataSource],
+        state: Mapping[str, str],
+        live: Mapping[str, Sequence[LiveRecord]],
+    ) -> tuple[dict[str, Sequence[LiveRecord]], list[str]]:
+        """Records per source for ``ops``, and notes on the sources that were skipped."""
+        records: dict[str, Sequence[LiveRecord]] = {
+            name: rows for name, rows in live.items() if any(op.source == name for op in ops)
+        }
+        by_name = {s.spec.name: s for s in sources}
+        needed = sorted({op.source for op in ops} - set(records))
+        missing = [name for name in needed if name not in by_name]
         if missing:
-            raise InvalidRequestError(f"no data source configured for {sorted(missing)}")
-        results = await asyncio.gather(*(s.fetch(state) for s in chosen))
-        return {s.spec.name: r for s, r in zip(chosen, results, strict=True)}
+            raise InvalidRequestError(
+                f"set operations name {missing}: neither a declared live source nor live records"
+            )
+        skipped: list[str] = []
+        ready = []
+        for name in needed:
+            lacks = by_name[name].missing(state)
+            if lacks:
+                skipped.append(f"skipped {name}: call state lacks {', '.join(lacks)}")
+            else:
+                ready.append(by_name[name])
+        results = await asyncio.gather(*(s.fetch(state) for s in ready), return_exceptions=True)
+        for source, result in zip(ready, results, strict=True):
+            if isinstance(result, BackendError):
+                skipped.append(f"skipped {source.spec.name}: {result}")
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                records[source.spec.name] = result
+        return records, skipped
 
     def _done(self, resolution: Resolution) -> Resolution:
         for report in resolution.stages:
@@ -275,3 +360,11 @@ def _check_agent(agent: str) -> None:
         check_ident("agent", agent)
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from exc
+
+
+def spec_set_ops(spec: Retrieval) -> tuple[setalgebra.SetOp, ...]:
+    """The agent spec's set operations as the core's :class:`~setalgebra.SetOp`."""
+    return tuple(
+        setalgebra.SetOp(op=cast(setalgebra.SetOpName, o.op.value), source=o.source)
+        for o in spec.set_operations
+    )

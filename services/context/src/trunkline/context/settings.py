@@ -1,8 +1,15 @@
-"""Settings of the context process (env ``CONTEXT_*``)."""
+"""Settings of the context process (env ``CONTEXT_*``), read once by ``__main__``.
+
+The Helm chart sets ``CONTEXT_MILVUS_URI`` (a Milvus Lite file by default, a Milvus server URL
+in production) and, optionally, ``CONTEXT_RERANK_URL`` (a TEI/vLLM scoring endpoint).
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import ServiceSettings
@@ -13,3 +20,31 @@ class ContextSettings(ServiceSettings):
 
     service_name: str = "context"
     grpc_port: int = Field(default=50052, ge=0, lt=65536)
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+    milvus_uri: str = Field(
+        default="./trunkline-kb.db", description="Milvus Lite file path or Milvus server URL"
+    )
+    milvus_token: SecretStr = SecretStr("")
+    index_type: Literal["FLAT", "HNSW"] = "FLAT"
+
+    agents_dir: Path | None = Field(
+        default=None, description="agent spec YAML files; their retrieval settings apply"
+    )
+
+    rerank_url: str = Field(default="", description="TEI/vLLM scoring endpoint; empty: embedded")
+    rerank_api: Literal["tei", "vllm-score", "vllm-rerank"] = "tei"
+    rerank_model: str = ""
+    rerank_timeout_s: float = Field(default=0.5, gt=0, le=30)
+
+    embed_threads: int = Field(default=1, ge=1, le=64)
+    embed_batch: int = Field(default=32, ge=1, le=1024)
+
+    cache_enabled: bool = True
+    cache_threshold: float = Field(default=0.85, gt=0, le=1, description="min cosine for a hit")
+    cache_ttl_s: int = Field(default=3600, gt=0)
+
+    ingest_batch_documents: int = Field(
+        default=64, ge=1, description="documents written together (one flush) during an Ingest"
+    )
+    max_document_bytes: int = Field(default=64 * 1024 * 1024, gt=0)

@@ -2,14 +2,56 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import ServiceSettings
 
 
 class LlmSettings(ServiceSettings):
+    """``backend`` picks the generator: ``llamacpp`` (embedded SmolLM2 or ``model_path``) or
+    ``openai`` (any OpenAI-compatible server at ``openai_base_url``: vLLM in production).
+
+    ``model``: the model this service generates with, sent to an OpenAI-compatible server and
+    reported in every reply; unset: the request's model (openai) or the GGUF file's name
+    (llamacpp). ``agents_dir``: agent YAMLs whose prompts are warmed at start-up (a relative path
+    is read from the working directory; missing: no warm-up).
+    """
+
     model_config = SettingsConfigDict(env_prefix="LLM_", frozen=True, extra="ignore")
 
     service_name: str = "llm"
     grpc_port: int = Field(default=50053, ge=0, lt=65536)
+
+    backend: Literal["llamacpp", "openai"] = "llamacpp"
+    model: str | None = None
+    agents_dir: Path | None = Path("agents")
+    warmup: bool = True
+
+    # prompt and generation limits
+    context_size: int = Field(default=2048, ge=256, description="the model's context window")
+    default_max_tokens: int = Field(default=160, gt=0, description="when a request says 0")
+
+    # deadlines and retries (owned by the backend ABC)
+    first_token_timeout_s: float = Field(default=5.0, gt=0)
+    total_timeout_s: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=1, ge=0, le=5)
+    retry_backoff_s: float = Field(default=0.05, ge=0)
+
+    # llamacpp (embedded)
+    model_path: Path | None = Field(default=None, description="GGUF file; None: bundled SmolLM2")
+    threads: int = Field(default=2, ge=1, le=256)
+    batch_size: int = Field(default=256, ge=8)
+
+    # openai
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_api_key: SecretStr | None = None
+    openai_connect_timeout_s: float = Field(default=2.0, gt=0)
+
+    @field_validator("model", "agents_dir", "model_path", "openai_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value

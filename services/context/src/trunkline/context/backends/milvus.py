@@ -9,7 +9,6 @@ Calls run on one worker thread per database handle: the client is not shared acr
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from pymilvus import DataType, MilvusClient
 from trunkline.context.backends.embedder import DIM, Vectors
 from trunkline.context.backends.guarded import CallPolicy
 from trunkline.context.backends.store import AnswerCache, ChunkStore, SourceInfo, TenantInfo
-from trunkline.context.core.cache_policy import CacheScope
+from trunkline.context.core.cache_policy import CacheScope, entry_id
 from trunkline.context.core.filters import check_ident, decode_roles, encode_roles
 from trunkline.context.core.types import CachedAnswer, ChunkMeta, Hit, StoredChunk
 
@@ -194,13 +193,18 @@ class MilvusChunkStore(ChunkStore):
 
         return await self.db.run(call)
 
-    async def _delete_source_impl(self, tenant: str, source: str) -> int:
-        expr = f"tenant == {_q(check_ident('tenant', tenant))} and source == {_q(source)}"
+    async def _delete_sources_impl(self, tenant: str, sources: Sequence[str]) -> dict[str, int]:
+        where = f"tenant == {_q(check_ident('tenant', tenant))}"
 
-        def call() -> int:
-            result = self.db.client.delete(CHUNKS, filter=expr)
+        def call() -> dict[str, int]:
+            counts = {
+                source: _delete_count(
+                    self.db.client.delete(CHUNKS, filter=f"{where} and source == {_q(source)}")
+                )
+                for source in sources
+            }
             self.db.client.flush(CHUNKS)
-            return _delete_count(result)
+            return counts
 
         return await self.db.run(call)
 
@@ -302,7 +306,7 @@ class MilvusAnswerCache(AnswerCache):
                 data=[vector.tolist()],
                 filter=expr,
                 limit=1,
-                output_fields=["query", "answer", "citations"],
+                output_fields=["answer_id", "query", "answer", "citations"],
                 search_params={"metric_type": "COSINE"},
             )
             if not result or not result[0]:
@@ -317,6 +321,7 @@ class MilvusAnswerCache(AnswerCache):
                 answer=entity["answer"],
                 citations=tuple(json.loads(entity["citations"])),
                 similarity=similarity,
+                entry_id=str(entity["answer_id"]),
             )
 
         return await self.db.run(call)
@@ -331,9 +336,8 @@ class MilvusAnswerCache(AnswerCache):
         citations: Sequence[str],
         expires_at: int,
     ) -> None:
-        key = f"{scope.tenant}\0{scope.agent}\0{scope.kb_version}\0{query}"
         row = {
-            "answer_id": hashlib.sha256(key.encode()).hexdigest()[:32],
+            "answer_id": entry_id(scope, query),
             "tenant": check_ident("tenant", scope.tenant),
             "agent": check_ident("agent", scope.agent),
             "kb_version": int(scope.kb_version),

@@ -54,8 +54,14 @@ class ChunkStore(ABC):
         )
 
     async def delete_source(self, tenant: str, source: str) -> int:
+        return sum((await self.delete_sources(tenant, [source])).values())
+
+    async def delete_sources(self, tenant: str, sources: Sequence[str]) -> dict[str, int]:
+        """Delete every chunk of ``sources`` (one flush); chunks removed per source."""
+        if not sources:
+            return {}
         return await guarded(
-            self.policy, "store.delete", lambda: self._delete_source_impl(tenant, source)
+            self.policy, "store.delete", lambda: self._delete_sources_impl(tenant, sources)
         )
 
     async def sources(self, tenant: str) -> list[SourceInfo]:
@@ -83,7 +89,7 @@ class ChunkStore(ABC):
     async def _upsert_impl(self, chunks: Sequence[StoredChunk], vectors: Vectors) -> int: ...
 
     @abstractmethod
-    async def _delete_source_impl(self, tenant: str, source: str) -> int: ...
+    async def _delete_sources_impl(self, tenant: str, sources: Sequence[str]) -> dict[str, int]: ...
 
     @abstractmethod
     async def _sources_impl(self, tenant: str) -> list[SourceInfo]: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 
@@ -37,3 +38,9 @@ def may_store(facts: TurnFacts) -> tuple[bool, str]:
 def is_hit(similarity: float, threshold: float, expires_at: int, now: int) -> bool:
     """A stored answer is served when close enough and not expired."""
     return similarity >= threshold and now < expires_at
+
+
+def entry_id(scope: CacheScope, query: str) -> str:
+    """The id of the cache entry for ``query`` in ``scope`` (the same query overwrites it)."""
+    key = f"{scope.tenant}\0{scope.agent}\0{scope.kb_version}\0{query}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]

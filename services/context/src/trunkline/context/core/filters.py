@@ -56,3 +56,14 @@ def visible(meta: ChunkMeta, caller: Caller) -> bool:
     return (
         meta.tenant == caller.tenant and allowed and meta.valid_from <= caller.now < meta.valid_to
     )
+
+
+def knowledge_base_filter(knowledge_bases: tuple[str, ...]) -> str:
+    """Chunks of these knowledge bases only (a source is stored as ``<kb>/<source id>``).
+
+    Empty: no restriction (an empty string, to be joined with ``and``).
+    """
+    if not knowledge_bases:
+        return ""
+    names = sorted({check_ident("knowledge base", kb) for kb in knowledge_bases})
+    return "(" + " or ".join(f'source like "{kb}/%"' for kb in names) + ")"

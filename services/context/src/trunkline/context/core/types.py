@@ -110,6 +110,7 @@ class CachedAnswer:
     answer: str
     citations: tuple[str, ...]
     similarity: float
+    entry_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,12 +31,19 @@ class PeerError(Exception):
         self.details = details
 
 
+# What grpc.aio reports when a request write fails because the peer has just ended the stream:
+# the peer's own status is lost, so the failure is treated as transient.
+LOST_STATUS = "Internal error from Core"
+
+
 def translate(peer: str, exc: grpc.aio.AioRpcError) -> Exception:
     """``PeerUnavailableError`` for statuses worth retrying, ``PeerError`` otherwise."""
     code = exc.code()
     details = exc.details() or ""
     if code in RETRYABLE:
         return PeerUnavailableError(f"{peer}: {code.name}: {details}")
+    if code is grpc.StatusCode.INTERNAL and details == LOST_STATUS:
+        return PeerUnavailableError(f"{peer}: stream ended while sending ({details})")
     return PeerError(peer, code, details)
 
 

@@ -128,6 +128,10 @@ class LlmBackend(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what ``start`` acquired."""
 
+    async def ready(self) -> bool:
+        """Whether a generation can run now (model loaded, server answering)."""
+        return True
+
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes in this backend's model (an estimate where it cannot know)."""

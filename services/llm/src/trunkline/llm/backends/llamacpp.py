@@ -81,6 +81,9 @@ class LlamaCppBackend(LlmBackend):
     def loaded(self) -> bool:
         return self._llm is not None
 
+    async def ready(self) -> bool:
+        return self.loaded
+
     async def start(self) -> None:
         async with self._load_lock:
             if self._llm is None:

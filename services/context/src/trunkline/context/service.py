@@ -1,0 +1,89 @@
+"""The context service's parts, built from settings: embedder, Milvus, ranker, resolver, ingestor.
+
+``Backends.open`` blocks (it loads the ONNX model and opens or creates the Milvus collections):
+``__main__`` runs it in a thread while the server already listens NOT_SERVING.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from trunkline.agents import Retrieval
+from trunkline.context.agents import Agents
+from trunkline.context.backends.datasource import DataSource, HttpJsonSource
+from trunkline.context.backends.embedder import MiniLMEmbedder
+from trunkline.context.backends.guarded import CallPolicy
+from trunkline.context.backends.milvus import MilvusAnswerCache, MilvusChunkStore, MilvusDatabase
+from trunkline.context.backends.ranker import HttpScoringRanker, Ranker
+from trunkline.context.ingest.ingestor import Ingestor
+from trunkline.context.resolver import CacheSettings, Resolver
+from trunkline.context.settings import ContextSettings
+
+
+@dataclass
+class Backends:
+    settings: ContextSettings
+    agents: Agents
+    embedder: MiniLMEmbedder
+    db: MilvusDatabase
+    resolver: Resolver
+    ingestor: Ingestor
+    http: httpx.AsyncClient
+    ranker: Ranker | None
+
+    @classmethod
+    def open(cls, settings: ContextSettings) -> Backends:
+        agents = Agents.load(settings.agents_dir)
+        embedder = MiniLMEmbedder(threads=settings.embed_threads, batch_size=settings.embed_batch)
+        try:
+            db = MilvusDatabase(
+                settings.milvus_uri,
+                token=settings.milvus_token.get_secret_value(),
+                index_type=settings.index_type,
+            )
+        except BaseException:
+            embedder.close()
+            raise
+        store, cache = MilvusChunkStore(db), MilvusAnswerCache(db)
+        ranker: Ranker | None = None
+        if settings.rerank_url:
+            ranker = HttpScoringRanker(
+                settings.rerank_url,
+                api=settings.rerank_api,
+                model=settings.rerank_model,
+                policy=CallPolicy(timeout_s=settings.rerank_timeout_s, retries=1),
+            )
+        resolver = Resolver(
+            embedder,
+            store,
+            cache,
+            cross_encoder=ranker,
+            cache_settings=CacheSettings(
+                enabled=settings.cache_enabled,
+                threshold=settings.cache_threshold,
+                ttl_s=settings.cache_ttl_s,
+            ),
+        )
+        return cls(
+            settings=settings,
+            agents=agents,
+            embedder=embedder,
+            db=db,
+            resolver=resolver,
+            ingestor=Ingestor(embedder, store, cache),
+            http=httpx.AsyncClient(),
+            ranker=ranker,
+        )
+
+    def sources(self, retrieval: Retrieval) -> list[DataSource]:
+        """The agent's live sources, over the shared HTTP client."""
+        return [HttpJsonSource(spec, self.http) for spec in retrieval.live_sources]
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        if isinstance(self.ranker, HttpScoringRanker):
+            await self.ranker.aclose()
+        self.embedder.close()
+        self.db.close()

@@ -1,0 +1,100 @@
+"""Start-up: load the model, then run each known agent's prompt once.
+
+The first generation of a prompt pays for evaluating all of it (SmolLM2 on 2 cores: seconds for
+a ~430-token agent prompt). llama.cpp keeps the evaluated tokens and reuses the longest common
+prefix on the next request, and vLLM caches prefixes too, so one short generation per agent
+(its system prompt and the tools a caller may trigger) moves that cost out of the first call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from trunkline.agents import AgentSpec, AgentSpecError, load_agent_spec
+from trunkline.llm.backends import LlmBackend
+from trunkline.llm.core import GenerationRequest, compile_prompt, prompt_from_spec
+
+log = logging.getLogger(__name__)
+
+WARMUP_TURN = "Hello."
+CALLER_ROLE = "caller"
+
+
+@dataclass(frozen=True, slots=True)
+class Warmed:
+    agent: str
+    prompt_tokens: int
+    seconds: float
+
+
+def load_agents(directory: Path | None) -> list[AgentSpec]:
+    """Every valid agent spec (``*.yaml``/``*.yml``) in ``directory``; invalid ones are logged."""
+    if directory is None or not directory.is_dir():
+        if directory is not None:
+            log.info("llm: no agents directory at %s, nothing to warm", directory)
+        return []
+    specs = []
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            specs.append(load_agent_spec(path))
+        except AgentSpecError as exc:
+            log.warning("llm: skipping agent spec: %s", exc)
+    return specs
+
+
+def warmup_request(spec: AgentSpec, backend: LlmBackend, model: str | None) -> GenerationRequest:
+    """A one-token turn of ``spec`` for a caller, compiled as the server compiles real turns."""
+    parts = prompt_from_spec(spec, (), WARMUP_TURN, caller_role=CALLER_ROLE)
+    parts = replace(
+        parts,
+        sampling=replace(parts.sampling, max_tokens=1, temperature=0.0),
+        model=model or parts.model,
+    )
+    compiled = compile_prompt(
+        parts,
+        backend.count_tokens,
+        tool_mode=backend.tool_mode,
+        message_overhead=backend.message_overhead,
+    )
+    return compiled.request
+
+
+async def warm_up(
+    backend: LlmBackend, specs: Sequence[AgentSpec], model: str | None = None
+) -> list[Warmed]:
+    """Run each agent's prompt once; a failure is logged and does not stop the others."""
+    done: list[Warmed] = []
+    for spec in specs:
+        started = time.perf_counter()
+        try:
+            request = warmup_request(spec, backend, model)
+            events = [event async for event in backend.generate(request)]
+        except Exception:
+            log.exception("llm: warming agent %s failed", spec.ref)
+            continue
+        seconds = time.perf_counter() - started
+        last = events[-1] if events else None
+        usage = getattr(last, "usage", None)
+        tokens = usage.prompt_tokens if usage is not None else 0
+        done.append(Warmed(spec.ref, tokens, seconds))
+        log.info(
+            "llm: warmed agent prompt",
+            extra={"agent": spec.ref, "prompt_tokens": tokens, "ms": round(seconds * 1000, 1)},
+        )
+    return done
+
+
+async def start_backend(
+    backend: LlmBackend, *, max_wait_s: float = 2.0, poll_s: float = 0.1
+) -> None:
+    """Start the backend and wait until it answers (a remote server may come up later)."""
+    await backend.start()
+    wait = poll_s
+    while not await backend.ready():
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, max_wait_s)
