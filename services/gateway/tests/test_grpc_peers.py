@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
+from trunkline.agents import AgentSpecError
 from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.core.events import Message
 from trunkline.gateway.peers.base import PeerEnv, PeerUnavailableError
 from trunkline.gateway.peers.grpc_common import PeerError
-from trunkline.gateway.peers.grpc_context import GrpcContext
+from trunkline.gateway.peers.grpc_context import GrpcContext, retrieval_options
 from trunkline.gateway.peers.grpc_llm import GrpcLanguageModel
 from trunkline.gateway.peers.grpc_stt import GrpcTranscriber
 from trunkline.gateway.peers.grpc_tts import GrpcSynthesizer
@@ -27,7 +29,7 @@ from trunkline.gateway.peers.types import (
     ToolCallRequested,
     Usage,
 )
-from trunkline.gateway.profile import AgentProfile, parse_profile
+from trunkline.gateway.profile import load_profiles, parse_profile
 from trunkline.proto.common.v1 import audio_pb2, knowledge_pb2, tool_pb2, usage_pb2
 from trunkline.proto.context.v1 import context_pb2, context_pb2_grpc
 from trunkline.proto.llm.v1 import llm_pb2, llm_pb2_grpc
@@ -48,7 +50,6 @@ name: acme-dental
 version: 1.0.0
 system_prompt: You are Ava.
 greeting: Hi, this is Ava.
-unknown_key: ignored
 model: {name: smollm2, sampling: {temperature: 0.3, max_reply_tokens: 64, seed: 7}}
 token_budget: {prompt_tokens: 1024}
 voice: {name: en_US-joe-medium, speaking_rate: 1.1}
@@ -437,6 +438,15 @@ async def test_tts_close_cancels_the_clause(span_recorder: SpanRecorder) -> None
         await asyncio.wait_for(servicer.cancelled.wait(), 5)
 
 
-def test_profile_ignores_unknown_keys() -> None:
-    assert isinstance(PROFILE, AgentProfile)
-    assert PROFILE.filler_text == "One moment, please."
+def test_the_sample_agent_loads_as_a_profile() -> None:
+    agents = Path(__file__).parents[3] / "agents"
+    profile = load_profiles(agents)["acme-dental"]
+    assert profile.greeting.startswith("Thank you for calling Acme Dental")
+    assert profile.filler_text == "One moment, please."
+    assert [t.name for t in profile.tools_for_role("caller")] == [
+        "lookup_account",
+        "book_appointment",
+    ]
+    assert retrieval_options(profile.retrieval).rank_mode == context_pb2.RANK_MODE_EMBEDDED
+    with pytest.raises(AgentSpecError):
+        parse_profile("name: x\nversion: 1\nsystem_prompt: s\ngreeting: g\ntypo_key: 1\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from trunkline.devservers.ports import RESERVED_PORTS
 
@@ -40,11 +41,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
 )
 """In start order: the gateway after the peers it checks for readiness."""
 
+GATEWAY_HTTP = "gateway-http"
+"""The gateway's media-stream / webhook HTTP port (``ws://.../twilio/stream``)."""
+
 PORT_NAMES: tuple[str, ...] = (
     "nats",
     "nats-monitor",
     "redis",
     "otlp-sink",
+    GATEWAY_HTTP,
     *(f"{spec.name}" for spec in SERVICES),
     *(f"{spec.name}-metrics" for spec in SERVICES),
 )
@@ -75,6 +80,33 @@ def allocate_ports(
     return ports
 
 
+@dataclass(frozen=True)
+class AppConfig:
+    """What the stack serves: the agent specs, the tenants the gateway admits, where the
+    knowledge lives. Paths are absolute (services run with the caller's working directory)."""
+
+    agents_dir: Path
+    tenants_file: Path
+    milvus_uri: str
+
+
+def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict[str, str]:
+    """The agent/tenant/data settings of ``spec`` (empty for a service that needs none)."""
+    p = spec.prefix
+    if spec.name == "gateway":
+        return {
+            f"{p}HTTP_HOST": LOOPBACK,
+            f"{p}HTTP_PORT": str(ports[GATEWAY_HTTP]),
+            f"{p}AGENTS_PATH": str(app.agents_dir),
+            f"{p}TENANTS_FILE": str(app.tenants_file),
+        }
+    if spec.name == "llm":
+        return {f"{p}AGENTS_DIR": str(app.agents_dir)}
+    if spec.name == "context":
+        return {f"{p}AGENTS_DIR": str(app.agents_dir), f"{p}MILVUS_URI": app.milvus_uri}
+    return {}
+
+
 def service_env(
     spec: ServiceSpec,
     ports: Mapping[str, int],
@@ -84,6 +116,7 @@ def service_env(
     otlp_endpoint: str,
     drain_seconds: float,
     log_json: bool = True,
+    app: AppConfig | None = None,
 ) -> dict[str, str]:
     """The environment variables that configure ``spec`` inside the stack."""
     p = spec.prefix
@@ -102,4 +135,6 @@ def service_env(
         env[f"{p}NATS_URL"] = nats_url
     if spec.redis:
         env[f"{p}REDIS_URL"] = redis_url
+    if app is not None:
+        env.update(app_env(spec, ports, app))
     return env

@@ -133,9 +133,7 @@ def set_ops_of(options: Any) -> tuple[SetOp, ...] | None:
     return tuple(ops)
 
 
-def live_records_of(
-    records: Iterable[Any], options: Any
-) -> dict[str, list[LiveRecord]]:
+def live_records_of(records: Iterable[Any], options: Any) -> dict[str, list[LiveRecord]]:
     """Live records by source, keyed by the ``match_key`` their set operation names (or id)."""
     match = {op.source: op.match_key for op in options.set_operations}
     out: dict[str, list[LiveRecord]] = {}
@@ -156,9 +154,7 @@ def state_of(entities: Iterable[Any]) -> dict[str, str]:
 
 def citation(item: ContextItem, kb_version: int) -> knowledge_pb2.Citation:
     if item.live:
-        return knowledge_pb2.Citation(
-            id=item.citation, source_id=item.source, score=item.score
-        )
+        return knowledge_pb2.Citation(id=item.citation, source_id=item.source, score=item.score)
     kb, source_id = split_source(item.source)
     return knowledge_pb2.Citation(
         id=item.citation,
@@ -180,9 +176,7 @@ def duration(ms: float) -> Duration:
     return d
 
 
-def stage_reports(
-    stages: Sequence[StageReport], cached: bool
-) -> list[context_pb2.StageReport]:
+def stage_reports(stages: Sequence[StageReport], cached: bool) -> list[context_pb2.StageReport]:
     """The resolver's steps as the proto's six stages, in execution order.
 
     The query embedding is part of SEMANTIC_SEARCH, or of CACHE_LOOKUP on a hit (where the five

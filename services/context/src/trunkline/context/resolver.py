@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import cast
 
 from opentelemetry import metrics, trace
 
@@ -364,7 +363,4 @@ def _check_agent(agent: str) -> None:
 
 def spec_set_ops(spec: Retrieval) -> tuple[setalgebra.SetOp, ...]:
     """The agent spec's set operations as the core's :class:`~setalgebra.SetOp`."""
-    return tuple(
-        setalgebra.SetOp(op=cast(setalgebra.SetOpName, o.op.value), source=o.source)
-        for o in spec.set_operations
-    )
+    return tuple(setalgebra.SetOp(op=o.op.value, source=o.source) for o in spec.set_operations)

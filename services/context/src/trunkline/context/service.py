@@ -83,7 +83,7 @@ class Backends:
 
     async def close(self) -> None:
         await self.http.aclose()
-        if isinstance(self.ranker, HttpScoringRanker):
+        if self.ranker is not None:
             await self.ranker.aclose()
         self.embedder.close()
         self.db.close()

@@ -1,8 +1,8 @@
-"""The gateway's view of an agent version, read from the agent spec YAML (DESIGN.md §4).
+"""The gateway's view of an agent version (DESIGN.md §4).
 
-Only the fields the gateway uses or forwards: greeting, filler/apology texts, voice, name and
-version, system prompt, tools and sampling for the LLM, retrieval options for the context service.
-Unknown keys are ignored: the full schema belongs to the agent spec model (``agents/*.yaml``).
+Files are read and validated with the shared schema (``trunkline.agents``); the profile keeps
+only what the gateway uses or forwards: greeting, filler/apology texts, voice, name and version,
+system prompt, tools and sampling for the LLM, retrieval options for the context service.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from trunkline.agents import AgentSpec, AgentSpecError, load_agent_spec, parse_agent_spec
 
 
 class _Lenient(BaseModel):
@@ -83,21 +84,14 @@ class AgentProfile(_Lenient):
         return tuple(t for t in self.tools if role in t.allowed_roles or "*" in t.allowed_roles)
 
 
-class ProfileError(ValueError):
-    """An agent file that cannot be read; the message names the file and the problem."""
+def profile_of(spec: AgentSpec) -> AgentProfile:
+    """The gateway's view of a validated agent spec (the filler/apology texts keep defaults)."""
+    return AgentProfile.model_validate(spec.model_dump(mode="json"))
 
 
 def parse_profile(text: str, source: str = "<string>") -> AgentProfile:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{source}: not YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ProfileError(f"{source}: an agent spec must be a mapping")
-    try:
-        return AgentProfile.model_validate(data)
-    except ValidationError as exc:
-        raise ProfileError(f"{source}: invalid agent spec:\n{exc}") from None
+    """Parse and validate one agent spec (``AgentSpecError`` names every problem)."""
+    return profile_of(parse_agent_spec(text, source))
 
 
 def load_profiles(path: Path) -> dict[str, AgentProfile]:
@@ -107,11 +101,11 @@ def load_profiles(path: Path) -> dict[str, AgentProfile]:
     elif path.is_file():
         files = [path]
     else:
-        raise ProfileError(f"{path}: no such agent file or folder")
+        raise AgentSpecError(f"{path}: no such agent file or folder")
     profiles: dict[str, AgentProfile] = {}
     for file in files:
-        profile = parse_profile(file.read_text(encoding="utf-8"), str(file))
+        profile = profile_of(load_agent_spec(file))
         if profile.name in profiles:
-            raise ProfileError(f"{file}: agent {profile.name!r} is defined twice")
+            raise AgentSpecError(f"{file}: agent {profile.name!r} is defined twice")
         profiles[profile.name] = profile
     return profiles

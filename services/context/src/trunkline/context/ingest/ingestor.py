@@ -32,6 +32,7 @@ class IngestResult:
     kb_version: int
     error: ContextError | None = None
     cache_invalidated: int = 0
+    chunks_unchanged: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,15 +155,18 @@ class Ingestor:
         seen.add(doc.source)
         digest = doc.digest or doc_hash(doc.data, doc.meta, doc.entity_field)
         stored = await self.store.source_hash(doc.meta.tenant, doc.source)
-        if stored == digest:
-            info = await self.store.tenant(doc.meta.tenant)
-            return IngestResult(doc.source, "unchanged", 0, 0, info.kb_version if info else 0)
         sections = (
             doc.sections
             if doc.sections is not None
             else parse(doc.source, doc.data, doc.kind, doc.entity_field)
         )
         drafts = chunk_sections(sections, self.policy)
+        if stored == digest:
+            info = await self.store.tenant(doc.meta.tenant)
+            version = info.kb_version if info else 0
+            return IngestResult(
+                doc.source, "unchanged", 0, 0, version, chunks_unchanged=len(drafts)
+            )
         if not drafts:
             raise InvalidRequestError(f"{doc.source}: no text found to ingest")
         return _Pending(index, doc, digest, stored is not None, drafts)
