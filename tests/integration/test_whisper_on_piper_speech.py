@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from difflib import SequenceMatcher
 
 import numpy as np
 import pytest
@@ -22,6 +23,13 @@ RATE = 16_000
 
 def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def word_match(heard: str, said: str) -> float:
+    """Share of words matched in order (1.0 = identical). Piper samples its noise, so the same
+    sentence sounds slightly different each run and tiny.en sometimes mishears one word of it
+    ("please" -> "place")."""
+    return SequenceMatcher(a=words(heard), b=words(said), autojunk=False).ratio()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -56,7 +64,7 @@ async def test_tts_sentence_transcribed_back_gives_the_same_words(
     recognizer: WhisperRecognizer, synthesizer: PiperSynthesizer, text: str
 ) -> None:
     result = await recognizer.transcribe(await speak(synthesizer, text), sample_rate=RATE)
-    assert words(result.text) == words(text)
+    assert word_match(result.text, text) >= 0.8, result.text
     assert not result.no_speech
     assert result.confidence > 0.3
 
@@ -73,7 +81,7 @@ async def test_streamed_frames_give_the_same_final(
 
     results = [t async for t in recognizer.stream(frames(), sample_rate=RATE)]
     assert [t.is_final for t in results] == [True]
-    assert words(results[0].text) == words("I would like to check my account.")
+    assert word_match(results[0].text, "I would like to check my account.") >= 0.8
 
 
 async def test_silence_is_empty_and_flagged(recognizer: WhisperRecognizer) -> None:
