@@ -50,7 +50,7 @@ async def health_status(addr: str, service: str = "", timeout: float = 1.0) -> s
     async with grpc.aio.insecure_channel(addr) as chan:
         stub = health_pb2_grpc.HealthStub(chan)
         try:
-            reply = await stub.Check(
+            reply = await stub.Check(  # type: ignore[attr-defined]
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
         except grpc.aio.AioRpcError as exc:

@@ -6,7 +6,6 @@ import asyncio
 import random
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
@@ -37,7 +36,7 @@ class CallStateStore(CallStateStoreBase):
 
     def __init__(
         self,
-        redis: Redis[Any],
+        redis: Redis,
         ttl_seconds: int,
         key_prefix: str = "trunkline:call",
         clock: Callable[[], datetime] = utc_now,
@@ -87,7 +86,7 @@ class CallStateStore(CallStateStoreBase):
                         )
                     current = CallState.model_validate_json(raw)
                     new = next_version(current, fn(current), self._clock())
-                    pipe.multi()
+                    pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(key, new.model_dump_json(), ex=self.ttl_seconds)
                     await pipe.execute()
                     return new
