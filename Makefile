@@ -20,16 +20,17 @@ install: uv ## Create .venv with every member and dev tool from uv.lock, then ge
 proto: ## Generate Python (+ .pyi) from proto/ into libs/proto (not committed)
 	$(PY) python tools/gen_proto.py
 
-lint: ## ruff, ruff format --check, mypy strict, import-linter, buf lint
+lint: ## ruff, ruff format --check, mypy strict, import-linter, buf lint + buf breaking vs main
 	$(PY) ruff check .
 	$(PY) ruff format --check .
 	$(PY) mypy libs/*/src services/*/src operators/*/src cli/src tools benchmarks
 	$(PY) lint-imports
 	cd proto && $(PY) buf lint
+	$(MAKE) --no-print-directory breaking
 
 breaking: ## buf breaking against main (skipped when main has no proto/ yet)
 	@if git rev-parse --verify -q main >/dev/null && git ls-tree -d main proto >/dev/null 2>&1 && [ -n "$$(git ls-tree main proto)" ]; then \
-		cd proto && $(PY) buf breaking --against '../.git#branch=main,subdir=proto'; \
+		cd proto && $(PY) buf breaking --against '../.git#branch=main,subdir=proto' && echo "buf breaking: no breaking change against main"; \
 	else echo "no proto/ on main yet: nothing to compare"; fi
 
 fmt: ## Format and autofix
