@@ -248,7 +248,7 @@ async def test_tenants_never_see_each_others_chunks_or_answers(stub: Stub) -> No
             query=query,
             answer="periwinkle-42",
             kb_version=one.kb_version,
-        )  # fmt: skip
+        )
     )
     assert stored.stored
     assert (await resolve(stub, "t-one", query, agent="bot")).WhichOneof("result") == "cache_hit"

@@ -57,7 +57,7 @@ async def start_llm() -> AsyncIterator[StartLlm]:
         await shell.shutdown()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` with SmolLM2 on a free port; yields its ``/v1`` base URL."""
     port = free_port()

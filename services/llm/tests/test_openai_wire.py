@@ -194,3 +194,30 @@ def test_assembler_keeps_a_repeated_name_once() -> None:
         a.add({"index": 0, "id": "x", "function": {"name": "f", "arguments": piece}})
     assert a.complete() == [ToolCall("x", "f", '{"a": 1}')]
     assert a.complete() == []
+
+
+async def test_ready_does_not_probe_the_server_while_a_stream_is_in_flight() -> None:
+    probes: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            probes.append(request.method)
+            return httpx.Response(200, json={"data": []})
+        return httpx.Response(200, content=sse(choice({"content": "a"}), choice({}, "stop")))
+
+    b = backend(handler)
+    await b.start()
+    try:
+        assert await b.ready()
+        assert probes == ["GET"]
+        stream = b.generate(GenerationRequest(messages=(ChatMessage("user", "hi"),)))
+        assert await anext(stream) == TextDelta("a")
+        # llama.cpp's server ends the stream in progress when another request arrives
+        assert await b.ready()
+        assert probes == ["GET"]
+        rest = [e async for e in stream]
+        assert isinstance(rest[-1], Done)
+        assert await b.ready()
+        assert probes == ["GET", "GET"]
+    finally:
+        await b.aclose()

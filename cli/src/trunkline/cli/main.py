@@ -1,8 +1,8 @@
 """The ``trunkline`` command.
 
 trunkline stack up [--run-dir .run] [--base-port N] [--redis-url URL] [--nats-url URL]
-trunkline stack down | status [--json]
-trunkline demo
+trunkline stack down | status [--json] | restart NAME
+trunkline demo           the stack up, the sample knowledge loaded, one call through everything
 trunkline <plugin> ...   commands other members register (e.g. `kb` from the context service)
 
 Other members add commands through the ``trunkline.commands`` entry-point group (a callable
@@ -20,16 +20,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from trunkline.cli import stack
+from trunkline.cli import demo, stack
 from trunkline.cli.call import add_call_parser
 from trunkline.cli.settings import StackSettings
-
-VOICE_CALL_PENDING = (
-    "The stack is up. The voice call itself (a simulated caller speaking through the gateway,\n"
-    "stt, context, llm and tts) lands with the voice-loop issue; until then the services answer\n"
-    "their RPCs with UNIMPLEMENTED and this demo stops here. `make down` stops the stack."
-)
-
 
 PLUGIN_GROUP = "trunkline.commands"
 
@@ -67,10 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     actions = stack_cmd.add_subparsers(dest="action", required=True)
     actions.add_parser("up", parents=[common, start], help="start everything, wait until healthy")
     actions.add_parser("down", parents=[common], help="stop what `up` started (only that)")
+    again = actions.add_parser("restart", parents=[common], help="restart one service")
+    again.add_argument("name", help="a service of the stack, e.g. tts")
     status = actions.add_parser("status", parents=[common], help="pid, port, health of each part")
     status.add_argument("--json", action="store_true", help="print JSON rows")
 
-    commands.add_parser("demo", parents=[common, start], help="bring the stack up and show it")
+    commands.add_parser(
+        "demo", parents=[common, start], help="bring the stack up and run a call through it"
+    )
     add_call_parser(commands)
     return parser
 
@@ -98,14 +95,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"invalid settings: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     if args.command == "demo":
-        code = stack.up(settings)  # prints the status table of the stack it brought up
-        if code == 0:
-            print(VOICE_CALL_PENDING)
-        raise SystemExit(code)
+        raise SystemExit(demo.run(settings))
     if args.action == "up":
         raise SystemExit(stack.up(settings))
     if args.action == "down":
         raise SystemExit(stack.down(settings))
+    if args.action == "restart":
+        raise SystemExit(stack.restart(settings, args.name))
     raise SystemExit(stack.status(settings, as_json=args.json))
 
 

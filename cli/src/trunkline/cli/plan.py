@@ -88,6 +88,12 @@ class AppConfig:
     agents_dir: Path
     tenants_file: Path
     milvus_uri: str
+    peer_timeout_s: float = 8.0
+    """The gateway's deadline per peer attempt. The embedded llama.cpp model generates one reply
+    at a time and cannot stop a prompt evaluation half-way, so on a busy 2-core machine a retry
+    after a short deadline only queues a second generation behind the first: the caller hears
+    the filler meanwhile, and the turn completes when the first token comes."""
+    llm_first_token_timeout_s: float = 15.0
 
 
 def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict[str, str]:
@@ -99,9 +105,13 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
             f"{p}HTTP_PORT": str(ports[GATEWAY_HTTP]),
             f"{p}AGENTS_PATH": str(app.agents_dir),
             f"{p}TENANTS_FILE": str(app.tenants_file),
+            f"{p}PEER_TIMEOUT_S": str(app.peer_timeout_s),
         }
     if spec.name == "llm":
-        return {f"{p}AGENTS_DIR": str(app.agents_dir)}
+        return {
+            f"{p}AGENTS_DIR": str(app.agents_dir),
+            f"{p}FIRST_TOKEN_TIMEOUT_S": str(app.llm_first_token_timeout_s),
+        }
     if spec.name == "context":
         return {f"{p}AGENTS_DIR": str(app.agents_dir), f"{p}MILVUS_URI": app.milvus_uri}
     return {}

@@ -25,12 +25,20 @@ class Component:
     log: str | None = None
     match: str = ""
     """A piece of the process command line; ``down`` only signals a pid whose command has it."""
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """How it was started (the stack's own variables only): ``restart`` starts it the same way."""
 
 
 @dataclass
 class StackRecord:
     run_dir: str
     components: list[Component] = field(default_factory=list)
+    media_url: str = ""
+    """The gateway's Twilio media-stream WebSocket (``ws://127.0.0.1:P/twilio/stream``)."""
+    tenants_file: str = ""
+    """The tenants (stream secrets) the gateway admits; see :mod:`trunkline.cli.tenants`."""
+    agents_dir: str = ""
 
     def get(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
@@ -44,7 +52,14 @@ class StackRecord:
         return cls(
             run_dir=str(data["run_dir"]),
             components=[Component(**item) for item in data.get("components", [])],
+            media_url=str(data.get("media_url", "")),
+            tenants_file=str(data.get("tenants_file", "")),
+            agents_dir=str(data.get("agents_dir", "")),
         )
+
+    def replace(self, component: Component) -> None:
+        """Put ``component`` in the place of the one with its name."""
+        self.components = [component if c.name == component.name else c for c in self.components]
 
 
 def stack_file(run_dir: Path) -> Path:

@@ -26,3 +26,10 @@ class StackSettings(BaseSettings):
     start_timeout: float = Field(default=120.0, gt=0, description="seconds to reach SERVING")
     drain_seconds: float = Field(default=5.0, ge=0)
     stop_timeout: float = Field(default=15.0, gt=0, description="SIGTERM to SIGKILL, seconds")
+    agents_dir: Path = Field(default=Path("agents"), description="agent spec YAMLs to serve")
+    peer_timeout_s: float = Field(
+        default=8.0, gt=0, description="gateway deadline per peer attempt (embedded models)"
+    )
+    tenant: str = Field(
+        default="acme", pattern=r"^[a-z0-9][a-z0-9_-]*$", description="the local tenant"
+    )

@@ -15,14 +15,17 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from trunkline.cli.plan import (
+    GATEWAY_HTTP,
     LOOPBACK,
     PORT_NAMES,
     SERVICES,
+    AppConfig,
     allocate_ports,
     service_env,
 )
 from trunkline.cli.record import Component, StackRecord, load, save, stack_file
 from trunkline.cli.settings import StackSettings
+from trunkline.cli.tenants import TENANTS_FILE, TenantError, agent_names, ensure_tenant
 from trunkline.devservers import (
     NatsServer,
     RedisServer,
@@ -37,6 +40,7 @@ from trunkline.devservers import (
 from trunkline.runtime.client import DOWN, health_status
 
 SERVING = "SERVING"
+KNOWLEDGE_DB = "knowledge.db"
 
 
 class StackError(RuntimeError):
@@ -119,8 +123,27 @@ class _Starter:
         self.settings = settings
         self.run_dir = settings.run_dir.resolve()
         self.out = out
-        self.record = StackRecord(run_dir=str(self.run_dir))
         self.ports = allocate_ports(PORT_NAMES, settings.base_port, free_port)
+        self.app = AppConfig(
+            agents_dir=settings.agents_dir.resolve(),
+            tenants_file=self.run_dir / TENANTS_FILE,
+            milvus_uri=str(self.run_dir / KNOWLEDGE_DB),
+            peer_timeout_s=settings.peer_timeout_s,
+        )
+        self.record = StackRecord(
+            run_dir=str(self.run_dir),
+            media_url=f"ws://{LOOPBACK}:{self.ports[GATEWAY_HTTP]}/twilio/stream",
+            tenants_file=str(self.app.tenants_file),
+            agents_dir=str(self.app.agents_dir),
+        )
+
+    def tenants(self) -> None:
+        """The local tenant, admitted to every agent in the agents folder."""
+        try:
+            names = agent_names(self.app.agents_dir)
+            ensure_tenant(self.app.tenants_file, self.settings.tenant, names)
+        except (TenantError, OSError) as exc:
+            raise StackError(f"tenants: {exc}") from exc
 
     def add(self, component: Component) -> None:
         self.record.components.append(component)
@@ -175,18 +198,7 @@ class _Starter:
         return server.url
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> tuple[int, str]:
-        log_path = self.run_dir / f"{name}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **env},
-                start_new_session=True,
-            )
-        (self.run_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
-        return proc.pid, str(log_path)
+        return spawn(self.run_dir, name, argv, env)
 
     def sink(self) -> str:
         port = self.ports["otlp-sink"]
@@ -204,13 +216,14 @@ class _Starter:
         for spec in SERVICES:
             env = service_env(
                 spec, self.ports, nats_url=nats_url, redis_url=redis_url,
-                otlp_endpoint=otlp, drain_seconds=self.settings.drain_seconds,
+                otlp_endpoint=otlp, drain_seconds=self.settings.drain_seconds, app=self.app,
             )  # fmt: skip
-            pid, log = self.spawn(spec.name, [sys.executable, "-m", spec.module], env)
+            argv = [sys.executable, "-m", spec.module]
+            pid, log = self.spawn(spec.name, argv, env)
             addr = f"{LOOPBACK}:{self.ports[spec.name]}"
             self.add(
                 Component(spec.name, "service", self.ports[spec.name], addr, pid=pid, log=log,
-                          match=spec.module)
+                          match=spec.module, argv=argv, env=env)
             )  # fmt: skip
         asyncio.run(self._wait_services())
 
@@ -219,6 +232,22 @@ class _Starter:
         await asyncio.gather(
             *(_wait_serving(c, self.settings.start_timeout) for c in pending if c is not None)
         )
+
+
+def spawn(run_dir: Path, name: str, argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Start ``argv`` detached (own session), output appended to ``<name>.log``."""
+    log_path = run_dir / f"{name}.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
+    (run_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
+    return proc.pid, str(log_path)
 
 
 def _url_port(url: str) -> int:
@@ -270,6 +299,7 @@ def up(settings: StackSettings, out: TextIO = sys.stdout) -> int:
     print(f"starting the local stack in {run_dir}", file=out, flush=True)
     starter = _Starter(settings, out)
     try:
+        starter.tenants()
         nats_url = starter.nats()
         redis_url = starter.redis()
         otlp = starter.sink()
@@ -281,7 +311,42 @@ def up(settings: StackSettings, out: TextIO = sys.stdout) -> int:
         return 1
     health = asyncio.run(stack_health(starter.record))
     print(format_table(starter.record, health), file=out)
+    print(f"media stream: {starter.record.media_url}   tenant: {settings.tenant} "
+          f"(secrets in {starter.record.tenants_file})", file=out)  # fmt: skip
     print(f"spans: {run_dir / 'spans.jsonl'}   logs: {run_dir}/<component>.log", file=out)
+    return 0
+
+
+# -- restart ---------------------------------------------------------------------------------
+
+
+def restart(settings: StackSettings, name: str, out: TextIO = sys.stdout) -> int:
+    """Start service ``name`` again as ``up`` did (same port, same environment), stopping it
+    first if it still runs; wait until it is SERVING. Exit code: 0 serving, 1 failed."""
+    run_dir = settings.run_dir.resolve()
+    record = load(run_dir)
+    if record is None:
+        print(f"stack is not up (no {stack_file(run_dir)})", file=out)
+        return 1
+    component = record.get(name)
+    if component is None or component.kind != "service" or not component.argv:
+        services = [c.name for c in record.components if c.kind == "service" and c.argv]
+        print(f"cannot restart {name!r}: services are {', '.join(services)}", file=out)
+        return 1
+    if ours(component) and component.pid is not None:
+        stop_pid(component.pid, settings.stop_timeout)
+        print(f"  {name:<10} stopped (pid {component.pid})", file=out, flush=True)
+    pid, log = spawn(run_dir, name, component.argv, component.env)
+    component.pid, component.log = pid, log
+    record.replace(component)
+    save(run_dir, record)
+    print(f"  {name:<10} started {component.url} pid {pid}", file=out, flush=True)
+    try:
+        asyncio.run(_wait_serving(component, settings.start_timeout))
+    except StackError as exc:
+        print(f"restart failed: {exc}", file=out)
+        return 1
+    print(f"  {name:<10} SERVING", file=out)
     return 0
 
 

@@ -38,6 +38,7 @@ class Backends:
         agents = Agents.load(settings.agents_dir)
         embedder = MiniLMEmbedder(threads=settings.embed_threads, batch_size=settings.embed_batch)
         try:
+            embedder.embed_sync(["warm up"])
             db = MilvusDatabase(
                 settings.milvus_uri,
                 token=settings.milvus_token.get_secret_value(),
@@ -45,6 +46,12 @@ class Backends:
             )
         except BaseException:
             embedder.close()
+            raise
+        try:
+            db.warm()
+        except BaseException:
+            embedder.close()
+            db.close()
             raise
         store, cache = MilvusChunkStore(db), MilvusAnswerCache(db)
         ranker: Ranker | None = None

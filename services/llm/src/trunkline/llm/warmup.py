@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 WARMUP_TURN = "Hello."
 CALLER_ROLE = "caller"
+WARMUP_DEADLINE_S = 120.0
+"""A cold prompt on a busy CPU can take longer than a caller's first-token deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,23 @@ def warmup_request(spec: AgentSpec, backend: LlmBackend, model: str | None) -> G
 async def warm_up(
     backend: LlmBackend, specs: Sequence[AgentSpec], model: str | None = None
 ) -> list[Warmed]:
-    """Run each agent's prompt once; a failure is logged and does not stop the others."""
+    """Run each agent's prompt once; a failure is logged and does not stop the others.
+
+    Runs before the service is ready, under its own deadline and without retries.
+    """
+    saved = backend.policy
+    backend.policy = replace(
+        saved, first_token_timeout_s=WARMUP_DEADLINE_S, total_timeout_s=WARMUP_DEADLINE_S, retries=0
+    )
+    try:
+        return await _warm_each(backend, specs, model)
+    finally:
+        backend.policy = saved
+
+
+async def _warm_each(
+    backend: LlmBackend, specs: Sequence[AgentSpec], model: str | None
+) -> list[Warmed]:
     done: list[Warmed] = []
     for spec in specs:
         started = time.perf_counter()

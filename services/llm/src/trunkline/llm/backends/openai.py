@@ -141,6 +141,7 @@ class OpenAIBackend(LlmBackend):
         self.config = config
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._streaming = 0  # generations in flight
 
     async def start(self) -> None:
         if self._client is not None:
@@ -161,9 +162,15 @@ class OpenAIBackend(LlmBackend):
             await client.aclose()
 
     async def ready(self) -> bool:
-        """Whether the server answers ``GET /models`` (for health checks)."""
+        """Whether the server answers ``GET /models`` (for health checks).
+
+        Not probed while a generation streams: that stream already shows the server answers,
+        and llama.cpp's server ends the stream in progress when any other request arrives.
+        """
         if self._client is None:
             return False
+        if self._streaming:
+            return True
         try:
             response = await self._client.get("/models")
         except httpx.HTTPError:
@@ -181,6 +188,7 @@ class OpenAIBackend(LlmBackend):
         usage: Usage | None = None
         reason = "stop"
         pieces = 0
+        self._streaming += 1
         try:
             async with self._client.stream("POST", "/chat/completions", json=body) as response:
                 await _check_status(response)
@@ -210,6 +218,8 @@ class OpenAIBackend(LlmBackend):
                                 yield ToolCallEvent(call)
         except httpx.TransportError as exc:
             raise BackendUnavailableError(f"openai backend {self.config.base_url}: {exc}") from exc
+        finally:
+            self._streaming -= 1
         for call in assembler.complete():  # a server that never sent finish_reason
             yield ToolCallEvent(call)
         if usage is None:

@@ -1,0 +1,274 @@
+"""``make bench-voice``: voice-to-voice latency through the distributed stack vs one process.
+
+The same caller turns (synthesized once, spoken in real time over the Twilio media stream by
+the simulated caller, a barge-in every few turns) go
+1. through the distributed local stack (``trunkline stack up``: gateway, stt, context, llm, tts
+   as processes, gRPC between them, NATS events, Redis state, OTLP traces), then
+2. through ONE process (:mod:`benchmarks.voice.inproc`): the gateway's web app and call
+   session with in-process peers over the same model backends, no gRPC/NATS/Redis.
+Each mode runs alone on the machine. Reported: p50/p95 voice-to-voice (last voiced caller frame
+sent -> first agent audio frame received, measured by the caller), the gateway's per-stage
+timings, the platform overhead (distributed - in-process) and barge-in stop latency (caller
+onset -> agent audio stopped). Prints a table and writes ``benchmarks/results/voice.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trunkline.bus import Bus
+from trunkline.cli.caller import (
+    CallerTurn,
+    CallIdentity,
+    CallOptions,
+    CallResult,
+    PreparedTurn,
+    SimulatedCaller,
+    direct_target,
+    prepare_script,
+)
+from trunkline.cli.caller.latency import percentile
+from trunkline.cli.demo import component_url
+from trunkline.cli.knowledge import ingest
+from trunkline.cli.record import StackRecord, load
+from trunkline.cli.tenants import read_tenant
+from trunkline.cli.turns import TurnFeed
+from trunkline.gateway.sink import STAGE_NAMES
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENTS = ROOT / "agents"
+AGENT = "acme-dental"
+TENANT = "acme"
+RESULTS = ROOT / "benchmarks" / "results" / "voice.json"
+TURNS_PER_CALL = 6  # short calls keep the prompt (history) the same size in both modes
+BARGE_IN_EVERY = 6  # the last turn of each call barges into the reply before it
+OPTIONS = CallOptions(reply_quiet_ms=1500.0, reply_timeout_s=25.0)
+STAGES = ("endpointing", "stt", "context", "prompt_compile", "llm_ttft", "tts_ttfa")
+TARGETS = {"v2v_p50_ms": 450, "v2v_p95_ms": 650, "overhead_p50_ms": 15, "barge_in_p95_ms": 150}
+
+LINES = (
+    "Hi, when are you open on Saturday?",
+    "How much does teeth whitening cost?",
+    "Where is the practice?",
+    "Do you take dental insurance?",
+    "How much is a check up and cleaning?",
+    "Sorry, one more thing. What does a filling cost?",
+    "Are you open on Sunday?",
+    "What happens if I cancel late?",
+    "How much is an emergency visit?",
+    "Is there parking near the office?",
+    "Can I pay by credit card?",
+    "Actually, wait. Which bus stops outside?",
+)
+
+
+def script(turns: int) -> list[CallerTurn]:
+    out = []
+    for i in range(turns):
+        barge = (i + 1) % BARGE_IN_EVERY == 0
+        out.append(CallerTurn(text=LINES[i % len(LINES)], barge_in_ms=1500.0 if barge else None))
+    return out
+
+
+@dataclass
+class ModeResult:
+    calls: list[CallResult] = field(default_factory=list)
+    stages: list[dict[str, float]] = field(default_factory=list)  # per answered turn, ms
+
+    def v2v(self) -> list[float]:
+        return [v for c in self.calls for v in c.latencies()]
+
+    def barge(self) -> list[float]:
+        return [t.barge_in_stop_ms for c in self.calls for t in c.turns
+                if t.barge_in_stop_ms is not None]  # fmt: skip
+
+    def stage(self, name: str) -> list[float]:
+        return [s[name] for s in self.stages if name in s]
+
+    def summary(self) -> dict[str, Any]:
+        def pct(values: list[float]) -> dict[str, float | int | None]:
+            return {"p50": percentile(values, 50), "p95": percentile(values, 95),
+                    "n": len(values)}  # fmt: skip
+
+        rows = {name: pct(self.stage(name)) for name in (*STAGES, "v2v_gateway")}
+        rows["v2v_caller"] = pct(self.v2v())
+        rows["barge_in_stop"] = pct(self.barge())
+        answered = sum(1 for c in self.calls for t in c.turns if t.outcome == "answered")
+        rows["turns"] = {"answered": answered, "total": sum(len(c.turns) for c in self.calls)}
+        return rows
+
+
+def _short(event_stages: dict[str, float]) -> dict[str, float]:
+    names = {v: k for k, v in STAGE_NAMES.items()} | {"turn.response": "v2v_gateway"}
+    return {names[k]: v for k, v in event_stages.items() if k in names}
+
+
+async def run_calls(url: str, secret: str, prepared: list[PreparedTurn],
+                    feed: TurnFeed | None) -> list[CallResult]:  # fmt: skip
+    results: list[CallResult] = []
+    for start in range(0, len(prepared), TURNS_PER_CALL):
+        identity = CallIdentity()
+        target = direct_target(url, identity, tenant=TENANT, agent=AGENT, stream_secret=secret)
+        caller = SimulatedCaller(target, identity, OPTIONS)
+        result = await caller.run(prepared[start : start + TURNS_PER_CALL])
+        print(f"  call {len(results) + 1}: {len(result.latencies())} replies, "
+              f"v2v {[round(v) for v in result.latencies()]}", flush=True)  # fmt: skip
+        results.append(result)
+    return results
+
+
+def stack_cmd(run_dir: Path, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "trunkline.cli.main", "stack", *args, "--run-dir", str(run_dir)],
+        check=True, env={**os.environ, "TRUNKLINE_STACK_AGENTS_DIR": str(AGENTS)},
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def distributed(work: Path, turns: int) -> tuple[ModeResult, list[PreparedTurn]]:
+    run_dir = work / "stack"
+    stack_cmd(run_dir, "up")
+    try:
+        record: StackRecord | None = load(run_dir)
+        assert record is not None
+        await ingest(component_url(record, "context"), TENANT, AGENTS / AGENT / "knowledge")
+        prepared = await prepare_script(script(turns), tts_addr=component_url(record, "tts"),
+                                        tenant=TENANT)  # fmt: skip
+        secret = read_tenant(Path(record.tenants_file), TENANT).stream_secret
+        bus = await Bus.connect(component_url(record, "nats"), name="bench-voice")
+        feed = TurnFeed(bus, TENANT)
+        await feed.start()
+        try:
+            calls = await run_calls(record.media_url, secret, prepared, feed)
+            await bus.client.flush()
+            mode = ModeResult(calls)
+            for call in calls:
+                expected = 1 + len(call.turns)
+                with contextlib.suppress(TimeoutError):  # a turn merged or dropped: use the rest
+                    await feed.wait_for(call.call_sid, expected, timeout_s=10)
+                for turn in feed.turns(call.call_sid):
+                    if turn.caller:
+                        mode.stages.append(_short(turn.stages_ms))
+        finally:
+            await feed.stop()
+            await bus.close()
+    finally:
+        stack_cmd(run_dir, "down")
+    return mode, prepared
+
+
+async def in_process(work: Path, prepared: list[PreparedTurn]) -> ModeResult:
+    turns_out = work / "inproc-turns.jsonl"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.voice.inproc", "--agents", str(AGENTS),
+        "--db", str(work / "inproc.db"), "--turns-out", str(turns_out),
+        stdout=asyncio.subprocess.PIPE, stderr=(work / "inproc.log").open("wb"),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 300)).decode().split()
+        if not line or line[0] != "READY":
+            raise RuntimeError(f"in-process server failed; see {work / 'inproc.log'}")
+        url = f"ws://127.0.0.1:{line[1]}/twilio/stream"
+        calls = await run_calls(url, line[2], prepared, None)
+    finally:
+        proc.terminate()
+        await proc.wait()
+    mode = ModeResult(calls)
+    for raw in turns_out.read_text().splitlines():
+        row = json.loads(raw)
+        if row["user_text"]:
+            stages = {k: v * 1000 for k, v in row["stage_s"].items()}
+            if row["voice_to_voice_s"] is not None:
+                stages["v2v_gateway"] = row["voice_to_voice_s"] * 1000
+            mode.stages.append(stages)
+    return mode
+
+
+def _ms(v: Any) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def table(dist: dict[str, Any], local: dict[str, Any]) -> str:
+    rows = [("stage (ms)", "dist p50", "dist p95", "1-proc p50", "1-proc p95", "overhead p50")]
+    for name in (*STAGES, "v2v_gateway", "v2v_caller", "barge_in_stop"):
+        d, p = dist[name], local[name]
+        over = None if d["p50"] is None or p["p50"] is None else d["p50"] - p["p50"]
+        rows.append((name, _ms(d["p50"]), _ms(d["p95"]), _ms(p["p50"]), _ms(p["p95"]),
+                     _ms(over)))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                     enumerate(zip(r, widths, strict=True))) for r in rows]  # fmt: skip
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+
+
+async def main_async(turns: int, out: Path) -> int:
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
+        work = Path(tmp)
+        print(f"== distributed stack: {turns} turns", flush=True)
+        dist, prepared = await distributed(work, turns)
+        print(f"== one process: the same {turns} turns", flush=True)
+        local = await in_process(work, prepared)
+    d, p = dist.summary(), local.summary()
+    overhead = {
+        name: None if d[name]["p50"] is None or p[name]["p50"] is None
+        else d[name]["p50"] - p[name]["p50"]
+        for name in (*STAGES, "v2v_gateway", "v2v_caller")
+    }  # fmt: skip
+    report = {
+        "benchmark": "voice",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "turns": turns,
+        "distributed": d,
+        "in_process": p,
+        "overhead_p50_ms": overhead,
+        "targets": TARGETS,
+        "calls": {
+            "distributed": [c.to_dict() for c in dist.calls],
+            "in_process": [c.to_dict() for c in local.calls],
+        },
+    }
+    write_report(out, report)
+    print(table(d, p))
+    print(f"turns answered: distributed {d['turns']}, one process {p['turns']}; "
+          f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"targets: v2v p50 <= {TARGETS['v2v_p50_ms']} ms, p95 <= {TARGETS['v2v_p95_ms']} ms; "
+          f"overhead p50 <= {TARGETS['overhead_p50_ms']} ms; barge-in p95 <= "
+          f"{TARGETS['barge_in_p95_ms']} ms")  # fmt: skip
+    print(f"written: {out}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=24, help="caller turns per mode (>= 20)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    return asyncio.run(main_async(args.turns, args.out))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,330 @@
+"""A real phone call through the whole local stack (``trunkline stack up`` in a temp run dir):
+gateway, STT (Whisper), context (Milvus Lite + MiniLM), LLM (SmolLM2 on llama.cpp), TTS (Piper),
+NATS, Redis and the OTLP sink, each its own process.
+
+One call, five caller turns, checked from every side:
+- the agent's reply audio as the caller heard it, transcribed back by the STT service's
+  ``Recognize``, matches what the LLM produced (see :data:`MIN_PRECISION`);
+- a barge-in mid-reply stops the audio, and both the ``turn.completed`` event and the call's
+  state in Redis record the reply as truncated;
+- the TTS service is SIGKILLed mid-call and restarted through ``trunkline stack restart``: the
+  call stays up and the turn after the restart is answered with speech;
+- the spans the OTLP sink received make one trace for the call, with a ``turn`` span whose
+  children are endpointing, stt, context (the context service's stage spans under it), prompt
+  compilation, llm and tts, the services' own spans nested under the gateway's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from trunkline.cli.demo import DEMO_OPTIONS, DemoCall, component_url, place_call
+from trunkline.cli.knowledge import ingest
+from trunkline.cli.record import StackRecord, load
+from trunkline.proto.common.v1 import audio_pb2, call_pb2
+from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
+from trunkline.state import CallStateStore
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENTS = ROOT / "agents"
+AGENT = "acme-dental"
+TENANT = "acme"
+RATE = 16_000
+
+MIN_PRECISION = 0.6
+"""Share of the words Whisper hears in a reply that the LLM's text contains. tiny.en on Piper's
+voice, through 8 kHz mu-law and back, gets plain sentences word for word; it misspells names
+(Acme, Ava) and writes numbers its own way, so numbers are left out and 60 % is required."""
+
+SCENARIO = """
+turns:
+  - say: Hi, when are you open on Saturday?
+  - say: How much does teeth whitening cost?
+  - say: Sorry to interrupt. Do you take dental insurance?
+    barge_in_ms: 2500
+  - say: Where is the practice?
+  - say: Thank you, goodbye.
+    pause_ms: {restart_pause_ms}
+"""
+KILL_AFTER_TURNS = 4  # greeting + three caller turns completed: TTS dies before turn 3's reply
+RESTART_PAUSE_MS = 20_000  # before the last turn: the restart of TTS has finished by then
+
+
+def trunkline(run_dir: Path, *args: str, timeout: float = 300) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "trunkline.cli.main", "stack", *args, "--run-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "TRUNKLINE_STACK_AGENTS_DIR": str(AGENTS)},
+    )
+    assert done.returncode == 0, f"stack {args} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRecord]:
+    run_dir = tmp_path_factory.mktemp("voice") / "run"
+    try:
+        trunkline(run_dir, "up")
+        record = load(run_dir)
+        assert record is not None
+        yield record
+    finally:
+        if (run_dir / "stack.json").exists():
+            trunkline(run_dir, "down")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words without numbers (Whisper and the LLM write those differently)."""
+    return [w for w in re.findall(r"[a-z']+", text.lower().replace("-", " ")) if w != "'"]
+
+
+def precision(heard: str, produced: str) -> float:
+    said = Counter(words(heard))
+    if not said:
+        return 0.0
+    common = said & Counter(words(produced))
+    return sum(common.values()) / sum(said.values())
+
+
+async def recognize(addr: str, pcm: bytes) -> str:
+    async with grpc.aio.insecure_channel(addr) as channel:
+        stub = stt_pb2_grpc.SpeechToTextStub(channel)
+        reply = await stub.Recognize(
+            stt_pb2.RecognizeRequest(
+                context=call_pb2.CallContext(tenant_id=TENANT, call_id="e2e-check"),
+                config=stt_pb2.RecognitionConfig(
+                    audio_format=audio_pb2.AudioFormat(
+                        encoding=audio_pb2.AUDIO_ENCODING_PCM16, sample_rate_hz=RATE, channels=1
+                    )
+                ),
+                audio=pcm,
+            ),
+            timeout=30,
+        )
+    return str(reply.transcript.text)
+
+
+@dataclass
+class Outage:
+    killed_at: float | None = None
+    serving_at: float | None = None
+
+
+async def kill_and_restart_tts(record: StackRecord, call: asyncio.Task[Any], outage: Outage,
+                               turns_done: Any) -> None:  # fmt: skip
+    await turns_done(KILL_AFTER_TURNS)
+    tts = record.get("tts")
+    assert tts is not None
+    assert tts.pid is not None
+    os.kill(tts.pid, signal.SIGKILL)
+    outage.killed_at = time.monotonic()
+    await asyncio.to_thread(trunkline, Path(record.run_dir), "restart", "tts")
+    outage.serving_at = time.monotonic()
+    assert not call.done(), "the call ended while TTS was down"
+
+
+@dataclass
+class Finished:
+    call: DemoCall
+    agent_pcm: np.ndarray[Any, np.dtype[np.int16]]
+    outage: Outage
+    t0_monotonic: float
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def finished(
+    stack: StackRecord, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Finished]:
+    summary = await ingest(component_url(stack, "context"), TENANT, AGENTS / AGENT / "knowledge")
+    assert summary.documents >= 3
+    assert not summary.failed
+    scenario = tmp_path_factory.mktemp("scenario") / "call.yaml"
+    scenario.write_text(SCENARIO.format(restart_pause_ms=RESTART_PAUSE_MS))
+    outage = Outage()
+    placed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def call() -> Any:
+        return await place_call(
+            stack, TENANT, AGENT, scenario,
+            options=DEMO_OPTIONS,
+            on_feed=placed.set_result,
+        )  # fmt: skip
+
+    started = time.monotonic()
+    task = asyncio.create_task(call())
+    feed, call_id = await placed
+
+    async def turns_done(count: int) -> None:
+        await feed.wait_for(call_id, count, timeout_s=120)
+
+    chaos = asyncio.create_task(kill_and_restart_tts(stack, task, outage, turns_done))
+    demo_call, caller = await task
+    await chaos
+    yield Finished(demo_call, caller.recorder.agent_16k(), outage, started)
+
+
+MAX_RECOGNIZE_S = 28  # Whisper's window is 30 s; a longer reply is checked on its start
+
+
+def _turn_audio(f: Finished, start_ms: float, end_ms: float) -> bytes:
+    """The agent's audio between two instants, from its first voiced sample, at most 28 s."""
+    a, b = int(start_ms * RATE / 1000), int(end_ms * RATE / 1000)
+    samples = f.agent_pcm[a:b]
+    voiced = np.flatnonzero(np.abs(samples.astype(np.int32)) > 500)
+    first = int(voiced[0]) if voiced.size else 0
+    return samples[first : first + MAX_RECOGNIZE_S * RATE].tobytes()
+
+
+def test_the_call_ends_normally_with_every_turn_answered(finished: Finished) -> None:
+    result = finished.call.result
+    assert result.ended_by == "caller"
+    assert len(result.turns) == 5
+    assert [t.outcome for t in result.turns] == ["answered"] * 5
+    assert not result.bad_messages
+    caller_turns = [t for t in finished.call.turns if t.caller]
+    assert len(caller_turns) >= 5, [t.caller for t in finished.call.turns]
+
+
+async def test_reply_audio_transcribed_back_matches_what_the_llm_produced(
+    finished: Finished, stack: StackRecord
+) -> None:
+    result, turns = finished.call.result, finished.call.turns
+    stt = component_url(stack, "stt")
+    # the greeting: from the stream start to the caller's first words
+    first = result.turns[0].speech_start_ms
+    assert first is not None
+    greeting = await recognize(stt, _turn_audio(finished, 0, first))
+    assert precision(greeting, turns[0].generated) >= MIN_PRECISION, (greeting, turns[0])
+    # turn 0's reply: played whole, between the caller's turns 0 and 1
+    end, nxt = result.turns[0].speech_end_ms, result.turns[1].speech_start_ms
+    assert end is not None
+    assert nxt is not None
+    reply = next(t for t in turns if t.caller)
+    assert not reply.truncated
+    assert reply.agent.strip() == reply.generated.strip()
+    heard = await recognize(stt, _turn_audio(finished, end, nxt))
+    assert len(words(heard)) >= 3, heard
+    assert precision(heard, reply.generated) >= MIN_PRECISION, (heard, reply.generated)
+
+
+async def test_barge_in_cuts_the_reply_and_the_history_keeps_what_was_heard(
+    finished: Finished, stack: StackRecord
+) -> None:
+    result = finished.call.result
+    barge = result.turns[2]
+    assert barge.agent_was_speaking is True
+    assert barge.barge_in_stop_ms is not None
+    assert barge.barge_in_stop_ms < 1000
+    assert result.clears >= 1
+    cut = [t for t in finished.call.turns if t.truncated]
+    assert cut, "no turn.completed event marked truncated"
+    heard, generated = cut[0].agent, cut[0].generated
+    assert len(heard) < len(generated)
+    assert generated.startswith(heard.strip()[: len(heard.strip()) // 2])
+    redis = Redis.from_url(component_url(stack, "redis"))
+    try:
+        state = await CallStateStore(redis, 3600).get(TENANT, result.call_sid)
+    finally:
+        await redis.aclose()
+    assert state is not None
+    truncated = [t for t in state.history if t.role == "assistant" and t.truncated]
+    assert truncated
+    assert truncated[0].text.strip() == heard.strip()
+
+
+def test_tts_killed_mid_call_the_call_survives_and_the_next_turn_completes(
+    finished: Finished,
+) -> None:
+    outage, result = finished.outage, finished.call.result
+    assert outage.killed_at is not None
+    assert outage.serving_at is not None
+    last = result.turns[-1]
+    assert last.speech_start_ms is not None
+    last_spoken_at = finished.t0_monotonic + last.speech_start_ms / 1000
+    assert outage.serving_at < last_spoken_at + 5, "TTS was not back before the last turn"
+    assert last.outcome == "answered"
+    assert last.reply_played_ms
+    assert last.reply_played_ms > 300
+    final = [t for t in finished.call.turns if t.caller][-1]
+    assert final.agent
+    assert not final.truncated
+
+
+def _spans(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "spans.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def test_one_trace_per_call_with_the_turn_tree_across_processes(
+    finished: Finished, stack: StackRecord
+) -> None:
+    call_id = finished.call.result.call_sid
+    run_dir = Path(stack.run_dir)
+    needed = {"endpointing", "stt", "context", "prompt_compile", "llm", "tts"}
+
+    def tree() -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        spans = _spans(run_dir)
+        roots = [
+            s for s in spans if s["name"] == "call" and s["attributes"].get("call.id") == call_id
+        ]
+        if len(roots) != 1:
+            return spans, None
+        return spans, roots[0]
+
+    deadline = time.monotonic() + 30  # the services export in batches
+    while True:
+        spans, root = tree()
+        if root is not None:
+            trace = [s for s in spans if s["trace_id"] == root["trace_id"]]
+            services = {s["service_name"] for s in trace}
+            if {"gateway", "stt", "context", "llm", "tts"} <= services:
+                break
+        assert time.monotonic() < deadline, "the call's spans did not all reach the sink"
+        await asyncio.sleep(0.5)
+
+    others = [s for s in spans if s["name"] == "call" and s["attributes"].get("call.id") == call_id
+              and s["trace_id"] != root["trace_id"]]  # fmt: skip
+    assert not others
+    children: dict[str, list[dict[str, Any]]] = {}
+    for span in trace:
+        children.setdefault(span["parent_span_id"], []).append(span)
+
+    def below(span: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for child in children.get(span["span_id"], []):
+            out += [child, *below(child)]
+        return out
+
+    turns = [s for s in children.get(root["span_id"], []) if s["name"] == "turn"]
+    full = [t for t in turns if needed <= {c["name"] for c in children.get(t["span_id"], [])}]
+    assert full, f"no turn with children {sorted(needed)}"
+    turn = full[0]
+    kids = {c["name"]: c for c in children.get(turn["span_id"], [])}
+    for stage, service in (("stt", "stt"), ("context", "context"), ("llm", "llm"), ("tts", "tts")):
+        remote = {s["service_name"] for s in below(kids[stage])}
+        assert service in remote, f"{stage}: no {service} span under the gateway's span"
+    context_stages = {s["name"] for s in below(kids["context"]) if s["service_name"] == "context"}
+    assert {"context.embed", "context.search", "context.rank"} <= context_stages, context_stages
