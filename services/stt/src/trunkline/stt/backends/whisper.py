@@ -23,6 +23,7 @@ from trunkline.stt.backends.base import (
     SttTelemetry,
 )
 from trunkline.stt.core import NoSpeechPolicy, Transcript, cut_repeats, rms_dbfs
+from trunkline.stt.core.windows import window_bounds
 
 MODEL_RATE = 16_000
 _MAX_MODEL_TOKENS = 448
@@ -49,6 +50,8 @@ class WhisperConfig:
     tokens_per_s: float = 7.0
     tail_pad_s: float = 0.3
     partial_interval_s: float = 0.0
+    window_s: float = 29.0
+    window_search_s: float = 5.0
     no_speech: NoSpeechPolicy = field(default_factory=NoSpeechPolicy)
 
 
@@ -145,6 +148,25 @@ class WhisperRecognizer(SpeechRecognizer):
         )
 
     def _decode(self, samples: npt.NDArray[np.float32]) -> Decoded:
+        """Decode any length: one window, or several cut in pauses with the texts joined."""
+        bounds = window_bounds(
+            samples,
+            MODEL_RATE,
+            max_s=min(self.config.window_s, 30.0 - self.config.tail_pad_s),
+            search_s=self.config.window_search_s,
+        )
+        if len(bounds) == 1:
+            return self._decode_window(samples)
+        parts = [self._decode_window(samples[start:end]) for start, end in bounds]
+        weights = [end - start for start, end in bounds]
+        spoken = [part for part in parts if part.text]
+        return Decoded(
+            text=" ".join(part.text for part in spoken),
+            no_speech_prob=min(part.no_speech_prob for part in parts),
+            avg_logprob=float(np.average([p.avg_logprob for p in parts], weights=weights)),
+        )
+
+    def _decode_window(self, samples: npt.NDArray[np.float32]) -> Decoded:
         model, tokenizer, features = self._model, self._tokenizer, self._features
         if model is None or tokenizer is None or features is None:
             raise RuntimeError("WhisperRecognizer.start() was not awaited")
