@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("context", "voice")
+BENCHMARKS = ("models", "context", "voice")
 
 
 def main() -> int:

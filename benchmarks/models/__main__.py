@@ -1,15 +1,20 @@
 """Measure the embedded models as the services use them: STT latency per utterance length and
-TTS time to first audio for a short clause and a long sentence. Prints a table.
+TTS time to first audio for a short clause and a long sentence. Prints a table and writes
+``benchmarks/results/models.json``.
 
-    uv run --frozen python services/stt/scripts/measure_voice_models.py
+    make bench-models   # uv run --frozen python -m benchmarks.models
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -31,12 +36,14 @@ TTS_CASES = {
     "in the evening on weekdays.",
 }
 RUNS = 5
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "models.json"
 
 
 async def main() -> None:
     tts, stt = PiperSynthesizer(), WhisperRecognizer()
     await tts.start()
     await stt.start()
+    report: dict[str, Any] = {"runs": RUNS, "load_avg_1m": os.getloadavg()[0], "stt": [], "tts": []}
     print(f"{'STT utterance':<60} {'audio s':>8} {'p50 ms':>8} {'max ms':>8}")
     for text in UTTERANCES:
         pcm = b"".join(
@@ -47,6 +54,14 @@ async def main() -> None:
         print(
             f"{text[:58]:<60} {len(pcm) / 32_000:>8.2f} "
             f"{statistics.median(times):>8.0f} {max(times):>8.0f}"
+        )
+        report["stt"].append(
+            {
+                "text": text,
+                "audio_s": len(pcm) / 32_000,
+                "p50_ms": statistics.median(times),
+                "max_ms": max(times),
+            }
         )
     print(f"\n{'TTS case':<30} {'TTFA p50 ms':>12} {'TTFA max ms':>12} {'audio s':>8}")
     for name, text in TTS_CASES.items():
@@ -63,6 +78,18 @@ async def main() -> None:
                     audio = event.audio_s
         ttfas = ttfas[1:]  # drop the warm-up
         print(f"{name:<30} {statistics.median(ttfas):>12.0f} {max(ttfas):>12.0f} {audio:>8.2f}")
+        report["tts"].append(
+            {
+                "case": name,
+                "ttfa_p50_ms": statistics.median(ttfas),
+                "ttfa_max_ms": max(ttfas),
+                "audio_s": audio,
+            }
+        )
+    report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {RESULTS}")
 
 
 if __name__ == "__main__":
