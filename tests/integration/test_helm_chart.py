@@ -7,16 +7,18 @@ checked with the bundled Kubernetes JSON schemas (``kubernetes-validate``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import helm_python
 import kubernetes_validate  # type: ignore[import-untyped, unused-ignore]
 import pytest
 import yaml
-from pydantic_settings import BaseSettings
 
+from trunkline.agents import load_agent_spec, parse_agent_spec
+from trunkline.config import ServiceSettings
 from trunkline.context.settings import ContextSettings
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.hitl.settings import HitlSettings
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "trunkline"
 PRODUCTION_VALUES = ROOT / "tests" / "data" / "helm" / "production-values.yaml"
+SAMPLE_AGENT = ROOT / "agents" / "acme-dental.yaml"
 KUBE_VERSION = "1.30.0"
 SERVICES = ("gateway", "stt", "context", "llm", "tts", "hitl")
 PREFIX = {**{name: f"{name.upper()}_" for name in SERVICES}, "operator": "ROLLOUT_"}
@@ -42,7 +45,7 @@ RECOMMENDED_LABELS = (
     "helm.sh/chart",
 )
 
-SETTINGS: dict[str, type[BaseSettings]] = {
+SETTINGS: dict[str, type[ServiceSettings]] = {
     "gateway": GatewaySettings,
     "stt": SttSettings,
     "context": ContextSettings,
@@ -51,21 +54,19 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "hitl": HitlSettings,
     "operator": RolloutSettings,
 }
-PENDING_SETTINGS = frozenset(
-    {
-        "GATEWAY_HTTP_PORT",
-        "GATEWAY_AGENTS_DIR",
-        "LLM_BACKEND",
-        "LLM_OPENAI_BASE_URL",
-        "LLM_OPENAI_API_KEY",
-        "LLM_MODEL",
-        "LLM_AGENTS_DIR",
-        "CONTEXT_MILVUS_URI",
-        "CONTEXT_RERANK_URL",
-    }
+AGENTS_ENV = {
+    "gateway": "GATEWAY_AGENTS_PATH",
+    "llm": "LLM_AGENTS_DIR",
+    "context": "CONTEXT_AGENTS_DIR",
+}
+"""The pods that read the agents ConfigMap, and the setting that names the folder."""
+GATEWAY_PRODUCTION_ENV = (
+    "GATEWAY_HTTP_HOST",
+    "GATEWAY_PUBLIC_URL",
+    "GATEWAY_TENANTS_FILE",
+    "GATEWAY_AGENTS_PATH",
 )
-"""Env the chart sets for settings fields that have not landed in the services yet (the brief's
-names). Remove a name once its field exists; until then the process ignores it (extra=ignore)."""
+"""Gateway settings whose defaults cannot work in a pod: production values must set them."""
 
 Manifest = dict[str, Any]
 
@@ -90,6 +91,12 @@ def render(chart: helm_python.Chart, values: dict[str, Any] | None = None) -> li
             continue
         docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
     return docs
+
+
+def notes(chart: helm_python.Chart, values: dict[str, Any] | None = None) -> str:
+    rendered = chart.render(values or {}, name="voice", namespace="calls")
+    (text,) = [text for path, text in rendered.items() if path.endswith("NOTES.txt")]
+    return str(text)
 
 
 @pytest.fixture(scope="module", params=["default", "production"])
@@ -130,6 +137,49 @@ def env_value(deployment: Manifest, name: str) -> str:
     value = env_of(deployment)[name]["value"]
     assert isinstance(value, str), f"{name} must be a string, got {value!r}"
     return value
+
+
+def mount_of(deployment: Manifest, path: str | Path) -> tuple[Manifest, Manifest]:
+    """The volumeMount holding ``path`` (the deepest one) and the pod volume it mounts."""
+    target = PurePosixPath(path)
+    mounts = [
+        m
+        for m in container(deployment).get("volumeMounts") or []
+        if target == PurePosixPath(m["mountPath"])
+        or PurePosixPath(m["mountPath"]) in target.parents
+    ]
+    assert mounts, f"{path} is on no volume of {deployment['metadata']['name']}"
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    return mount, volumes[mount["name"]]
+
+
+def load_settings(
+    name: str, deployment: Manifest, monkeypatch: pytest.MonkeyPatch
+) -> ServiceSettings:
+    """The component's settings as its process reads them from the rendered env.
+
+    A value taken from a Secret stands in as a placeholder string naming the Secret and key.
+    """
+    prefix = PREFIX[name]
+    for key in list(os.environ):
+        if key.startswith(prefix):
+            monkeypatch.delenv(key)
+    for key, entry in env_of(deployment).items():
+        if not key.startswith(prefix):
+            continue
+        if "value" in entry:
+            monkeypatch.setenv(key, entry["value"])
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            monkeypatch.setenv(key, f"from-secret-{ref['name']}-{ref['key']}")
+    return SETTINGS[name].load()
+
+
+def gateway_settings(deployment: Manifest, monkeypatch: pytest.MonkeyPatch) -> GatewaySettings:
+    settings = load_settings("gateway", deployment, monkeypatch)
+    assert isinstance(settings, GatewaySettings)
+    return settings
 
 
 def port_named(ports: list[Manifest], name: str) -> Manifest:
@@ -228,8 +278,75 @@ def test_every_prefixed_env_var_is_a_settings_field(manifests: list[Manifest]) -
         prefix = PREFIX[name]
         fields = {f"{prefix}{field.upper()}" for field in SETTINGS[name].model_fields}
         env = {key for key in env_of(deployment) if key.startswith(prefix)}
-        unknown = env - fields - PENDING_SETTINGS
+        unknown = env - fields
         assert unknown == set(), f"{name}: the chart sets env no settings field reads: {unknown}"
+
+
+def test_the_rendered_env_loads_into_each_settings_class(
+    manifests: list[Manifest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, deployment in trunkline_deployments(manifests).items():
+        settings = load_settings(name, deployment, monkeypatch)
+        c = container(deployment)
+        assert settings.host == "0.0.0.0"
+        assert settings.grpc_port == port_named(c["ports"], "grpc")["containerPort"]
+        assert settings.metrics_port == port_named(c["ports"], "metrics")["containerPort"]
+    gateway = trunkline_deployments(manifests)["gateway"]
+    settings = gateway_settings(gateway, monkeypatch)
+    assert settings.http_host == "0.0.0.0"  # Twilio/Plivo (via the Service) reach the pod IP
+    assert settings.http_port == port_named(container(gateway)["ports"], "http")["containerPort"]
+    assert settings.tenants == {}  # tenants are secrets: a mounted file, never env
+
+
+def test_every_path_in_the_env_is_on_a_mounted_volume(manifests: list[Manifest]) -> None:
+    """The root filesystem is read-only: every file or folder a setting names must be mounted."""
+    for name, deployment in trunkline_deployments(manifests).items():
+        for key, entry in env_of(deployment).items():
+            value = entry.get("value", "")
+            if value.startswith("/"):
+                mount_of(deployment, value)  # asserts
+            if key in AGENTS_ENV.values():
+                assert value == mount_of(deployment, value)[0]["mountPath"], f"{name} {key}"
+
+
+def test_production_gateway_gets_what_production_needs(
+    prod: list[Manifest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = trunkline_deployments(prod)["gateway"]
+    assert set(GATEWAY_PRODUCTION_ENV) <= set(env_of(gateway))
+    settings = gateway_settings(gateway, monkeypatch)
+    assert settings.http_host == "0.0.0.0"
+    assert settings.public_url == "https://voice.example.com"  # the Ingress host
+    assert settings.tenants_file is not None
+    mount, volume = mount_of(gateway, settings.tenants_file)
+    assert mount["readOnly"] is True
+    assert volume["secret"]["secretName"] == "trunkline-tenants"
+    item = str(PurePosixPath(settings.tenants_file).relative_to(mount["mountPath"]))
+    assert volume["secret"]["items"] == [{"key": "tenants.yaml", "path": item}]
+    _, agents = mount_of(gateway, settings.agents_path)
+    assert "configMap" in agents
+
+
+def test_gateway_public_url_is_the_value_else_the_ingress_host(
+    chart: helm_python.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = production_values()
+    values["services"]["gateway"]["publicUrl"] = "https://calls.example.org/"
+    gateway = trunkline_deployments(render(chart, values))["gateway"]
+    assert gateway_settings(gateway, monkeypatch).public_url == "https://calls.example.org"
+    assert "https://calls.example.org" in notes(chart, values)
+    gateway = trunkline_deployments(render(chart))["gateway"]
+    assert "GATEWAY_PUBLIC_URL" not in env_of(gateway)  # no Ingress, no URL: NOTES says so
+    assert "WARNING: no public URL" in notes(chart)
+    assert "WARNING: no public URL" not in notes(chart, production_values())
+
+
+def test_without_a_tenants_secret_the_notes_warn(chart: helm_python.Chart) -> None:
+    gateway = trunkline_deployments(render(chart))["gateway"]
+    assert "GATEWAY_TENANTS_FILE" not in env_of(gateway)
+    assert "tenants" not in {v["name"] for v in gateway["spec"]["template"]["spec"]["volumes"]}
+    assert "WARNING: no tenants" in notes(chart)
+    assert "WARNING: no tenants" not in notes(chart, production_values())
 
 
 def test_termination_grace_exceeds_the_drain(manifests: list[Manifest]) -> None:
@@ -288,13 +405,26 @@ def test_default_values_run_the_embedded_backends(chart: helm_python.Chart) -> N
     assert env_value(deployments["tts"], "TTS_BACKEND") == "piper"
     assert env_value(deployments["llm"], "LLM_BACKEND") == "llamacpp"
     milvus = env_value(deployments["context"], "CONTEXT_MILVUS_URI")
-    mounts = {m["mountPath"] for m in container(deployments["context"])["volumeMounts"]}
-    assert str(Path(milvus).parent) in mounts  # the Milvus Lite file is on a writable volume
+    mount, volume = mount_of(deployments["context"], milvus)
+    assert mount["name"] == "milvus-lite"  # the Milvus Lite file is on its own writable volume
+    assert mount.get("readOnly") is not True
+    assert volume["emptyDir"] == {}
+    assert "CONTEXT_MILVUS_TOKEN" not in env_of(deployments["context"])
     assert "STT_RIVA_ADDR" not in env_of(deployments["stt"])
     assert "LLM_OPENAI_API_KEY" not in env_of(deployments["llm"])
     kinds = {d["kind"] for d in render(chart)}
     assert "HorizontalPodAutoscaler" not in kinds
     assert "Ingress" not in kinds
+
+
+def test_milvus_lite_keeps_its_file_on_a_claim_or_warns(chart: helm_python.Chart) -> None:
+    assert "Milvus Lite file on an emptyDir" in notes(chart)
+    values = {"services": {"context": {"milvusLite": {"existingClaim": "context-kb"}}}}
+    context = trunkline_deployments(render(chart, values))["context"]
+    _, volume = mount_of(context, env_value(context, "CONTEXT_MILVUS_URI"))
+    assert volume["persistentVolumeClaim"] == {"claimName": "context-kb"}
+    assert "Milvus Lite file on an emptyDir" not in notes(chart, values)
+    assert "Milvus Lite file on an emptyDir" not in notes(chart, production_values())
 
 
 def test_production_backends_point_at_the_gpu_servers(prod: list[Manifest]) -> None:
@@ -348,22 +478,40 @@ def test_secrets_are_referenced_by_name_never_inlined(prod: list[Manifest]) -> N
     redis = env_of(deployments["gateway"])["GATEWAY_REDIS_URL"]
     assert "value" not in redis
     assert redis["valueFrom"]["secretKeyRef"] == {"name": "trunkline-redis", "key": "url"}
+    milvus_token = env_of(deployments["context"])["CONTEXT_MILVUS_TOKEN"]
+    assert "value" not in milvus_token
+    assert milvus_token["valueFrom"]["secretKeyRef"] == {"name": "trunkline-milvus", "key": "token"}
+    assert "GATEWAY_TENANTS" not in env_of(deployments["gateway"])  # a mounted Secret instead
 
 
-def test_agents_ship_as_a_configmap_mounted_by_gateway_and_llm(prod: list[Manifest]) -> None:
+def test_agents_ship_as_a_configmap_mounted_by_gateway_llm_and_context(
+    prod: list[Manifest],
+) -> None:
     configmaps = {component(c): c for c in of_kind(prod, "ConfigMap").values()}
     agents = configmaps["agents"]
-    spec = yaml.safe_load(agents["data"]["acme-dental.yaml"])
-    assert spec == production_values()["agents"]["acme-dental"]
+    text = agents["data"]["acme-dental.yaml"]
+    assert yaml.safe_load(text) == production_values()["agents"]["acme-dental"]
+    assert parse_agent_spec(text, source="acme-dental.yaml").ref == "acme-dental@1.0.0"
     deployments = trunkline_deployments(prod)
-    for name in ("gateway", "llm"):
-        pod = deployments[name]["spec"]["template"]["spec"]
-        volumes = {v["name"]: v for v in pod["volumes"]}
-        assert volumes["agents"]["configMap"]["name"] == agents["metadata"]["name"]
-        mounts = {m["name"]: m for m in container(deployments[name])["volumeMounts"]}
-        directory = env_value(deployments[name], f"{PREFIX[name]}AGENTS_DIR")
-        assert mounts["agents"]["mountPath"] == directory
-        assert mounts["agents"]["readOnly"] is True
+    for name, setting in AGENTS_ENV.items():
+        mount, volume = mount_of(deployments[name], env_value(deployments[name], setting))
+        assert volume["configMap"]["name"] == agents["metadata"]["name"], name
+        assert mount["readOnly"] is True
+        annotations = deployments[name]["spec"]["template"]["metadata"]["annotations"]
+        assert "checksum/agents" in annotations  # a changed agent rolls the pods
+    for name in set(deployments) - set(AGENTS_ENV):
+        assert "agents" not in {
+            v["name"] for v in deployments[name]["spec"]["template"]["spec"]["volumes"]
+        }
+
+
+def test_the_sample_agent_as_a_value_renders_a_valid_spec(chart: helm_python.Chart) -> None:
+    """agents/acme-dental.yaml through values and the ConfigMap is the spec the services load."""
+    sample = yaml.safe_load(SAMPLE_AGENT.read_text())
+    (agents,) = of_kind(render(chart, {"agents": {"acme-dental": sample}}), "ConfigMap").values()
+    assert set(agents["data"]) == {"acme-dental.yaml"}
+    spec = parse_agent_spec(agents["data"]["acme-dental.yaml"], source="configmap")
+    assert spec == load_agent_spec(SAMPLE_AGENT)
 
 
 def test_production_exposes_and_autoscales_the_gateway(prod: list[Manifest]) -> None:
@@ -432,8 +580,38 @@ def test_operator_rbac_covers_its_resources_and_no_crds_ship(
         ({"externals": {"otlp": {"endpoint": "http://jaeger:4317"}}}, r"/externals/otlp/endpoint"),
         ({"common": {"logLevel": "LOUD"}}, r"/common/logLevel"),
         ({"image": {"repository": ""}}, r"/image/repository"),
+        (
+            {"services": {"gateway": {"publicUrl": "voice.example.com"}}},
+            r"/services/gateway/publicUrl",
+        ),
+        (
+            {"services": {"gateway": {"tenantsSecret": {"name": "t", "key": ""}}}},
+            r"/services/gateway/tenantsSecret/key",
+        ),
+        (
+            {
+                "agents": {
+                    "acme": {"name": "acme", "version": 1.0, "system_prompt": "p", "greeting": "g"}
+                }
+            },
+            r"/agents/acme/version",
+        ),
+        ({"agents": {"acme": {"name": "acme", "version": "1", "system_prompt": "p"}}}, r"greeting"),
     ],
-    ids=["negative-replicas", "unknown-stt", "unknown-llm", "port", "typo", "otlp", "log", "image"],
+    ids=[
+        "negative-replicas",
+        "unknown-stt",
+        "unknown-llm",
+        "port",
+        "typo",
+        "otlp",
+        "log",
+        "image",
+        "public-url-scheme",
+        "tenants-key",
+        "agent-version-number",
+        "agent-greeting",
+    ],
 )
 def test_schema_rejects_invalid_values(
     chart: helm_python.Chart, values: dict[str, Any], message: str

@@ -139,6 +139,38 @@ Call with (dict "root" $ "cfg" $cfg "component" "stt").
 {{- end }}
 {{- end }}
 
+{{/* Where the agents ConfigMap is mounted (gateway, llm and context pods). */}}
+{{- define "trunkline.agentsDir" -}}
+/etc/trunkline/agents
+{{- end }}
+
+{{/* Directory of the Milvus Lite file in the context pod (its own volume). */}}
+{{- define "trunkline.milvusLiteDir" -}}
+/var/lib/trunkline/milvus
+{{- end }}
+
+{{/* Where the gateway's tenants Secret is mounted, and the file GATEWAY_TENANTS_FILE names. */}}
+{{- define "trunkline.tenantsDir" -}}
+/etc/trunkline/tenants
+{{- end }}
+
+{{- define "trunkline.tenantsFile" -}}
+{{- printf "%s/tenants.yaml" (include "trunkline.tenantsDir" .) }}
+{{- end }}
+
+{{/*
+GATEWAY_PUBLIC_URL, the base URL Twilio/Plivo reach the gateway at: services.gateway.publicUrl,
+else https://<first Ingress host> when the Ingress is enabled, else empty (unset).
+*/}}
+{{- define "trunkline.publicUrl" -}}
+{{- $gw := .Values.services.gateway }}
+{{- if $gw.publicUrl }}
+{{- $gw.publicUrl | trimSuffix "/" }}
+{{- else if and $gw.ingress.enabled $gw.ingress.hosts }}
+{{- printf "https://%s" (first $gw.ingress.hosts).host }}
+{{- end }}
+{{- end }}
+
 {{/* Address of Riva for a component ("stt" or "tts"); fails when none is configured. */}}
 {{- define "trunkline.rivaAddr" -}}
 {{- $cfg := index .root.Values.services .component }}
@@ -155,8 +187,14 @@ Call with (dict "root" $ "cfg" $cfg "component" "stt").
 {{- define "trunkline.env.gateway" -}}
 {{- $root := .root }}
 {{- $gw := $root.Values.services.gateway -}}
+- name: GATEWAY_HTTP_HOST
+  value: "0.0.0.0"
 - name: GATEWAY_HTTP_PORT
   value: {{ $gw.httpPort | quote }}
+{{- with include "trunkline.publicUrl" $root }}
+- name: GATEWAY_PUBLIC_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- range $peer := list "stt" "context" "llm" "tts" "hitl" }}
 - name: GATEWAY_{{ upper $peer }}_ADDR
   value: {{ include "trunkline.grpcAddr" (dict "root" $root "component" $peer) | quote }}
@@ -173,8 +211,12 @@ Call with (dict "root" $ "cfg" $cfg "component" "stt").
 - name: GATEWAY_REDIS_URL
   value: {{ $root.Values.externals.redis.url | quote }}
 {{- end }}
-- name: GATEWAY_AGENTS_DIR
-  value: /etc/trunkline/agents
+- name: GATEWAY_AGENTS_PATH
+  value: {{ include "trunkline.agentsDir" $root }}
+{{- if $gw.tenantsSecret.name }}
+- name: GATEWAY_TENANTS_FILE
+  value: {{ include "trunkline.tenantsFile" $root }}
+{{- end }}
 {{- end }}
 
 {{- define "trunkline.env.stt" -}}
@@ -230,13 +272,28 @@ Call with (dict "root" $ "cfg" $cfg "component" "stt").
 {{- end }}
 {{- end }}
 - name: LLM_AGENTS_DIR
-  value: /etc/trunkline/agents
+  value: {{ include "trunkline.agentsDir" $root }}
 {{- end }}
 
 {{- define "trunkline.env.context" -}}
-{{- $cfg := .root.Values.services.context -}}
+{{- $cfg := .root.Values.services.context }}
+{{- $milvus := .root.Values.externals.milvus -}}
+{{- if $milvus.uri }}
 - name: CONTEXT_MILVUS_URI
-  value: {{ default "/var/lib/trunkline/milvus/context.db" .root.Values.externals.milvus.uri | quote }}
+  value: {{ $milvus.uri | quote }}
+{{- with $milvus.tokenSecret.name }}
+- name: CONTEXT_MILVUS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $milvus.tokenSecret.key }}
+{{- end }}
+{{- else }}
+- name: CONTEXT_MILVUS_URI
+  value: {{ printf "%s/context.db" (include "trunkline.milvusLiteDir" .root) | quote }}
+{{- end }}
+- name: CONTEXT_AGENTS_DIR
+  value: {{ include "trunkline.agentsDir" .root }}
 {{- with $cfg.rerankUrl }}
 - name: CONTEXT_RERANK_URL
   value: {{ . | quote }}
