@@ -16,7 +16,7 @@ import json
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
@@ -116,9 +116,14 @@ class DirectContextSource(ContextSource):
         self.service = service
         self.options = retrieval_options(retrieval)
 
-    async def _resolve(self, call: CallInfo, query: str) -> ContextResult:
+    async def _resolve(
+        self, call: CallInfo, query: str, entities: Mapping[str, str]
+    ) -> ContextResult:
         request = context_pb2.ResolveRequest(
-            context=call_context(call), query=query, options=self.options
+            context=call_context(call),
+            query=query,
+            options=self.options,
+            entities=[context_pb2.Entity(key=k, value=v) for k, v in sorted(entities.items())],
         )
         return _result(await self.service.Resolve(request, CTX))
 

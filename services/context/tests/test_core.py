@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from trunkline.context.backends.tenant_layout import tenant_partition
 from trunkline.context.core.cache_policy import TurnFacts, is_hit, may_store
 from trunkline.context.core.chunking import ChunkingPolicy, Section, chunk_sections
 from trunkline.context.core.confidence import confidence
@@ -167,3 +168,15 @@ def test_confidence_and_cache_policy() -> None:
     assert is_hit(0.9, 0.85, expires_at=10, now=9)
     assert not is_hit(0.9, 0.85, expires_at=10, now=10)
     assert not is_hit(0.8, 0.85, expires_at=10, now=0)
+
+
+def test_tenant_partitions_are_valid_milvus_names_and_never_collide() -> None:
+    tenants = ["acme", "a.b", "a_b", "a-b", "a__b", "a_d", "a.d", "a_h", "a-h", "0" * 63]
+    names = [tenant_partition(t) for t in tenants]
+    assert len(set(names)) == len(tenants)
+    for name in names:
+        assert name.startswith("t_")
+        assert all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in name)
+        assert len(name) <= 255
+    with pytest.raises(ValueError, match="tenant"):
+        tenant_partition("Acme Corp")

@@ -184,7 +184,7 @@ def test_property_results_are_always_visible_to_the_caller(
 
     async def check() -> None:
         vector = (await kb.resolver.embedder.embed([query]))[0]
-        for hit in await kb.store.search(vector, access_filter(caller), 50):
+        for hit in await kb.store.search(vector, access_filter(caller), 50, tenant=tenant):
             assert visible(hit.chunk.meta, caller), (caller, hit.chunk.source)
         result = await kb.resolver.resolve(query, caller, spec, agent="acme-support")
         if result.cached is None:
@@ -229,7 +229,7 @@ def test_property_random_metadata_never_leaks(
         await kb.ingestor.ingest_sections(source, [Section("vault", body)], meta, digest=secret)
         try:
             vector = (await kb.resolver.embedder.embed([f"vault code word {secret}"]))[0]
-            hits = await kb.store.search(vector, access_filter(caller), 100)
+            hits = await kb.store.search(vector, access_filter(caller), 100, tenant=caller_tenant)
             seen = any(h.chunk.source == source for h in hits)
             assert seen == expected, (meta, caller)
             assert all(visible(h.chunk.meta, caller) for h in hits)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from trunkline.gateway.core.endpointing import EndpointConfig
@@ -258,3 +260,43 @@ def test_wrong_frame_size_is_refused() -> None:
     m = TurnMachine(CONFIG)
     with pytest.raises(ValueError, match="640 bytes"):
         m.handle(InboundFrame(b"\x00" * 10, 0.0), 0.0)
+
+
+def test_speculation_can_wait_for_more_silence() -> None:
+    d = Driver(TurnMachine(replace(CONFIG, speculate_after_ms=60)))
+    d.frames(VOICE, 5)
+    assert not of(d.frames(SILENCE, 2), StartWork)  # 40 ms of silence: not yet
+    (start,) = of(d.frames(SILENCE, 1), StartWork)  # 60 ms
+    assert start.speculative
+    (committed,) = of(d.frames(SILENCE, 2), TurnCommitted)  # 100 ms: the endpoint
+    assert committed.turn_id == start.turn_id
+
+
+def test_a_pause_shorter_than_the_speculation_delay_starts_nothing() -> None:
+    d = Driver(TurnMachine(replace(CONFIG, speculate_after_ms=60)))
+    d.frames(VOICE, 5)
+    d.frames(SILENCE, 2)
+    assert not of(d.frames(VOICE, 3), StartWork)
+    assert not of(d.log, CancelWork)
+
+
+def test_without_speculation_the_work_starts_at_the_endpoint() -> None:
+    d = Driver(TurnMachine(replace(CONFIG, speculate_after_ms=None)))
+    d.frames(VOICE, 5)
+    assert not of(d.frames(SILENCE, 4), StartWork)
+    actions = d.frames(SILENCE, 1)
+    (start,) = of(actions, StartWork)
+    assert not start.speculative
+    assert of(actions, TurnCommitted)[0].turn_id == start.turn_id
+
+
+def test_resumed_speech_cancels_the_speculative_work_on_that_frame() -> None:
+    d = Driver(TurnMachine(CONFIG))
+    start = speak_and_pause(d)
+    actions = d.frames(VOICE, 1)
+    assert CancelWork(start.turn_id, "speech resumed") in actions
+
+
+def test_speculation_must_come_before_the_endpoint() -> None:
+    with pytest.raises(ValueError, match="speculate_after_ms"):
+        replace(CONFIG, speculate_after_ms=100)

@@ -13,8 +13,9 @@ from redis.asyncio import Redis
 from trunkline.bus import Bus, ConsumerSpec, Delivery
 from trunkline.devservers import NatsServer
 from trunkline.gateway.core.events import Message, State
+from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.peers.types import CallInfo
-from trunkline.gateway.records import CallSummary, TurnRecord
+from trunkline.gateway.records import CallSummary, ToolRecord, TurnRecord
 from trunkline.gateway.sink import EventSink
 from trunkline.proto.common.v1 import call_pb2
 from trunkline.proto.events.v1 import events_pb2
@@ -94,7 +95,17 @@ async def test_call_events_on_jetstream_and_state_in_redis(
             cached=False,
             retrieval_confidence=0.8,
             citations=("faq#1",),
-            tool_calls=["lookup_account"],
+            tool_calls=[
+                ToolRecord(
+                    "t1",
+                    "lookup_account",
+                    '{"account_id":"441729"}',
+                    ToolStatus.SUCCEEDED,
+                    '{"name":"Dana"}',
+                    0.012,
+                ),
+                ToolRecord("t2", "issue_refund", "{}", ToolStatus.FORBIDDEN, '{"error":"x"}'),
+            ],
         )
         await sink.turn_completed(record)
         await sink.call_ended(CallSummary(call, "caller hung up", 1, 12.5))
@@ -129,7 +140,14 @@ async def test_call_events_on_jetstream_and_state_in_redis(
     assert (done.usage.input_tokens, done.usage.output_tokens) == (120, 8)
     assert done.usage.audio_out_seconds == pytest.approx(1.5)
     assert [c.id for c in done.citations] == ["faq#1"]
-    assert [t.call.name for t in done.tool_calls] == ["lookup_account"]
+    assert [(t.call.id, t.call.name, t.status) for t in done.tool_calls] == [
+        ("t1", "lookup_account", events_pb2.TOOL_CALL_STATUS_SUCCEEDED),
+        ("t2", "issue_refund", events_pb2.TOOL_CALL_STATUS_FORBIDDEN),
+    ]
+    lookup = done.tool_calls[0]
+    assert lookup.call.arguments_json == '{"account_id":"441729"}'
+    assert lookup.result_json == '{"name":"Dana"}'
+    assert lookup.duration.ToMilliseconds() == 12
 
     check_ended(ended.decode(events_pb2.CallEnded))
     await check_state(redis_url, call)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from trunkline.gateway.core.events import Message
 from trunkline.gateway.peers.base import PeerEnv, PeerUnavailableError
 from trunkline.gateway.peers.grpc_common import PeerError
 from trunkline.gateway.peers.grpc_context import GrpcContext, retrieval_options
-from trunkline.gateway.peers.grpc_llm import GrpcLanguageModel
+from trunkline.gateway.peers.grpc_llm import GrpcLanguageModel, generate_request
 from trunkline.gateway.peers.grpc_stt import GrpcTranscriber
 from trunkline.gateway.peers.grpc_tts import GrpcSynthesizer
 from trunkline.gateway.peers.retry import RetryPolicy
@@ -27,6 +28,8 @@ from trunkline.gateway.peers.types import (
     LlmRequest,
     TextDelta,
     ToolCallRequested,
+    ToolResult,
+    ToolRound,
     Usage,
 )
 from trunkline.gateway.profile import load_profiles, parse_profile
@@ -221,7 +224,7 @@ async def test_context_block_with_stage_spans(span_recorder: SpanRecorder) -> No
     servicer = Context(response)
     async with serving(context_pb2_grpc.add_ContextServiceServicer_to_server, servicer) as chan:
         result = await GrpcContext(env(span_recorder), chan, PROFILE.retrieval).resolve(
-            CALL, "when are you open"
+            CALL, "when are you open", {"account_id": "441729"}
         )
     assert result == ContextResult(
         block="[faq#1] Open 8 to 6.",
@@ -232,6 +235,7 @@ async def test_context_block_with_stage_spans(span_recorder: SpanRecorder) -> No
     )
     request = servicer.requests[0]
     assert request.query == "when are you open"
+    assert [(e.key, e.value) for e in request.entities] == [("account_id", "441729")]
     assert request.options.top_k == 3
     assert request.options.token_budget == 300
     assert request.options.rank_mode == context_pb2.RANK_MODE_EMBEDDED
@@ -450,3 +454,45 @@ def test_the_sample_agent_loads_as_a_profile() -> None:
     assert retrieval_options(profile.retrieval).rank_mode == context_pb2.RANK_MODE_EMBEDDED
     with pytest.raises(AgentSpecError):
         parse_profile("name: x\nversion: 1\nsystem_prompt: s\ngreeting: g\ntypo_key: 1\n")
+
+
+def test_tool_rounds_follow_the_user_turn_as_assistant_calls_and_tool_results() -> None:
+    results = (ToolResult("t1", "lookup_account", '{"account_id":"7"}', '{"name":"Dana"}'),)
+    request = replace(llm_request(), tool_rounds=(ToolRound("Let me check.", results),))
+    history = generate_request(PROFILE, request).prompt.history
+    assert [m.role for m in history[-3:]] == [
+        llm_pb2.ROLE_USER,
+        llm_pb2.ROLE_ASSISTANT,
+        llm_pb2.ROLE_TOOL,
+    ]
+    asked, answer = history[-2], history[-1]
+    assert asked.content == "Let me check."
+    assert [(c.id, c.name, c.arguments_json) for c in asked.tool_calls] == [
+        ("t1", "lookup_account", '{"account_id":"7"}')
+    ]
+    assert (answer.tool_call_id, answer.tool_name, answer.content) == (
+        "t1",
+        "lookup_account",
+        '{"name":"Dana"}',
+    )
+
+
+async def test_cancelling_the_turn_task_cancels_the_generate_rpc(
+    span_recorder: SpanRecorder,
+) -> None:
+    """Speculative work dropped when speech resumes: the task is cancelled mid-stream."""
+    servicer = Llm()
+    servicer.held = True
+    async with serving(llm_pb2_grpc.add_LanguageModelServicer_to_server, servicer) as chan:
+        model = GrpcLanguageModel(env(span_recorder), chan, PROFILE)
+        first = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in model.generate(llm_request()):
+                first.set()
+
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(first.wait(), 5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait_for(servicer.cancelled.wait(), 5)

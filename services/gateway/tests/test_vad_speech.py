@@ -38,10 +38,11 @@ def true_bounds(samples: np.ndarray) -> tuple[float, float]:
     return loud[0] / RATE, loud[-1] / RATE
 
 
-def test_silero_endpointer_finds_the_speech_bounds() -> None:
+@pytest.mark.parametrize("endpoint_ms", [400, 300])  # 300: the stack's default
+def test_silero_endpointer_finds_the_speech_bounds(endpoint_ms: int) -> None:
     samples = speech()
     start, end = true_bounds(samples)
-    config = EndpointConfig()
+    config = EndpointConfig(endpoint_ms=endpoint_ms)
     endpointer = Endpointer(config)
     detector = SileroDetector()
     onset_at: float | None = None

@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import grpc
 import httpx
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
 
 from trunkline.config import ServiceSettings
+from trunkline.llm.backends import LlmMetrics
 from trunkline.llm.backends.llamacpp import smollm2_model_path
 from trunkline.llm.server import LANGUAGE_MODEL, LanguageModelService, register
 from trunkline.runtime import ServiceShell
+from trunkline.telemetry.prometheus import PrometheusReader, registry_for
 
 
 def free_port() -> int:
@@ -35,6 +38,26 @@ async def start_server(servicer: LanguageModelService) -> tuple[ServiceShell, st
     )
     port = await shell.start(lambda server: register(server, servicer))
     return shell, f"127.0.0.1:{port}"
+
+
+class Scrape:
+    """:class:`LlmMetrics` on their own MeterProvider, read as the service's ``/metrics`` is."""
+
+    def __init__(self) -> None:
+        reader = PrometheusReader()
+        self.provider = MeterProvider(metric_readers=[reader])
+        self.registry = registry_for(reader)
+        self.metrics = LlmMetrics(self.provider.get_meter("test"))
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+
+@pytest.fixture
+def scrape() -> Iterator[Scrape]:
+    recorded = Scrape()
+    yield recorded
+    recorded.provider.shutdown()
 
 
 StartLlm = Callable[[LanguageModelService], Awaitable[grpc.aio.Channel]]

@@ -5,6 +5,7 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
 from trunkline.llm.backends import (
@@ -27,6 +28,7 @@ from trunkline.llm.core import (
     ToolCallEvent,
     Usage,
 )
+from trunkline.telemetry.prometheus import PrometheusReader, registry_for
 from trunkline.testing.telemetry_fixtures import SpanRecorder
 
 pytestmark = pytest.mark.unit
@@ -46,6 +48,7 @@ class ScriptedBackend(LlmBackend):
         self.attempts = 0
         self.closed = 0
         self.blocked = asyncio.Event()
+        self.registry = CollectorRegistry()
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -69,16 +72,18 @@ class ScriptedBackend(LlmBackend):
 def backend(
     *scripts: Sequence[BackendEvent | Exception | None], **policy: float
 ) -> ScriptedBackend:
-    registry = CollectorRegistry()
-    return ScriptedBackend(
+    reader = PrometheusReader()  # read as the service's /metrics reads the OTel instruments
+    b = ScriptedBackend(
         scripts,
         policy=CallPolicy(retry_backoff_s=0.0, **policy),  # type: ignore[arg-type]
-        metrics=LlmMetrics(registry),
+        metrics=LlmMetrics(MeterProvider(metric_readers=[reader]).get_meter("test")),
     )
+    b.registry = registry_for(reader)
+    return b
 
 
-def sample(b: LlmBackend, name: str, **labels: str) -> float | None:
-    return b.metrics.registry.get_sample_value(name, {"backend": b.name, **labels})
+def sample(b: ScriptedBackend, name: str, **labels: str) -> float | None:
+    return b.registry.get_sample_value(name, {"backend": b.name, **labels})
 
 
 async def collect(b: LlmBackend) -> list[GenerationEvent]:
@@ -106,10 +111,10 @@ async def test_stream_ends_with_done_carrying_usage_reason_and_ttft(
     assert done.usage == Usage(12, 5)
     assert done.ttft_s is not None
     assert 0 <= done.ttft_s <= done.duration_s
-    assert sample(b, "trunkline_llm_tokens_total", kind="completion") == 5
-    assert sample(b, "trunkline_llm_generations_total", outcome="ok") == 1
-    assert sample(b, "trunkline_llm_tool_calls_total", status="ok") == 1
-    assert sample(b, "trunkline_llm_ttft_seconds_count") == 1
+    assert sample(b, "llm_tokens_total", kind="completion") == 5
+    assert sample(b, "llm_generations_total", outcome="ok") == 1
+    assert sample(b, "llm_tool_calls_total", status="ok") == 1
+    assert sample(b, "llm_ttft_s_count") == 1
     span = span_recorder.named("llm.generate")
     assert span.attributes is not None
     assert span.attributes["gen_ai.usage.output_tokens"] == 5
@@ -129,7 +134,7 @@ async def test_retries_are_bounded() -> None:
     b = backend([BackendUnavailableError("a")], [BackendUnavailableError("b")], retries=1)
     with pytest.raises(BackendUnavailableError, match="b"):
         await collect(b)
-    assert sample(b, "trunkline_llm_generations_total", outcome="error") == 1
+    assert sample(b, "llm_generations_total", outcome="error") == 1
 
 
 async def test_no_retry_once_text_was_streamed() -> None:
@@ -152,7 +157,7 @@ async def test_no_first_token_within_the_deadline_times_out(span_recorder: SpanR
         await collect(b)
     assert b.attempts == 2
     assert b.closed == 2
-    assert sample(b, "trunkline_llm_generations_total", outcome="timeout") == 1
+    assert sample(b, "llm_generations_total", outcome="timeout") == 1
     assert [e.name for e in span_recorder.named("llm.generate").events][:1] == ["retry"]
 
 
@@ -169,7 +174,7 @@ async def test_consumer_closing_the_stream_closes_the_backend(span_recorder: Spa
             assert event == TextDelta("a")
             break
     assert b.closed == 1
-    assert sample(b, "trunkline_llm_generations_total", outcome="cancelled") == 1
+    assert sample(b, "llm_generations_total", outcome="cancelled") == 1
     assert "cancelled" in [e.name for e in span_recorder.named("llm.generate").events]
 
 
@@ -181,10 +186,10 @@ async def test_cancelling_the_consumer_task_closes_a_blocked_backend() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert b.closed == 1
-    assert sample(b, "trunkline_llm_generations_total", outcome="cancelled") == 1
+    assert sample(b, "llm_generations_total", outcome="cancelled") == 1
 
 
 async def test_malformed_tool_call_is_counted() -> None:
     b = backend([Stop("stop")])
     b._malformed_tool_call(MalformedToolCall("{x", "not JSON"))
-    assert sample(b, "trunkline_llm_tool_calls_total", status="malformed") == 1
+    assert sample(b, "llm_tool_calls_total", status="malformed") == 1

@@ -17,9 +17,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-un
 
 from trunkline.agents import load_agent_spec
 from trunkline.llm.__main__ import prepare
-from trunkline.llm.backends.llamacpp import LlamaCppBackend, LlamaCppConfig, smollm2_model_path
+from trunkline.llm.backends.llamacpp import (
+    Job,
+    LlamaCppBackend,
+    LlamaCppConfig,
+    smollm2_model_path,
+)
 from trunkline.llm.convert import Limits
-from trunkline.llm.core import SamplingParams
 from trunkline.llm.server import LanguageModelService, ServingOptions
 from trunkline.llm.settings import LlmSettings
 from trunkline.proto.common.v1 import call_pb2
@@ -41,21 +45,14 @@ class WatchedLlama(LlamaCppBackend):
         self.ended = threading.Event()
         self.end: tuple[Any, float] | None = None
 
-    def _generate(
-        self,
-        tokens: list[int],
-        sampling: SamplingParams,
-        stops: tuple[str, ...],
-        cancel: threading.Event,
-        put: Callable[[Any], None],
-    ) -> Any:
+    def _generate(self, job: Job, cancel: threading.Event, put: Callable[[Any], None]) -> Any:
         self.ended.clear()
 
         def timed_put(item: Any) -> None:
             self.puts.append(time.perf_counter())
             put(item)
 
-        end = super()._generate(tokens, sampling, stops, cancel, timed_put)
+        end = super()._generate(job, cancel, timed_put)
         self.end = (end, time.perf_counter())
         self.ended.set()
         return end

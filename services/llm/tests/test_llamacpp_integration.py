@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from trunkline.agents import load_agent_spec
+from trunkline.llm.backends import CallPolicy
 from trunkline.llm.backends.llamacpp import LlamaCppBackend, LlamaCppConfig, smollm2_model_path
 from trunkline.llm.core import (
     ChatMessage,
@@ -28,7 +29,9 @@ SAMPLE = Path(__file__).resolve().parents[3] / "agents" / "acme-dental.yaml"
 
 @pytest_asyncio.fixture
 async def llama() -> AsyncIterator[LlamaCppBackend]:
-    backend = LlamaCppBackend(LlamaCppConfig(smollm2_model_path(), n_ctx=2048))
+    # a cold agent prompt on a loaded 2-core machine can take seconds: these are no latency tests
+    policy = CallPolicy(first_token_timeout_s=60.0, retries=0)
+    backend = LlamaCppBackend(LlamaCppConfig(smollm2_model_path(), n_ctx=2048), policy=policy)
     await backend.start()
     try:
         yield backend

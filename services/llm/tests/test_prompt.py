@@ -65,9 +65,12 @@ def test_layout_system_history_user_and_sampling() -> None:
         words,
     )
     messages = compiled.request.messages
-    assert [m.role for m in messages] == ["system", "assistant", "user", "assistant", "user"]
+    roles = [m.role for m in messages]
+    assert roles == ["system", "assistant", "user", "assistant", "system", "user"]
     assert messages[0].content.startswith("You are the Acme receptionist.")
-    assert "[1] (hours.md) Open 8 to 6." in messages[0].content
+    # the per-turn context comes after the history, so the prefix stays the same across turns
+    assert "Open 8 to 6." not in messages[0].content
+    assert "[1] (hours.md) Open 8 to 6." in messages[-2].content
     assert messages[-1] == ChatMessage("user", "When are you open?")
     assert compiled.request.sampling.max_tokens == 10
     assert compiled.request.sampling.seed == 3
@@ -129,12 +132,37 @@ def test_trimming_never_leaves_a_tool_result_without_its_call() -> None:
 def test_lowest_ranked_context_goes_when_history_cannot_make_room() -> None:
     chunks = [ContextChunk(str(i), "kb", "fact " * 30) for i in range(1, 4)]
     no_ctx = compile_prompt(prompt_from_spec(spec(budget=10_000), [], "q"), words).prompt_tokens
-    budget = no_ctx + 2 * 32 + 12
+    budget = no_ctx + 4 + 2 * 32 + 12  # the context message: its overhead, heading, 2 chunks
     compiled = compile_prompt(prompt_from_spec(spec(budget=budget), [], "q", context=chunks), words)
     assert compiled.context_kept == 2
     assert compiled.context_dropped == 1
-    assert "[2] (kb)" in compiled.request.messages[0].content
-    assert "[3]" not in compiled.request.messages[0].content
+    assert "[2] (kb)" in compiled.request.messages[-2].content
+    assert "[3]" not in compiled.request.messages[-2].content
+
+
+def test_consecutive_turns_share_everything_up_to_the_previous_turn() -> None:
+    facts = [ContextChunk("1", "kb", "Open 8 to 6.")]
+    other = [ContextChunk("1", "kb", "Whitening 299 dollars.")]
+    first = compile_prompt(
+        prompt_from_spec(spec(), history(1), "open?", context=facts), words
+    ).request.messages
+    past = [*history(1), ChatMessage("user", "open?"), ChatMessage("assistant", "8 to 6.")]
+    second = compile_prompt(
+        prompt_from_spec(spec(), past, "price?", context=other), words
+    ).request.messages
+    assert second[: len(history(1)) + 1] == first[: len(history(1)) + 1]
+
+
+def test_old_layout_keeps_the_context_inside_the_system_prompt() -> None:
+    facts = [ContextChunk("1", "kb", "Open 8 to 6.")]
+    compiled = compile_prompt(
+        prompt_from_spec(spec(), history(1), "open?", context=facts),
+        words,
+        layout="context_in_system",
+    )
+    messages = compiled.request.messages
+    assert [m.role for m in messages] == ["system", "assistant", "user", "assistant", "user"]
+    assert "[1] (kb) Open 8 to 6." in messages[0].content
 
 
 def test_budget_too_small_for_the_essentials_is_a_clear_error() -> None:

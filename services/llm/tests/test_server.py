@@ -100,14 +100,16 @@ ServeScripted = Callable[..., Awaitable[Served]]
 
 
 @pytest.fixture
-def serve(start_llm: Any) -> ServeScripted:
+def serve(start_llm: Any, scrape: Any) -> ServeScripted:
     """``await serve(script, warm=, model=, **policy)``: a server over a scripted backend."""
 
     async def start(
         script: Script = REPLY, *, warm: bool = True, model: str | None = None, **policy: Any
     ) -> Served:
         backend = ScriptedBackend(
-            script, policy=CallPolicy(retries=0, retry_backoff_s=0.0, **policy)
+            script,
+            policy=CallPolicy(retries=0, retry_backoff_s=0.0, **policy),
+            metrics=scrape.metrics,
         )
         options = ServingOptions(Limits(context_tokens=512, default_max_tokens=64), model=model)
         servicer = LanguageModelService(backend, options)
@@ -228,11 +230,12 @@ async def test_prompt_and_sampling_map_to_the_core_request(served: Served) -> No
         "user",
         "assistant",
         "tool",
+        "system",
         "user",
     ]
-    system = sent.messages[0].content
-    assert system.startswith("You are Ava.")
-    assert f"{CONTEXT_HEADING}\n[1] We open at 8 am. (faq#hours)" in system
+    assert sent.messages[0].content.startswith("You are Ava.")
+    context = sent.messages[-2].content
+    assert context == f"{CONTEXT_HEADING}\n[1] We open at 8 am. (faq#hours)"
     assert sent.messages[1].content == "Hello, this"
     assert sent.messages[3].tool_calls == (ToolCall("c1", "lookup_account", '{"account_id":"7"}'),)
     assert (sent.messages[4].tool_call_id, sent.messages[4].name) == ("c1", "lookup_account")
@@ -360,7 +363,7 @@ async def test_not_ready_until_warm_then_serving(serve: ServeScripted) -> None:
     watch.cancel()
 
 
-async def test_client_cancel_closes_the_backend_stream(serve: ServeScripted) -> None:
+async def test_client_cancel_closes_the_backend_stream(serve: ServeScripted, scrape: Any) -> None:
     s = await serve([TextDelta("a"), None])
     call = s.stub.Generate(request())
     first = await call.read()
@@ -368,9 +371,7 @@ async def test_client_cancel_closes_the_backend_stream(serve: ServeScripted) -> 
     await s.backend.blocked.wait()
     call.cancel()
     await asyncio.wait_for(s.backend.closed.wait(), 2.0)
-    sample = s.backend.metrics.registry.get_sample_value(
-        "trunkline_llm_generations_total", {"backend": "scripted", "outcome": "cancelled"}
-    )
+    sample = scrape.sample("llm_generations_total", backend="scripted", outcome="cancelled")
     assert sample == 1
 
 

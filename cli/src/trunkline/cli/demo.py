@@ -90,6 +90,27 @@ def stage_table(turns: list[HeardTurn]) -> str:
     return "\n".join(out)
 
 
+def grounding(events: list[dict[str, Any]]) -> str:
+    """Per caller turn: the live records and knowledge the context cited, and the tool calls
+    (from the ``turn.completed`` events, as JSON dicts)."""
+    lines = []
+    caller_turns = [e for e in events if e.get("callerTranscript")]
+    for i, event in enumerate(caller_turns):
+        citations = [c.get("id", "") for c in event.get("citations", [])]
+        live = [c for c in citations if ":" in c and "#" not in c]
+        lines.append(f"turn {i}: context cited {', '.join(citations) or 'nothing'}")
+        if live:
+            lines.append(f"        live records (set algebra): {', '.join(live)}")
+        for tool in event.get("toolCalls", []):
+            call = tool.get("call", {})
+            status = str(tool.get("status", "")).removeprefix("TOOL_CALL_STATUS_").lower()
+            lines.append(
+                f"        tool {call.get('name')}({call.get('argumentsJson', '')}) -> {status}: "
+                f"{tool.get('resultJson', '')[:160]}"
+            )
+    return "\n".join(lines) or "(no caller turns)"
+
+
 async def place_call(
     record: StackRecord,
     tenant_name: str,
@@ -153,6 +174,8 @@ async def _demo(record: StackRecord, settings: StackSettings, out: TextIO) -> in
     (folder / "call.json").write_text(json.dumps(data, indent=2))
     print("\n== conversation (turn.completed events)", file=out)
     print(conversation(call.turns), file=out)
+    print("\n== grounding: context citations and tool calls per caller turn", file=out)
+    print(grounding(call.events), file=out)
     print("\n== latency per caller turn (measured by the caller)", file=out)
     print(latency_table(call.result), file=out)
     print("\n== stages per turn, ms (measured by the gateway)", file=out)

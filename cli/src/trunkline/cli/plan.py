@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from trunkline.devservers.ports import RESERVED_PORTS
 
@@ -44,11 +46,23 @@ SERVICES: tuple[ServiceSpec, ...] = (
 GATEWAY_HTTP = "gateway-http"
 """The gateway's media-stream / webhook HTTP port (``ws://.../twilio/stream``)."""
 
+CRM = "crm"
+CRM_FILE = "crm.json"
+CRM_MODULE = "trunkline.cli.samplecrm"
+CRM_SPEC_ORIGIN = "http://127.0.0.1:8090"
+"""Where the agent specs in the repository say the demo CRM is (``samplecrm``'s default port).
+
+The stack starts the CRM on a free port instead, and the services read a rendered copy of the
+agent specs (``<run dir>/agents/``) in which every tool ``endpoint`` and live-source
+``base_url`` on this origin points at the CRM the stack started (:func:`rebase_agent`). The
+files in ``agents/`` stay valid as they are (tests and hand-run services read them directly)."""
+
 PORT_NAMES: tuple[str, ...] = (
     "nats",
     "nats-monitor",
     "redis",
     "otlp-sink",
+    CRM,
     GATEWAY_HTTP,
     *(f"{spec.name}" for spec in SERVICES),
     *(f"{spec.name}-metrics" for spec in SERVICES),
@@ -94,6 +108,16 @@ class AppConfig:
     after a short deadline only queues a second generation behind the first: the caller hears
     the filler meanwhile, and the turn completes when the first token comes."""
     llm_first_token_timeout_s: float = 15.0
+    endpoint_ms: int = 300
+    """Silence that ends the caller's turn (``GATEWAY_ENDPOINT_MS``): most of voice-to-voice
+    latency. 300 ms still finds one utterance in the VAD tests (``test_vad_speech.py``)."""
+    speculative_start: bool = True
+    """Start STT/context/LLM/TTS before the endpoint (``GATEWAY_SPECULATIVE_START``)..."""
+    speculate_after_ms: int = 20
+    """...after this much silence (``GATEWAY_SPECULATE_AFTER_MS``; 20: the first silent frame).
+    Work started for a pause the caller then talks through is cancelled (the LLM stream is
+    closed), but an LLM that cannot stop a prompt evaluation still spends it: a longer delay
+    trades latency for fewer wasted generations."""
 
 
 def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict[str, str]:
@@ -106,6 +130,9 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
             f"{p}AGENTS_PATH": str(app.agents_dir),
             f"{p}TENANTS_FILE": str(app.tenants_file),
             f"{p}PEER_TIMEOUT_S": str(app.peer_timeout_s),
+            f"{p}ENDPOINT_MS": str(app.endpoint_ms),
+            f"{p}SPECULATIVE_START": "true" if app.speculative_start else "false",
+            f"{p}SPECULATE_AFTER_MS": str(app.speculate_after_ms),
         }
     if spec.name == "llm":
         return {
@@ -148,3 +175,49 @@ def service_env(
     if app is not None:
         env.update(app_env(spec, ports, app))
     return env
+
+
+# -- the demo CRM -------------------------------------------------------------------------------
+
+
+def crm_data(agents_dir: Path) -> Path | None:
+    """The first ``<agent>/crm.json`` in the agents folder: the stack serves it as the CRM."""
+    found = sorted(agents_dir.glob(f"*/{CRM_FILE}"))
+    return found[0] if found else None
+
+
+def crm_argv(python: str, port: int, data: Path) -> list[str]:
+    return [python, "-m", CRM_MODULE, "--host", LOOPBACK, "--port", str(port), "--data", str(data)]
+
+
+def _rebase(url: str, old: str, new: str) -> str:
+    parts = urlsplit(url)
+    if f"{parts.scheme}://{parts.netloc}" != old:
+        return url
+    return new.rstrip("/") + url[len(old) :]
+
+
+def rebase_agent(spec: Mapping[str, Any], old_origin: str, new_origin: str) -> dict[str, Any]:
+    """A copy of one agent spec (YAML data) whose tool endpoints and live-source base URLs on
+    ``old_origin`` (``http://host:port``) are on ``new_origin`` instead; the rest unchanged."""
+    data = dict(spec)
+    tools = data.get("tools")
+    if isinstance(tools, list):
+        data["tools"] = [
+            {**t, "endpoint": _rebase(str(t["endpoint"]), old_origin, new_origin)}
+            if isinstance(t, dict) and "endpoint" in t
+            else t
+            for t in tools
+        ]
+    retrieval = data.get("retrieval")
+    if isinstance(retrieval, dict) and isinstance(retrieval.get("live_sources"), list):
+        data["retrieval"] = {
+            **retrieval,
+            "live_sources": [
+                {**s, "base_url": _rebase(str(s["base_url"]), old_origin, new_origin)}
+                if isinstance(s, dict) and "base_url" in s
+                else s
+                for s in retrieval["live_sources"]
+            ],
+        }
+    return data

@@ -10,17 +10,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
+import yaml
+
 from trunkline.cli.plan import (
+    CRM,
+    CRM_MODULE,
+    CRM_SPEC_ORIGIN,
     GATEWAY_HTTP,
     LOOPBACK,
     PORT_NAMES,
     SERVICES,
     AppConfig,
     allocate_ports,
+    crm_argv,
+    crm_data,
+    rebase_agent,
     service_env,
 )
 from trunkline.cli.record import Component, StackRecord, load, save, stack_file
@@ -41,6 +50,7 @@ from trunkline.runtime.client import DOWN, health_status
 
 SERVING = "SERVING"
 KNOWLEDGE_DB = "knowledge.db"
+RENDERED_AGENTS = "agents"
 
 
 class StackError(RuntimeError):
@@ -212,6 +222,22 @@ class _Starter:
         _wait(lambda: port_open(LOOPBACK, port), component, self.settings.start_timeout)
         return endpoint
 
+    def crm(self) -> None:
+        """The demo CRM, when the agents folder has a ``crm.json``; the services then read the
+        agent specs rendered to point at it (see ``plan.CRM_SPEC_ORIGIN``)."""
+        data = crm_data(self.app.agents_dir)
+        if data is None:
+            return
+        port = self.ports[CRM]
+        pid, log = self.spawn(CRM, crm_argv(sys.executable, port, data), {})
+        url = f"http://{LOOPBACK}:{port}"
+        component = Component(CRM, "crm", port, url, pid=pid, log=log, match=CRM_MODULE)
+        self.add(component)
+        _wait(lambda: port_open(LOOPBACK, port), component, self.settings.start_timeout)
+        rendered = self.run_dir / RENDERED_AGENTS
+        render_agents(self.app.agents_dir, rendered, CRM_SPEC_ORIGIN, url)
+        self.app = replace(self.app, agents_dir=rendered)
+
     def services(self, nats_url: str, redis_url: str, otlp: str) -> None:
         for spec in SERVICES:
             env = service_env(
@@ -232,6 +258,24 @@ class _Starter:
         await asyncio.gather(
             *(_wait_serving(c, self.settings.start_timeout) for c in pending if c is not None)
         )
+
+
+def render_agents(source: Path, target: Path, old_origin: str, new_origin: str) -> list[Path]:
+    """Copy every agent spec YAML of ``source`` to ``target`` with its URLs on ``old_origin``
+    moved to ``new_origin`` (stale copies in ``target`` removed first)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in [*target.glob("*.yaml"), *target.glob("*.yml")]:
+        stale.unlink()
+    written = []
+    for file in sorted([*source.glob("*.yaml"), *source.glob("*.yml")]):
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            data = rebase_agent(data, old_origin, new_origin)
+        out = target / file.name
+        header = f"# rendered by `trunkline stack up` from {file}; CRM at {new_origin}\n"
+        out.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        written.append(out)
+    return written
 
 
 def spawn(run_dir: Path, name: str, argv: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -303,6 +347,7 @@ def up(settings: StackSettings, out: TextIO = sys.stdout) -> int:
         nats_url = starter.nats()
         redis_url = starter.redis()
         otlp = starter.sink()
+        starter.crm()
         starter.services(nats_url, redis_url, otlp)
     except (StackError, OSError) as exc:
         print(f"stack up failed: {exc}", file=out)

@@ -40,13 +40,13 @@ class MemoryStore(ChunkStore):
     def allow(self, caller: Caller) -> None:
         self.callers[access_filter(caller)] = caller
 
-    async def _search_impl(self, vector: Vectors, expr: str, limit: int) -> list[Hit]:
+    async def _search_impl(self, vector: Vectors, expr: str, limit: int, tenant: str) -> list[Hit]:
         self.expressions.append(expr)
         caller = self.callers[expr]
         found = [
             Hit(chunk, float(vec @ vector))
             for chunk, vec in self.rows.values()
-            if visible(chunk.meta, caller)
+            if chunk.meta.tenant == tenant and visible(chunk.meta, caller)
         ]
         return sorted(found, key=lambda h: -h.similarity)[:limit]
 

@@ -185,7 +185,7 @@ class Resolver:
             out["count_out"] = expr.count(" and ") + 1
 
         with stages.stage("search", 1) as out:
-            hits = await self.store.search(vector, expr, spec.candidates)
+            hits = await self.store.search(vector, expr, spec.candidates, tenant=caller.tenant)
             out["count_out"] = len(hits)
 
         with stages.stage("dedup", len(hits)) as out:

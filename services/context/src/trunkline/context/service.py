@@ -43,6 +43,7 @@ class Backends:
                 settings.milvus_uri,
                 token=settings.milvus_token.get_secret_value(),
                 index_type=settings.index_type,
+                layout=settings.tenant_layout,
             )
         except BaseException:
             embedder.close()

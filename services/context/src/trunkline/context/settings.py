@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import ServiceSettings
+from trunkline.context.backends.tenant_layout import TenantLayout
 
 
 class ContextSettings(ServiceSettings):
@@ -27,6 +28,12 @@ class ContextSettings(ServiceSettings):
     )
     milvus_token: SecretStr = SecretStr("")
     index_type: Literal["FLAT", "HNSW"] = "FLAT"
+    tenant_layout: TenantLayout = Field(
+        default="partition",
+        description="partition: one Milvus partition per tenant (a server allows 1024 by"
+        " default); partition_key: tenant as partition key (any number of tenants on a server,"
+        " but Milvus Lite then scans every row). Applies when the database is created.",
+    )
 
     agents_dir: Path | None = Field(
         default=None, description="agent spec YAML files; their retrieval settings apply"

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 
+import httpx
 from aiohttp import web
 from opentelemetry import metrics, trace
 from redis.asyncio import Redis
@@ -50,6 +51,7 @@ async def main() -> None:
         tts=channel(settings.tts_addr, settings),
     )
     calls = LiveCalls()
+    http = httpx.AsyncClient()  # tool calls; one pool for every call
     bus_task = asyncio.ensure_future(Bus.connect(settings.nats_url, name="gateway"))
     runner: list[web.AppRunner] = []
 
@@ -66,6 +68,7 @@ async def main() -> None:
             tracer=tracer,
             metrics=gateway_metrics,
             calls=calls,
+            http=http,
         )
         sock = socket.create_server((settings.http_host, settings.http_port))
         port = sock.getsockname()[1]
@@ -108,6 +111,7 @@ async def main() -> None:
             await (await bus_task).close()
         await channels.close()
         await redis.aclose()
+        await http.aclose()
 
     servicer = GatewayAdminService(calls)
     await serve(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import httpx
 import yaml
 from opentelemetry.trace import Tracer
 
@@ -30,6 +31,7 @@ from trunkline.gateway.profile import AgentProfile
 from trunkline.gateway.records import CallSink
 from trunkline.gateway.session import CallSession, SessionConfig
 from trunkline.gateway.settings import GatewaySettings, TenantConfig
+from trunkline.gateway.tools import HttpToolRunner, ToolExecutor, tool_book
 from trunkline.gateway.transports.base import CallStart
 from trunkline.gateway.transports.websocket import MediaStreamTransport
 from trunkline.gateway.vad import SileroDetector
@@ -83,7 +85,10 @@ class Gateway:
         tracer: Tracer,
         metrics: GatewayMetrics | None = None,
         calls: LiveCalls | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
+        """``http`` is the client tool calls go out on (owned by the caller, who closes it);
+        without one, tool calls are decided but none is run (they fail with a clear result)."""
         self.settings = settings
         self.profiles = profiles
         self.sink = sink
@@ -95,6 +100,7 @@ class Gateway:
         self.fillers = FillerCache(clock)
         self._env = PeerEnv(clock, tracer, metrics)
         self._policy = RetryPolicy(timeout_s=settings.peer_timeout_s)
+        self._tool_runner = HttpToolRunner(http) if http is not None else None
 
     def peers(self, profile: AgentProfile) -> Peers:
         env, policy, ch = self._env, self._policy, self.channels
@@ -105,10 +111,20 @@ class Gateway:
             tts=GrpcSynthesizer(env, ch.tts, profile.voice, policy),
         )
 
+    def tools(self, profile: AgentProfile) -> ToolExecutor | None:
+        if self._tool_runner is None:
+            return None
+        book = tool_book(profile, self.settings.max_tool_rounds)
+        return ToolExecutor(
+            book, self._tool_runner, clock=self.clock, tracer=self.tracer, metrics=self.metrics
+        )
+
     def session_config(self, profile: AgentProfile) -> SessionConfig:
-        endpoint = EndpointConfig(endpoint_ms=self.settings.endpoint_ms)
+        settings = self.settings
+        endpoint = EndpointConfig(endpoint_ms=settings.endpoint_ms)
+        speculate = settings.speculate_after_ms if settings.speculative_start else None
         return SessionConfig(
-            turn=TurnConfig(endpoint=endpoint),
+            turn=TurnConfig(endpoint=endpoint, speculate_after_ms=speculate),
             greeting=profile.greeting,
             filler_text=profile.filler_text,
             apology_text=profile.apology_text,
@@ -138,6 +154,8 @@ class Gateway:
             metrics=self.metrics,
             fillers=self.fillers,
             config=self.session_config(profile),
+            tools=self.tools(profile),
+            entity_names=profile.retrieval.entity_names,
         )
         self.calls.add(session)
         try:

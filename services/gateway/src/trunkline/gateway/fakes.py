@@ -7,7 +7,7 @@ tracing run exactly as in production.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from trunkline.gateway.core.events import Message, State
@@ -81,10 +81,14 @@ class FakeContext(ContextSource):
         self.result = result or ContextResult()
         self.outage = Outage()
         self.queries: list[str] = []
+        self.entities: list[dict[str, str]] = []
 
-    async def _resolve(self, call: CallInfo, query: str) -> ContextResult:
+    async def _resolve(
+        self, call: CallInfo, query: str, entities: Mapping[str, str]
+    ) -> ContextResult:
         self.outage.check()
         self.queries.append(query)
+        self.entities.append(dict(entities))
         return self.result
 
 

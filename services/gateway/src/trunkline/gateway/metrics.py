@@ -40,6 +40,10 @@ class GatewayMetrics:
             "gateway.transport.bad_messages",
             description="Malformed or unknown transport messages, per transport and reason",
         )
+        self.tool_calls = meter.create_counter(
+            "gateway.tool.calls",
+            description="Tool calls by tool and status (succeeded, failed, forbidden, ...)",
+        )
         self.calls = meter.create_up_down_counter("gateway.calls.active", description="Live calls")
 
     def observe_stage(self, stage: str, seconds: float) -> None:

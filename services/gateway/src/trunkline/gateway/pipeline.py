@@ -8,30 +8,37 @@ cancels the peer streams. Peer deadlines and retries live in the peer ABCs.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 
 from opentelemetry.trace import Tracer
 
 from trunkline.gateway.core.clauses import ClauseSplitter, split_text
 from trunkline.gateway.core.clock import Clock
+from trunkline.gateway.core.entities import extract_entities
 from trunkline.gateway.core.events import Event, ReplyAudio, StartWork, TranscriptReady, WorkDone
+from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.peers.base import ContextSource, LanguageModel, Synthesizer, Transcriber
 from trunkline.gateway.peers.types import (
     CallInfo,
     LlmRequest,
     TextDelta,
     ToolCallRequested,
+    ToolResult,
+    ToolRound,
     Usage,
 )
-from trunkline.gateway.records import TurnRecord
+from trunkline.gateway.records import ToolRecord, TurnRecord
+from trunkline.gateway.tools.executor import ToolExecutor
 
 log = logging.getLogger(__name__)
 PCM_BYTES_PER_S = 32000  # 16 kHz PCM16
 
 Emit = Callable[[Event], None]
+Committed = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,8 @@ class TurnPipeline:
         tracer: Tracer,
         greeting: str,
         min_clause_words: int = 3,
+        tools: ToolExecutor | None = None,
+        entity_names: tuple[str, ...] = (),
     ) -> None:
         self.peers = peers
         self.call = call
@@ -59,8 +68,19 @@ class TurnPipeline:
         self.tracer = tracer
         self.greeting = greeting
         self.min_clause_words = min_clause_words
+        self.tools = tools
+        self.entity_names = entity_names
+        self.entities: dict[str, str] = {}  # call state for the context service's live sources
 
-    async def run(self, work: StartWork, record: TurnRecord, emit: Emit) -> None:
+    async def run(
+        self,
+        work: StartWork,
+        record: TurnRecord,
+        emit: Emit,
+        committed: Committed | None = None,
+    ) -> None:
+        """``committed`` returns once the turn is committed (speculative work); tools with
+        side effects wait for it."""
         record.caller_audio_s = len(work.audio) / PCM_BYTES_PER_S
         if work.greeting:
             record.generated_text = self.greeting
@@ -75,8 +95,9 @@ class TurnPipeline:
         if not text:
             emit(WorkDone(work.turn_id))
             return
+        self.entities.update(extract_entities(text, self.entity_names))
         started = self.clock.now()
-        context = await self.peers.context.resolve(self.call, text)
+        context = await self.peers.context.resolve(self.call, text, self.entities)
         record.stage_s["context"] = self.clock.now() - started
         record.retrieval_confidence = context.confidence
         record.citations = context.citations
@@ -87,41 +108,94 @@ class TurnPipeline:
             await self._speak(work.turn_id, clauses, record, emit)
         else:
             request = LlmRequest(self.call, text, work.history, context)
-            await self._speak(work.turn_id, self._generate(request, record), record, emit)
+            await self._speak(
+                work.turn_id, self._generate(request, record, committed), record, emit
+            )
         emit(WorkDone(work.turn_id))
 
-    async def _generate(self, request: LlmRequest, record: TurnRecord) -> AsyncIterator[str]:
+    async def _generate(
+        self, request: LlmRequest, record: TurnRecord, committed: Committed | None
+    ) -> AsyncIterator[str]:
+        """The reply's clauses. A round that ends in tool calls runs them through the tool
+        executor and generates again with the results, at most the executor's round limit."""
         splitter = ClauseSplitter(self.min_clause_words)
         started = self.clock.now()
-        wall_started = time.time_ns()
-        first = True
-        async for event in self.peers.llm.generate(request):
-            match event:
-                case TextDelta(text=delta):
-                    if first:
-                        record.stage_s["llm_ttft"] = self.clock.now() - started
-                        first = False
-                    record.generated_text += delta
-                    for clause in splitter.push(delta):
-                        yield clause
-                case ToolCallRequested(name=name, arguments_json=args):
-                    record.tool_calls.append(name)
-                    with self.tracer.start_as_current_span("tool") as span:
-                        span.set_attribute("tool.name", name)
-                        span.set_attribute("tool.arguments", args[:512])
-                        span.set_attribute("tool.executed", False)
-                    log.warning("tool call %s not executed: the gateway has no tool executor", name)
-                case Usage():
-                    record.prompt_tokens += event.prompt_tokens
-                    record.completion_tokens += event.completion_tokens
-                    if event.prompt_compile_s is not None:
-                        record.stage_s["prompt_compile"] = event.prompt_compile_s
-                        end = wall_started + int(event.prompt_compile_s * 1e9)
-                        span = self.tracer.start_span("prompt_compile", start_time=wall_started)
-                        span.end(end_time=end)
+        rounds: list[ToolRound] = []
+        while True:
+            text = ""
+            calls: list[ToolCallRequested] = []
+            turn_request = replace(request, tool_rounds=tuple(rounds))
+            round_started_ns = time.time_ns()
+            async for event in self.peers.llm.generate(turn_request):
+                match event:
+                    case TextDelta(text=delta):
+                        if "llm_ttft" not in record.stage_s:
+                            record.stage_s["llm_ttft"] = self.clock.now() - started
+                        text += delta
+                        record.generated_text += delta
+                        for clause in splitter.push(delta):
+                            yield clause
+                    case ToolCallRequested():
+                        calls.append(event)
+                    case Usage():
+                        self._usage(event, record, round_started_ns)
+            if not calls:
+                break
+            results = await self._run_tools(calls, len(rounds), record, committed)
+            if not results:
+                break
+            rounds.append(ToolRound(text, results))
         record.stage_s["llm"] = self.clock.now() - started
         for clause in splitter.flush():
             yield clause
+
+    async def _run_tools(
+        self,
+        calls: list[ToolCallRequested],
+        rounds_done: int,
+        record: TurnRecord,
+        committed: Committed | None,
+    ) -> tuple[ToolResult, ...]:
+        """Run one round's calls in order; empty when no further generation round may follow."""
+        results: list[ToolResult] = []
+        for call in calls:
+            call_id = call.call_id or f"call_{record.turn_id}_{len(record.tool_calls) + 1}"
+            request = replace(call, call_id=call_id)
+            if self.tools is None:
+                log.warning(
+                    "tool call %s not executed: this gateway has no tool executor", call.name
+                )
+                tool = ToolRecord(call_id, call.name, call.arguments_json, ToolStatus.UNKNOWN, "")
+            else:
+                tool = await self.tools.execute(self.call, request, rounds_done, committed)
+            record.tool_calls.append(tool)
+            if tool.status is ToolStatus.SUCCEEDED:
+                self._remember_arguments(call.arguments_json)
+            record.stage_s["tools"] = record.stage_s.get("tools", 0.0) + tool.duration_s
+            results.append(ToolResult(call_id, call.name, call.arguments_json, tool.result_json))
+        if self.tools is None or not self.tools.may_continue(rounds_done):
+            return ()
+        return tuple(results)
+
+    def _remember_arguments(self, arguments_json: str) -> None:
+        """A tool that ran with an entity as argument (``account_id``) sets it for the call."""
+        arguments = json.loads(arguments_json or "{}")  # valid: the executor checked it
+        for name in self.entity_names:
+            value = arguments.get(name)
+            if isinstance(value, str | int) and str(value):
+                self.entities[name] = str(value)
+
+    def _usage(self, usage: Usage, record: TurnRecord, round_started_ns: int) -> None:
+        record.prompt_tokens += usage.prompt_tokens
+        record.completion_tokens += usage.completion_tokens
+        if usage.prompt_compile_s is not None:
+            record.stage_s["prompt_compile"] = (
+                record.stage_s.get("prompt_compile", 0.0) + usage.prompt_compile_s
+            )
+            # The LLM service reports a duration, spent first thing after the request.
+            end = round_started_ns + int(usage.prompt_compile_s * 1e9)
+            span = self.tracer.start_span("prompt_compile", start_time=round_started_ns)
+            span.end(end_time=end)
 
     async def _speak(
         self, turn_id: int, clauses: AsyncIterator[str], record: TurnRecord, emit: Emit

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from trunkline.agents import AgentSpec, AgentSpecError, load_agent_spec, parse_agent_spec
+from trunkline.gateway.core.entities import entity_names
 
 
 class _Lenient(BaseModel):
@@ -48,10 +49,19 @@ class ToolProfile(_Lenient):
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     allowed_roles: tuple[str, ...] = ("*",)
+    endpoint: str = ""
+    risk: str = "low"
+    timeout_s: float = Field(default=3.0, gt=0.0)
 
     @property
     def parameters_json(self) -> str:
         return json.dumps(self.parameters, separators=(",", ":"), sort_keys=True)
+
+
+class LiveSourceProfile(_Lenient):
+    name: str
+    base_url: str = ""
+    path: str = ""
 
 
 class RetrievalProfile(_Lenient):
@@ -59,6 +69,12 @@ class RetrievalProfile(_Lenient):
     rank_mode: str = ""
     token_budget: int = Field(default=0, ge=0)
     data_sources: tuple[str, ...] = ()
+    live_sources: tuple[LiveSourceProfile, ...] = ()
+
+    @property
+    def entity_names(self) -> tuple[str, ...]:
+        """Call-state entities the context service's live sources need (their placeholders)."""
+        return entity_names(s.path for s in self.live_sources)
 
 
 class EscalationProfile(_Lenient):

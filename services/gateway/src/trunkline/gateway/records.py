@@ -7,7 +7,20 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from trunkline.gateway.core.events import Message, State
+from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.peers.types import CallInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRecord:
+    """One tool call of a turn and what became of it (the result as the model got it)."""
+
+    call_id: str
+    name: str
+    arguments_json: str
+    status: ToolStatus
+    result_json: str
+    duration_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -29,7 +42,7 @@ class TurnRecord:
     cached: bool = False
     retrieval_confidence: float = 0.0
     citations: tuple[str, ...] = ()
-    tool_calls: list[str] = field(default_factory=list)
+    tool_calls: list[ToolRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

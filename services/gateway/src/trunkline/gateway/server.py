@@ -56,7 +56,7 @@ def turn(index: int, record: TurnRecord) -> admin_pb2.Turn:
             timing_pb2.StageTiming(stage=STAGE_NAMES.get(name, name), duration=duration(value))
             for name, value in record.stage_s.items()
         ],
-        tool_names=record.tool_calls,
+        tool_names=[tool.name for tool in record.tool_calls],
     )
     if record.voice_to_voice_s is not None:
         message.response_time.CopyFrom(duration(record.voice_to_voice_s))

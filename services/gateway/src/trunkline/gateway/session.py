@@ -45,6 +45,7 @@ from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.types import CallInfo
 from trunkline.gateway.pipeline import Peers, TurnPipeline
 from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
+from trunkline.gateway.tools import ToolExecutor
 from trunkline.gateway.transports.base import AudioIn, Hangup, MarkEcho, Transport
 from trunkline.gateway.vad import SpeechDetector
 
@@ -74,6 +75,7 @@ class _Work:
     span: Span
     record: TurnRecord
     endpointing: Span | None
+    committed: asyncio.Event
 
 
 class CallSession:
@@ -90,6 +92,8 @@ class CallSession:
         metrics: GatewayMetrics | None = None,
         fillers: FillerCache | None = None,
         config: SessionConfig | None = None,
+        tools: ToolExecutor | None = None,
+        entity_names: tuple[str, ...] = (),
     ) -> None:
         self.call = call
         self.transport = transport
@@ -109,6 +113,8 @@ class CallSession:
             tracer=tracer,
             greeting=self.config.greeting,
             min_clause_words=self.config.min_clause_words,
+            tools=tools,
+            entity_names=entity_names,
         )
         self.turns: list[TurnRecord] = []
         self._inbox: asyncio.Queue[Event | AudioIn | MarkEcho | Hangup | _WorkFailed] = (
@@ -228,6 +234,7 @@ class CallSession:
             case TurnCommitted(turn_id=turn_id, last_voice_at=last, committed_at=at):
                 work = self._work.get(turn_id)
                 if work is not None:
+                    work.committed.set()
                     work.record.stage_s["endpointing"] = at - last
                     if work.endpointing is not None:
                         work.endpointing.end()
@@ -275,13 +282,21 @@ class CallSession:
         if not work.greeting:
             endpointing = self.tracer.start_span("endpointing", trace.set_span_in_context(span))
         record = TurnRecord(self.call, work.turn_id, greeting=work.greeting)
+        committed = asyncio.Event()
+        if not work.speculative:
+            committed.set()
         with trace.use_span(span, end_on_exit=False):
-            task = asyncio.create_task(self._run_work(work, record))
-        self._work[work.turn_id] = _Work(task, span, record, endpointing)
+            task = asyncio.create_task(self._run_work(work, record, committed))
+        self._work[work.turn_id] = _Work(task, span, record, endpointing, committed)
 
-    async def _run_work(self, work: StartWork, record: TurnRecord) -> None:
+    async def _run_work(
+        self, work: StartWork, record: TurnRecord, committed: asyncio.Event
+    ) -> None:
+        async def wait_committed() -> None:
+            await committed.wait()
+
         try:
-            await self.pipeline.run(work, record, self._inbox.put_nowait)
+            await self.pipeline.run(work, record, self._inbox.put_nowait, wait_committed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -1,11 +1,26 @@
-"""Settings of the gateway process (env ``GATEWAY_*``)."""
+"""Settings of the gateway process (env ``GATEWAY_*``).
+
+Latency knobs (voice-to-voice = last voiced caller frame -> first reply frame sent):
+
+- ``GATEWAY_ENDPOINT_MS`` (400; the local stack uses 300): silence that ends the caller's turn.
+  Reply audio is held until then, so it is the floor of voice-to-voice latency. Shorter answers
+  sooner but splits utterances at longer pauses (the caller then "continues" and the turn is
+  redone with the whole utterance).
+- ``GATEWAY_SPECULATIVE_START`` (true) and ``GATEWAY_SPECULATE_AFTER_MS`` (20: the first silent
+  frame): the turn's work (STT final, context, LLM, TTS) starts during the pause, so by the
+  endpoint the reply is often ready. If the caller speaks again first, the work is cancelled on
+  that frame: its task is cancelled, which closes the LLM and TTS gRPC streams (the servers see
+  the RPC cancelled). Off, the work starts at the endpoint.
+- ``GATEWAY_MAX_TOOL_ROUNDS`` (2): generation rounds with tool results per turn.
+"""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import PeerAddress, ServiceSettings
@@ -48,7 +63,30 @@ class GatewaySettings(ServiceSettings):
     gateway_id: str = Field(default_factory=socket.gethostname, description="pod name")
     state_ttl_seconds: int = Field(default=6 * 3600, gt=0)
     peer_timeout_s: float = Field(default=2.0, gt=0, description="per attempt / between items")
-    endpoint_ms: int = Field(default=400, ge=20, description="silence that ends a turn")
+    endpoint_ms: int = Field(
+        default=400,
+        ge=20,
+        description="silence (ms) that ends the caller's turn; most of voice-to-voice latency",
+    )
+    speculative_start: bool = Field(
+        default=True,
+        description="start STT/context/LLM/TTS during the pause, before the endpoint; the work "
+        "is cancelled (the LLM stream closed) if the caller goes on",
+    )
+    speculate_after_ms: int = Field(
+        default=20,
+        ge=20,
+        description="silence (ms) before speculative work starts; 20: the first silent frame",
+    )
+    max_tool_rounds: int = Field(
+        default=2, ge=1, le=8, description="generation rounds with tool results per turn"
+    )
+
+    @model_validator(mode="after")
+    def _speculation_before_endpoint(self) -> Self:
+        if self.speculative_start and self.speculate_after_ms >= self.endpoint_ms:
+            raise ValueError("speculate_after_ms must be below endpoint_ms")
+        return self
 
     @property
     def peer_addrs(self) -> dict[str, str]:

@@ -18,9 +18,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from trunkline.bus import BusBase
 from trunkline.bus.streams import EVENTS, event_subject
 from trunkline.gateway.core.events import Message, State
+from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.peers.grpc_common import call_context
 from trunkline.gateway.peers.types import CallInfo
-from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
+from trunkline.gateway.records import CallSink, CallSummary, ToolRecord, TurnRecord
 from trunkline.proto.common.v1 import call_pb2, timing_pb2, tool_pb2, usage_pb2
 from trunkline.proto.events.v1 import events_pb2
 from trunkline.state import CallNotFoundError, CallState, CallStateStoreBase, Turn, Updater
@@ -33,6 +34,18 @@ STAGE_NAMES = {
     "llm_ttft": "llm.time_to_first_token",
     "llm": "llm.total",
     "tts_ttfa": "tts.time_to_first_audio",
+    "tools": "tools.total",
+}
+TOOL_STATUSES = {
+    ToolStatus.SUCCEEDED: events_pb2.TOOL_CALL_STATUS_SUCCEEDED,
+    ToolStatus.FAILED: events_pb2.TOOL_CALL_STATUS_FAILED,
+    ToolStatus.FORBIDDEN: events_pb2.TOOL_CALL_STATUS_FORBIDDEN,
+    ToolStatus.UNKNOWN: events_pb2.TOOL_CALL_STATUS_FAILED,
+    ToolStatus.INVALID: events_pb2.TOOL_CALL_STATUS_FAILED,
+    # Not run: no approval was given (the contract has no "pending" status yet; the result
+    # JSON says "needs_approval").
+    ToolStatus.NEEDS_APPROVAL: events_pb2.TOOL_CALL_STATUS_DENIED,
+    ToolStatus.ROUND_LIMIT: events_pb2.TOOL_CALL_STATUS_FAILED,
 }
 TRANSPORTS = {
     "twilio": call_pb2.TRANSPORT_TWILIO,
@@ -54,6 +67,15 @@ def end_reason(reason: str) -> events_pb2.EndReason.ValueType:
     if reason.startswith("handed off"):
         return events_pb2.END_REASON_TRANSFERRED
     return events_pb2.END_REASON_CALLER_HANGUP
+
+
+def tool_call_record(tool: ToolRecord) -> events_pb2.ToolCallRecord:
+    return events_pb2.ToolCallRecord(
+        call=tool_pb2.ToolCall(id=tool.call_id, name=tool.name, arguments_json=tool.arguments_json),
+        status=TOOL_STATUSES[tool.status],
+        duration=duration(tool.duration_s),
+        result_json=tool.result_json,
+    )
 
 
 def duration(seconds: float) -> Duration:
@@ -152,10 +174,7 @@ class EventSink(CallSink):
             usage=usage,
             cache_hit=record.cached,
             retrieval_confidence=record.retrieval_confidence,
-            tool_calls=[
-                events_pb2.ToolCallRecord(call=tool_pb2.ToolCall(name=name))
-                for name in record.tool_calls
-            ],
+            tool_calls=[tool_call_record(tool) for tool in record.tool_calls],
         )
         if record.voice_to_voice_s is not None:
             event.response_time.CopyFrom(duration(record.voice_to_voice_s))

@@ -41,6 +41,7 @@ async def main() -> None:
             context_tokens=settings.context_size, default_max_tokens=settings.default_max_tokens
         ),
         model=served_model(settings),
+        layout=settings.prompt_layout,
     )
     servicer = LanguageModelService(build_backend(settings), options)
     loading = Connecting(lambda: prepare(settings, servicer), name="llm-model")

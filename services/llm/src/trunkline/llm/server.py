@@ -39,6 +39,7 @@ from trunkline.llm.core import (
     CompiledPrompt,
     Done,
     PromptBudgetError,
+    PromptLayout,
     TextDelta,
     ToolCallEvent,
     compile_prompt,
@@ -64,6 +65,7 @@ class ServingOptions:
 
     limits: Limits
     model: str | None = None
+    layout: PromptLayout = "stable_prefix"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
                     self.backend.count_tokens,
                     tool_mode=self.backend.tool_mode,
                     message_overhead=self.backend.message_overhead,
+                    layout=self.options.layout,
                 )
                 if parts.user_text is None and compiled.history_kept == 0:
                     raise PromptBudgetError(

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import ServiceSettings
+from trunkline.llm.core.prompt import PromptLayout
 
 
 class LlmSettings(ServiceSettings):
@@ -43,15 +44,33 @@ class LlmSettings(ServiceSettings):
 
     # llamacpp (embedded)
     model_path: Path | None = Field(default=None, description="GGUF file; None: bundled SmolLM2")
-    threads: int = Field(default=2, ge=1, le=256)
+    threads: int = Field(default=1, ge=1, le=256, description="threads generating tokens")
+    threads_batch: int | None = Field(
+        default=2, ge=1, le=256, description="threads evaluating prompts; unset: threads"
+    )
     batch_size: int = Field(default=256, ge=8)
+    eval_chunk_tokens: int = Field(
+        default=32,
+        ge=0,
+        description="prompt tokens evaluated between cancel checks; 0: whole prompt at once",
+    )
+    prefix_states: int = Field(
+        default=4, ge=0, description="agents whose stable-prefix KV state is kept in memory"
+    )
+    prompt_layout: PromptLayout = Field(
+        default="stable_prefix",
+        description="stable_prefix: context block after the history (prefix-cache friendly); "
+        "context_in_system: the old layout, for comparison",
+    )
 
     # openai
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: SecretStr | None = None
     openai_connect_timeout_s: float = Field(default=2.0, gt=0)
 
-    @field_validator("model", "agents_dir", "model_path", "openai_api_key", mode="before")
+    @field_validator(
+        "model", "agents_dir", "model_path", "openai_api_key", "threads_batch", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

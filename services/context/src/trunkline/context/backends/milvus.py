@@ -1,7 +1,9 @@
 """Milvus backends: chunk store, tenant registry and semantic cache in one database.
 
 ``uri`` is a Milvus Lite file path (embedded default) or a Milvus server URL (production): the
-same code. Tenant is the partition key of every collection; all filters are search expressions.
+same code. Tenants are laid out per :mod:`~trunkline.context.backends.tenant_layout`: a partition
+per tenant selected in each request (default), or tenant as the partition key. Either way every
+filter is a search expression that also names the tenant.
 Writes are flushed before they return (unflushed search is ~30x slower in Milvus Lite).
 Calls run on one worker thread per database handle: the client is not shared across threads.
 """
@@ -20,6 +22,7 @@ from pymilvus import DataType, MilvusClient
 from trunkline.context.backends.embedder import DIM, Vectors
 from trunkline.context.backends.guarded import CallPolicy
 from trunkline.context.backends.store import AnswerCache, ChunkStore, SourceInfo, TenantInfo
+from trunkline.context.backends.tenant_layout import TenantLayout, tenant_partition
 from trunkline.context.core.cache_policy import CacheScope, entry_id
 from trunkline.context.core.filters import check_ident, decode_roles, encode_roles
 from trunkline.context.core.types import CachedAnswer, ChunkMeta, Hit, StoredChunk
@@ -41,8 +44,17 @@ def _q(value: str) -> str:
     return json.dumps(value)
 
 
+class LayoutMismatchError(ValueError):
+    """The database was created with another tenant layout than the one asked for."""
+
+
 class MilvusDatabase:
-    """One Milvus client (Lite file or server) and the worker thread all its calls run on."""
+    """One Milvus client (Lite file or server) and the worker thread all its calls run on.
+
+    ``layout`` applies when the collections are created; an existing database keeps its own
+    (``None``: use it, whatever it is; a different explicit layout raises
+    :class:`LayoutMismatchError` rather than reading an empty layout).
+    """
 
     def __init__(
         self,
@@ -50,18 +62,51 @@ class MilvusDatabase:
         token: str = "",
         index_type: IndexType = "FLAT",
         tenant_cache_s: float = 5.0,
+        layout: TenantLayout | None = None,
     ) -> None:
         self.client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
         self.index_type = index_type
         self.tenant_cache_s = tenant_cache_s
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="milvus")
-        self._ensure_collections()
+        self._known_partitions: set[tuple[str, str]] = set()
+        try:
+            self.layout: TenantLayout = self._choose_layout(layout)
+            self._ensure_collections()
+        except BaseException:
+            self.close()
+            raise
 
     def warm(self) -> None:
         """One search per searched collection, so the first real request pays no cold start."""
         probe = [[1.0] + [0.0] * (DIM - 1)]
         for name in (CHUNKS, ANSWERS):
             self.client.search(name, data=probe, filter='tenant == ""', limit=1)
+
+    def read_partitions(self, collection: str, tenant: str) -> list[str] | None:
+        """``partition_names`` for a read of ``tenant``'s rows; None when it has none here.
+
+        ``[]`` (the whole collection) in the partition-key layout, where the server prunes
+        by the expression. Runs on the worker thread.
+        """
+        if self.layout == "partition_key":
+            return []
+        name = tenant_partition(tenant)
+        if (collection, name) not in self._known_partitions:
+            if not self.client.has_partition(collection, name):
+                return None  # not cached: another process may create it later
+            self._known_partitions.add((collection, name))
+        return [name]
+
+    def write_partition(self, collection: str, tenant: str) -> str:
+        """The ``partition_name`` a write of ``tenant``'s rows goes to, created if missing."""
+        if self.layout == "partition_key":
+            return ""
+        name = tenant_partition(tenant)
+        if (collection, name) not in self._known_partitions:
+            if not self.client.has_partition(collection, name):
+                self.client.create_partition(collection, name)
+            self._known_partitions.add((collection, name))
+        return name
 
     async def run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
@@ -83,12 +128,35 @@ class MilvusDatabase:
             index.add_index(field_name=field, index_type="FLAT", metric_type="COSINE")
         return index
 
+    def _existing_layout(self, name: str) -> TenantLayout | None:
+        if not self.client.has_collection(name):
+            return None
+        fields = self.client.describe_collection(name)["fields"]
+        keyed = any(f["name"] == "tenant" and f.get("is_partition_key") for f in fields)
+        return "partition_key" if keyed else "partition"
+
+    def _choose_layout(self, wanted: TenantLayout | None) -> TenantLayout:
+        found = {n: self._existing_layout(n) for n in (CHUNKS, ANSWERS)}
+        existing = {layout for layout in found.values() if layout is not None}
+        if len(existing) > 1:
+            raise LayoutMismatchError(f"collections disagree on the tenant layout: {found}")
+        if existing:
+            (have,) = existing
+            if wanted is not None and wanted != have:
+                raise LayoutMismatchError(
+                    f"the database was created with tenant layout {have!r}, not {wanted!r}:"
+                    f" set CONTEXT_TENANT_LAYOUT={have} or ingest into a new database"
+                )
+            return have
+        return wanted or "partition"
+
     def _ensure_collections(self) -> None:
         c = self.client
+        keyed = self.layout == "partition_key"
         if not c.has_collection(CHUNKS):
             s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             s.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=64)
-            s.add_field("tenant", DataType.VARCHAR, max_length=64, is_partition_key=True)
+            s.add_field("tenant", DataType.VARCHAR, max_length=64, is_partition_key=keyed)
             s.add_field("source", DataType.VARCHAR, max_length=512)
             s.add_field("section", DataType.VARCHAR, max_length=512)
             s.add_field("text", DataType.VARCHAR, max_length=16384)
@@ -113,7 +181,7 @@ class MilvusDatabase:
         if not c.has_collection(ANSWERS):
             s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             s.add_field("answer_id", DataType.VARCHAR, is_primary=True, max_length=64)
-            s.add_field("tenant", DataType.VARCHAR, max_length=64, is_partition_key=True)
+            s.add_field("tenant", DataType.VARCHAR, max_length=64, is_partition_key=keyed)
             s.add_field("agent", DataType.VARCHAR, max_length=64)
             s.add_field("kb_version", DataType.INT64)
             s.add_field("expires_at", DataType.INT64)
@@ -171,14 +239,21 @@ class MilvusChunkStore(ChunkStore):
         self.db = db
         self._tenants: dict[str, tuple[float, TenantInfo]] = {}
 
-    async def _search_impl(self, vector: Vectors, expr: str, limit: int) -> list[Hit]:
+    async def _search_impl(self, vector: Vectors, expr: str, limit: int, tenant: str) -> list[Hit]:
+        # The scope tenant joins the caller's expression in both layouts: a mismatch finds nothing.
+        scoped = f"tenant == {_q(check_ident('tenant', tenant))} and ({expr})"
+
         def call() -> list[Hit]:
+            partitions = self.db.read_partitions(CHUNKS, tenant)
+            if partitions is None:
+                return []
             result = self.db.client.search(
                 CHUNKS,
                 data=[vector.tolist()],
-                filter=expr,
+                filter=scoped,
                 limit=limit,
                 output_fields=_CHUNK_FIELDS,
+                partition_names=partitions,
                 search_params={"metric_type": "COSINE", "params": {"ef": max(64, limit * 2)}},
             )
             hits = result[0] if result else []
@@ -189,13 +264,19 @@ class MilvusChunkStore(ChunkStore):
         return await self.db.run(call)
 
     async def _upsert_impl(self, chunks: Sequence[StoredChunk], vectors: Vectors) -> int:
-        rows = [_chunk_row(c, v) for c, v in zip(chunks, vectors, strict=True)]
+        by_tenant: dict[str, list[dict[str, Any]]] = {}
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            by_tenant.setdefault(chunk.meta.tenant, []).append(_chunk_row(chunk, vector))
 
         def call() -> int:
-            for start in range(0, len(rows), 1000):
-                self.db.client.upsert(CHUNKS, rows[start : start + 1000])
+            for tenant, rows in by_tenant.items():
+                partition = self.db.write_partition(CHUNKS, tenant)
+                for start in range(0, len(rows), 1000):
+                    self.db.client.upsert(
+                        CHUNKS, rows[start : start + 1000], partition_name=partition
+                    )
             self.db.client.flush(CHUNKS)
-            return len(rows)
+            return len(chunks)
 
         return await self.db.run(call)
 
@@ -203,9 +284,16 @@ class MilvusChunkStore(ChunkStore):
         where = f"tenant == {_q(check_ident('tenant', tenant))}"
 
         def call() -> dict[str, int]:
+            partitions = self.db.read_partitions(CHUNKS, tenant)
+            if partitions is None:
+                return dict.fromkeys(sources, 0)
             counts = {
                 source: _delete_count(
-                    self.db.client.delete(CHUNKS, filter=f"{where} and source == {_q(source)}")
+                    self.db.client.delete(
+                        CHUNKS,
+                        filter=f"{where} and source == {_q(source)}",
+                        partition_name=partitions[0] if partitions else None,
+                    )
                 )
                 for source in sources
             }
@@ -219,11 +307,15 @@ class MilvusChunkStore(ChunkStore):
 
         def call() -> list[SourceInfo]:
             found: dict[str, list[Any]] = {}
+            partitions = self.db.read_partitions(CHUNKS, tenant)
+            if partitions is None:
+                return []
             iterator = self.db.client.query_iterator(
                 CHUNKS,
                 filter=expr,
                 output_fields=["source", "doc_hash", "kb_version"],
                 batch_size=1000,
+                partition_names=partitions,
             )
             try:
                 while batch := iterator.next():
@@ -241,7 +333,16 @@ class MilvusChunkStore(ChunkStore):
         expr = f"tenant == {_q(check_ident('tenant', tenant))} and source == {_q(source)}"
 
         def call() -> str | None:
-            rows = self.db.client.query(CHUNKS, filter=expr, output_fields=["doc_hash"], limit=1)
+            partitions = self.db.read_partitions(CHUNKS, tenant)
+            if partitions is None:
+                return None
+            rows = self.db.client.query(
+                CHUNKS,
+                filter=expr,
+                output_fields=["doc_hash"],
+                limit=1,
+                partition_names=partitions,
+            )
             return str(rows[0]["doc_hash"]) if rows else None
 
         return await self.db.run(call)
@@ -307,12 +408,16 @@ class MilvusAnswerCache(AnswerCache):
         )
 
         def call() -> CachedAnswer | None:
+            partitions = self.db.read_partitions(ANSWERS, scope.tenant)
+            if partitions is None:
+                return None
             result = self.db.client.search(
                 ANSWERS,
                 data=[vector.tolist()],
                 filter=expr,
                 limit=1,
                 output_fields=["answer_id", "query", "answer", "citations"],
+                partition_names=partitions,
                 search_params={"metric_type": "COSINE"},
             )
             if not result or not result[0]:
@@ -355,7 +460,8 @@ class MilvusAnswerCache(AnswerCache):
         }
 
         def call() -> None:
-            self.db.client.upsert(ANSWERS, [row])
+            partition = self.db.write_partition(ANSWERS, scope.tenant)
+            self.db.client.upsert(ANSWERS, [row], partition_name=partition)
             self.db.client.flush(ANSWERS)
 
         await self.db.run(call)
@@ -364,7 +470,12 @@ class MilvusAnswerCache(AnswerCache):
         expr = f"tenant == {_q(check_ident('tenant', tenant))}"
 
         def call() -> int:
-            result = self.db.client.delete(ANSWERS, filter=expr)
+            partitions = self.db.read_partitions(ANSWERS, tenant)
+            if partitions is None:
+                return 0
+            result = self.db.client.delete(
+                ANSWERS, filter=expr, partition_name=partitions[0] if partitions else None
+            )
             self.db.client.flush(ANSWERS)
             return _delete_count(result)
 

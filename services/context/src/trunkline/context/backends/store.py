@@ -38,10 +38,14 @@ class ChunkStore(ABC):
     def __init__(self, policy: CallPolicy | None = None) -> None:
         self.policy = policy or CallPolicy(timeout_s=10.0, retries=1)
 
-    async def search(self, vector: Vectors, expr: str, limit: int) -> list[Hit]:
-        """The ``limit`` nearest chunks satisfying ``expr`` (evaluated inside the search)."""
+    async def search(self, vector: Vectors, expr: str, limit: int, *, tenant: str) -> list[Hit]:
+        """The ``limit`` nearest chunks of ``tenant`` satisfying ``expr`` (inside the search).
+
+        ``tenant`` selects where the store looks (its partition, where the store has one);
+        ``expr`` names the tenant too, so a mismatch between them finds nothing.
+        """
         return await guarded(
-            self.policy, "store.search", lambda: self._search_impl(vector, expr, limit)
+            self.policy, "store.search", lambda: self._search_impl(vector, expr, limit, tenant)
         )
 
     async def upsert(self, chunks: Sequence[StoredChunk], vectors: Vectors) -> int:
@@ -83,7 +87,9 @@ class ChunkStore(ABC):
         )
 
     @abstractmethod
-    async def _search_impl(self, vector: Vectors, expr: str, limit: int) -> list[Hit]: ...
+    async def _search_impl(
+        self, vector: Vectors, expr: str, limit: int, tenant: str
+    ) -> list[Hit]: ...
 
     @abstractmethod
     async def _upsert_impl(self, chunks: Sequence[StoredChunk], vectors: Vectors) -> int: ...

@@ -61,6 +61,11 @@ class Endpointer:
         """Voiced duration of the current utterance."""
         return self._speech_frames * FRAME_MS
 
+    @property
+    def silence_ms(self) -> int:
+        """Silence so far in the current pause (0 outside a pause)."""
+        return self._silent_frames * FRAME_MS if self.phase is Phase.PAUSE else 0
+
     def reset(self) -> None:
         self.phase = Phase.SILENCE
         self._onset_run = 0

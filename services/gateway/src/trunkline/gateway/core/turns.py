@@ -1,7 +1,9 @@
 """The turn state machine: listening → thinking → speaking (→ handed-off), driven by events.
 
-Speculative start: at the caller's first silent frame the turn's work starts (STT final, context,
-LLM, TTS); if speech resumes before the endpoint the work is cancelled and the utterance goes on.
+Speculative start: after ``speculate_after_ms`` of silence (default: the caller's first silent
+frame) the turn's work starts (STT final, context, LLM, TTS); if speech resumes before the
+endpoint the work is cancelled at once and the utterance goes on. ``speculate_after_ms=None``
+turns speculation off: the work starts at the endpoint.
 Reply audio is held until the endpoint commits the turn. Barge-in: caller speech onset while the
 agent speaks stops outbound audio on that very frame, clears the transport, cancels the work and
 keeps only what the caller heard in the history. When the committed turn has produced no audio
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from trunkline.gateway.core.endpointing import EndpointConfig, Endpointer, Phase, Signal
+from trunkline.gateway.core.endpointing import FRAME_MS, EndpointConfig, Endpointer, Phase, Signal
 from trunkline.gateway.core.events import (
     Action,
     CancelWork,
@@ -43,12 +45,22 @@ from trunkline.gateway.core.playback import FRAME_BYTES, Playback
 @dataclass(frozen=True, slots=True)
 class TurnConfig:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    speculate_after_ms: int | None = FRAME_MS  # silence before speculative work; None: off
     preroll_frames: int = 10  # audio kept from before the speech onset (200 ms)
     lead_frames: int = 3  # frames sent ahead of real time to the transport
     filler_after_s: float = 1.5
     filler_repeat_s: float = 5.0
     mark_grace_frames: int = 50  # without marks, a turn ends 1 s after its audio should have played
     max_history: int = 40
+
+    def __post_init__(self) -> None:
+        if self.speculate_after_ms is not None and not (
+            FRAME_MS <= self.speculate_after_ms < self.endpoint.endpoint_ms
+        ):
+            raise ValueError(
+                f"speculate_after_ms must be None or in [{FRAME_MS}, endpoint_ms) "
+                f"(got {self.speculate_after_ms}, endpoint_ms {self.endpoint.endpoint_ms})"
+            )
 
 
 @dataclass(slots=True)
@@ -159,8 +171,9 @@ class TurnMachine:
 
         if signal is Signal.PAUSE:
             self._pause_at = now
+        if signal in (Signal.PAUSE, Signal.NONE) and self._should_speculate():
             self._start_work(speculative=True, actions=actions)
-        elif signal is Signal.RESUME:
+        if signal is Signal.RESUME:
             if self._turn is not None and not self._turn.committed:
                 actions.append(CancelWork(self._turn.id, "speech resumed"))
                 actions.append(TurnDropped(self._turn.id, "speech resumed"))
@@ -170,6 +183,15 @@ class TurnMachine:
             self._commit(now, actions)
 
         self._tick(now, actions)
+
+    def _should_speculate(self) -> bool:
+        after = self.config.speculate_after_ms
+        return (
+            after is not None
+            and self._turn is None
+            and self._endpointer.phase is Phase.PAUSE
+            and self._endpointer.silence_ms >= after
+        )
 
     def _on_speech_start(self, frame: InboundFrame, actions: list[Action]) -> None:
         turn = self._turn

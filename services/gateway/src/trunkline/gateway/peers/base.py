@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -146,11 +146,17 @@ class ContextSource(Peer):
 
     stage = "context"
 
-    async def resolve(self, call: CallInfo, query: str) -> ContextResult:
-        return await self._unary(lambda: self._resolve(call, query))
+    async def resolve(
+        self, call: CallInfo, query: str, entities: Mapping[str, str] | None = None
+    ) -> ContextResult:
+        """``entities``: call-state values the live sources need (``account_id`` ...)."""
+        state = dict(entities or {})
+        return await self._unary(lambda: self._resolve(call, query, state))
 
     @abstractmethod
-    async def _resolve(self, call: CallInfo, query: str) -> ContextResult: ...
+    async def _resolve(
+        self, call: CallInfo, query: str, entities: Mapping[str, str]
+    ) -> ContextResult: ...
 
 
 class LanguageModel(Peer):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import grpc
 from opentelemetry import trace
@@ -52,9 +53,14 @@ class GrpcContext(ContextSource):
         self._stub = context_pb2_grpc.ContextServiceStub(channel)
         self._options = retrieval_options(retrieval or RetrievalProfile())
 
-    async def _resolve(self, call: CallInfo, query: str) -> ContextResult:
+    async def _resolve(
+        self, call: CallInfo, query: str, entities: Mapping[str, str]
+    ) -> ContextResult:
         request = context_pb2.ResolveRequest(
-            context=call_context(call), query=query, options=self._options
+            context=call_context(call),
+            query=query,
+            options=self._options,
+            entities=[context_pb2.Entity(key=k, value=v) for k, v in sorted(entities.items())],
         )
         sent_ns = time.time_ns()
         try:

@@ -21,10 +21,11 @@ from trunkline.gateway.peers.types import (
     LlmRequest,
     TextDelta,
     ToolCallRequested,
+    ToolRound,
     Usage,
 )
 from trunkline.gateway.profile import AgentProfile
-from trunkline.proto.common.v1 import knowledge_pb2
+from trunkline.proto.common.v1 import knowledge_pb2, tool_pb2
 from trunkline.proto.llm.v1 import llm_pb2, llm_pb2_grpc
 
 
@@ -47,9 +48,29 @@ def sampling_params(profile: AgentProfile) -> llm_pb2.SamplingParams:
     return params
 
 
+def tool_round_messages(tool_round: ToolRound) -> list[llm_pb2.ChatMessage]:
+    """The assistant message that asked for the tools, then one ROLE_TOOL message per result."""
+    calls = [
+        tool_pb2.ToolCall(id=r.call_id, name=r.name, arguments_json=r.arguments_json)
+        for r in tool_round.results
+    ]
+    messages = [
+        llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=tool_round.text, tool_calls=calls)
+    ]
+    messages += [
+        llm_pb2.ChatMessage(
+            role=llm_pb2.ROLE_TOOL, content=r.result_json, tool_call_id=r.call_id, tool_name=r.name
+        )
+        for r in tool_round.results
+    ]
+    return messages
+
+
 def generate_request(profile: AgentProfile, request: LlmRequest) -> llm_pb2.GenerateRequest:
     history = [chat_message(m) for m in request.history]
     history.append(llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=request.user_text))
+    for tool_round in request.tool_rounds:
+        history += tool_round_messages(tool_round)
     context = request.context
     block = knowledge_pb2.ContextBlock(
         text=context.block,

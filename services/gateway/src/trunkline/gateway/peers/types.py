@@ -29,11 +29,30 @@ class ContextResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolResult:
+    """A tool call the model made and the result it gets back (JSON text)."""
+
+    call_id: str
+    name: str
+    arguments_json: str
+    result_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRound:
+    """One generation round that ended in tool calls: what the model said, then the results."""
+
+    text: str
+    results: tuple[ToolResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class LlmRequest:
     call: CallInfo
     user_text: str
     history: tuple[Message, ...]
     context: ContextResult = field(default_factory=ContextResult)
+    tool_rounds: tuple[ToolRound, ...] = ()  # earlier rounds of this turn, oldest first
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,8 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import ClassVar
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from trunkline.llm.core.prompt import ToolMode
 from trunkline.llm.core.tool_protocol import MalformedToolCall
@@ -36,6 +35,7 @@ from trunkline.llm.core.types import (
 log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+_RATE_BUCKETS = (5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 150.0, 200.0, 400.0, 800.0)
 
 
 class LlmError(Exception):
@@ -59,48 +59,38 @@ class CallPolicy:
 
 
 class LlmMetrics:
-    """Prometheus instruments of the LLM stage, registered in the registry given."""
+    """OpenTelemetry instruments of the LLM stage; ``setup_telemetry``'s global MeterProvider
+    serves them on the process's ``/metrics`` (``llm_ttft_s``, ``llm_generations_total``, ...)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.ttft = Histogram(
-            "trunkline_llm_ttft_seconds",
-            "Request start to first text or tool call.",
-            ["backend"],
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
+    def __init__(self, meter: metrics.Meter | None = None) -> None:
+        meter = meter or metrics.get_meter("trunkline.llm")
+        self.ttft = meter.create_histogram(
+            "llm.ttft",
+            unit="s",
+            description="Request start to first text or tool call.",
+            explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
         )
-        self.duration = Histogram(
-            "trunkline_llm_generation_seconds",
-            "Whole generation, request start to end of stream.",
-            ["backend"],
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
+        self.duration = meter.create_histogram(
+            "llm.generation.duration",
+            unit="s",
+            description="Whole generation, request start to end of stream.",
+            explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
         )
-        self.tokens_per_second = Histogram(
-            "trunkline_llm_tokens_per_second",
-            "Completion tokens per second after the first token.",
-            ["backend"],
-            buckets=(5, 10, 20, 40, 60, 80, 100, 150, 200, 400, 800),
-            registry=registry,
+        self.tokens_per_second = meter.create_histogram(
+            "llm.tokens_per_second",
+            description="Completion tokens per second after the first token.",
+            explicit_bucket_boundaries_advisory=_RATE_BUCKETS,
         )
-        self.tokens = Counter(
-            "trunkline_llm_tokens",
-            "Tokens used, by kind (prompt, completion).",
-            ["backend", "kind"],
-            registry=registry,
+        self.tokens = meter.create_counter(
+            "llm.tokens",
+            description="Tokens by kind: prompt, prompt_cached (reused unevaluated), completion.",
         )
-        self.generations = Counter(
-            "trunkline_llm_generations",
-            "Generations by outcome (ok, cancelled, timeout, error).",
-            ["backend", "outcome"],
-            registry=registry,
+        self.generations = meter.create_counter(
+            "llm.generations", description="Generations by outcome (ok, cancelled, timeout, error)."
         )
-        self.tool_calls = Counter(
-            "trunkline_llm_tool_calls",
-            "Tool calls parsed from model output, by status (ok, malformed).",
-            ["backend", "status"],
-            registry=registry,
+        self.tool_calls = meter.create_counter(
+            "llm.tool_calls",
+            description="Tool calls parsed from model output, by status (ok, malformed).",
         )
 
 
@@ -119,7 +109,7 @@ class LlmBackend(ABC):
         tracer: Tracer | None = None,
     ) -> None:
         self.policy = policy or CallPolicy()
-        self.metrics = metrics or LlmMetrics(CollectorRegistry())
+        self.metrics = metrics or LlmMetrics()
         self._tracer = tracer or trace.get_tracer("trunkline.llm")
 
     async def start(self) -> None:  # noqa: B027 - optional hook
@@ -143,7 +133,7 @@ class LlmBackend(ABC):
     def _malformed_tool_call(self, item: MalformedToolCall) -> None:
         """Record a tool call the model botched; it is neither spoken nor executed."""
         log.warning("llm: dropped malformed tool call (%s): %.200r", item.reason, item.raw)
-        self.metrics.tool_calls.labels(self.name, "malformed").inc()
+        self.metrics.tool_calls.add(1, {"backend": self.name, "status": "malformed"})
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
         """Stream text deltas and tool calls, then one :class:`Done` with usage and TTFT."""
@@ -178,7 +168,7 @@ class LlmBackend(ABC):
             span.set_status(Status(StatusCode.ERROR, str(exc)))
             raise
         finally:
-            self.metrics.generations.labels(self.name, outcome).inc()
+            self.metrics.generations.add(1, {"backend": self.name, "outcome": outcome})
             span.set_attribute("llm.outcome", outcome)
             span.end()
 
@@ -235,11 +225,11 @@ class LlmBackend(ABC):
                     continue
                 if ttft is None:
                     ttft = time.perf_counter() - started
-                    self.metrics.ttft.labels(self.name).observe(ttft)
+                    self.metrics.ttft.record(ttft, {"backend": self.name})
                     span.add_event("first_token")
                     span.set_attribute("llm.ttft_ms", round(ttft * 1000, 2))
                 if isinstance(event, ToolCallEvent):
-                    self.metrics.tool_calls.labels(self.name, "ok").inc()
+                    self.metrics.tool_calls.add(1, {"backend": self.name, "status": "ok"})
                 completion_events += 1
                 yield event
         duration = time.perf_counter() - started
@@ -249,16 +239,19 @@ class LlmBackend(ABC):
     def _observe_end(
         self, span: Span, usage: Usage | None, ttft: float | None, duration: float, reason: str
     ) -> None:
-        self.metrics.duration.labels(self.name).observe(duration)
+        self.metrics.duration.record(duration, {"backend": self.name})
         span.set_attribute("llm.finish_reason", reason)
         if usage is None:
             return
-        self.metrics.tokens.labels(self.name, "prompt").inc(usage.prompt_tokens)
-        self.metrics.tokens.labels(self.name, "completion").inc(usage.completion_tokens)
+        tokens = self.metrics.tokens
+        tokens.add(usage.prompt_tokens, {"backend": self.name, "kind": "prompt"})
+        tokens.add(usage.cached_prompt_tokens, {"backend": self.name, "kind": "prompt_cached"})
+        tokens.add(usage.completion_tokens, {"backend": self.name, "kind": "completion"})
         span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+        span.set_attribute("llm.prompt_tokens_cached", usage.cached_prompt_tokens)
         span.set_attribute("llm.usage_estimated", usage.estimated)
         if ttft is not None and usage.completion_tokens > 1 and duration > ttft:
             rate = (usage.completion_tokens - 1) / (duration - ttft)
-            self.metrics.tokens_per_second.labels(self.name).observe(rate)
+            self.metrics.tokens_per_second.record(rate, {"backend": self.name})
             span.set_attribute("llm.tokens_per_second", round(rate, 1))

@@ -40,7 +40,10 @@ def build_backend(settings: LlmSettings, metrics: LlmMetrics | None = None) -> L
         model_path=path,
         n_ctx=settings.context_size,
         n_threads=settings.threads,
+        n_threads_batch=settings.threads_batch,
         n_batch=settings.batch_size,
+        eval_chunk=settings.eval_chunk_tokens,
+        prefix_states=settings.prefix_states,
     )
     return LlamaCppBackend(llama, policy=policy, metrics=metrics)
 

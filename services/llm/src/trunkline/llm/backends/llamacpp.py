@@ -1,8 +1,19 @@
 """Embedded CPU backend: llama.cpp (``llama-cpp-python``) with a GGUF chat model.
 
-Generation runs token by token in one worker thread (a ``Llama`` is not thread-safe, so
-generations queue); the thread checks a cancel flag between tokens, so closing the stream stops
-the model within one token. Tool calls use the text protocol of
+One worker thread runs the model (a ``Llama`` is not thread-safe, so generations queue). The
+worker is cheap to cancel at every step, because the gateway starts generations speculatively
+and drops most of them:
+
+- a request cancelled while still queued never evaluates a token (it is dropped unstarted);
+- the prompt is evaluated in chunks of ``eval_chunk`` tokens with the cancel flag checked
+  between chunks, so a cancel frees the worker within one chunk;
+- generation checks the flag between tokens.
+
+Prompt reuse: the tokens still in the KV cache that the new prompt starts with are not
+evaluated again (llama.cpp keeps one sequence), and the KV state of each agent's stable prefix
+(its system message: prompt and tool instructions) is saved after it is first evaluated and
+restored when another agent's call has taken the cache meanwhile (``prefix_states`` of them, least
+recently used go first). Tool calls use the text protocol of
 :mod:`trunkline.llm.core.tool_protocol`; after the first complete call generation stops.
 """
 
@@ -10,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import ctypes
 import importlib.util
 import threading
 import uuid
@@ -20,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from trunkline.llm.backends.base import LlmBackend
+from trunkline.llm.backends.prefix_states import PrefixStates, common_prefix
 from trunkline.llm.core.tool_protocol import (
     MalformedToolCall,
     ToolCallStreamParser,
@@ -33,6 +46,9 @@ from trunkline.llm.core.types import (
     ToolCallEvent,
     Usage,
 )
+
+MIN_SAVED_PREFIX = 32
+"""Shorter stable prefixes are cheaper to evaluate than to save and restore."""
 
 
 def smollm2_model_path() -> Path:
@@ -49,19 +65,44 @@ def smollm2_model_path() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class LlamaCppConfig:
+    """``eval_chunk``: prompt tokens evaluated between cancel checks; 0 evaluates the whole
+    prompt in one call (the old path: not cancellable until the first token).
+    ``prefix_states``: agents' stable-prefix KV states kept in memory; 0 keeps none.
+    ``n_threads``: threads generating tokens; ``n_threads_batch``: threads evaluating prompts
+    (None: ``n_threads``). On 2 shared cores one token of SmolLM2 takes as long on one thread as
+    on two, while prompts evaluate up to ~1.7x faster on two (``python -m benchmarks.llm``), and
+    one generating thread leaves a core to TTS, which runs alongside."""
+
     model_path: Path
     n_ctx: int = 2048
-    n_threads: int = 2
+    n_threads: int = 1
+    n_threads_batch: int | None = 2
     n_batch: int = 256
+    eval_chunk: int = 32
+    prefix_states: int = 4
 
 
 @dataclass(frozen=True, slots=True)
-class _End:
+class Job:
+    """One generation for the worker. ``stable``: tokens of the prompt's stable prefix (the
+    system message), whose KV state is worth keeping."""
+
+    tokens: list[int]
+    stable: int
+    sampling: SamplingParams
+    stops: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """How the worker finished. ``reused``: prompt tokens not evaluated (cache or saved state)."""
+
     completion_tokens: int
     reason: str
+    reused: int = 0
 
 
-_Item = str | _End | BaseException
+_Item = str | End | BaseException
 
 
 class LlamaCppBackend(LlmBackend):
@@ -76,6 +117,7 @@ class LlamaCppBackend(LlmBackend):
         self._format: Callable[[list[dict[str, str]]], str] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._load_lock = asyncio.Lock()
+        self._states = PrefixStates(config.prefix_states)
 
     @property
     def loaded(self) -> bool:
@@ -90,6 +132,10 @@ class LlamaCppBackend(LlmBackend):
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self._executor, self._load)
 
+    async def wait_idle(self) -> None:
+        """Return once every job queued before this call has left the worker."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, _nothing)
+
     def _load(self) -> None:
         from llama_cpp import Llama  # noqa: PLC0415 - the SDK loads only when this backend does
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
@@ -100,6 +146,7 @@ class LlamaCppBackend(LlmBackend):
             model_path=str(self.config.model_path),
             n_ctx=self.config.n_ctx,
             n_threads=self.config.n_threads,
+            n_threads_batch=self.config.n_threads_batch or self.config.n_threads,
             n_batch=self.config.n_batch,
             verbose=False,
         )
@@ -119,6 +166,7 @@ class LlamaCppBackend(LlmBackend):
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._states.clear()
         llm, self._llm = self._llm, None
         if llm is not None:
             llm.close()
@@ -128,26 +176,42 @@ class LlamaCppBackend(LlmBackend):
             raise RuntimeError("llamacpp backend is not started")
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    async def _impl(self, request: GenerationRequest) -> AsyncGenerator[BackendEvent, None]:
+    def _tokens(self, text: str) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def _job(self, request: GenerationRequest) -> Job:
         if self._llm is None or self._format is None:
             raise RuntimeError("llamacpp backend is not started")
         messages = [
             {"role": m.role, "content": m.content} for m in to_text_protocol(request.messages)
         ]
-        prompt = self._format(messages)
-        tokens: list[int] = self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-        stops = tuple(s for s in request.sampling.stop if s)
+        tokens = self._tokens(self._format(messages))
+        stable = 0
+        if self.config.prefix_states and len(messages) > 1:
+            stable = self._stable_prefix(messages[0], tokens)
+        return Job(tokens, stable, request.sampling, tuple(s for s in request.sampling.stop if s))
 
+    def _stable_prefix(self, system: dict[str, str], tokens: list[int]) -> int:
+        """Tokens of the first message up to where the next message's role starts, the same
+        whatever that role is (so a warm-up turn and a call's first turn share the key)."""
+        assert self._format is not None
+        probes = [
+            self._tokens(self._format([system, {"role": role, "content": ""}]))
+            for role in ("user", "assistant")
+        ]
+        return min(common_prefix(probes[0], probes[1]), common_prefix(probes[0], tokens))
+
+    async def _impl(self, request: GenerationRequest) -> AsyncGenerator[BackendEvent, None]:
+        job = self._job(request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         cancel = threading.Event()
+        started = threading.Event()
 
         def put(item: _Item) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        work = loop.run_in_executor(
-            self._executor, self._worker, tokens, request.sampling, stops, cancel, put
-        )
+        work = loop.run_in_executor(self._executor, self._worker, job, cancel, started, put)
         known = {t.name for t in request.tools} if request.tools else None
         parser = ToolCallStreamParser(
             new_id=lambda: f"call_{uuid.uuid4().hex[:12]}", known_tools=known
@@ -158,7 +222,7 @@ class LlamaCppBackend(LlmBackend):
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
-                parsed = parser.finish() if isinstance(item, _End) else parser.feed(item)
+                parsed = parser.finish() if isinstance(item, End) else parser.feed(item)
                 for entry in parsed:
                     if isinstance(entry, MalformedToolCall):
                         self._malformed_tool_call(entry)
@@ -168,49 +232,107 @@ class LlamaCppBackend(LlmBackend):
                     yield entry
                     if called:
                         break
-                if isinstance(item, _End) or called:
+                if isinstance(item, End) or called:
                     break
             cancel.set()
-            end = item if isinstance(item, _End) else await self._drain(queue)
-            yield Usage(prompt_tokens=len(tokens), completion_tokens=end.completion_tokens)
+            end = item if isinstance(item, End) else await self._drain(queue)
+            yield Usage(
+                prompt_tokens=len(job.tokens),
+                completion_tokens=end.completion_tokens,
+                cached_prompt_tokens=end.reused,
+            )
             yield Stop("tool_calls" if called else end.reason)
         finally:
             cancel.set()
-            await work
+            if started.is_set():
+                await work  # a running job stops within one prompt chunk or one token
+            else:
+                work.cancel()  # still queued: dropped unstarted (or it sees the flag at once)
 
     @staticmethod
-    async def _drain(queue: asyncio.Queue[_Item]) -> _End:
+    async def _drain(queue: asyncio.Queue[_Item]) -> End:
         while True:
             item = await queue.get()
-            if isinstance(item, _End):
+            if isinstance(item, End):
                 return item
             if isinstance(item, BaseException):
                 raise item
 
     def _worker(
         self,
-        tokens: list[int],
-        sampling: SamplingParams,
-        stops: tuple[str, ...],
+        job: Job,
         cancel: threading.Event,
+        started: threading.Event,
         put: Callable[[_Item], None],
     ) -> None:
+        started.set()
         try:
-            put(self._generate(tokens, sampling, stops, cancel, put))
+            put(self._generate(job, cancel, put))
         except Exception as exc:  # handed to the consumer, raised there
             put(exc)
 
-    def _generate(
-        self,
-        tokens: list[int],
-        sampling: SamplingParams,
-        stops: tuple[str, ...],
-        cancel: threading.Event,
-        put: Callable[[_Item], None],
-    ) -> _End:
+    def _eval_chunk(self, tokens: list[int]) -> None:
+        """Evaluate one chunk of prompt tokens after the ones already in the KV cache."""
+        self._llm.eval(tokens)
+
+    def _prepare(self, job: Job, cancel: threading.Event) -> int | None:
+        """Bring the KV cache to all prompt tokens but the last (``generate`` evaluates that one
+        and samples); return how many were reused, or None when cancelled part-way."""
+        llm = self._llm
+        tokens = job.tokens
+        last = len(tokens) - 1
+        reused = min(common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens), last)
+        key = tuple(tokens[: job.stable]) if job.stable >= MIN_SAVED_PREFIX else None
+        if key is not None and reused < job.stable:
+            saved = self._states.get(key)
+            if saved is not None:  # a failed restore leaves the cache empty
+                reused = job.stable if self._restore(saved, key) else 0
+        llm.n_tokens = reused  # the next eval drops whatever the cache holds past this
+        if not self.config.eval_chunk:
+            return reused  # old path: ``generate`` evaluates the rest in one call
+        position = reused
+        while position < last:
+            if cancel.is_set():
+                return None
+            end = min(position + self.config.eval_chunk, last)
+            if key is not None and position < job.stable < end:
+                end = job.stable  # stop at the stable prefix to save its state
+            self._eval_chunk(tokens[position:end])
+            position = end
+            if key is not None and position == job.stable and key not in self._states:
+                self._states.put(key, self._save())
+        return reused
+
+    def _save(self) -> bytes:
+        import llama_cpp  # noqa: PLC0415
+
+        ctx = self._llm.ctx
+        size = int(llama_cpp.llama_state_seq_get_size(ctx, 0))
+        buffer = (ctypes.c_uint8 * size)()
+        written = int(llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0))
+        return ctypes.string_at(buffer, written)
+
+    def _restore(self, saved: bytes, tokens: tuple[int, ...]) -> bool:
+        import llama_cpp  # noqa: PLC0415
+
+        llm = self._llm
+        llm.n_tokens = 0
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), 0, -1, -1)
+        buffer = (ctypes.c_uint8 * len(saved)).from_buffer_copy(saved)
+        if int(llama_cpp.llama_state_seq_set_data(llm.ctx, buffer, len(saved), 0)) == 0:
+            return False
+        llm.input_ids[: len(tokens)] = tokens
+        llm.n_tokens = len(tokens)
+        return True
+
+    def _generate(self, job: Job, cancel: threading.Event, put: Callable[[_Item], None]) -> End:
         llm = self._llm
         if cancel.is_set():
-            return _End(0, "cancelled")
+            return End(0, "cancelled")
+        reused = self._prepare(job, cancel)
+        if reused is None:
+            return End(0, "cancelled")
+        sampling, stops = job.sampling, job.stops
         if sampling.seed is not None:
             llm.set_seed(sampling.seed)
         eos = llm.token_eos()
@@ -220,12 +342,12 @@ class LlamaCppBackend(LlmBackend):
         produced = 0
         reason = "length"
         generator = llm.generate(
-            tokens, temp=sampling.temperature, top_p=sampling.top_p, repeat_penalty=1.1
+            job.tokens, temp=sampling.temperature, top_p=sampling.top_p, repeat_penalty=1.1
         )
         try:
             for token in generator:
                 if cancel.is_set():
-                    return _End(produced, "cancelled")
+                    return End(produced, "cancelled", reused)
                 piece = llm.detokenize([token], special=False)
                 if token == eos or (not piece and llm.detokenize([token], special=True)):
                     reason = "stop"  # end of generation or another control token
@@ -247,4 +369,8 @@ class LlamaCppBackend(LlmBackend):
         pending += decoder.decode(b"", final=True)
         if pending and not cancel.is_set():
             put(pending)
-        return _End(produced, reason)
+        return End(produced, reason, reused)
+
+
+def _nothing() -> None:
+    return None

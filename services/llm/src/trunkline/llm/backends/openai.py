@@ -200,9 +200,12 @@ class OpenAIBackend(LlmBackend):
                         break
                     chunk = _decode(data)
                     if chunk.get("usage"):
+                        reported = chunk["usage"]
+                        details = reported.get("prompt_tokens_details") or {}
                         usage = Usage(
-                            prompt_tokens=int(chunk["usage"].get("prompt_tokens", 0)),
-                            completion_tokens=int(chunk["usage"].get("completion_tokens", 0)),
+                            prompt_tokens=int(reported.get("prompt_tokens", 0)),
+                            completion_tokens=int(reported.get("completion_tokens", 0)),
+                            cached_prompt_tokens=int(details.get("cached_tokens") or 0),
                         )
                     for choice in chunk.get("choices") or []:
                         delta = choice.get("delta") or {}

@@ -3,6 +3,13 @@
 Pure: tokens are counted with the function the backend supplies (its own tokenizer). When the
 prompt does not fit the budget, the oldest history goes first, then the lowest-ranked context
 chunks; the system prompt and the new user turn are never cut.
+
+Layout (``stable_prefix``, the default): what stays the same across the turns of a call comes
+first (system prompt and tool instructions, then the history), what changes every turn last (the
+context block as a system message, then the new user turn), so a backend's prefix cache (llama.cpp,
+vLLM) reuses everything up to the previous turn. ``context_in_system`` is the old layout (context
+block inside the first system message), kept for benchmarks: it re-evaluates the whole history
+every turn.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ from trunkline.llm.core.types import ChatMessage, GenerationRequest, SamplingPar
 
 ToolMode = Literal["native", "text"]
 """native: tools go as API tool schemas; text: the prompt teaches the ``<tool_call>`` protocol."""
+
+PromptLayout = Literal["stable_prefix", "context_in_system"]
+"""Where the per-turn context block goes (see the module docstring)."""
 
 CountTokens = Callable[[str], int]
 
@@ -100,16 +110,25 @@ def render_context(chunks: Sequence[ContextChunk]) -> str:
     return "\n".join(lines)
 
 
-def _system_text(data: PromptParts, mode: ToolMode, ctx: str) -> str:
-    tools = data.tools
+def _context_text(data: PromptParts, chunks: Sequence[ContextChunk]) -> str:
+    parts = [data.context_text.strip(), render_context(chunks)]
+    return "\n\n".join(p for p in parts if p)
+
+
+def _head(
+    data: PromptParts, mode: ToolMode, layout: PromptLayout, context: str
+) -> tuple[ChatMessage, ChatMessage | None]:
+    """The first system message and the context message (None: no context, or inside the
+    system message)."""
     parts = [data.system_prompt.strip()]
-    if mode == "text" and tools:
-        parts.append(render_tool_instructions(tools))
-    if data.context_text.strip():
-        parts.append(data.context_text.strip())
-    if ctx:
-        parts.append(ctx)
-    return "\n\n".join(parts)
+    if mode == "text" and data.tools:
+        parts.append(render_tool_instructions(data.tools))
+    if layout == "context_in_system" and context:
+        parts.append(context)
+    system = ChatMessage(role="system", content="\n\n".join(parts))
+    if layout == "stable_prefix" and context:
+        return system, ChatMessage(role="system", content=context)
+    return system, None
 
 
 def compile_prompt(
@@ -118,6 +137,7 @@ def compile_prompt(
     *,
     tool_mode: ToolMode = "native",
     message_overhead: int = 4,
+    layout: PromptLayout = "stable_prefix",
 ) -> CompiledPrompt:
     """Build the generation request for one turn within ``data.max_prompt_tokens``.
 
@@ -151,11 +171,10 @@ def compile_prompt(
 
     chunks = list(data.context)
     while True:
-        system = ChatMessage(
-            role="system",
-            content=_system_text(data, tool_mode, render_context(chunks)),
-        )
+        system, context = _head(data, tool_mode, layout, _context_text(data, chunks))
         fixed = cost(system) + tail_cost + native_tool_cost
+        if context is not None:
+            fixed += cost(context)
         if fixed <= budget or not chunks:
             break
         chunks.pop()
@@ -178,7 +197,7 @@ def compile_prompt(
         used -= cost(kept.pop(0))
 
     request = GenerationRequest(
-        messages=(system, *kept, *tail),
+        messages=(system, *kept, *([context] if context is not None else []), *tail),
         tools=tools,
         sampling=data.sampling,
         tool_choice="auto" if tools else "none",

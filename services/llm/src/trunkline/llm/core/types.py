@@ -84,11 +84,16 @@ class ToolCallEvent:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token usage. ``estimated`` when the backend had to count rather than be told."""
+    """Token usage. ``estimated`` when the backend had to count rather than be told.
+
+    ``cached_prompt_tokens``: the part of ``prompt_tokens`` reused from the backend's prefix
+    cache rather than evaluated (0 where the backend does not say).
+    """
 
     prompt_tokens: int
     completion_tokens: int
     estimated: bool = False
+    cached_prompt_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

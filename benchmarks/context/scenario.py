@@ -1,0 +1,243 @@
+"""One measured scenario of the context benchmark, run in a fresh process by ``__main__``."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import random
+import resource
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trunkline.agents import RankMode, Retrieval
+from trunkline.context import evaluation
+from trunkline.context.backends.embedder import Embedder, MiniLMEmbedder, Vectors
+from trunkline.context.backends.milvus import (
+    IndexType,
+    MilvusAnswerCache,
+    MilvusChunkStore,
+    MilvusDatabase,
+)
+from trunkline.context.backends.tenant_layout import TenantLayout
+from trunkline.context.core.cache_policy import CacheScope, TurnFacts
+from trunkline.context.core.chunking import Section
+from trunkline.context.core.types import Caller, ChunkMeta
+from trunkline.context.ingest.ingestor import Document, Ingestor
+from trunkline.context.resolver import Resolver
+
+DATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "context"
+WORDS = (
+    "account", "order", "delivery", "warranty", "invoice", "contract", "meter", "tariff",
+    "ticket", "device", "network", "outage", "subscription", "upgrade", "installation",
+    "appointment", "technician", "balance", "statement", "discount", "voucher", "password",
+    "login", "portal", "address", "transfer", "cancellation", "renewal", "insurance", "claim",
+    "repair", "parcel",
+)  # fmt: skip
+
+
+def filler(rng: random.Random, n: int) -> str:
+    sentences = []
+    for _ in range(n):
+        words = rng.sample(WORDS, 6)
+        sentences.append(
+            f"The {words[0]} {words[1]} policy covers {words[2]} and {words[3]} for "
+            f"{rng.randint(1, 90)} days, except {words[4]} {words[5]} cases."
+        )
+    return " ".join(sentences)
+
+
+class RecycledEmbedder(Embedder):
+    """Filler vectors drawn from a pool of real MiniLM filler embeddings plus a little noise.
+
+    For sizes whose real embedding would not fit the time box (100k chunks is ~17 min of
+    embedding on 2 busy cores): the index holds as many distinct vectors, so search latency
+    is measured at full scale, but the ingest throughput of such a run is not a real figure.
+    """
+
+    def __init__(self, pool: Vectors, seed: int = 7) -> None:
+        super().__init__()
+        self._pool = pool
+        self._rng = np.random.default_rng(seed)
+
+    async def _impl(self, texts: list[str]) -> Vectors:
+        picks = self._pool[self._rng.integers(0, len(self._pool), len(texts))]
+        noisy = picks + self._rng.normal(0, 0.02, picks.shape).astype(np.float32)
+        out: Vectors = (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+        return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    size: int
+    index: IndexType = "FLAT"
+    layout: TenantLayout = "partition"
+    repeats: int = 5
+    batch: int = 20
+    recycled: bool = False
+    cached_answers: int = 1000
+
+
+async def run(sc: Scenario) -> dict[str, Any]:  # noqa: PLR0915 - one scenario, top to bottom
+    size, index, layout, repeats, batch = sc.size, sc.index, sc.layout, sc.repeats, sc.batch
+    recycled, filler_answers = sc.recycled, sc.cached_answers
+    rng = random.Random(7)
+    work = Path(tempfile.mkdtemp(prefix="bench-context-"))
+    db = MilvusDatabase(str(work / "kb.db"), index_type=index, layout=layout)
+    embedder = MiniLMEmbedder(threads=2, batch_size=64)
+    store, cache = MilvusChunkStore(db), MilvusAnswerCache(db)
+    ingestor = Ingestor(embedder, store, cache)
+    filler_ingestor = ingestor
+    recycler = None
+    if recycled:
+        pool = await embedder.embed([filler(rng, 3) for _ in range(2000)])
+        recycler = RecycledEmbedder(pool)
+        filler_ingestor = Ingestor(recycler, store, cache)
+    tenants = ["acme", "globex"] + [f"filler{i}" for i in range(38)]
+    per_doc = 50
+
+    def document(d: int, tenant: str) -> Document:
+        sections = tuple(Section(f"topic {d}-{k}", filler(rng, 3)) for k in range(per_doc))
+        return Document(
+            f"filler/{d}.md", ChunkMeta(tenant, ("*",)), sections=sections, digest=str(d)
+        )
+
+    # Batched: one ingest call per tenant per `batch` documents (one flush per collection).
+    by_tenant: dict[str, list[int]] = {}
+    for d in range(size // per_doc):
+        by_tenant.setdefault(tenants[d % len(tenants)], []).append(d)
+    start = time.perf_counter()
+    for tenant, ids in by_tenant.items():
+        for i in range(0, len(ids), batch):
+            await filler_ingestor.ingest_many([document(d, tenant) for d in ids[i : i + batch]])
+    ingest_s = time.perf_counter() - start
+    # Batched against one document per call, alternated on equal fresh samples (machine noise
+    # hits both alike): the embedding cost is the same, the difference is the writes/flushes.
+    spent = {"batched": 0.0, "per_document": 0.0}
+    sample, rounds, next_id = 6, 2, size
+    for _ in range(rounds):
+        for how in spent:
+            docs = [document(next_id + k, "compare") for k in range(sample)]
+            next_id += sample
+            start = time.perf_counter()
+            if how == "batched":
+                await ingestor.ingest_many(docs)
+            else:
+                for one in docs:
+                    await ingestor.ingest_many([one])
+            spent[how] += time.perf_counter() - start
+    compared = {how: rounds * sample * per_doc / t for how, t in spent.items()}
+    evalset = evaluation.load(DATA)
+    await evaluation.ingest_all(evalset, ingestor)
+    resolver = Resolver(embedder, store, cache)
+    # Cached answers of another agent in every tenant: the timed Resolves (agent set) search
+    # them and miss, as a real turn's lookup does before the five stages.
+    answer_vectors = await (recycler or embedder).embed(
+        [filler(rng, 1) for _ in range(filler_answers)]
+    )
+    for n, vector in enumerate(answer_vectors):
+        tenant = tenants[n % len(tenants)]
+        info = await resolver.authorize(tenant, "caller")
+        await cache.store(
+            CacheScope(tenant, "filler-agent", info.kb_version),
+            query=f"filler question {n}", vector=vector, answer="filler", citations=[],
+            expires_at=evalset.default_now + 10**6,
+        )  # fmt: skip
+    agent = evalset.paraphrases["agent"]
+
+    quality: dict[str, dict[str, float]] = {}
+    timings: dict[str, list[float]] = {}
+    totals: list[float] = []
+    for mode in (RankMode.NONE, RankMode.EMBEDDED):
+        spec = Retrieval(top_k=5, rank_mode=mode)
+        rr: list[float] = []
+        wrong_tenant = 0
+        for _ in range(repeats if mode == RankMode.EMBEDDED else 1):
+            for q in evalset.questions:
+                t0 = time.perf_counter()
+                result = await resolver.resolve(q.query, q.caller, spec, agent=agent)
+                totals.append(
+                    (time.perf_counter() - t0) * 1000
+                ) if mode == RankMode.EMBEDDED else None
+                for stage in result.stages:
+                    timings.setdefault(stage.name, []).append(stage.duration_ms)
+                assert result.block is not None
+                wrong_tenant += sum(
+                    1
+                    for i in result.block.items
+                    if i.source.startswith("acme/") != (q.tenant == "acme")
+                    and i.source.startswith(("acme/", "globex/"))
+                )
+                if q.expect_source and len(rr) < sum(
+                    1 for x in evalset.questions if x.expect_source
+                ):
+                    rr.append(evaluation.reciprocal_rank(q, result.block.items, 5))
+        quality[mode.value] = {
+            "recall_at_5": sum(r > 0 for r in rr) / len(rr),
+            "mrr": sum(rr) / len(rr),
+            "wrong_tenant_results": wrong_tenant,
+        }
+
+    p = evalset.paraphrases
+    now = evalset.default_now
+    info = await resolver.authorize(p["tenant"], "caller")
+    facts = TurnFacts(used_tools=False, caller_specific=False, answer="a")
+    for pair in p["pairs"]:
+        await resolver.store_answer(
+            pair["stored"], "a", [], tenant=p["tenant"], role="caller", agent=p["agent"],
+            kb_version=info.kb_version, facts=facts, now=now,
+        )  # fmt: skip
+    hits = true_hits = 0
+    hit_ms: list[float] = []
+    for _ in range(4 * repeats):  # hits are cheap: enough samples for a stable p95
+        for pair in p["pairs"]:
+            t0 = time.perf_counter()
+            result = await resolver.resolve(
+                pair["asked"], Caller(p["tenant"], "caller", now), Retrieval(), agent=p["agent"]
+            )
+            if result.cached is not None:
+                hit_ms.append((time.perf_counter() - t0) * 1000)
+                hits += 1
+                true_hits += int(pair["same"])
+    embedder.close()
+    db.close()
+    return {
+        "chunks": size,
+        "index": index,
+        "layout": layout,
+        "filler_cached_answers": filler_answers,
+        "ingest_chunks_per_s": size / ingest_s,
+        "ingest_batch_documents": batch,
+        "filler_vectors": "recycled (ingest rate not real)" if recycled else "real",
+        "ingest_compare_chunks_per_s": compared,
+        "resolve_ms": {"p50": pct(totals, 0.5), "p95": pct(totals, 0.95)},
+        "stage_ms": {k: {"p50": pct(v, 0.5), "p95": pct(v, 0.95)} for k, v in timings.items()},
+        "cache_hit_ms": {"p50": pct(hit_ms, 0.5), "p95": pct(hit_ms, 0.95)} if hit_ms else {},
+        "cache_precision": true_hits / hits if hits else 0.0,
+        "quality": quality,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "resolves_timed": len(totals),
+        "stdev_ms": statistics.pstdev(totals),
+    }
+
+
+def run_in_child(sc: Scenario) -> dict[str, Any]:
+    """One run in a fresh process (its own peak RSS, no state left from another run)."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(_run_sync, sc).result()
+
+
+def _run_sync(sc: Scenario) -> dict[str, Any]:
+    return asyncio.run(run(sc))

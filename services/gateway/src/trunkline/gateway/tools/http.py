@@ -1,0 +1,47 @@
+"""Tool calls as HTTP: POST the arguments as JSON to the tool's endpoint, read a JSON answer.
+
+The request carries the call's identity (``X-Trunkline-Call-Id``, ``X-Trunkline-Tenant``,
+``X-Trunkline-Caller-Role``) and the W3C trace context, so the tool's own spans join the turn.
+The ``httpx.AsyncClient`` belongs to the gateway app (one pool for all calls).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from opentelemetry import propagate
+
+from trunkline.gateway.core.tools import ToolPolicy
+from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.tools.base import ToolRunError, ToolRunner
+
+
+class HttpToolRunner(ToolRunner):
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def _run(self, call: CallInfo, tool: ToolPolicy, arguments: dict[str, Any]) -> Any:
+        if not tool.endpoint.startswith(("http://", "https://")):
+            raise ToolRunError(f"{tool.name}: endpoint {tool.endpoint!r} is not an HTTP URL")
+        headers = {
+            "X-Trunkline-Call-Id": call.call_id,
+            "X-Trunkline-Tenant": call.tenant,
+            "X-Trunkline-Caller-Role": call.caller_role,
+        }
+        propagate.inject(headers)
+        try:
+            response = await self._client.post(
+                tool.endpoint, json=arguments, headers=headers, timeout=tool.timeout_s
+            )
+        except httpx.TimeoutException as exc:
+            raise ToolRunError(f"{tool.name} did not answer within {tool.timeout_s:g}s") from exc
+        except httpx.HTTPError as exc:
+            raise ToolRunError(f"{tool.name} unreachable: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            body = response.text[:200]
+            raise ToolRunError(f"{tool.name} answered HTTP {response.status_code}: {body}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ToolRunError(f"{tool.name} answered with no JSON body") from exc
