@@ -64,6 +64,9 @@ bench: ## Run every benchmark (tables printed, JSON under benchmarks/results)
 bench-models: ## Embedded STT latency per utterance length and TTS time to first audio
 	$(PY) python -m benchmarks.models
 
+bench-llm: ## LLM warm TTFT, cancelled speculative start cost, prompt tokens reused per turn
+	$(PY) python -m benchmarks.llm
+
 bench-context: ## Context service at 10k and 100k chunks: ingest, Resolve per stage, cache, recall
 	$(PY) python -m benchmarks.context --chunks 10000 100000
 
@@ -74,4 +77,4 @@ check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install proto lint breaking fmt test test-unit test-integration up down status demo bench bench-models bench-context bench-voice check
+.PHONY: help uv install proto lint breaking fmt test test-unit test-integration up down status demo bench bench-models bench-llm bench-context bench-voice check

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("models", "context", "voice")
+BENCHMARKS = ("models", "llm", "context", "voice")
 
 
 def main() -> int:

@@ -9,8 +9,8 @@ start (cancel -> worker free), and the prompt tokens evaluated vs reused per tur
   saved prefix states, 2 threads (the path before issue 3's fixes; still selectable by settings:
   ``LLM_PROMPT_LAYOUT=context_in_system LLM_EVAL_CHUNK_TOKENS=0 LLM_PREFIX_STATES=0``);
 - ``after``: the defaults: stable prefix first, prompt evaluated in 32-token chunks, agents'
-  prefix states kept, 1 thread generating and 2 evaluating prompts;
-- ``after-2t`` / ``after-1t``: as ``after`` with 2 / 1 threads for both.
+  prefix states kept, 1 thread;
+- ``after-2t``: as ``after`` on 2 threads; ``after-1g2b``: 1 generating, 2 evaluating prompts.
 
 Prints a table and writes ``benchmarks/results/llm.json`` with the machine's load average.
 """
@@ -100,9 +100,9 @@ class Variant:
 
 VARIANTS = (
     Variant("before", "context_in_system", 0, 0, 2, 2),
-    Variant("after", "stable_prefix", 32, 4, 1, 2),
+    Variant("after", "stable_prefix", 32, 4, 1, 1),
     Variant("after-2t", "stable_prefix", 32, 4, 2, 2),
-    Variant("after-1t", "stable_prefix", 32, 4, 1, 1),
+    Variant("after-1g2b", "stable_prefix", 32, 4, 1, 2),
 )
 
 
@@ -317,14 +317,14 @@ def summary(out: Outcome) -> dict[str, Any]:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
-        f"{'variant':<9} {'TTFT p50':>9} {'p95':>7} {'switch':>7} {'cancel p50':>10} "
+        f"{'variant':<10} {'TTFT p50':>9} {'p95':>7} {'switch':>7} {'cancel p50':>10} "
         f"{'p95':>7} {'prompt':>7} {'eval':>6} {'reused':>7}"
     )
     print(head)
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r['variant']:<9} {r['ttft_ms_p50']:>7.0f}ms {r['ttft_ms_p95']:>5.0f}ms "
+            f"{r['variant']:<10} {r['ttft_ms_p50']:>7.0f}ms {r['ttft_ms_p95']:>5.0f}ms "
             f"{r['switch_ttft_ms_p50']:>5.0f}ms {r['cancel_to_free_ms_p50']:>8.0f}ms "
             f"{r['cancel_to_free_ms_p95']:>5.0f}ms {r['prompt_tokens_mean']:>7.0f} "
             f"{r['evaluated_mean']:>6.0f} {r['reused_mean']:>7.0f}"
@@ -333,7 +333,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     labels = [t["label"] for t in rows[0]["turns"]]
     for r in rows:
         cells = [f"{t['evaluated']}/{t['reused']}" for t in r["turns"]]
-        print(f"  {r['variant']:<9} " + "  ".join(cells))
+        print(f"  {r['variant']:<10} " + "  ".join(cells))
     if any(len(r["turns"]) != len(labels) for r in rows):
         print("  (turn counts differ: a tool call happened in some variants)")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -79,7 +80,7 @@ def test_the_rendered_specs_point_at_the_stacks_crm(tmp_path: Path) -> None:
 
 
 def test_only_urls_on_the_crm_origin_move() -> None:
-    spec = {
+    spec: dict[str, Any] = {
         "tools": [
             {"name": "a", "endpoint": "http://127.0.0.1:8090/tools/a"},
             {"name": "b", "endpoint": "https://billing.example/tools/b"},

@@ -126,7 +126,7 @@ async def test_a_tool_result_goes_back_to_the_model_for_a_second_round(
     span_recorder: SpanRecorder,
 ) -> None:
     runner = FakeRunner({"lookup_account": {"name": "Dana Whitfield", "balance_usd": 45}})
-    rounds = [
+    rounds: list[list[LlmEvent]] = [
         [TextDelta("Let me check."), lookup(), Usage(100, 12, 0.002)],
         [TextDelta("Dana, your balance is 45 dollars."), Usage(130, 9, 0.003)],
     ]
@@ -159,7 +159,7 @@ async def test_a_forbidden_tool_is_refused_and_the_model_hears_why(
 ) -> None:
     runner = FakeRunner()
     refund = ToolCallRequested("t9", "issue_refund", '{"amount_usd": 50}')
-    rounds = [[refund], [TextDelta("I cannot do refunds on this call.")]]
+    rounds: list[list[LlmEvent]] = [[refund], [TextDelta("I cannot do refunds on this call.")]]
     record, llm, _ = await run_turn(span_recorder, rounds, runner)
     assert runner.ran == []
     (tool,) = record.tool_calls
@@ -174,11 +174,11 @@ async def test_high_risk_needs_approval_and_invalid_arguments_are_reported(
     span_recorder: SpanRecorder,
 ) -> None:
     runner = FakeRunner()
-    calls = [
+    calls: list[LlmEvent] = [
         ToolCallRequested("a", "cancel_plan", "{}"),
         ToolCallRequested("b", "lookup_account", '{"account": "1"}'),
     ]
-    rounds = [calls, [TextDelta("A colleague will help with that.")]]
+    rounds: list[list[LlmEvent]] = [calls, [TextDelta("A colleague will help with that.")]]
     record, llm, _ = await run_turn(span_recorder, rounds, runner)
     assert runner.ran == []
     assert [t.status for t in record.tool_calls] == [
@@ -194,7 +194,7 @@ async def test_a_failing_tool_is_a_failed_result_not_a_failed_turn(
     span_recorder: SpanRecorder,
 ) -> None:
     runner = FakeRunner(fail=True)
-    rounds = [[lookup()], [TextDelta("Our system is slow, sorry.")]]
+    rounds: list[list[LlmEvent]] = [[lookup()], [TextDelta("Our system is slow, sorry.")]]
     record, _, _ = await run_turn(span_recorder, rounds, runner)
     assert [t.status for t in record.tool_calls] == [ToolStatus.FAILED]
     assert "HTTP 503" in json.loads(record.tool_calls[0].result_json)["message"]
@@ -203,7 +203,7 @@ async def test_a_failing_tool_is_a_failed_result_not_a_failed_turn(
 
 async def test_tool_rounds_are_bounded(span_recorder: SpanRecorder) -> None:
     runner = FakeRunner({"lookup_account": {"ok": True}})
-    rounds = [[lookup(call_id="")]]  # the model asks again and again
+    rounds: list[list[LlmEvent]] = [[lookup(call_id="")]]  # the model asks again and again
     record, llm, _ = await run_turn(span_recorder, rounds, runner, max_rounds=2)
     assert len(llm.requests) == 3  # two rounds with results, then the limit ends the turn
     assert [t.status for t in record.tool_calls] == [
@@ -220,7 +220,7 @@ async def test_speculative_work_runs_lookups_but_holds_side_effects_until_commit
 ) -> None:
     runner = FakeRunner({"lookup_account": {"ok": 1}, "book_appointment": {"booked": True}})
     booking = ToolCallRequested("b1", "book_appointment", "{}")
-    rounds = [[lookup(), booking], [TextDelta("Booked.")]]
+    rounds: list[list[LlmEvent]] = [[lookup(), booking], [TextDelta("Booked.")]]
     waiting, endpoint = asyncio.Event(), asyncio.Event()
 
     async def committed() -> None:

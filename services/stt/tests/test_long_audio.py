@@ -23,7 +23,7 @@ WAV = Path(__file__).parent / "data" / "hours-joe-16k.wav"  # Piper: "...hours..
 def long_utterance(repeats: int) -> bytes:
     with wave.open(str(WAV)) as wav:
         assert (wav.getframerate(), wav.getsampwidth(), wav.getnchannels()) == (16_000, 2, 1)
-        speech = wav.readframes(wav.getnframes())
+        speech = bytes(wav.readframes(wav.getnframes()))
     pause = bytes(int(0.4 * 16_000) * 2)
     return (speech + pause) * repeats
 

@@ -46,7 +46,7 @@ class LlmSettings(ServiceSettings):
     model_path: Path | None = Field(default=None, description="GGUF file; None: bundled SmolLM2")
     threads: int = Field(default=1, ge=1, le=256, description="threads generating tokens")
     threads_batch: int | None = Field(
-        default=2, ge=1, le=256, description="threads evaluating prompts; unset: threads"
+        default=None, ge=1, le=256, description="threads evaluating prompts; unset: threads"
     )
     batch_size: int = Field(default=256, ge=8)
     eval_chunk_tokens: int = Field(

@@ -69,14 +69,14 @@ class LlamaCppConfig:
     prompt in one call (the old path: not cancellable until the first token).
     ``prefix_states``: agents' stable-prefix KV states kept in memory; 0 keeps none.
     ``n_threads``: threads generating tokens; ``n_threads_batch``: threads evaluating prompts
-    (None: ``n_threads``). On 2 shared cores one token of SmolLM2 takes as long on one thread as
-    on two, while prompts evaluate up to ~1.7x faster on two (``python -m benchmarks.llm``), and
-    one generating thread leaves a core to TTS, which runs alongside."""
+    (None: ``n_threads``). One of each: on 2 cores shared with STT and TTS, two llama.cpp
+    threads wait on each other whenever one is descheduled; one thread gave the lowest TTFT tail
+    and cancel cost in ``python -m benchmarks.llm`` (and a token takes as long as on two)."""
 
     model_path: Path
     n_ctx: int = 2048
     n_threads: int = 1
-    n_threads_batch: int | None = 2
+    n_threads_batch: int | None = None
     n_batch: int = 256
     eval_chunk: int = 32
     prefix_states: int = 4
