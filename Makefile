@@ -68,7 +68,7 @@ bench-llm: ## LLM warm TTFT, cancelled speculative start cost, prompt tokens reu
 	$(PY) python -m benchmarks.llm
 
 bench-context: ## Context service at 10k and 100k chunks: ingest, Resolve per stage, cache, recall
-	$(PY) python -m benchmarks.context --chunks 10000 100000
+	$(PY) python -m benchmarks.context
 
 bench-voice: ## Voice loop: 20+ real-time turns through the stack vs in one process
 	$(PY) python -m benchmarks.voice

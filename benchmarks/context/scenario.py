@@ -6,6 +6,7 @@ import asyncio
 import multiprocessing
 import random
 import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -212,6 +213,7 @@ async def run(sc: Scenario) -> dict[str, Any]:  # noqa: PLR0915 - one scenario, 
                 true_hits += int(pair["same"])
     embedder.close()
     db.close()
+    shutil.rmtree(work, ignore_errors=True)
     return {
         "chunks": size,
         "index": index,
