@@ -15,11 +15,19 @@ def _loop_start(words: list[str], period: int, min_span: int) -> int | None:
     """Earliest index from which ``words`` repeats with ``period`` to the very end.
 
     The loop must span at least ``min_span`` words; its last copy may be cut short by the
-    token cap, so a trailing partial copy counts towards the span.
+    token cap, so a trailing partial copy counts towards the span, its last word possibly cut
+    inside ("... teeth whit" repeating "... teeth whitening").
     """
     n = len(words)
+
+    def same(i: int) -> bool:
+        earlier = words[i - period]
+        return words[i] == earlier or (
+            i == n - 1 and bool(words[i]) and earlier.startswith(words[i])
+        )
+
     tail = n  # smallest index such that every word from it on equals the one a period back
-    while tail - 1 - period >= 0 and words[tail - 1] == words[tail - 1 - period]:
+    while tail - 1 - period >= 0 and same(tail - 1):
         tail -= 1
     begin = max(tail - period, 0)
     if n - begin >= min_span:
