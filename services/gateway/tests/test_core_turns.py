@@ -202,6 +202,20 @@ def test_filler_plays_when_the_reply_is_late_and_the_turn_still_completes() -> N
     assert finished.agent_text == "Hi."
 
 
+@pytest.mark.parametrize("cut", [True, False])
+def test_reply_audio_cuts_a_playing_filler_short(cut: bool) -> None:
+    d = Driver(TurnMachine(replace(CONFIG, cut_filler_for_reply=cut), filler_pcm=audio(100)))
+    start = speak_and_pause(d)
+    d.frames(SILENCE, 4)  # the endpoint
+    d.frames(SILENCE, 55)  # 1 s later the 2 s filler starts
+    assert len(of(d.log, FillerStarted)) == 1
+    d.frames(SILENCE, 5)
+    d.event(ReplyAudio(start.turn_id, 0, "Hi there.", audio(2), last=True))
+    out = d.frames(SILENCE, 3)
+    # cut: the reply follows the filler frames already sent; else it waits out the filler
+    assert bool(of(out, FirstAudio)) is cut
+
+
 def test_filler_repeats_while_waiting() -> None:
     d = Driver(TurnMachine(CONFIG, filler_pcm=audio(1)))
     speak_and_pause(d)

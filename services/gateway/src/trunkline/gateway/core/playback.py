@@ -98,6 +98,16 @@ class Playback:
             break  # this segment still has (or awaits) audio: keep order
         return Outbound(tuple(items))
 
+    def cut_fillers(self) -> int:
+        """Drop the unsent rest of any filler (the reply is here); returns the frames dropped.
+        What was already sent (the lead) still plays at the far end."""
+        dropped = 0
+        for seg in self.segments:
+            if seg.filler and seg.complete and seg.pcm:
+                dropped += (len(seg.pcm) + FRAME_BYTES - 1) // FRAME_BYTES
+                seg.pcm.clear()
+        return dropped
+
     def mark_played(self, mark: str) -> bool:
         for seg in self.segments:
             if seg.mark == mark and seg.mark_sent:

@@ -7,7 +7,8 @@ turns speculation off: the work starts at the endpoint.
 Reply audio is held until the endpoint commits the turn. Barge-in: caller speech onset while the
 agent speaks stops outbound audio on that very frame, clears the transport, cancels the work and
 keeps only what the caller heard in the history. When the committed turn has produced no audio
-after ``filler_after_s`` the pre-rendered filler plays (again every ``filler_repeat_s``).
+after ``filler_after_s`` the pre-rendered filler plays (again every ``filler_repeat_s``); reply
+audio that arrives meanwhile cuts the rest of the filler, so the answer never waits behind it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class TurnConfig:
     lead_frames: int = 3  # frames sent ahead of real time to the transport
     filler_after_s: float = 1.5
     filler_repeat_s: float = 5.0
+    cut_filler_for_reply: bool = True  # reply audio stops the rest of a playing filler
     mark_grace_frames: int = 50  # without marks, a turn ends 1 s after its audio should have played
     max_history: int = 40
 
@@ -246,7 +248,10 @@ class TurnMachine:
         assert self._turn is not None
         if not audio.pcm and not audio.last:
             return
-        seg = self._turn.playback.segment(f"{audio.turn_id}.{audio.clause}", audio.text)
+        playback = self._turn.playback
+        if audio.pcm and self.config.cut_filler_for_reply:
+            playback.cut_fillers()  # else the reply would wait for the whole filler to play
+        seg = playback.segment(f"{audio.turn_id}.{audio.clause}", audio.text)
         if seg.complete:
             return
         seg.pcm += audio.pcm
