@@ -24,8 +24,10 @@ from trunkline.gateway.peers.grpc_tts import GrpcSynthesizer
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import (
     CallInfo,
+    Citation,
     ContextResult,
     LlmRequest,
+    StoredAnswer,
     TextDelta,
     ToolCallRequested,
     ToolResult,
@@ -191,12 +193,21 @@ class Context(context_pb2_grpc.ContextServiceServicer):
     def __init__(self, response: context_pb2.ResolveResponse) -> None:
         self.response = response
         self.requests: list[context_pb2.ResolveRequest] = []
+        self.stores: list[context_pb2.StoreAnswerRequest] = []
 
     async def Resolve(  # noqa: N802
         self, request: context_pb2.ResolveRequest, context: Ctx
     ) -> context_pb2.ResolveResponse:
         self.requests.append(request)
         return self.response
+
+    async def StoreAnswer(  # noqa: N802
+        self, request: context_pb2.StoreAnswerRequest, context: Ctx
+    ) -> context_pb2.StoreAnswerResponse:
+        self.stores.append(request)
+        if request.policy.uses_live_data:
+            return context_pb2.StoreAnswerResponse(stored=False, reason="uses_live_data")
+        return context_pb2.StoreAnswerResponse(stored=True, entry_id=f"e{len(self.stores)}")
 
 
 def stage(kind: context_pb2.ResolveStage.ValueType, ms: int) -> context_pb2.StageReport:
@@ -207,8 +218,13 @@ def stage(kind: context_pb2.ResolveStage.ValueType, ms: int) -> context_pb2.Stag
 
 async def test_context_block_with_stage_spans(span_recorder: SpanRecorder) -> None:
     block = knowledge_pb2.ContextBlock(
-        text="[faq#1] Open 8 to 6.",
-        citations=[knowledge_pb2.Citation(id="faq#1")],
+        text="[faq#1] Open 8 to 6.\n\n[A-17] Balance 20 USD.",
+        citations=[
+            knowledge_pb2.Citation(
+                id="faq#1", knowledge_base="faq", source_id="faq.md", kb_version="3", score=0.8
+            ),
+            knowledge_pb2.Citation(id="A-17", source_id="crm"),
+        ],
         token_count=7,
     )
     response = context_pb2.ResolveResponse(
@@ -226,13 +242,16 @@ async def test_context_block_with_stage_spans(span_recorder: SpanRecorder) -> No
         result = await GrpcContext(env(span_recorder), chan, PROFILE.retrieval).resolve(
             CALL, "when are you open", {"account_id": "441729"}
         )
+    faq = Citation("faq#1", "faq", "faq.md", score=pytest.approx(0.8), kb_version="3")  # type: ignore[arg-type]
     assert result == ContextResult(
-        block="[faq#1] Open 8 to 6.",
-        citations=("faq#1",),
+        block="[faq#1] Open 8 to 6.\n\n[A-17] Balance 20 USD.",
+        citations=("faq#1", "A-17"),
         confidence=pytest.approx(0.8),  # type: ignore[arg-type]
         kb_version="faq=3",
         token_count=7,
+        sources=(faq, Citation("A-17", source_id="crm")),
     )
+    assert result.uses_live_data
     request = servicer.requests[0]
     assert request.query == "when are you open"
     assert [(e.key, e.value) for e in request.entities] == [("account_id", "441729")]
@@ -264,6 +283,45 @@ async def test_context_cache_hit_carries_the_answer(span_recorder: SpanRecorder)
         result = await GrpcContext(env(span_recorder), chan).resolve(CALL, "hours?")
     assert result.cached_answer == "We open at 8."
     assert result.confidence == pytest.approx(0.97)
+
+
+async def test_store_answer_sends_the_turn_and_reports_refusals(
+    span_recorder: SpanRecorder,
+) -> None:
+    call = replace(CALL, caller_role="customer")
+    answer = StoredAnswer(
+        query="when are you open",
+        answer="We open at 8.",
+        citations=(Citation("faq#1", "faq", "faq.md", "Hours", "kb://faq", 0.5, "3"),),
+        kb_version="faq=3",
+    )
+    servicer = Context(context_pb2.ResolveResponse())
+    async with serving(context_pb2_grpc.add_ContextServiceServicer_to_server, servicer) as chan:
+        source = GrpcContext(env(span_recorder), chan)
+        assert await source.store_answer(call, answer)
+        assert not await source.store_answer(call, replace(answer, uses_live_data=True))
+    request = servicer.stores[0]
+    assert request.context.tenant_id == "acme"
+    assert request.context.call_id == "CA1"
+    assert request.context.caller.role == "customer"
+    assert (request.context.agent.name, request.context.agent.version) == ("acme-dental", "1.0.0")
+    assert not request.context.shadow
+    assert (request.query, request.answer, request.kb_version) == (
+        "when are you open",
+        "We open at 8.",
+        "faq=3",
+    )
+    assert [
+        (c.id, c.knowledge_base, c.source_id, c.title, c.uri, c.kb_version)
+        for c in request.citations
+    ] == [("faq#1", "faq", "faq.md", "Hours", "kb://faq", "3")]
+    assert request.citations[0].score == pytest.approx(0.5)
+    assert not request.policy.uses_live_data
+    assert servicer.stores[1].policy.uses_live_data
+    spans = [s for s in span_recorder.spans() if s.name == "context.store_answer"]
+    assert [s.attributes["cache.stored"] for s in spans if s.attributes] == [True, False]
+    assert spans[1].attributes is not None
+    assert spans[1].attributes["cache.refused"] == "uses_live_data"
 
 
 async def test_context_empty_or_unimplemented_is_an_empty_context(

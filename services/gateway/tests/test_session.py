@@ -24,7 +24,7 @@ from trunkline.gateway.fakes import (
 from trunkline.gateway.fillers import FillerCache
 from trunkline.gateway.peers.base import PeerEnv
 from trunkline.gateway.peers.retry import RetryPolicy
-from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.peers.types import CallInfo, Citation, ContextResult, StoredAnswer
 from trunkline.gateway.pipeline import Peers
 from trunkline.gateway.session import CallSession, SessionConfig
 from trunkline.testing.clock import FakeClock
@@ -150,6 +150,36 @@ async def test_a_call_greets_answers_and_reports(rig: Rig) -> None:
     call_span = next(s for s in rig.spans.get_finished_spans() if s.name == "call")
     trace_ids = {span.context.trace_id for span in rig.spans.get_finished_spans()}
     assert trace_ids == {call_span.context.trace_id}  # one trace per call
+
+
+async def test_a_knowledge_only_answer_is_offered_to_the_cache_after_the_turn(rig: Rig) -> None:
+    faq = Citation("faq#1", "faq", "faq.md", kb_version="3")
+    rig.context.result = ContextResult(
+        block="[faq#1] Open nine to five.",
+        citations=("faq#1",),
+        sources=(faq,),
+        confidence=0.9,
+        kb_version="faq=3",
+    )
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.context.stored) == 1)
+    assert rig.context.stored == [
+        StoredAnswer(
+            query="what are your hours",
+            answer="We are open nine to five. See you soon.",
+            citations=(faq,),
+            kb_version="faq=3",
+        )
+    ]
+    live = Citation("A-17", source_id="crm")
+    rig.context.result = ContextResult(block="[A-17] x", sources=(live,), confidence=0.9)
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 3)
+    await rig.hang_up()
+    assert len(rig.context.stored) == 1  # live records: skipped, not sent
+    assert "context.store_answer" in [s.name for s in rig.spans.get_finished_spans()]
 
 
 async def test_barge_in_clears_cancels_the_llm_and_keeps_what_was_heard(rig: Rig) -> None:

@@ -128,6 +128,7 @@ class Gateway:
             greeting=profile.greeting,
             filler_text=profile.filler_text,
             apology_text=profile.apology_text,
+            min_confidence=profile.retrieval.min_confidence,
         )
 
     async def run_call(self, start: CallStart, transport: MediaStreamTransport) -> None:

@@ -25,6 +25,7 @@ from trunkline.gateway.peers.types import (
     ContextResult,
     LlmEvent,
     LlmRequest,
+    StoredAnswer,
     TextDelta,
     Usage,
 )
@@ -82,6 +83,8 @@ class FakeContext(ContextSource):
         self.outage = Outage()
         self.queries: list[str] = []
         self.entities: list[dict[str, str]] = []
+        self.stored: list[StoredAnswer] = []
+        self.store_refused = False  # answer stored=false, as the service does for live data
 
     async def _resolve(
         self, call: CallInfo, query: str, entities: Mapping[str, str]
@@ -90,6 +93,11 @@ class FakeContext(ContextSource):
         self.queries.append(query)
         self.entities.append(dict(entities))
         return self.result
+
+    async def _store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
+        self.outage.check()
+        self.stored.append(answer)
+        return not (self.store_refused or answer.uses_live_data)
 
 
 class FakeLanguageModel(LanguageModel):

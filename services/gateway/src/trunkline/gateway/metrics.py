@@ -44,6 +44,10 @@ class GatewayMetrics:
             "gateway.tool.calls",
             description="Tool calls by tool and status (succeeded, failed, forbidden, ...)",
         )
+        self.cache_stores = meter.create_counter(
+            "gateway.cache.stores",
+            description="Answers offered to the semantic cache: stored, refused or skipped",
+        )
         self.calls = meter.create_up_down_counter("gateway.calls.active", description="Live calls")
 
     def observe_stage(self, stage: str, seconds: float) -> None:

@@ -101,6 +101,7 @@ class TurnPipeline:
         record.stage_s["context"] = self.clock.now() - started
         record.retrieval_confidence = context.confidence
         record.citations = context.citations
+        record.context = context
         if context.cached_answer:
             record.cached = True
             record.generated_text = context.cached_answer

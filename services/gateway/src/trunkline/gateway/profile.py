@@ -69,6 +69,7 @@ class RetrievalProfile(_Lenient):
     rank_mode: str = ""
     token_budget: int = Field(default=0, ge=0)
     data_sources: tuple[str, ...] = ()
+    min_confidence: float = Field(default=0.25, ge=0.0, le=1.0)  # below it: out of domain
     live_sources: tuple[LiveSourceProfile, ...] = ()
 
     @property

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from trunkline.gateway.core.events import Message, State
 from trunkline.gateway.core.tools import ToolStatus
-from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.peers.types import CallInfo, ContextResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,7 @@ class TurnRecord:
     cached: bool = False
     retrieval_confidence: float = 0.0
     citations: tuple[str, ...] = ()
+    context: ContextResult | None = None  # the turn's Resolve result (None: not resolved)
     tool_calls: list[ToolRecord] = field(default_factory=list)
 
 

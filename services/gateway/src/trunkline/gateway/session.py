@@ -18,6 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
+from trunkline.gateway.core.cache import TurnFacts, cache_decision
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.events import (
     Action,
@@ -42,7 +43,7 @@ from trunkline.gateway.core.events import (
 from trunkline.gateway.core.turns import TurnConfig, TurnMachine
 from trunkline.gateway.fillers import FillerCache, tone
 from trunkline.gateway.metrics import GatewayMetrics
-from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.peers.types import CallInfo, StoredAnswer
 from trunkline.gateway.pipeline import Peers, TurnPipeline
 from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
 from trunkline.gateway.tools import ToolExecutor
@@ -61,6 +62,7 @@ class SessionConfig:
     apology_text: str = ""  # played when a turn's work failed; empty: the filler
     min_clause_words: int = 3
     sink_drain_s: float = 2.0
+    min_confidence: float = 0.0  # retrieval confidence below it: out of domain, not cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +350,7 @@ class CallSession:
         work.span.set_attribute("turn.agent_text", done.agent_text[:256])
         work.span.end()
         self._publish(lambda: self.sink.turn_completed(record))
+        self._publish(lambda: self._store_answer(record))
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -373,6 +376,47 @@ class CallSession:
 
     def _publish(self, job: Callable[[], Awaitable[None]]) -> None:
         self._sink_queue.put_nowait(job)
+
+    async def _store_answer(self, record: TurnRecord) -> None:
+        """Offer a knowledge-only LLM answer to the semantic cache (on the sink worker, after
+        the turn's audio; a failure is logged and the call goes on)."""
+        context = record.context
+        if context is None:
+            return
+        decision = cache_decision(
+            TurnFacts(
+                answer=record.generated_text,
+                heard=record.agent_text,
+                interrupted=record.interrupted,
+                cached=record.cached,
+                shadow=self.call.shadow,
+                grounded=bool(context.block.strip()),
+                confidence=context.confidence,
+                min_confidence=self.config.min_confidence,
+                tool_calls=len(record.tool_calls),
+                live_records=context.uses_live_data,
+            )
+        )
+        source = self.peers.context
+        if not decision.store:
+            source.count_store("skipped", decision.reason)
+            return
+        answer = StoredAnswer(
+            query=record.user_text,
+            answer=record.agent_text,
+            citations=context.sources,
+            kb_version=context.kb_version,
+            uses_live_data=decision.uses_live_data,
+        )
+        try:
+            await source.store_answer(self.call, answer)
+        except Exception as exc:
+            log.warning(
+                "call %s turn %d: storing the answer failed: %r",
+                self.call.call_id,
+                record.turn_id,
+                exc,
+            )
 
     async def _drain_sink(self) -> None:
         while (job := await self._sink_queue.get()) is not None:

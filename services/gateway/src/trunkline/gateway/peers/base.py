@@ -15,7 +15,13 @@ from opentelemetry.trace import Span, Tracer
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.retry import RetryPolicy, within
-from trunkline.gateway.peers.types import CallInfo, ContextResult, LlmEvent, LlmRequest
+from trunkline.gateway.peers.types import (
+    CallInfo,
+    ContextResult,
+    LlmEvent,
+    LlmRequest,
+    StoredAnswer,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -153,10 +159,39 @@ class ContextSource(Peer):
         state = dict(entities or {})
         return await self._unary(lambda: self._resolve(call, query, state))
 
+    async def store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
+        """Put an answer in the semantic cache: one attempt within the deadline (a refusal,
+        ``False``, is normal and not retried). Counted as stored or refused."""
+        clock = self.env.clock
+        with self.env.tracer.start_as_current_span("context.store_answer") as span:
+            span.set_attribute("cache.kb_version", answer.kb_version)
+            span.set_attribute("cache.uses_live_data", answer.uses_live_data)
+            started = clock.now()
+            try:
+                stored = await within(
+                    clock, self.policy.timeout_s, self._store_answer(call, answer)
+                )
+            except (TimeoutError, PeerUnavailableError) as exc:
+                self._failed(span, 1, exc)
+                raise
+            span.set_attribute("cache.stored", stored)
+            self._observe("context_store", clock.now() - started)
+            self.count_store("stored" if stored else "refused")
+            return stored
+
+    def count_store(self, outcome: str, reason: str = "") -> None:
+        """``outcome``: stored, refused or skipped (with the reason it was skipped)."""
+        if self.env.metrics is not None:
+            self.env.metrics.cache_stores.add(1, {"outcome": outcome, "reason": reason})
+
     @abstractmethod
     async def _resolve(
         self, call: CallInfo, query: str, entities: Mapping[str, str]
     ) -> ContextResult: ...
+
+    async def _store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
+        """Not abstract so that a resolve-only source still works: it cannot cache answers."""
+        raise NotImplementedError(f"{type(self).__name__} does not store answers")
 
 
 class LanguageModel(Peer):

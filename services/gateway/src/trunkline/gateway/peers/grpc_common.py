@@ -62,6 +62,7 @@ def call_context(call: CallInfo, turn_index: int = 0) -> call_pb2.CallContext:
         call_id=call.call_id,
         caller=call_pb2.Caller(address=call.caller_address, role=call.caller_role),
         agent=call_pb2.AgentRef(name=call.agent, version=call.agent_version),
+        shadow=call.shadow,
         turn_index=turn_index,
     )
 

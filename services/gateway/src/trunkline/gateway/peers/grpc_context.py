@@ -18,8 +18,9 @@ from opentelemetry import trace
 from trunkline.gateway.peers.base import ContextSource, PeerEnv
 from trunkline.gateway.peers.grpc_common import PeerError, call_context, ms, rpc_errors, seconds
 from trunkline.gateway.peers.retry import RetryPolicy
-from trunkline.gateway.peers.types import CallInfo, ContextResult
+from trunkline.gateway.peers.types import CallInfo, Citation, ContextResult, StoredAnswer
 from trunkline.gateway.profile import RetrievalProfile
+from trunkline.proto.common.v1 import knowledge_pb2
 from trunkline.proto.context.v1 import context_pb2, context_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,24 @@ class GrpcContext(ContextSource):
         self._trace_stages(response, sent_ns)
         return _result(response)
 
+    async def _store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
+        request = context_pb2.StoreAnswerRequest(
+            context=call_context(call),
+            query=answer.query,
+            answer=answer.answer,
+            citations=[_citation_pb(c) for c in answer.citations],
+            kb_version=answer.kb_version,
+            policy=context_pb2.CachePolicy(uses_live_data=answer.uses_live_data),
+        )
+        with rpc_errors(self.stage):
+            response = await self._stub.StoreAnswer(request)
+        span = trace.get_current_span()
+        span.set_attribute("cache.entry_id", response.entry_id)
+        if not response.stored:
+            span.set_attribute("cache.refused", response.reason)
+            log.info("answer not cached for call %s: %s", call.call_id, response.reason)
+        return response.stored
+
     def _trace_stages(self, response: context_pb2.ResolveResponse, sent_ns: int) -> None:
         span = trace.get_current_span()
         span.set_attribute("context.total_ms", ms(response.total_time))
@@ -105,6 +124,7 @@ def _result(response: context_pb2.ResolveResponse) -> ContextResult:
             hit = response.cache_hit
             return ContextResult(
                 citations=tuple(c.id for c in hit.citations),
+                sources=tuple(_citation(c) for c in hit.citations),
                 cached_answer=hit.answer or None,
                 confidence=float(hit.similarity),
                 kb_version=response.kb_version,
@@ -114,9 +134,34 @@ def _result(response: context_pb2.ResolveResponse) -> ContextResult:
             return ContextResult(
                 block=block.text,
                 citations=tuple(c.id for c in block.citations),
+                sources=tuple(_citation(c) for c in block.citations),
                 confidence=float(response.retrieval_confidence),
                 kb_version=response.kb_version,
                 token_count=block.token_count,
             )
         case _:
             return ContextResult(kb_version=response.kb_version)
+
+
+def _citation(c: knowledge_pb2.Citation) -> Citation:
+    return Citation(
+        id=c.id,
+        knowledge_base=c.knowledge_base,
+        source_id=c.source_id,
+        title=c.title,
+        uri=c.uri,
+        score=float(c.score),
+        kb_version=c.kb_version,
+    )
+
+
+def _citation_pb(c: Citation) -> knowledge_pb2.Citation:
+    return knowledge_pb2.Citation(
+        id=c.id,
+        knowledge_base=c.knowledge_base,
+        source_id=c.source_id,
+        title=c.title,
+        uri=c.uri,
+        score=c.score,
+        kb_version=c.kb_version,
+    )

@@ -16,6 +16,24 @@ class CallInfo:
     caller_role: str = "caller"
     caller_address: str = ""
     dialed: str = ""
+    shadow: bool = False  # a shadow runner or replay: nobody hears the result
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """One item of a context block; live data (a CRM or billing record) has no knowledge base."""
+
+    id: str
+    knowledge_base: str = ""
+    source_id: str = ""
+    title: str = ""
+    uri: str = ""
+    score: float = 0.0
+    kb_version: str = ""
+
+    @property
+    def live(self) -> bool:
+        return not self.knowledge_base
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +44,23 @@ class ContextResult:
     confidence: float = 0.0
     kb_version: str = ""
     token_count: int = 0
+    sources: tuple[Citation, ...] = ()  # the citations in full (``citations`` are their ids)
+
+    @property
+    def uses_live_data(self) -> bool:
+        """The block carries live records (set algebra with a CRM, billing...)."""
+        return any(c.live for c in self.sources)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """An answer for the semantic cache, and the context it was generated from."""
+
+    query: str  # the final transcript sent to Resolve
+    answer: str  # what the caller heard
+    citations: tuple[Citation, ...]
+    kb_version: str
+    uses_live_data: bool = False
 
 
 @dataclass(frozen=True, slots=True)
