@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class BadMessageError(ValueError):
@@ -46,3 +48,30 @@ class Ignored:
 
 
 MediaMessage = Connected | Start | Media | Mark | Stop | Ignored
+
+
+def json_object(value: Any, what: str) -> dict[str, Any]:
+    """``value`` as a JSON object, or ``BadMessageError`` naming ``what``."""
+    if not isinstance(value, dict):
+        raise BadMessageError(f"{what} is not an object")
+    return value
+
+
+def json_string(obj: dict[str, Any], key: str, what: str) -> str:
+    """A non-empty string field, or ``BadMessageError`` naming ``what.key``."""
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise BadMessageError(f"{what}.{key} missing or not a string")
+    return value
+
+
+def load_message(text: str | bytes) -> dict[str, Any]:
+    """One WebSocket text message as a JSON object with a string ``event`` field."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadMessageError(f"not JSON: {exc}") from None
+    message = json_object(data, "message")
+    if not isinstance(message.get("event"), str):
+        raise BadMessageError("no 'event' field")
+    return message

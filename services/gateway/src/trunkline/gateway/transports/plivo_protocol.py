@@ -8,7 +8,6 @@ the role of Twilio's mark echo); ``clearedAudio`` is recognised and ignored. Out
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from trunkline.gateway.transports.messages import (
     BadMessageError,
@@ -18,51 +17,36 @@ from trunkline.gateway.transports.messages import (
     MediaMessage,
     Start,
     Stop,
+    json_object,
+    json_string,
+    load_message,
 )
 
 
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise BadMessageError(f"{what} is not an object")
-    return value
-
-
-def _string(obj: dict[str, Any], key: str, what: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value:
-        raise BadMessageError(f"{what}.{key} missing or not a string")
-    return value
-
-
 def parse(text: str | bytes) -> MediaMessage:
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadMessageError(f"not JSON: {exc}") from None
-    message = _object(data, "message")
-    event = message.get("event")
-    if not isinstance(event, str):
-        raise BadMessageError("no 'event' field")
+    message = load_message(text)
+    event = message["event"]
     match event:
         case "start":
-            start = _object(message.get("start"), "start")
+            start = json_object(message.get("start"), "start")
             fmt = start.get("mediaFormat") or {}
             encoding = str(fmt.get("encoding", "audio/x-mulaw")) if isinstance(fmt, dict) else ""
             rate = fmt.get("sampleRate", 8000) if isinstance(fmt, dict) else 0
             if encoding != "audio/x-mulaw" or int(rate) != 8000:
                 raise BadMessageError(f"unsupported media format {encoding!r} at {rate!r} Hz")
             return Start(
-                stream_id=_string(start, "streamId", "start"),
-                call_id=_string(start, "callId", "start"),
+                stream_id=json_string(start, "streamId", "start"),
+                call_id=json_string(start, "callId", "start"),
                 account_id=str(start.get("accountId", "")),
             )
         case "media":
-            media = _object(message.get("media"), "media")
+            media = json_object(message.get("media"), "media")
             return Media(
-                payload=_string(media, "payload", "media"), track=str(media.get("track", "inbound"))
+                payload=json_string(media, "payload", "media"),
+                track=str(media.get("track", "inbound")),
             )
         case "playedStream":
-            return Mark(_string(message, "name", "playedStream"))
+            return Mark(json_string(message, "name", "playedStream"))
         case "stop":
             return Stop()
         case "clearedAudio" | "dtmf":

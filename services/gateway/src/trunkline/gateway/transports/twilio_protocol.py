@@ -7,7 +7,6 @@ ignored). Outbound: ``media``, ``mark``, ``clear``. Audio is base64 mu-law 8 kHz
 from __future__ import annotations
 
 import json
-from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from trunkline.gateway.transports.messages import (
@@ -19,37 +18,21 @@ from trunkline.gateway.transports.messages import (
     MediaMessage,
     Start,
     Stop,
+    json_object,
+    json_string,
+    load_message,
 )
-
-
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise BadMessageError(f"{what} is not an object")
-    return value
-
-
-def _string(obj: dict[str, Any], key: str, what: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value:
-        raise BadMessageError(f"{what}.{key} missing or not a string")
-    return value
 
 
 def parse(text: str | bytes) -> MediaMessage:
     """One WebSocket text message -> a typed message, or ``BadMessageError`` with the reason."""
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadMessageError(f"not JSON: {exc}") from None
-    message = _object(data, "message")
-    event = message.get("event")
-    if not isinstance(event, str):
-        raise BadMessageError("no 'event' field")
+    message = load_message(text)
+    event = message["event"]
     match event:
         case "connected":
             return Connected()
         case "start":
-            start = _object(message.get("start"), "start")
+            start = json_object(message.get("start"), "start")
             fmt = start.get("mediaFormat") or {}
             custom = start.get("customParameters") or {}
             if not isinstance(custom, dict):
@@ -59,18 +42,19 @@ def parse(text: str | bytes) -> MediaMessage:
             if encoding != "audio/x-mulaw" or rate != 8000:
                 raise BadMessageError(f"unsupported media format {encoding!r} at {rate!r} Hz")
             return Start(
-                stream_id=_string(start, "streamSid", "start"),
-                call_id=_string(start, "callSid", "start"),
+                stream_id=json_string(start, "streamSid", "start"),
+                call_id=json_string(start, "callSid", "start"),
                 account_id=str(start.get("accountSid", "")),
                 custom={str(k): str(v) for k, v in custom.items()},
             )
         case "media":
-            media = _object(message.get("media"), "media")
+            media = json_object(message.get("media"), "media")
             return Media(
-                payload=_string(media, "payload", "media"), track=str(media.get("track", "inbound"))
+                payload=json_string(media, "payload", "media"),
+                track=str(media.get("track", "inbound")),
             )
         case "mark":
-            return Mark(_string(_object(message.get("mark"), "mark"), "name", "mark"))
+            return Mark(json_string(json_object(message.get("mark"), "mark"), "name", "mark"))
         case "stop":
             return Stop()
         case "dtmf":
