@@ -24,6 +24,7 @@ from aiohttp import web
 from opentelemetry import trace
 
 from trunkline.cli.knowledge import _requests, knowledge_files
+from trunkline.cli.plan import AppConfig
 from trunkline.context.server import ContextService
 from trunkline.context.service import Backends
 from trunkline.context.settings import ContextSettings
@@ -233,7 +234,11 @@ async def serve(args: argparse.Namespace) -> None:
     agents: Path = args.agents
     recognizer = build_recognizer(SttSettings())
     synthesizer = build_synthesizer(TtsSettings())
-    llm_settings = LlmSettings(agents_dir=agents)
+    # The same gateway/LLM knobs the stack gives the distributed services (cli/plan.py).
+    same = AppConfig(agents_dir=agents, tenants_file=agents, milvus_uri=str(args.db))
+    llm_settings = LlmSettings(
+        agents_dir=agents, first_token_timeout_s=same.llm_first_token_timeout_s
+    )
     llm = LanguageModelService(
         build_backend(llm_settings),
         ServingOptions(
@@ -256,7 +261,13 @@ async def serve(args: argparse.Namespace) -> None:
     await context.Ingest(_requests(args.tenant, knowledge), CTX)
 
     secret = secrets.token_hex(16)
-    settings = GatewaySettings(http_port=0)
+    settings = GatewaySettings(
+        http_port=0,
+        peer_timeout_s=same.peer_timeout_s,
+        endpoint_ms=same.endpoint_ms,
+        speculative_start=same.speculative_start,
+        speculate_after_ms=same.speculate_after_ms,
+    )
     profiles = load_profiles(agents)
     gateway = DirectGateway(settings, profiles, JsonlSink(Path(args.turns_out)),
                             (recognizer, context, llm, synthesizer))  # fmt: skip
