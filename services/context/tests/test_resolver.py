@@ -140,3 +140,40 @@ def test_agent_spec_set_operations_become_core_set_ops() -> None:
         }
     )
     assert spec_set_ops(spec) == (SetOp(op="intersection", source="crm"),)
+
+
+def _text_pdf(pages: list[str]) -> bytes:
+    """A minimal, valid PDF with one line of text per page (Helvetica), xref offsets computed."""
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", ""]
+    kids = []
+    for text in pages:
+        stream = f"BT /F1 12 Tf 72 712 Td ({text}) Tj ET".encode()
+        page_no, content_no = len(objects) + 1, len(objects) + 2
+        kids.append(f"{page_no} 0 R")
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {content_no} 0 R "
+            "/Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> "
+            ">> >> >>"
+        )
+        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream.decode()}\nendstream")
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return bytes(out)
+
+
+def test_pdf_pages_become_sections_with_their_text() -> None:
+    data = _text_pdf(["Opening hours: Monday to Friday 8 to 6.", "Whitening costs 299 dollars."])
+    sections = parse("brochure.pdf", data)
+    assert [s.title for s in sections] == ["page 1", "page 2"]
+    assert "Monday to Friday" in sections[0].body
+    assert "299 dollars" in sections[1].body
