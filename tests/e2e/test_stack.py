@@ -104,7 +104,7 @@ async def test_stack_up_status_drain_and_down(
 
     code, rows = status_rows(run_dir)
     assert code == 0
-    assert set(rows) == {"nats", "redis", "otlp-sink", *SERVICES}
+    assert set(rows) == {"nats", "redis", "otlp-sink", "crm", *SERVICES}
     assert {row["health"] for row in rows.values()} == {"SERVING"}
     assert not rows["nats"]["owned"]
     assert not rows["redis"]["owned"]

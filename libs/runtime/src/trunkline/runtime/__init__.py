@@ -24,6 +24,7 @@ from trunkline.runtime.client import (
     channel_options,
     health_status,
     peers_serving,
+    status_lost,
     wait_healthy,
 )
 from trunkline.runtime.guard import RequestGuard
@@ -59,6 +60,7 @@ __all__ = [
     "serve",
     "server_options",
     "service_name",
+    "status_lost",
     "tenant_problem",
     "wait_healthy",
 ]

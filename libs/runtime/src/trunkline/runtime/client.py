@@ -82,3 +82,13 @@ async def peers_serving(addrs: Iterable[str], timeout: float = 1.0) -> bool:  # 
     """True when every ``host:port`` in ``addrs`` reports its process SERVING."""
     statuses = await asyncio.gather(*(health_status(addr, timeout=timeout) for addr in addrs))
     return all(status == "SERVING" for status in statuses)
+
+
+LOST_STATUS = "Internal error from Core"
+"""What grpc.aio reports when a request write fails because the peer has just ended the stream:
+the peer's own status (often UNAVAILABLE) is lost on the way."""
+
+
+def status_lost(exc: grpc.aio.AioRpcError) -> bool:
+    """True when ``exc`` hides the peer's real status (treat it as transient and retry)."""
+    return exc.code() is grpc.StatusCode.INTERNAL and (exc.details() or "") == LOST_STATUS

@@ -11,6 +11,7 @@ from google.protobuf.duration_pb2 import Duration
 from trunkline.gateway.peers.base import PeerUnavailableError
 from trunkline.gateway.peers.types import CallInfo
 from trunkline.proto.common.v1 import call_pb2
+from trunkline.runtime import status_lost
 
 RETRYABLE = frozenset(
     {
@@ -31,18 +32,13 @@ class PeerError(Exception):
         self.details = details
 
 
-# What grpc.aio reports when a request write fails because the peer has just ended the stream:
-# the peer's own status is lost, so the failure is treated as transient.
-LOST_STATUS = "Internal error from Core"
-
-
 def translate(peer: str, exc: grpc.aio.AioRpcError) -> Exception:
     """``PeerUnavailableError`` for statuses worth retrying, ``PeerError`` otherwise."""
     code = exc.code()
     details = exc.details() or ""
     if code in RETRYABLE:
         return PeerUnavailableError(f"{peer}: {code.name}: {details}")
-    if code is grpc.StatusCode.INTERNAL and details == LOST_STATUS:
+    if status_lost(exc):
         return PeerUnavailableError(f"{peer}: stream ended while sending ({details})")
     return PeerError(peer, code, details)
 

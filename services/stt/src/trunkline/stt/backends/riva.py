@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import grpc
 from riva.client.proto import riva_asr_pb2, riva_asr_pb2_grpc, riva_audio_pb2
 
+from trunkline.runtime import status_lost
 from trunkline.stt.backends.base import (
     RecognizerError,
     RecognizerOptions,
@@ -104,7 +105,7 @@ class RivaRecognizer(SpeechRecognizer):
                         text = " ".join([*finals, best.transcript.strip()]).strip()
                         yield Transcript(text=text, is_final=False)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in _TRANSIENT:
+            if exc.code() in _TRANSIENT or status_lost(exc):
                 raise RecognizerUnavailableError(
                     f"riva: {exc.code().name}: {exc.details()}"
                 ) from exc

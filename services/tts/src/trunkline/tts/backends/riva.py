@@ -10,6 +10,7 @@ import grpc
 from riva.client.proto import riva_audio_pb2, riva_tts_pb2, riva_tts_pb2_grpc
 
 from trunkline.audio.pcm import pcm16_to_float32
+from trunkline.runtime import status_lost
 from trunkline.tts.backends.base import (
     NativeAudio,
     SynthesisOptions,
@@ -99,7 +100,7 @@ class RivaSynthesizer(Synthesizer):
                     yield NativeAudio(pcm16_to_float32(pcm), voice.native_sample_rate)
         except grpc.aio.AioRpcError as exc:
             message = f"riva: {exc.code().name}: {exc.details()}"
-            if exc.code() in _TRANSIENT:
+            if exc.code() in _TRANSIENT or status_lost(exc):
                 raise SynthesizerUnavailableError(message) from exc
             raise SynthesizerError(message) from exc
         finally:
