@@ -19,6 +19,7 @@ from google.protobuf.duration_pb2 import Duration
 from trunkline.proto.common.v1 import audio_pb2, usage_pb2
 from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
 from trunkline.runtime import service_name
+from trunkline.runtime.streams import abort_invalid, config_first
 from trunkline.stt.audio_in import BACKEND_RATE, AudioDecoder, Encoding, decode_whole, rate_problem
 from trunkline.stt.backends import RecognizerError, RecognizerUnavailableError, SpeechRecognizer
 from trunkline.stt.core import (
@@ -134,13 +135,9 @@ class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
         self, request_iterator: AsyncIterator[stt_pb2.StreamingRecognizeRequest], context: Ctx
     ) -> AsyncIterator[stt_pb2.StreamingRecognizeResponse]:
         await self._require_ready(context)
-        requests = aiter(request_iterator)
-        first = await anext(requests, None)
+        first, requests = await config_first(request_iterator, context)
         if first is None:
             return
-        if first.WhichOneof("request") != "config":
-            got = first.WhichOneof("request") or "nothing"
-            await _abort(context, f"the first message must carry the config (got {got})")
         config = first.config
         if config.HasField("endpoint_silence"):
             await context.abort(
@@ -152,7 +149,7 @@ class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
             encoding, rate = audio_format(config.audio_format)
             self._check_config(config)
         except BadRequestError as exc:
-            await _abort(context, str(exc))
+            await abort_invalid(context, str(exc))
         inputs = _Inputs(requests, AudioDecoder(encoding, rate))
         finals = 0
         results = self.recognizer.stream(inputs, sample_rate=BACKEND_RATE)
@@ -174,7 +171,7 @@ class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
             with contextlib.suppress(BadRequestError):
                 await results.aclose()
         if inputs.error is not None:
-            await _abort(context, inputs.error)
+            await abort_invalid(context, inputs.error)
         usage = usage_pb2.Usage(audio_in_seconds=inputs.decoder.received_s)
         yield stt_pb2.StreamingRecognizeResponse(
             summary=stt_pb2.RecognitionSummary(usage=usage, utterance_count=finals)
@@ -189,7 +186,7 @@ class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
             self._check_config(request.config)
             pcm = decode_whole(request.audio, encoding, rate)
         except (BadRequestError, ValueError) as exc:
-            await _abort(context, str(exc))
+            await abort_invalid(context, str(exc))
         try:
             final = await self.recognizer.transcribe(pcm, sample_rate=BACKEND_RATE)
         except (RecognizerUnavailableError, TimeoutError, RecognizerError) as exc:
@@ -222,11 +219,6 @@ class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
 def _same_language(asked: str, spoken: str) -> bool:
     asked_l, spoken_l = asked.lower(), spoken.lower()
     return asked_l == spoken_l or asked_l == spoken_l.split("-")[0]
-
-
-async def _abort(context: Ctx, message: str) -> NoReturn:
-    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
-    raise AssertionError("unreachable")  # context.abort always raises
 
 
 async def _backend_failed(context: Ctx, recognizer: SpeechRecognizer, exc: Exception) -> NoReturn:

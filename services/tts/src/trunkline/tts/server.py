@@ -22,6 +22,7 @@ from trunkline.audio import SUPPORTED_RATES, pcm16_to_mulaw
 from trunkline.proto.common.v1 import audio_pb2, usage_pb2
 from trunkline.proto.tts.v1 import tts_pb2, tts_pb2_grpc
 from trunkline.runtime import service_name
+from trunkline.runtime.streams import abort_invalid, config_first
 from trunkline.tts.backends import (
     StreamSettings,
     Synthesizer,
@@ -208,17 +209,13 @@ class TextToSpeechService(tts_pb2_grpc.TextToSpeechServicer):
         self, request_iterator: AsyncIterator[tts_pb2.StreamingSynthesizeRequest], context: Ctx
     ) -> AsyncIterator[tts_pb2.StreamingSynthesizeResponse]:
         await self._require_ready(context)
-        requests = aiter(request_iterator)
-        first = await anext(requests, None)
+        first, requests = await config_first(request_iterator, context)
         if first is None:
             return
-        if first.WhichOneof("request") != "config":
-            got = first.WhichOneof("request") or "nothing"
-            await _abort(context, f"the first message must carry the config (got {got})")
         try:
             fmt = output_format(first.config, self._voice(first.config.voice))
         except BadRequestError as exc:
-            await _abort(context, str(exc))
+            await abort_invalid(context, str(exc))
         inputs = _Inputs(requests)
         responses = _Responses(fmt.encoding, inputs)
         events = self.synthesizer.stream(inputs, fmt.settings)
@@ -235,7 +232,7 @@ class TextToSpeechService(tts_pb2_grpc.TextToSpeechServicer):
             with contextlib.suppress(BadRequestError):
                 await events.aclose()
         if inputs.error is not None:
-            await _abort(context, inputs.error)
+            await abort_invalid(context, inputs.error)
 
     async def ListVoices(
         self, request: tts_pb2.ListVoicesRequest, context: Ctx
@@ -279,11 +276,6 @@ def _language_matches(asked: str, language: str) -> bool:
         return True
     asked_l, language_l = asked.lower(), language.lower()
     return asked_l == language_l or ("-" not in asked_l and language_l.split("-")[0] == asked_l)
-
-
-async def _abort(context: Ctx, message: str) -> NoReturn:
-    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
-    raise AssertionError("unreachable")  # context.abort always raises
 
 
 async def _backend_failed(context: Ctx, synthesizer: Synthesizer, exc: Exception) -> NoReturn:
