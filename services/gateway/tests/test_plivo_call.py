@@ -29,7 +29,6 @@ from trunkline.gateway.profile import parse_profile
 from trunkline.gateway.server import GatewayAdminService
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.gateway.sink import EventSink
-from trunkline.gateway.transports.auth import stream_token
 from trunkline.gateway.web import GatewayWeb, TenantAuth
 from trunkline.proto.common.v1 import call_pb2
 from trunkline.proto.context.v1 import context_pb2, context_pb2_grpc
@@ -40,6 +39,7 @@ from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
 from trunkline.proto.tts.v1 import tts_pb2, tts_pb2_grpc
 from trunkline.runtime import channel
 from trunkline.state import CallStateStore
+from trunkline.telephony import stream_token
 from trunkline.testing.telemetry_fixtures import SpanRecorder
 
 pytestmark = pytest.mark.integration

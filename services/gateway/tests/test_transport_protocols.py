@@ -5,12 +5,6 @@ import json
 import pytest
 
 from trunkline.gateway.transports import plivo_protocol, twilio_protocol
-from trunkline.gateway.transports.auth import (
-    stream_token,
-    twilio_signature,
-    valid_stream_token,
-    valid_twilio_signature,
-)
 from trunkline.gateway.transports.messages import (
     BadMessageError,
     Connected,
@@ -19,6 +13,12 @@ from trunkline.gateway.transports.messages import (
     Media,
     Start,
     Stop,
+)
+from trunkline.telephony import (
+    stream_token,
+    twilio_signature,
+    valid_stream_token,
+    valid_twilio_signature,
 )
 
 pytestmark = pytest.mark.unit

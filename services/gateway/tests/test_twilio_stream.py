@@ -26,10 +26,10 @@ from trunkline.gateway.peers.base import PeerEnv
 from trunkline.gateway.peers.types import CallInfo
 from trunkline.gateway.pipeline import Peers
 from trunkline.gateway.session import CallSession, SessionConfig
-from trunkline.gateway.transports.auth import stream_token, twilio_signature
 from trunkline.gateway.transports.base import CallStart
 from trunkline.gateway.transports.websocket import MediaStreamTransport
 from trunkline.gateway.web import GatewayWeb, TenantAuth
+from trunkline.telephony import stream_token, twilio_signature
 
 pytestmark = pytest.mark.integration
 

@@ -17,13 +17,13 @@ from trunkline.cli.caller.dial import (
     DialError,
     StreamTarget,
     direct_target,
-    stream_token,
     webhook_target,
 )
 from trunkline.cli.caller.prepare import prepare_script
 from trunkline.cli.caller.report import conversation, latency_table
 from trunkline.cli.caller.result import CallResult, GreetingResult, TurnResult
 from trunkline.cli.caller.scenario import CallerTurn, PreparedTurn, ScenarioError, load_scenario
+from trunkline.telephony import stream_token
 
 __all__ = [
     "AgentText",

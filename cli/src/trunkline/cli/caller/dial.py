@@ -5,15 +5,12 @@ Two ways, both as Twilio does it:
   Twilio auth token (``X-Twilio-Signature``), and take the ``<Stream url>`` and its
   ``<Parameter>``s (tenant, agent, per-call token) from the TwiML answer;
 - **direct**: connect to the stream URL with tenant/agent and a token given as-is, or derived
-  from the tenant's stream secret (HMAC-SHA256 of ``tenant\\nagent\\ncallSid``, hex).
+  from the tenant's stream secret (``trunkline.telephony.stream_token``, as the gateway checks).
 Where the auth parameters travel is configurable: custom parameters, URL query, or both.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +19,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.etree import ElementTree
 
 import aiohttp
+
+from trunkline.telephony import stream_token, twilio_signature
 
 TokenIn = Literal["parameters", "query", "both"]
 
@@ -48,19 +47,6 @@ class CallIdentity:
 class StreamTarget:
     url: str
     parameters: dict[str, str]
-
-
-def stream_token(secret: str, tenant: str, agent: str, call_sid: str) -> str:
-    """The per-call stream token the gateway's webhook issues (and checks)."""
-    message = f"{tenant}\n{agent}\n{call_sid}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
-    """``X-Twilio-Signature``: base64(HMAC-SHA1(token, url + each sorted key and value))."""
-    payload = url + "".join(f"{key}{params[key]}" for key in sorted(params))
-    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode("ascii")
 
 
 def with_query(url: str, extra: Mapping[str, str]) -> str:

@@ -21,13 +21,13 @@ from aiohttp import WSCloseCode, web
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.transports import twilio_protocol
-from trunkline.gateway.transports.auth import (
+from trunkline.gateway.transports.base import CallStart
+from trunkline.gateway.transports.websocket import PLIVO, TWILIO, Dialect, MediaStreamTransport
+from trunkline.telephony import (
     stream_token,
     valid_stream_token,
     valid_twilio_signature,
 )
-from trunkline.gateway.transports.base import CallStart
-from trunkline.gateway.transports.websocket import PLIVO, TWILIO, Dialect, MediaStreamTransport
 
 log = logging.getLogger(__name__)
 MAX_WS_MESSAGE = 64 * 1024  # a 20 ms media message is ~300 bytes

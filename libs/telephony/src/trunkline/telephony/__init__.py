@@ -1,0 +1,11 @@
+"""Telephony media-stream authentication shared by both ends of the Twilio/Plivo protocols:
+the gateway checks what the simulated caller (and Twilio itself) signs."""
+
+from trunkline.telephony.auth import (
+    stream_token,
+    twilio_signature,
+    valid_stream_token,
+    valid_twilio_signature,
+)
+
+__all__ = ["stream_token", "twilio_signature", "valid_stream_token", "valid_twilio_signature"]
