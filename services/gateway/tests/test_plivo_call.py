@@ -45,7 +45,7 @@ from trunkline.testing.telemetry_fixtures import SpanRecorder
 pytestmark = pytest.mark.integration
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-WAV = Path(__file__).parent / "data" / "hours-joe-16k.wav"
+WAV = Path(__file__).resolve().parents[3] / "tests" / "data" / "audio" / "hours-joe-16k.wav"
 SECRET = "plivo-secret"
 PROFILE = parse_profile(
     "name: acme-dental\nversion: 2.0.0\nsystem_prompt: You are Ava.\n"

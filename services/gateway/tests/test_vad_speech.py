@@ -1,7 +1,7 @@
 """Silero VAD + the endpointer on real speech: onset and endpoint within 100 ms of the truth.
 
-``data/hours-joe-16k.wav`` was synthesized once with Piper (en_US-joe-medium) and resampled to
-16 kHz; the test pads it with a second of silence on each side.
+``tests/data/audio/hours-joe-16k.wav`` was synthesized once with Piper (en_US-joe-medium) and
+resampled to 16 kHz; the test pads it with a second of silence on each side.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from trunkline.gateway.vad import SileroDetector
 
 pytestmark = pytest.mark.integration
 
-WAV = Path(__file__).parent / "data" / "hours-joe-16k.wav"
+WAV = Path(__file__).resolve().parents[3] / "tests" / "data" / "audio" / "hours-joe-16k.wav"
 RATE = 16000
 FRAME = RATE * FRAME_MS // 1000
 PAD_S = 1.0

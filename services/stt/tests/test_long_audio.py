@@ -17,7 +17,9 @@ from trunkline.stt.server import SPEECH_TO_TEXT, SpeechToTextService, register
 
 pytestmark = pytest.mark.integration
 
-WAV = Path(__file__).parent / "data" / "hours-joe-16k.wav"  # Piper: "...hours..." 2.7 s
+WAV = (
+    Path(__file__).resolve().parents[3] / "tests" / "data" / "audio" / "hours-joe-16k.wav"
+)  # Piper: "...hours..." 2.7 s
 
 
 def long_utterance(repeats: int) -> bytes:
