@@ -40,7 +40,7 @@ from trunkline.gateway.peers.base import (
     _close,
 )
 from trunkline.gateway.peers.grpc_common import call_context
-from trunkline.gateway.peers.grpc_context import _result, retrieval_options
+from trunkline.gateway.peers.grpc_context import _result, retrieval_options, store_answer_request
 from trunkline.gateway.peers.grpc_llm import _usage, generate_request
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import (
@@ -48,6 +48,7 @@ from trunkline.gateway.peers.types import (
     ContextResult,
     LlmEvent,
     LlmRequest,
+    StoredAnswer,
     TextDelta,
     ToolCallRequested,
 )
@@ -127,6 +128,10 @@ class DirectContextSource(ContextSource):
             entities=[context_pb2.Entity(key=k, value=v) for k, v in sorted(entities.items())],
         )
         return _result(await self.service.Resolve(request, CTX))
+
+    async def _store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
+        response = await self.service.StoreAnswer(store_answer_request(call, answer), CTX)
+        return bool(response.stored)
 
 
 class DirectLanguageModel(LanguageModel):

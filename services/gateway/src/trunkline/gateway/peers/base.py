@@ -189,9 +189,9 @@ class ContextSource(Peer):
         self, call: CallInfo, query: str, entities: Mapping[str, str]
     ) -> ContextResult: ...
 
+    @abstractmethod
     async def _store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
-        """Not abstract so that a resolve-only source still works: it cannot cache answers."""
-        raise NotImplementedError(f"{type(self).__name__} does not store answers")
+        """Store one heard answer in the semantic cache; True when the service stored it."""
 
 
 class LanguageModel(Peer):

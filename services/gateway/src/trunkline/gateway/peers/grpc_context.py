@@ -77,16 +77,8 @@ class GrpcContext(ContextSource):
         return _result(response)
 
     async def _store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
-        request = context_pb2.StoreAnswerRequest(
-            context=call_context(call),
-            query=answer.query,
-            answer=answer.answer,
-            citations=[_citation_pb(c) for c in answer.citations],
-            kb_version=answer.kb_version,
-            policy=context_pb2.CachePolicy(uses_live_data=answer.uses_live_data),
-        )
         with rpc_errors(self.stage):
-            response = await self._stub.StoreAnswer(request)
+            response = await self._stub.StoreAnswer(store_answer_request(call, answer))
         span = trace.get_current_span()
         span.set_attribute("cache.entry_id", response.entry_id)
         if not response.stored:
@@ -164,4 +156,16 @@ def _citation_pb(c: Citation) -> knowledge_pb2.Citation:
         uri=c.uri,
         score=c.score,
         kb_version=c.kb_version,
+    )
+
+
+def store_answer_request(call: CallInfo, answer: StoredAnswer) -> context_pb2.StoreAnswerRequest:
+    """The ``StoreAnswer`` request for an answer the caller heard in full."""
+    return context_pb2.StoreAnswerRequest(
+        context=call_context(call),
+        query=answer.query,
+        answer=answer.answer,
+        citations=[_citation_pb(c) for c in answer.citations],
+        kb_version=answer.kb_version,
+        policy=context_pb2.CachePolicy(uses_live_data=answer.uses_live_data),
     )
