@@ -16,7 +16,7 @@ import json
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
@@ -41,13 +41,14 @@ from trunkline.gateway.peers.base import (
 )
 from trunkline.gateway.peers.grpc_common import call_context
 from trunkline.gateway.peers.grpc_context import _result, retrieval_options, store_answer_request
-from trunkline.gateway.peers.grpc_llm import _usage, generate_request
+from trunkline.gateway.peers.grpc_llm import _usage, generate_request, prefill_request, prefilled
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import (
     CallInfo,
     ContextResult,
     LlmEvent,
     LlmRequest,
+    Prefilled,
     StoredAnswer,
     TextDelta,
     ToolCallRequested,
@@ -161,6 +162,10 @@ class DirectLanguageModel(LanguageModel):
                         yield _usage(response.done)
         finally:
             await _close(stream)
+
+    async def _prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled:
+        request = prefill_request(self.profile, call, history)
+        return prefilled(await self.service.Prefill(request, CTX))
 
 
 class DirectSynthesizer(Synthesizer):

@@ -27,6 +27,7 @@ from trunkline.gateway.peers.types import (
     Citation,
     ContextResult,
     LlmRequest,
+    Prefilled,
     StoredAnswer,
     TextDelta,
     ToolCallRequested,
@@ -341,6 +342,7 @@ async def test_context_empty_or_unimplemented_is_an_empty_context(
 class Llm(llm_pb2_grpc.LanguageModelServicer):
     def __init__(self) -> None:
         self.requests: list[llm_pb2.GenerateRequest] = []
+        self.prefills: list[llm_pb2.PrefillRequest] = []
         self.hold = asyncio.Event()
         self.held = False
         self.cancelled = asyncio.Event()
@@ -367,6 +369,14 @@ class Llm(llm_pb2_grpc.LanguageModelServicer):
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
+
+    async def Prefill(  # noqa: N802
+        self, request: llm_pb2.PrefillRequest, context: Ctx
+    ) -> llm_pb2.PrefillResponse:
+        self.prefills.append(request)
+        return llm_pb2.PrefillResponse(
+            prompt_tokens=300, evaluated_tokens=40, reused_tokens=259, completed=True
+        )
 
 
 def llm_request() -> LlmRequest:
@@ -413,6 +423,38 @@ async def test_llm_streams_deltas_tools_and_usage(span_recorder: SpanRecorder) -
     assert attributes["llm.prompt_compile_ms"] == 3.0
     assert attributes["llm.server_ttft_ms"] == 61.0
     assert "llm_ttft_ms" in attributes
+
+
+async def test_llm_prefill_sends_what_the_next_generate_sends_before_its_turn(
+    span_recorder: SpanRecorder,
+) -> None:
+    servicer = Llm()
+    request = llm_request()
+    async with serving(llm_pb2_grpc.add_LanguageModelServicer_to_server, servicer) as chan:
+        model = GrpcLanguageModel(env(span_recorder), chan, PROFILE)
+        done = await model.prefill(CALL, request.history)
+        _ = [event async for event in model.generate(request)]
+    assert done == Prefilled(evaluated_tokens=40, reused_tokens=259, completed=True)
+    prefill, generate = servicer.prefills[0], servicer.requests[0]
+    assert prefill.context == generate.context
+    assert prefill.sampling == generate.sampling
+    assert prefill.prompt.system_prompt == generate.prompt.system_prompt
+    assert list(prefill.prompt.tools) == list(generate.prompt.tools)
+    assert list(prefill.prompt.history) == list(generate.prompt.history)[:-1]  # not the turn
+    assert not prefill.prompt.HasField("context_block")
+    attributes = span_recorder.named("llm.prefill").attributes or {}
+    assert attributes["llm.prefill_evaluated"] == 40
+
+
+async def test_llm_prefill_failure_returns_none(span_recorder: SpanRecorder) -> None:
+    chan = channel("127.0.0.1:1")  # nothing listens: UNAVAILABLE
+    try:
+        model = GrpcLanguageModel(env(span_recorder), chan, PROFILE, FAST)
+        assert await model.prefill(CALL, llm_request().history) is None
+    finally:
+        await chan.close()
+    attributes = span_recorder.named("llm.prefill").attributes or {}
+    assert str(attributes["llm.prefill_failed"]).startswith("PeerUnavailableError")
 
 
 async def test_llm_close_cancels_generation(span_recorder: SpanRecorder) -> None:

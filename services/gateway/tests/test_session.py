@@ -256,3 +256,43 @@ async def test_hanging_up_mid_reply_cancels_work_and_ends_the_call(rig: Rig) -> 
     assert rig.llm.cancelled == 1
     assert rig.sink.ended.is_set()
     assert all(span.end_time is not None for span in rig.spans.get_finished_spans())
+
+
+async def test_after_each_turn_the_llm_prefills_the_history_the_next_turn_sends(rig: Rig) -> None:
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    await rig.until(lambda: len(rig.llm.prefills) == 1)
+    greeting = Message("agent", "Hello, thanks for calling.")
+    assert rig.llm.prefills == [(greeting,)]  # the greeting was heard: it is the history now
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    await rig.until(lambda: len(rig.llm.prefills) == 2)
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 3)
+    await rig.hang_up()
+    # each prefill is exactly the history the next generation carries before its new turn
+    assert rig.llm.prefills[0] == rig.llm.requests[0].history
+    assert rig.llm.prefills[1] == rig.llm.requests[1].history
+    assert rig.llm.prefills[1] == (
+        greeting,
+        Message("user", "what are your hours"),
+        Message("agent", "We are open nine to five. See you soon."),
+    )
+    names = [span.name for span in rig.spans.get_finished_spans()]
+    assert names.count("llm.prefill") >= 2
+
+
+async def test_a_failed_prefill_is_only_logged_and_the_call_goes_on(rig: Rig) -> None:
+    rig.llm.outage.down = True  # prefills fail; generations too until it is back
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    await rig.settle()
+    rig.llm.outage.down = False
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    await rig.hang_up()
+    assert len(rig.llm.prefills) == 1  # the one after the greeting failed, this one ran
+    assert rig.llm.prefills[0][-1] == Message("agent", "We are open nine to five. See you soon.")
+    assert rig.sink.turns[1].agent_text == "We are open nine to five. See you soon."
+    failed = [s for s in rig.spans.get_finished_spans() if s.name == "llm.prefill"]
+    assert any("llm.prefill_failed" in (s.attributes or {}) for s in failed)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from trunkline.gateway.core.clock import SystemClock
-from trunkline.gateway.core.events import Event, StartWork
+from trunkline.gateway.core.events import Event, Message, StartWork
 from trunkline.gateway.core.tools import ToolBook, ToolPolicy, ToolStatus
 from trunkline.gateway.fakes import FakeContext, FakeSynthesizer, FakeTranscriber
 from trunkline.gateway.peers.base import LanguageModel, PeerEnv
@@ -19,6 +19,7 @@ from trunkline.gateway.peers.types import (
     CallInfo,
     LlmEvent,
     LlmRequest,
+    Prefilled,
     TextDelta,
     ToolCallRequested,
     Usage,
@@ -62,6 +63,9 @@ class ScriptedLlm(LanguageModel):
         self.requests.append(request)
         for event in self.rounds[min(len(self.requests), len(self.rounds)) - 1]:
             yield event
+
+    async def _prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled:
+        raise AssertionError("the pipeline alone never prefills")
 
 
 class FakeRunner(ToolRunner):

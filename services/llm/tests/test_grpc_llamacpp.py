@@ -182,3 +182,52 @@ async def test_cancel_mid_stream_stops_the_model_and_frees_it(
     assert responses[-1].done.usage.output_tokens <= 4
     assert llama.end is not None
     assert llama.end[0].reason != "cancelled"
+
+
+async def test_prefill_evaluates_the_known_prompt_and_generate_reuses_it(
+    llama: WatchedLlama, start_llm: Any
+) -> None:
+    await llama.start()
+    servicer = servicer_for(llama)
+    servicer.mark_warm()
+    stub = llm_pb2_grpc.LanguageModelStub(await start_llm(servicer))
+    spec = load_agent_spec(AGENTS / "acme-dental.yaml")
+    history = [
+        llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=spec.greeting),
+        llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content="When are you open?"),
+        llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content="From eight to six."),
+    ]
+    prompt = llm_pb2.Prompt(system_prompt=spec.system_prompt, history=history)
+    sampling = llm_pb2.SamplingParams(max_tokens=6, temperature=0.0)
+    done = await stub.Prefill(
+        llm_pb2.PrefillRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
+    )
+    assert done.completed
+    assert done.evaluated_tokens + done.reused_tokens == done.prompt_tokens - 1
+    assert done.evaluated_tokens > 50  # a cold cache: the system prompt and the history
+    assert done.total_time.ToNanoseconds() > 0
+
+    prompt.history.append(llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content="And Saturday?"))
+    prompt.context_block.text = "[1] Saturday: 9 am to 1 pm."
+    responses = [
+        r
+        async for r in stub.Generate(
+            llm_pb2.GenerateRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
+        )
+    ]
+    usage = responses[-1].done.usage
+    assert usage.cached_input_tokens >= done.prompt_tokens - 3  # all but the reply header
+    assert usage.input_tokens - usage.cached_input_tokens < 60  # context block and question
+
+
+async def test_prefill_rejects_a_prompt_without_system_prompt(
+    llama: WatchedLlama, start_llm: Any
+) -> None:
+    await llama.start()
+    servicer = servicer_for(llama)
+    servicer.mark_warm()
+    stub = llm_pb2_grpc.LanguageModelStub(await start_llm(servicer))
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.Prefill(llm_pb2.PrefillRequest(context=CONTEXT, prompt=llm_pb2.Prompt()))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "system_prompt" in (error.value.details() or "")

@@ -195,3 +195,73 @@ async def test_turns_reuse_the_prefix_and_a_saved_agent_prefix_comes_back(
     assert done.usage is not None
     assert done.usage.cached_prompt_tokens == 0
     assert restored == evaluated  # greedy: the restored state gives the same reply
+
+
+def known_part(spec: AgentSpec, llama: LlamaCppBackend, history: list[ChatMessage]) -> Any:
+    """What the gateway prefills while the caller speaks: system, tools and history only."""
+    parts = prompt_from_spec(spec, history, None)
+    return compile_prompt(
+        parts, llama.count_tokens, tool_mode="text", message_overhead=llama.message_overhead
+    ).request
+
+
+def with_context(request: GenerationRequest, facts: str) -> GenerationRequest:
+    """The turn's prompt as the stable layout builds it: the context block before the turn."""
+    *head, user = request.messages
+    return replace(request, messages=(*head, ChatMessage("system", facts), user))
+
+
+async def test_a_prefill_leaves_only_the_context_and_the_new_turn_to_evaluate(
+    closing: list[LlamaCppBackend],
+) -> None:
+    config = LlamaCppConfig(smollm2_model_path(), eval_chunk=32, prefix_states=4)
+    llama = await started(config)
+    closing.append(llama)
+    acme = load_agent_spec(SAMPLE)
+    history = [ChatMessage("assistant", acme.greeting)]
+    hours = "Facts you may use:\n[1] Open Monday to Friday, 8 am to 6 pm."
+    await run(llama, with_context(turn(acme, llama, history, "When are you open?"), hours))
+    history += [
+        ChatMessage("user", "When are you open?"),
+        ChatMessage("assistant", "We are open from eight to six, Monday to Friday."),
+    ]
+
+    prefilled = await llama.prefill(known_part(acme, llama, history))
+    assert prefilled.completed
+    assert prefilled.evaluated > 20  # the last turn: the cache holds its context block there
+    assert prefilled.reused + prefilled.evaluated == prefilled.prompt_tokens - 1
+
+    facts = "Facts you may use:\n[1] Saturday hours are 9 am to 1 pm."
+    request = with_context(turn(acme, llama, history, "And on Saturday?"), facts)
+    _, done = await run(llama, request)
+    assert done.usage is not None
+    # all of the prefilled prompt but its generation header ("<|im_start|>assistant\n")
+    assert done.usage.cached_prompt_tokens >= prefilled.prompt_tokens - 3
+    again = await llama.prefill(known_part(acme, llama, history))
+    assert again.completed
+    assert again.evaluated <= 3  # nothing new to evaluate: only the header
+
+
+async def test_a_generation_takes_the_model_over_from_a_prefill(
+    closing: list[LlamaCppBackend],
+) -> None:
+    config = LlamaCppConfig(smollm2_model_path(), eval_chunk=32, prefix_states=0)
+    llama = await started(config, hold=True)
+    closing.append(llama)
+    story = " ".join(f"word{i}" for i in range(300))
+    history = [ChatMessage("system", "You are brief."), ChatMessage("user", story)]
+    prefill = asyncio.create_task(llama.prefill(GenerationRequest(messages=tuple(history))))
+    assert await asyncio.to_thread(llama.entered.wait, WAIT_S)  # its first chunk is running
+    request = GenerationRequest(
+        messages=(*history, ChatMessage("assistant", "Noted."), ChatMessage("user", "Hi?")),
+        sampling=SamplingParams(max_tokens=4, temperature=0.0),
+    )
+    generation = asyncio.create_task(run(llama, request))
+    await llama.built[0].wait()  # the generation was submitted: the prefill is told to stop
+    llama.release.set()
+    prefilled = await asyncio.wait_for(prefill, WAIT_S)
+    _, done = await asyncio.wait_for(generation, WAIT_S)
+    assert not prefilled.completed
+    assert prefilled.evaluated == 32  # it stopped after the chunk it was in
+    assert done.usage is not None
+    assert done.usage.cached_prompt_tokens == 32  # and the generation went on from there

@@ -129,6 +129,7 @@ class Gateway:
             filler_text=profile.filler_text,
             apology_text=profile.apology_text,
             min_confidence=profile.retrieval.min_confidence,
+            llm_prefill=settings.llm_prefill,
         )
 
     async def run_call(self, start: CallStart, transport: MediaStreamTransport) -> None:

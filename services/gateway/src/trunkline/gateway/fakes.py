@@ -7,7 +7,7 @@ tracing run exactly as in production.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from trunkline.gateway.core.events import Message, State
@@ -25,6 +25,7 @@ from trunkline.gateway.peers.types import (
     ContextResult,
     LlmEvent,
     LlmRequest,
+    Prefilled,
     StoredAnswer,
     TextDelta,
     Usage,
@@ -113,8 +114,14 @@ class FakeLanguageModel(LanguageModel):
         self.reply = reply
         self.outage = Outage()
         self.requests: list[LlmRequest] = []
+        self.prefills: list[tuple[Message, ...]] = []
         self.cancelled = 0
         self.gate: asyncio.Event | None = None
+
+    async def _prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled:
+        self.outage.check()
+        self.prefills.append(tuple(history))
+        return Prefilled(evaluated_tokens=10 * len(history), reused_tokens=0, completed=True)
 
     async def _generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
         self.outage.check()

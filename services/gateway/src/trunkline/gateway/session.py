@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -43,7 +44,7 @@ from trunkline.gateway.core.events import (
 from trunkline.gateway.core.turns import TurnConfig, TurnMachine
 from trunkline.gateway.fillers import FillerCache, tone
 from trunkline.gateway.metrics import GatewayMetrics
-from trunkline.gateway.peers.types import CallInfo, StoredAnswer
+from trunkline.gateway.peers.types import CallInfo, Prefilled, StoredAnswer
 from trunkline.gateway.pipeline import Peers, TurnPipeline
 from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
 from trunkline.gateway.tools import ToolExecutor
@@ -63,6 +64,7 @@ class SessionConfig:
     min_clause_words: int = 3
     sink_drain_s: float = 2.0
     min_confidence: float = 0.0  # retrieval confidence below it: out of domain, not cached
+    llm_prefill: bool = True  # after each turn, the LLM evaluates the known prompt ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,7 @@ class CallSession:
         self._work: dict[int, _Work] = {}
         self._sink_queue: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
         self._call_span: Span | None = None
+        self._prefill: asyncio.Task[Prefilled | None] | None = None
         self._frame_received_at = 0.0
         self._hung_up = False
         self._apology_pcm = b""
@@ -351,6 +354,17 @@ class CallSession:
         work.span.end()
         self._publish(lambda: self.sink.turn_completed(record))
         self._publish(lambda: self._store_answer(record))
+        self._prefill_next()
+
+    def _prefill_next(self) -> None:
+        """The history just changed: the LLM evaluates it (with the system prompt and tools)
+        while the caller speaks, so the next turn's generation starts at its context block."""
+        if not self.config.llm_prefill:
+            return
+        if self._prefill is not None:
+            self._prefill.cancel()
+        history = tuple(self.machine.history)
+        self._prefill = asyncio.create_task(self.peers.llm.prefill(self.call, history))
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -430,7 +444,9 @@ class CallSession:
             await self._execute(self.machine.end())
         except Exception:
             log.exception("call %s: ending the turn failed", self.call.call_id)
-        tasks = [reader, filler, *(w.task for w in self._work.values())]
+        tasks: list[asyncio.Task[Any]] = [reader, filler, *(w.task for w in self._work.values())]
+        if self._prefill is not None:
+            tasks.append(self._prefill)
         for turn_id in list(self._work):
             self._dropped(turn_id, "call ended")
         for task in tasks:

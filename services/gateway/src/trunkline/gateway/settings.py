@@ -78,6 +78,11 @@ class GatewaySettings(ServiceSettings):
         ge=20,
         description="silence (ms) before speculative work starts; 20: the first silent frame",
     )
+    llm_prefill: bool = Field(
+        default=True,
+        description="after each turn, have the LLM evaluate the system prompt, tools and history "
+        "while the caller speaks, so the next turn evaluates only its context and question",
+    )
     max_tool_rounds: int = Field(
         default=2, ge=1, le=8, description="generation rounds with tool results per turn"
     )

@@ -148,6 +148,36 @@ def agent_label(context: call_pb2.CallContext) -> str:
     return "prompt"
 
 
+def prefill_parts(
+    prompt: llm_pb2.Prompt,
+    sampling: SamplingParams,
+    limits: Limits,
+    *,
+    model: str | None,
+    label: str,
+) -> PromptParts:
+    """The known part of a call's next prompt: system prompt, tools and the history as it
+    stands (possibly empty); the context block and the new turn are not known yet."""
+    if not prompt.system_prompt.strip():
+        raise BadRequestError("prompt.system_prompt is empty")
+    history = [chat_message(m, f"prompt.history[{i}]") for i, m in enumerate(prompt.history)]
+    return PromptParts(
+        system_prompt=prompt.system_prompt,
+        history=tuple(history),
+        user_text=None,
+        tools=tool_schemas(prompt.tools),
+        max_prompt_tokens=_budget(prompt, sampling, limits),
+        sampling=sampling,
+        model=model,
+        label=label,
+    )
+
+
+def _budget(prompt: llm_pb2.Prompt, sampling: SamplingParams, limits: Limits) -> int:
+    window = limits.context_tokens - sampling.max_tokens
+    return min(prompt.max_prompt_tokens or window, window)
+
+
 def prompt_parts(
     prompt: llm_pb2.Prompt,
     sampling: SamplingParams,
@@ -175,15 +205,13 @@ def prompt_parts(
     user_text: str | None = None
     if last.role == "user":
         user_text = history.pop().content
-    window = limits.context_tokens - sampling.max_tokens
-    budget = min(prompt.max_prompt_tokens or window, window)
     return PromptParts(
         system_prompt=prompt.system_prompt,
         history=tuple(history),
         user_text=user_text,
         context_text=context_text(prompt.context_block),
         tools=tool_schemas(prompt.tools),
-        max_prompt_tokens=budget,
+        max_prompt_tokens=_budget(prompt, sampling, limits),
         sampling=sampling,
         model=model,
         label=label,

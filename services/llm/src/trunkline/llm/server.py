@@ -1,6 +1,8 @@
 # ruff: noqa: N802  (servicer methods carry the proto RPC names)
 """gRPC surface of llm: ``trunkline.llm.v1.LanguageModel`` (proto <-> domain only).
 
+``Prefill`` compiles the known part of a call's next prompt (no context block, no new turn) and
+has the backend evaluate it while the caller speaks; the next ``Generate`` then reuses it.
 ``Generate`` compiles the prompt (timed: ``GenerateDone.prompt_compile_time``), streams the
 backend's text deltas and tool calls, then one ``GenerateDone`` with usage, TTFT and total time,
 all measured from receipt of the request. Cancelling the RPC (barge-in) closes the backend's
@@ -32,6 +34,7 @@ from trunkline.llm.convert import (
     BadRequestError,
     Limits,
     agent_label,
+    prefill_parts,
     prompt_parts,
     sampling_params,
 )
@@ -136,6 +139,26 @@ class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
             done=self._done(compiled, done, "".join(text), first_s, total_s)
         )
 
+    async def Prefill(
+        self, request: llm_pb2.PrefillRequest, context: Ctx
+    ) -> llm_pb2.PrefillResponse:
+        received = time.perf_counter()
+        await self._require_ready(context)
+        compiled = await self._compile(
+            request.prompt, request.sampling, request.context, context, prefill=True
+        )
+        try:
+            result = await self.backend.prefill(compiled.prompt.request)
+        except LlmError as exc:
+            await self._backend_failed(context, exc)
+        return llm_pb2.PrefillResponse(
+            prompt_tokens=result.prompt_tokens,
+            evaluated_tokens=result.evaluated,
+            reused_tokens=result.reused,
+            completed=result.completed,
+            total_time=duration(time.perf_counter() - received),
+        )
+
     async def CountTokens(
         self, request: llm_pb2.CountTokensRequest, context: Ctx
     ) -> llm_pb2.CountTokensResponse:
@@ -162,14 +185,17 @@ class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
         sampling_pb: llm_pb2.SamplingParams,
         call: call_pb2.CallContext,
         context: Ctx,
+        *,
+        prefill: bool = False,
     ) -> Compiled:
         started = time.perf_counter()
         limits = self.options.limits
         model = self.options.model or sampling_pb.model or None
+        build = prefill_parts if prefill else prompt_parts
         with self._tracer.start_as_current_span("llm.prompt_compile") as span:
             try:
                 sampling = sampling_params(sampling_pb, limits)
-                parts = prompt_parts(prompt, sampling, limits, model=model, label=agent_label(call))
+                parts = build(prompt, sampling, limits, model=model, label=agent_label(call))
                 compiled = compile_prompt(
                     parts,
                     self.backend.count_tokens,
@@ -177,7 +203,7 @@ class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
                     message_overhead=self.backend.message_overhead,
                     layout=self.options.layout,
                 )
-                if parts.user_text is None and compiled.history_kept == 0:
+                if not prefill and parts.user_text is None and compiled.history_kept == 0:
                     raise PromptBudgetError(
                         f"{parts.label}: the tool result to answer does not fit the budget of "
                         f"{parts.max_prompt_tokens} prompt tokens"
@@ -214,6 +240,7 @@ class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
             usage=usage_pb2.Usage(
                 input_tokens=usage.prompt_tokens if usage else compiled.prompt.prompt_tokens,
                 output_tokens=usage.completion_tokens if usage else 0,
+                cached_input_tokens=usage.cached_prompt_tokens if usage else 0,
             ),
             prompt_compile_time=duration(compiled.compile_s),
             total_time=duration(total_s),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -13,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Tracer
 
 from trunkline.gateway.core.clock import Clock
+from trunkline.gateway.core.events import Message
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.retry import RetryPolicy, within
 from trunkline.gateway.peers.types import (
@@ -20,6 +21,7 @@ from trunkline.gateway.peers.types import (
     ContextResult,
     LlmEvent,
     LlmRequest,
+    Prefilled,
     StoredAnswer,
 )
 
@@ -195,15 +197,36 @@ class ContextSource(Peer):
 
 
 class LanguageModel(Peer):
-    """LLM service: a stream of text deltas, tool calls and usage."""
+    """LLM service: a stream of text deltas, tool calls and usage; and a prefill of the known
+    part of the next prompt while the caller speaks."""
 
     stage = "llm"
 
     def generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
         return self._stream(lambda: self._generate(request), "llm_ttft")
 
+    async def prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled | None:
+        """Have the LLM evaluate the system prompt, tools and ``history`` ahead of the next turn.
+        Best effort, off the turn's path: one attempt, a failure is logged and returns None."""
+        with self.env.tracer.start_as_current_span("llm.prefill") as span:
+            try:
+                done = await within(
+                    self.env.clock, self.policy.timeout_s, self._prefill(call, history)
+                )
+            except Exception as exc:  # nothing depends on a prefill
+                log.info("llm prefill failed (the next turn evaluates it): %r", exc)
+                span.set_attribute("llm.prefill_failed", f"{type(exc).__name__}: {exc}")
+                return None
+            span.set_attribute("llm.prefill_evaluated", done.evaluated_tokens)
+            span.set_attribute("llm.prefill_reused", done.reused_tokens)
+            span.set_attribute("llm.prefill_completed", done.completed)
+            return done
+
     @abstractmethod
     def _generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]: ...
+
+    @abstractmethod
+    async def _prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled: ...
 
 
 class Synthesizer(Peer):

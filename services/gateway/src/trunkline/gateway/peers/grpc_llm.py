@@ -7,7 +7,7 @@ iterator (barge-in, call ended) cancels the RPC, which stops generation on the s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from opentelemetry import trace
@@ -17,8 +17,10 @@ from trunkline.gateway.peers.base import LanguageModel, PeerEnv
 from trunkline.gateway.peers.grpc_common import call_context, ms, rpc_errors, seconds
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import (
+    CallInfo,
     LlmEvent,
     LlmRequest,
+    Prefilled,
     TextDelta,
     ToolCallRequested,
     ToolRound,
@@ -66,6 +68,29 @@ def tool_round_messages(tool_round: ToolRound) -> list[llm_pb2.ChatMessage]:
     return messages
 
 
+def _prompt(
+    profile: AgentProfile,
+    call: CallInfo,
+    history: list[llm_pb2.ChatMessage],
+    block: knowledge_pb2.ContextBlock | None = None,
+) -> llm_pb2.Prompt:
+    tools = [
+        llm_pb2.ToolSchema(
+            name=tool.name,
+            description=tool.description,
+            parameters_json_schema=tool.parameters_json,
+        )
+        for tool in profile.tools_for_role(call.caller_role)
+    ]
+    return llm_pb2.Prompt(
+        system_prompt=profile.system_prompt,
+        history=history,
+        context_block=block,
+        tools=tools,
+        max_prompt_tokens=profile.token_budget.prompt_tokens,
+    )
+
+
 def generate_request(profile: AgentProfile, request: LlmRequest) -> llm_pb2.GenerateRequest:
     history = [chat_message(m) for m in request.history]
     history.append(llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=request.user_text))
@@ -77,23 +102,28 @@ def generate_request(profile: AgentProfile, request: LlmRequest) -> llm_pb2.Gene
         citations=[knowledge_pb2.Citation(id=c) for c in context.citations],
         token_count=context.token_count,
     )
-    tools = [
-        llm_pb2.ToolSchema(
-            name=tool.name,
-            description=tool.description,
-            parameters_json_schema=tool.parameters_json,
-        )
-        for tool in profile.tools_for_role(request.call.caller_role)
-    ]
-    prompt = llm_pb2.Prompt(
-        system_prompt=profile.system_prompt,
-        history=history,
-        context_block=block if context.block else None,
-        tools=tools,
-        max_prompt_tokens=profile.token_budget.prompt_tokens,
-    )
+    prompt = _prompt(profile, request.call, history, block if context.block else None)
     return llm_pb2.GenerateRequest(
         context=call_context(request.call), prompt=prompt, sampling=sampling_params(profile)
+    )
+
+
+def prefill_request(
+    profile: AgentProfile, call: CallInfo, history: Sequence[Message]
+) -> llm_pb2.PrefillRequest:
+    """The known part of the call's next prompt: what ``generate_request`` will send before
+    the context block and the new user turn."""
+    prompt = _prompt(profile, call, [chat_message(m) for m in history])
+    return llm_pb2.PrefillRequest(
+        context=call_context(call), prompt=prompt, sampling=sampling_params(profile)
+    )
+
+
+def prefilled(response: llm_pb2.PrefillResponse) -> Prefilled:
+    return Prefilled(
+        evaluated_tokens=int(response.evaluated_tokens),
+        reused_tokens=int(response.reused_tokens),
+        completed=response.completed,
     )
 
 
@@ -125,6 +155,12 @@ class GrpcLanguageModel(LanguageModel):
                             yield _usage(response.done)
         finally:
             stream.cancel()  # no-op after the end; stops generation when closed early
+
+    async def _prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled:
+        with rpc_errors(self.stage):
+            return prefilled(
+                await self._stub.Prefill(prefill_request(self._profile, call, history))
+            )
 
 
 def _usage(done: llm_pb2.GenerateDone) -> Usage:

@@ -109,4 +109,14 @@ class Usage:
     prompt_compile_s: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Prefilled:
+    """What an LLM prefill did: tokens evaluated now, tokens already cached, whether it got
+    through before a generation took the model over."""
+
+    evaluated_tokens: int
+    reused_tokens: int
+    completed: bool
+
+
 LlmEvent = TextDelta | ToolCallRequested | Usage

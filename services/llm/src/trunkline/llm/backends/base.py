@@ -26,6 +26,7 @@ from trunkline.llm.core.types import (
     Done,
     GenerationEvent,
     GenerationRequest,
+    PrefillResult,
     Stop,
     TextDelta,
     ToolCallEvent,
@@ -121,6 +122,12 @@ class LlmBackend(ABC):
     async def ready(self) -> bool:
         """Whether a generation can run now (model loaded, server answering)."""
         return True
+
+    async def prefill(self, request: GenerationRequest) -> PrefillResult:
+        """Evaluate ``request``'s prompt into the backend's cache ahead of the generation that
+        will extend it. Best effort, and a generation takes precedence; a backend that cannot
+        fill its cache ahead (a remote server) does nothing and says so."""
+        return PrefillResult(prompt_tokens=0, evaluated=0, reused=0, completed=False)
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:

@@ -13,7 +13,10 @@ Prompt reuse: the tokens still in the KV cache that the new prompt starts with a
 evaluated again (llama.cpp keeps one sequence), and the KV state of each agent's stable prefix
 (its system message: prompt and tool instructions) is saved after it is first evaluated and
 restored when another agent's call has taken the cache meanwhile (``prefix_states`` of them, least
-recently used go first). Tool calls use the text protocol of
+recently used go first). ``prefill`` evaluates a prompt's known part (system, tools, history)
+while the caller is still speaking, so the turn's generation evaluates only what is new; every
+generation submitted cancels the prefills in flight (at the next chunk, keeping what they
+evaluated). Tool calls use the text protocol of
 :mod:`trunkline.llm.core.tool_protocol`; after the first complete call generation stops.
 """
 
@@ -41,6 +44,7 @@ from trunkline.llm.core.tool_protocol import (
 from trunkline.llm.core.types import (
     BackendEvent,
     GenerationRequest,
+    PrefillResult,
     SamplingParams,
     Stop,
     ToolCallEvent,
@@ -49,6 +53,8 @@ from trunkline.llm.core.types import (
 
 MIN_SAVED_PREFIX = 32
 """Shorter stable prefixes are cheaper to evaluate than to save and restore."""
+PREFILL_CHUNK = 32
+"""Prefill chunk when ``eval_chunk`` is 0: a prefill must always yield to a generation."""
 
 
 def smollm2_model_path() -> Path:
@@ -102,6 +108,16 @@ class End:
     reused: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """The KV cache after ``_prepare``: ``reused`` tokens were already there, ``position`` is how
+    far it now goes; ``done`` when it holds every prompt token but the last."""
+
+    reused: int
+    position: int
+    done: bool
+
+
 _Item = str | End | BaseException
 
 
@@ -118,6 +134,7 @@ class LlamaCppBackend(LlmBackend):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._load_lock = asyncio.Lock()
         self._states = PrefixStates(config.prefix_states)
+        self._prefills: set[threading.Event] = set()  # cancel flags of prefills in flight
 
     @property
     def loaded(self) -> bool:
@@ -201,8 +218,32 @@ class LlamaCppBackend(LlmBackend):
         ]
         return min(common_prefix(probes[0], probes[1]), common_prefix(probes[0], tokens))
 
+    async def prefill(self, request: GenerationRequest) -> PrefillResult:
+        job = self._job(request)
+        cancel = threading.Event()
+        self._prefills.add(cancel)
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._prefill, job, cancel)
+        finally:
+            cancel.set()  # also when the caller gave up: a queued prefill is dropped unstarted
+            self._prefills.discard(cancel)
+
+    def _prefill(self, job: Job, cancel: threading.Event) -> PrefillResult:
+        if cancel.is_set():
+            return PrefillResult(len(job.tokens), 0, 0, completed=False)
+        prepared = self._prepare(job, cancel, self.config.eval_chunk or PREFILL_CHUNK)
+        return PrefillResult(
+            prompt_tokens=len(job.tokens),
+            evaluated=prepared.position - prepared.reused,
+            reused=prepared.reused,
+            completed=prepared.done,
+        )
+
     async def _impl(self, request: GenerationRequest) -> AsyncGenerator[BackendEvent, None]:
         job = self._job(request)
+        for flag in tuple(self._prefills):
+            flag.set()  # the caller's turn goes first; a prefill keeps what it evaluated
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         cancel = threading.Event()
@@ -275,9 +316,11 @@ class LlamaCppBackend(LlmBackend):
         """Evaluate one chunk of prompt tokens after the ones already in the KV cache."""
         self._llm.eval(tokens)
 
-    def _prepare(self, job: Job, cancel: threading.Event) -> int | None:
+    def _prepare(self, job: Job, cancel: threading.Event, chunk: int | None = None) -> Prepared:
         """Bring the KV cache to all prompt tokens but the last (``generate`` evaluates that one
-        and samples); return how many were reused, or None when cancelled part-way."""
+        and samples), checking ``cancel`` between chunks of ``chunk`` tokens (default: the
+        configured ``eval_chunk``; 0 leaves the evaluation to ``generate``)."""
+        chunk = self.config.eval_chunk if chunk is None else chunk
         llm = self._llm
         tokens = job.tokens
         last = len(tokens) - 1
@@ -288,20 +331,20 @@ class LlamaCppBackend(LlmBackend):
             if saved is not None:  # a failed restore leaves the cache empty
                 reused = job.stable if self._restore(saved, key) else 0
         llm.n_tokens = reused  # the next eval drops whatever the cache holds past this
-        if not self.config.eval_chunk:
-            return reused  # old path: ``generate`` evaluates the rest in one call
+        if not chunk:
+            return Prepared(reused, reused, done=True)  # ``generate`` evaluates the rest at once
         position = reused
         while position < last:
             if cancel.is_set():
-                return None
-            end = min(position + self.config.eval_chunk, last)
+                return Prepared(reused, position, done=False)
+            end = min(position + chunk, last)
             if key is not None and position < job.stable < end:
                 end = job.stable  # stop at the stable prefix to save its state
             self._eval_chunk(tokens[position:end])
             position = end
             if key is not None and position == job.stable and key not in self._states:
                 self._states.put(key, self._save())
-        return reused
+        return Prepared(reused, position, done=True)
 
     def _save(self) -> bytes:
         import llama_cpp  # noqa: PLC0415
@@ -329,9 +372,10 @@ class LlamaCppBackend(LlmBackend):
         llm = self._llm
         if cancel.is_set():
             return End(0, "cancelled")
-        reused = self._prepare(job, cancel)
-        if reused is None:
+        prepared = self._prepare(job, cancel)
+        if not prepared.done:
             return End(0, "cancelled")
+        reused = prepared.reused
         sampling, stops = job.sampling, job.stops
         if sampling.seed is not None:
             llm.set_seed(sampling.seed)

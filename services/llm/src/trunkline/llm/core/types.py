@@ -101,6 +101,17 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class PrefillResult:
+    """What a prefill did: ``evaluated`` tokens now, ``reused`` already cached; ``completed``
+    False when a generation took the model over first (or the backend cannot prefill)."""
+
+    prompt_tokens: int
+    evaluated: int
+    reused: int
+    completed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Backend-side end marker: why generation stopped ("stop", "length", "tool_calls")."""
 
