@@ -150,7 +150,8 @@ def test_pack_respects_budget_and_numbers_citations() -> None:
     assert block.tokens <= 120
     assert block.truncated
     assert block.text.startswith("[1] fact 0")
-    assert "(doc#0)" in block.text
+    assert "doc#" not in block.text  # the numbers stand for the citations
+    assert [i.citation for i in block.items] == [f"doc#{i}" for i in range(len(block.items))]
     assert len(block.items) < 5
     whole = pack(items[:1], budget=1000)
     assert not whole.truncated

@@ -7,6 +7,14 @@ SERVING.
 
 from __future__ import annotations
 
+import os
+
+# llama.cpp's CPU backend is built with OpenMP: with more than one thread its idle workers spin
+# and take the core that STT and TTS need between prompts. The runtime reads the variable once,
+# at the first import of the library, so it is set before any backend import; an operator's
+# explicit value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import logging
 
 from trunkline.llm.backends import LlmBackend

@@ -27,7 +27,7 @@ _ROLES: dict[int, Role] = {
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 MAX_STOPS = 8
-CONTEXT_HEADING = "Facts you may use (cite as [n] when you do):"
+CONTEXT_HEADING = "Facts for this question:"
 
 
 class BadRequestError(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -9,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import ServiceSettings
+from trunkline.llm.backends.requantize import Quantization
 from trunkline.llm.core.prompt import PromptLayout
 
 
@@ -47,6 +49,17 @@ class LlmSettings(ServiceSettings):
     threads: int = Field(default=1, ge=1, le=256, description="threads generating tokens")
     threads_batch: int | None = Field(
         default=None, ge=1, le=256, description="threads evaluating prompts; unset: threads"
+    )
+    quantize: Quantization = Field(
+        default="q4_0",
+        description="convert the GGUF once at start-up (into cache_dir): q4_0 evaluates "
+        "prompts about twice as fast as the bundled Q4_1 on CPU; keep: load it as it is",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache")
+        / "trunkline"
+        / "llm",
+        description="where converted models are kept ($XDG_CACHE_HOME/trunkline/llm)",
     )
     batch_size: int = Field(default=256, ge=8)
     eval_chunk_tokens: int = Field(

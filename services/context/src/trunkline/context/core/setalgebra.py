@@ -91,6 +91,8 @@ def pack(
     count: Callable[[str], int] = estimate_tokens,
 ) -> ContextBlock:
     """Number the items ``[1]..[n]`` and keep them in order while they fit in ``budget`` tokens.
+    The text carries only the numbers (item n's citation is ``items[n - 1].citation``): on a
+    voice turn every prompt token costs time before the first word, and source paths are many.
 
     An item that does not fit whole is cut at a word boundary if at least 16 tokens remain;
     then packing stops.
@@ -101,7 +103,7 @@ def pack(
     truncated = False
     for item in items:
         label = f"[{len(kept) + 1}] "
-        line = f"{label}{item.text} ({item.citation})"
+        line = f"{label}{item.text}"
         cost = count(line) + (1 if lines else 0)
         if used + cost <= budget:
             lines.append(line)
@@ -109,7 +111,7 @@ def pack(
             used += cost
             continue
         truncated = True
-        room = budget - used - 1 - count(f"{label}... ({item.citation})")
+        room = budget - used - 1 - count(f"{label}...")
         if room >= 16:
             words = item.text.split()
             cut: list[str] = []
@@ -118,7 +120,7 @@ def pack(
                     break
                 cut.append(word)
             if cut:
-                line = f"{label}{' '.join(cut)}... ({item.citation})"
+                line = f"{label}{' '.join(cut)}..."
                 lines.append(line)
                 kept.append(item)
                 used += count(line) + (1 if len(lines) > 1 else 0)

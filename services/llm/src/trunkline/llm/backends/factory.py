@@ -44,6 +44,8 @@ def build_backend(settings: LlmSettings, metrics: LlmMetrics | None = None) -> L
         n_batch=settings.batch_size,
         eval_chunk=settings.eval_chunk_tokens,
         prefix_states=settings.prefix_states,
+        quantize=settings.quantize,
+        cache_dir=settings.cache_dir,
     )
     return LlamaCppBackend(llama, policy=policy, metrics=metrics)
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from trunkline.llm.backends.base import LlmBackend
 from trunkline.llm.backends.prefix_states import PrefixStates, common_prefix
+from trunkline.llm.backends.requantize import Quantization, requantized
 from trunkline.llm.core.tool_protocol import (
     MalformedToolCall,
     ToolCallStreamParser,
@@ -74,6 +75,8 @@ class LlamaCppConfig:
     """``eval_chunk``: prompt tokens evaluated between cancel checks; 0 evaluates the whole
     prompt in one call (the old path: not cancellable until the first token).
     ``prefix_states``: agents' stable-prefix KV states kept in memory; 0 keeps none.
+    ``quantize``: convert the model once into ``cache_dir`` before loading it (see
+    :mod:`.requantize`); ``keep`` loads ``model_path`` as it is.
     ``n_threads``: threads generating tokens; ``n_threads_batch``: threads evaluating prompts
     (None: ``n_threads``). One of each: on 2 cores shared with STT and TTS, two llama.cpp
     threads wait on each other whenever one is descheduled; one thread gave the lowest TTFT tail
@@ -86,6 +89,8 @@ class LlamaCppConfig:
     n_batch: int = 256
     eval_chunk: int = 32
     prefix_states: int = 4
+    quantize: Quantization = "keep"
+    cache_dir: Path = Path("~/.cache/trunkline/llm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +164,9 @@ class LlamaCppBackend(LlmBackend):
 
         if not self.config.model_path.is_file():
             raise FileNotFoundError(f"model file not found: {self.config.model_path}")
+        path = requantized(self.config.model_path, self.config.quantize, self.config.cache_dir)
         llm = Llama(
-            model_path=str(self.config.model_path),
+            model_path=str(path),
             n_ctx=self.config.n_ctx,
             n_threads=self.config.n_threads,
             n_threads_batch=self.config.n_threads_batch or self.config.n_threads,

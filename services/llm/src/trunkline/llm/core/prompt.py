@@ -105,7 +105,7 @@ class CompiledPrompt:
 def render_context(chunks: Sequence[ContextChunk]) -> str:
     if not chunks:
         return ""
-    lines = ["Facts you may use (cite as [n] when you do):"]
+    lines = ["Facts for this question:"]
     lines += [f"[{c.citation}] ({c.source}) {c.text.strip()}" for c in chunks]
     return "\n".join(lines)
 
