@@ -163,8 +163,10 @@ class DirectLanguageModel(LanguageModel):
         finally:
             await _close(stream)
 
-    async def _prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled:
-        request = prefill_request(self.profile, call, history)
+    async def _prefill(
+        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None
+    ) -> Prefilled:
+        request = prefill_request(self.profile, call, history, context)
         return prefilled(await self.service.Prefill(request, CTX))
 
 
@@ -247,7 +249,9 @@ async def serve(args: argparse.Namespace) -> None:
     # The same gateway/LLM knobs the stack gives the distributed services (cli/plan.py).
     same = AppConfig(agents_dir=agents, tenants_file=agents, milvus_uri=str(args.db))
     llm_settings = LlmSettings(
-        agents_dir=agents, first_token_timeout_s=same.llm_first_token_timeout_s
+        agents_dir=agents,
+        first_token_timeout_s=same.llm_first_token_timeout_s,
+        threads_batch=same.llm_threads_batch,
     )
     llm = LanguageModelService(
         build_backend(llm_settings),

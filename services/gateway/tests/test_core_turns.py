@@ -15,6 +15,7 @@ from trunkline.gateway.core.events import (
     InboundFrame,
     MarkPlayed,
     Message,
+    Prefetch,
     ReplyAudio,
     SendAudio,
     SendMark,
@@ -314,3 +315,39 @@ def test_resumed_speech_cancels_the_speculative_work_on_that_frame() -> None:
 def test_speculation_must_come_before_the_endpoint() -> None:
     with pytest.raises(ValueError, match="speculate_after_ms"):
         replace(CONFIG, speculate_after_ms=100)
+
+
+def test_a_long_utterance_is_read_ahead_every_so_much_speech() -> None:
+    config = replace(CONFIG, prefetch_every_ms=200, prefetch_min_ms=300)
+    d = Driver(TurnMachine(config))
+    d.m.history.append(Message("agent", "Hi."))
+    out = d.frames(VOICE, 2)  # onset
+    out += d.frames(VOICE, 12)  # 280 ms of speech: under the minimum
+    assert of(out, Prefetch) == []
+    out = d.frames(VOICE, 1)  # 300 ms of speech
+    [first] = of(out, Prefetch)
+    assert first.history == (Message("agent", "Hi."),)
+    assert len(first.audio) == 15 * FRAME_BYTES  # the utterance so far (no preroll: none yet)
+    out = d.frames(VOICE, 9)
+    assert of(out, Prefetch) == []
+    out = d.frames(VOICE, 1)  # another 200 ms of speech
+    [second] = of(out, Prefetch)
+    assert len(second.audio) == 25 * FRAME_BYTES
+    out = d.frames(SILENCE, 1)  # the pause: speculative work, no more read-aheads
+    assert of(out, StartWork)
+    assert of(d.frames(SILENCE, 3), Prefetch) == []
+
+
+def test_no_read_ahead_while_a_turn_is_working_or_when_off() -> None:
+    d = Driver(TurnMachine(replace(CONFIG, prefetch_every_ms=None)))
+    assert of(d.frames(VOICE, 100), Prefetch) == []
+    config = replace(CONFIG, prefetch_every_ms=100, prefetch_min_ms=100)
+    d = Driver(TurnMachine(config))
+    d.frames(VOICE, 4)
+    d.frames(SILENCE, 6)  # endpoint: the turn is committed and working
+    assert d.m.state is State.THINKING
+    # the caller goes on before any reply: still one utterance, read ahead again
+    out = d.frames(VOICE, 12)
+    assert of(out, Prefetch)
+    with pytest.raises(ValueError, match="prefetch_every_ms"):
+        TurnConfig(prefetch_every_ms=10)

@@ -296,3 +296,30 @@ async def test_a_failed_prefill_is_only_logged_and_the_call_goes_on(rig: Rig) ->
     assert rig.sink.turns[1].agent_text == "We are open nine to five. See you soon."
     failed = [s for s in rig.spans.get_finished_spans() if s.name == "llm.prefill"]
     assert any("llm.prefill_failed" in (s.attributes or {}) for s in failed)
+
+
+async def test_a_long_utterance_is_read_ahead_into_the_llm_before_the_caller_stops(
+    rig: Rig,
+) -> None:
+    hours = ContextResult(block="[1] Open nine to five.", citations=("faq#1",), confidence=0.8)
+    rig.context.result = hours
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    await rig.until(lambda: len(rig.llm.prefills) == 1)  # after the greeting: no context
+    assert rig.llm.prefill_contexts == [None]
+    await rig.frames(VOICE, 40)  # 800 ms of speech: one read-ahead at 600 ms
+    await rig.until(lambda: len(rig.llm.prefills) == 2)
+    assert len(rig.stt.seen) == 1
+    assert len(rig.stt.seen[0]) < 40 * len(VOICE)  # the utterance so far, not the whole
+    assert rig.context.queries == ["what are your hours"]
+    assert rig.llm.prefill_contexts[1] == hours
+    assert rig.llm.prefills[1] == (Message("agent", "Hello, thanks for calling."),)
+    assert rig.llm.requests == []  # nothing generated, nothing said while they speak
+    assert len(rig.sink.turns) == 1
+    await rig.frames(SILENCE, 12)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    await rig.hang_up()
+    assert rig.llm.requests[0].context == hours  # the turn's own lookup, same result
+    assert rig.sink.turns[1].agent_text == "We are open nine to five. See you soon."
+    names = [span.name for span in rig.spans.get_finished_spans()]
+    assert "prefetch" in names

@@ -17,6 +17,7 @@ from trunkline.gateway.fakes import FakeContext, FakeSynthesizer, FakeTranscribe
 from trunkline.gateway.peers.base import LanguageModel, PeerEnv
 from trunkline.gateway.peers.types import (
     CallInfo,
+    ContextResult,
     LlmEvent,
     LlmRequest,
     Prefilled,
@@ -64,7 +65,9 @@ class ScriptedLlm(LanguageModel):
         for event in self.rounds[min(len(self.requests), len(self.rounds)) - 1]:
             yield event
 
-    async def _prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled:
+    async def _prefill(
+        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None
+    ) -> Prefilled:
         raise AssertionError("the pipeline alone never prefills")
 
 

@@ -231,3 +231,35 @@ async def test_prefill_rejects_a_prompt_without_system_prompt(
         await stub.Prefill(llm_pb2.PrefillRequest(context=CONTEXT, prompt=llm_pb2.Prompt()))
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "system_prompt" in (error.value.details() or "")
+
+
+async def test_a_prefill_with_the_context_block_leaves_only_the_question(
+    llama: WatchedLlama, start_llm: Any
+) -> None:
+    await llama.start()
+    servicer = servicer_for(llama)
+    servicer.mark_warm()
+    stub = llm_pb2_grpc.LanguageModelStub(await start_llm(servicer))
+    spec = load_agent_spec(AGENTS / "acme-dental.yaml")
+    prompt = llm_pb2.Prompt(
+        system_prompt=spec.system_prompt,
+        history=[llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=spec.greeting)],
+    )
+    prompt.context_block.text = "[1] Parking is free behind the building.\n[2] Bus 4 stops outside."
+    sampling = llm_pb2.SamplingParams(max_tokens=4, temperature=0.0)
+    done = await stub.Prefill(
+        llm_pb2.PrefillRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
+    )
+    assert done.completed
+    prompt.history.append(
+        llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content="Is there parking near the office?")
+    )
+    responses = [
+        r
+        async for r in stub.Generate(
+            llm_pb2.GenerateRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
+        )
+    ]
+    usage = responses[-1].done.usage
+    assert usage.cached_input_tokens >= done.prompt_tokens - 3  # through the context block
+    assert usage.input_tokens - usage.cached_input_tokens < 20  # the question and its header

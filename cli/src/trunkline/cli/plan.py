@@ -108,6 +108,10 @@ class AppConfig:
     after a short deadline only queues a second generation behind the first: the caller hears
     the filler meanwhile, and the turn completes when the first token comes."""
     llm_first_token_timeout_s: float = 15.0
+    llm_threads_batch: int = 2
+    """Threads evaluating prompts (``LLM_THREADS_BATCH``): between the caller's last word and the
+    first clause nothing else runs, so the prompt takes both cores; tokens are generated on one
+    (``LLM_THREADS`` 1), leaving the other to TTS, which speaks the first clause meanwhile."""
     endpoint_ms: int = 300
     """Silence that ends the caller's turn (``GATEWAY_ENDPOINT_MS``): most of voice-to-voice
     latency. 300 ms still finds one utterance in the VAD tests (``test_vad_speech.py``)."""
@@ -138,6 +142,7 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
         return {
             f"{p}AGENTS_DIR": str(app.agents_dir),
             f"{p}FIRST_TOKEN_TIMEOUT_S": str(app.llm_first_token_timeout_s),
+            f"{p}THREADS_BATCH": str(app.llm_threads_batch),
         }
     if spec.name == "context":
         return {f"{p}AGENTS_DIR": str(app.agents_dir), f"{p}MILVUS_URI": app.milvus_uri}

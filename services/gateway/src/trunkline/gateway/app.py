@@ -124,7 +124,11 @@ class Gateway:
         endpoint = EndpointConfig(endpoint_ms=settings.endpoint_ms)
         speculate = settings.speculate_after_ms if settings.speculative_start else None
         return SessionConfig(
-            turn=TurnConfig(endpoint=endpoint, speculate_after_ms=speculate),
+            turn=TurnConfig(
+                endpoint=endpoint,
+                speculate_after_ms=speculate,
+                prefetch_every_ms=settings.prefetch_every_ms or None,
+            ),
             greeting=profile.greeting,
             filler_text=profile.filler_text,
             apology_text=profile.apology_text,

@@ -115,12 +115,16 @@ class FakeLanguageModel(LanguageModel):
         self.outage = Outage()
         self.requests: list[LlmRequest] = []
         self.prefills: list[tuple[Message, ...]] = []
+        self.prefill_contexts: list[ContextResult | None] = []
         self.cancelled = 0
         self.gate: asyncio.Event | None = None
 
-    async def _prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled:
+    async def _prefill(
+        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None
+    ) -> Prefilled:
         self.outage.check()
         self.prefills.append(tuple(history))
+        self.prefill_contexts.append(context)
         return Prefilled(evaluated_tokens=10 * len(history), reused_tokens=0, completed=True)
 
     async def _generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:

@@ -19,7 +19,14 @@ from opentelemetry.trace import Tracer
 from trunkline.gateway.core.clauses import ClauseSplitter, split_text
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.entities import extract_entities
-from trunkline.gateway.core.events import Event, ReplyAudio, StartWork, TranscriptReady, WorkDone
+from trunkline.gateway.core.events import (
+    Event,
+    Message,
+    ReplyAudio,
+    StartWork,
+    TranscriptReady,
+    WorkDone,
+)
 from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.peers.base import ContextSource, LanguageModel, Synthesizer, Transcriber
 from trunkline.gateway.peers.types import (
@@ -113,6 +120,25 @@ class TurnPipeline:
                 work.turn_id, self._generate(request, record, committed), record, emit
             )
         emit(WorkDone(work.turn_id))
+
+    async def prefetch(self, audio: bytes, history: tuple[Message, ...]) -> None:
+        """Read the utterance so far ahead of the turn: STT, its context, and an LLM prefill
+        of history + that context block, so the turn's generation finds them in the model's
+        cache when the caller stops (the final transcript's context is usually the same).
+        Best effort: failures are logged, nothing is spoken or recorded in the call."""
+        with self.tracer.start_as_current_span("prefetch") as span:
+            try:
+                text = (await self.peers.stt.transcribe(self.call, audio)).strip()
+                span.set_attribute("prefetch.text", text[:256])
+                if not text:
+                    return
+                context = await self.peers.context.resolve(self.call, text, self.entities)
+                if context.cached_answer:
+                    return  # a cache hit needs no LLM; the turn finds the same hit
+                await self.peers.llm.prefill(self.call, history, context)
+            except Exception as exc:  # nothing depends on a prefetch
+                log.info("prefetch failed (the turn does the work): %r", exc)
+                span.set_attribute("prefetch.failed", f"{type(exc).__name__}: {exc}")
 
     async def _generate(
         self, request: LlmRequest, record: TurnRecord, committed: Committed | None

@@ -31,6 +31,7 @@ from trunkline.gateway.core.events import (
     HandOff,
     InboundFrame,
     MarkPlayed,
+    Prefetch,
     ReplyAudio,
     SendAudio,
     SendMark,
@@ -128,6 +129,7 @@ class CallSession:
         self._sink_queue: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
         self._call_span: Span | None = None
         self._prefill: asyncio.Task[Prefilled | None] | None = None
+        self._prefetch: asyncio.Task[None] | None = None
         self._frame_received_at = 0.0
         self._hung_up = False
         self._apology_pcm = b""
@@ -234,19 +236,12 @@ class CallSession:
                     self.metrics.barge_in.record(stop_s)
             case StartWork():
                 self._start(action)
+            case Prefetch():
+                self._start_prefetch(action)
             case CancelWork(turn_id=turn_id, reason=reason):
                 self._cancel(turn_id, reason)
-            case TurnCommitted(turn_id=turn_id, last_voice_at=last, committed_at=at):
-                work = self._work.get(turn_id)
-                if work is not None:
-                    work.committed.set()
-                    work.record.stage_s["endpointing"] = at - last
-                    if work.endpointing is not None:
-                        work.endpointing.end()
-                        work.endpointing = None
-                    work.span.set_attribute("turn.committed", True)
-                if self.metrics is not None:
-                    self.metrics.observe_stage("endpointing", at - last)
+            case TurnCommitted():
+                self._committed(action)
             case FirstAudio(turn_id=turn_id, voice_to_voice_s=v2v):
                 work = self._work.get(turn_id)
                 if work is not None and v2v is not None:
@@ -356,6 +351,26 @@ class CallSession:
         self._publish(lambda: self._store_answer(record))
         self._prefill_next()
 
+    def _committed(self, done: TurnCommitted) -> None:
+        endpointing_s = done.committed_at - done.last_voice_at
+        work = self._work.get(done.turn_id)
+        if work is not None:
+            work.committed.set()
+            work.record.stage_s["endpointing"] = endpointing_s
+            if work.endpointing is not None:
+                work.endpointing.end()
+                work.endpointing = None
+            work.span.set_attribute("turn.committed", True)
+        if self.metrics is not None:
+            self.metrics.observe_stage("endpointing", endpointing_s)
+
+    def _start_prefetch(self, prefetch: Prefetch) -> None:
+        """Read the utterance so far ahead; one at a time (a newer one waits for the next
+        request rather than competing for the same cores)."""
+        if self._prefetch is None or self._prefetch.done():
+            work = self.pipeline.prefetch(prefetch.audio, prefetch.history)
+            self._prefetch = asyncio.create_task(work)
+
     def _prefill_next(self) -> None:
         """The history just changed: the LLM evaluates it (with the system prompt and tools)
         while the caller speaks, so the next turn's generation starts at its context block."""
@@ -445,8 +460,7 @@ class CallSession:
         except Exception:
             log.exception("call %s: ending the turn failed", self.call.call_id)
         tasks: list[asyncio.Task[Any]] = [reader, filler, *(w.task for w in self._work.values())]
-        if self._prefill is not None:
-            tasks.append(self._prefill)
+        tasks += [t for t in (self._prefill, self._prefetch) if t is not None]
         for turn_id in list(self._work):
             self._dropped(turn_id, "call ended")
         for task in tasks:

@@ -83,6 +83,12 @@ class GatewaySettings(ServiceSettings):
         description="after each turn, have the LLM evaluate the system prompt, tools and history "
         "while the caller speaks, so the next turn evaluates only its context and question",
     )
+    prefetch_every_ms: int = Field(
+        default=600,
+        ge=0,
+        description="while the caller speaks, read the utterance so far ahead (STT, context, LLM "
+        "prefill) every this much speech, so the prompt is evaluated when they stop; 0: off",
+    )
     max_tool_rounds: int = Field(
         default=2, ge=1, le=8, description="generation rounds with tool results per turn"
     )

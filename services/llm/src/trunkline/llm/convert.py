@@ -156,8 +156,9 @@ def prefill_parts(
     model: str | None,
     label: str,
 ) -> PromptParts:
-    """The known part of a call's next prompt: system prompt, tools and the history as it
-    stands (possibly empty); the context block and the new turn are not known yet."""
+    """The known part of a call's next prompt: system prompt, tools, the history as it stands
+    (possibly empty) and the context block when the caller looked it up ahead (the stable
+    layout puts it right before the new turn, which is not known yet)."""
     if not prompt.system_prompt.strip():
         raise BadRequestError("prompt.system_prompt is empty")
     history = [chat_message(m, f"prompt.history[{i}]") for i, m in enumerate(prompt.history)]
@@ -165,6 +166,7 @@ def prefill_parts(
         system_prompt=prompt.system_prompt,
         history=tuple(history),
         user_text=None,
+        context_text=context_text(prompt.context_block),
         tools=tool_schemas(prompt.tools),
         max_prompt_tokens=_budget(prompt, sampling, limits),
         sampling=sampling,

@@ -56,9 +56,9 @@ class LlmSettings(ServiceSettings):
         "prompts about twice as fast as the bundled Q4_1 on CPU; keep: load it as it is",
     )
     cache_dir: Path = Field(
-        default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache")
-        / "trunkline"
-        / "llm",
+        default_factory=lambda: (
+            Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "trunkline" / "llm"
+        ),
         description="where converted models are kept ($XDG_CACHE_HOME/trunkline/llm)",
     )
     batch_size: int = Field(default=256, ge=8)

@@ -87,6 +87,16 @@ class StartWork:
 
 
 @dataclass(frozen=True, slots=True)
+class Prefetch:
+    """The caller is still speaking: read what they said so far (STT), look up its context and
+    have the LLM evaluate it behind the history, so the turn's prompt is mostly ready when they
+    stop. Best effort; nothing of it reaches the caller."""
+
+    audio: bytes
+    history: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CancelWork:
     turn_id: int
     reason: str
@@ -159,6 +169,7 @@ class TurnDropped:
 
 Action = (
     StartWork
+    | Prefetch
     | CancelWork
     | SendAudio
     | SendMark

@@ -4,6 +4,9 @@ Speculative start: after ``speculate_after_ms`` of silence (default: the caller'
 frame) the turn's work starts (STT final, context, LLM, TTS); if speech resumes before the
 endpoint the work is cancelled at once and the utterance goes on. ``speculate_after_ms=None``
 turns speculation off: the work starts at the endpoint.
+Prefetch: while the caller speaks, every ``prefetch_every_ms`` of speech (once the utterance has
+``prefetch_min_ms``) the machine asks for the utterance so far to be read ahead (STT, context,
+LLM prefill), so that at the pause the prompt is mostly evaluated already; None turns it off.
 Reply audio is held until the endpoint commits the turn. Barge-in: caller speech onset while the
 agent speaks stops outbound audio on that very frame, clears the transport, cancels the work and
 keeps only what the caller heard in the history. When the committed turn has produced no audio
@@ -28,6 +31,7 @@ from trunkline.gateway.core.events import (
     InboundFrame,
     MarkPlayed,
     Message,
+    Prefetch,
     ReplyAudio,
     SendAudio,
     SendMark,
@@ -47,6 +51,8 @@ from trunkline.gateway.core.playback import FRAME_BYTES, Playback
 class TurnConfig:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     speculate_after_ms: int | None = FRAME_MS  # silence before speculative work; None: off
+    prefetch_every_ms: int | None = 600  # speech between read-aheads of the utterance; None: off
+    prefetch_min_ms: int = 600  # utterance length before the first read-ahead
     preroll_frames: int = 10  # audio kept from before the speech onset (200 ms)
     lead_frames: int = 3  # frames sent ahead of real time to the transport
     filler_after_s: float = 1.5
@@ -56,6 +62,8 @@ class TurnConfig:
     max_history: int = 40
 
     def __post_init__(self) -> None:
+        if self.prefetch_every_ms is not None and self.prefetch_every_ms < FRAME_MS:
+            raise ValueError(f"prefetch_every_ms must be None or >= {FRAME_MS}")
         if self.speculate_after_ms is not None and not (
             FRAME_MS <= self.speculate_after_ms < self.endpoint.endpoint_ms
         ):
@@ -98,6 +106,7 @@ class TurnMachine:
         self._turn: _Turn | None = None
         self._next_id = 0
         self._pause_at: float | None = None
+        self._speech_since_prefetch = 0  # ms of speech since the last read-ahead
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -171,6 +180,11 @@ class TurnMachine:
         else:
             self._preroll.append(frame.pcm)
 
+        if signal is Signal.SPEECH_START:
+            self._speech_since_prefetch = self._endpointer.speech_ms
+        elif self._endpointer.phase is Phase.SPEECH and signal is Signal.NONE:
+            self._speech_since_prefetch += FRAME_MS
+            self._maybe_prefetch(actions)
         if signal is Signal.PAUSE:
             self._pause_at = now
         if signal in (Signal.PAUSE, Signal.NONE) and self._should_speculate():
@@ -185,6 +199,15 @@ class TurnMachine:
             self._commit(now, actions)
 
         self._tick(now, actions)
+
+    def _maybe_prefetch(self, actions: list[Action]) -> None:
+        every = self.config.prefetch_every_ms
+        if every is None or self._turn is not None or self._speech_since_prefetch < every:
+            return
+        if self._endpointer.speech_ms < self.config.prefetch_min_ms:
+            return
+        self._speech_since_prefetch = 0
+        actions.append(Prefetch(bytes(self._utterance), tuple(self.history)))
 
     def _should_speculate(self) -> bool:
         after = self.config.speculate_after_ms

@@ -205,13 +205,16 @@ class LanguageModel(Peer):
     def generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
         return self._stream(lambda: self._generate(request), "llm_ttft")
 
-    async def prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled | None:
-        """Have the LLM evaluate the system prompt, tools and ``history`` ahead of the next turn.
-        Best effort, off the turn's path: one attempt, a failure is logged and returns None."""
+    async def prefill(
+        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None = None
+    ) -> Prefilled | None:
+        """Have the LLM evaluate the system prompt, tools, ``history`` (and a context block
+        looked up ahead) before the turn that follows them. Best effort, off the turn's path:
+        one attempt, a failure is logged and returns None."""
         with self.env.tracer.start_as_current_span("llm.prefill") as span:
             try:
                 done = await within(
-                    self.env.clock, self.policy.timeout_s, self._prefill(call, history)
+                    self.env.clock, self.policy.timeout_s, self._prefill(call, history, context)
                 )
             except Exception as exc:  # nothing depends on a prefill
                 log.info("llm prefill failed (the next turn evaluates it): %r", exc)
@@ -226,7 +229,9 @@ class LanguageModel(Peer):
     def _generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]: ...
 
     @abstractmethod
-    async def _prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled: ...
+    async def _prefill(
+        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None
+    ) -> Prefilled: ...
 
 
 class Synthesizer(Peer):

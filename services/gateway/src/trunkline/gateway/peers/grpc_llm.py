@@ -18,6 +18,7 @@ from trunkline.gateway.peers.grpc_common import call_context, ms, rpc_errors, se
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import (
     CallInfo,
+    ContextResult,
     LlmEvent,
     LlmRequest,
     Prefilled,
@@ -68,6 +69,16 @@ def tool_round_messages(tool_round: ToolRound) -> list[llm_pb2.ChatMessage]:
     return messages
 
 
+def context_block(context: ContextResult | None) -> knowledge_pb2.ContextBlock | None:
+    if context is None or not context.block:
+        return None
+    return knowledge_pb2.ContextBlock(
+        text=context.block,
+        citations=[knowledge_pb2.Citation(id=c) for c in context.citations],
+        token_count=context.token_count,
+    )
+
+
 def _prompt(
     profile: AgentProfile,
     call: CallInfo,
@@ -96,24 +107,21 @@ def generate_request(profile: AgentProfile, request: LlmRequest) -> llm_pb2.Gene
     history.append(llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=request.user_text))
     for tool_round in request.tool_rounds:
         history += tool_round_messages(tool_round)
-    context = request.context
-    block = knowledge_pb2.ContextBlock(
-        text=context.block,
-        citations=[knowledge_pb2.Citation(id=c) for c in context.citations],
-        token_count=context.token_count,
-    )
-    prompt = _prompt(profile, request.call, history, block if context.block else None)
+    prompt = _prompt(profile, request.call, history, context_block(request.context))
     return llm_pb2.GenerateRequest(
         context=call_context(request.call), prompt=prompt, sampling=sampling_params(profile)
     )
 
 
 def prefill_request(
-    profile: AgentProfile, call: CallInfo, history: Sequence[Message]
+    profile: AgentProfile,
+    call: CallInfo,
+    history: Sequence[Message],
+    context: ContextResult | None = None,
 ) -> llm_pb2.PrefillRequest:
     """The known part of the call's next prompt: what ``generate_request`` will send before
-    the context block and the new user turn."""
-    prompt = _prompt(profile, call, [chat_message(m) for m in history])
+    the new user turn (the context block too, when it was looked up ahead)."""
+    prompt = _prompt(profile, call, [chat_message(m) for m in history], context_block(context))
     return llm_pb2.PrefillRequest(
         context=call_context(call), prompt=prompt, sampling=sampling_params(profile)
     )
@@ -156,11 +164,12 @@ class GrpcLanguageModel(LanguageModel):
         finally:
             stream.cancel()  # no-op after the end; stops generation when closed early
 
-    async def _prefill(self, call: CallInfo, history: Sequence[Message]) -> Prefilled:
+    async def _prefill(
+        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None
+    ) -> Prefilled:
+        request = prefill_request(self._profile, call, history, context)
         with rpc_errors(self.stage):
-            return prefilled(
-                await self._stub.Prefill(prefill_request(self._profile, call, history))
-            )
+            return prefilled(await self._stub.Prefill(request))
 
 
 def _usage(done: llm_pb2.GenerateDone) -> Usage:
