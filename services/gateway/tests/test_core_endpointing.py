@@ -67,3 +67,32 @@ def test_overlong_text_without_punctuation_is_cut_at_a_space() -> None:
     splitter = ClauseSplitter(max_clause_chars=20)
     out = splitter.push("one two three four five six seven")
     assert out == ["one two three four"]
+
+
+def test_the_first_clause_is_cut_after_a_few_words_when_no_punctuation_comes() -> None:
+    splitter = ClauseSplitter(min_clause_words=3, first_clause_words=4)
+    out: list[str] = []
+    for delta in ["Our", " office", " is", " open"]:
+        out += splitter.push(delta)
+    assert out == []  # the 4th word may go on ("opening"): not complete yet
+    out += splitter.push(" Monday")
+    assert out == ["Our office is open"]
+    # later clauses wait for punctuation as before
+    for delta in [" to", " Friday", " from", " eight", " to", " six"]:
+        out += splitter.push(delta)
+    assert out == ["Our office is open"]
+    out += splitter.push(". Bye.")
+    assert out == ["Our office is open", "Monday to Friday from eight to six."]
+    assert splitter.flush() == ["Bye."]
+
+
+def test_punctuation_before_the_word_limit_still_cuts_the_first_clause() -> None:
+    splitter = ClauseSplitter(min_clause_words=3, first_clause_words=6)
+    assert splitter.push("Sure! We open at eight, Monday to Friday ") == [
+        "Sure!",
+        "We open at eight,",
+    ]
+    splitter = ClauseSplitter(min_clause_words=3, first_clause_words=5)
+    assert splitter.push("Hi there, how can I help") == ["Hi there,"]  # not "... how can I"
+    with pytest.raises(ValueError, match="first_clause_words"):
+        ClauseSplitter(first_clause_words=0)

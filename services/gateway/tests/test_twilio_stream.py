@@ -192,7 +192,7 @@ async def test_a_call_over_the_twilio_stream_survives_garbage(gateway: Gateway) 
         await ws.send_str(media("***not base64***"))
         for _ in range(8):
             await caller.tick(VOICE)
-        await caller.until_marks(2)  # the greeting and the one-clause reply
+        await caller.until_marks(3)  # the greeting and the two clauses of the reply
         await ws.send_str(json.dumps({"event": "stop", "stop": {}}))
         async for _ in ws:  # until the gateway closes the socket
             pass

@@ -134,6 +134,7 @@ class Gateway:
             apology_text=profile.apology_text,
             min_confidence=profile.retrieval.min_confidence,
             llm_prefill=settings.llm_prefill,
+            first_clause_words=settings.first_clause_words or None,
         )
 
     async def run_call(self, start: CallStart, transport: MediaStreamTransport) -> None:

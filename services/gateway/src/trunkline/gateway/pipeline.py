@@ -66,6 +66,7 @@ class TurnPipeline:
         tracer: Tracer,
         greeting: str,
         min_clause_words: int = 3,
+        first_clause_words: int | None = None,
         tools: ToolExecutor | None = None,
         entity_names: tuple[str, ...] = (),
     ) -> None:
@@ -75,6 +76,7 @@ class TurnPipeline:
         self.tracer = tracer
         self.greeting = greeting
         self.min_clause_words = min_clause_words
+        self.first_clause_words = first_clause_words
         self.tools = tools
         self.entity_names = entity_names
         self.entities: dict[str, str] = {}  # call state for the context service's live sources
@@ -145,7 +147,7 @@ class TurnPipeline:
     ) -> AsyncIterator[str]:
         """The reply's clauses. A round that ends in tool calls runs them through the tool
         executor and generates again with the results, at most the executor's round limit."""
-        splitter = ClauseSplitter(self.min_clause_words)
+        splitter = ClauseSplitter(self.min_clause_words, first_clause_words=self.first_clause_words)
         started = self.clock.now()
         rounds: list[ToolRound] = []
         while True:

@@ -89,6 +89,12 @@ class GatewaySettings(ServiceSettings):
         description="while the caller speaks, read the utterance so far ahead (STT, context, LLM "
         "prefill) every this much speech, so the prompt is evaluated when they stop; 0: off",
     )
+    first_clause_words: int = Field(
+        default=5,
+        ge=0,
+        description="cut the reply's first clause after this many words when no punctuation "
+        "came yet, so its audio starts sooner; 0: only punctuation cuts",
+    )
     max_tool_rounds: int = Field(
         default=2, ge=1, le=8, description="generation rounds with tool results per turn"
     )

@@ -10,12 +10,26 @@ _CLAUSE_END = re.compile(r"[,;:—]+(?=\s)")
 
 class ClauseSplitter:
     """Accumulates text deltas; yields a clause at each sentence end, or at a comma/semicolon once
-    the pending clause has at least ``min_clause_words`` words (short pieces sound choppy)."""
+    the pending clause has at least ``min_clause_words`` words (short pieces sound choppy).
 
-    def __init__(self, min_clause_words: int = 3, max_clause_chars: int = 200) -> None:
+    ``first_clause_words``: the reply's first clause is also cut after that many complete words
+    when no punctuation came yet, because the caller hears nothing until it is synthesized: the
+    model generates a word every ~20-30 ms on one CPU core, so a 15-word first sentence would
+    hold the first audio back by a few hundred ms. None: only punctuation cuts."""
+
+    def __init__(
+        self,
+        min_clause_words: int = 3,
+        max_clause_chars: int = 200,
+        first_clause_words: int | None = None,
+    ) -> None:
+        if first_clause_words is not None and first_clause_words < 1:
+            raise ValueError("first_clause_words must be None or >= 1")
         self._buffer = ""
         self._min_words = min_clause_words
         self._max_chars = max_clause_chars
+        self._first_words = first_clause_words
+        self._emitted = 0
 
     def push(self, delta: str) -> list[str]:
         self._buffer += delta
@@ -27,6 +41,7 @@ class ClauseSplitter:
             clause, self._buffer = self._buffer[:cut].strip(), self._buffer[cut:].lstrip()
             if clause:
                 out.append(clause)
+                self._emitted += 1
         return out
 
     def flush(self) -> list[str]:
@@ -43,7 +58,20 @@ class ClauseSplitter:
         if len(self._buffer) > self._max_chars:
             space = self._buffer.rfind(" ", 0, self._max_chars)
             return space if space > 0 else self._max_chars
+        if self._first_words is not None and self._emitted == 0:
+            return self._after_words(self._first_words)
         return None
+
+    def _after_words(self, count: int) -> int | None:
+        """Where to cut a first clause of ``count`` complete words (a space after the last one
+        shows it is complete): after its last comma or semicolon if it has one ("Hi there," |
+        "how can I help?"), else after the ``count``-th word."""
+        words = list(re.finditer(r"\S+(?=\s)", self._buffer))
+        if len(words) < count:
+            return None
+        end = words[count - 1].end()
+        commas = [m.end() for m in _CLAUSE_END.finditer(self._buffer, 0, end + 1)]
+        return commas[-1] if commas else end
 
 
 def split_text(text: str, min_clause_words: int = 3) -> list[str]:
