@@ -164,9 +164,13 @@ class DirectLanguageModel(LanguageModel):
             await _close(stream)
 
     async def _prefill(
-        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None
+        self,
+        call: CallInfo,
+        history: Sequence[Message],
+        context: ContextResult | None,
+        partial: str,
     ) -> Prefilled:
-        request = prefill_request(self.profile, call, history, context)
+        request = prefill_request(self.profile, call, history, context, partial)
         return prefilled(await self.service.Prefill(request, CTX))
 
 

@@ -444,6 +444,13 @@ async def test_llm_prefill_sends_what_the_next_generate_sends_before_its_turn(
     assert not prefill.prompt.HasField("context_block")
     attributes = span_recorder.named("llm.prefill").attributes or {}
     assert attributes["llm.prefill_evaluated"] == 40
+    async with serving(llm_pb2_grpc.add_LanguageModelServicer_to_server, servicer) as chan:
+        model = GrpcLanguageModel(env(span_recorder), chan, PROFILE)
+        await model.prefill(CALL, request.history, request.context, partial="when do")
+    ahead = servicer.prefills[1].prompt
+    assert list(ahead.history)[:-1] == list(generate.prompt.history)[:-1]
+    assert (ahead.history[-1].role, ahead.history[-1].content) == (llm_pb2.ROLE_USER, "when do")
+    assert ahead.context_block == generate.prompt.context_block
 
 
 async def test_llm_prefill_failure_returns_none(span_recorder: SpanRecorder) -> None:

@@ -313,6 +313,7 @@ async def test_a_long_utterance_is_read_ahead_into_the_llm_before_the_caller_sto
     assert len(rig.stt.seen[0]) < 40 * len(VOICE)  # the utterance so far, not the whole
     assert rig.context.queries == ["what are your hours"]
     assert rig.llm.prefill_contexts[1] == hours
+    assert rig.llm.prefill_partials == ["", "what are your hours"]  # the turn so far too
     assert rig.llm.prefills[1] == (Message("agent", "Hello, thanks for calling."),)
     assert rig.llm.requests == []  # nothing generated, nothing said while they speak
     assert len(rig.sink.turns) == 1

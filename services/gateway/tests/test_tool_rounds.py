@@ -66,7 +66,11 @@ class ScriptedLlm(LanguageModel):
             yield event
 
     async def _prefill(
-        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None
+        self,
+        call: CallInfo,
+        history: Sequence[Message],
+        context: ContextResult | None,
+        partial: str,
     ) -> Prefilled:
         raise AssertionError("the pipeline alone never prefills")
 

@@ -263,3 +263,19 @@ async def test_a_prefill_with_the_context_block_leaves_only_the_question(
     usage = responses[-1].done.usage
     assert usage.cached_input_tokens >= done.prompt_tokens - 3  # through the context block
     assert usage.input_tokens - usage.cached_input_tokens < 20  # the question and its header
+
+    # read ahead with the turn so far: the final transcript leaves a few tokens to evaluate
+    prompt.history[-1].content = "Is there parking"
+    done = await stub.Prefill(
+        llm_pb2.PrefillRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
+    )
+    assert done.completed
+    prompt.history[-1].content = "Is there parking near the office?"
+    responses = [
+        r
+        async for r in stub.Generate(
+            llm_pb2.GenerateRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
+        )
+    ]
+    usage = responses[-1].done.usage
+    assert usage.input_tokens - usage.cached_input_tokens <= 10  # " near the office?" + header

@@ -17,6 +17,7 @@ import pytest
 from trunkline.agents import AgentSpec, load_agent_spec
 from trunkline.llm.backends import CallPolicy
 from trunkline.llm.backends.llamacpp import (
+    PREFILL_CHUNK,
     End,
     Job,
     LlamaCppBackend,
@@ -262,6 +263,6 @@ async def test_a_generation_takes_the_model_over_from_a_prefill(
     prefilled = await asyncio.wait_for(prefill, WAIT_S)
     _, done = await asyncio.wait_for(generation, WAIT_S)
     assert not prefilled.completed
-    assert prefilled.evaluated == 32  # it stopped after the chunk it was in
+    assert prefilled.evaluated == PREFILL_CHUNK  # it stopped after the chunk it was in
     assert done.usage is not None
-    assert done.usage.cached_prompt_tokens == 32  # and the generation went on from there
+    assert done.usage.cached_prompt_tokens == PREFILL_CHUNK  # the generation went on from there

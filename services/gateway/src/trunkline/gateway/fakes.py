@@ -116,15 +116,21 @@ class FakeLanguageModel(LanguageModel):
         self.requests: list[LlmRequest] = []
         self.prefills: list[tuple[Message, ...]] = []
         self.prefill_contexts: list[ContextResult | None] = []
+        self.prefill_partials: list[str] = []
         self.cancelled = 0
         self.gate: asyncio.Event | None = None
 
     async def _prefill(
-        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None
+        self,
+        call: CallInfo,
+        history: Sequence[Message],
+        context: ContextResult | None,
+        partial: str,
     ) -> Prefilled:
         self.outage.check()
         self.prefills.append(tuple(history))
         self.prefill_contexts.append(context)
+        self.prefill_partials.append(partial)
         return Prefilled(evaluated_tokens=10 * len(history), reused_tokens=0, completed=True)
 
     async def _generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:

@@ -125,8 +125,9 @@ class TurnPipeline:
 
     async def prefetch(self, audio: bytes, history: tuple[Message, ...]) -> None:
         """Read the utterance so far ahead of the turn: STT, its context, and an LLM prefill
-        of history + that context block, so the turn's generation finds them in the model's
-        cache when the caller stops (the final transcript's context is usually the same).
+        of history + that context block + the turn so far, so the turn's generation finds them
+        in the model's cache when the caller stops (the final transcript usually extends the
+        partial one and finds the same context).
         Best effort: failures are logged, nothing is spoken or recorded in the call."""
         with self.tracer.start_as_current_span("prefetch") as span:
             try:
@@ -137,7 +138,7 @@ class TurnPipeline:
                 context = await self.peers.context.resolve(self.call, text, self.entities)
                 if context.cached_answer:
                     return  # a cache hit needs no LLM; the turn finds the same hit
-                await self.peers.llm.prefill(self.call, history, context)
+                await self.peers.llm.prefill(self.call, history, context, partial=text)
             except Exception as exc:  # nothing depends on a prefetch
                 log.info("prefetch failed (the turn does the work): %r", exc)
                 span.set_attribute("prefetch.failed", f"{type(exc).__name__}: {exc}")

@@ -157,15 +157,17 @@ def prefill_parts(
     label: str,
 ) -> PromptParts:
     """The known part of a call's next prompt: system prompt, tools, the history as it stands
-    (possibly empty) and the context block when the caller looked it up ahead (the stable
-    layout puts it right before the new turn, which is not known yet)."""
+    (possibly empty), the context block when the caller looked it up ahead (the stable layout
+    puts it right before the new turn) and, when the history ends with a ROLE_USER message, the
+    new turn as far as it was heard (the final transcript usually extends it)."""
     if not prompt.system_prompt.strip():
         raise BadRequestError("prompt.system_prompt is empty")
     history = [chat_message(m, f"prompt.history[{i}]") for i, m in enumerate(prompt.history)]
+    user_text = history.pop().content if history and history[-1].role == "user" else None
     return PromptParts(
         system_prompt=prompt.system_prompt,
         history=tuple(history),
-        user_text=None,
+        user_text=user_text,
         context_text=context_text(prompt.context_block),
         tools=tool_schemas(prompt.tools),
         max_prompt_tokens=_budget(prompt, sampling, limits),

@@ -206,15 +206,21 @@ class LanguageModel(Peer):
         return self._stream(lambda: self._generate(request), "llm_ttft")
 
     async def prefill(
-        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None = None
+        self,
+        call: CallInfo,
+        history: Sequence[Message],
+        context: ContextResult | None = None,
+        partial: str = "",
     ) -> Prefilled | None:
-        """Have the LLM evaluate the system prompt, tools, ``history`` (and a context block
-        looked up ahead) before the turn that follows them. Best effort, off the turn's path:
-        one attempt, a failure is logged and returns None."""
+        """Have the LLM evaluate the system prompt, tools, ``history`` (and a context block and
+        the caller's turn so far, ``partial``, read ahead while they speak) before the turn that
+        follows. Best effort, off the turn's path: one attempt; a failure is logged, None."""
         with self.env.tracer.start_as_current_span("llm.prefill") as span:
             try:
                 done = await within(
-                    self.env.clock, self.policy.timeout_s, self._prefill(call, history, context)
+                    self.env.clock,
+                    self.policy.timeout_s,
+                    self._prefill(call, history, context, partial),
                 )
             except Exception as exc:  # nothing depends on a prefill
                 log.info("llm prefill failed (the next turn evaluates it): %r", exc)
@@ -230,7 +236,11 @@ class LanguageModel(Peer):
 
     @abstractmethod
     async def _prefill(
-        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None
+        self,
+        call: CallInfo,
+        history: Sequence[Message],
+        context: ContextResult | None,
+        partial: str,
     ) -> Prefilled: ...
 
 

@@ -118,10 +118,14 @@ def prefill_request(
     call: CallInfo,
     history: Sequence[Message],
     context: ContextResult | None = None,
+    partial: str = "",
 ) -> llm_pb2.PrefillRequest:
-    """The known part of the call's next prompt: what ``generate_request`` will send before
-    the new user turn (the context block too, when it was looked up ahead)."""
-    prompt = _prompt(profile, call, [chat_message(m) for m in history], context_block(context))
+    """The known part of the call's next prompt: what ``generate_request`` will send, up to the
+    new user turn, or through it as far as it was heard (``partial``) when read ahead."""
+    messages = [chat_message(m) for m in history]
+    if partial:
+        messages.append(llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=partial))
+    prompt = _prompt(profile, call, messages, context_block(context))
     return llm_pb2.PrefillRequest(
         context=call_context(call), prompt=prompt, sampling=sampling_params(profile)
     )
@@ -165,9 +169,13 @@ class GrpcLanguageModel(LanguageModel):
             stream.cancel()  # no-op after the end; stops generation when closed early
 
     async def _prefill(
-        self, call: CallInfo, history: Sequence[Message], context: ContextResult | None
+        self,
+        call: CallInfo,
+        history: Sequence[Message],
+        context: ContextResult | None,
+        partial: str,
     ) -> Prefilled:
-        request = prefill_request(self._profile, call, history, context)
+        request = prefill_request(self._profile, call, history, context, partial)
         with rpc_errors(self.stage):
             return prefilled(await self._stub.Prefill(request))
 
