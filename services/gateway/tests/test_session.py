@@ -324,3 +324,16 @@ async def test_a_long_utterance_is_read_ahead_into_the_llm_before_the_caller_sto
     assert rig.sink.turns[1].agent_text == "We are open nine to five. See you soon."
     names = [span.name for span in rig.spans.get_finished_spans()]
     assert "prefetch" in names
+
+
+async def test_the_turn_cancels_a_read_ahead_still_in_flight(rig: Rig) -> None:
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    rig.llm.prefill_gate = asyncio.Event()  # read-ahead prefills hang until released
+    await rig.frames(VOICE, 35)  # a read-ahead starts at 600 ms of speech and hangs
+    await rig.until(lambda: rig.llm.prefill_waiting == 1)
+    await rig.frames(SILENCE, 12)  # the pause starts the turn: the read-ahead is cancelled
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    assert rig.llm.prefill_cancelled == 1  # (the prefill after this turn now waits at the gate)
+    await rig.hang_up()
+    assert rig.sink.turns[1].agent_text == "We are open nine to five. See you soon."

@@ -117,6 +117,9 @@ class FakeLanguageModel(LanguageModel):
         self.prefills: list[tuple[Message, ...]] = []
         self.prefill_contexts: list[ContextResult | None] = []
         self.prefill_partials: list[str] = []
+        self.prefill_gate: asyncio.Event | None = None  # set: prefills wait for it
+        self.prefill_waiting = 0
+        self.prefill_cancelled = 0
         self.cancelled = 0
         self.gate: asyncio.Event | None = None
 
@@ -131,6 +134,13 @@ class FakeLanguageModel(LanguageModel):
         self.prefills.append(tuple(history))
         self.prefill_contexts.append(context)
         self.prefill_partials.append(partial)
+        if self.prefill_gate is not None:
+            self.prefill_waiting += 1
+            try:
+                await self.prefill_gate.wait()
+            except asyncio.CancelledError:
+                self.prefill_cancelled += 1
+                raise
         return Prefilled(evaluated_tokens=10 * len(history), reused_tokens=0, completed=True)
 
     async def _generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:

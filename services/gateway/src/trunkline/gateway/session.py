@@ -269,6 +269,10 @@ class CallSession:
     # ---- turn work ------------------------------------------------------------------------
 
     def _start(self, work: StartWork) -> None:
+        if self._prefetch is not None:
+            # The turn's own STT and context run now: a read-ahead still in flight would only
+            # compete for the cores (what its prefill evaluated stays in the LLM's cache).
+            self._prefetch.cancel()
         parent = trace.set_span_in_context(self._call_span) if self._call_span else None
         span = self.tracer.start_span(
             "turn",
