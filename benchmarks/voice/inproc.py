@@ -256,6 +256,7 @@ async def serve(args: argparse.Namespace) -> None:
         agents_dir=agents,
         first_token_timeout_s=same.llm_first_token_timeout_s,
         threads_batch=same.llm_threads_batch,
+        first_tokens_threads=same.llm_threads_batch,
     )
     llm = LanguageModelService(
         build_backend(llm_settings),

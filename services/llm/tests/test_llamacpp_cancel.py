@@ -266,3 +266,29 @@ async def test_a_generation_takes_the_model_over_from_a_prefill(
     assert prefilled.evaluated == PREFILL_CHUNK  # it stopped after the chunk it was in
     assert done.usage is not None
     assert done.usage.cached_prompt_tokens == PREFILL_CHUNK  # the generation went on from there
+
+
+async def test_the_first_tokens_run_on_more_threads_then_the_configured_ones(
+    closing: list[LlamaCppBackend],
+) -> None:
+    import llama_cpp  # noqa: PLC0415
+
+    config = LlamaCppConfig(
+        smollm2_model_path(), n_threads=1, first_tokens=3, first_tokens_threads=2, prefix_states=0
+    )
+    llama = await started(config)
+    closing.append(llama)
+    seen: list[int] = []
+    original = llama._set_threads
+
+    def record(threads: int) -> bool:
+        seen.append(threads)
+        return original(threads)
+
+    llama._set_threads = record  # type: ignore[method-assign]
+    request = replace(long_request(20), sampling=SamplingParams(max_tokens=8, temperature=0.0))
+    _, done = await run(llama, request)
+    assert done.usage is not None
+    assert done.usage.completion_tokens > 3
+    assert seen == [2, 1]  # two threads for the first three tokens, then one
+    assert llama_cpp.llama_n_threads(llama._llm.ctx) == 1

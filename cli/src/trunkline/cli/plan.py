@@ -111,7 +111,8 @@ class AppConfig:
     llm_threads_batch: int = 2
     """Threads evaluating prompts (``LLM_THREADS_BATCH``): between the caller's last word and the
     first clause nothing else runs, so the prompt takes both cores; tokens are generated on one
-    (``LLM_THREADS`` 1), leaving the other to TTS, which speaks the first clause meanwhile."""
+    (``LLM_THREADS`` 1), leaving the other to TTS, which speaks the first clause meanwhile, except
+    the first tokens (``LLM_FIRST_TOKENS_THREADS``): TTS waits for that first clause."""
     endpoint_ms: int = 300
     """Silence that ends the caller's turn (``GATEWAY_ENDPOINT_MS``): most of voice-to-voice
     latency. 300 ms still finds one utterance in the VAD tests (``test_vad_speech.py``)."""
@@ -143,6 +144,7 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
             f"{p}AGENTS_DIR": str(app.agents_dir),
             f"{p}FIRST_TOKEN_TIMEOUT_S": str(app.llm_first_token_timeout_s),
             f"{p}THREADS_BATCH": str(app.llm_threads_batch),
+            f"{p}FIRST_TOKENS_THREADS": str(app.llm_threads_batch),
         }
     if spec.name == "context":
         return {f"{p}AGENTS_DIR": str(app.agents_dir), f"{p}MILVUS_URI": app.milvus_uri}

@@ -31,6 +31,7 @@ from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.peers.base import ContextSource, LanguageModel, Synthesizer, Transcriber
 from trunkline.gateway.peers.types import (
     CallInfo,
+    ContextResult,
     LlmRequest,
     TextDelta,
     ToolCallRequested,
@@ -80,6 +81,7 @@ class TurnPipeline:
         self.tools = tools
         self.entity_names = entity_names
         self.entities: dict[str, str] = {}  # call state for the context service's live sources
+        self._read_ahead: ContextResult | None = None  # the last read-ahead's context
 
     async def run(
         self,
@@ -106,7 +108,9 @@ class TurnPipeline:
             return
         self.entities.update(extract_entities(text, self.entity_names))
         started = self.clock.now()
-        context = await self.peers.context.resolve(self.call, text, self.entities)
+        context = same_facts_first(
+            await self.peers.context.resolve(self.call, text, self.entities), self._read_ahead
+        )
         record.stage_s["context"] = self.clock.now() - started
         record.retrieval_confidence = context.confidence
         record.citations = context.citations
@@ -136,6 +140,7 @@ class TurnPipeline:
                 if not text:
                     return
                 context = await self.peers.context.resolve(self.call, text, self.entities)
+                self._read_ahead = context
                 if context.cached_answer:
                     return  # a cache hit needs no LLM; the turn finds the same hit
                 await self.peers.llm.prefill(self.call, history, context, partial=text)
@@ -256,6 +261,24 @@ class TurnPipeline:
         finally:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
+
+
+def same_facts_first(context: ContextResult, read_ahead: ContextResult | None) -> ContextResult:
+    """The turn's context as the read-ahead rendered it when both hold the same items in another
+    order (ranking flips close scores between a partial and the final transcript): the same
+    facts, and the LLM finds the block already evaluated in its cache."""
+    if read_ahead is None or read_ahead.block == context.block or not context.citations:
+        return context
+    if sorted(read_ahead.citations) != sorted(context.citations):
+        return context
+    order = {cid: i for i, cid in enumerate(read_ahead.citations)}
+    return replace(
+        context,
+        block=read_ahead.block,
+        citations=read_ahead.citations,
+        token_count=read_ahead.token_count,
+        sources=tuple(sorted(context.sources, key=lambda c: order.get(c.id, len(order)))),
+    )
 
 
 async def _iterate(items: list[str]) -> AsyncIterator[str]:

@@ -61,6 +61,16 @@ class LlmSettings(ServiceSettings):
         ),
         description="where converted models are kept ($XDG_CACHE_HOME/trunkline/llm)",
     )
+    first_tokens: int = Field(
+        default=8, ge=0, description="the reply's first tokens, generated on first_tokens_threads"
+    )
+    first_tokens_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="threads generating the first tokens (the first clause, which TTS waits "
+        "for); unset: threads",
+    )
     batch_size: int = Field(default=256, ge=8)
     eval_chunk_tokens: int = Field(
         default=32,
@@ -82,7 +92,13 @@ class LlmSettings(ServiceSettings):
     openai_connect_timeout_s: float = Field(default=2.0, gt=0)
 
     @field_validator(
-        "model", "agents_dir", "model_path", "openai_api_key", "threads_batch", mode="before"
+        "model",
+        "agents_dir",
+        "model_path",
+        "openai_api_key",
+        "threads_batch",
+        "first_tokens_threads",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

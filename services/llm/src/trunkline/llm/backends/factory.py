@@ -45,6 +45,8 @@ def build_backend(settings: LlmSettings, metrics: LlmMetrics | None = None) -> L
         eval_chunk=settings.eval_chunk_tokens,
         prefix_states=settings.prefix_states,
         quantize=settings.quantize,
+        first_tokens=settings.first_tokens,
+        first_tokens_threads=settings.first_tokens_threads,
         cache_dir=settings.cache_dir,
     )
     return LlamaCppBackend(llama, policy=policy, metrics=metrics)

@@ -78,6 +78,9 @@ class LlamaCppConfig:
     ``prefix_states``: agents' stable-prefix KV states kept in memory; 0 keeps none.
     ``quantize``: convert the model once into ``cache_dir`` before loading it (see
     :mod:`.requantize`); ``keep`` loads ``model_path`` as it is.
+    ``first_tokens_threads``: threads generating the reply's first ``first_tokens`` tokens (its
+    first clause, which TTS waits for while nothing else runs); then ``n_threads`` again, which
+    leaves the other core to TTS speaking that clause.
     ``n_threads``: threads generating tokens; ``n_threads_batch``: threads evaluating prompts
     (None: ``n_threads``). One of each: on 2 cores shared with STT and TTS, two llama.cpp
     threads wait on each other whenever one is descheduled; one thread gave the lowest TTFT tail
@@ -91,6 +94,8 @@ class LlamaCppConfig:
     eval_chunk: int = 32
     prefix_states: int = 4
     quantize: Quantization = "keep"
+    first_tokens: int = 0
+    first_tokens_threads: int | None = None
     cache_dir: Path = Path("~/.cache/trunkline/llm")
 
 
@@ -387,6 +392,7 @@ class LlamaCppBackend(LlmBackend):
         if sampling.seed is not None:
             llm.set_seed(sampling.seed)
         eos = llm.token_eos()
+        boost = self._boost_first_tokens()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         hold = max((len(s) for s in stops), default=1) - 1
         pending = ""
@@ -404,6 +410,8 @@ class LlamaCppBackend(LlmBackend):
                     reason = "stop"  # end of generation or another control token
                     break
                 produced += 1
+                if boost and produced == self.config.first_tokens:
+                    boost = self._set_threads(self.config.n_threads)
                 pending += decoder.decode(piece)
                 cut = min((i for i in (pending.find(s) for s in stops) if i >= 0), default=-1)
                 if cut >= 0:
@@ -417,10 +425,28 @@ class LlamaCppBackend(LlmBackend):
                     break
         finally:
             generator.close()
+            if boost:
+                self._set_threads(self.config.n_threads)
         pending += decoder.decode(b"", final=True)
         if pending and not cancel.is_set():
             put(pending)
         return End(produced, reason, reused)
+
+    def _boost_first_tokens(self) -> bool:
+        """Switch to ``first_tokens_threads`` for the first tokens; True when it did."""
+        threads = self.config.first_tokens_threads
+        if not self.config.first_tokens or threads is None or threads == self.config.n_threads:
+            return False
+        self._set_threads(threads)
+        return True
+
+    def _set_threads(self, threads: int) -> bool:
+        """Threads generating tokens from now on (prompt threads unchanged); always False."""
+        import llama_cpp  # noqa: PLC0415
+
+        batch = self.config.n_threads_batch or self.config.n_threads
+        llama_cpp.llama_set_n_threads(self._llm.ctx, threads, batch)
+        return False
 
 
 def _nothing() -> None:
