@@ -39,8 +39,12 @@ from trunkline.gateway.peers.base import (
     Transcriber,
     _close,
 )
-from trunkline.gateway.peers.grpc_common import call_context
-from trunkline.gateway.peers.grpc_context import _result, retrieval_options, store_answer_request
+from trunkline.gateway.peers.grpc_context import (
+    _result,
+    resolve_request,
+    retrieval_options,
+    store_answer_request,
+)
 from trunkline.gateway.peers.grpc_llm import _usage, generate_request, prefill_request, prefilled
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import (
@@ -63,7 +67,6 @@ from trunkline.llm.convert import Limits
 from trunkline.llm.server import LanguageModelService, ServingOptions
 from trunkline.llm.settings import LlmSettings
 from trunkline.llm.warmup import load_agents, start_backend, warm_up
-from trunkline.proto.context.v1 import context_pb2
 from trunkline.stt.backends.base import SpeechRecognizer
 from trunkline.stt.backends.factory import build_recognizer
 from trunkline.stt.settings import SttSettings
@@ -120,14 +123,13 @@ class DirectContextSource(ContextSource):
         self.options = retrieval_options(retrieval)
 
     async def _resolve(
-        self, call: CallInfo, query: str, entities: Mapping[str, str]
+        self,
+        call: CallInfo,
+        query: str,
+        entities: Mapping[str, str],
+        prefer_first: tuple[str, ...] = (),
     ) -> ContextResult:
-        request = context_pb2.ResolveRequest(
-            context=call_context(call),
-            query=query,
-            options=self.options,
-            entities=[context_pb2.Entity(key=k, value=v) for k, v in sorted(entities.items())],
-        )
+        request = resolve_request(call, query, entities, self.options, prefer_first)
         return _result(await self.service.Resolve(request, CTX))
 
     async def _store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:

@@ -11,7 +11,7 @@ from trunkline.context.core.confidence import confidence
 from trunkline.context.core.dedup import content_hash, deduplicate
 from trunkline.context.core.filters import access_filter, check_ident, encode_roles, visible
 from trunkline.context.core.ranking import bm25_scores, embedded_scores, order_by, ranks, rrf
-from trunkline.context.core.setalgebra import SetOp, chunk_items, combine, pack
+from trunkline.context.core.setalgebra import SetOp, chunk_items, combine, pack, prefer_first
 from trunkline.context.core.types import (
     Caller,
     ChunkMeta,
@@ -156,6 +156,13 @@ def test_pack_respects_budget_and_numbers_citations() -> None:
     whole = pack(items[:1], budget=1000)
     assert not whole.truncated
     assert len(whole.items) == 1
+
+
+def test_prefer_first_puts_the_cached_items_ahead_in_their_order() -> None:
+    items = [ContextItem(f"fact {i}", f"doc#{i}", "doc", "", 1.0) for i in range(4)]
+    ordered = prefer_first(items, ["doc#3", "nope#1", "doc#1"])
+    assert [i.citation for i in ordered] == ["doc#3", "doc#1", "doc#0", "doc#2"]
+    assert prefer_first(items, []) == items
 
 
 def test_confidence_and_cache_policy() -> None:

@@ -177,3 +177,28 @@ def test_pdf_pages_become_sections_with_their_text() -> None:
     assert [s.title for s in sections] == ["page 1", "page 2"]
     assert "Monday to Friday" in sections[0].body
     assert "299 dollars" in sections[1].body
+
+
+async def test_prefer_first_reorders_the_kept_items_and_never_changes_them(
+    embedder: HashEmbedder, memory_store: MemoryStore
+) -> None:
+    await Ingestor(embedder, memory_store).ingest("roaming.md", DOC, ChunkMeta("acme", ("caller",)))
+    caller = Caller("acme", "caller", 100)
+    memory_store.allow(caller)
+    resolver = Resolver(embedder, memory_store)
+    plain = await resolver.resolve("roaming switch off", caller, Retrieval(top_k=2))
+    assert plain.block is not None
+    ids = [item.citation for item in plain.block.items]
+    assert len(ids) == 2
+    flipped = await resolver.resolve(
+        "roaming switch off", caller, Retrieval(top_k=2), prefer_first=[ids[1], ids[0]]
+    )
+    assert flipped.block is not None
+    assert [item.citation for item in flipped.block.items] == [ids[1], ids[0]]
+    first, second = (item.text for item in plain.block.items)
+    assert flipped.block.text == f"[1] {second}\n[2] {first}"  # renumbered in the new order
+    other = await resolver.resolve(
+        "roaming switch off", caller, Retrieval(top_k=2), prefer_first=["elsewhere.md#9"]
+    )
+    assert other.block is not None
+    assert other.block.text == plain.block.text  # an item it does not keep changes nothing

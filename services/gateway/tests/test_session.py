@@ -321,6 +321,8 @@ async def test_a_long_utterance_is_read_ahead_into_the_llm_before_the_caller_sto
     await rig.until(lambda: len(rig.sink.turns) == 2)
     await rig.hang_up()
     assert rig.llm.requests[0].context == hours  # the turn's own lookup, same result
+    # the turn's lookup names the items the read-ahead's prefill put in the LLM's cache
+    assert rig.context.preferred == [(), ("faq#1",)]
     assert rig.sink.turns[1].agent_text == "We are open nine to five. See you soon."
     names = [span.name for span in rig.spans.get_finished_spans()]
     assert "prefetch" in names

@@ -136,6 +136,7 @@ class Resolver:
         live: Mapping[str, Sequence[LiveRecord]] | None = None,
         set_ops: Sequence[setalgebra.SetOp] | None = None,
         cache_threshold: float | None = None,
+        prefer_first: Sequence[str] = (),
     ) -> Resolution:
         """The cache hit, or the five stages' context block, for ``query`` asked by ``caller``.
 
@@ -143,7 +144,9 @@ class Resolver:
         spec's ``data_sources``) restricts the search; set algebra runs ``set_ops`` (default: the
         spec's) over ``live`` records sent by the caller of Resolve, fetching the other sources
         from ``sources`` with the call ``state``. A source whose URL needs an entity the state
-        lacks, or that fails, is skipped and named in the stage detail.
+        lacks, or that fails, is skipped and named in the stage detail. ``prefer_first``:
+        citations the caller's prompt cache holds; the kept items are re-ordered to put them
+        first (see :func:`setalgebra.prefer_first`).
         """
         query = query.strip()
         if not query:
@@ -203,6 +206,10 @@ class Resolver:
             ops = tuple(op for op in ops if op.source in records)
             items = setalgebra.combine(setalgebra.chunk_items(ranked), records, ops)
             block = setalgebra.pack(items, spec.token_budget)
+            if prefer_first and block.items:
+                kept = setalgebra.prefer_first(block.items, prefer_first)
+                if kept != list(block.items):
+                    block = setalgebra.pack(kept, spec.token_budget)
             out["count_out"] = len(block.items)
             out["detail"] = "; ".join(
                 [f"{block.tokens} tokens" + (" (truncated)" if block.truncated else "")]

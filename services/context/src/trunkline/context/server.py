@@ -89,6 +89,7 @@ class ContextService(context_pb2_grpc.ContextServiceServicer):
                 live=convert.live_records_of(request.live_records, request.options),
                 set_ops=convert.set_ops_of(request.options),
                 cache_threshold=request.options.cache_similarity_threshold or None,
+                prefer_first=tuple(request.prefer_first),
             )
             span.set_attribute("cache_hit", resolution.cached is not None)
             span.set_attribute("confidence", resolution.confidence)

@@ -83,16 +83,22 @@ class FakeContext(ContextSource):
         self.result = result or ContextResult()
         self.outage = Outage()
         self.queries: list[str] = []
+        self.preferred: list[tuple[str, ...]] = []
         self.entities: list[dict[str, str]] = []
         self.stored: list[StoredAnswer] = []
         self.store_refused = False  # answer stored=false, as the service does for live data
 
     async def _resolve(
-        self, call: CallInfo, query: str, entities: Mapping[str, str]
+        self,
+        call: CallInfo,
+        query: str,
+        entities: Mapping[str, str],
+        prefer_first: tuple[str, ...] = (),
     ) -> ContextResult:
         self.outage.check()
         self.queries.append(query)
         self.entities.append(dict(entities))
+        self.preferred.append(prefer_first)
         return self.result
 
     async def _store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:

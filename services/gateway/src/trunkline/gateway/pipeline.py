@@ -108,8 +108,8 @@ class TurnPipeline:
             return
         self.entities.update(extract_entities(text, self.entity_names))
         started = self.clock.now()
-        context = same_facts_first(
-            await self.peers.context.resolve(self.call, text, self.entities), self._read_ahead
+        context = await self.peers.context.resolve(
+            self.call, text, self.entities, prefer_first=self._cached_citations()
         )
         record.stage_s["context"] = self.clock.now() - started
         record.retrieval_confidence = context.confidence
@@ -139,7 +139,9 @@ class TurnPipeline:
                 span.set_attribute("prefetch.text", text[:256])
                 if not text:
                     return
-                context = await self.peers.context.resolve(self.call, text, self.entities)
+                context = await self.peers.context.resolve(
+                    self.call, text, self.entities, prefer_first=self._cached_citations()
+                )
                 self._read_ahead = context
                 if context.cached_answer:
                     return  # a cache hit needs no LLM; the turn finds the same hit
@@ -147,6 +149,11 @@ class TurnPipeline:
             except Exception as exc:  # nothing depends on a prefetch
                 log.info("prefetch failed (the turn does the work): %r", exc)
                 span.set_attribute("prefetch.failed", f"{type(exc).__name__}: {exc}")
+
+    def _cached_citations(self) -> tuple[str, ...]:
+        """The items of the last read-ahead's block, which the LLM's prompt cache holds: the
+        context service puts them first when this lookup keeps them too."""
+        return self._read_ahead.citations if self._read_ahead is not None else ()
 
     async def _generate(
         self, request: LlmRequest, record: TurnRecord, committed: Committed | None
@@ -261,24 +268,6 @@ class TurnPipeline:
         finally:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
-
-
-def same_facts_first(context: ContextResult, read_ahead: ContextResult | None) -> ContextResult:
-    """The turn's context as the read-ahead rendered it when both hold the same items in another
-    order (ranking flips close scores between a partial and the final transcript): the same
-    facts, and the LLM finds the block already evaluated in its cache."""
-    if read_ahead is None or read_ahead.block == context.block or not context.citations:
-        return context
-    if sorted(read_ahead.citations) != sorted(context.citations):
-        return context
-    order = {cid: i for i, cid in enumerate(read_ahead.citations)}
-    return replace(
-        context,
-        block=read_ahead.block,
-        citations=read_ahead.citations,
-        token_count=read_ahead.token_count,
-        sources=tuple(sorted(context.sources, key=lambda c: order.get(c.id, len(order)))),
-    )
 
 
 async def _iterate(items: list[str]) -> AsyncIterator[str]:

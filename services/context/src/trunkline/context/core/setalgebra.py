@@ -85,6 +85,13 @@ def combine(
     return current
 
 
+def prefer_first(items: Sequence[ContextItem], first: Sequence[str]) -> list[ContextItem]:
+    """``items`` with those whose citation is in ``first`` ahead, in ``first``'s order; the
+    others keep their order after them."""
+    rank = {citation: i for i, citation in enumerate(first)}
+    return sorted(items, key=lambda item: rank.get(item.citation, len(rank)))
+
+
 def pack(
     items: Sequence[ContextItem],
     budget: int,

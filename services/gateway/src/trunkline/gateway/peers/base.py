@@ -155,11 +155,16 @@ class ContextSource(Peer):
     stage = "context"
 
     async def resolve(
-        self, call: CallInfo, query: str, entities: Mapping[str, str] | None = None
+        self,
+        call: CallInfo,
+        query: str,
+        entities: Mapping[str, str] | None = None,
+        prefer_first: tuple[str, ...] = (),
     ) -> ContextResult:
-        """``entities``: call-state values the live sources need (``account_id`` ...)."""
+        """``entities``: call-state values the live sources need (``account_id`` ...);
+        ``prefer_first``: citations the LLM's prompt cache holds, to come first in the block."""
         state = dict(entities or {})
-        return await self._unary(lambda: self._resolve(call, query, state))
+        return await self._unary(lambda: self._resolve(call, query, state, prefer_first))
 
     async def store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
         """Put an answer in the semantic cache: one attempt within the deadline (a refusal,
@@ -188,7 +193,11 @@ class ContextSource(Peer):
 
     @abstractmethod
     async def _resolve(
-        self, call: CallInfo, query: str, entities: Mapping[str, str]
+        self,
+        call: CallInfo,
+        query: str,
+        entities: Mapping[str, str],
+        prefer_first: tuple[str, ...] = (),
     ) -> ContextResult: ...
 
     @abstractmethod

@@ -42,6 +42,22 @@ def retrieval_options(retrieval: RetrievalProfile) -> context_pb2.RetrievalOptio
     )
 
 
+def resolve_request(
+    call: CallInfo,
+    query: str,
+    entities: Mapping[str, str],
+    options: context_pb2.RetrievalOptions,
+    prefer_first: tuple[str, ...] = (),
+) -> context_pb2.ResolveRequest:
+    return context_pb2.ResolveRequest(
+        context=call_context(call),
+        query=query,
+        options=options,
+        entities=[context_pb2.Entity(key=k, value=v) for k, v in sorted(entities.items())],
+        prefer_first=list(prefer_first),
+    )
+
+
 class GrpcContext(ContextSource):
     def __init__(
         self,
@@ -55,14 +71,13 @@ class GrpcContext(ContextSource):
         self._options = retrieval_options(retrieval or RetrievalProfile())
 
     async def _resolve(
-        self, call: CallInfo, query: str, entities: Mapping[str, str]
+        self,
+        call: CallInfo,
+        query: str,
+        entities: Mapping[str, str],
+        prefer_first: tuple[str, ...] = (),
     ) -> ContextResult:
-        request = context_pb2.ResolveRequest(
-            context=call_context(call),
-            query=query,
-            options=self._options,
-            entities=[context_pb2.Entity(key=k, value=v) for k, v in sorted(entities.items())],
-        )
+        request = resolve_request(call, query, entities, self._options, prefer_first)
         sent_ns = time.time_ns()
         try:
             with rpc_errors(self.stage):
