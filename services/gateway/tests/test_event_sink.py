@@ -105,6 +105,7 @@ async def test_call_events_on_jetstream_and_state_in_redis(
                     0.012,
                 ),
                 ToolRecord("t2", "issue_refund", "{}", ToolStatus.FORBIDDEN, '{"error":"x"}'),
+                ToolRecord("t3", "cancel_plan", "{}", ToolStatus.NEEDS_APPROVAL, "{}"),
             ],
         )
         await sink.turn_completed(record)
@@ -143,6 +144,7 @@ async def test_call_events_on_jetstream_and_state_in_redis(
     assert [(t.call.id, t.call.name, t.status) for t in done.tool_calls] == [
         ("t1", "lookup_account", events_pb2.TOOL_CALL_STATUS_SUCCEEDED),
         ("t2", "issue_refund", events_pb2.TOOL_CALL_STATUS_FORBIDDEN),
+        ("t3", "cancel_plan", events_pb2.TOOL_CALL_STATUS_NEEDS_APPROVAL),
     ]
     lookup = done.tool_calls[0]
     assert lookup.call.arguments_json == '{"account_id":"441729"}'

@@ -42,9 +42,7 @@ TOOL_STATUSES = {
     ToolStatus.FORBIDDEN: events_pb2.TOOL_CALL_STATUS_FORBIDDEN,
     ToolStatus.UNKNOWN: events_pb2.TOOL_CALL_STATUS_FAILED,
     ToolStatus.INVALID: events_pb2.TOOL_CALL_STATUS_FAILED,
-    # Not run: no approval was given (the contract has no "pending" status yet; the result
-    # JSON says "needs_approval").
-    ToolStatus.NEEDS_APPROVAL: events_pb2.TOOL_CALL_STATUS_DENIED,
+    ToolStatus.NEEDS_APPROVAL: events_pb2.TOOL_CALL_STATUS_NEEDS_APPROVAL,
     ToolStatus.ROUND_LIMIT: events_pb2.TOOL_CALL_STATUS_FAILED,
 }
 TRANSPORTS = {
