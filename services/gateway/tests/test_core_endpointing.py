@@ -96,3 +96,13 @@ def test_punctuation_before_the_word_limit_still_cuts_the_first_clause() -> None
     assert splitter.push("Hi there, how can I help") == ["Hi there,"]  # not "... how can I"
     with pytest.raises(ValueError, match="first_clause_words"):
         ClauseSplitter(first_clause_words=0)
+
+
+def test_while_the_agent_speaks_fewer_voiced_frames_make_an_onset() -> None:
+    config = EndpointConfig(onset_frames=3, barge_in_onset_frames=2)
+    quiet, talking = Endpointer(config), Endpointer(config)
+    assert [quiet.push(0.9) for _ in range(3)][-1] is Signal.SPEECH_START
+    signals = [talking.push(0.9, agent_speaking=True) for _ in range(2)]
+    assert signals == [Signal.NONE, Signal.SPEECH_START]
+    with pytest.raises(ValueError, match="barge_in_onset_frames"):
+        EndpointConfig(barge_in_onset_frames=0)

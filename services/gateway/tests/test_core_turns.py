@@ -351,3 +351,18 @@ def test_no_read_ahead_while_a_turn_is_working_or_when_off() -> None:
     assert of(out, Prefetch)
     with pytest.raises(ValueError, match="prefetch_every_ms"):
         TurnConfig(prefetch_every_ms=10)
+
+
+def test_a_barge_in_needs_fewer_voiced_frames_than_a_turn_start() -> None:
+    config = replace(
+        CONFIG, endpoint=EndpointConfig(onset_frames=3, barge_in_onset_frames=1, endpoint_ms=100)
+    )
+    d = Driver(TurnMachine(config))
+    d.frames(VOICE, 3)  # a turn starts after three voiced frames
+    start = of(d.frames(SILENCE, 1), StartWork)[0]
+    d.event(TranscriptReady(start.turn_id, "hi"))
+    d.event(ReplyAudio(start.turn_id, 0, "Hello there, how can I help?", audio(20), last=True))
+    d.frames(SILENCE, 6)
+    assert d.m.state is State.SPEAKING
+    onset = d.frames(VOICE, 1)  # while the agent speaks, one is enough
+    assert ClearPlayback(start.turn_id) in onset

@@ -121,7 +121,9 @@ class Gateway:
 
     def session_config(self, profile: AgentProfile) -> SessionConfig:
         settings = self.settings
-        endpoint = EndpointConfig(endpoint_ms=settings.endpoint_ms)
+        endpoint = EndpointConfig(
+            endpoint_ms=settings.endpoint_ms, barge_in_onset_frames=settings.barge_in_onset_frames
+        )
         speculate = settings.speculate_after_ms if settings.speculative_start else None
         return SessionConfig(
             turn=TurnConfig(

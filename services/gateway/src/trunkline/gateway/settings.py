@@ -68,6 +68,12 @@ class GatewaySettings(ServiceSettings):
         ge=20,
         description="silence (ms) that ends the caller's turn; most of voice-to-voice latency",
     )
+    barge_in_onset_frames: int = Field(
+        default=2,
+        ge=1,
+        description="voiced 20 ms frames that make a barge-in while the agent speaks (a turn "
+        "start needs 3): the agent stops sooner when talked over",
+    )
     speculative_start: bool = Field(
         default=True,
         description="start STT/context/LLM/TTS during the pause, before the endpoint; the work "

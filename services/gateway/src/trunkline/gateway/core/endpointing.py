@@ -3,7 +3,9 @@
 Hysteresis: speech starts after ``onset_frames`` frames at or above ``threshold``; a frame below
 ``release_threshold`` during speech is the *first silent frame* (a pause, where speculative work
 begins); speech again during the pause resumes the utterance; ``endpoint_ms`` of silence ends it.
-``onset_frames`` is also what keeps clicks and coughs from counting as speech (or barge-in).
+``onset_frames`` is also what keeps clicks and coughs from counting as speech; while the agent
+speaks, ``barge_in_onset_frames`` (fewer) decide, so that the agent stops sooner when the caller
+talks over it — a false start there costs only a stopped reply, never a lost word.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ class EndpointConfig:
     release_threshold: float = 0.35
     onset_frames: int = 3
     endpoint_ms: int = 400
+    barge_in_onset_frames: int = 2
 
     def __post_init__(self) -> None:
         if not 0.0 < self.release_threshold <= self.threshold <= 1.0:
             raise ValueError("need 0 < release_threshold <= threshold <= 1")
         if self.onset_frames < 1:
             raise ValueError("onset_frames must be >= 1")
+        if self.barge_in_onset_frames < 1:
+            raise ValueError("barge_in_onset_frames must be >= 1")
         if self.endpoint_ms < FRAME_MS:
             raise ValueError(f"endpoint_ms must be >= {FRAME_MS}")
 
@@ -72,11 +77,15 @@ class Endpointer:
         self._speech_frames = 0
         self._silent_frames = 0
 
-    def push(self, probability: float) -> Signal:
+    def push(self, probability: float, *, agent_speaking: bool = False) -> Signal:
+        """One frame's probability; ``agent_speaking``: a speech onset now is a barge-in."""
         cfg = self.config
         if self.phase is Phase.SILENCE:
             self._onset_run = self._onset_run + 1 if probability >= cfg.threshold else 0
-            if self._onset_run >= cfg.onset_frames:
+            onset = cfg.onset_frames
+            if agent_speaking:
+                onset = min(cfg.barge_in_onset_frames, onset)
+            if self._onset_run >= onset:
                 self.phase = Phase.SPEECH
                 self._speech_frames = self._onset_run
                 self._onset_run = 0

@@ -172,7 +172,9 @@ class TurnMachine:
     def _on_frame(self, frame: InboundFrame, now: float, actions: list[Action]) -> None:
         if len(frame.pcm) != FRAME_BYTES:
             raise ValueError(f"inbound frame must be {FRAME_BYTES} bytes, got {len(frame.pcm)}")
-        signal = self._endpointer.push(frame.probability)
+        signal = self._endpointer.push(
+            frame.probability, agent_speaking=self.state is State.SPEAKING
+        )
         if signal is Signal.SPEECH_START:
             self._on_speech_start(frame, actions)
         elif self._endpointer.phase is not Phase.SILENCE or signal is Signal.ENDPOINT:
