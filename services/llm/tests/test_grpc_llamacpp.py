@@ -184,13 +184,33 @@ async def test_cancel_mid_stream_stops_the_model_and_frees_it(
     assert llama.end[0].reason != "cancelled"
 
 
-async def test_prefill_evaluates_the_known_prompt_and_generate_reuses_it(
-    llama: WatchedLlama, start_llm: Any
-) -> None:
+async def warm_stub(llama: WatchedLlama, start_llm: Any) -> llm_pb2_grpc.LanguageModelStub:
     await llama.start()
     servicer = servicer_for(llama)
     servicer.mark_warm()
-    stub = llm_pb2_grpc.LanguageModelStub(await start_llm(servicer))
+    return llm_pb2_grpc.LanguageModelStub(await start_llm(servicer))
+
+
+async def prefill(
+    stub: llm_pb2_grpc.LanguageModelStub, prompt: llm_pb2.Prompt, sampling: llm_pb2.SamplingParams
+) -> llm_pb2.PrefillResponse:
+    request = llm_pb2.PrefillRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
+    response: llm_pb2.PrefillResponse = await stub.Prefill(request)
+    return response
+
+
+async def generate_usage(
+    stub: llm_pb2_grpc.LanguageModelStub, prompt: llm_pb2.Prompt, sampling: llm_pb2.SamplingParams
+) -> Any:
+    request = llm_pb2.GenerateRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
+    responses = [r async for r in stub.Generate(request)]
+    return responses[-1].done.usage
+
+
+async def test_prefill_evaluates_the_known_prompt_and_generate_reuses_it(
+    llama: WatchedLlama, start_llm: Any
+) -> None:
+    stub = await warm_stub(llama, start_llm)
     spec = load_agent_spec(AGENTS / "acme-dental.yaml")
     history = [
         llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=spec.greeting),
@@ -199,9 +219,7 @@ async def test_prefill_evaluates_the_known_prompt_and_generate_reuses_it(
     ]
     prompt = llm_pb2.Prompt(system_prompt=spec.system_prompt, history=history)
     sampling = llm_pb2.SamplingParams(max_tokens=6, temperature=0.0)
-    done = await stub.Prefill(
-        llm_pb2.PrefillRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
-    )
+    done = await prefill(stub, prompt, sampling)
     assert done.completed
     assert done.evaluated_tokens + done.reused_tokens == done.prompt_tokens - 1
     assert done.evaluated_tokens > 50  # a cold cache: the system prompt and the history
@@ -209,13 +227,7 @@ async def test_prefill_evaluates_the_known_prompt_and_generate_reuses_it(
 
     prompt.history.append(llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content="And Saturday?"))
     prompt.context_block.text = "[1] Saturday: 9 am to 1 pm."
-    responses = [
-        r
-        async for r in stub.Generate(
-            llm_pb2.GenerateRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
-        )
-    ]
-    usage = responses[-1].done.usage
+    usage = await generate_usage(stub, prompt, sampling)
     assert usage.cached_input_tokens >= done.prompt_tokens - 3  # all but the reply header
     assert usage.input_tokens - usage.cached_input_tokens < 60  # context block and question
 
@@ -223,10 +235,7 @@ async def test_prefill_evaluates_the_known_prompt_and_generate_reuses_it(
 async def test_prefill_rejects_a_prompt_without_system_prompt(
     llama: WatchedLlama, start_llm: Any
 ) -> None:
-    await llama.start()
-    servicer = servicer_for(llama)
-    servicer.mark_warm()
-    stub = llm_pb2_grpc.LanguageModelStub(await start_llm(servicer))
+    stub = await warm_stub(llama, start_llm)
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.Prefill(llm_pb2.PrefillRequest(context=CONTEXT, prompt=llm_pb2.Prompt()))
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -236,10 +245,7 @@ async def test_prefill_rejects_a_prompt_without_system_prompt(
 async def test_a_prefill_with_the_context_block_leaves_only_the_question(
     llama: WatchedLlama, start_llm: Any
 ) -> None:
-    await llama.start()
-    servicer = servicer_for(llama)
-    servicer.mark_warm()
-    stub = llm_pb2_grpc.LanguageModelStub(await start_llm(servicer))
+    stub = await warm_stub(llama, start_llm)
     spec = load_agent_spec(AGENTS / "acme-dental.yaml")
     prompt = llm_pb2.Prompt(
         system_prompt=spec.system_prompt,
@@ -247,35 +253,19 @@ async def test_a_prefill_with_the_context_block_leaves_only_the_question(
     )
     prompt.context_block.text = "[1] Parking is free behind the building.\n[2] Bus 4 stops outside."
     sampling = llm_pb2.SamplingParams(max_tokens=4, temperature=0.0)
-    done = await stub.Prefill(
-        llm_pb2.PrefillRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
-    )
+    done = await prefill(stub, prompt, sampling)
     assert done.completed
     prompt.history.append(
         llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content="Is there parking near the office?")
     )
-    responses = [
-        r
-        async for r in stub.Generate(
-            llm_pb2.GenerateRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
-        )
-    ]
-    usage = responses[-1].done.usage
+    usage = await generate_usage(stub, prompt, sampling)
     assert usage.cached_input_tokens >= done.prompt_tokens - 3  # through the context block
     assert usage.input_tokens - usage.cached_input_tokens < 20  # the question and its header
 
     # read ahead with the turn so far: the final transcript leaves a few tokens to evaluate
     prompt.history[-1].content = "Is there parking"
-    done = await stub.Prefill(
-        llm_pb2.PrefillRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
-    )
+    done = await prefill(stub, prompt, sampling)
     assert done.completed
     prompt.history[-1].content = "Is there parking near the office?"
-    responses = [
-        r
-        async for r in stub.Generate(
-            llm_pb2.GenerateRequest(context=CONTEXT, prompt=prompt, sampling=sampling)
-        )
-    ]
-    usage = responses[-1].done.usage
+    usage = await generate_usage(stub, prompt, sampling)
     assert usage.input_tokens - usage.cached_input_tokens <= 10  # " near the office?" + header

@@ -160,26 +160,9 @@ def prefill_parts(
     (possibly empty), the context block when the caller looked it up ahead (the stable layout
     puts it right before the new turn) and, when the history ends with a ROLE_USER message, the
     new turn as far as it was heard (the final transcript usually extends it)."""
-    if not prompt.system_prompt.strip():
-        raise BadRequestError("prompt.system_prompt is empty")
-    history = [chat_message(m, f"prompt.history[{i}]") for i, m in enumerate(prompt.history)]
+    history = _history(prompt)
     user_text = history.pop().content if history and history[-1].role == "user" else None
-    return PromptParts(
-        system_prompt=prompt.system_prompt,
-        history=tuple(history),
-        user_text=user_text,
-        context_text=context_text(prompt.context_block),
-        tools=tool_schemas(prompt.tools),
-        max_prompt_tokens=_budget(prompt, sampling, limits),
-        sampling=sampling,
-        model=model,
-        label=label,
-    )
-
-
-def _budget(prompt: llm_pb2.Prompt, sampling: SamplingParams, limits: Limits) -> int:
-    window = limits.context_tokens - sampling.max_tokens
-    return min(prompt.max_prompt_tokens or window, window)
+    return _parts(prompt, history, user_text, sampling, limits, model=model, label=label)
 
 
 def prompt_parts(
@@ -195,9 +178,7 @@ def prompt_parts(
     The last history message is the turn to answer: a caller turn (ROLE_USER) is passed as the
     new turn, which budgeting never drops; a tool result stays the last history message.
     """
-    if not prompt.system_prompt.strip():
-        raise BadRequestError("prompt.system_prompt is empty")
-    history = [chat_message(m, f"prompt.history[{i}]") for i, m in enumerate(prompt.history)]
+    history = _history(prompt)
     if not history:
         raise BadRequestError("prompt.history is empty: there is no turn to answer")
     last = history[-1]
@@ -206,16 +187,34 @@ def prompt_parts(
             f"prompt.history[{len(history) - 1}] is ROLE_{last.role.upper()}; the last message "
             "must be the caller's turn (ROLE_USER) or a tool result (ROLE_TOOL)"
         )
-    user_text: str | None = None
-    if last.role == "user":
-        user_text = history.pop().content
+    user_text = history.pop().content if last.role == "user" else None
+    return _parts(prompt, history, user_text, sampling, limits, model=model, label=label)
+
+
+def _history(prompt: llm_pb2.Prompt) -> list[ChatMessage]:
+    if not prompt.system_prompt.strip():
+        raise BadRequestError("prompt.system_prompt is empty")
+    return [chat_message(m, f"prompt.history[{i}]") for i, m in enumerate(prompt.history)]
+
+
+def _parts(
+    prompt: llm_pb2.Prompt,
+    history: list[ChatMessage],
+    user_text: str | None,
+    sampling: SamplingParams,
+    limits: Limits,
+    *,
+    model: str | None,
+    label: str,
+) -> PromptParts:
+    window = limits.context_tokens - sampling.max_tokens
     return PromptParts(
         system_prompt=prompt.system_prompt,
         history=tuple(history),
         user_text=user_text,
         context_text=context_text(prompt.context_block),
         tools=tool_schemas(prompt.tools),
-        max_prompt_tokens=_budget(prompt, sampling, limits),
+        max_prompt_tokens=min(prompt.max_prompt_tokens or window, window),
         sampling=sampling,
         model=model,
         label=label,
