@@ -41,7 +41,7 @@ SERVICES: list[tuple[str, str, dict[str, tuple[bool, bool]]]] = [
     (
         "llm.v1.llm",
         "LanguageModel",
-        {"Generate": SERVER_STREAM, "CountTokens": UNARY},
+        {"Generate": SERVER_STREAM, "CountTokens": UNARY, "Prefill": UNARY},
     ),
     (
         "context.v1.context",
