@@ -267,11 +267,13 @@ def test_tts_killed_mid_call_the_call_survives_and_the_next_turn_completes(
     last_spoken_at = finished.t0_monotonic + last.speech_start_ms / 1000
     assert outage.serving_at < last_spoken_at + 5, "TTS was not back before the last turn"
     assert last.outcome == "answered"
-    assert last.reply_played_ms
-    assert last.reply_played_ms > 300
     final = [t for t in finished.call.turns if t.caller][-1]
     assert final.agent
     assert not final.truncated
+    # the reply was spoken, not a blip: at least 100 ms of audio per word of it ("Bye." is a
+    # fair answer to "Thank you, goodbye." and lasts ~220 ms)
+    assert last.reply_played_ms
+    assert last.reply_played_ms >= 100 * len(final.agent.split())
 
 
 def _spans(run_dir: Path) -> list[dict[str, Any]]:
