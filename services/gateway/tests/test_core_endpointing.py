@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from trunkline.gateway.core.clauses import ClauseSplitter, split_text
+from trunkline.gateway.core.clauses import ClauseSplitter, speakable, split_text
 from trunkline.gateway.core.endpointing import EndpointConfig, Endpointer, Phase, Signal
 
 pytestmark = pytest.mark.unit
@@ -106,3 +106,10 @@ def test_while_the_agent_speaks_fewer_voiced_frames_make_an_onset() -> None:
     assert signals == [Signal.NONE, Signal.SPEECH_START]
     with pytest.raises(ValueError, match="barge_in_onset_frames"):
         EndpointConfig(barge_in_onset_frames=0)
+
+
+def test_citation_markers_are_not_spoken() -> None:
+    assert speakable("[2] We take dental insurance [1, 3].") == "We take dental insurance."
+    assert speakable("Open 9 to 5 [1]") == "Open 9 to 5"
+    assert speakable("[1]") == ""
+    assert speakable("Suite [B] on floor 2") == "Suite [B] on floor 2"  # only numbered markers

@@ -339,3 +339,18 @@ async def test_the_turn_cancels_a_read_ahead_still_in_flight(rig: Rig) -> None:
     assert rig.llm.prefill_cancelled == 1  # (the prefill after this turn now waits at the gate)
     await rig.hang_up()
     assert rig.sink.turns[1].agent_text == "We are open nine to five. See you soon."
+
+
+async def test_citation_markers_the_model_copies_are_not_spoken_nor_kept_as_heard(
+    rig: Rig,
+) -> None:
+    rig.llm.reply = lambda text: "[1] We are open nine to five."
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    await rig.hang_up()
+    turn = rig.sink.turns[1]
+    assert turn.agent_text == "We are open nine to five."
+    assert turn.generated_text == "[1] We are open nine to five."
+    assert "[1]" not in " ".join(rig.tts.texts)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from opentelemetry.trace import Tracer
 
-from trunkline.gateway.core.clauses import ClauseSplitter, split_text
+from trunkline.gateway.core.clauses import ClauseSplitter, speakable, split_text
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.entities import extract_entities
 from trunkline.gateway.core.events import (
@@ -255,7 +255,10 @@ class TurnPipeline:
         producer = asyncio.create_task(produce())
         try:
             index = 0
-            while (clause := await queue.get()) is not None:
+            while (generated := await queue.get()) is not None:
+                clause = speakable(generated)
+                if not clause:
+                    continue
                 ready = self.clock.now()
                 async for pcm in self.peers.tts.synthesize(self.call, clause):
                     if index == 0 and "tts_ttfa" not in record.stage_s:

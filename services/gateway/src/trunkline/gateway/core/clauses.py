@@ -6,6 +6,13 @@ import re
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)")
 _CLAUSE_END = re.compile(r"[,;:—]+(?=\s)")
+_CITATION = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
+
+
+def speakable(clause: str) -> str:
+    """The clause as the caller should hear it: without the ``[n]`` citation markers a model
+    copies from its context block (the turn record keeps the generated text with them)."""
+    return " ".join(_CITATION.sub("", clause).split())
 
 
 class ClauseSplitter:
