@@ -10,7 +10,9 @@ start (cancel -> worker free), and the prompt tokens evaluated vs reused per tur
   ``LLM_PROMPT_LAYOUT=context_in_system LLM_EVAL_CHUNK_TOKENS=0 LLM_PREFIX_STATES=0``);
 - ``after``: the defaults: stable prefix first, prompt evaluated in 32-token chunks, agents'
   prefix states kept, 1 thread;
-- ``after-2t``: as ``after`` on 2 threads; ``after-1g2b``: 1 generating, 2 evaluating prompts.
+- ``after-2t``: as ``after`` on 2 threads; ``after-1g2b``: 1 generating, 2 evaluating prompts;
+- ``q4_0-1g2b``: as ``after-1g2b`` with the model converted to Q4_0 (``LLM_QUANTIZE``, the
+  service's default; the others load the bundled Q4_1 file as it is).
 
 Prints a table and writes ``benchmarks/results/llm.json`` with the machine's load average.
 """
@@ -32,6 +34,7 @@ from typing import Any
 from trunkline.agents import AgentSpec, load_agent_spec
 from trunkline.llm.backends import CallPolicy
 from trunkline.llm.backends.llamacpp import LlamaCppBackend, LlamaCppConfig, smollm2_model_path
+from trunkline.llm.backends.requantize import Quantization
 from trunkline.llm.convert import context_text
 from trunkline.llm.core import (
     ChatMessage,
@@ -96,6 +99,7 @@ class Variant:
     prefix_states: int
     threads: int
     threads_batch: int
+    quantize: Quantization = "keep"
 
 
 VARIANTS = (
@@ -103,6 +107,7 @@ VARIANTS = (
     Variant("after", "stable_prefix", 32, 4, 1, 1),
     Variant("after-2t", "stable_prefix", 32, 4, 2, 2),
     Variant("after-1g2b", "stable_prefix", 32, 4, 1, 2),
+    Variant("q4_0-1g2b", "stable_prefix", 32, 4, 1, 2, "q4_0"),
 )
 
 
@@ -255,6 +260,7 @@ async def run_variant(variant: Variant, spec: AgentSpec, other: AgentSpec, round
         n_threads_batch=variant.threads_batch,
         eval_chunk=variant.eval_chunk,
         prefix_states=variant.prefix_states,
+        quantize=variant.quantize,
     )
     # measured, not retried: a slow turn shows as a slow TTFT rather than a retry
     llama = LlamaCppBackend(config, policy=CallPolicy(first_token_timeout_s=120.0, retries=0))
@@ -289,6 +295,7 @@ def summary(out: Outcome) -> dict[str, Any]:
         "prefix_states": out.variant.prefix_states,
         "threads": out.variant.threads,
         "threads_batch": out.variant.threads_batch,
+        "quantize": out.variant.quantize,
         "warmup_s": out.warmup_s,
         "ttft_ms_p50": pct(ttft, 0.5),
         "ttft_ms_p95": pct(ttft, 0.95),
