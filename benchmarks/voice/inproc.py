@@ -45,7 +45,12 @@ from trunkline.gateway.peers.grpc_context import (
     retrieval_options,
     store_answer_request,
 )
-from trunkline.gateway.peers.grpc_llm import _usage, generate_request, prefill_request, prefilled
+from trunkline.gateway.peers.grpc_llm import (
+    generate_request,
+    llm_event,
+    prefill_request,
+    prefilled,
+)
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import (
     CallInfo,
@@ -54,8 +59,6 @@ from trunkline.gateway.peers.types import (
     LlmRequest,
     Prefilled,
     StoredAnswer,
-    TextDelta,
-    ToolCallRequested,
 )
 from trunkline.gateway.pipeline import Peers
 from trunkline.gateway.profile import AgentProfile, RetrievalProfile, VoiceProfile, load_profiles
@@ -153,15 +156,8 @@ class DirectLanguageModel(LanguageModel):
         stream = self.service.Generate(generate_request(self.profile, request), CTX)
         try:
             async for response in stream:
-                match response.WhichOneof("event"):
-                    case "delta":
-                        if response.delta.text:
-                            yield TextDelta(response.delta.text)
-                    case "tool_call":
-                        c = response.tool_call
-                        yield ToolCallRequested(c.id, c.name, c.arguments_json)
-                    case "done":
-                        yield _usage(response.done)
+                if (event := llm_event(response)) is not None:
+                    yield event
         finally:
             await _close(stream)
 

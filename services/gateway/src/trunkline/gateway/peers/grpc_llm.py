@@ -156,15 +156,8 @@ class GrpcLanguageModel(LanguageModel):
         try:
             with rpc_errors(self.stage):
                 async for response in stream:
-                    match response.WhichOneof("event"):
-                        case "delta":
-                            if response.delta.text:
-                                yield TextDelta(response.delta.text)
-                        case "tool_call":
-                            call = response.tool_call
-                            yield ToolCallRequested(call.id, call.name, call.arguments_json)
-                        case "done":
-                            yield _usage(response.done)
+                    if (event := llm_event(response)) is not None:
+                        yield event
         finally:
             stream.cancel()  # no-op after the end; stops generation when closed early
 
@@ -178,6 +171,19 @@ class GrpcLanguageModel(LanguageModel):
         request = prefill_request(self._profile, call, history, context, partial)
         with rpc_errors(self.stage):
             return prefilled(await self._stub.Prefill(request))
+
+
+def llm_event(response: llm_pb2.GenerateResponse) -> LlmEvent | None:
+    """One Generate message as the gateway's event (None: an empty delta)."""
+    match response.WhichOneof("event"):
+        case "delta":
+            return TextDelta(response.delta.text) if response.delta.text else None
+        case "tool_call":
+            call = response.tool_call
+            return ToolCallRequested(call.id, call.name, call.arguments_json)
+        case "done":
+            return _usage(response.done)
+    return None
 
 
 def _usage(done: llm_pb2.GenerateDone) -> Usage:
