@@ -125,6 +125,7 @@ class TurnPipeline:
             await self._speak(
                 work.turn_id, self._generate(request, record, committed), record, emit
             )
+        self._read_ahead = None  # it read this turn ahead; the next one gets its own
         emit(WorkDone(work.turn_id))
 
     async def prefetch(self, audio: bytes, history: tuple[Message, ...]) -> None:
