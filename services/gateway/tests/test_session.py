@@ -307,10 +307,10 @@ async def test_a_long_utterance_is_read_ahead_into_the_llm_before_the_caller_sto
     await rig.until(lambda: len(rig.sink.turns) == 1)
     await rig.until(lambda: len(rig.llm.prefills) == 1)  # after the greeting: no context
     assert rig.llm.prefill_contexts == [None]
-    await rig.frames(VOICE, 40)  # 800 ms of speech: one read-ahead at 600 ms
+    await rig.frames(VOICE, 30)  # 600 ms of speech: one read-ahead at 400 ms
     await rig.until(lambda: len(rig.llm.prefills) == 2)
     assert len(rig.stt.seen) == 1
-    assert len(rig.stt.seen[0]) < 40 * len(VOICE)  # the utterance so far, not the whole
+    assert len(rig.stt.seen[0]) < 30 * len(VOICE)  # the utterance so far, not the whole
     assert rig.context.queries == ["what are your hours"]
     assert rig.llm.prefill_contexts[1] == hours
     assert rig.llm.prefill_partials == ["", "what are your hours"]  # the turn so far too

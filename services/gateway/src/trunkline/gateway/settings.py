@@ -90,7 +90,7 @@ class GatewaySettings(ServiceSettings):
         "while the caller speaks, so the next turn evaluates only its context and question",
     )
     prefetch_every_ms: int = Field(
-        default=600,
+        default=400,
         ge=0,
         description="while the caller speaks, read the utterance so far ahead (STT, context, LLM "
         "prefill) every this much speech, so the prompt is evaluated when they stop; 0: off",

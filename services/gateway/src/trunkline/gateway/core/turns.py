@@ -51,8 +51,8 @@ from trunkline.gateway.core.playback import FRAME_BYTES, Playback
 class TurnConfig:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     speculate_after_ms: int | None = FRAME_MS  # silence before speculative work; None: off
-    prefetch_every_ms: int | None = 600  # speech between read-aheads of the utterance; None: off
-    prefetch_min_ms: int = 600  # utterance length before the first read-ahead
+    prefetch_every_ms: int | None = 400  # speech between read-aheads of the utterance; None: off
+    prefetch_min_ms: int = 400  # utterance length before the first read-ahead
     preroll_frames: int = 10  # audio kept from before the speech onset (200 ms)
     lead_frames: int = 3  # frames sent ahead of real time to the transport
     filler_after_s: float = 1.5
