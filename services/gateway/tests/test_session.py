@@ -326,6 +326,9 @@ async def test_a_long_utterance_is_read_ahead_into_the_llm_before_the_caller_sto
     assert rig.sink.turns[1].agent_text == "We are open nine to five. See you soon."
     names = [span.name for span in rig.spans.get_finished_spans()]
     assert "prefetch" in names
+    # the read-ahead's peer calls are labelled apart from the turn's STT and context
+    assert {"read_ahead_stt", "read_ahead_context"} <= set(names)
+    assert names.count("stt") == 1
 
 
 async def test_the_turn_cancels_a_read_ahead_still_in_flight(rig: Rig) -> None:

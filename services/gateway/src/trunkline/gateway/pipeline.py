@@ -44,6 +44,8 @@ from trunkline.gateway.tools.executor import ToolExecutor
 
 log = logging.getLogger(__name__)
 PCM_BYTES_PER_S = 32000  # 16 kHz PCM16
+READ_AHEAD_STT = "read_ahead_stt"  # span name and stage label of a read-ahead's peer calls
+READ_AHEAD_CONTEXT = "read_ahead_context"
 
 Emit = Callable[[Event], None]
 Committed = Callable[[], Awaitable[None]]
@@ -136,12 +138,17 @@ class TurnPipeline:
         Best effort: failures are logged, nothing is spoken or recorded in the call."""
         with self.tracer.start_as_current_span("prefetch") as span:
             try:
-                text = (await self.peers.stt.transcribe(self.call, audio)).strip()
+                stt = self.peers.stt
+                text = (await stt.transcribe(self.call, audio, READ_AHEAD_STT)).strip()
                 span.set_attribute("prefetch.text", text[:256])
                 if not text:
                     return
                 context = await self.peers.context.resolve(
-                    self.call, text, self.entities, prefer_first=self._cached_citations()
+                    self.call,
+                    text,
+                    self.entities,
+                    prefer_first=self._cached_citations(),
+                    stage=READ_AHEAD_CONTEXT,
                 )
                 self._read_ahead = context
                 if context.cached_answer:

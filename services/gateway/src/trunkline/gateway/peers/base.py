@@ -58,9 +58,11 @@ class Peer(ABC):  # noqa: B024 (shared machinery; the abstract methods are per k
         if self.env.metrics is not None:
             self.env.metrics.observe_stage(stage, seconds)
 
-    async def _unary(self, factory: Callable[[], Awaitable[T]]) -> T:
+    async def _unary(self, factory: Callable[[], Awaitable[T]], stage: str | None = None) -> T:
+        """``stage``: the span name and metric label (default: the peer's stage)."""
+        stage = stage or self.stage
         clock = self.env.clock
-        with self.env.tracer.start_as_current_span(self.stage) as span:
+        with self.env.tracer.start_as_current_span(stage) as span:
             started = clock.now()
             attempt = 0
             while True:
@@ -74,7 +76,7 @@ class Peer(ABC):  # noqa: B024 (shared machinery; the abstract methods are per k
                     await clock.sleep(self.policy.delay(attempt))
                     continue
                 span.set_attribute("attempts", attempt)
-                self._observe(self.stage, clock.now() - started)
+                self._observe(stage, clock.now() - started)
                 return result
 
     async def _stream(
@@ -142,8 +144,10 @@ class Transcriber(Peer):
 
     stage = "stt"
 
-    async def transcribe(self, call: CallInfo, audio: bytes) -> str:
-        return await self._unary(lambda: self._transcribe(call, audio))
+    async def transcribe(self, call: CallInfo, audio: bytes, stage: str | None = None) -> str:
+        """``stage``: another label for the span and stage metric (a read-ahead is not a turn's
+        STT and must not skew its latency histogram)."""
+        return await self._unary(lambda: self._transcribe(call, audio), stage)
 
     @abstractmethod
     async def _transcribe(self, call: CallInfo, audio: bytes) -> str: ...
@@ -160,11 +164,13 @@ class ContextSource(Peer):
         query: str,
         entities: Mapping[str, str] | None = None,
         prefer_first: tuple[str, ...] = (),
+        stage: str | None = None,
     ) -> ContextResult:
         """``entities``: call-state values the live sources need (``account_id`` ...);
-        ``prefer_first``: citations the LLM's prompt cache holds, to come first in the block."""
+        ``prefer_first``: citations the LLM's prompt cache holds, to come first in the block;
+        ``stage``: another label for the span and stage metric (a read-ahead's lookup)."""
         state = dict(entities or {})
-        return await self._unary(lambda: self._resolve(call, query, state, prefer_first))
+        return await self._unary(lambda: self._resolve(call, query, state, prefer_first), stage)
 
     async def store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
         """Put an answer in the semantic cache: one attempt within the deadline (a refusal,
