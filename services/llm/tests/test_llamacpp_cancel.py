@@ -281,9 +281,9 @@ async def test_the_first_tokens_run_on_more_threads_then_the_configured_ones(
     seen: list[int] = []
     original = llama._set_threads
 
-    def record(threads: int) -> bool:
+    def record(threads: int) -> None:
         seen.append(threads)
-        return original(threads)
+        original(threads)
 
     llama._set_threads = record  # type: ignore[method-assign]
     request = replace(long_request(20), sampling=SamplingParams(max_tokens=8, temperature=0.0))

@@ -106,7 +106,7 @@ class TurnMachine:
         self._turn: _Turn | None = None
         self._next_id = 0
         self._pause_at: float | None = None
-        self._speech_since_prefetch = 0  # ms of speech since the last read-ahead
+        self._prefetched_at_ms = 0  # the utterance's speech_ms at its last read-ahead
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -183,9 +183,8 @@ class TurnMachine:
             self._preroll.append(frame.pcm)
 
         if signal is Signal.SPEECH_START:
-            self._speech_since_prefetch = self._endpointer.speech_ms
+            self._prefetched_at_ms = 0
         elif self._endpointer.phase is Phase.SPEECH and signal is Signal.NONE:
-            self._speech_since_prefetch += FRAME_MS
             self._maybe_prefetch(actions)
         if signal is Signal.PAUSE:
             self._pause_at = now
@@ -204,11 +203,12 @@ class TurnMachine:
 
     def _maybe_prefetch(self, actions: list[Action]) -> None:
         every = self.config.prefetch_every_ms
-        if every is None or self._turn is not None or self._speech_since_prefetch < every:
+        speech_ms = self._endpointer.speech_ms
+        if every is None or self._turn is not None or speech_ms < self.config.prefetch_min_ms:
             return
-        if self._endpointer.speech_ms < self.config.prefetch_min_ms:
+        if speech_ms - self._prefetched_at_ms < every:
             return
-        self._speech_since_prefetch = 0
+        self._prefetched_at_ms = speech_ms
         actions.append(Prefetch(bytes(self._utterance), tuple(self.history)))
 
     def _should_speculate(self) -> bool:

@@ -411,7 +411,8 @@ class LlamaCppBackend(LlmBackend):
                     break
                 produced += 1
                 if boost and produced == self.config.first_tokens:
-                    boost = self._set_threads(self.config.n_threads)
+                    self._set_threads(self.config.n_threads)
+                    boost = False
                 pending += decoder.decode(piece)
                 cut = min((i for i in (pending.find(s) for s in stops) if i >= 0), default=-1)
                 if cut >= 0:
@@ -440,13 +441,12 @@ class LlamaCppBackend(LlmBackend):
         self._set_threads(threads)
         return True
 
-    def _set_threads(self, threads: int) -> bool:
-        """Threads generating tokens from now on (prompt threads unchanged); always False."""
+    def _set_threads(self, threads: int) -> None:
+        """Threads generating tokens from now on (prompt threads unchanged)."""
         import llama_cpp  # noqa: PLC0415
 
         batch = self.config.n_threads_batch or self.config.n_threads
         llama_cpp.llama_set_n_threads(self._llm.ctx, threads, batch)
-        return False
 
 
 def _nothing() -> None:
