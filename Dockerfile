@@ -41,7 +41,6 @@ ENV PATH=/app/.venv/bin:$PATH \
     VIRTUAL_ENV=/app/.venv \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    OMP_WAIT_POLICY=PASSIVE \
     HOME=/tmp
 USER 10001:10001
 # gRPC (per service, see the chart), Prometheus /metrics, gateway media streams

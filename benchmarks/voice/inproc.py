@@ -10,6 +10,12 @@ measures them). The benchmark dials it exactly as it dials the distributed stack
 
 from __future__ import annotations
 
+import os
+
+# As the llm process does (see trunkline.llm.__main__): llama.cpp's OpenMP workers spin briefly
+# at their barriers, then sleep. Set before any library that loads an OpenMP runtime.
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+
 import argparse
 import asyncio
 import json
