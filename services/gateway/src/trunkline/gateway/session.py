@@ -63,7 +63,7 @@ class SessionConfig:
     filler_text: str = "One moment, please."
     apology_text: str = ""  # played when a turn's work failed; empty: the filler
     min_clause_words: int = 3
-    first_clause_words: int | None = 5  # the reply's first clause is cut after so many words
+    first_clause_words: int | None = 3  # the reply's first clause is cut after so many words
     sink_drain_s: float = 2.0
     min_confidence: float = 0.0  # retrieval confidence below it: out of domain, not cached
     llm_prefill: bool = True  # after each turn, the LLM evaluates the known prompt ahead

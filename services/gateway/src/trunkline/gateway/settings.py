@@ -96,7 +96,7 @@ class GatewaySettings(ServiceSettings):
         "prefill) every this much speech, so the prompt is evaluated when they stop; 0: off",
     )
     first_clause_words: int = Field(
-        default=5,
+        default=3,
         ge=0,
         description="cut the reply's first clause after this many words when no punctuation "
         "came yet, so its audio starts sooner; 0: only punctuation cuts",
