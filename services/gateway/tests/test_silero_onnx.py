@@ -42,7 +42,7 @@ def test_silence_scores_low(model: SileroModel) -> None:
 
 def test_state_is_per_detector_and_reset_forgets(model: SileroModel) -> None:
     loud = _frames(_voice_like(1.0))
-    a, b = SileroDetector(model), SileroDetector(model)
+    a, b = SileroDetector(model, phases=1), SileroDetector(model, phases=1)
     first = [a.probability(f) for f in loud]
     # b has seen nothing yet: its first window must score like a's first window did
     assert b.probability(loud[0]) == 0.0  # 20 ms < one 32 ms window: nothing scored yet
@@ -54,10 +54,31 @@ def test_state_is_per_detector_and_reset_forgets(model: SileroModel) -> None:
 
 
 def test_scores_one_window_per_512_samples(model: SileroModel) -> None:
-    detector = SileroDetector(model)
+    detector = SileroDetector(model, phases=1)
     frames = _frames(_voice_like(0.2))
     values = [detector.probability(f) for f in frames]
     # windows complete at 512, 1024, 1536, 2048, 2560, 3072 samples: frame indexes 1, 3, 4, 6, 7, 9
     changed = [i for i in range(1, len(values)) if values[i] != values[i - 1]]
     assert changed
     assert set(changed) <= {1, 3, 4, 6, 7, 9}
+
+
+def test_two_phases_take_the_higher_of_two_offset_window_streams(model: SileroModel) -> None:
+    """Phase 2 scores the stream as if it had started 256 samples (half a window) later."""
+    frames = _frames(np.concatenate([np.zeros(4000), _voice_like(0.6)]))
+    early = SileroDetector(model, phases=1)
+    late = SileroDetector(model, phases=1)
+    late.probability(bytes(512))  # 256 samples of silence ahead: its windows fall later
+    first = [early.probability(f) for f in frames]
+    second = [late.probability(f) for f in frames]
+    assert max(abs(a - b) for a, b in zip(first, second, strict=True)) > 0.05  # they differ
+    both = SileroDetector(model, phases=2)
+    expected = [max(a, b) for a, b in zip(first, second, strict=True)]
+    assert [both.probability(f) for f in frames] == pytest.approx(expected, abs=1e-6)
+    both.reset()
+    assert [both.probability(f) for f in frames] == pytest.approx(expected, abs=1e-6)
+
+
+def test_phases_must_be_sensible(model: SileroModel) -> None:
+    with pytest.raises(ValueError, match="phases"):
+        SileroDetector(model, phases=0)
