@@ -13,9 +13,10 @@ help: ## List the targets
 uv: ## Install uv if missing (pip, user site)
 	@command -v uv >/dev/null 2>&1 || test -x "$(HOME)/.local/bin/uv" || python3 -m pip install --user --quiet uv
 
-install: uv ## Create .venv with every member and dev tool from uv.lock, then generate the contracts
+install: uv ## Create .venv with every member and dev tool from uv.lock, generate the contracts, build llama.cpp for this CPU
 	$(UV) sync --frozen --all-packages -p python3.11
 	$(MAKE) proto
+	UV=$(UV) $(PY) python tools/llama_build.py
 
 proto: ## Generate Python (+ .pyi) from proto/ into libs/proto (not committed)
 	$(PY) python tools/gen_proto.py

@@ -31,6 +31,8 @@ from opentelemetry import trace
 
 from trunkline.cli.knowledge import _requests, knowledge_files
 from trunkline.cli.plan import AppConfig
+from trunkline.cli.settings import StackSettings
+from trunkline.cli.stack import library_dir
 from trunkline.context.server import ContextService
 from trunkline.context.service import Backends
 from trunkline.context.settings import ContextSettings
@@ -255,9 +257,15 @@ async def serve(args: argparse.Namespace) -> None:
     recognizer = build_recognizer(SttSettings())
     synthesizer = build_synthesizer(TtsSettings())
     # The same gateway/LLM knobs the stack gives the distributed services (cli/plan.py).
-    same = AppConfig(agents_dir=agents, tenants_file=agents, milvus_uri=str(args.db))
+    same = AppConfig(
+        agents_dir=agents,
+        tenants_file=agents,
+        milvus_uri=str(args.db),
+        llm_library_dir=library_dir(StackSettings().llm_library_dir),
+    )
     llm_settings = LlmSettings(
         agents_dir=agents,
+        library_dir=same.llm_library_dir,
         first_token_timeout_s=same.llm_first_token_timeout_s,
         threads_batch=same.llm_threads_batch,
         first_tokens_threads=same.llm_threads_batch,

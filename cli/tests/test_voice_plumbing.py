@@ -16,9 +16,11 @@ from trunkline.cli.plan import (
     SERVICES,
     AppConfig,
     allocate_ports,
+    app_env,
     service_env,
 )
 from trunkline.cli.record import Component, StackRecord
+from trunkline.cli.stack import library_dir
 from trunkline.cli.tenants import TenantError, agent_names, ensure_tenant, read_tenant
 from trunkline.cli.turns import HeardTurn
 
@@ -78,6 +80,16 @@ def test_the_stack_configures_agents_tenants_and_knowledge(tmp_path: Path) -> No
     assert env["llm"]["LLM_AGENTS_DIR"] == str(tmp_path / "agents")
     assert env["context"]["CONTEXT_MILVUS_URI"] == str(tmp_path / "kb.db")
     assert not any(k.endswith(("AGENTS_DIR", "MILVUS_URI")) for k in env["tts"])
+    assert "LLM_LIBRARY_DIR" not in env["llm"]  # no build for this CPU: the wheel's
+    built = AppConfig(tmp_path, tmp_path / "t.yaml", "kb", llm_library_dir=tmp_path / "llama")
+    llm = app_env(next(s for s in SERVICES if s.name == "llm"), ports, built)
+    assert llm["LLM_LIBRARY_DIR"] == str(tmp_path / "llama")
+
+
+def test_the_stack_passes_a_llama_build_only_where_make_install_made_one(tmp_path: Path) -> None:
+    assert library_dir(tmp_path / "missing") is None
+    (tmp_path / "llama").mkdir()
+    assert library_dir(tmp_path / "llama") == (tmp_path / "llama").resolve()
 
 
 def test_a_record_keeps_how_each_service_was_started() -> None:

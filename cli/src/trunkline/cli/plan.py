@@ -108,6 +108,9 @@ class AppConfig:
     after a short deadline only queues a second generation behind the first: the caller hears
     the filler meanwhile, and the turn completes when the first token comes."""
     llm_first_token_timeout_s: float = 15.0
+    llm_library_dir: Path | None = None
+    """A llama.cpp build for this CPU (``LLM_LIBRARY_DIR``, see
+    ``trunkline.llm.backends.cpubuild``); None: the wheel's."""
     llm_threads_batch: int = 2
     """Threads evaluating prompts (``LLM_THREADS_BATCH``): between the caller's last word and the
     first clause nothing else runs, so the prompt takes both cores; tokens are generated on one
@@ -140,12 +143,15 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
             f"{p}SPECULATE_AFTER_MS": str(app.speculate_after_ms),
         }
     if spec.name == "llm":
-        return {
+        env = {
             f"{p}AGENTS_DIR": str(app.agents_dir),
             f"{p}FIRST_TOKEN_TIMEOUT_S": str(app.llm_first_token_timeout_s),
             f"{p}THREADS_BATCH": str(app.llm_threads_batch),
             f"{p}FIRST_TOKENS_THREADS": str(app.llm_threads_batch),
         }
+        if app.llm_library_dir is not None:
+            env[f"{p}LIBRARY_DIR"] = str(app.llm_library_dir)
+        return env
     if spec.name == "context":
         return {f"{p}AGENTS_DIR": str(app.agents_dir), f"{p}MILVUS_URI": app.milvus_uri}
     return {}

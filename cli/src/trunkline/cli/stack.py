@@ -126,6 +126,11 @@ def format_table(record: StackRecord, health: dict[str, str]) -> str:
 # -- up ----------------------------------------------------------------------------------------
 
 
+def library_dir(path: Path) -> Path | None:
+    """The llama.cpp build folder, absolute, if ``make install`` made one."""
+    return path.resolve() if path.is_dir() else None
+
+
 class _Starter:
     """Brings components up one by one, recording each in ``stack.json`` as soon as it runs."""
 
@@ -139,6 +144,7 @@ class _Starter:
             tenants_file=self.run_dir / TENANTS_FILE,
             milvus_uri=str(self.run_dir / KNOWLEDGE_DB),
             peer_timeout_s=settings.peer_timeout_s,
+            llm_library_dir=library_dir(settings.llm_library_dir),
         )
         self.record = StackRecord(
             run_dir=str(self.run_dir),

@@ -46,6 +46,11 @@ class LlmSettings(ServiceSettings):
 
     # llamacpp (embedded)
     model_path: Path | None = Field(default=None, description="GGUF file; None: bundled SmolLM2")
+    library_dir: Path | None = Field(
+        default=None,
+        description="a llama.cpp build for this CPU (tools/llama_build.py) to load instead of "
+        "the wheel's; used only where the CPU has every flag it was built for",
+    )
     threads: int = Field(default=1, ge=1, le=256, description="threads generating tokens")
     threads_batch: int | None = Field(
         default=None, ge=1, le=256, description="threads evaluating prompts; unset: threads"

@@ -29,6 +29,9 @@ def build_backend(settings: LlmSettings, metrics: LlmMetrics | None = None) -> L
             connect_timeout_s=settings.openai_connect_timeout_s,
         )
         return OpenAIBackend(config, policy=policy, metrics=metrics)
+    from trunkline.llm.backends import cpubuild  # noqa: PLC0415
+
+    cpubuild.use(settings.library_dir)  # before anything imports llama_cpp
     from trunkline.llm.backends.llamacpp import (  # noqa: PLC0415
         LlamaCppBackend,
         LlamaCppConfig,
