@@ -64,7 +64,8 @@ def test_use_points_llama_cpp_python_at_the_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build = make_build(tmp_path / "llama")
-    monkeypatch.delenv(cpubuild.LIB_PATH_VAR, raising=False)
+    monkeypatch.setenv(cpubuild.LIB_PATH_VAR, "")  # records the real value: restored afterwards
+    monkeypatch.delenv(cpubuild.LIB_PATH_VAR)
     monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
     monkeypatch.setattr(cpubuild, "choose", lambda d: d)
     assert cpubuild.use(build) == build
@@ -72,13 +73,16 @@ def test_use_points_llama_cpp_python_at_the_build(
     # an explicit LLAMA_CPP_LIB_PATH wins
     monkeypatch.setenv(cpubuild.LIB_PATH_VAR, "/elsewhere")
     assert cpubuild.use(build) == Path("/elsewhere")
+    monkeypatch.undo()
+    assert os.environ.get(cpubuild.LIB_PATH_VAR) != str(build.resolve())
 
 
 def test_use_is_too_late_once_llama_cpp_is_loaded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build = make_build(tmp_path / "llama")
-    monkeypatch.delenv(cpubuild.LIB_PATH_VAR, raising=False)
+    monkeypatch.setenv(cpubuild.LIB_PATH_VAR, "")
+    monkeypatch.delenv(cpubuild.LIB_PATH_VAR)
     monkeypatch.setitem(sys.modules, "llama_cpp", object())
     monkeypatch.setattr(cpubuild, "choose", lambda d: d)
     assert cpubuild.use(build) is None

@@ -26,6 +26,8 @@ import asyncio
 import codecs
 import ctypes
 import importlib.util
+import logging
+import os
 import threading
 import uuid
 from collections.abc import AsyncGenerator, Callable
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from trunkline.llm.backends.base import LlmBackend
+from trunkline.llm.backends.cpubuild import LIB_PATH_VAR
 from trunkline.llm.backends.prefix_states import PrefixStates, common_prefix
 from trunkline.llm.backends.requantize import Quantization, requantized
 from trunkline.llm.core.tool_protocol import (
@@ -51,6 +54,8 @@ from trunkline.llm.core.types import (
     ToolCallEvent,
     Usage,
 )
+
+log = logging.getLogger(__name__)
 
 MIN_SAVED_PREFIX = 32
 """Shorter stable prefixes are cheaper to evaluate than to save and restore."""
@@ -165,9 +170,12 @@ class LlamaCppBackend(LlmBackend):
         await asyncio.get_running_loop().run_in_executor(self._executor, _nothing)
 
     def _load(self) -> None:
-        from llama_cpp import Llama  # noqa: PLC0415 - the SDK loads only when this backend does
+        import llama_cpp  # noqa: PLC0415 - the SDK loads only when this backend does
+        from llama_cpp import Llama  # noqa: PLC0415
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
 
+        libraries = os.environ.get(LIB_PATH_VAR) or "the wheel"
+        log.info("llama.cpp %s from %s", llama_cpp.__version__, libraries)
         if not self.config.model_path.is_file():
             raise FileNotFoundError(f"model file not found: {self.config.model_path}")
         path = requantized(self.config.model_path, self.config.quantize, self.config.cache_dir)
