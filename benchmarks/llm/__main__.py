@@ -12,7 +12,11 @@ start (cancel -> worker free), and the prompt tokens evaluated vs reused per tur
   prefix states kept, 1 thread;
 - ``after-2t``: as ``after`` on 2 threads; ``after-1g2b``: 1 generating, 2 evaluating prompts;
 - ``q4_0-1g2b``: as ``after-1g2b`` with the model converted to Q4_0 (``LLM_QUANTIZE``, the
-  service's default; the others load the bundled Q4_1 file as it is).
+  service's default; the others load the bundled Q4_1 file as it is);
+- ``q4_0-1g2b-cpu``: as ``q4_0-1g2b`` with the llama.cpp build for this CPU that ``make install``
+  makes where it has AVX-512 (``build/llama-cpu``, see ``trunkline.llm.backends.cpubuild``), in
+  a child process (a process loads one llama.cpp); skipped where there is none. The others use
+  the wheel's x86-64-v3 build.
 
 Prints a table and writes ``benchmarks/results/llm.json`` with the machine's load average.
 """
@@ -24,6 +28,8 @@ import asyncio
 import json
 import os
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import suppress
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from trunkline.agents import AgentSpec, load_agent_spec
-from trunkline.llm.backends import CallPolicy
+from trunkline.llm.backends import CallPolicy, cpubuild
 from trunkline.llm.backends.llamacpp import LlamaCppBackend, LlamaCppConfig, smollm2_model_path
 from trunkline.llm.backends.requantize import Quantization
 from trunkline.llm.convert import context_text
@@ -100,6 +106,7 @@ class Variant:
     threads: int
     threads_batch: int
     quantize: Quantization = "keep"
+    cpu_build: bool = False  # the llama.cpp build for this CPU, run in a child process
 
 
 VARIANTS = (
@@ -108,7 +115,9 @@ VARIANTS = (
     Variant("after-2t", "stable_prefix", 32, 4, 2, 2),
     Variant("after-1g2b", "stable_prefix", 32, 4, 1, 2),
     Variant("q4_0-1g2b", "stable_prefix", 32, 4, 1, 2, "q4_0"),
+    Variant("q4_0-1g2b-cpu", "stable_prefix", 32, 4, 1, 2, "q4_0", cpu_build=True),
 )
+CPU_BUILD = ROOT / "build" / "llama-cpu"
 
 
 @dataclass
@@ -345,13 +354,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print("  (turn counts differ: a tool call happened in some variants)")
 
 
-async def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.llm", description=__doc__)
-    parser.add_argument("--variants", nargs="*", default=[v.name for v in VARIANTS])
-    parser.add_argument("--rounds", type=int, default=5, help="agent switches and cancels")
-    args = parser.parse_args(argv)
-    spec = load_agent_spec(AGENT)
-    other = spec.model_copy(
+def other_agent(spec: AgentSpec) -> AgentSpec:
+    """A second agent sharing the model (the agent-switch measurement)."""
+    return spec.model_copy(
         update={
             "name": "beta-plumbing",
             "system_prompt": "You are Max, the dispatcher of Beta Plumbing in Springfield. "
@@ -360,16 +365,33 @@ async def main(argv: Sequence[str] | None = None) -> int:
             "tools": [],
         }
     )
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.llm", description=__doc__)
+    parser.add_argument("--variants", nargs="*", default=[v.name for v in VARIANTS])
+    parser.add_argument("--rounds", type=int, default=5, help="agent switches and cancels")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON report")
+    parser.add_argument("--child-rows", type=Path, help=argparse.SUPPRESS)  # a cpu_build child
+    args = parser.parse_args(argv)
+    if args.child_rows is not None:
+        return await child(args.variants, args.rounds, args.child_rows)
+    spec = load_agent_spec(AGENT)
+    other = other_agent(spec)
     load_before = os.getloadavg()
     rows = []
     for variant in VARIANTS:
         if variant.name in args.variants:
             print(f"running {variant.name} ...", flush=True)
-            rows.append(summary(await run_variant(variant, spec, other, args.rounds)))
+            if variant.cpu_build:
+                rows += await in_child(variant, args.rounds)
+            else:
+                rows.append(summary(await run_variant(variant, spec, other, args.rounds)))
     load_after = os.getloadavg()
     print(f"\nload average before {load_before}, after {load_after} (2 cores)")
     print_table(rows)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    out: Path = args.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "llm",
         "model": smollm2_model_path().name,
@@ -381,8 +403,35 @@ async def main(argv: Sequence[str] | None = None) -> int:
         "loadavg_after": load_after,
         "variants": rows,
     }
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    await asyncio.to_thread(out.write_text, json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+async def in_child(variant: Variant, rounds: int) -> list[dict[str, Any]]:
+    """``variant``'s row from a child process that loads the llama.cpp build for this CPU."""
+    with tempfile.TemporaryDirectory(prefix="bench-llm-") as tmp:
+        out = Path(tmp) / "rows.json"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.llm", "--variants", variant.name,
+            "--rounds", str(rounds), "--child-rows", str(out),
+        )  # fmt: skip
+        if await proc.wait() != 0:
+            raise RuntimeError(f"{variant.name}: the child process failed")
+        rows: list[dict[str, Any]] = json.loads(out.read_text()) if out.is_file() else []
+    if not rows:
+        print(f"  {variant.name}: skipped (no llama.cpp build for this CPU in {CPU_BUILD})")
+    return rows
+
+
+async def child(names: Sequence[str], rounds: int, rows_out: Path) -> int:
+    if cpubuild.use(CPU_BUILD) is None:
+        return 0  # nothing written: the parent reports the variant skipped
+    spec = load_agent_spec(AGENT)
+    other = other_agent(spec)
+    rows = [summary(await run_variant(v, spec, other, rounds)) for v in VARIANTS
+            if v.name in names]  # fmt: skip
+    await asyncio.to_thread(rows_out.write_text, json.dumps(rows))
     return 0
 
 
