@@ -3,13 +3,15 @@
 The same caller turns (synthesized once, spoken in real time over the Twilio media stream by
 the simulated caller, a barge-in every few turns) go
 1. through the distributed local stack (``trunkline stack up``: gateway, stt, context, llm, tts
-   as processes, gRPC between them, NATS events, Redis state, OTLP traces), then
+   as processes, gRPC between them, NATS events, Redis state, OTLP traces), and
 2. through ONE process (:mod:`benchmarks.voice.inproc`): the gateway's web app and call
    session with in-process peers over the same model backends, no gRPC/NATS/Redis.
-Each mode runs alone on the machine. Reported: p50/p95 voice-to-voice (last voiced caller frame
-sent -> first agent audio frame received, measured by the caller), the gateway's per-stage
-timings, the platform overhead (distributed - in-process) and barge-in stop latency (caller
-onset -> agent audio stopped). Prints a table and writes ``benchmarks/results/voice.json``.
+Both are up for the whole run; each call is made through one and then the other, the order
+alternating call by call (whatever else loads the machine falls on both alike). Reported:
+p50/p95 voice-to-voice (last voiced caller frame sent -> first agent audio frame received,
+measured by the caller), the gateway's per-stage timings, the platform overhead
+(distributed - in-process) and barge-in stop latency (caller onset -> agent audio stopped).
+Prints a table and writes ``benchmarks/results/voice.json``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,18 +117,10 @@ def _short(event_stages: dict[str, float]) -> dict[str, float]:
     return {names[k]: v for k, v in event_stages.items() if k in names}
 
 
-async def run_calls(url: str, secret: str, prepared: list[PreparedTurn],
-                    feed: TurnFeed | None) -> list[CallResult]:  # fmt: skip
-    results: list[CallResult] = []
-    for start in range(0, len(prepared), TURNS_PER_CALL):
-        identity = CallIdentity()
-        target = direct_target(url, identity, tenant=TENANT, agent=AGENT, stream_secret=secret)
-        caller = SimulatedCaller(target, identity, OPTIONS)
-        result = await caller.run(prepared[start : start + TURNS_PER_CALL])
-        print(f"  call {len(results) + 1}: {len(result.latencies())} replies, "
-              f"v2v {[round(v) for v in result.latencies()]}", flush=True)  # fmt: skip
-        results.append(result)
-    return results
+async def one_call(url: str, secret: str, turns: list[PreparedTurn]) -> CallResult:
+    identity = CallIdentity()
+    target = direct_target(url, identity, tenant=TENANT, agent=AGENT, stream_secret=secret)
+    return await SimulatedCaller(target, identity, OPTIONS).run(turns)
 
 
 def stack_cmd(run_dir: Path, *args: str) -> None:
@@ -136,39 +131,49 @@ def stack_cmd(run_dir: Path, *args: str) -> None:
     )  # fmt: skip
 
 
-async def distributed(work: Path, turns: int) -> tuple[ModeResult, list[PreparedTurn]]:
+@dataclass
+class Target:
+    """Where a mode's calls go, and how its per-stage timings are collected afterwards."""
+
+    name: str
+    url: str
+    secret: str
+    mode: ModeResult = field(default_factory=ModeResult)
+
+
+@contextlib.asynccontextmanager
+async def distributed_stack(work: Path) -> AsyncIterator[tuple[Target, StackRecord, TurnFeed]]:
     run_dir = work / "stack"
     stack_cmd(run_dir, "up")
     try:
         record: StackRecord | None = load(run_dir)
         assert record is not None
         await ingest(component_url(record, "context"), TENANT, AGENTS / AGENT / "knowledge")
-        prepared = await prepare_script(script(turns), tts_addr=component_url(record, "tts"),
-                                        tenant=TENANT)  # fmt: skip
         secret = read_tenant(Path(record.tenants_file), TENANT).stream_secret
         bus = await Bus.connect(component_url(record, "nats"), name="bench-voice")
         feed = TurnFeed(bus, TENANT)
         await feed.start()
         try:
-            calls = await run_calls(record.media_url, secret, prepared, feed)
-            await bus.client.flush()
-            mode = ModeResult(calls)
-            for call in calls:
-                expected = 1 + len(call.turns)
-                with contextlib.suppress(TimeoutError):  # a turn merged or dropped: use the rest
-                    await feed.wait_for(call.call_sid, expected, timeout_s=10)
-                for turn in feed.turns(call.call_sid):
-                    if turn.caller:
-                        mode.stages.append(_short(turn.stages_ms))
+            yield Target("distributed", record.media_url, secret), record, feed
         finally:
             await feed.stop()
             await bus.close()
     finally:
         stack_cmd(run_dir, "down")
-    return mode, prepared
 
 
-async def in_process(work: Path, prepared: list[PreparedTurn]) -> ModeResult:
+async def collect_distributed(target: Target, feed: TurnFeed) -> None:
+    for call in target.mode.calls:
+        expected = 1 + len(call.turns)
+        with contextlib.suppress(TimeoutError):  # a turn merged or dropped: use the rest
+            await feed.wait_for(call.call_sid, expected, timeout_s=10)
+        for turn in feed.turns(call.call_sid):
+            if turn.caller:
+                target.mode.stages.append(_short(turn.stages_ms))
+
+
+@contextlib.asynccontextmanager
+async def one_process(work: Path) -> AsyncIterator[Target]:
     turns_out = work / "inproc-turns.jsonl"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.voice.inproc", "--agents", str(AGENTS),
@@ -180,20 +185,38 @@ async def in_process(work: Path, prepared: list[PreparedTurn]) -> ModeResult:
         line = (await asyncio.wait_for(proc.stdout.readline(), 300)).decode().split()
         if not line or line[0] != "READY":
             raise RuntimeError(f"in-process server failed; see {work / 'inproc.log'}")
-        url = f"ws://127.0.0.1:{line[1]}/twilio/stream"
-        calls = await run_calls(url, line[2], prepared, None)
+        target = Target("one process", f"ws://127.0.0.1:{line[1]}/twilio/stream", line[2])
+        yield target
     finally:
         proc.terminate()
         await proc.wait()
-    mode = ModeResult(calls)
     for raw in turns_out.read_text().splitlines():
         row = json.loads(raw)
         if row["user_text"]:
             stages = {k: v * 1000 for k, v in row["stage_s"].items()}
             if row["voice_to_voice_s"] is not None:
                 stages["v2v_gateway"] = row["voice_to_voice_s"] * 1000
-            mode.stages.append(stages)
-    return mode
+            target.mode.stages.append(stages)
+
+
+async def interleaved(work: Path, turns: int) -> tuple[ModeResult, ModeResult]:
+    """Both modes up at once (the idle one takes no CPU); each call is made to both, one right
+    after the other, the order alternating call by call, so that whatever else the machine does
+    during the run falls on both modes alike."""
+    async with distributed_stack(work) as (dist, record, feed):
+        prepared = await prepare_script(script(turns), tts_addr=component_url(record, "tts"),
+                                        tenant=TENANT)  # fmt: skip
+        async with one_process(work) as local:
+            for index, begin in enumerate(range(0, len(prepared), TURNS_PER_CALL)):
+                calls = prepared[begin : begin + TURNS_PER_CALL]
+                for target in (dist, local) if index % 2 == 0 else (local, dist):
+                    result = await one_call(target.url, target.secret, calls)
+                    target.mode.calls.append(result)
+                    print(f"  call {index + 1} {target.name}: {len(result.latencies())} "
+                          f"replies, v2v {[round(v) for v in result.latencies()]}",
+                          flush=True)  # fmt: skip
+        await collect_distributed(dist, feed)
+    return dist.mode, local.mode
 
 
 def _ms(v: Any) -> str:
@@ -223,10 +246,9 @@ async def main_async(turns: int, out: Path) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
         work = Path(tmp)
-        print(f"== distributed stack: {turns} turns", flush=True)
-        dist, prepared = await distributed(work, turns)
-        print(f"== one process: the same {turns} turns", flush=True)
-        local = await in_process(work, prepared)
+        print(f"== {turns} turns, each call through the distributed stack and through one "
+              "process in turn", flush=True)  # fmt: skip
+        dist, local = await interleaved(work, turns)
     d, p = dist.summary(), local.summary()
     overhead = {
         name: None if d[name]["p50"] is None or p[name]["p50"] is None
