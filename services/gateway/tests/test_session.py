@@ -133,7 +133,9 @@ async def test_a_call_greets_answers_and_reports(rig: Rig) -> None:
     assert not turn.interrupted
     assert turn.voice_to_voice_s is not None
     assert 0.17 < turn.voice_to_voice_s < 0.25  # 200 ms of silence incl. the first frame
-    assert {"endpointing", "stt", "context", "llm_ttft", "tts_ttfa"} <= set(turn.stage_s)
+    stages = {"endpointing", "stt", "context", "llm_ttft", "llm_first_clause", "tts_ttfa"}
+    assert stages <= set(turn.stage_s)
+    assert turn.stage_s["llm_ttft"] <= turn.stage_s["llm_first_clause"]
     assert turn.completion_tokens > 0
     assert rig.llm.requests[0].history == (Message("agent", "Hello, thanks for calling."),)
     assert [kind for kind, _ in rig.sink.events] == [

@@ -184,6 +184,8 @@ class TurnPipeline:
                         text += delta
                         record.generated_text += delta
                         for clause in splitter.push(delta):
+                            first_clause_s = self.clock.now() - started
+                            record.stage_s.setdefault("llm_first_clause", first_clause_s)
                             yield clause
                     case ToolCallRequested():
                         calls.append(event)
@@ -197,6 +199,7 @@ class TurnPipeline:
             rounds.append(ToolRound(text, results))
         record.stage_s["llm"] = self.clock.now() - started
         for clause in splitter.flush():
+            record.stage_s.setdefault("llm_first_clause", self.clock.now() - started)
             yield clause
 
     async def _run_tools(

@@ -32,6 +32,7 @@ STAGE_NAMES = {
     "context": "context.resolve",
     "prompt_compile": "llm.prompt_compile",
     "llm_ttft": "llm.time_to_first_token",
+    "llm_first_clause": "llm.time_to_first_clause",
     "llm": "llm.total",
     "tts_ttfa": "tts.time_to_first_audio",
     "tools": "tools.total",
