@@ -23,10 +23,15 @@ Prints a table and writes ``benchmarks/results/llm.json`` with the machine's loa
 
 from __future__ import annotations
 
+import os
+
+# As the llm process does (see trunkline.llm.__main__): llama.cpp's OpenMP workers spin briefly
+# at their barriers, then sleep. Set before the library loads.
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
