@@ -4,7 +4,7 @@ The ``llama-cpp-python`` wheel is built for x86-64-v3 (AVX2/FMA, see ``pyproject
 it runs on any machine it is installed on. Where the CPU also has AVX-512, ``make install`` builds
 the same llama.cpp version once more with it (``tools/llama_build.py``) into a folder holding the
 shared libraries and ``cpu-flags.txt``, the CPU flags that build needs. Prompt evaluation of
-SmolLM2 is ~1.4x faster with it (README, LLM section), and prompt evaluation is most of the
+SmolLM2 is ~1.4-1.6x faster with it (README, LLM section), and prompt evaluation is most of the
 reply's first-token time.
 
 ``llama-cpp-python`` loads its libraries from ``LLAMA_CPP_LIB_PATH`` when that is set at its
