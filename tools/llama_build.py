@@ -24,15 +24,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trunkline.llm.backends.cpubuild import AVX512_FLAGS, FLAGS_FILE, LIBRARY, cpu_flags
+from trunkline.llm.backends.cpubuild import (
+    AVX512_DEFINES,
+    AVX512_FLAGS,
+    BUILD_DIR,
+    FLAGS_FILE,
+    LIBRARY,
+    cpu_flags,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "llama-cpp-python"
-DEFINES = (
-    "GGML_NATIVE=OFF", "GGML_AVX=ON", "GGML_AVX2=ON", "GGML_FMA=ON", "GGML_F16C=ON",
-    "GGML_BMI2=ON", "GGML_AVX512=ON", "GGML_AVX512_VBMI=ON", "GGML_AVX512_VNNI=ON",
-    "GGML_AVX_VNNI=ON",
-)  # fmt: skip
 
 
 def uv() -> str:
@@ -42,11 +44,10 @@ def uv() -> str:
     return found
 
 
-def build(out: Path) -> None:
-    version = importlib.metadata.version(PACKAGE)
+def build(out: Path, version: str) -> None:
     with tempfile.TemporaryDirectory(prefix="llama-build-") as tmp:
         target = Path(tmp) / "site"
-        settings = [arg for define in DEFINES for arg in ("-C", f"cmake.define.{define}")]
+        settings = [arg for define in AVX512_DEFINES for arg in ("-C", f"cmake.define.{define}")]
         command = [
             uv(), "pip", "install", "--quiet", "--no-deps", "--python", sys.executable,
             "--target", str(target), f"{PACKAGE}=={version}", *settings,
@@ -68,7 +69,7 @@ def build(out: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "llama-cpu")
+    parser.add_argument("--out", type=Path, default=ROOT / BUILD_DIR)
     parser.add_argument("--force", action="store_true", help="rebuild even if it is up to date")
     args = parser.parse_args()
     out: Path = args.out
@@ -81,14 +82,14 @@ def main() -> int:
         print(f"llama.cpp: this CPU lacks {' '.join(sorted(missing))}: the wheel's build is used")
         shutil.rmtree(out, ignore_errors=True)
         return 0
-    version = f"{PACKAGE} {importlib.metadata.version(PACKAGE)}\n"
+    version = importlib.metadata.version(PACKAGE)
     stamp = out / "VERSION"
-    if not args.force and stamp.is_file() and stamp.read_text() == version:
+    if not args.force and stamp.is_file() and stamp.read_text() == f"{PACKAGE} {version}\n":
         print(f"llama.cpp for this CPU is up to date: {out}")
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        build(out)
+        build(out, version)
     except (subprocess.CalledProcessError, OSError, SystemExit) as exc:
         print(f"warning: the AVX-512 llama.cpp build failed ({exc}); the wheel's build is used")
         shutil.rmtree(out, ignore_errors=True)

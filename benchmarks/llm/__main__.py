@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import os
 
-# As the llm process does (see trunkline.llm.__main__): llama.cpp's OpenMP workers spin briefly
-# at their barriers, then sleep. Set before the library loads.
-os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+from trunkline.llm.backends.openmp import SPIN_COUNT, SPIN_VAR
+
+os.environ.setdefault(SPIN_VAR, SPIN_COUNT)  # as the llm process does, before llama.cpp loads
 
 import argparse
 import asyncio
@@ -122,7 +122,7 @@ VARIANTS = (
     Variant("q4_0-1g2b", "stable_prefix", 32, 4, 1, 2, "q4_0"),
     Variant("q4_0-1g2b-cpu", "stable_prefix", 32, 4, 1, 2, "q4_0", cpu_build=True),
 )
-CPU_BUILD = ROOT / "build" / "llama-cpu"
+CPU_BUILD = ROOT / cpubuild.BUILD_DIR
 
 
 @dataclass

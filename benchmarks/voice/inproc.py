@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 
-# As the llm process does (see trunkline.llm.__main__): llama.cpp's OpenMP workers spin briefly
-# at their barriers, then sleep. Set before any library that loads an OpenMP runtime.
-os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+from trunkline.llm.backends.openmp import SPIN_COUNT, SPIN_VAR
+
+os.environ.setdefault(SPIN_VAR, SPIN_COUNT)  # as the llm process does, before llama.cpp loads
 
 import argparse
 import asyncio

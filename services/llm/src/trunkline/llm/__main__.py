@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import os
 
-# llama.cpp's CPU backend is built with OpenMP. Its threads meet at a barrier after every
-# operation (hundreds per token): with OMP_WAIT_POLICY=PASSIVE each barrier is a sleep and a
-# wake-up, and two threads decode a token in ~42 ms instead of ~11 (prompt evaluation of 8
-# tokens: 89 ms instead of 32; the README's knobs table). So the workers spin at a barrier,
-# but only briefly (GOMP_SPINCOUNT), then sleep: between prompts they leave the cores to STT and
-# TTS. The runtime reads the variables once, at the first import of the library, so they are set
-# before any backend import; an operator's explicit value wins.
-os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+from trunkline.llm.backends.openmp import SPIN_COUNT, SPIN_VAR
+
+os.environ.setdefault(SPIN_VAR, SPIN_COUNT)  # before anything loads llama.cpp
 
 import logging
 

@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 FLAGS_FILE = "cpu-flags.txt"
 LIBRARY = "libllama.so"
 LIB_PATH_VAR = "LLAMA_CPP_LIB_PATH"
+BUILD_DIR = Path("build") / "llama-cpu"
+"""Where ``make install`` puts the build, relative to the repository root."""
+AVX512_DEFINES = (
+    "GGML_NATIVE=OFF", "GGML_AVX=ON", "GGML_AVX2=ON", "GGML_FMA=ON", "GGML_F16C=ON",
+    "GGML_BMI2=ON", "GGML_AVX512=ON", "GGML_AVX512_VBMI=ON", "GGML_AVX512_VNNI=ON",
+    "GGML_AVX_VNNI=ON",
+)  # fmt: skip
+"""The CMake options ``tools/llama_build.py`` builds with: the wheel's x86-64-v3 set plus
+AVX-512 with VBMI and VNNI, and AVX-VNNI."""
 AVX512_FLAGS = frozenset(
     {
         "avx2", "fma", "f16c", "bmi2",
@@ -31,8 +40,7 @@ AVX512_FLAGS = frozenset(
         "avx_vnni",
     }
 )  # fmt: skip
-"""What ``tools/llama_build.py`` builds for (GGML_AVX512, _VBMI, _VNNI and GGML_AVX_VNNI on top
-of the wheel's x86-64-v3)."""
+"""The /proc/cpuinfo flags a CPU needs to run that build (written to ``cpu-flags.txt``)."""
 
 
 def cpu_flags(cpuinfo: str) -> frozenset[str]:
