@@ -129,6 +129,31 @@ def test_reply_and_barge_in_figures_from_a_log() -> None:
     assert reply(log, after=5.0, before=6.0).first_audio is None
 
 
+def test_barge_in_during_a_pause_between_the_agents_words_counts_as_speaking() -> None:
+    log = CallLog(t0=0.0)
+
+    def play(start: float, stop: float, voiced: bool) -> None:
+        t = start
+        while t < stop - 1e-9:
+            log.played.append(Played(t, min(t + 0.02, stop), voiced, 2.0))
+            t += 0.02
+
+    play(2.0, 2.4, True)  # a clause
+    play(2.4, 2.6, False)  # Piper's pause between clauses: silent frames, still playing
+    play(2.6, 2.64, True)  # the next clause, cut by the clear at 2.64
+    log.clears.append(2.64)
+    play(4.0, 4.2, True)  # the next reply, after the buffer ran dry
+    paused = barge_in(log, onset=2.5, until=3.0)
+    assert paused.agent_playing
+    assert paused.stop_s == pytest.approx(0.14)
+    assert paused.clear_s == pytest.approx(0.14)
+    # between the replies nothing plays: not a barge-in, whatever came before
+    assert not barge_in(log, onset=3.0, until=3.5).agent_playing
+    # a stretch of silence alone (no agent speech before the onset) is not speaking either
+    log.played.append(Played(5.0, 5.02, False, 5.0))
+    assert not barge_in(log, onset=5.01, until=5.5).agent_playing
+
+
 def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0

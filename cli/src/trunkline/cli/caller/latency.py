@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-GAP_S = 0.03  # played chunks closer than this are one continuous stretch of speech
+GAP_S = 0.03  # played chunks closer than this are one continuous stretch of playback
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +109,27 @@ def reply(log: CallLog, after: float, before: float, rate: int = 8000) -> ReplyF
 
 
 def barge_in(log: CallLog, onset: float, until: float) -> BargeInFigures:
-    """Caller speech onset while the agent spoke: how fast the agent stopped."""
-    voiced = sorted((p for p in log.played if p.voiced and p.end > p.start), key=lambda p: p.start)
-    current = [p for p in voiced if p.start <= onset < p.end + GAP_S]
+    """Caller speech onset while the agent spoke: how fast the agent stopped.
+
+    The agent is speaking when the onset falls inside one stretch of playback (chunks back to
+    back, silent ones included: the pauses between a reply's words and clauses are part of it)
+    that had voiced audio before the onset. Stop is when the stretch's last voiced audio ended."""
+    chunks = sorted((p for p in log.played if p.end > p.start), key=lambda p: p.start)
     clear = next((c - onset for c in log.clears if onset <= c < until), None)
-    if not current:
+    stretch: list[Played] = []  # the stretch of playback that holds the onset
+    end = float("-inf")
+    for p in chunks:
+        if p.start - end >= GAP_S:  # a gap: a new stretch begins
+            if stretch and stretch[0].start <= onset < end:
+                break
+            stretch = []
+        stretch.append(p)
+        end = max(end, p.end)
+    inside = bool(stretch) and stretch[0].start <= onset < end
+    voiced = [p for p in stretch if p.voiced] if inside else []
+    if not any(p.start <= onset for p in voiced):
         return BargeInFigures(False, clear, None)
-    end = current[-1].end
-    for p in voiced:
-        if p.start >= current[-1].start and p.start - end < GAP_S:
-            end = max(end, p.end)
-    return BargeInFigures(True, clear, max(end - onset, 0.0))
+    return BargeInFigures(True, clear, max(max(p.end for p in voiced) - onset, 0.0))
 
 
 def percentile(values: list[float], q: float) -> float | None:
