@@ -113,3 +113,60 @@ def test_citation_markers_are_not_spoken() -> None:
     assert speakable("Open 9 to 5 [1]") == "Open 9 to 5"
     assert speakable("[1]") == ""
     assert speakable("Suite [B] on floor 2") == "Suite [B] on floor 2"  # only numbered markers
+
+
+def test_a_quiet_frame_is_silence_whatever_the_probability() -> None:
+    ep = Endpointer(EndpointConfig(onset_frames=1, endpoint_ms=100, quiet_dbfs=-50.0))
+    assert ep.push(0.9, level_dbfs=-20.0) is Signal.SPEECH_START
+    assert ep.push(0.9, level_dbfs=-25.0) is Signal.NONE
+    # Silero still says speech, but the frame is 40 dB below the utterance's loudest
+    assert ep.push(0.9, level_dbfs=-60.0) is Signal.PAUSE
+    assert ep.push(0.9, level_dbfs=-60.0) is Signal.NONE  # a quiet frame never resumes
+    assert ep.push(0.9, level_dbfs=-30.0) is Signal.RESUME
+    assert run_levels(ep, [(0.9, -70.0)] * 5) == [Signal.PAUSE] + [Signal.NONE] * 3 + [
+        Signal.ENDPOINT
+    ]
+
+
+def run_levels(endpointer: Endpointer, frames: list[tuple[float, float]]) -> list[Signal]:
+    return [endpointer.push(p, level_dbfs=level) for p, level in frames]
+
+
+def test_a_quiet_talker_is_not_cut_by_the_level() -> None:
+    """Speech at -55 dBFS: its softer frames are below quiet_dbfs but not 30 dB below its
+    loudest, so only the probability ends it."""
+    ep = Endpointer(EndpointConfig(onset_frames=1, endpoint_ms=100, quiet_dbfs=-50.0))
+    assert ep.push(0.9, level_dbfs=-55.0) is Signal.SPEECH_START
+    assert run_levels(ep, [(0.9, -62.0), (0.8, -70.0), (0.9, -58.0)]) == [Signal.NONE] * 3
+    assert ep.push(0.1, level_dbfs=-60.0) is Signal.PAUSE
+
+
+def test_without_a_level_or_with_the_gate_off_the_probability_decides() -> None:
+    on = Endpointer(EndpointConfig(onset_frames=1, quiet_dbfs=-50.0))
+    off = Endpointer(EndpointConfig(onset_frames=1, quiet_dbfs=None))
+    for ep in (on, off):
+        ep.push(0.9, level_dbfs=-20.0)
+    assert on.push(0.9) is Signal.NONE  # level unknown
+    assert off.push(0.9, level_dbfs=-90.0) is Signal.NONE
+    assert on.push(0.9, level_dbfs=-90.0) is Signal.PAUSE
+    with pytest.raises(ValueError, match="quiet_dbfs"):
+        EndpointConfig(quiet_dbfs=0.0)
+    with pytest.raises(ValueError, match="quiet_margin_db"):
+        EndpointConfig(quiet_margin_db=-1.0)
+
+
+def test_a_loud_frame_counts_towards_an_onset_at_a_lower_probability() -> None:
+    config = EndpointConfig(onset_frames=2, loud_dbfs=-30.0, loud_threshold=0.2)
+    loud, soft, unknown = Endpointer(config), Endpointer(config), Endpointer(config)
+    assert run_levels(loud, [(0.3, -15.0), (0.4, -12.0)]) == [Signal.NONE, Signal.SPEECH_START]
+    # the same probabilities at -40 dBFS, or with no level, are not speech yet
+    assert run_levels(soft, [(0.3, -40.0), (0.4, -40.0)]) == [Signal.NONE, Signal.NONE]
+    assert [unknown.push(0.3), unknown.push(0.4)] == [Signal.NONE, Signal.NONE]
+    # loud but nothing speech-like about it (Silero below loud_threshold): not speech
+    assert run_levels(soft, [(0.1, -10.0)] * 3) == [Signal.NONE] * 3
+    # a loud frame resumes a pause as a voiced one would
+    assert run_levels(loud, [(0.1, -60.0), (0.3, -15.0)]) == [Signal.PAUSE, Signal.RESUME]
+    with pytest.raises(ValueError, match="loud_dbfs"):
+        EndpointConfig(loud_dbfs=0.0)
+    with pytest.raises(ValueError, match="loud_threshold"):
+        EndpointConfig(loud_threshold=0.6)

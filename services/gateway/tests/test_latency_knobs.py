@@ -40,6 +40,17 @@ def test_endpointing_and_speculation_reach_the_turn_machine() -> None:
     assert gateway().session_config(PROFILE).turn.speculate_after_ms == 20  # first silent frame
 
 
+def test_the_level_rules_reach_the_endpointer_and_zero_turns_them_off() -> None:
+    default = gateway().session_config(PROFILE).turn.endpoint
+    assert (default.quiet_dbfs, default.loud_dbfs) == (-50.0, -30.0)
+    tuned = gateway(quiet_dbfs=-55, loud_dbfs=-25).session_config(PROFILE).turn.endpoint
+    assert (tuned.quiet_dbfs, tuned.loud_dbfs) == (-55.0, -25.0)
+    off = gateway(quiet_dbfs=0, loud_dbfs=0).session_config(PROFILE).turn.endpoint
+    assert (off.quiet_dbfs, off.loud_dbfs) == (None, None)
+    with pytest.raises(ValidationError):
+        GatewaySettings(quiet_dbfs=3)
+
+
 def test_speculation_can_be_turned_off() -> None:
     turn = gateway(speculative_start=False).session_config(PROFILE).turn
     assert turn.speculate_after_ms is None

@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trunkline.gateway.core.endpointing import FRAME_MS, EndpointConfig, Endpointer, Signal
+from trunkline.gateway.core.endpointing import (
+    FRAME_MS,
+    EndpointConfig,
+    Endpointer,
+    Signal,
+    level_dbfs,
+)
 from trunkline.gateway.vad import SileroDetector
 
 pytestmark = pytest.mark.integration
@@ -153,3 +159,67 @@ def test_onset_does_not_depend_on_where_the_windows_fall() -> None:
         two.append(onset_frame(SileroDetector(model, phases=2), frames, silence))
     assert all(v is not None and 0 <= v <= 8 for v in two), two
     assert max(v if v is not None else 999 for v in one) > 20, one  # what the fix is for
+
+
+def pauses(config: EndpointConfig, frames: list[bytes]) -> tuple[list[int], list[int]]:
+    """Frame indices of every PAUSE and ENDPOINT, Silero and the frames' levels as the gateway
+    feeds them."""
+    detector, endpointer = SileroDetector(), Endpointer(config)
+    seen: dict[Signal, list[int]] = {Signal.PAUSE: [], Signal.ENDPOINT: []}
+    for index, frame in enumerate(frames):
+        signal = endpointer.push(detector.probability(frame), level_dbfs=level_dbfs(frame))
+        seen.get(signal, []).append(index)
+    return seen[Signal.PAUSE], seen[Signal.ENDPOINT]
+
+
+def release_delay(config: EndpointConfig, frames: list[bytes]) -> int:
+    """Frames from the last voiced one (above -45 dBFS, the simulated caller's measure) to the
+    first silent one after it; the phrase must be one utterance, ended once, after it."""
+    last_voiced = max(i for i, f in enumerate(frames) if level_dbfs(f) > -45)
+    paused, ended = pauses(config, frames)
+    assert len(ended) == 1, ended
+    assert ended[0] > last_voiced
+    return min(p for p in paused if p >= last_voiced) - last_voiced
+
+
+def test_quiet_frames_release_the_caller_sooner_and_never_end_a_phrase_early() -> None:
+    """Counting quiet frames as silence: "We're open ..." (its last sound voiced) over the phone
+    band is released 1 frame after its last voiced frame instead of 3; the caller's "Where is
+    the practice?" after 1.0-3.2 s of silence ends in an "s" at -46..-50 dBFS, which is speech:
+    it holds the release as it holds Silero's (6-7 frames either way). Never later than Silero
+    alone, and never an early end."""
+    gated, silero = EndpointConfig(), EndpointConfig(quiet_dbfs=None)
+    hours = telephone_band(speech()) + [bytes(FRAME * 2)] * 50
+    assert release_delay(gated, hours) <= 1
+    assert release_delay(silero, hours) >= 3
+    for silence in range(50, 160, 7):
+        frames = caller_frames(silence) + [bytes(FRAME * 2)] * 50
+        assert release_delay(gated, frames) <= release_delay(silero, frames)
+
+
+def test_loud_frames_find_the_callers_onset_sooner() -> None:
+    """The barge-in onset (2 frames) of the caller's phrase after 1.0-3.2 s of silence, from
+    Silero alone and with loud frames (-30 dBFS and up) counted from probability 0.2."""
+    from trunkline.gateway.vad import SileroModel  # noqa: PLC0415
+
+    model = SileroModel()
+
+    def onset(config: EndpointConfig, frames: list[bytes], first_voiced: int) -> int:
+        detector, endpointer = SileroDetector(model), Endpointer(config)
+        for index, frame in enumerate(frames):
+            probability = detector.probability(frame)
+            if endpointer.push(probability, level_dbfs=level_dbfs(frame)) is Signal.SPEECH_START:
+                return index - first_voiced
+        raise AssertionError("no onset")
+
+    with_level, silero_only = [], []
+    for silence in range(50, 160, 7):
+        frames = caller_frames(silence)
+        first_voiced = min(i for i, f in enumerate(frames) if level_dbfs(f) > -45)
+        with_level.append(onset(EndpointConfig(onset_frames=2), frames, first_voiced))
+        silero_only.append(
+            onset(EndpointConfig(onset_frames=2, loud_dbfs=None), frames, first_voiced)
+        )
+    assert max(with_level) <= 4, with_level
+    assert all(a <= b for a, b in zip(with_level, silero_only, strict=True))
+    assert max(silero_only) > max(with_level), silero_only

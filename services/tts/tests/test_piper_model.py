@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import numpy as np
 import pytest
 import pytest_asyncio
 
-from trunkline.tts.backends import StreamSettings
+from trunkline.tts.backends import StreamSettings, SynthesisOptions
 from trunkline.tts.backends.piper import PiperSynthesizer
 from trunkline.tts.core import Cancel, Cancelled, Clause, ClauseDone, SpeechChunk, TtsInput
 
@@ -71,3 +72,27 @@ async def test_a_cancelled_stream_stops_within_one_chunk(synthesizer: PiperSynth
     cancelled = [e for e in after if isinstance(e, Cancelled)]
     assert [c.clause_ids for c in cancelled] == [("a", "b")]
     assert not any(isinstance(e, ClauseDone) for e in after)
+
+
+async def test_a_clause_starts_with_its_sound_not_pipers_lead_in(
+    synthesizer: PiperSynthesizer,
+) -> None:
+    """Piper starts a clause with ~40-60 ms of near-silence; the synthesizer cuts it to 10 ms, so
+    the reply's first sound reaches the caller that much sooner (the trailing pause stays)."""
+    untrimmed = PiperSynthesizer(options=SynthesisOptions(trim_leading_dbfs=None))
+    await untrimmed.start()
+    try:
+        for text in ("We're open on", "The practice is", "Yes, we take"):
+            cut = await first_sound_s(synthesizer, text)
+            kept = await first_sound_s(untrimmed, text)
+            assert cut <= 0.015, (text, cut)
+            assert kept >= 0.035, (text, kept)
+    finally:
+        await untrimmed.close()
+
+
+async def first_sound_s(synth: PiperSynthesizer, text: str) -> float:
+    chunks = [c async for c in synth.synthesize(text, StreamSettings(sample_rate=8_000))]
+    pcm = b"".join(c.pcm for c in chunks if isinstance(c, SpeechChunk))
+    samples = np.frombuffer(pcm, "<i2")
+    return int(np.flatnonzero(np.abs(samples) >= 0.01 * 32768)[0]) / 8_000

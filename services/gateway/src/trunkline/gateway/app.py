@@ -122,7 +122,10 @@ class Gateway:
     def session_config(self, profile: AgentProfile) -> SessionConfig:
         settings = self.settings
         endpoint = EndpointConfig(
-            endpoint_ms=settings.endpoint_ms, barge_in_onset_frames=settings.barge_in_onset_frames
+            endpoint_ms=settings.endpoint_ms,
+            barge_in_onset_frames=settings.barge_in_onset_frames,
+            quiet_dbfs=settings.quiet_dbfs or None,
+            loud_dbfs=settings.loud_dbfs or None,
         )
         speculate = settings.speculate_after_ms if settings.speculative_start else None
         return SessionConfig(

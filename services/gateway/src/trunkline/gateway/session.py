@@ -21,6 +21,7 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from trunkline.gateway.core.cache import TurnFacts, cache_decision
 from trunkline.gateway.core.clock import Clock
+from trunkline.gateway.core.endpointing import level_dbfs
 from trunkline.gateway.core.events import (
     Action,
     CancelWork,
@@ -196,7 +197,7 @@ class CallSession:
                 case AudioIn(pcm=pcm, received_at=received_at):
                     self._frame_received_at = received_at
                     try:
-                        frame = InboundFrame(pcm, self.detector.probability(pcm))
+                        frame = InboundFrame(pcm, self.detector.probability(pcm), level_dbfs(pcm))
                         actions = self.machine.handle(frame, now)
                     except ValueError as exc:
                         log.warning("call %s: frame dropped: %s", self.call.call_id, exc)

@@ -74,6 +74,18 @@ class GatewaySettings(ServiceSettings):
         description="voiced 20 ms frames that make a barge-in while the agent speaks (a turn "
         "start needs 3): the agent stops sooner when talked over",
     )
+    quiet_dbfs: float = Field(
+        default=-50.0,
+        le=0,
+        description="a caller frame quieter than this (and 30 dB below the utterance's loudest) is "
+        "silence whatever the VAD says, so the pause is seen ~60 ms sooner; 0: the VAD alone",
+    )
+    loud_dbfs: float = Field(
+        default=-30.0,
+        le=0,
+        description="a caller frame this loud counts towards a speech onset (and a barge-in) from "
+        "VAD probability 0.2 instead of 0.5; 0: the VAD alone",
+    )
     speculative_start: bool = Field(
         default=True,
         description="start STT/context/LLM/TTS during the pause, before the endpoint; the work "

@@ -29,6 +29,12 @@ class TtsSettings(ServiceSettings):
     first_audio_timeout_s: float = Field(default=5.0, gt=0)
     retries: int = Field(default=1, ge=0, le=5)
     retry_backoff_s: float = Field(default=0.05, ge=0)
+    trim_leading_dbfs: float = Field(
+        default=-40.0,
+        le=0,
+        description="cut each clause's leading silence up to 10 ms before its first sample this "
+        "loud (Piper starts clauses with 40-60 ms of it); 0: keep it",
+    )
 
     # piper (embedded)
     piper_model_path: Path | None = Field(

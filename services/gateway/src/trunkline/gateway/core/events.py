@@ -29,10 +29,12 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class InboundFrame:
-    """One 20 ms caller frame (16 kHz PCM16) and its speech probability."""
+    """One 20 ms caller frame (16 kHz PCM16), its speech probability and its level (dBFS; None:
+    not measured, the probability alone decides)."""
 
     pcm: bytes
     probability: float
+    level_dbfs: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,7 +173,9 @@ class TurnMachine:
         if len(frame.pcm) != FRAME_BYTES:
             raise ValueError(f"inbound frame must be {FRAME_BYTES} bytes, got {len(frame.pcm)}")
         signal = self._endpointer.push(
-            frame.probability, agent_speaking=self.state is State.SPEAKING
+            frame.probability,
+            level_dbfs=frame.level_dbfs,
+            agent_speaking=self.state is State.SPEAKING,
         )
         if signal is Signal.SPEECH_START:
             self._on_speech_start(frame, actions)

@@ -17,6 +17,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from trunkline.tts.backends.resample import ClauseResampler
+from trunkline.tts.backends.trim import LeadingSilence
 from trunkline.tts.core import (
     Cancel,
     Cancelled,
@@ -55,6 +56,7 @@ class SynthesisOptions:
     first_audio_timeout_s: float = 5.0
     retries: int = 1
     retry_backoff_s: float = 0.05
+    trim_leading_dbfs: float | None = -40.0  # cut each clause's leading silence; None: keep it
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +252,16 @@ class Synthesizer(ABC):
         chunk_s = settings.chunk_s or self.options.chunk_s
         sequence, audio_s, first_audio = 0, 0.0, None
         try:
+            trim: LeadingSilence | None = None
             async for native in self._native_audio(clause, voice, settings, queue, span):
-                pcm16 = resampler.push(native.samples, native.sample_rate)
+                samples = native.samples
+                if self.options.trim_leading_dbfs is not None:
+                    if trim is None:
+                        trim = LeadingSilence(native.sample_rate, self.options.trim_leading_dbfs)
+                    samples = trim.push(samples)
+                    if not samples.size:
+                        continue
+                pcm16 = resampler.push(samples, native.sample_rate)
                 for piece in chunk_samples(pcm16, resampler.out_rate, chunk_s):
                     await asyncio.sleep(0)  # let a cancel that just arrived overtake the chunk
                     if queue.interrupt.is_set():

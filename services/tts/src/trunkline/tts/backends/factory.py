@@ -13,6 +13,7 @@ def build_synthesizer(settings: TtsSettings) -> Synthesizer:
         first_audio_timeout_s=settings.first_audio_timeout_s,
         retries=settings.retries,
         retry_backoff_s=settings.retry_backoff_s,
+        trim_leading_dbfs=settings.trim_leading_dbfs or None,
     )
     if settings.backend == "riva":
         from trunkline.tts.backends.riva import RivaSynthesizer, RivaTtsConfig  # noqa: PLC0415
