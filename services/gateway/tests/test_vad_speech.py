@@ -188,7 +188,11 @@ def test_quiet_frames_release_the_caller_sooner_and_never_end_a_phrase_early() -
     the practice?" after 1.0-3.2 s of silence ends in an "s" at -46..-50 dBFS, which is speech:
     it holds the release as it holds Silero's (6-7 frames either way). Never later than Silero
     alone, and never an early end."""
-    gated, silero = EndpointConfig(), EndpointConfig(quiet_dbfs=None)
+    # 300 ms: the stack's endpoint
+    gated, silero = (
+        EndpointConfig(endpoint_ms=300),
+        EndpointConfig(endpoint_ms=300, quiet_dbfs=None),
+    )
     hours = telephone_band(speech()) + [bytes(FRAME * 2)] * 50
     assert release_delay(gated, hours) <= 1
     assert release_delay(silero, hours) >= 3

@@ -118,7 +118,9 @@ class AppConfig:
     the first tokens (``LLM_FIRST_TOKENS_THREADS``): TTS waits for that first clause."""
     endpoint_ms: int = 300
     """Silence that ends the caller's turn (``GATEWAY_ENDPOINT_MS``): most of voice-to-voice
-    latency. 300 ms still finds one utterance in the VAD tests (``test_vad_speech.py``)."""
+    latency. Counted from the first silent frame, which the gateway's quiet-frame rule puts
+    20-60 ms after the caller's last sound; 300 ms still finds one utterance in the VAD tests
+    (``test_vad_speech.py``), but a sentence pause as long ends the turn (README, knobs)."""
     speculative_start: bool = True
     """Start STT/context/LLM/TTS before the endpoint (``GATEWAY_SPECULATIVE_START``)..."""
     speculate_after_ms: int = 20
