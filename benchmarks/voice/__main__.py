@@ -89,6 +89,7 @@ def script(turns: int) -> list[CallerTurn]:
 class ModeResult:
     calls: list[CallResult] = field(default_factory=list)
     stages: list[dict[str, float]] = field(default_factory=list)  # per answered turn, ms
+    dropped: dict[str, int] | None = None  # turns started and thrown away, by reason
 
     def v2v(self) -> list[float]:
         return [v for c in self.calls for v in c.latencies()]
@@ -105,11 +106,13 @@ class ModeResult:
             return {"p50": percentile(values, 50), "p95": percentile(values, 95),
                     "n": len(values)}  # fmt: skip
 
-        rows = {name: pct(self.stage(name)) for name in (*STAGES, "v2v_gateway")}
+        rows: dict[str, Any] = {name: pct(self.stage(name)) for name in (*STAGES, "v2v_gateway")}
         rows["v2v_caller"] = pct(self.v2v())
         rows["barge_in_stop"] = pct(self.barge())
         answered = sum(1 for c in self.calls for t in c.turns if t.outcome == "answered")
         rows["turns"] = {"answered": answered, "total": sum(len(c.turns) for c in self.calls)}
+        if self.dropped is not None:
+            rows["dropped_turns"] = self.dropped
         return rows
 
 
@@ -200,6 +203,20 @@ async def one_process(work: Path) -> AsyncIterator[Target]:
             target.mode.stages.append(stages)
 
 
+def dropped_turns(spans: Path) -> dict[str, int]:
+    """Turns whose work the gateway started and threw away, by reason, from the distributed
+    stack's spans ('speech resumed': a speculative start the caller talked through)."""
+    counts: dict[str, int] = {}
+    if not spans.exists():
+        return counts
+    for line in spans.read_text().splitlines():
+        span = json.loads(line)
+        reason = span["attributes"].get("turn.dropped")
+        if span["name"] == "turn" and span["service_name"] == "gateway" and reason:
+            counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
 async def interleaved(work: Path, turns: int) -> tuple[ModeResult, ModeResult]:
     """Both modes up at once (the idle one takes no CPU); each call is made to both, one right
     after the other, the order alternating call by call, so that whatever else the machine does
@@ -217,6 +234,7 @@ async def interleaved(work: Path, turns: int) -> tuple[ModeResult, ModeResult]:
                           f"replies, v2v {[round(v) for v in result.latencies()]}",
                           flush=True)  # fmt: skip
         await collect_distributed(dist, feed)
+    dist.mode.dropped = dropped_turns(work / "stack" / "spans.jsonl")  # exported at shutdown
     return dist.mode, local.mode
 
 
@@ -278,6 +296,8 @@ async def main_async(turns: int, out: Path) -> int:
     print(table(d, p))
     print(f"turns answered: distributed {d['turns']}, one process {p['turns']}; "
           f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")  # fmt: skip
+    if "dropped_turns" in d:
+        print(f"turns started and thrown away (distributed, by reason): {d['dropped_turns']}")
     print(f"targets: v2v p50 <= {TARGETS['v2v_p50_ms']} ms, p95 <= {TARGETS['v2v_p95_ms']} ms; "
           f"overhead p50 <= {TARGETS['overhead_p50_ms']} ms; barge-in p95 <= "
           f"{TARGETS['barge_in_p95_ms']} ms")  # fmt: skip

@@ -359,3 +359,35 @@ async def test_citation_markers_the_model_copies_are_not_spoken_nor_kept_as_hear
     assert turn.agent_text == "We are open nine to five."
     assert turn.generated_text == "[1] We are open nine to five."
     assert "[1]" not in " ".join(rig.tts.texts)
+
+
+async def test_a_speculative_start_the_caller_talks_through_is_counted_as_dropped(
+    rig: Rig,
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: PLC0415
+
+    from trunkline.gateway.metrics import GatewayMetrics  # noqa: PLC0415
+
+    reader = InMemoryMetricReader()
+    rig.session.metrics = GatewayMetrics(MeterProvider([reader]).get_meter("test"))
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    await rig.frames(VOICE, 10)
+    await rig.frames(SILENCE, 3)  # a pause: the turn's work starts speculatively
+    await rig.frames(VOICE, 10)  # ... and the caller goes on
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    await rig.hang_up()
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = [
+        point
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "gateway.turns.dropped"
+        for point in metric.data.data_points
+    ]
+    assert [(p.attributes, p.value) for p in points] == [({"reason": "speech resumed"}, 1)]
+    dropped = [s for s in rig.spans.get_finished_spans() if s.attributes.get("turn.dropped")]
+    assert [s.attributes["turn.dropped"] for s in dropped] == ["speech resumed"]

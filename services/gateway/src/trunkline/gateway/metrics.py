@@ -48,6 +48,11 @@ class GatewayMetrics:
             "gateway.cache.stores",
             description="Answers offered to the semantic cache: stored, refused or skipped",
         )
+        self.turns_dropped = meter.create_counter(
+            "gateway.turns.dropped",
+            description="Turns whose work was started and thrown away, per reason ('speech "
+            "resumed': a speculative start the caller talked through)",
+        )
         self.calls = meter.create_up_down_counter("gateway.calls.active", description="Live calls")
 
     def observe_stage(self, stage: str, seconds: float) -> None:

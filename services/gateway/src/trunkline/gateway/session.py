@@ -338,6 +338,8 @@ class CallSession:
             work.endpointing.end()
         work.span.set_attribute("turn.dropped", reason)
         work.span.end()
+        if self.metrics is not None:
+            self.metrics.turns_dropped.add(1, {"reason": reason})
 
     def _finished(self, done: TurnFinished) -> None:
         work = self._work.pop(done.turn_id, None)
