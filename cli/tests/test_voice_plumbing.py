@@ -75,7 +75,7 @@ def test_the_stack_configures_agents_tenants_and_knowledge(tmp_path: Path) -> No
     assert env["gateway"]["GATEWAY_HTTP_PORT"] == str(ports[GATEWAY_HTTP])
     assert env["gateway"]["GATEWAY_TENANTS_FILE"] == str(tmp_path / "tenants.yaml")
     assert env["gateway"]["GATEWAY_AGENTS_PATH"] == str(tmp_path / "agents")
-    assert env["gateway"]["GATEWAY_ENDPOINT_MS"] == "300"
+    assert env["gateway"]["GATEWAY_ENDPOINT_MS"] == "380"
     assert env["gateway"]["GATEWAY_SPECULATIVE_START"] == "true"
     assert env["llm"]["LLM_AGENTS_DIR"] == str(tmp_path / "agents")
     assert env["context"]["CONTEXT_MILVUS_URI"] == str(tmp_path / "kb.db")

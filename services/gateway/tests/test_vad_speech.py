@@ -188,7 +188,7 @@ def test_quiet_frames_release_the_caller_sooner_and_never_end_a_phrase_early() -
     the practice?" after 1.0-3.2 s of silence ends in an "s" at -46..-50 dBFS, which is speech:
     it holds the release as it holds Silero's (6-7 frames either way). Never later than Silero
     alone, and never an early end."""
-    # 300 ms: the stack's endpoint
+    # 300 ms: shorter than the stack's endpoint (380)
     gated, silero = (
         EndpointConfig(endpoint_ms=300),
         EndpointConfig(endpoint_ms=300, quiet_dbfs=None),

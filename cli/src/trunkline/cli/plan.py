@@ -116,11 +116,13 @@ class AppConfig:
     first clause nothing else runs, so the prompt takes both cores; tokens are generated on one
     (``LLM_THREADS`` 1), leaving the other to TTS, which speaks the first clause meanwhile, except
     the first tokens (``LLM_FIRST_TOKENS_THREADS``): TTS waits for that first clause."""
-    endpoint_ms: int = 300
+    endpoint_ms: int = 380
     """Silence that ends the caller's turn (``GATEWAY_ENDPOINT_MS``): most of voice-to-voice
     latency. Counted from the first silent frame, which the gateway's quiet-frame rule puts
-    20-60 ms after the caller's last sound; 300 ms still finds one utterance in the VAD tests
-    (``test_vad_speech.py``), but a sentence pause as long ends the turn (README, knobs)."""
+    20-60 ms after the caller's last sound, so a turn ends ~400 ms after it. At 300 the pause
+    between two sentences of one turn ("Sorry to interrupt. | Do you take ...": 280-320 ms in
+    the simulated caller's voice) ended the turn and the agent started answering half a
+    question (README, knobs)."""
     speculative_start: bool = True
     """Start STT/context/LLM/TTS before the endpoint (``GATEWAY_SPECULATIVE_START``)..."""
     speculate_after_ms: int = 20
