@@ -6,12 +6,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trunkline.audio import (
+    SILENCE_DBFS,
     float32_to_int16,
     float32_to_pcm16,
     int16_to_float32,
     int16_to_pcm16,
+    pcm16_dbfs,
     pcm16_to_float32,
     pcm16_to_int16,
+    rms_dbfs,
 )
 
 pytestmark = pytest.mark.unit
@@ -43,3 +46,14 @@ def test_float_overload_clips_instead_of_wrapping() -> None:
     out = float32_to_int16(np.array([1.5, -1.5, 1.0, -1.0], dtype=np.float32))
     assert out.tolist() == [32767, -32768, 32767, -32768]
     assert int16_to_float32(np.array([-32768], dtype=np.int16)).tolist() == [-1.0]
+
+
+def test_levels_in_dbfs_of_float_and_pcm16_audio() -> None:
+    t = np.arange(16_000) / 16_000
+    sine = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    assert rms_dbfs(sine) == pytest.approx(-9.03, abs=0.05)  # -6 dB peak, -3 dB for a sine
+    assert pcm16_dbfs(float32_to_pcm16(sine)) == pytest.approx(-9.03, abs=0.05)
+    assert rms_dbfs(np.zeros(100, np.float32)) == SILENCE_DBFS
+    assert rms_dbfs(np.zeros(0, np.float32)) == SILENCE_DBFS
+    assert pcm16_dbfs(b"") == SILENCE_DBFS
+    assert rms_dbfs(np.full(10, 1e-9, np.float32)) == SILENCE_DBFS  # floored

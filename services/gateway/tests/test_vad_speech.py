@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trunkline.audio import pcm16_dbfs
 from trunkline.gateway.core.endpointing import (
     FRAME_MS,
     EndpointConfig,
     Endpointer,
     Signal,
-    level_dbfs,
 )
 from trunkline.gateway.vad import SileroDetector
 
@@ -167,7 +167,7 @@ def pauses(config: EndpointConfig, frames: list[bytes]) -> tuple[list[int], list
     detector, endpointer = SileroDetector(), Endpointer(config)
     seen: dict[Signal, list[int]] = {Signal.PAUSE: [], Signal.ENDPOINT: []}
     for index, frame in enumerate(frames):
-        signal = endpointer.push(detector.probability(frame), level_dbfs=level_dbfs(frame))
+        signal = endpointer.push(detector.probability(frame), level_dbfs=pcm16_dbfs(frame))
         seen.get(signal, []).append(index)
     return seen[Signal.PAUSE], seen[Signal.ENDPOINT]
 
@@ -175,7 +175,7 @@ def pauses(config: EndpointConfig, frames: list[bytes]) -> tuple[list[int], list
 def release_delay(config: EndpointConfig, frames: list[bytes]) -> int:
     """Frames from the last voiced one (above -45 dBFS, the simulated caller's measure) to the
     first silent one after it; the phrase must be one utterance, ended once, after it."""
-    last_voiced = max(i for i, f in enumerate(frames) if level_dbfs(f) > -45)
+    last_voiced = max(i for i, f in enumerate(frames) if pcm16_dbfs(f) > -45)
     paused, ended = pauses(config, frames)
     assert len(ended) == 1, ended
     assert ended[0] > last_voiced
@@ -212,14 +212,14 @@ def test_loud_frames_find_the_callers_onset_sooner() -> None:
         detector, endpointer = SileroDetector(model), Endpointer(config)
         for index, frame in enumerate(frames):
             probability = detector.probability(frame)
-            if endpointer.push(probability, level_dbfs=level_dbfs(frame)) is Signal.SPEECH_START:
+            if endpointer.push(probability, level_dbfs=pcm16_dbfs(frame)) is Signal.SPEECH_START:
                 return index - first_voiced
         raise AssertionError("no onset")
 
     with_level, silero_only = [], []
     for silence in range(50, 160, 7):
         frames = caller_frames(silence)
-        first_voiced = min(i for i, f in enumerate(frames) if level_dbfs(f) > -45)
+        first_voiced = min(i for i, f in enumerate(frames) if pcm16_dbfs(f) > -45)
         with_level.append(onset(EndpointConfig(onset_frames=2), frames, first_voiced))
         silero_only.append(
             onset(EndpointConfig(onset_frames=2, loud_dbfs=None), frames, first_voiced)

@@ -13,9 +13,11 @@ from trunkline.audio import (
     MULAW_FRAME_BYTES,
     SUPPORTED_RATES,
     TELEPHONY_RATE,
+    int16_to_float32,
     mulaw_decode,
     mulaw_encode,
     resample,
+    rms_dbfs,
 )
 
 MULAW_SILENCE = b"\xff"  # mu-law code word of 0
@@ -82,12 +84,8 @@ def silence(ms: float) -> bytes:
 
 
 def level_dbfs(mulaw: bytes) -> float:
-    """RMS level of mu-law audio in dBFS (-inf for digital silence)."""
-    if not mulaw:
-        return float("-inf")
-    samples = mulaw_decode(mulaw).astype(np.float64)
-    rms = float(np.sqrt(np.mean(samples * samples)))
-    return 20 * np.log10(rms / 32768) if rms > 0 else float("-inf")
+    """RMS level of mu-law audio in dBFS."""
+    return rms_dbfs(int16_to_float32(mulaw_decode(mulaw)))
 
 
 def is_voiced(mulaw: bytes, threshold_dbfs: float = DEFAULT_VOICE_DBFS) -> bool:

@@ -17,12 +17,15 @@ from trunkline.audio.frames import (
 )
 from trunkline.audio.mulaw import mulaw_decode, mulaw_encode, mulaw_to_pcm16, pcm16_to_mulaw
 from trunkline.audio.pcm import (
+    SILENCE_DBFS,
     float32_to_int16,
     float32_to_pcm16,
     int16_to_float32,
     int16_to_pcm16,
+    pcm16_dbfs,
     pcm16_to_float32,
     pcm16_to_int16,
+    rms_dbfs,
 )
 from trunkline.audio.resample import SUPPORTED_RATES, Quality, Resampler, resample, resample_pcm16
 from trunkline.audio.telephony import (
@@ -40,6 +43,7 @@ __all__ = [
     "FRAME_MS",
     "INTERNAL_RATE",
     "MULAW_FRAME_BYTES",
+    "SILENCE_DBFS",
     "SUPPORTED_RATES",
     "TELEPHONY_RATE",
     "AudioFrame",
@@ -60,9 +64,11 @@ __all__ = [
     "mulaw_encode",
     "mulaw_to_pcm16",
     "outbound_to_mulaw8k",
+    "pcm16_dbfs",
     "pcm16_to_float32",
     "pcm16_to_int16",
     "pcm16_to_mulaw",
     "resample",
     "resample_pcm16",
+    "rms_dbfs",
 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 
 SAMPLE_WIDTH = 2  # bytes per PCM16 sample
+SILENCE_DBFS = -120.0  # the level of digital silence (and of no samples at all)
 
 
 def pcm16_to_int16(pcm: bytes) -> NDArray[np.int16]:
@@ -39,3 +42,19 @@ def pcm16_to_float32(pcm: bytes) -> NDArray[np.float32]:
 def float32_to_pcm16(samples: NDArray[np.floating]) -> bytes:
     """float32 in [-1, 1] -> PCM16 bytes."""
     return int16_to_pcm16(float32_to_int16(samples))
+
+
+def rms_dbfs(samples: NDArray[np.floating]) -> float:
+    """Root-mean-square level of float samples in [-1, 1], in dB relative to full scale
+    (``SILENCE_DBFS`` at the lowest)."""
+    if samples.size == 0:
+        return SILENCE_DBFS
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    if rms <= 0.0:
+        return SILENCE_DBFS
+    return max(20.0 * math.log10(rms), SILENCE_DBFS)
+
+
+def pcm16_dbfs(pcm: bytes) -> float:
+    """RMS level of PCM16 audio in dBFS."""
+    return rms_dbfs(pcm16_to_float32(pcm))

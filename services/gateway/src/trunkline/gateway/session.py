@@ -19,9 +19,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
+from trunkline.audio import pcm16_dbfs
 from trunkline.gateway.core.cache import TurnFacts, cache_decision
 from trunkline.gateway.core.clock import Clock
-from trunkline.gateway.core.endpointing import level_dbfs
 from trunkline.gateway.core.events import (
     Action,
     CancelWork,
@@ -197,7 +197,7 @@ class CallSession:
                 case AudioIn(pcm=pcm, received_at=received_at):
                     self._frame_received_at = received_at
                     try:
-                        frame = InboundFrame(pcm, self.detector.probability(pcm), level_dbfs(pcm))
+                        frame = InboundFrame(pcm, self.detector.probability(pcm), pcm16_dbfs(pcm))
                         actions = self.machine.handle(frame, now)
                     except ValueError as exc:
                         log.warning("call %s: frame dropped: %s", self.call.call_id, exc)

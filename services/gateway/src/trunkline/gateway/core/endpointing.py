@@ -32,18 +32,7 @@ import enum
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 FRAME_MS = 20
-
-
-def level_dbfs(pcm: bytes) -> float:
-    """RMS level of PCM16 audio in dBFS (-inf for digital silence)."""
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    if samples.size == 0:
-        return -math.inf
-    rms = math.sqrt(float(np.mean(samples * samples)))
-    return 20 * math.log10(rms / 32768) if rms > 0 else -math.inf
 
 
 @dataclass(frozen=True, slots=True)

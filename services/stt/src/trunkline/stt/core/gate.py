@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
-import numpy as np
-import numpy.typing as npt
-
+from trunkline.audio import rms_dbfs
 from trunkline.stt.core.types import Transcript
 
-_SILENCE_DBFS = -120.0
-
-
-def rms_dbfs(samples: npt.NDArray[np.float32]) -> float:
-    """Root-mean-square level of float samples in [-1, 1], in dB relative to full scale."""
-    if samples.size == 0:
-        return _SILENCE_DBFS
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-    if rms <= 0.0:
-        return _SILENCE_DBFS
-    return max(20.0 * math.log10(rms), _SILENCE_DBFS)
+__all__ = ["NoSpeechPolicy", "apply_no_speech_threshold", "rms_dbfs"]
 
 
 @dataclass(frozen=True, slots=True)
