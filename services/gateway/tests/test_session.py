@@ -361,7 +361,7 @@ async def test_citation_markers_the_model_copies_are_not_spoken_nor_kept_as_hear
     assert "[1]" not in " ".join(rig.tts.texts)
 
 
-async def test_a_speculative_start_the_caller_talks_through_is_counted_as_dropped(
+async def test_dropped_turns_and_every_stage_reach_the_metrics(
     rig: Rig,
 ) -> None:
     from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
@@ -391,3 +391,13 @@ async def test_a_speculative_start_the_caller_talks_through_is_counted_as_droppe
     assert [(p.attributes, p.value) for p in points] == [({"reason": "speech resumed"}, 1)]
     dropped = [s for s in rig.spans.get_finished_spans() if s.attributes.get("turn.dropped")]
     assert [s.attributes["turn.dropped"] for s in dropped] == ["speech resumed"]
+    stages = {
+        point.attributes["stage"]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "gateway.stage.duration"
+        for point in metric.data.data_points
+    }
+    # the session's own; stt, context, llm_ttft and tts_ttfa come from the peers' PeerEnv.metrics
+    assert stages == {"endpointing", "prompt_compile", "llm_first_clause"}

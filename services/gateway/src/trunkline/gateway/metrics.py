@@ -15,7 +15,8 @@ class GatewayMetrics:
         self.stage = meter.create_histogram(
             "gateway.stage.duration",
             unit="s",
-            description="Per-turn stage latency: endpointing, stt, context, llm_ttft, tts_ttfa",
+            description="Per-turn stage latency: endpointing, stt, context, prompt_compile, "
+            "llm_ttft, llm_first_clause, tts_ttfa, tool",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
         self.voice_to_voice = meter.create_histogram(

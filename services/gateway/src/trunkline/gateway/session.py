@@ -356,6 +356,10 @@ class CallSession:
         work.span.set_attribute("turn.user_text", done.user_text[:256])
         work.span.set_attribute("turn.agent_text", done.agent_text[:256])
         work.span.end()
+        if self.metrics is not None:  # the stages the peers do not time themselves
+            for stage in ("prompt_compile", "llm_first_clause"):
+                if stage in record.stage_s:
+                    self.metrics.observe_stage(stage, record.stage_s[stage])
         self._publish(lambda: self.sink.turn_completed(record))
         self._publish(lambda: self._store_answer(record))
         self._prefill_next()
