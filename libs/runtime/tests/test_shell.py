@@ -212,3 +212,36 @@ async def test_reflection_lists_the_services_when_enabled() -> None:
         assert {HUMAN_LOOP, "grpc.health.v1.Health"} <= names
     finally:
         await shell.shutdown()
+
+
+async def test_shutdown_goes_on_when_the_grpc_server_does_not_stop(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from trunkline.runtime import server as runtime_server  # noqa: PLC0415
+
+    monkeypatch.setattr(runtime_server, "STOP_SLACK_S", 0.2)
+    hooked = asyncio.Event()
+
+    async def hook() -> None:
+        hooked.set()
+
+    async def is_ready() -> bool:
+        return True
+
+    shell = ServiceShell(
+        ServiceSettings(grpc_port=0, drain_seconds=0.1), services=[], ready=is_ready,
+        on_shutdown=[hook],
+    )  # fmt: skip
+    await shell.start(lambda server: None)
+    stuck = shell._server  # noqa: SLF001
+    assert stuck is not None
+    real_stop = stuck.stop
+
+    async def never(grace: float | None) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(stuck, "stop", never)
+    await asyncio.wait_for(shell.shutdown(), 5)
+    assert hooked.is_set()  # the hooks still ran
+    assert "gRPC server stop did not finish within 0.3s" in caplog.text
+    await real_stop(None)

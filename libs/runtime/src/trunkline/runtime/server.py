@@ -41,6 +41,9 @@ ShutdownHook = Callable[[], Awaitable[None]]
 """Runs after the drain, before telemetry is flushed: close clients, flush buffers."""
 
 _HOOK_TIMEOUT = 5.0
+STOP_SLACK_S = 5.0
+"""How long past ``drain_seconds`` the gRPC server may take to stop before shutdown goes on
+without it (once, in CI, ``grpc.aio.Server.stop(1.0)`` had not returned after 300 s)."""
 
 
 def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
@@ -172,7 +175,8 @@ class ServiceShell:
                 await self._ready_task
             self._ready_task = None
         if self._server is not None:
-            await self._server.stop(self.settings.drain_seconds)
+            grace = self.settings.drain_seconds
+            await _bounded(self._server.stop(grace), grace + STOP_SLACK_S, "gRPC server stop")
             self._server = None
         for hook in self._on_shutdown:
             try:
@@ -257,3 +261,13 @@ async def serve(
         await shell.run(register)
     finally:
         telemetry.shutdown()
+
+
+async def _bounded(work: Awaitable[object], seconds: float, what: str) -> None:
+    """Await ``work`` for at most ``seconds``; past that, cancel it and go on (logged). Unlike
+    ``asyncio.wait_for`` this does not wait for the cancelled work to finish either."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.error("%s did not finish within %.1fs: going on without it", what, seconds)
