@@ -233,7 +233,7 @@ async def test_shutdown_goes_on_when_the_grpc_server_does_not_stop(
         on_shutdown=[hook],
     )  # fmt: skip
     await shell.start(lambda server: None)
-    stuck = shell._server  # noqa: SLF001
+    stuck = shell._server
     assert stuck is not None
     real_stop = stuck.stop
 
