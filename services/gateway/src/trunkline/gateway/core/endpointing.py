@@ -12,17 +12,18 @@ word (its LSTM and 32 ms windows lag), and that delay is part of every reply's l
 frame whose level is below ``quiet_dbfs`` and ``quiet_margin_db`` below the utterance's loudest
 frame counts as silence during an utterance whatever the probability says, and no frame that
 quiet resumes one. The margin keeps a quiet talker's words from being taken for silence; on a
-line whose noise floor is above ``quiet_dbfs`` nothing changes. Over the benchmark's twelve
-caller phrases after 16 silences each, the first silent frame came p50/p95 100/160 ms after
-the last voiced frame from the probability alone, 20/60 ms with quiet frames at -50 dBFS.
+line whose noise floor is above ``quiet_dbfs`` nothing changes. Measured once, ad hoc (not a
+committed benchmark), over the voice benchmark's twelve caller phrases after 16 silences each:
+the first silent frame came p50/p95 100/160 ms after the last voiced frame from the probability
+alone, 20/60 ms with quiet frames at -50 dBFS.
 
 Loud frames: at the start of a word Silero's probability over the phone band often hovers at
 0.3-0.5 for several frames even at -10 dBFS (where its windows fall decides how long), so an
 onset could come 0.3-0.6 s late — words lost beyond the pre-roll, a barge-in that stops the agent
 late. A frame at or above ``loud_dbfs`` counts towards an onset from ``loud_threshold`` up.
-Over the benchmark's phrases (16 silences each), the barge-in onset (2 frames) came p50/p95/max
-100/260/600 ms after the first voiced frame, with loud frames 60/120/120; white noise at -40 to
--20 dBFS stays below 0.16 and never counts.
+Measured the same way, the barge-in onset (2 frames) came p50/p95/max 100/260/600 ms after the
+first voiced frame, with loud frames 60/120/120; white noise at -40 to -20 dBFS stays below 0.16
+and never counts.
 Frames without a level (``None``) are judged by the probability alone.
 """
 

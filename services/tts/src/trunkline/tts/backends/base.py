@@ -252,15 +252,12 @@ class Synthesizer(ABC):
         chunk_s = settings.chunk_s or self.options.chunk_s
         sequence, audio_s, first_audio = 0, 0.0, None
         try:
-            trim: LeadingSilence | None = None
+            cut = self.options.trim_leading_dbfs
+            trim = None if cut is None else LeadingSilence(voice.native_sample_rate, cut)
             async for native in self._native_audio(clause, voice, settings, queue, span):
-                samples = native.samples
-                if self.options.trim_leading_dbfs is not None:
-                    if trim is None:
-                        trim = LeadingSilence(native.sample_rate, self.options.trim_leading_dbfs)
-                    samples = trim.push(samples)
-                    if not samples.size:
-                        continue
+                samples = native.samples if trim is None else trim.push(native.samples)
+                if not samples.size:
+                    continue
                 pcm16 = resampler.push(samples, native.sample_rate)
                 for piece in chunk_samples(pcm16, resampler.out_rate, chunk_s):
                     await asyncio.sleep(0)  # let a cancel that just arrived overtake the chunk
