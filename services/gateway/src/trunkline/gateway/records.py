@@ -23,6 +23,15 @@ class ToolRecord:
     duration_s: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class GuardRecord:
+    """A clause the grounding guard held back: its unsupported facts and what was done."""
+
+    clause: str
+    unsupported: tuple[str, ...]
+    action: str  # "dropped" or "fallback"
+
+
 @dataclass(slots=True)
 class TurnRecord:
     call: CallInfo
@@ -44,6 +53,13 @@ class TurnRecord:
     citations: tuple[str, ...] = ()
     context: ContextResult | None = None  # the turn's Resolve result (None: not resolved)
     tool_calls: list[ToolRecord] = field(default_factory=list)
+    # Where the spoken reply came from: "llm", "knowledge", "cache", "deflection", "goodbye",
+    # "small_talk", "repeat", "fallback", "greeting" (ReplySource in events.proto).
+    reply_source: str = "llm"
+    intent: str = ""  # "question", "out_of_domain", "goodbye", "small_talk", "unclear"
+    grounded: bool = False  # every spoken clause passed the grounding guard
+    guard_interventions: list[GuardRecord] = field(default_factory=list)
+    hang_up: bool = False  # the agent ends the call after this reply
 
 
 @dataclass(frozen=True, slots=True)
