@@ -59,6 +59,10 @@ status: ## Health of every component of the local stack
 demo: install ## The main job: bring the stack up and run a call through every service
 	$(PY) trunkline demo
 
+EVAL_ARGS ?=
+eval: ## Conversation eval: every agents/*/eval scenario, one call each, through a stack it brings up; report in .run/eval
+	$(PY) trunkline eval --out .run/eval $(EVAL_ARGS)
+
 bench: ## Run every benchmark (tables printed, JSON under benchmarks/results)
 	$(PY) python -m benchmarks
 
@@ -78,4 +82,4 @@ check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install proto lint breaking fmt test test-unit test-integration up down status demo bench bench-models bench-llm bench-context bench-voice check
+.PHONY: help uv install proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice check

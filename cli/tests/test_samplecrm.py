@@ -68,7 +68,9 @@ async def test_bad_requests_are_400_with_the_reason(crm_url: str) -> None:
 
 def test_the_rendered_specs_point_at_the_stacks_crm(tmp_path: Path) -> None:
     assert crm_data(AGENTS) == AGENTS / "acme-dental" / "crm.json"
-    (out,) = render_agents(AGENTS, tmp_path, CRM_SPEC_ORIGIN, "http://127.0.0.1:41234")
+    written = render_agents(AGENTS, tmp_path, CRM_SPEC_ORIGIN, "http://127.0.0.1:41234")
+    assert [p.name for p in written] == ["acme-dental.yaml", "volt-energy.yaml"]
+    out = written[0]
     spec = load_agent_spec(out)
     assert spec.tool("lookup_account").endpoint == ("http://127.0.0.1:41234/tools/lookup_account")
     source = spec.retrieval.live_source("appointments")

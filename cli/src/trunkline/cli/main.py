@@ -3,6 +3,7 @@
 trunkline stack up [--run-dir .run] [--base-port N] [--redis-url URL] [--nats-url URL]
 trunkline stack down | status [--json] | restart NAME
 trunkline demo           the stack up, the sample knowledge loaded, one call through everything
+trunkline eval [PATHS]   the conversation eval: scenarios (agents/*/eval) through the stack
 trunkline <plugin> ...   commands other members register (e.g. `kb` from the context service)
 
 Other members add commands through the ``trunkline.commands`` entry-point group (a callable
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from trunkline.cli import demo, stack
 from trunkline.cli.call import add_call_parser
+from trunkline.cli.evaluate import add_eval_parser, run_eval_command
 from trunkline.cli.settings import StackSettings
 
 PLUGIN_GROUP = "trunkline.commands"
@@ -69,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo", parents=[common, start], help="bring the stack up and run a call through it"
     )
     add_call_parser(commands)
+    add_eval_parser(commands, [common, start])
     return parser
 
 
@@ -96,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2) from exc
     if args.command == "demo":
         raise SystemExit(demo.run(settings))
+    if args.command == "eval":
+        raise SystemExit(run_eval_command(args, settings))
     if args.action == "up":
         raise SystemExit(stack.up(settings))
     if args.action == "down":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,8 +203,15 @@ def crm_data(agents_dir: Path) -> Path | None:
     return found[0] if found else None
 
 
-def crm_argv(python: str, port: int, data: Path) -> list[str]:
-    return [python, "-m", CRM_MODULE, "--host", LOOPBACK, "--port", str(port), "--data", str(data)]
+def crm_files(agents_dir: Path) -> list[Path]:
+    """Every ``<agent>/crm.json`` in the agents folder: one CRM serves all their accounts."""
+    return sorted(agents_dir.glob(f"*/{CRM_FILE}"))
+
+
+def crm_argv(python: str, port: int, data: Path | Sequence[Path]) -> list[str]:
+    files = [data] if isinstance(data, Path) else list(data)
+    argv = [python, "-m", CRM_MODULE, "--host", LOOPBACK, "--port", str(port)]
+    return argv + [arg for file in files for arg in ("--data", str(file))]
 
 
 def _rebase(url: str, old: str, new: str) -> str:

@@ -1,6 +1,7 @@
 """The demo CRM of the sample agent: a small aiohttp JSON server over a file of patient accounts.
 
 ``python -m trunkline.cli.samplecrm --port 8090 --data agents/acme-dental/crm.json``
+(``--data`` again for more agents' accounts: the stack serves every ``agents/*/crm.json``)
 
 It serves what ``agents/acme-dental.yaml`` points at:
 
@@ -49,13 +50,24 @@ class Crm:
         self._next_id = 2000
 
     @classmethod
-    def load(cls, path: Path) -> Crm:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        accounts = data.get("accounts") if isinstance(data, dict) else None
-        if not isinstance(accounts, list) or not all(
-            isinstance(a, dict) and "account_id" in a for a in accounts
-        ):
-            raise ValueError(f"{path}: expected {{'accounts': [{{'account_id': ...}}, ...]}}")
+    def load(cls, *paths: Path) -> Crm:
+        """The accounts of one or more files (every agent's ``crm.json``); an account number
+        in two files is an error."""
+        accounts: list[Json] = []
+        seen: dict[str, Path] = {}
+        for path in paths:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            found = data.get("accounts") if isinstance(data, dict) else None
+            if not isinstance(found, list) or not all(
+                isinstance(a, dict) and "account_id" in a for a in found
+            ):
+                raise ValueError(f"{path}: expected {{'accounts': [{{'account_id': ...}}, ...]}}")
+            for account in found:
+                key = str(account["account_id"])
+                if key in seen:
+                    raise ValueError(f"{path}: account {key} is also in {seen[key]}")
+                seen[key] = path
+            accounts.extend(found)
         return cls(accounts)
 
     def lookup(self, account_id: str) -> Json:
@@ -149,12 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trunkline.cli.samplecrm", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--data", type=Path, required=True, help="crm.json of the agent")
+    parser.add_argument("--data", type=Path, required=True, action="append",
+                        help="crm.json of an agent (repeat for several agents)")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    crm = Crm.load(args.data)
-    log.info("serving %d accounts from %s on %s:%d", len(crm.accounts), args.data, args.host,
-             args.port)  # fmt: skip
+    crm = Crm.load(*args.data)
+    log.info("serving %d accounts from %s on %s:%d", len(crm.accounts),
+             ", ".join(map(str, args.data)), args.host, args.port)  # fmt: skip
     web.run_app(make_app(crm), host=args.host, port=args.port, print=None)
     return 0
 

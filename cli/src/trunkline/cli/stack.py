@@ -28,7 +28,7 @@ from trunkline.cli.plan import (
     AppConfig,
     allocate_ports,
     crm_argv,
-    crm_data,
+    crm_files,
     rebase_agent,
     service_env,
 )
@@ -229,10 +229,10 @@ class _Starter:
         return endpoint
 
     def crm(self) -> None:
-        """The demo CRM, when the agents folder has a ``crm.json``; the services then read the
-        agent specs rendered to point at it (see ``plan.CRM_SPEC_ORIGIN``)."""
-        data = crm_data(self.app.agents_dir)
-        if data is None:
+        """The demo CRM, serving every agent's ``crm.json`` when there is one; the services
+        then read the agent specs rendered to point at it (see ``plan.CRM_SPEC_ORIGIN``)."""
+        data = crm_files(self.app.agents_dir)
+        if not data:
             return
         port = self.ports[CRM]
         pid, log = self.spawn(CRM, crm_argv(sys.executable, port, data), {})

@@ -83,6 +83,20 @@ def ensure_tenant(path: Path, name: str, agents: tuple[str, ...]) -> LocalTenant
     return tenant
 
 
+def read_tenants(path: Path) -> dict[str, LocalTenant]:
+    """Every tenant of the file as the stack wrote it (empty when there is no file)."""
+    out = {}
+    for name, entry in _read(path).items():
+        if isinstance(entry, dict) and entry.get("stream_secret"):
+            out[str(name)] = LocalTenant(
+                name=str(name),
+                stream_secret=str(entry["stream_secret"]),
+                twilio_auth_token=str(entry.get("twilio_auth_token", "")),
+                agents=tuple(str(a) for a in entry.get("agents", [])),
+            )
+    return out
+
+
 def read_tenant(path: Path, name: str) -> LocalTenant:
     """The tenant ``name`` as the stack wrote it."""
     entry = _read(path).get(name)
