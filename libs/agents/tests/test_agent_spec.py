@@ -155,3 +155,25 @@ LIVE = "retrieval:\n  live_sources:\n    - {name: crm, base_url: 'http://c', ent
 def test_invalid_retrieval_is_rejected_clearly(extra: str, needle: str) -> None:
     with pytest.raises(AgentSpecError, match=needle):
         parse_agent_spec(MINIMAL + extra)
+
+
+def test_sample_agent_grounds_its_answers_and_names_its_intents() -> None:
+    spec = load_agent_spec(SAMPLE)
+    assert spec.grounding.guard
+    assert spec.grounding.knowledge_answers == "extractive"
+    assert spec.grounding.fallback == "best_passage"
+    examples = spec.intents.examples()
+    assert set(examples) == {"out_of_domain", "small_talk", "goodbye"}
+    assert "Thanks, that is all, goodbye." in examples["goodbye"]
+    assert "Acme Dental" in spec.intents.out_of_domain.reply
+
+
+def test_grounding_and_intent_settings_are_validated() -> None:
+    with pytest.raises(AgentSpecError, match=r"grounding\.knowledge_answers"):
+        parse_agent_spec(MINIMAL + "grounding:\n  knowledge_answers: guess\n")
+    with pytest.raises(AgentSpecError, match=r"intents\.threshold"):
+        parse_agent_spec(MINIMAL + "intents:\n  threshold: 1.5\n")
+    with pytest.raises(AgentSpecError, match=r"intents\.goodbye\.reply"):
+        parse_agent_spec(MINIMAL + "intents:\n  goodbye:\n    examples: [bye]\n")
+    spec = parse_agent_spec(MINIMAL)
+    assert spec.intents.goodbye.examples  # defaults: every agent detects a goodbye

@@ -22,6 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = [
     "AgentSpec",
+    "AnswerStrategy",
+    "GuardFallback",
+    "Grounding",
+    "Intent",
+    "Intents",
     "AgentSpecError",
     "Escalation",
     "LiveSource",
@@ -33,6 +38,7 @@ __all__ = [
     "Sampling",
     "SetOperation",
     "SetOperator",
+    "Stt",
     "TokenBudget",
     "ToolSpec",
     "Voice",
@@ -222,6 +228,115 @@ class Escalation(_Strict):
     handoff_message: str = "Let me connect you with a colleague who can help."
 
 
+class AnswerStrategy(StrEnum):
+    EXTRACTIVE = "extractive"  # the best knowledge passage, shortened for the ear; no LLM
+    LLM = "llm"  # the LLM, every clause checked by the grounding guard
+
+
+class GuardFallback(StrEnum):
+    BEST_PASSAGE = "best_passage"  # speak the best-matching knowledge passage instead
+    SAFE_LINE = "safe_line"  # speak ``safe_line``
+    HANDOFF = "handoff"  # hand the call to a person (the safe line until HITL exists)
+
+
+class Grounding(_Strict):
+    """What reaches the caller's ear is supported: the grounding guard and knowledge answers."""
+
+    guard: bool = Field(
+        default=True,
+        description="hold back a clause whose numbers, times, days or names nothing supports",
+    )
+    fallback: GuardFallback = GuardFallback.BEST_PASSAGE
+    safe_line: str = Field(
+        default="I'd rather check that than guess. Let me check that for you.", min_length=1
+    )
+    knowledge_answers: AnswerStrategy = Field(
+        default=AnswerStrategy.EXTRACTIVE,
+        description="how a question the knowledge answers confidently is answered",
+    )
+    confident_at: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="retrieval confidence from which it applies"
+    )
+    max_answer_words: int = Field(default=40, ge=5, le=200)
+
+
+class Intent(_Strict):
+    """One intent the gateway acts on without the LLM: example phrases and its reply."""
+
+    examples: tuple[str, ...] = ()
+    reply: str = Field(min_length=1)
+
+
+class Intents(_Strict):
+    """Out of domain, small talk and goodbye, detected by an embedding classifier over the
+    examples (the context service embeds the query once for retrieval and compares it with
+    them). A query whose closest example scores ``threshold`` or more gets that intent."""
+
+    threshold: float = Field(default=0.62, ge=0.0, le=1.0)
+    out_of_domain: Intent = Intent(
+        examples=(
+            "What's the weather like tomorrow?",
+            "Who won the football game last night?",
+            "Can you tell me a joke?",
+            "What is the capital of France?",
+            "Who is the president?",
+        ),
+        reply="Sorry, I can't help with that. I can help with questions about our services.",
+    )
+    small_talk: Intent = Intent(
+        examples=("How are you today?", "Are you a robot?", "Nice to talk to you.", "Hello there"),
+        reply="I'm doing well, thank you! How can I help you today?",
+    )
+    goodbye: Intent = Intent(
+        examples=(
+            "Thanks, that is all, goodbye.",
+            "That's everything, bye.",
+            "No, that was all, thank you.",
+            "Goodbye.",
+            "Thank you, have a nice day, bye bye.",
+        ),
+        reply="Thank you for calling. Goodbye!",
+    )
+    min_stt_confidence: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="below it the caller is asked to repeat"
+    )
+    repeat_reply: str = Field(
+        default="Sorry, I didn't catch that. Could you say it again?", min_length=1
+    )
+
+    def examples(self) -> dict[str, tuple[str, ...]]:
+        """Example phrases by intent name."""
+        return {
+            "out_of_domain": self.out_of_domain.examples,
+            "small_talk": self.small_talk.examples,
+            "goodbye": self.goodbye.examples,
+        }
+
+
+class Stt(_Strict):
+    """Speech recognition for this agent: words to listen for (biasing).
+
+    ``vocabulary``: words and phrases callers say that a general model mishears (names,
+    products); they come first. With ``derive_vocabulary`` the agent's own texts add more
+    (business name, weekdays, names and service headings of the prompt and knowledge; see
+    ``trunkline.agents.vocabulary``). ``boost``: how strongly a backend that weighs phrases
+    favours them (Riva ``SpeechContext.boost``); Whisper takes them as its prompt.
+    """
+
+    vocabulary: tuple[str, ...] = Field(default=(), max_length=200)
+    derive_vocabulary: bool = True
+    max_terms: int = Field(default=40, ge=0, le=200, description="cap on the biasing list")
+    boost: float = Field(default=4.0, ge=0.0, le=50.0)
+
+    @field_validator("vocabulary")
+    @classmethod
+    def _phrases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not v.strip() or len(v) > 100]
+        if bad:
+            raise ValueError(f"vocabulary entries must be 1..100 characters: {bad!r}")
+        return tuple(v.strip() for v in value)
+
+
 class QualifiedOutcome(_Strict):
     description: str = Field(min_length=1)
     tool: str | None = Field(default=None, description="a successful call of it qualifies")
@@ -233,12 +348,25 @@ class AgentSpec(_Strict):
     description: str = ""
     system_prompt: str = Field(min_length=1)
     greeting: str = Field(min_length=1)
+    filler_text: str = Field(
+        default="One moment, please.",
+        min_length=1,
+        description="spoken while a slow turn (a tool call, a cold start) is still working",
+    )
+    apology_text: str = Field(
+        default="Sorry, I am having trouble right now. Please bear with me.",
+        min_length=1,
+        description="spoken when a turn's work failed",
+    )
     model: ModelSpec = ModelSpec()
     token_budget: TokenBudget = TokenBudget()
     voice: Voice = Voice()
     tools: tuple[ToolSpec, ...] = ()
     retrieval: Retrieval = Retrieval()
     escalation: Escalation = Escalation()
+    grounding: Grounding = Grounding()
+    intents: Intents = Intents()
+    stt: Stt = Stt()
     qualified_outcome: QualifiedOutcome | None = None
 
     @model_validator(mode="after")
@@ -272,11 +400,34 @@ class AgentSpec(_Strict):
         return tuple(t for t in self.tools if role in t.allowed_roles or "*" in t.allowed_roles)
 
 
-def _describe(error: ValidationError) -> str:
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based line of the deepest YAML node on the path ``loc`` (a missing key: its parent)."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        found: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    line, found = key.start_mark.line + 1, value
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if 0 <= part < len(node.value):
+                found = node.value[part]
+                line = found.start_mark.line + 1
+        node = found
+    return line
+
+
+def _describe(error: ValidationError, source: str = "", root: yaml.Node | None = None) -> str:
     lines = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
+        line = _line_of(root, tuple(item["loc"])) if root is not None else None
+        at = f"{source}:{line}: " if line is not None else ""
+        lines.append(f"  {at}{where}: {item['msg']}")
     return "\n".join(lines)
 
 
@@ -291,7 +442,8 @@ def parse_agent_spec(text: str, source: str = "<string>") -> AgentSpec:
     try:
         return AgentSpec.model_validate(data)
     except ValidationError as exc:
-        raise AgentSpecError(f"{source}: invalid agent spec:\n{_describe(exc)}") from exc
+        detail = _describe(exc, source, yaml.compose(text, Loader=yaml.SafeLoader))
+        raise AgentSpecError(f"{source}: invalid agent spec:\n{detail}") from exc
 
 
 def load_agent_spec(path: Path) -> AgentSpec:

@@ -1,0 +1,109 @@
+"""A knowledge answer built from the best passage of the context block, shortened for the ear
+(pure): no model, so nothing in it is invented.
+
+The block is the context service's: items ``[1] …``, ``[2] …`` in rank order, each a chunk of a
+knowledge document (a markdown heading may lead it) or a live record. The sentence that shares
+the most of the question's content words wins (weekdays and numbers count double; the heading's
+words count fully for the first sentence under it and half for the others; a higher-ranked item
+a little more); a short winner takes the next sentence of its item along.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ITEM = re.compile(r"(?:^|\n)\[(\d+)\]\s")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_STOP = frozenset(
+    """a an the and or but if of to in on at by for with from about as into is are was were be
+    been being am do does did have has had can could will would shall should may might must i
+    you your yours we our ours us me my it its this that these those there here what which who
+    whom whose when where why how please tell know want like just also any some much many
+    much more most very so than then too not no yes hi hello thanks thank okay ok get got let
+    s t d ll re ve m""".split()  # noqa: SIM905 - a word list reads best as text
+)
+_BONUS = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday weekend weekday holiday".split()  # noqa: SIM905
+)
+_MARKUP = re.compile(r"^[#>*\-•\s]+|[*_`]+", re.M)
+MIN_SCORE = 1.0  # at least one content word of the question in the passage
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    text: str  # what to speak
+    item: int  # the block item it came from (1-based), 0 when none
+    score: float
+
+
+def best_passage(question: str, block: str, max_words: int = 40) -> Passage:
+    """The answer to ``question`` from ``block``; empty text when no sentence shares a content
+    word with the question."""
+    terms = _terms(question)
+    if not terms or not block.strip():
+        return Passage("", 0, 0.0)
+    best: tuple[float, int, int, list[str]] | None = None
+    for rank, (number, heading, sentences) in enumerate(_items(block)):
+        heading_terms = _terms(heading)
+        for index, sentence in enumerate(sentences):
+            words = _terms(sentence)
+            score = sum(2.0 if t in _BONUS or t.isdigit() else 1.0 for t in terms & words)
+            score += (1.0 if index == 0 else 0.5) * len(terms & heading_terms)
+            if score < MIN_SCORE:
+                continue
+            score += 0.3 / (1 + rank) + (0.1 if index == 0 else 0.0)
+            if best is None or score > best[0]:
+                best = (score, number, index, sentences)
+    if best is None:
+        return Passage("", 0, 0.0)
+    score, number, index, sentences = best
+    chosen = [sentences[index]]
+    if len(chosen[0].split()) < 8 and index + 1 < len(sentences):
+        chosen.append(sentences[index + 1])
+    return Passage(_shorten(" ".join(chosen), max_words), number, score)
+
+
+def _items(block: str) -> list[tuple[int, str, list[str]]]:
+    """(item number, heading, sentences) per item; a cut-off tail ("…...") is left out."""
+    parts = _ITEM.split(block)
+    items = []
+    for i in range(1, len(parts) - 1, 2):
+        number, body = int(parts[i]), parts[i + 1]
+        heading = ""
+        lines = []
+        for line in body.splitlines():
+            if line.lstrip().startswith("#"):
+                heading += " " + _MARKUP.sub("", line)
+            elif line.strip():
+                lines.append(_MARKUP.sub("", line).strip())
+        text = " ".join(lines)
+        sentences = [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+        if sentences and sentences[-1].endswith("..."):
+            sentences.pop()
+        items.append((number, heading.strip(), sentences))
+    return items
+
+
+def _terms(text: str) -> set[str]:
+    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ings", "ing", "es", "s", "ed"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def _shorten(text: str, max_words: int) -> str:
+    """At most ``max_words`` words, cut at the last comma or semicolon that keeps it so."""
+    text = re.sub(r"\s*\([^)]*\)", "", text)
+    words = text.split()
+    if len(words) <= max_words:
+        return text
+    cut = " ".join(words[:max_words])
+    at = max(cut.rfind(","), cut.rfind(";"))
+    cut = cut[:at] if at > len(cut) // 2 else cut
+    return cut.rstrip(" ,;") + "."

@@ -1,0 +1,127 @@
+"""How a turn is answered (pure): the agent spec's policy applied to what the turn knows.
+
+In order: a transcript too unsure to answer → ask to repeat; a goodbye → the spec's goodbye and
+hang up once it has played; a semantic-cache hit → the stored answer; small talk → the spec's
+reply; an out-of-domain question (its closest example, or retrieval confidence below the
+agent's minimum) → the spec's deflection; a question the knowledge answers confidently → the
+spec's knowledge strategy (the best passage, or the LLM under the guard); everything else →
+the LLM under the grounding guard. A turn that carries an entity (an account number…) or needs
+live data always goes to the LLM, which has the tools.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from trunkline.gateway.core.entities import spoken_number
+from trunkline.gateway.core.extractive import best_passage
+
+
+class ReplySource(StrEnum):
+    LLM = "llm"
+    KNOWLEDGE = "knowledge"
+    CACHE = "cache"
+    DEFLECTION = "deflection"
+    GOODBYE = "goodbye"
+    SMALL_TALK = "small_talk"
+    REPEAT = "repeat"
+    FALLBACK = "fallback"
+    GREETING = "greeting"
+
+
+class Intent(StrEnum):
+    QUESTION = "question"
+    OUT_OF_DOMAIN = "out_of_domain"
+    GOODBYE = "goodbye"
+    SMALL_TALK = "small_talk"
+    UNCLEAR = "unclear"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPolicy:
+    """The agent spec's answers to intents and its knowledge strategy (``AgentSpec.intents``
+    and ``.grounding``, ``retrieval.min_confidence``)."""
+
+    intent_threshold: float = 0.62
+    deflection: str = "Sorry, I can't help with that."
+    small_talk: str = "I'm doing well, thank you! How can I help you today?"
+    goodbye: str = "Thank you for calling. Goodbye!"
+    repeat: str = "Sorry, I didn't catch that. Could you say it again?"
+    min_stt_confidence: float = 0.0
+    min_confidence: float = 0.0  # retrieval confidence below it: out of domain
+    extractive: bool = True  # knowledge answers from the best passage (else the LLM)
+    confident_at: float = 0.5
+    max_answer_words: int = 40
+
+
+class Fallback(StrEnum):
+    BEST_PASSAGE = "best_passage"
+    SAFE_LINE = "safe_line"
+    HANDOFF = "handoff"  # the safe line until the human-in-the-loop service takes calls
+
+
+@dataclass(frozen=True, slots=True)
+class GuardPolicy:
+    """The agent spec's ``grounding``: whether LLM clauses are checked, and what is spoken
+    instead of one that fails."""
+
+    enabled: bool = True
+    fallback: Fallback = Fallback.BEST_PASSAGE
+    safe_line: str = "I'd rather check that than guess. Let me check that for you."
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieved:
+    """What Resolve told the turn (the gateway's ``ContextResult``, without its citations)."""
+
+    block: str = ""
+    confidence: float = 0.0
+    cached_answer: str | None = None
+    intent: str = ""  # the closest example phrase's intent
+    intent_score: float = 0.0
+    live_data: bool = False  # the block carries live records
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    intent: Intent
+    source: ReplySource
+    text: str = ""  # the reply to speak; empty when the LLM answers
+    hang_up: bool = False
+    reason: str = ""  # why, for the trace
+
+
+def plan_reply(
+    transcript: str,
+    stt_confidence: float,
+    context: Retrieved,
+    policy: ReplyPolicy,
+) -> Plan:
+    if stt_confidence < policy.min_stt_confidence:
+        reason = f"stt confidence {stt_confidence:.2f} < {policy.min_stt_confidence:.2f}"
+        return Plan(Intent.UNCLEAR, ReplySource.REPEAT, policy.repeat, reason=reason)
+    intent, score = context.intent, context.intent_score
+    sure = bool(intent) and score >= policy.intent_threshold
+    # An account or order number (5+ digits, said as figures or words; a year is no entity).
+    entity = spoken_number(transcript) is not None or context.live_data
+    about = f"closest example {intent or '-'} {score:.2f}, retrieval {context.confidence:.2f}"
+    if sure and intent == Intent.GOODBYE and not entity:
+        return Plan(Intent.GOODBYE, ReplySource.GOODBYE, policy.goodbye, True, about)
+    if context.cached_answer:
+        return Plan(Intent.QUESTION, ReplySource.CACHE, context.cached_answer, reason=about)
+    if entity:
+        return Plan(Intent.QUESTION, ReplySource.LLM, reason=f"entity or live data; {about}")
+    confident = context.confidence >= policy.confident_at
+    if sure and intent == Intent.SMALL_TALK and not confident:
+        return Plan(Intent.SMALL_TALK, ReplySource.SMALL_TALK, policy.small_talk, reason=about)
+    if (sure and intent == Intent.OUT_OF_DOMAIN and not confident) or (
+        context.confidence < policy.min_confidence
+    ):
+        return Plan(Intent.OUT_OF_DOMAIN, ReplySource.DEFLECTION, policy.deflection, reason=about)
+    if confident and policy.extractive:
+        passage = best_passage(transcript, context.block, policy.max_answer_words)
+        if passage.text:
+            reason = f"passage [{passage.item}] score {passage.score:.1f}; {about}"
+            return Plan(Intent.QUESTION, ReplySource.KNOWLEDGE, passage.text, reason=reason)
+    return Plan(Intent.QUESTION, ReplySource.LLM, reason=about)

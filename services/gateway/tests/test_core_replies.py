@@ -1,0 +1,139 @@
+"""How a turn is answered: intents, the knowledge strategy, and the best passage."""
+
+from __future__ import annotations
+
+import pytest
+
+from trunkline.gateway.core.extractive import best_passage
+from trunkline.gateway.core.replies import (
+    Intent,
+    ReplyPolicy,
+    ReplySource,
+    Retrieved,
+    plan_reply,
+)
+
+pytestmark = pytest.mark.unit
+
+BLOCK = """[1] # Opening hours and location
+## When is Acme Dental open?
+Acme Dental is open Monday to Friday from 8 am to 6 pm, and on Saturday from 9 am to 1 pm.
+We are closed on Sunday and on public holidays.
+[2] ## Where is the practice?
+Acme Dental is at 120 Main Street, Springfield, on the second floor above the pharmacy.
+Free parking is behind the building; the number 4 bus stops right outside.
+[3] ## Teeth whitening
+In-office teeth whitening costs 299 dollars for one session of about 90 minutes. Book it..."""
+POLICY = ReplyPolicy(min_confidence=0.25, min_stt_confidence=0.4)
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        (
+            "What are your opening hours on Saturday?",
+            "Acme Dental is open Monday to Friday from 8 am to 6 pm, and on Saturday from 9 am "
+            "to 1 pm.",
+        ),
+        ("Are you open on Sundays?", "We are closed on Sunday and on public holidays."),
+        (
+            "Where is the practice?",
+            "Acme Dental is at 120 Main Street, Springfield, on the second floor above the "
+            "pharmacy.",
+        ),
+        (
+            "How much is teeth whitening?",
+            "In-office teeth whitening costs 299 dollars for one session of about 90 minutes.",
+        ),
+    ],
+)
+def test_best_passage_answers_from_the_matching_sentence(question: str, answer: str) -> None:
+    assert best_passage(question, BLOCK).text == answer
+
+
+def test_best_passage_is_empty_when_nothing_matches() -> None:
+    assert best_passage("Who won the world cup?", BLOCK).text == ""
+    assert best_passage("Where is the practice?", "").text == ""
+
+
+def test_best_passage_leaves_out_a_cut_tail_and_shortens_for_the_ear() -> None:
+    passage = best_passage("book whitening", BLOCK)
+    assert "Book it" not in passage.text  # the block's "..." tail
+    short = best_passage("opening hours on Saturday", BLOCK, max_words=10)
+    assert len(short.text.split()) <= 10
+    assert short.text.endswith(".")
+
+
+def _retrieved(**kwargs: object) -> Retrieved:
+    values: dict[str, object] = {"block": BLOCK, "confidence": 0.8}
+    values.update(kwargs)
+    return Retrieved(**values)  # type: ignore[arg-type]
+
+
+def test_a_confident_knowledge_question_gets_the_passage_without_the_llm() -> None:
+    plan = plan_reply("Are you open on Sundays?", 0.9, _retrieved(), POLICY)
+    assert plan.source is ReplySource.KNOWLEDGE
+    assert plan.text == "We are closed on Sunday and on public holidays."
+
+
+def test_the_llm_strategy_or_a_weak_match_goes_to_the_llm() -> None:
+    llm_policy = ReplyPolicy(min_confidence=0.25, extractive=False)
+    assert plan_reply("Are you open on Sundays?", 0.9, _retrieved(), llm_policy).source is (
+        ReplySource.LLM
+    )
+    weak = _retrieved(confidence=0.4)  # above the minimum, below confident_at
+    plan = plan_reply("Are you open on Sundays?", 0.9, weak, POLICY)
+    assert (plan.source, plan.text) == (ReplySource.LLM, "")
+
+
+def test_out_of_domain_by_confidence_or_by_example_is_deflected() -> None:
+    low = _retrieved(confidence=0.0, block="")
+    plan = plan_reply("Who won the football world cup in 1966?", 0.9, low, POLICY)
+    assert (plan.intent, plan.source, plan.text) == (
+        Intent.OUT_OF_DOMAIN,
+        ReplySource.DEFLECTION,
+        POLICY.deflection,
+    )
+    by_example = _retrieved(confidence=0.3, intent="out_of_domain", intent_score=0.8)
+    assert plan_reply("Tell me a joke", 0.9, by_example, POLICY).source is ReplySource.DEFLECTION
+    # A confident knowledge match wins over a similar-sounding out-of-domain example.
+    close = _retrieved(confidence=0.9, intent="out_of_domain", intent_score=0.7)
+    assert plan_reply("Are you open on Sundays?", 0.9, close, POLICY).source is (
+        ReplySource.KNOWLEDGE
+    )
+
+
+def test_goodbye_hangs_up_and_small_talk_gets_its_reply() -> None:
+    bye = _retrieved(confidence=0.1, intent="goodbye", intent_score=0.8)
+    plan = plan_reply("Thanks, that is all, goodbye", 0.9, bye, POLICY)
+    assert (plan.source, plan.text, plan.hang_up) == (ReplySource.GOODBYE, POLICY.goodbye, True)
+    unsure = _retrieved(confidence=0.1, intent="goodbye", intent_score=0.5)
+    assert plan_reply("Good", 0.9, unsure, POLICY).source is ReplySource.DEFLECTION
+    chat = _retrieved(confidence=0.1, intent="small_talk", intent_score=0.7)
+    plan = plan_reply("How are you?", 0.9, chat, POLICY)
+    assert (plan.source, plan.hang_up) == (ReplySource.SMALL_TALK, False)
+
+
+def test_an_unsure_transcript_is_asked_again() -> None:
+    plan = plan_reply("set or day", 0.2, _retrieved(), POLICY)
+    assert (plan.intent, plan.source, plan.text) == (
+        Intent.UNCLEAR,
+        ReplySource.REPEAT,
+        POLICY.repeat,
+    )
+
+
+def test_an_entity_or_live_data_always_reaches_the_llm_and_its_tools() -> None:
+    low = _retrieved(confidence=0.0, block="")
+    assert plan_reply("It is four eight three, nine two oh", 0.9, low, POLICY).source is (
+        ReplySource.LLM
+    )
+    assert plan_reply("483920", 0.9, low, POLICY).source is ReplySource.LLM
+    live = _retrieved(live_data=True)
+    assert plan_reply("When is my appointment?", 0.9, live, POLICY).source is ReplySource.LLM
+
+
+def test_a_cache_hit_is_spoken_as_stored() -> None:
+    hit = _retrieved(cached_answer="We are closed on Sunday.", confidence=0.95)
+    plan = plan_reply("Are you open Sundays?", 0.9, hit, POLICY)
+    assert (plan.source, plan.text) == (ReplySource.CACHE, "We are closed on Sunday.")
