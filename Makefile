@@ -78,8 +78,11 @@ bench-context: ## Context service at 10k and 100k chunks: ingest, Resolve per st
 bench-voice: ## Voice loop: 20+ real-time turns through the stack vs in one process
 	$(PY) python -m benchmarks.voice
 
+bench-answers: ## Knowledge answers: extractive vs raw vs guarded LLM on 40 questions (right answers, grounded clauses, first-clause latency)
+	$(PY) python -m benchmarks.answers
+
 check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice check
+.PHONY: help uv install proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-answers check
