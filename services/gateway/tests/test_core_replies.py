@@ -107,6 +107,13 @@ def test_goodbye_hangs_up_and_small_talk_gets_its_reply() -> None:
     bye = _retrieved(confidence=0.1, intent="goodbye", intent_score=0.8)
     plan = plan_reply("Thanks, that is all, goodbye", 0.9, bye, POLICY)
     assert (plan.source, plan.text, plan.hang_up) == (ReplySource.GOODBYE, POLICY.goodbye, True)
+    thanks = _retrieved(confidence=0.1, intent="goodbye", intent_score=0.68)
+    plan = plan_reply("Thank you so much for your help", 0.9, thanks, POLICY)
+    assert (plan.source, plan.text, plan.hang_up) == (
+        ReplySource.GOODBYE,
+        POLICY.anything_else,
+        False,
+    )
     unsure = _retrieved(confidence=0.1, intent="goodbye", intent_score=0.5)
     assert plan_reply("Good", 0.9, unsure, POLICY).source is ReplySource.DEFLECTION
     chat = _retrieved(confidence=0.1, intent="small_talk", intent_score=0.7)

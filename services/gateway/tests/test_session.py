@@ -99,6 +99,7 @@ def rig(spans: InMemorySpanExporter) -> Rig:
             filler_repeat_s=5.0,
         ),
         greeting="Hello, thanks for calling.",
+        grounding_texts=("We are open nine to five.",),  # the agent's prompt: the guard's support
     )
     session = CallSession(
         CALL,
@@ -401,3 +402,63 @@ async def test_dropped_turns_and_every_stage_reach_the_metrics(
     }
     # the session's own; stt, context, llm_ttft and tts_ttfa come from the peers' PeerEnv.metrics
     assert stages == {"endpointing", "prompt_compile", "llm_first_clause"}
+
+
+async def test_the_guard_holds_back_an_invented_fact_and_speaks_the_best_passage(
+    rig: Rig,
+) -> None:
+    rig.context.result = ContextResult(
+        block="[1] ## Saturday\nOn Saturday we are open from 9 am to 1 pm.",
+        citations=("faq#2",),
+        confidence=0.4,  # below confident_at: the LLM answers, under the guard
+    )
+    rig.stt.texts = lambda audio: "what are your hours on saturday"
+    rig.llm.reply = lambda text: "Sure. On Saturday we are open until 12:30 PM. Come by!"
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    await rig.hang_up()
+    turn = rig.sink.turns[1]
+    assert turn.agent_text == "Sure. On Saturday we are open from 9 am to 1 pm."
+    assert "12:30" not in turn.agent_text
+    assert (turn.reply_source, turn.grounded) == ("fallback", False)
+    [held] = turn.guard_interventions
+    assert held.unsupported == ("time:12:30",)
+    assert "12:30" in held.clause
+    assert "guard" in turn.stage_s
+    # Offered to the context service, which alone decides, as not grounded: never cached.
+    assert [(a.grounded, a.reply_source) for a in rig.context.stored] in ([], [(False, "fallback")])
+    events = [e for s in rig.spans.get_finished_spans() for e in s.events]
+    assert any(e.name == "guard.held_back" for e in events)
+
+
+async def test_a_goodbye_is_answered_and_the_agent_hangs_up_after_it_played(rig: Rig) -> None:
+    rig.context.result = ContextResult(confidence=0.1, intent="goodbye", intent_score=0.9)
+    rig.stt.texts = lambda audio: "thanks that is all goodbye"
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    await rig.frames(VOICE, 10)
+    await rig.until(rig.sink.ended.is_set)
+    assert rig.task is not None
+    summary = await asyncio.wait_for(rig.task, 5)
+    assert summary.reason.startswith("agent hung up")
+    turn = rig.sink.turns[1]
+    assert (turn.reply_source, turn.intent, turn.hang_up) == ("goodbye", "goodbye", True)
+    assert turn.agent_text == "Thank you for calling. Goodbye!"
+    assert not rig.llm.requests  # no LLM for a goodbye
+    assert rig.transport.closed
+
+
+async def test_an_out_of_domain_question_is_deflected_without_the_llm(rig: Rig) -> None:
+    rig.context.result = ContextResult(confidence=0.2, intent="out_of_domain", intent_score=0.8)
+    rig.stt.texts = lambda audio: "who won the football world cup in 1966"
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    await rig.hang_up()
+    turn = rig.sink.turns[1]
+    assert (turn.reply_source, turn.intent, turn.grounded) == ("deflection", "out_of_domain", True)
+    assert not rig.llm.requests
+    assert [a.reply_source for a in rig.context.stored] in ([], ["deflection"])

@@ -22,13 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = [
     "AgentSpec",
+    "AgentSpecError",
     "AnswerStrategy",
-    "GuardFallback",
+    "Escalation",
     "Grounding",
+    "GuardFallback",
     "Intent",
     "Intents",
-    "AgentSpecError",
-    "Escalation",
     "LiveSource",
     "ModelSpec",
     "QualifiedOutcome",
@@ -296,6 +296,16 @@ class Intents(_Strict):
             "Thank you, have a nice day, bye bye.",
         ),
         reply="Thank you for calling. Goodbye!",
+    )
+    hang_up_at: float = Field(
+        default=0.75,
+        ge=0.0,
+        le=1.0,
+        description="a goodbye this close to an example ends the call; between threshold and "
+        "this the caller is asked whether there is anything else",
+    )
+    anything_else: str = Field(
+        default="You're welcome! Is there anything else I can help you with?", min_length=1
     )
     min_stt_confidence: float = Field(
         default=0.0, ge=0.0, le=1.0, description="below it the caller is asked to repeat"

@@ -38,6 +38,11 @@ class Agents:
     def known(self, name: str) -> bool:
         return name in self.specs
 
+    def intents(self, name: str) -> dict[str, tuple[str, ...]]:
+        """The agent's example phrases by intent (none for an agent that is not loaded)."""
+        spec = self.specs.get(name)
+        return spec.intents.examples() if spec is not None else {}
+
     def retrieval(self, name: str) -> Retrieval:
         spec = self.specs.get(name)
         return spec.retrieval if spec is not None else self.default

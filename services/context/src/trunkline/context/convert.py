@@ -11,19 +11,24 @@ Conventions the wire format adds to the domain:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import ValidationError
 
 from trunkline.agents import RankMode, Retrieval
+from trunkline.context.core.cache_policy import AnswerFacts
 from trunkline.context.core.filters import check_ident
 from trunkline.context.core.setalgebra import SetOp, SetOpName
 from trunkline.context.core.types import (
     FOREVER,
+    CacheEntry,
     ChunkMeta,
     ContextItem,
+    EntrySelector,
     LiveRecord,
     Resolution,
     StageReport,
@@ -33,6 +38,7 @@ from trunkline.context.ingest.ingestor import Document
 from trunkline.context.ingest.parsers import KINDS, kind_of
 from trunkline.proto.common.v1 import error_pb2, knowledge_pb2
 from trunkline.proto.context.v1 import context_pb2
+from trunkline.proto.events.v1 import events_pb2
 
 DEFAULT_KB = "default"
 DEFAULT_ROLE = "caller"
@@ -238,6 +244,8 @@ def resolve_response(resolution: Resolution, total_ms: float) -> context_pb2.Res
         stages=stage_reports(resolution.stages, resolution.cached is not None),
         total_time=duration(total_ms),
         kb_version=kb_version_text(resolution.kb_version),
+        intent=resolution.intent,
+        intent_score=resolution.intent_score,
     )
     if resolution.cached is not None:
         hit = resolution.cached
@@ -296,3 +304,70 @@ def document_of(tenant: str, doc: Any, data: bytes) -> Document:
 
 def error_detail(message: str, reason: str = "INVALID_ARGUMENT") -> error_pb2.ErrorDetail:
     return error_pb2.ErrorDetail(reason=reason, message=message, domain="context.trunkline")
+
+
+def reply_source(value: int) -> str:
+    """``AnswerFacts.reply_source`` as the store rule names it ("llm", "small_talk" ...)."""
+    try:
+        name = events_pb2.ReplySource.Name(value)
+    except ValueError as exc:
+        raise InvalidRequestError(f"facts.reply_source: unknown value {value}") from exc
+    return name.removeprefix("REPLY_SOURCE_").lower()
+
+
+def answer_facts(request: Any) -> AnswerFacts:
+    """What the turn did, from a ``StoreAnswerRequest`` (``policy.uses_live_data`` counts too)."""
+    facts = request.facts
+    return AnswerFacts(
+        heard=request.answer,
+        generated=facts.generated,
+        interrupted=facts.interrupted,
+        grounded=facts.grounded,
+        reply_source=reply_source(facts.reply_source),
+        human_written=facts.human_written,
+        tool_calls=facts.tool_calls,
+        uses_live_data=facts.uses_live_data or request.policy.uses_live_data,
+        retrieval_confidence=facts.retrieval_confidence,
+        shadow=request.context.shadow,
+    )
+
+
+_ENTRY_ID = re.compile(r"[0-9a-f]{1,64}")
+
+
+def entry_selector(request: Any) -> EntrySelector:
+    """The entries a ``ListCacheEntries`` or ``DeleteCacheEntries`` request selects."""
+    for value in request.entry_ids:
+        if not _ENTRY_ID.fullmatch(value):
+            raise InvalidRequestError(f"entry id {value!r} is not a cache entry id (hex)")
+    try:
+        if request.role:
+            check_ident("role", request.role)
+        agent = request.agent.strip().lower()
+        if agent:
+            check_ident("agent", agent)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+    return EntrySelector(agent=agent, role=request.role, entry_ids=tuple(request.entry_ids))
+
+
+def page_offset(token: str) -> int:
+    if not token:
+        return 0
+    if token.isdigit():
+        return int(token)
+    raise InvalidRequestError(f"invalid page_token {token!r}")
+
+
+def cache_entry(entry: CacheEntry) -> context_pb2.CacheEntry:
+    return context_pb2.CacheEntry(
+        entry_id=entry.entry_id,
+        agent=entry.agent,
+        role=entry.role,
+        kb_version=kb_version_text(entry.kb_version),
+        query=entry.query,
+        answer=entry.answer,
+        citation_ids=list(entry.citations),
+        stored_at=Timestamp(seconds=entry.stored_at),
+        expires_at=Timestamp(seconds=min(entry.expires_at, 253402300799)),
+    )

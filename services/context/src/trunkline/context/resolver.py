@@ -10,19 +10,23 @@ import asyncio
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from opentelemetry import metrics, trace
 
 from trunkline.agents import RankMode, Retrieval
+from trunkline.context import cache_admin
 from trunkline.context.backends.datasource import DataSource
+from trunkline.context.backends.equivalence import EquivalenceCheck
 from trunkline.context.backends.embedder import Embedder, Vectors
 from trunkline.context.backends.ranker import EmbeddedRanker, Ranker
 from trunkline.context.backends.store import AnswerCache, ChunkStore, TenantInfo
 from trunkline.context.core import setalgebra
-from trunkline.context.core.cache_policy import CacheScope, TurnFacts, entry_id, may_store
+from trunkline.context.core.cache_match import HitRule, Verdict, decide, screen, to_verify
+from trunkline.context.core.cache_policy import AnswerFacts, CacheScope, entry_id, store_decision
 from trunkline.context.core.confidence import confidence
 from trunkline.context.core.dedup import deduplicate
+from trunkline.context.core.intents import IntentMatch, Vector, nearest_intent
 from trunkline.context.core.filters import (
     ANY_ROLE,
     access_filter,
@@ -32,7 +36,9 @@ from trunkline.context.core.filters import (
 from trunkline.context.core.ranking import order_by
 from trunkline.context.core.types import (
     CachedAnswer,
+    CacheEntry,
     Caller,
+    EntrySelector,
     Hit,
     LiveRecord,
     Resolution,
@@ -51,8 +57,9 @@ MAX_QUERY_CHARS = 2000
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
     enabled: bool = True
-    threshold: float = 0.85
+    rule: HitRule = field(default_factory=HitRule)
     ttl_s: int = 3600
+    candidates: int = 4  # nearest stored questions screened per lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,20 +100,47 @@ class Resolver:
         cache: AnswerCache | None = None,
         cross_encoder: Ranker | None = None,
         cache_settings: CacheSettings | None = None,
+        equivalence: EquivalenceCheck | None = None,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.cache = cache
         self.cross_encoder = cross_encoder
+        self.equivalence = equivalence
         self.embedded = EmbeddedRanker()
         self.cache_settings = cache_settings or CacheSettings()
+        self._intent_vectors: dict[tuple[object, ...], dict[str, tuple[tuple[str, ...], Vectors]]]
+        self._intent_vectors = {}
         meter = metrics.get_meter("trunkline.context")
         self._cache_lookups = meter.create_counter(
             "context.cache.lookups", description="semantic cache lookups by result (hit/miss)"
         )
+        self._cache_stores = meter.create_counter(
+            "context.cache.stores", description="StoreAnswer outcomes (stored, or the skip reason)"
+        )
         self._stage_ms = meter.create_histogram(
             "context.stage.duration", unit="ms", description="Resolve stage duration"
         )
+
+    async def _intent(
+        self, agent: str, intents: Mapping[str, tuple[str, ...]], vector: Vector
+    ) -> IntentMatch:
+        """The closest example phrase's intent; each agent's examples are embedded once."""
+        if not intents:
+            return IntentMatch("", 0.0)
+        key = (agent, tuple(sorted((k, v) for k, v in intents.items())))
+        examples = self._intent_vectors.get(key)
+        if examples is None:
+            phrases = [p for values in intents.values() for p in values]
+            vectors = await self.embedder.embed(phrases) if phrases else None
+            examples, row = {}, 0
+            for name, values in intents.items():
+                rows = vectors[row : row + len(values)] if vectors is not None else None
+                if rows is not None and len(values):
+                    examples[name] = (values, rows)
+                row += len(values)
+            self._intent_vectors[key] = examples
+        return nearest_intent(vector, examples)
 
     async def authorize(self, tenant: str, role: str) -> TenantInfo:
         """The tenant's KB info; raises for a bad id, an unknown tenant or a role without access."""
@@ -137,6 +171,7 @@ class Resolver:
         set_ops: Sequence[setalgebra.SetOp] | None = None,
         cache_threshold: float | None = None,
         prefer_first: Sequence[str] = (),
+        intents: Mapping[str, tuple[str, ...]] | None = None,
     ) -> Resolution:
         """The cache hit, or the five stages' context block, for ``query`` asked by ``caller``.
 
@@ -159,10 +194,14 @@ class Resolver:
         with stages.stage("embed", 1) as out:
             vector = (await self.embedder.embed([query]))[0]
             out["count_out"] = 1
+        intent = await self._intent(agent, intents or {}, vector)
 
+        rule = self.cache_settings.rule
+        if cache_threshold is not None:
+            rule = replace(rule, threshold=cache_threshold)
         cached = await self._lookup(
-            stages, agent, info, vector, now=caller.now, use_cache=use_cache,
-            threshold=self.cache_settings.threshold if cache_threshold is None else cache_threshold,
+            stages, query, agent, caller.role, info, vector, now=caller.now, use_cache=use_cache,
+            rule=rule,
         )  # fmt: skip
         if cached is not None:
             return self._done(
@@ -175,6 +214,8 @@ class Resolver:
                     cacheable=False,
                     rank_mode="cache",
                     stages=tuple(stages.reports),
+                    intent=intent.intent,
+                    intent_score=intent.score,
                 )
             )
 
@@ -228,81 +269,135 @@ class Resolver:
                 cacheable=not any(i.live for i in block.items),
                 rank_mode=mode,
                 stages=tuple(stages.reports),
+                intent=intent.intent,
+                intent_score=intent.score,
             )
         )
 
     async def store_answer(
         self,
         query: str,
-        answer: str,
+        facts: AnswerFacts,
         citations: Sequence[str],
         *,
         tenant: str,
         role: str,
         agent: str,
         kb_version: int,
-        facts: TurnFacts,
         now: int,
+        min_confidence: float = 0.0,
         ttl_s: int | None = None,
         overwrite: bool = True,
     ) -> Stored:
-        """Store an answer when the turn's policy allows it.
+        """Store ``facts.heard`` as the answer to ``query`` for ``role`` callers of ``agent``,
+        when :func:`store_decision` allows it.
 
-        Refused (``stored`` False, with the reason) when the cache is off, the turn used tools
-        or caller-specific data, the knowledge base changed since ``kb_version``, or (unless
-        ``overwrite``) a close-enough answer is already stored: then its id is returned.
+        Refused (``stored`` False, with the reason) when the cache is off, the store rule says
+        skip, the knowledge base changed since ``kb_version``, or (unless ``overwrite``) an
+        answer the hit rule would serve is already stored: then its id is returned.
         """
         if self.cache is None or not self.cache_settings.enabled:
-            return Stored(False, "the semantic cache is disabled")
-        allowed, reason = may_store(facts)
-        if not allowed:
-            return Stored(False, reason)
-        info = await self.authorize(tenant, role)
-        if info.kb_version != kb_version:
-            return Stored(
-                False, f"knowledge base changed (version {kb_version} -> {info.kb_version})"
-            )
+            return self._stored(Stored(False, "disabled: the semantic cache is off"))
         _check_agent(agent)
         query = query.strip()
         if not query:
             raise InvalidRequestError("query is empty")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidRequestError(f"query longer than {MAX_QUERY_CHARS} characters")
+        decision = store_decision(facts, min_confidence)
+        if not decision.store:
+            return self._stored(Stored(False, decision.reason))
+        info = await self.authorize(tenant, role)
+        if info.kb_version != kb_version:
+            return self._stored(
+                Stored(
+                    False,
+                    f"kb_changed: knowledge base version {kb_version} -> {info.kb_version}",
+                )
+            )
         vector = (await self.embedder.embed([query]))[0]
-        scope = CacheScope(tenant, agent, kb_version)
+        scope = CacheScope(tenant, agent, role, kb_version)
         if not overwrite:
-            existing = await self.cache.lookup(scope, vector, now, self.cache_settings.threshold)
+            rule = self.cache_settings.rule
+            found = await self.cache.candidates(
+                scope, vector, now, rule.floor, self.cache_settings.candidates
+            )
+            existing = decide(screen(query, found, rule), rule).hit
             if existing is not None:
-                return Stored(False, "duplicate", existing.entry_id)
+                return self._stored(Stored(False, "duplicate", existing.entry_id))
         await self.cache.store(
             scope,
             query=query,
             vector=vector,
-            answer=answer,
+            answer=facts.heard.strip(),
             citations=citations,
+            stored_at=now,
             expires_at=now + (self.cache_settings.ttl_s if ttl_s is None else ttl_s),
         )
-        return Stored(True, "", entry_id(scope, query))
+        return self._stored(Stored(True, "", entry_id(scope, query)))
+
+    async def cache_entries(self, tenant: str, selector: EntrySelector) -> list[CacheEntry]:
+        """See :func:`trunkline.context.cache_admin.cache_entries`."""
+        return await cache_admin.cache_entries(self.store, self._cache(), tenant, selector)
+
+    async def delete_cache_entries(self, tenant: str, selector: EntrySelector) -> int:
+        """See :func:`trunkline.context.cache_admin.delete_cache_entries`."""
+        return await cache_admin.delete_cache_entries(self.store, self._cache(), tenant, selector)
+
+    def _cache(self) -> AnswerCache:
+        if self.cache is None:
+            raise InvalidRequestError("this context service has no semantic cache")
+        return self.cache
+
+    def _stored(self, outcome: Stored) -> Stored:
+        reason = outcome.reason.split(":", 1)[0]
+        self._cache_stores.add(1, {"outcome": "stored" if outcome.stored else reason})
+        return outcome
 
     async def _lookup(
         self,
         stages: _Stages,
+        query: str,
         agent: str,
+        role: str,
         info: TenantInfo,
         vector: Vectors,
         *,
         now: int,
         use_cache: bool,
-        threshold: float,
+        rule: HitRule,
     ) -> CachedAnswer | None:
         if self.cache is None or not self.cache_settings.enabled or not use_cache or not agent:
             return None
         _check_agent(agent)
         with stages.stage("cache", 1) as out:
-            scope = CacheScope(info.tenant, agent, info.kb_version)
-            cached = await self.cache.lookup(scope, vector, now, threshold)
-            out["count_out"] = 1 if cached else 0
-            out["detail"] = f"hit {cached.similarity:.3f}" if cached else "miss"
-        self._cache_lookups.add(1, {"result": "hit" if cached else "miss"})
-        return cached
+            scope = CacheScope(info.tenant, agent, role, info.kb_version)
+            found = await self.cache.candidates(
+                scope, vector, now, rule.floor, self.cache_settings.candidates
+            )
+            verdict = await self._verify(query, found, rule)
+            out["count_out"] = 1 if verdict.hit else 0
+            out["detail"] = verdict.detail
+        self._cache_lookups.add(1, {"result": "hit" if verdict.hit else "miss"})
+        return verdict.hit
+
+    async def _verify(self, query: str, found: Sequence[CachedAnswer], rule: HitRule) -> Verdict:
+        """Key terms, then the equivalence check where one is configured (the embedded rule,
+        stricter, when it fails)."""
+        screened = screen(query, found, rule)
+        if self.equivalence is None:
+            return decide(screened, rule)
+        pending = to_verify(screened, rule)
+        if not pending:
+            return decide(screened, rule, [])
+        try:
+            scores = await self.equivalence.scores(query, [c.query for c in pending])
+        except Exception as exc:
+            trace.get_current_span().add_event(
+                "cache equivalence check failed: embedded fallback", {"error": repr(exc)}
+            )
+            return decide(screened, rule, check_failed=True)
+        return decide(screened, rule, scores)
 
     async def _rank(
         self, query: str, hits: list[Hit], spec: Retrieval

@@ -19,7 +19,6 @@ from opentelemetry import trace
 
 from trunkline.context import convert
 from trunkline.context.agents import cache_agent_key
-from trunkline.context.core.cache_policy import TurnFacts
 from trunkline.context.core.types import Caller
 from trunkline.context.errors import (
     AccessDeniedError,
@@ -90,8 +89,11 @@ class ContextService(context_pb2_grpc.ContextServiceServicer):
                 set_ops=convert.set_ops_of(request.options),
                 cache_threshold=request.options.cache_similarity_threshold or None,
                 prefer_first=tuple(request.prefer_first),
+                intents=b.agents.intents(agent),
             )
             span.set_attribute("cache_hit", resolution.cached is not None)
+            span.set_attribute("intent", resolution.intent)
+            span.set_attribute("intent.score", round(resolution.intent_score, 3))
             span.set_attribute("confidence", resolution.confidence)
             return convert.resolve_response(resolution, (time.perf_counter() - start) * 1000)
 
@@ -105,32 +107,52 @@ class ContextService(context_pb2_grpc.ContextServiceServicer):
                 raise InvalidRequestError("context.agent.name is required to cache an answer")
             if not request.answer.strip():
                 raise InvalidRequestError("answer is empty")
-            if policy.uses_live_data:
-                return context_pb2.StoreAnswerResponse(stored=False, reason="uses_live_data")
-            if policy.scope_to_role:
-                return context_pb2.StoreAnswerResponse(
-                    stored=False,
-                    reason="scope_to_role: role-scoped answers are not cached by this service",
-                )
             ttl = policy.ttl.seconds if policy.HasField("ttl") else None
             if ttl is not None and ttl <= 0:
                 raise InvalidRequestError("policy.ttl must be positive")
             result = await b.resolver.store_answer(
                 request.query,
-                request.answer,
+                convert.answer_facts(request),
                 [c.id for c in request.citations if c.id],
                 tenant=ctx.tenant_id,
                 role=convert.role_of(ctx),
                 agent=agent,
                 kb_version=convert.parse_kb_version(request.kb_version),
-                facts=TurnFacts(used_tools=False, caller_specific=False, answer=request.answer),
                 now=int(self._clock()),
+                min_confidence=b.agents.retrieval(ctx.agent.name).min_confidence,
                 ttl_s=ttl,
                 overwrite=policy.overwrite,
             )
+            span = trace.get_current_span()
+            span.set_attribute("cache.stored", result.stored)
+            if result.reason:
+                span.set_attribute("cache.reason", result.reason)
             return context_pb2.StoreAnswerResponse(
                 stored=result.stored, entry_id=result.entry_id, reason=result.reason
             )
+
+    async def ListCacheEntries(
+        self, request: context_pb2.ListCacheEntriesRequest, context: Context
+    ) -> context_pb2.ListCacheEntriesResponse:
+        async with self._errors(context) as b:
+            tenant = request.context.tenant_id
+            selector = convert.entry_selector(request)
+            found = await b.resolver.cache_entries(tenant, selector)
+            size = request.page_size or 100
+            offset = convert.page_offset(request.page_token)
+            response = context_pb2.ListCacheEntriesResponse(
+                next_page_token=str(offset + size) if offset + size < len(found) else ""
+            )
+            response.entries.extend(convert.cache_entry(e) for e in found[offset : offset + size])
+            return response
+
+    async def DeleteCacheEntries(
+        self, request: context_pb2.DeleteCacheEntriesRequest, context: Context
+    ) -> context_pb2.DeleteCacheEntriesResponse:
+        async with self._errors(context) as b:
+            tenant = request.context.tenant_id
+            deleted = await b.resolver.delete_cache_entries(tenant, convert.entry_selector(request))
+            return context_pb2.DeleteCacheEntriesResponse(deleted=deleted)
 
     async def Ingest(
         self, request_iterator: AsyncIterator[context_pb2.IngestRequest], context: Context
@@ -175,12 +197,7 @@ class ContextService(context_pb2_grpc.ContextServiceServicer):
             prefix = f"{request.knowledge_base}/" if request.knowledge_base else ""
             found = [s for s in await b.ingestor.sources(tenant) if s.source.startswith(prefix)]
             size = request.page_size or 100
-            if not request.page_token:
-                offset = 0
-            elif request.page_token.isdigit():
-                offset = int(request.page_token)
-            else:
-                raise InvalidRequestError(f"invalid page_token {request.page_token!r}")
+            offset = convert.page_offset(request.page_token)
             page = found[offset : offset + size]
             response = context_pb2.ListSourcesResponse(
                 next_page_token=str(offset + size) if offset + size < len(found) else ""

@@ -16,6 +16,7 @@ from opentelemetry.trace import Tracer
 from trunkline.gateway.calls import LiveCalls
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.endpointing import EndpointConfig
+from trunkline.gateway.core.replies import Fallback, GuardPolicy
 from trunkline.gateway.core.turns import TurnConfig
 from trunkline.gateway.fillers import FillerCache
 from trunkline.gateway.metrics import GatewayMetrics
@@ -27,7 +28,7 @@ from trunkline.gateway.peers.grpc_tts import GrpcSynthesizer
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import CallInfo
 from trunkline.gateway.pipeline import Peers
-from trunkline.gateway.profile import AgentProfile
+from trunkline.gateway.profile import AgentProfile, reply_policy
 from trunkline.gateway.records import CallSink
 from trunkline.gateway.session import CallSession, SessionConfig
 from trunkline.gateway.settings import GatewaySettings, TenantConfig
@@ -105,7 +106,14 @@ class Gateway:
     def peers(self, profile: AgentProfile) -> Peers:
         env, policy, ch = self._env, self._policy, self.channels
         return Peers(
-            stt=GrpcTranscriber(env, ch.stt, language=profile.voice.language, policy=policy),
+            stt=GrpcTranscriber(
+                env,
+                ch.stt,
+                language=profile.voice.language,
+                phrase_hints=profile.stt.vocabulary,
+                phrase_boost=profile.stt.boost,
+                policy=policy,
+            ),
             context=GrpcContext(env, ch.context, profile.retrieval, policy),
             llm=GrpcLanguageModel(env, ch.llm, profile, policy),
             tts=GrpcSynthesizer(env, ch.tts, profile.voice, policy),
@@ -140,6 +148,13 @@ class Gateway:
             min_confidence=profile.retrieval.min_confidence,
             llm_prefill=settings.llm_prefill,
             first_clause_words=settings.first_clause_words or None,
+            replies=reply_policy(profile),
+            guard=GuardPolicy(
+                enabled=profile.grounding.guard,
+                fallback=Fallback(profile.grounding.fallback.value),
+                safe_line=profile.grounding.safe_line,
+            ),
+            grounding_texts=(profile.system_prompt,),
         )
 
     async def run_call(self, start: CallStart, transport: MediaStreamTransport) -> None:

@@ -47,12 +47,22 @@ class GatewayMetrics:
         )
         self.cache_stores = meter.create_counter(
             "gateway.cache.stores",
-            description="Answers offered to the semantic cache: stored, refused or skipped",
+            description="Answers offered to the semantic cache: stored or refused (its decision)",
         )
         self.turns_dropped = meter.create_counter(
             "gateway.turns.dropped",
             description="Turns whose work was started and thrown away, per reason ('speech "
             "resumed': a speculative start the caller talked through)",
+        )
+        self.guard_interventions = meter.create_counter(
+            "gateway.guard.interventions",
+            description="Clauses the grounding guard held back, per fact kind and action "
+            "(fallback: the spec's fallback was spoken instead; dropped: nothing replaced it)",
+        )
+        self.replies = meter.create_counter(
+            "gateway.replies",
+            description="Turns by reply source (llm, knowledge, cache, deflection, goodbye, "
+            "small_talk, repeat, fallback) and intent",
         )
         self.calls = meter.create_up_down_counter("gateway.calls.active", description="Live calls")
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
 from trunkline.gateway.core.clauses import ClauseSplitter, speakable, split_text
@@ -27,7 +28,19 @@ from trunkline.gateway.core.events import (
     TranscriptReady,
     WorkDone,
 )
+from trunkline.gateway.core.extractive import best_passage
+from trunkline.gateway.core.grounding import Support
+from trunkline.gateway.core.replies import (
+    Fallback,
+    GuardPolicy,
+    Plan,
+    ReplyPolicy,
+    ReplySource,
+    Retrieved,
+    plan_reply,
+)
 from trunkline.gateway.core.tools import ToolStatus
+from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.base import ContextSource, LanguageModel, Synthesizer, Transcriber
 from trunkline.gateway.peers.types import (
     CallInfo,
@@ -39,7 +52,7 @@ from trunkline.gateway.peers.types import (
     ToolRound,
     Usage,
 )
-from trunkline.gateway.records import ToolRecord, TurnRecord
+from trunkline.gateway.records import GuardRecord, ToolRecord, TurnRecord
 from trunkline.gateway.tools.executor import ToolExecutor
 
 log = logging.getLogger(__name__)
@@ -72,7 +85,13 @@ class TurnPipeline:
         first_clause_words: int | None = None,
         tools: ToolExecutor | None = None,
         entity_names: tuple[str, ...] = (),
+        replies: ReplyPolicy | None = None,
+        guard: GuardPolicy | None = None,
+        grounding_texts: tuple[str, ...] = (),
+        metrics: GatewayMetrics | None = None,
     ) -> None:
+        """``grounding_texts``: what the agent may always state (its system prompt, greeting
+        and fixed replies); each turn adds its context block and tool results."""
         self.peers = peers
         self.call = call
         self.clock = clock
@@ -83,6 +102,10 @@ class TurnPipeline:
         self.tools = tools
         self.entity_names = entity_names
         self.entities: dict[str, str] = {}  # call state for the context service's live sources
+        self.replies = replies or ReplyPolicy()
+        self.guard = guard or GuardPolicy()
+        self.metrics = metrics
+        self._support = Support((greeting, *grounding_texts))
         self._read_ahead: ContextResult | None = None  # the last read-ahead's context
 
     async def run(
@@ -97,11 +120,14 @@ class TurnPipeline:
         record.caller_audio_s = len(work.audio) / PCM_BYTES_PER_S
         if work.greeting:
             record.generated_text = self.greeting
+            record.reply_source, record.grounded = ReplySource.GREETING, True
             await self._speak(work.turn_id, _iterate(split_text(self.greeting)), record, emit)
             emit(WorkDone(work.turn_id))
             return
         started = self.clock.now()
-        text = (await self.peers.stt.transcribe(self.call, work.audio)).strip()
+        heard = await self.peers.stt.transcribe(self.call, work.audio)
+        text = heard.text.strip()
+        record.stt_confidence = heard.confidence
         record.stage_s["stt"] = self.clock.now() - started
         record.user_text = text
         emit(TranscriptReady(work.turn_id, text))
@@ -117,18 +143,42 @@ class TurnPipeline:
         record.retrieval_confidence = context.confidence
         record.citations = context.citations
         record.context = context
-        if context.cached_answer:
-            record.cached = True
-            record.generated_text = context.cached_answer
-            clauses = _iterate(split_text(context.cached_answer, self.min_clause_words))
+        plan = self._plan(text, record, context)
+        if plan.text:
+            record.cached = plan.source is ReplySource.CACHE
+            record.generated_text = plan.text
+            record.grounded = True  # the agent's own words, a passage, or a checked answer
+            clauses = _iterate(split_text(plan.text, self.min_clause_words))
             await self._speak(work.turn_id, clauses, record, emit)
         else:
             request = LlmRequest(self.call, text, work.history, context)
-            await self._speak(
-                work.turn_id, self._generate(request, record, committed), record, emit
-            )
+            support = self._support.copy() if self.guard.enabled else None
+            if support is not None:
+                support.add(context.block)
+            record.grounded = support is not None
+            generated = self._generate(request, record, committed, support)
+            await self._speak(work.turn_id, generated, record, emit, support=support, question=text)
         self._read_ahead = None  # it read this turn ahead; the next one gets its own
         emit(WorkDone(work.turn_id))
+
+    def _plan(self, text: str, record: TurnRecord, context: ContextResult) -> Plan:
+        retrieved = Retrieved(
+            block=context.block,
+            confidence=context.confidence,
+            cached_answer=context.cached_answer,
+            intent=context.intent,
+            intent_score=context.intent_score,
+            live_data=context.uses_live_data,
+        )
+        plan = plan_reply(text, record.stt_confidence, retrieved, self.replies)
+        record.intent, record.reply_source, record.hang_up = plan.intent, plan.source, plan.hang_up
+        span = trace.get_current_span()
+        span.set_attribute("turn.intent", str(plan.intent))
+        span.set_attribute("turn.reply_source", str(plan.source))
+        span.set_attribute("turn.reply_reason", plan.reason)
+        if self.metrics is not None:
+            self.metrics.replies.add(1, {"source": str(plan.source), "intent": str(plan.intent)})
+        return plan
 
     async def prefetch(self, audio: bytes, history: tuple[Message, ...]) -> None:
         """Read the utterance so far ahead of the turn: STT, its context, and an LLM prefill
@@ -139,7 +189,7 @@ class TurnPipeline:
         with self.tracer.start_as_current_span("prefetch") as span:
             try:
                 stt = self.peers.stt
-                text = (await stt.transcribe(self.call, audio, READ_AHEAD_STT)).strip()
+                text = (await stt.transcribe(self.call, audio, READ_AHEAD_STT)).text.strip()
                 span.set_attribute("prefetch.text", text[:256])
                 if not text:
                     return
@@ -164,7 +214,11 @@ class TurnPipeline:
         return self._read_ahead.citations if self._read_ahead is not None else ()
 
     async def _generate(
-        self, request: LlmRequest, record: TurnRecord, committed: Committed | None
+        self,
+        request: LlmRequest,
+        record: TurnRecord,
+        committed: Committed | None,
+        support: Support | None = None,
     ) -> AsyncIterator[str]:
         """The reply's clauses. A round that ends in tool calls runs them through the tool
         executor and generates again with the results, at most the executor's round limit."""
@@ -194,6 +248,9 @@ class TurnPipeline:
             if not calls:
                 break
             results = await self._run_tools(calls, len(rounds), record, committed)
+            if support is not None:  # what the tools returned may be stated
+                support.add(*(f"{r.arguments_json}\n{r.result_json}" for r in results))
+                support.add(*(t.result_json for t in record.tool_calls))
             if not results:
                 break
             rounds.append(ToolRound(text, results))
@@ -251,9 +308,18 @@ class TurnPipeline:
             span.end(end_time=end)
 
     async def _speak(
-        self, turn_id: int, clauses: AsyncIterator[str], record: TurnRecord, emit: Emit
+        self,
+        turn_id: int,
+        clauses: AsyncIterator[str],
+        record: TurnRecord,
+        emit: Emit,
+        *,
+        support: Support | None = None,
+        question: str = "",
     ) -> None:
-        """Synthesise clauses as they come; the clause source runs ahead in its own task."""
+        """Synthesise clauses as they come; the clause source runs ahead in its own task.
+        With ``support``, each clause passes the grounding guard first: the first one that
+        fails stops the source, and the agent spec's fallback is spoken in its place."""
         queue: asyncio.Queue[str | None] = asyncio.Queue()
 
         async def produce() -> None:
@@ -264,24 +330,83 @@ class TurnPipeline:
                 queue.put_nowait(None)
 
         producer = asyncio.create_task(produce())
+        stated = False  # a spoken clause stated a checkable fact
         try:
             index = 0
             while (generated := await queue.get()) is not None:
                 clause = speakable(generated)
                 if not clause:
                     continue
-                ready = self.clock.now()
-                async for pcm in self.peers.tts.synthesize(self.call, clause):
-                    if index == 0 and "tts_ttfa" not in record.stage_s:
-                        record.stage_s["tts_ttfa"] = self.clock.now() - ready
-                    record.tts_audio_s += len(pcm) / PCM_BYTES_PER_S
-                    emit(ReplyAudio(turn_id, index, clause, pcm, last=False))
-                emit(ReplyAudio(turn_id, index, clause, b"", last=True))
-                index += 1
+                facts = self._guard(clause, support, record, index) if support else ()
+                if facts is None:
+                    producer.cancel()
+                    await asyncio.gather(producer, return_exceptions=True)
+                    fallback = self._fallback(question, record, stated=stated)
+                    for text in split_text(fallback, self.min_clause_words) if fallback else ():
+                        index = await self._synthesize(turn_id, index, text, record, emit)
+                    return
+                stated = stated or bool(facts)
+                index = await self._synthesize(turn_id, index, clause, record, emit)
             await producer  # re-raise a producer failure
         finally:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
+
+    async def _synthesize(
+        self, turn_id: int, index: int, clause: str, record: TurnRecord, emit: Emit
+    ) -> int:
+        """One clause into TTS and out as reply audio; the next clause's index."""
+        ready = self.clock.now()
+        async for pcm in self.peers.tts.synthesize(self.call, clause):
+            if index == 0 and "tts_ttfa" not in record.stage_s:
+                record.stage_s["tts_ttfa"] = self.clock.now() - ready
+            record.tts_audio_s += len(pcm) / PCM_BYTES_PER_S
+            emit(ReplyAudio(turn_id, index, clause, pcm, last=False))
+        emit(ReplyAudio(turn_id, index, clause, b"", last=True))
+        return index + 1
+
+    def _guard(
+        self, clause: str, support: Support, record: TurnRecord, index: int
+    ) -> tuple[str, ...] | None:
+        """The clause's checkable facts when the guard lets it through (~1 ms), None when it
+        holds it back (traced and counted)."""
+        started = self.clock.now()
+        verdict = support.check(clause)
+        record.stage_s["guard"] = record.stage_s.get("guard", 0.0) + self.clock.now() - started
+        if verdict.passed:
+            return verdict.facts
+        action = "fallback"
+        record.grounded = False
+        record.guard_interventions.append(GuardRecord(clause, verdict.unsupported, action))
+        span = trace.get_current_span()
+        span.add_event(
+            "guard.held_back",
+            {"clause": clause[:256], "unsupported": list(verdict.unsupported), "index": index},
+        )
+        span.set_attribute("guard.interventions", len(record.guard_interventions))
+        if self.metrics is not None:
+            for fact in verdict.unsupported:
+                kind = fact.split(":", 1)[0]
+                self.metrics.guard_interventions.add(1, {"fact": kind, "action": action})
+        log.info(
+            "call %s turn %d: clause held back, unsupported %s: %r",
+            self.call.call_id,
+            record.turn_id,
+            ", ".join(verdict.unsupported),
+            clause,
+        )
+        return None
+
+    def _fallback(self, question: str, record: TurnRecord, *, stated: bool) -> str:
+        """What is said instead of a clause the guard held back: the best passage of the turn's
+        knowledge when no fact was stated yet and the spec wants it, else the safe line."""
+        record.reply_source = ReplySource.FALLBACK
+        context = record.context
+        if not stated and self.guard.fallback is Fallback.BEST_PASSAGE and context is not None:
+            passage = best_passage(question, context.block, self.replies.max_answer_words)
+            if passage.text and context.confidence >= self.replies.min_confidence:
+                return passage.text
+        return self.guard.safe_line
 
 
 async def _iterate(items: list[str]) -> AsyncIterator[str]:

@@ -2,19 +2,31 @@
 
 Files are read and validated with the shared schema (``trunkline.agents``); the profile keeps
 only what the gateway uses or forwards: greeting, filler/apology texts, voice, name and version,
-system prompt, tools and sampling for the LLM, retrieval options for the context service.
+system prompt, tools and sampling for the LLM, retrieval options for the context service, the
+vocabulary that biases STT (the spec's and the terms derived from its texts and knowledge).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trunkline.agents import AgentSpec, AgentSpecError, load_agent_spec, parse_agent_spec
+from trunkline.agents import (
+    AgentSpec,
+    AgentSpecError,
+    AnswerStrategy,
+    Grounding,
+    Intents,
+    load_agent_spec,
+    parse_agent_spec,
+)
+from trunkline.agents.vocabulary import agent_vocabulary
 from trunkline.gateway.core.entities import entity_names
+from trunkline.gateway.core.replies import ReplyPolicy
 
 
 class _Lenient(BaseModel):
@@ -78,6 +90,11 @@ class RetrievalProfile(_Lenient):
         return entity_names(s.path for s in self.live_sources)
 
 
+class SttProfile(_Lenient):
+    vocabulary: tuple[str, ...] = ()  # the whole biasing list: the spec's and the derived terms
+    boost: float = Field(default=0.0, ge=0.0)
+
+
 class EscalationProfile(_Lenient):
     handoff_message: str = "Let me connect you with a colleague who can help."
 
@@ -95,15 +112,40 @@ class AgentProfile(_Lenient):
     tools: tuple[ToolProfile, ...] = ()
     retrieval: RetrievalProfile = RetrievalProfile()
     escalation: EscalationProfile = EscalationProfile()
+    grounding: Grounding = Grounding()
+    intents: Intents = Intents()
+    stt: SttProfile = SttProfile()
 
     def tools_for_role(self, role: str) -> tuple[ToolProfile, ...]:
         """Tools a caller with ``role`` may trigger (so the only ones the model may see)."""
         return tuple(t for t in self.tools if role in t.allowed_roles or "*" in t.allowed_roles)
 
 
-def profile_of(spec: AgentSpec) -> AgentProfile:
-    """The gateway's view of a validated agent spec (the filler/apology texts keep defaults)."""
-    return AgentProfile.model_validate(spec.model_dump(mode="json"))
+KNOWLEDGE_DIR = "knowledge"
+KNOWLEDGE_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
+
+
+def profile_of(spec: AgentSpec, knowledge: Sequence[str] = ()) -> AgentProfile:
+    """The gateway's view of a validated agent spec (the filler/apology texts keep defaults);
+    its STT vocabulary is derived from the spec and ``knowledge`` (texts of its documents)."""
+    data = spec.model_dump(mode="json")
+    data["stt"] = {"vocabulary": agent_vocabulary(spec, knowledge), "boost": spec.stt.boost}
+    return AgentProfile.model_validate(data)
+
+
+def knowledge_texts(folder: Path) -> list[str]:
+    """The text documents under an agent's knowledge folder (``<agents>/<name>/knowledge/``
+    beside its spec, the layout ``trunkline kb ingest`` reads), for its STT vocabulary; none
+    when there is no such folder."""
+    if not folder.is_dir():
+        return []
+    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in KNOWLEDGE_SUFFIXES)
+    try:
+        return [f.read_text(encoding="utf-8") for f in files if f.is_file()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AgentSpecError(
+            f"{folder}: cannot read knowledge for the STT vocabulary: {exc}"
+        ) from exc
 
 
 def parse_profile(text: str, source: str = "<string>") -> AgentProfile:
@@ -121,8 +163,28 @@ def load_profiles(path: Path) -> dict[str, AgentProfile]:
         raise AgentSpecError(f"{path}: no such agent file or folder")
     profiles: dict[str, AgentProfile] = {}
     for file in files:
-        profile = profile_of(load_agent_spec(file))
+        spec = load_agent_spec(file)
+        profile = profile_of(spec, knowledge_texts(file.parent / spec.name / KNOWLEDGE_DIR))
         if profile.name in profiles:
             raise AgentSpecError(f"{file}: agent {profile.name!r} is defined twice")
         profiles[profile.name] = profile
     return profiles
+
+
+def reply_policy(profile: AgentProfile) -> ReplyPolicy:
+    """The agent's answers to intents and its knowledge strategy, for the turn's planner."""
+    intents, grounding = profile.intents, profile.grounding
+    return ReplyPolicy(
+        intent_threshold=intents.threshold,
+        deflection=intents.out_of_domain.reply,
+        small_talk=intents.small_talk.reply,
+        goodbye=intents.goodbye.reply,
+        hang_up_at=intents.hang_up_at,
+        anything_else=intents.anything_else,
+        repeat=intents.repeat_reply,
+        min_stt_confidence=intents.min_stt_confidence,
+        min_confidence=profile.retrieval.min_confidence,
+        extractive=grounding.knowledge_answers is AnswerStrategy.EXTRACTIVE,
+        confident_at=grounding.confident_at,
+        max_answer_words=grounding.max_answer_words,
+    )

@@ -60,6 +60,7 @@ class TurnRecord:
     grounded: bool = False  # every spoken clause passed the grounding guard
     guard_interventions: list[GuardRecord] = field(default_factory=list)
     hang_up: bool = False  # the agent ends the call after this reply
+    stt_confidence: float = 1.0  # the final transcript's confidence (0..1)
 
 
 @dataclass(frozen=True, slots=True)

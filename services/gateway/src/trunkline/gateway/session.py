@@ -20,7 +20,6 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from trunkline.audio import pcm16_dbfs
-from trunkline.gateway.core.cache import TurnFacts, cache_decision
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.events import (
     Action,
@@ -43,6 +42,7 @@ from trunkline.gateway.core.events import (
     TurnFinished,
     WorkDone,
 )
+from trunkline.gateway.core.replies import GuardPolicy, ReplyPolicy
 from trunkline.gateway.core.turns import TurnConfig, TurnMachine
 from trunkline.gateway.fillers import FillerCache, tone
 from trunkline.gateway.metrics import GatewayMetrics
@@ -68,6 +68,9 @@ class SessionConfig:
     sink_drain_s: float = 2.0
     min_confidence: float = 0.0  # retrieval confidence below it: out of domain, not cached
     llm_prefill: bool = True  # after each turn, the LLM evaluates the known prompt ahead
+    replies: ReplyPolicy = field(default_factory=ReplyPolicy)
+    guard: GuardPolicy = field(default_factory=GuardPolicy)
+    grounding_texts: tuple[str, ...] = ()  # what the agent may always state (its prompt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,10 @@ class CallSession:
             first_clause_words=self.config.first_clause_words,
             tools=tools,
             entity_names=entity_names,
+            replies=self.config.replies,
+            guard=self.config.guard,
+            grounding_texts=self.config.grounding_texts,
+            metrics=metrics,
         )
         self.turns: list[TurnRecord] = []
         self._inbox: asyncio.Queue[Event | AudioIn | MarkEcho | Hangup | _WorkFailed] = (
@@ -362,6 +369,9 @@ class CallSession:
                     self.metrics.observe_stage(stage, record.stage_s[stage])
         self._publish(lambda: self.sink.turn_completed(record))
         self._publish(lambda: self._store_answer(record))
+        if record.hang_up and not done.interrupted:  # the goodbye has played: hang up
+            self._inbox.put_nowait(Hangup("agent hung up after its goodbye"))
+            return
         self._prefill_next()
 
     def _committed(self, done: TurnCommitted) -> None:
@@ -420,38 +430,28 @@ class CallSession:
         self._sink_queue.put_nowait(job)
 
     async def _store_answer(self, record: TurnRecord) -> None:
-        """Offer a knowledge-only LLM answer to the semantic cache (on the sink worker, after
-        the turn's audio; a failure is logged and the call goes on)."""
+        """Offer the turn's answer to the semantic cache with what the turn did (on the sink
+        worker, after the turn's audio): the context service alone decides whether it is
+        stored. A turn without a resolved context, a question or an answer has nothing to
+        offer; a failure is logged and the call goes on."""
         context = record.context
-        if context is None:
-            return
-        decision = cache_decision(
-            TurnFacts(
-                answer=record.generated_text,
-                heard=record.agent_text,
-                interrupted=record.interrupted,
-                cached=record.cached,
-                shadow=self.call.shadow,
-                grounded=bool(context.block.strip()),
-                confidence=context.confidence,
-                min_confidence=self.config.min_confidence,
-                tool_calls=len(record.tool_calls),
-                live_records=context.uses_live_data,
-            )
-        )
-        source = self.peers.context
-        if not decision.store:
-            source.count_store("skipped", decision.reason)
+        if context is None or not record.user_text.strip() or not record.agent_text.strip():
             return
         answer = StoredAnswer(
             query=record.user_text,
             answer=record.agent_text,
             citations=context.sources,
             kb_version=context.kb_version,
-            uses_live_data=decision.uses_live_data,
+            uses_live_data=context.uses_live_data,
+            generated=record.generated_text,
+            interrupted=record.interrupted,
+            grounded=record.grounded,
+            reply_source=record.reply_source,
+            tool_calls=len(record.tool_calls),
+            retrieval_confidence=context.confidence,
         )
         try:
-            await source.store_answer(self.call, answer)
+            await self.peers.context.store_answer(self.call, answer)
         except Exception as exc:
             log.warning(
                 "call %s turn %d: storing the answer failed: %r",

@@ -46,6 +46,17 @@ TOOL_STATUSES = {
     ToolStatus.NEEDS_APPROVAL: events_pb2.TOOL_CALL_STATUS_NEEDS_APPROVAL,
     ToolStatus.ROUND_LIMIT: events_pb2.TOOL_CALL_STATUS_FAILED,
 }
+REPLY_SOURCES = {
+    "llm": events_pb2.REPLY_SOURCE_LLM,
+    "knowledge": events_pb2.REPLY_SOURCE_KNOWLEDGE,
+    "cache": events_pb2.REPLY_SOURCE_CACHE,
+    "deflection": events_pb2.REPLY_SOURCE_DEFLECTION,
+    "goodbye": events_pb2.REPLY_SOURCE_GOODBYE,
+    "small_talk": events_pb2.REPLY_SOURCE_SMALL_TALK,
+    "repeat": events_pb2.REPLY_SOURCE_REPEAT,
+    "fallback": events_pb2.REPLY_SOURCE_FALLBACK,
+    "greeting": events_pb2.REPLY_SOURCE_GREETING,
+}
 TRANSPORTS = {
     "twilio": call_pb2.TRANSPORT_TWILIO,
     "plivo": call_pb2.TRANSPORT_PLIVO,
@@ -63,6 +74,8 @@ def end_reason(reason: str) -> events_pb2.EndReason.ValueType:
         return events_pb2.END_REASON_ADMIN_HANGUP
     if reason.startswith(("session error", "transport error")):
         return events_pb2.END_REASON_ERROR
+    if reason.startswith("agent"):
+        return events_pb2.END_REASON_AGENT_HANGUP
     if reason.startswith("handed off"):
         return events_pb2.END_REASON_TRANSFERRED
     return events_pb2.END_REASON_CALLER_HANGUP
@@ -174,6 +187,18 @@ class EventSink(CallSink):
             cache_hit=record.cached,
             retrieval_confidence=record.retrieval_confidence,
             tool_calls=[tool_call_record(tool) for tool in record.tool_calls],
+            reply_source=REPLY_SOURCES.get(
+                record.reply_source, events_pb2.REPLY_SOURCE_UNSPECIFIED
+            ),
+            intent=record.intent,
+            grounded=record.grounded,
+            guard_interventions=[
+                events_pb2.GuardIntervention(
+                    clause=g.clause, unsupported=list(g.unsupported), action=g.action
+                )
+                for g in record.guard_interventions
+            ],
+            hang_up=record.hang_up,
         )
         if record.voice_to_voice_s is not None:
             event.response_time.CopyFrom(duration(record.voice_to_voice_s))

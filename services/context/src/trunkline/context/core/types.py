@@ -114,6 +114,42 @@ class CachedAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A stored answer with its scope, as the cache admin commands show it."""
+
+    entry_id: str
+    agent: str
+    role: str
+    kb_version: int
+    query: str
+    answer: str
+    citations: tuple[str, ...]
+    stored_at: int  # epoch seconds
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySelector:
+    """Which of a tenant's stored answers: empty fields select all.
+
+    ``agent`` is an agent name (every version of it) or a ``name.version`` cache key.
+    """
+
+    agent: str = ""
+    role: str = ""
+    entry_ids: tuple[str, ...] = ()
+
+    def picks(self, entry: CacheEntry) -> bool:
+        if self.entry_ids and entry.entry_id not in self.entry_ids:
+            return False
+        if self.role and entry.role != self.role:
+            return False
+        return not self.agent or entry.agent == self.agent or entry.agent.startswith(
+            f"{self.agent}."
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Resolution:
     """What Resolve returns: a cache hit, or a context block; always the per-stage reports."""
 
@@ -125,3 +161,5 @@ class Resolution:
     cacheable: bool
     rank_mode: str
     stages: tuple[StageReport, ...] = field(default=())
+    intent: str = ""  # the intent of the closest example phrase of the agent's (core.intents)
+    intent_score: float = 0.0

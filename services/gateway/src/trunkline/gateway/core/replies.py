@@ -1,12 +1,13 @@
 """How a turn is answered (pure): the agent spec's policy applied to what the turn knows.
 
-In order: a transcript too unsure to answer → ask to repeat; a goodbye → the spec's goodbye and
-hang up once it has played; a semantic-cache hit → the stored answer; small talk → the spec's
-reply; an out-of-domain question (its closest example, or retrieval confidence below the
-agent's minimum) → the spec's deflection; a question the knowledge answers confidently → the
-spec's knowledge strategy (the best passage, or the LLM under the guard); everything else →
-the LLM under the grounding guard. A turn that carries an entity (an account number…) or needs
-live data always goes to the LLM, which has the tools.
+In order: a transcript too unsure to answer → ask to repeat; a goodbye → the spec's goodbye
+and hang up once it has played (a less certain one: "anything else?", and the call stays up);
+a semantic-cache hit → the stored answer; small talk → the spec's reply; an out-of-domain
+question (its closest example, or retrieval confidence below the agent's minimum) → the spec's
+deflection; a question the knowledge answers confidently → the spec's knowledge strategy (the
+best passage, or the LLM under the guard); everything else → the LLM under the grounding guard.
+A turn that carries an entity (an account number…) or needs live data always goes to the LLM,
+which has the tools.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class ReplyPolicy:
     deflection: str = "Sorry, I can't help with that."
     small_talk: str = "I'm doing well, thank you! How can I help you today?"
     goodbye: str = "Thank you for calling. Goodbye!"
+    hang_up_at: float = 0.75  # a goodbye at least this close ends the call
+    anything_else: str = "You're welcome! Is there anything else I can help you with?"
     repeat: str = "Sorry, I didn't catch that. Could you say it again?"
     min_stt_confidence: float = 0.0
     min_confidence: float = 0.0  # retrieval confidence below it: out of domain
@@ -107,7 +110,10 @@ def plan_reply(
     entity = spoken_number(transcript) is not None or context.live_data
     about = f"closest example {intent or '-'} {score:.2f}, retrieval {context.confidence:.2f}"
     if sure and intent == Intent.GOODBYE and not entity:
-        return Plan(Intent.GOODBYE, ReplySource.GOODBYE, policy.goodbye, True, about)
+        if score >= policy.hang_up_at:
+            return Plan(Intent.GOODBYE, ReplySource.GOODBYE, policy.goodbye, True, about)
+        # "Thank you so much for your help" may end the call or not: ask, never hang up.
+        return Plan(Intent.GOODBYE, ReplySource.GOODBYE, policy.anything_else, reason=about)
     if context.cached_answer:
         return Plan(Intent.QUESTION, ReplySource.CACHE, context.cached_answer, reason=about)
     if entity:

@@ -22,6 +22,7 @@ from trunkline.gateway.peers.types import CallInfo, Citation, ContextResult, Sto
 from trunkline.gateway.profile import RetrievalProfile
 from trunkline.proto.common.v1 import knowledge_pb2
 from trunkline.proto.context.v1 import context_pb2, context_pb2_grpc
+from trunkline.proto.events.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ def _result(response: context_pb2.ResolveResponse) -> ContextResult:
                 cached_answer=hit.answer or None,
                 confidence=float(hit.similarity),
                 kb_version=response.kb_version,
+                intent=response.intent,
+                intent_score=float(response.intent_score),
             )
         case "context_block":
             block = response.context_block
@@ -145,9 +148,15 @@ def _result(response: context_pb2.ResolveResponse) -> ContextResult:
                 confidence=float(response.retrieval_confidence),
                 kb_version=response.kb_version,
                 token_count=block.token_count,
+                intent=response.intent,
+                intent_score=float(response.intent_score),
             )
         case _:
-            return ContextResult(kb_version=response.kb_version)
+            return ContextResult(
+                kb_version=response.kb_version,
+                intent=response.intent,
+                intent_score=float(response.intent_score),
+            )
 
 
 def _citation(c: knowledge_pb2.Citation) -> Citation:
@@ -174,8 +183,16 @@ def _citation_pb(c: Citation) -> knowledge_pb2.Citation:
     )
 
 
+def reply_source(name: str) -> events_pb2.ReplySource.ValueType:
+    """``TurnRecord.reply_source`` ("llm", "small_talk" ...) as the proto enum."""
+    try:
+        return events_pb2.ReplySource.Value(f"REPLY_SOURCE_{name.upper()}")
+    except ValueError:
+        return events_pb2.REPLY_SOURCE_UNSPECIFIED
+
+
 def store_answer_request(call: CallInfo, answer: StoredAnswer) -> context_pb2.StoreAnswerRequest:
-    """The ``StoreAnswer`` request for an answer the caller heard in full."""
+    """The ``StoreAnswer`` request: the answer and the facts of its turn (the service decides)."""
     return context_pb2.StoreAnswerRequest(
         context=call_context(call),
         query=answer.query,
@@ -183,4 +200,14 @@ def store_answer_request(call: CallInfo, answer: StoredAnswer) -> context_pb2.St
         citations=[_citation_pb(c) for c in answer.citations],
         kb_version=answer.kb_version,
         policy=context_pb2.CachePolicy(uses_live_data=answer.uses_live_data),
+        facts=context_pb2.AnswerFacts(
+            generated=answer.generated,
+            interrupted=answer.interrupted,
+            grounded=answer.grounded,
+            reply_source=reply_source(answer.reply_source),
+            human_written=answer.human_written,
+            tool_calls=answer.tool_calls,
+            uses_live_data=answer.uses_live_data,
+            retrieval_confidence=answer.retrieval_confidence,
+        ),
     )

@@ -20,6 +20,15 @@ class CallInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Transcript:
+    """What STT heard in one utterance, and how sure it is (0 .. 1; the backend's own scale:
+    Whisper's mean token probability, Riva's confidence). Empty text: no speech."""
+
+    text: str
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Citation:
     """One item of a context block; live data (a CRM or billing record) has no knowledge base."""
 
@@ -45,6 +54,8 @@ class ContextResult:
     kb_version: str = ""
     token_count: int = 0
     sources: tuple[Citation, ...] = ()  # the citations in full (``citations`` are their ids)
+    intent: str = ""  # the agent's closest example phrase's intent (context service)
+    intent_score: float = 0.0
 
     @property
     def uses_live_data(self) -> bool:
@@ -54,13 +65,21 @@ class ContextResult:
 
 @dataclass(frozen=True, slots=True)
 class StoredAnswer:
-    """An answer for the semantic cache, and the context it was generated from."""
+    """A finished turn's answer offered to the semantic cache, with the context it came from
+    and what the turn did: the context service alone decides whether it is stored."""
 
     query: str  # the final transcript sent to Resolve
     answer: str  # what the caller heard
     citations: tuple[Citation, ...]
     kb_version: str
-    uses_live_data: bool = False
+    uses_live_data: bool = False  # the context block carried live records
+    generated: str = ""  # the whole reply as generated
+    interrupted: bool = False
+    grounded: bool = False  # every spoken clause passed the grounding guard
+    reply_source: str = "llm"  # TurnRecord.reply_source
+    human_written: bool = False
+    tool_calls: int = 0
+    retrieval_confidence: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
