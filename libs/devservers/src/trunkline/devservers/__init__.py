@@ -9,6 +9,8 @@ with SIGTERM (SIGKILL after a timeout)::
 With ``run_dir`` a ``<name>.pid`` file is written there; ``stop_pidfile`` stops it later.
 """
 
+from trunkline.devservers.gotools import TOOLS, GoTool, ToolMissingError, find_tool, tools_dir
+from trunkline.devservers.jaeger import JaegerServer, query_ready
 from trunkline.devservers.nats import NatsServer, find_nats_server, nats_ping, reuse_or_start_nats
 from trunkline.devservers.ports import free_port, port_open, wait_for_port
 from trunkline.devservers.process import (
@@ -28,22 +30,29 @@ from trunkline.devservers.redis import (
 )
 
 __all__ = [
+    "TOOLS",
     "ExternalServer",
+    "GoTool",
+    "JaegerServer",
     "ManagedServer",
     "NatsServer",
     "RedisServer",
     "ServerStartError",
+    "ToolMissingError",
     "find_nats_server",
     "find_redis_server",
+    "find_tool",
     "free_port",
     "nats_ping",
     "pid_alive",
     "port_open",
+    "query_ready",
     "redis_ping",
     "reuse_or_start_nats",
     "reuse_or_start_redis",
     "start_on_free_port",
     "stop_pid",
     "stop_pidfile",
+    "tools_dir",
     "wait_for_port",
 ]
