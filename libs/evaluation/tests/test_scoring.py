@@ -28,7 +28,7 @@ from trunkline.evaluation import (
 )
 from trunkline.evaluation.facts import FactBase, checkable_facts
 from trunkline.evaluation.observation import Intervention, assign_events
-from trunkline.evaluation.scoring import verdicts
+from trunkline.evaluation.scoring import verdicts, without_filler
 
 pytestmark = pytest.mark.unit
 
@@ -299,3 +299,12 @@ def test_events_belong_to_the_turn_the_caller_had_started() -> None:
     assert per_turn == [[a, a2], [b], []]
     joined = TurnSeen(tuple(per_turn[0]), True, 400.0)
     assert (joined.caller_transcript, joined.reply) == ("one more", "A A2")
+
+
+def test_the_filler_before_a_slow_reply_is_not_counted_against_the_reply() -> None:
+    filler = "One moment, please."
+    heard = "One moment please. For a power cut, call the outage line."
+    assert without_filler(heard, filler) == "For a power cut, call the outage line."
+    assert without_filler("For a power cut, call.", filler) == "For a power cut, call."
+    assert without_filler("One more thing.", filler) == "One more thing."
+    assert without_filler(heard, "") == heard

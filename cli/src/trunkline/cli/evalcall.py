@@ -21,7 +21,6 @@ import nats.errors
 import numpy as np
 from numpy.typing import NDArray
 
-from trunkline.agents import load_agent_spec
 from trunkline.audio import INTERNAL_RATE
 from trunkline.bus import Bus
 from trunkline.bus.streams import EVENTS_PREFIX
@@ -159,7 +158,7 @@ class StackDriver(CallDriver):
         self.record = record
         self.tenants = tenants
         self.default_tenant = default_tenant
-        self.voices = {n: load_agent_spec(s.spec_file).voice.name for n, s in sources.items()}
+        self.voices = {name: s.voice for name, s in sources.items()}
         self.options = options
         self.transcribe = transcribe
         self.recordings = recordings

@@ -233,6 +233,19 @@ def _grounding_texts(
     return texts, echoes
 
 
+def without_filler(heard: str, filler: str) -> str:
+    """``heard`` without a leading ``filler`` ("One moment, please."): the caller hears it
+    before a slow reply, but it is no part of the reply's text in ``turn.completed``."""
+    words, lead = heard.split(), wer_words(filler)
+    for cut in range(len(words) + 1):
+        said = wer_words(" ".join(words[:cut]))
+        if said == lead and lead:
+            return " ".join(words[cut:])
+        if len(said) > len(lead):
+            break
+    return heard
+
+
 def verdicts(reply: str, base: FactBase) -> tuple[ClauseVerdict, ...]:
     """Each clause of ``reply`` with its facts and those ``base`` does not support."""
     out = []
@@ -254,9 +267,12 @@ def score_turn(
     call: CallSeen,
     base: FactBase,
     options: ScoringOptions,
+    filler: str = "",
 ) -> TurnScore:
+    """One turn's checks (``filler``: the agent's "one moment" line, not part of any reply)."""
     last = index == len(call.turns) - 1
     reply = seen.reply
+    heard = None if seen.reply_heard is None else without_filler(seen.reply_heard, filler)
     checks: list[Check] = []
     if not seen.events:
         checks.append(Check("reply", "reply", Status.FAIL, "no turn.completed event"))
@@ -304,7 +320,7 @@ def score_turn(
         latency_ms=v2v,
         budget_ms=budget,
         caller_wer=wer(turn.text, transcript) if turn.text and seen.events else None,
-        reply_wer=wer(reply, seen.reply_heard) if reply and seen.reply_heard is not None else None,
+        reply_wer=None if not reply or heard is None else wer(reply, heard),
         gateway_grounded=seen.grounded,
         interventions=tuple(
             f"{i.action}: {i.clause} ({', '.join(i.unsupported)})" for i in seen.interventions
@@ -344,7 +360,8 @@ def score_scenario(
         added += texts
         echoed += echoes
         known = facts.merged(added, echoed)
-        turns.append(score_turn(i, turn, seen=seen, call=call, base=known, options=options))
+        turns.append(score_turn(i, turn, seen=seen, call=call, base=known, options=options,
+                                filler=sources.filler))  # fmt: skip
     return ScenarioScore(
         name=scenario.name,
         agent=scenario.agent,

@@ -37,6 +37,8 @@ class AgentSources:
     spec_file: Path
     texts: tuple[str, ...]  # spec strings and knowledge documents
     records: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # account id -> values
+    voice: str = ""  # the agent's TTS voice (a simulated caller picks another)
+    filler: str = ""  # what the agent says while a slow turn works ("One moment, please.")
 
 
 def leaves(value: Any) -> list[str]:
@@ -101,7 +103,10 @@ def load_agent_sources(agents_dir: Path) -> dict[str, AgentSources]:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
         home = agents_dir / spec.name
         texts = [*prose(raw), *_knowledge(home / KNOWLEDGE, spec.retrieval.data_sources)]
-        found[spec.name] = AgentSources(spec.name, file, tuple(texts), _records(home / CRM_FILE))
+        records = _records(home / CRM_FILE)
+        found[spec.name] = AgentSources(
+            spec.name, file, tuple(texts), records, spec.voice.name, spec.filler_text
+        )
     if not found:
         raise SourcesError(f"no agent spec (*.yaml) in {agents_dir}")
     return found
