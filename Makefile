@@ -13,14 +13,18 @@ help: ## List the targets
 uv: ## Install uv if missing (pip, user site)
 	@command -v uv >/dev/null 2>&1 || test -x "$(HOME)/.local/bin/uv" || python3 -m pip install --user --quiet uv
 
-install: uv ## Create .venv with every member and dev tool from uv.lock, generate the contracts, build helm + Jaeger (Go, cached), build llama.cpp for this CPU
+install: uv ## Create .venv with every member and dev tool from uv.lock, generate the contracts, build helm + Jaeger + the envtest API server (Go, cached), build llama.cpp for this CPU
 	$(UV) sync --frozen --all-packages -p python3.11
 	$(MAKE) proto
 	$(MAKE) tools
 	UV=$(UV) $(PY) python tools/llama_build.py
 
-tools: ## Build helm and Jaeger from the Go module proxy once, cached under ~/.cache/trunkline/tools/<name>-<version>
+tools: ## Build helm, Jaeger and kube-apiserver + etcd (operator tests) from the Go module proxy once, cached under ~/.cache/trunkline/tools/<name>-<version>
 	$(PY) python tools/go_tools.py build
+	$(PY) python tools/envtest_build.py
+
+crds: ## Regenerate the chart's CRDs from the AgentSpec and AgentRollout models (a test fails when they drift)
+	$(PY) python tools/gen_crds.py
 
 proto: ## Generate Python (+ .pyi) from proto/ into libs/proto (not committed)
 	$(PY) python tools/gen_proto.py
@@ -89,4 +93,4 @@ check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-answers check
+.PHONY: help uv install tools crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-answers check

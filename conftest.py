@@ -7,6 +7,7 @@ import pytest
 pytest_plugins = [
     "trunkline.testing.server_fixtures",
     "trunkline.testing.telemetry_fixtures",
+    "trunkline.testing.kube_fixtures",
 ]
 
 CATEGORIES = ("unit", "integration", "e2e")

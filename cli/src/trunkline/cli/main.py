@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from trunkline.cli import demo, stack
 from trunkline.cli.call import add_call_parser
 from trunkline.cli.evaluate import add_eval_parser, run_eval_command
+from trunkline.cli.rollout import add_rollout_parser
 from trunkline.cli.settings import StackSettings
 
 PLUGIN_GROUP = "trunkline.commands"
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_call_parser(commands)
     add_eval_parser(commands, [common, start])
+    add_rollout_parser(commands)
     return parser
 
 
@@ -90,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if command is not None:
             raise SystemExit(command(arguments[1:]))
     args = _parser().parse_args(arguments)
-    if args.command == "call":
+    if args.command in ("call", "rollout"):
         raise SystemExit(args.func(args))
     try:
         settings = _settings(args)

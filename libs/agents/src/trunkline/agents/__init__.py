@@ -3,6 +3,7 @@
 One schema serves a YAML file in development and the ``VoiceAgent`` custom resource in a cluster.
 """
 
+from trunkline.agents.loader import load_agent_file, load_agents, spec_from_resource
 from trunkline.agents.spec import (
     AgentSpec,
     AgentSpecError,
@@ -49,6 +50,9 @@ __all__ = [
     "TokenBudget",
     "ToolSpec",
     "Voice",
+    "load_agent_file",
     "load_agent_spec",
+    "load_agents",
     "parse_agent_spec",
+    "spec_from_resource",
 ]

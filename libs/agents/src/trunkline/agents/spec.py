@@ -423,10 +423,13 @@ def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
                 if isinstance(key, yaml.ScalarNode) and key.value == str(part):
                     line, found = key.start_mark.line + 1, value
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                found = node.value[part]
-                line = found.start_mark.line + 1
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and (0 <= part < len(node.value))
+        ):
+            found = node.value[part]
+            line = found.start_mark.line + 1
         node = found
     return line
 

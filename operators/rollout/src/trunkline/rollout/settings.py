@@ -1,6 +1,8 @@
-"""Settings of the rollout operator process (env ``ROLLOUT_*``)."""
+"""Settings of the rollout operator process (env ``ROLLOUT_*``), read once at start."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -13,3 +15,17 @@ class RolloutSettings(ServiceSettings):
 
     service_name: str = "rollout"
     grpc_port: int = Field(default=50056, ge=0, lt=65536)
+    kubeconfig: Path | None = Field(
+        default=None, description="None: the pod's service account, else ~/.kube/config"
+    )
+    namespaces: tuple[str, ...] = Field(
+        default=(), description="namespaces watched; empty: every namespace (cluster-wide)"
+    )
+    prometheus_url: str = Field(
+        default="http://prometheus:9090", description="where analysis metrics are queried"
+    )
+    metrics_timeout_s: float = Field(default=5.0, gt=0.0)
+    shadow_image: str = Field(default="trunkline:latest", min_length=1)
+    shadow_command: tuple[str, ...] = ("python", "-m", "trunkline.gateway.shadow")
+    shadow_service_account: str = ""
+    nats_url: str = "nats://nats:4222"
