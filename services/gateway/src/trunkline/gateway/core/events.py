@@ -71,7 +71,19 @@ class HandOff:
     """A human takes the call: the orchestrator stops speaking and listening."""
 
 
-Event = InboundFrame | TranscriptReady | ReplyAudio | WorkDone | MarkPlayed | HandOff
+@dataclass(frozen=True, slots=True)
+class EndOfTurnVerdict:
+    """The semantic end-of-turn model's answer to :class:`CheckEndOfTurn` ``check_id``: the
+    probability that the caller's turn is complete, and what the inference cost."""
+
+    check_id: int
+    probability: float
+    inference_s: float = 0.0
+
+
+Event = (
+    InboundFrame | TranscriptReady | ReplyAudio | WorkDone | MarkPlayed | HandOff | EndOfTurnVerdict
+)
 
 
 # ---- actions --------------------------------------------------------------------------------
@@ -96,6 +108,30 @@ class Prefetch:
 
     audio: bytes
     history: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckEndOfTurn:
+    """The caller paused: ask the semantic end-of-turn model whether ``audio`` (the utterance so
+    far, ending in the pause) is a complete turn; answer with :class:`EndOfTurnVerdict`.
+    ``turn_id``: the speculative turn started at the same pause, if any."""
+
+    check_id: int
+    audio: bytes
+    turn_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfTurnJudged:
+    """What the machine made of a verdict. ``outcome``: ``complete`` (the turn ends once
+    ``after_ms`` of silence has passed, at once if it has), ``incomplete`` (the silence endpoint
+    decides) or ``stale`` (the caller spoke again or the silence endpoint came first)."""
+
+    check_id: int
+    turn_id: int | None
+    probability: float
+    inference_s: float
+    outcome: Literal["complete", "incomplete", "stale"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +165,13 @@ class StateChanged:
 
 @dataclass(frozen=True, slots=True)
 class TurnCommitted:
-    """The endpoint was reached; ``last_voice_at`` is when the caller's voice stopped."""
+    """The endpoint was reached; ``last_voice_at`` is when the caller's voice stopped; ``by``:
+    the silence endpoint or the semantic end-of-turn verdict."""
 
     turn_id: int
     last_voice_at: float
     committed_at: float
+    by: Literal["silence", "semantic"] = "silence"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +210,8 @@ class TurnDropped:
 Action = (
     StartWork
     | Prefetch
+    | CheckEndOfTurn
+    | EndOfTurnJudged
     | CancelWork
     | SendAudio
     | SendMark

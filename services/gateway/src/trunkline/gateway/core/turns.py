@@ -12,18 +12,28 @@ agent speaks stops outbound audio on that very frame, clears the transport, canc
 keeps only what the caller heard in the history. When the committed turn has produced no audio
 after ``filler_after_s`` the pre-rendered filler plays (again every ``filler_repeat_s``); reply
 audio that arrives meanwhile cuts the rest of the filler, so the answer never waits behind it.
+Semantic end of turn (``semantic``; None: off): at the caller's first silent frame the machine
+asks whether the utterance so far is a complete turn (``CheckEndOfTurn``, answered by an
+``EndOfTurnVerdict`` event, alongside the speculative start); a verdict at or above
+``threshold`` ends the turn once ``after_ms`` of silence has passed (or at once if the verdict
+comes later) instead of at the silence endpoint, which stays the fallback and hard maximum. A
+verdict that comes after the caller spoke again or after the endpoint is ignored (``stale``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 from trunkline.gateway.core.endpointing import FRAME_MS, EndpointConfig, Endpointer, Phase, Signal
 from trunkline.gateway.core.events import (
     Action,
     CancelWork,
+    CheckEndOfTurn,
     ClearPlayback,
+    EndOfTurnJudged,
+    EndOfTurnVerdict,
     Event,
     FillerStarted,
     FirstAudio,
@@ -48,6 +58,21 @@ from trunkline.gateway.core.playback import FRAME_BYTES, Playback
 
 
 @dataclass(frozen=True, slots=True)
+class SemanticEndConfig:
+    """Semantic end of turn: a verdict >= ``threshold`` ends the turn after ``after_ms`` of
+    silence (at the earliest) instead of the silence endpoint."""
+
+    after_ms: int = 200
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.after_ms < FRAME_MS:
+            raise ValueError(f"semantic after_ms must be >= {FRAME_MS} (got {self.after_ms})")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"semantic threshold must be in (0, 1] (got {self.threshold})")
+
+
+@dataclass(frozen=True, slots=True)
 class TurnConfig:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     speculate_after_ms: int | None = FRAME_MS  # silence before speculative work; None: off
@@ -60,6 +85,7 @@ class TurnConfig:
     cut_filler_for_reply: bool = True  # reply audio stops the rest of a playing filler
     mark_grace_frames: int = 50  # without marks, a turn ends 1 s after its audio should have played
     max_history: int = 40
+    semantic: SemanticEndConfig | None = None  # semantic end of turn; None: silence alone
 
     def __post_init__(self) -> None:
         if self.prefetch_every_ms is not None and self.prefetch_every_ms < FRAME_MS:
@@ -70,6 +96,11 @@ class TurnConfig:
             raise ValueError(
                 f"speculate_after_ms must be None or in [{FRAME_MS}, endpoint_ms) "
                 f"(got {self.speculate_after_ms}, endpoint_ms {self.endpoint.endpoint_ms})"
+            )
+        if self.semantic is not None and self.semantic.after_ms >= self.endpoint.endpoint_ms:
+            raise ValueError(
+                f"semantic after_ms must be below endpoint_ms (got {self.semantic.after_ms}, "
+                f"endpoint_ms {self.endpoint.endpoint_ms})"
             )
 
 
@@ -107,6 +138,10 @@ class TurnMachine:
         self._next_id = 0
         self._pause_at: float | None = None
         self._prefetched_at_ms = 0  # the utterance's speech_ms at its last read-ahead
+        self._check_id = 0
+        self._pending_check: int | None = None  # the check of this pause, until judged
+        self._check_turn: int | None = None  # the speculative turn of that pause
+        self._complete = False  # this pause's verdict said "complete"
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -151,6 +186,8 @@ class TurnMachine:
                     self._maybe_finish(actions)
             case HandOff():
                 self._hand_off(actions)
+            case EndOfTurnVerdict():
+                self._on_verdict(event, now, actions)
         return actions
 
     def end(self) -> list[Action]:
@@ -192,14 +229,20 @@ class TurnMachine:
             self._pause_at = now
         if signal in (Signal.PAUSE, Signal.NONE) and self._should_speculate():
             self._start_work(speculative=True, actions=actions)
+        if signal is Signal.PAUSE:
+            self._check_end_of_turn(actions)
         if signal is Signal.RESUME:
+            self._forget_check()
             if self._turn is not None and not self._turn.committed:
                 actions.append(CancelWork(self._turn.id, "speech resumed"))
                 actions.append(TurnDropped(self._turn.id, "speech resumed"))
                 self._turn = None
             self._pause_at = None
         elif signal is Signal.ENDPOINT:
+            self._forget_check()
             self._commit(now, actions)
+        elif self._semantic_end_due():
+            self._end_early(now, actions)
 
         self._tick(now, actions)
 
@@ -212,6 +255,62 @@ class TurnMachine:
             return
         self._prefetched_at_ms = speech_ms
         actions.append(Prefetch(bytes(self._utterance), tuple(self.history)))
+
+    # ---- semantic end of turn ------------------------------------------------------------
+
+    def _check_end_of_turn(self, actions: list[Action]) -> None:
+        if self.config.semantic is None:
+            return
+        self._check_id += 1
+        self._pending_check = self._check_id
+        self._complete = False
+        turn = self._turn
+        self._check_turn = turn.id if turn is not None and not turn.committed else None
+        actions.append(CheckEndOfTurn(self._check_id, bytes(self._utterance), self._check_turn))
+
+    def _forget_check(self) -> None:
+        self._pending_check = None
+        self._check_turn = None
+        self._complete = False
+
+    def _on_verdict(self, verdict: EndOfTurnVerdict, now: float, actions: list[Action]) -> None:
+        semantic = self.config.semantic
+        current = (
+            semantic is not None
+            and verdict.check_id == self._pending_check
+            and not self._complete
+            and self._endpointer.phase is Phase.PAUSE
+        )
+        outcome: Literal["complete", "incomplete", "stale"] = "stale"
+        turn_id = self._check_turn if current else None
+        if current:
+            assert semantic is not None
+            if verdict.probability >= semantic.threshold:
+                outcome = "complete"
+                self._complete = True
+            else:
+                outcome = "incomplete"
+                self._forget_check()
+        judged = EndOfTurnJudged(
+            verdict.check_id, turn_id, verdict.probability, verdict.inference_s, outcome
+        )
+        actions.append(judged)
+        if self._semantic_end_due():
+            self._end_early(now, actions)
+
+    def _semantic_end_due(self) -> bool:
+        semantic = self.config.semantic
+        return (
+            semantic is not None
+            and self._complete
+            and self._endpointer.phase is Phase.PAUSE
+            and self._endpointer.silence_ms >= semantic.after_ms
+        )
+
+    def _end_early(self, now: float, actions: list[Action]) -> None:
+        self._forget_check()
+        self._endpointer.reset()
+        self._commit(now, actions, by="semantic")
 
     def _should_speculate(self) -> bool:
         after = self.config.speculate_after_ms
@@ -253,7 +352,9 @@ class TurnMachine:
         turn = self._new_turn(bytes(self._utterance))
         actions.append(StartWork(turn.id, turn.audio, tuple(self.history), speculative))
 
-    def _commit(self, now: float, actions: list[Action]) -> None:
+    def _commit(
+        self, now: float, actions: list[Action], by: Literal["silence", "semantic"] = "silence"
+    ) -> None:
         if self._turn is None:
             self._start_work(speculative=False, actions=actions)
         turn = self._turn
@@ -263,7 +364,7 @@ class TurnMachine:
         turn.waiting_since = now
         self._utterance = bytearray()
         self._pause_at = None
-        actions.append(TurnCommitted(turn.id, turn.last_voice_at, now))
+        actions.append(TurnCommitted(turn.id, turn.last_voice_at, now, by))
         self._set_state(State.THINKING, actions)
         self._maybe_finish(actions)
 
