@@ -45,13 +45,38 @@ def show(r: dict[str, Any]) -> None:
         row(f"  {name}", v)
     if r["cache_hit_ms"]:
         row("cache hit", r["cache_hit_ms"])
-    print(f"cache precision        {r['cache_precision']:.2f}")
+    if "cache_labelled" in r:
+        cache_table(r)
     for mode, q in r["quality"].items():
         wrong = q["wrong_tenant_results"]
         print(
             f"{mode:10} recall@5 {q['recall_at_5']:.2f}  MRR {q['mrr']:.3f}  wrong-tenant {wrong}"
         )
     print(f"peak RSS               {r['peak_rss_mb']:.0f} MB")
+
+
+def cache_table(r: dict[str, Any]) -> None:
+    """The labelled set's figures, and what each threshold would do with and without key terms."""
+    c = r["cache_labelled"]
+    print(
+        f"cache labelled set     paraphrases hit {c['paraphrase_hits']}/{c['paraphrases']}"
+        f" ({100 * c['paraphrase_hit_rate']:.0f}%), false hits {c['false_hits']}"
+        f" of {c['near_misses']} near-misses, cross-role {c['cross_role_hits']},"
+        f" cross-tenant {c['cross_tenant_hits']} (threshold {r['cache_threshold']:.2f})"
+    )
+    print(f"  {'kind':12} questions  hits  correct")
+    for kind, k in sorted(c["by_kind"].items()):
+        print(f"  {kind:12} {k['questions']:9} {k['hits']:5} {k['correct']:8}")
+    for wrong in c["wrong"]:
+        print(f"  wrong: {wrong}")
+    print(f"  {'threshold':>9}  key terms: paraphrase hits / false hits   cosine alone")
+    rows = {(s["key_terms"], s["threshold"]): s for s in r["cache_sweep"]}
+    for t in sorted({s["threshold"] for s in r["cache_sweep"]}):
+        k, alone = rows[(True, t)], rows[(False, t)]
+        print(
+            f"  {t:9.2f}  {100 * k['paraphrase_hit_rate']:5.0f}% / {k['false_hits']:<3}"
+            f"                  {100 * alone['paraphrase_hit_rate']:5.0f}% / {alone['false_hits']}"
+        )
 
 
 def side_by_side(runs: list[dict[str, Any]]) -> None:

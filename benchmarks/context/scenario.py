@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from trunkline.agents import RankMode, Retrieval
-from trunkline.context import evaluation
+from trunkline.context import cache_eval, evaluation
 from trunkline.context.backends.embedder import Embedder, MiniLMEmbedder, Vectors
 from trunkline.context.backends.milvus import (
     IndexType,
@@ -27,13 +27,15 @@ from trunkline.context.backends.milvus import (
     MilvusDatabase,
 )
 from trunkline.context.backends.tenant_layout import TenantLayout
-from trunkline.context.core.cache_policy import CacheScope, TurnFacts
+from trunkline.context.core.cache_policy import CacheScope
 from trunkline.context.core.chunking import Section
 from trunkline.context.core.types import Caller, ChunkMeta
 from trunkline.context.ingest.ingestor import Document, Ingestor
 from trunkline.context.resolver import Resolver
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "context"
+CACHE_SET = DATA / "cache_pairs.yaml"
+THRESHOLDS = (0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.78, 0.8, 0.82, 0.85, 0.9)
 WORDS = (
     "account", "order", "delivery", "warranty", "invoice", "contract", "meter", "tariff",
     "ticket", "device", "network", "outage", "subscription", "upgrade", "installation",
@@ -142,20 +144,25 @@ async def run(sc: Scenario) -> dict[str, Any]:  # noqa: PLR0915 - one scenario, 
     evalset = evaluation.load(DATA)
     await evaluation.ingest_all(evalset, ingestor)
     resolver = Resolver(embedder, store, cache)
-    # Cached answers of another agent in every tenant: the timed Resolves (agent set) search
-    # them and miss, as a real turn's lookup does before the five stages.
+    # The cache's labelled set (two more tenants), stored as grounded answers.
+    cset = cache_eval.load(CACHE_SET)
+    cache_ids = await cache_eval.store_entries(cset, resolver, now=evalset.default_now)
+    # Filler cached answers in every tenant: in the labelled tenants' own scope (the lookup
+    # screens them with the labelled entries), elsewhere under the agent of the timed Resolves
+    # below, which search them and miss, as a real turn's lookup does before the five stages.
+    agent = "acme-support"
     answer_vectors = await (recycler or embedder).embed(
         [filler(rng, 1) for _ in range(filler_answers)]
     )
+    scoped = [*((t, cset.agent_key(t)) for t in cset.agents), *((t, agent) for t in tenants)]
     for n, vector in enumerate(answer_vectors):
-        tenant = tenants[n % len(tenants)]
+        tenant, owner = scoped[n % len(scoped)]
         info = await resolver.authorize(tenant, "caller")
         await cache.store(
-            CacheScope(tenant, "filler-agent", info.kb_version),
+            CacheScope(tenant, owner, "caller", info.kb_version),
             query=f"filler question {n}", vector=vector, answer="filler", citations=[],
-            expires_at=evalset.default_now + 10**6,
+            stored_at=evalset.default_now, expires_at=evalset.default_now + 10**6,
         )  # fmt: skip
-    agent = evalset.paraphrases["agent"]
 
     quality: dict[str, dict[str, float]] = {}
     timings: dict[str, list[float]] = {}
@@ -190,27 +197,20 @@ async def run(sc: Scenario) -> dict[str, Any]:  # noqa: PLR0915 - one scenario, 
             "wrong_tenant_results": wrong_tenant,
         }
 
-    p = evalset.paraphrases
-    now = evalset.default_now
-    info = await resolver.authorize(p["tenant"], "caller")
-    facts = TurnFacts(used_tools=False, caller_specific=False, answer="a")
-    for pair in p["pairs"]:
-        await resolver.store_answer(
-            pair["stored"], "a", [], tenant=p["tenant"], role="caller", agent=p["agent"],
-            kb_version=info.kb_version, facts=facts, now=now,
-        )  # fmt: skip
-    hits = true_hits = 0
+    outcomes = await cache_eval.ask(cset, resolver, cache_ids, now=evalset.default_now)
+    labelled = cache_eval.score(cset, outcomes)
+    sweep = await cache_eval.sweep(cset, resolver, cache_ids, THRESHOLDS, now=evalset.default_now)
+    paraphrases = [p for p in cset.questions if p.same]
     hit_ms: list[float] = []
     for _ in range(4 * repeats):  # hits are cheap: enough samples for a stable p95
-        for pair in p["pairs"]:
+        for p in paraphrases:
             t0 = time.perf_counter()
             result = await resolver.resolve(
-                pair["asked"], Caller(p["tenant"], "caller", now), Retrieval(), agent=p["agent"]
-            )
+                p.asked, Caller(p.tenant, p.role, evalset.default_now), Retrieval(),
+                agent=cset.agent_key(p.tenant),
+            )  # fmt: skip
             if result.cached is not None:
                 hit_ms.append((time.perf_counter() - t0) * 1000)
-                hits += 1
-                true_hits += int(pair["same"])
     embedder.close()
     db.close()
     shutil.rmtree(work, ignore_errors=True)
@@ -226,7 +226,10 @@ async def run(sc: Scenario) -> dict[str, Any]:  # noqa: PLR0915 - one scenario, 
         "resolve_ms": {"p50": pct(totals, 0.5), "p95": pct(totals, 0.95)},
         "stage_ms": {k: {"p50": pct(v, 0.5), "p95": pct(v, 0.95)} for k, v in timings.items()},
         "cache_hit_ms": {"p50": pct(hit_ms, 0.5), "p95": pct(hit_ms, 0.95)} if hit_ms else {},
-        "cache_precision": true_hits / hits if hits else 0.0,
+        "cache_hits_timed": len(hit_ms),
+        "cache_threshold": resolver.cache_settings.rule.threshold,
+        "cache_labelled": labelled.as_dict(),
+        "cache_sweep": sweep,
         "quality": quality,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "resolves_timed": len(totals),

@@ -1,11 +1,11 @@
-"""The pure stages: chunking, filter expression, dedup, ranking, set algebra, cache policy."""
+"""The pure stages: chunking, filter expression, dedup, ranking, set algebra (the cache's
+rules are in test_cache_rules.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from trunkline.context.backends.tenant_layout import tenant_partition
-from trunkline.context.core.cache_policy import TurnFacts, is_hit, may_store
 from trunkline.context.core.chunking import ChunkingPolicy, Section, chunk_sections
 from trunkline.context.core.confidence import confidence
 from trunkline.context.core.dedup import content_hash, deduplicate
@@ -165,17 +165,10 @@ def test_prefer_first_puts_the_cached_items_ahead_in_their_order() -> None:
     assert prefer_first(items, []) == items
 
 
-def test_confidence_and_cache_policy() -> None:
+def test_confidence() -> None:
     assert confidence([]) == 0.0
     assert confidence([Hit(chunk("x"), 0.9)]) == 1.0
     assert confidence([Hit(chunk("x"), 0.1)]) == 0.0
-    assert may_store(TurnFacts(used_tools=True, caller_specific=False, answer="a"))[0] is False
-    assert may_store(TurnFacts(used_tools=False, caller_specific=True, answer="a"))[0] is False
-    assert may_store(TurnFacts(used_tools=False, caller_specific=False, answer=" "))[0] is False
-    assert may_store(TurnFacts(used_tools=False, caller_specific=False, answer="ok")) == (True, "")
-    assert is_hit(0.9, 0.85, expires_at=10, now=9)
-    assert not is_hit(0.9, 0.85, expires_at=10, now=10)
-    assert not is_hit(0.8, 0.85, expires_at=10, now=0)
 
 
 def test_tenant_partitions_are_valid_milvus_names_and_never_collide() -> None:

@@ -25,7 +25,7 @@ from trunkline.context.backends.milvus import (
     MilvusDatabase,
 )
 from trunkline.context.backends.tenant_layout import LAYOUTS, TenantLayout, tenant_partition
-from trunkline.context.core.cache_policy import TurnFacts
+from trunkline.context.core.cache_policy import AnswerFacts
 from trunkline.context.core.chunking import Section
 from trunkline.context.core.filters import access_filter, visible
 from trunkline.context.core.types import Caller, ChunkMeta
@@ -113,12 +113,12 @@ async def test_delete_and_cache_invalidation_stay_within_the_tenant(kb: Kb) -> N
     meta = ChunkMeta("initech", ("caller",))
     caller = Caller("initech", "caller", NOW)
     first = await kb.ingestor.ingest("hours.md", b"# Hours\nOpen from 9 to 5 on weekdays.", meta)
-    facts = TurnFacts(used_tools=False, caller_specific=False, answer="9 to 5")
     for tenant, version in (("initech", first.kb_version), ("acme", None)):
         info = await kb.resolver.authorize(tenant, "caller")
+        facts = AnswerFacts(heard=f"{tenant} hours", grounded=True, retrieval_confidence=0.9)
         stored = await kb.resolver.store_answer(
-            "When are you open?", f"{tenant} hours", [], tenant=tenant, role="caller",
-            agent="bot", kb_version=version or info.kb_version, facts=facts, now=NOW,
+            "When are you open?", facts, [], tenant=tenant, role="caller",
+            agent="bot", kb_version=version or info.kb_version, now=NOW,
         )  # fmt: skip
         assert stored.stored
     hit = await kb.resolver.resolve("When are you open?", caller, Retrieval(), agent="bot")

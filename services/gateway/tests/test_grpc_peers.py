@@ -17,7 +17,7 @@ from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.core.events import Message
 from trunkline.gateway.peers.base import PeerEnv, PeerUnavailableError
 from trunkline.gateway.peers.grpc_common import PeerError
-from trunkline.gateway.peers.grpc_context import GrpcContext, retrieval_options
+from trunkline.gateway.peers.grpc_context import GrpcContext, reply_source, retrieval_options
 from trunkline.gateway.peers.grpc_llm import GrpcLanguageModel, generate_request
 from trunkline.gateway.peers.grpc_stt import GrpcTranscriber
 from trunkline.gateway.peers.grpc_tts import GrpcSynthesizer
@@ -38,6 +38,7 @@ from trunkline.gateway.peers.types import (
 from trunkline.gateway.profile import load_profiles, parse_profile
 from trunkline.proto.common.v1 import audio_pb2, knowledge_pb2, tool_pb2, usage_pb2
 from trunkline.proto.context.v1 import context_pb2, context_pb2_grpc
+from trunkline.proto.events.v1 import events_pb2
 from trunkline.proto.llm.v1 import llm_pb2, llm_pb2_grpc
 from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
 from trunkline.proto.tts.v1 import tts_pb2, tts_pb2_grpc
@@ -295,6 +296,11 @@ async def test_store_answer_sends_the_turn_and_reports_refusals(
         answer="We open at 8.",
         citations=(Citation("faq#1", "faq", "faq.md", "Hours", "kb://faq", 0.5, "3"),),
         kb_version="faq=3",
+        generated="We open at 8.",
+        grounded=True,
+        reply_source="knowledge",
+        tool_calls=0,
+        retrieval_confidence=0.75,
     )
     servicer = Context(context_pb2.ResolveResponse())
     async with serving(context_pb2_grpc.add_ContextServiceServicer_to_server, servicer) as chan:
@@ -318,6 +324,18 @@ async def test_store_answer_sends_the_turn_and_reports_refusals(
     ] == [("faq#1", "faq", "faq.md", "Hours", "kb://faq", "3")]
     assert request.citations[0].score == pytest.approx(0.5)
     assert not request.policy.uses_live_data
+    facts = request.facts
+    assert (facts.generated, facts.grounded, facts.interrupted, facts.human_written) == (
+        "We open at 8.",
+        True,
+        False,
+        False,
+    )
+    assert facts.reply_source == events_pb2.REPLY_SOURCE_KNOWLEDGE
+    assert facts.retrieval_confidence == pytest.approx(0.75)
+    assert servicer.stores[1].facts.uses_live_data
+    assert reply_source("small_talk") == events_pb2.REPLY_SOURCE_SMALL_TALK
+    assert reply_source("no-such-source") == events_pb2.REPLY_SOURCE_UNSPECIFIED
     assert servicer.stores[1].policy.uses_live_data
     spans = [s for s in span_recorder.spans() if s.name == "context.store_answer"]
     assert [s.attributes["cache.stored"] for s in spans if s.attributes] == [True, False]

@@ -155,7 +155,7 @@ async def test_a_call_greets_answers_and_reports(rig: Rig) -> None:
     assert trace_ids == {call_span.context.trace_id}  # one trace per call
 
 
-async def test_a_knowledge_only_answer_is_offered_to_the_cache_after_the_turn(rig: Rig) -> None:
+async def test_each_answer_is_offered_to_the_cache_with_its_turns_facts(rig: Rig) -> None:
     faq = Citation("faq#1", "faq", "faq.md", kb_version="3")
     rig.context.result = ContextResult(
         block="[faq#1] Open nine to five.",
@@ -174,6 +174,10 @@ async def test_a_knowledge_only_answer_is_offered_to_the_cache_after_the_turn(ri
             answer="We are open nine to five. See you soon.",
             citations=(faq,),
             kb_version="faq=3",
+            generated="We are open nine to five. See you soon.",
+            grounded=True,
+            reply_source="llm",
+            retrieval_confidence=0.9,
         )
     ]
     live = Citation("A-17", source_id="crm")
@@ -181,7 +185,9 @@ async def test_a_knowledge_only_answer_is_offered_to_the_cache_after_the_turn(ri
     await rig.frames(VOICE, 10)
     await rig.until(lambda: len(rig.sink.turns) == 3)
     await rig.hang_up()
-    assert len(rig.context.stored) == 1  # live records: skipped, not sent
+    # every answered turn is offered with its facts: the context service decides
+    assert len(rig.context.stored) == 2
+    assert rig.context.stored[1].uses_live_data
     assert "context.store_answer" in [s.name for s in rig.spans.get_finished_spans()]
 
 

@@ -309,7 +309,7 @@ def error_detail(message: str, reason: str = "INVALID_ARGUMENT") -> error_pb2.Er
 def reply_source(value: int) -> str:
     """``AnswerFacts.reply_source`` as the store rule names it ("llm", "small_talk" ...)."""
     try:
-        name = events_pb2.ReplySource.Name(value)
+        name = events_pb2.ReplySource.Name(value)  # type: ignore[arg-type]
     except ValueError as exc:
         raise InvalidRequestError(f"facts.reply_source: unknown value {value}") from exc
     return name.removeprefix("REPLY_SOURCE_").lower()

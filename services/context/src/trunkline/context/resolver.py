@@ -17,8 +17,8 @@ from opentelemetry import metrics, trace
 from trunkline.agents import RankMode, Retrieval
 from trunkline.context import cache_admin
 from trunkline.context.backends.datasource import DataSource
-from trunkline.context.backends.equivalence import EquivalenceCheck
 from trunkline.context.backends.embedder import Embedder, Vectors
+from trunkline.context.backends.equivalence import EquivalenceCheck
 from trunkline.context.backends.ranker import EmbeddedRanker, Ranker
 from trunkline.context.backends.store import AnswerCache, ChunkStore, TenantInfo
 from trunkline.context.core import setalgebra
@@ -26,13 +26,13 @@ from trunkline.context.core.cache_match import HitRule, Verdict, decide, screen,
 from trunkline.context.core.cache_policy import AnswerFacts, CacheScope, entry_id, store_decision
 from trunkline.context.core.confidence import confidence
 from trunkline.context.core.dedup import deduplicate
-from trunkline.context.core.intents import IntentMatch, Vector, nearest_intent
 from trunkline.context.core.filters import (
     ANY_ROLE,
     access_filter,
     check_ident,
     knowledge_base_filter,
 )
+from trunkline.context.core.intents import IntentMatch, Vector, nearest_intent
 from trunkline.context.core.ranking import order_by
 from trunkline.context.core.types import (
     CachedAnswer,
@@ -98,6 +98,7 @@ class Resolver:
         embedder: Embedder,
         store: ChunkStore,
         cache: AnswerCache | None = None,
+        *,
         cross_encoder: Ranker | None = None,
         cache_settings: CacheSettings | None = None,
         equivalence: EquivalenceCheck | None = None,
@@ -200,8 +201,8 @@ class Resolver:
         if cache_threshold is not None:
             rule = replace(rule, threshold=cache_threshold)
         cached = await self._lookup(
-            stages, query, agent, caller.role, info, vector, now=caller.now, use_cache=use_cache,
-            rule=rule,
+            stages, query, agent=agent, role=caller.role, info=info, vector=vector, now=caller.now,
+            use_cache=use_cache, rule=rule,
         )  # fmt: skip
         if cached is not None:
             return self._done(
@@ -358,11 +359,11 @@ class Resolver:
         self,
         stages: _Stages,
         query: str,
+        *,
         agent: str,
         role: str,
         info: TenantInfo,
         vector: Vectors,
-        *,
         now: int,
         use_cache: bool,
         rule: HitRule,

@@ -14,9 +14,11 @@ from trunkline.agents import Retrieval
 from trunkline.context.agents import Agents
 from trunkline.context.backends.datasource import DataSource, HttpJsonSource
 from trunkline.context.backends.embedder import MiniLMEmbedder
+from trunkline.context.backends.equivalence import CrossEncoderCheck
 from trunkline.context.backends.guarded import CallPolicy
 from trunkline.context.backends.milvus import MilvusAnswerCache, MilvusChunkStore, MilvusDatabase
 from trunkline.context.backends.ranker import HttpScoringRanker, Ranker
+from trunkline.context.core.cache_match import HitRule
 from trunkline.context.ingest.ingestor import Ingestor
 from trunkline.context.resolver import CacheSettings, Resolver
 from trunkline.context.settings import ContextSettings
@@ -55,7 +57,7 @@ class Backends:
             db.close()
             raise
         store, cache = MilvusChunkStore(db), MilvusAnswerCache(db)
-        ranker: Ranker | None = None
+        ranker: HttpScoringRanker | None = None
         if settings.rerank_url:
             ranker = HttpScoringRanker(
                 settings.rerank_url,
@@ -68,11 +70,8 @@ class Backends:
             store,
             cache,
             cross_encoder=ranker,
-            cache_settings=CacheSettings(
-                enabled=settings.cache_enabled,
-                threshold=settings.cache_threshold,
-                ttl_s=settings.cache_ttl_s,
-            ),
+            cache_settings=cache_settings(settings),
+            equivalence=CrossEncoderCheck(ranker) if ranker and settings.cache_verify else None,
         )
         return cls(
             settings=settings,
@@ -95,3 +94,18 @@ class Backends:
             await self.ranker.aclose()
         self.embedder.close()
         self.db.close()
+
+
+def cache_settings(settings: ContextSettings) -> CacheSettings:
+    """The semantic cache's hit rule and lifetime from the service settings."""
+    return CacheSettings(
+        enabled=settings.cache_enabled,
+        rule=HitRule(
+            threshold=settings.cache_threshold,
+            verify_floor=settings.cache_verify_floor,
+            equivalence_threshold=settings.cache_equivalence_threshold,
+            fallback_threshold=settings.cache_fallback_threshold,
+        ),
+        ttl_s=settings.cache_ttl_s,
+        candidates=settings.cache_candidates,
+    )

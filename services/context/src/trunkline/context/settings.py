@@ -14,6 +14,9 @@ from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import ServiceSettings
 from trunkline.context.backends.tenant_layout import TenantLayout
+from trunkline.context.core.cache_match import HitRule
+
+_RULE = HitRule()  # the hit rule's defaults
 
 
 class ContextSettings(ServiceSettings):
@@ -48,7 +51,31 @@ class ContextSettings(ServiceSettings):
     embed_batch: int = Field(default=32, ge=1, le=1024)
 
     cache_enabled: bool = True
-    cache_threshold: float = Field(default=0.85, gt=0, le=1, description="min cosine for a hit")
+    cache_threshold: float = Field(
+        default=_RULE.threshold,
+        gt=0,
+        le=1,
+        description="min cosine for a hit when the key terms agree (tuned on the labelled set)",
+    )
+    cache_candidates: int = Field(
+        default=4, ge=1, le=50, description="nearest stored questions screened per lookup"
+    )
+    cache_verify: bool = Field(
+        default=True,
+        description="with CONTEXT_RERANK_URL: its cross-encoder confirms each hit (equivalence)",
+    )
+    cache_verify_floor: float = Field(
+        default=_RULE.verify_floor, gt=0, le=1, description="min cosine to reach that check"
+    )
+    cache_equivalence_threshold: float = Field(
+        default=_RULE.equivalence_threshold, ge=0, description="min cross-encoder score"
+    )
+    cache_fallback_threshold: float = Field(
+        default=_RULE.fallback_threshold,
+        gt=0,
+        le=1,
+        description="min cosine when the cross-encoder failed (the embedded fallback)",
+    )
     cache_ttl_s: int = Field(default=3600, gt=0)
 
     ingest_batch_documents: int = Field(

@@ -446,7 +446,7 @@ class CallSession:
             generated=record.generated_text,
             interrupted=record.interrupted,
             grounded=record.grounded,
-            reply_source=record.reply_source,
+            reply_source=str(record.reply_source),
             tool_calls=len(record.tool_calls),
             retrieval_confidence=context.confidence,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +26,16 @@ from trunkline.context.backends.store import AnswerCache, ChunkStore, SourceInfo
 from trunkline.context.backends.tenant_layout import TenantLayout, tenant_partition
 from trunkline.context.core.cache_policy import CacheScope, entry_id
 from trunkline.context.core.filters import check_ident, decode_roles, encode_roles
-from trunkline.context.core.types import CachedAnswer, ChunkMeta, Hit, StoredChunk
+from trunkline.context.core.types import (
+    CachedAnswer,
+    CacheEntry,
+    ChunkMeta,
+    EntrySelector,
+    Hit,
+    StoredChunk,
+)
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 IndexType = Literal["FLAT", "HNSW"]
 
@@ -128,6 +137,10 @@ class MilvusDatabase:
             index.add_index(field_name=field, index_type="FLAT", metric_type="COSINE")
         return index
 
+    def _has_field(self, collection: str, field: str) -> bool:
+        fields = self.client.describe_collection(collection)["fields"]
+        return any(f["name"] == field for f in fields)
+
     def _existing_layout(self, name: str) -> TenantLayout | None:
         if not self.client.has_collection(name):
             return None
@@ -178,12 +191,19 @@ class MilvusDatabase:
             index = c.prepare_index_params()
             index.add_index(field_name="vector", index_type="FLAT", metric_type="L2")
             c.create_collection(TENANTS, schema=s, index_params=index)
+        if c.has_collection(ANSWERS) and not self._has_field(ANSWERS, "role"):
+            # Answers stored before entries were role-scoped: a cache, dropped rather than
+            # served to every role.
+            log.warning("dropping %s: its entries are not scoped by caller role", ANSWERS)
+            c.drop_collection(ANSWERS)
         if not c.has_collection(ANSWERS):
             s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             s.add_field("answer_id", DataType.VARCHAR, is_primary=True, max_length=64)
             s.add_field("tenant", DataType.VARCHAR, max_length=64, is_partition_key=keyed)
             s.add_field("agent", DataType.VARCHAR, max_length=64)
+            s.add_field("role", DataType.VARCHAR, max_length=64)
             s.add_field("kb_version", DataType.INT64)
+            s.add_field("stored_at", DataType.INT64)
             s.add_field("expires_at", DataType.INT64)
             s.add_field("query", DataType.VARCHAR, max_length=4096)
             s.add_field("answer", DataType.VARCHAR, max_length=16384)
@@ -393,47 +413,70 @@ def _delete_count(result: Any) -> int:
     return int(getattr(result, "delete_count", 0) or 0)
 
 
+_ENTRY_FIELDS = [
+    "answer_id", "agent", "role", "kb_version", "query", "answer", "citations", "stored_at",
+    "expires_at",
+]  # fmt: skip
+
+
+def _entry_from(row: dict[str, Any]) -> CacheEntry:
+    return CacheEntry(
+        entry_id=str(row["answer_id"]),
+        agent=str(row["agent"]),
+        role=str(row["role"]),
+        kb_version=int(row["kb_version"]),
+        query=str(row["query"]),
+        answer=str(row["answer"]),
+        citations=tuple(json.loads(row["citations"])),
+        stored_at=int(row["stored_at"]),
+        expires_at=int(row["expires_at"]),
+    )
+
+
 class MilvusAnswerCache(AnswerCache):
     def __init__(self, db: MilvusDatabase, policy: CallPolicy | None = None) -> None:
         super().__init__(policy)
         self.db = db
 
-    async def _lookup_impl(
-        self, scope: CacheScope, vector: Vectors, now: int, threshold: float
-    ) -> CachedAnswer | None:
+    async def _candidates_impl(
+        self, scope: CacheScope, vector: Vectors, now: int, floor: float, limit: int
+    ) -> list[CachedAnswer]:
         expr = (
             f"tenant == {_q(check_ident('tenant', scope.tenant))}"
             f" and agent == {_q(check_ident('agent', scope.agent))}"
+            f" and role == {_q(check_ident('role', scope.role))}"
             f" and kb_version == {int(scope.kb_version)} and expires_at > {int(now)}"
         )
 
-        def call() -> CachedAnswer | None:
+        def call() -> list[CachedAnswer]:
             partitions = self.db.read_partitions(ANSWERS, scope.tenant)
             if partitions is None:
-                return None
+                return []
             result = self.db.client.search(
                 ANSWERS,
                 data=[vector.tolist()],
                 filter=expr,
-                limit=1,
+                limit=limit,
                 output_fields=["answer_id", "query", "answer", "citations"],
                 partition_names=partitions,
                 search_params={"metric_type": "COSINE"},
             )
-            if not result or not result[0]:
-                return None
-            best = result[0][0]
-            similarity = float(best["distance"])
-            if similarity < threshold:
-                return None
-            entity = best["entity"]
-            return CachedAnswer(
-                query=entity["query"],
-                answer=entity["answer"],
-                citations=tuple(json.loads(entity["citations"])),
-                similarity=similarity,
-                entry_id=str(entity["answer_id"]),
-            )
+            found = []
+            for best in result[0] if result else []:
+                similarity = float(best["distance"])
+                if similarity < floor:
+                    continue
+                entity = best["entity"]
+                found.append(
+                    CachedAnswer(
+                        query=entity["query"],
+                        answer=entity["answer"],
+                        citations=tuple(json.loads(entity["citations"])),
+                        similarity=similarity,
+                        entry_id=str(entity["answer_id"]),
+                    )
+                )
+            return found
 
         return await self.db.run(call)
 
@@ -445,13 +488,16 @@ class MilvusAnswerCache(AnswerCache):
         vector: Vectors,
         answer: str,
         citations: Sequence[str],
+        stored_at: int,
         expires_at: int,
     ) -> None:
         row = {
             "answer_id": entry_id(scope, query),
             "tenant": check_ident("tenant", scope.tenant),
             "agent": check_ident("agent", scope.agent),
+            "role": check_ident("role", scope.role),
             "kb_version": int(scope.kb_version),
+            "stored_at": int(stored_at),
             "expires_at": int(expires_at),
             "query": query[:4000],
             "answer": answer[:16000],
@@ -478,5 +524,56 @@ class MilvusAnswerCache(AnswerCache):
             )
             self.db.client.flush(ANSWERS)
             return _delete_count(result)
+
+        return await self.db.run(call)
+
+    async def _entries_impl(self, tenant: str, selector: EntrySelector) -> list[CacheEntry]:
+        expr = f"tenant == {_q(check_ident('tenant', tenant))}"
+        if selector.role:
+            expr += f" and role == {_q(check_ident('role', selector.role))}"
+        if selector.entry_ids:
+            expr += f" and answer_id in {json.dumps(list(selector.entry_ids))}"
+
+        def call() -> list[CacheEntry]:
+            partitions = self.db.read_partitions(ANSWERS, tenant)
+            if partitions is None:
+                return []
+            iterator = self.db.client.query_iterator(
+                ANSWERS,
+                filter=expr,
+                output_fields=_ENTRY_FIELDS,
+                batch_size=1000,
+                partition_names=partitions,
+            )
+            found: list[CacheEntry] = []
+            try:
+                while batch := iterator.next():
+                    found += [e for e in map(_entry_from, batch) if selector.picks(e)]
+            finally:
+                iterator.close()
+            return sorted(found, key=lambda e: (e.agent, e.role, -e.stored_at, e.entry_id))
+
+        return await self.db.run(call)
+
+    async def _delete_impl(self, tenant: str, entry_ids: Sequence[str]) -> int:
+        expr = (
+            f"tenant == {_q(check_ident('tenant', tenant))}"
+            f" and answer_id in {json.dumps(list(entry_ids))}"
+        )
+
+        def call() -> int:
+            partitions = self.db.read_partitions(ANSWERS, tenant)
+            if partitions is None:
+                return 0
+            existing = self.db.client.query(
+                ANSWERS, filter=expr, output_fields=["answer_id"], partition_names=partitions
+            )
+            if not existing:
+                return 0
+            self.db.client.delete(
+                ANSWERS, filter=expr, partition_name=partitions[0] if partitions else None
+            )
+            self.db.client.flush(ANSWERS)
+            return len(existing)
 
         return await self.db.run(call)

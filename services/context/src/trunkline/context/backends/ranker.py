@@ -75,8 +75,21 @@ class HttpScoringRanker(Ranker):
         self.model = model
         self._client = client or httpx.AsyncClient(base_url=base_url.rstrip("/"))
 
+    async def score_texts(self, query: str, texts: Sequence[str]) -> list[float]:
+        """One score per text for ``query`` (e.g. stored questions: are they the same?)."""
+        if not texts:
+            return []
+        scores = await guarded(
+            self.policy, f"rank.{self.name}", lambda: self._post(query, list(texts))
+        )
+        if len(scores) != len(texts):
+            raise ValueError(f"ranker {self.name} returned {len(scores)} scores for {len(texts)}")
+        return scores
+
     async def _impl(self, query: str, hits: Sequence[Hit]) -> list[float]:
-        texts = [h.chunk.text for h in hits]
+        return await self._post(query, [h.chunk.text for h in hits])
+
+    async def _post(self, query: str, texts: list[str]) -> list[float]:
         if self.api == "tei":
             body: dict[str, Any] = {"query": query, "texts": texts, "truncate": True}
             response = await self._client.post("/rerank", json=body)

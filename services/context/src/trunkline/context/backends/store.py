@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from trunkline.context.backends.embedder import Vectors
 from trunkline.context.backends.guarded import CallPolicy, guarded
 from trunkline.context.core.cache_policy import CacheScope
-from trunkline.context.core.types import CachedAnswer, Hit, StoredChunk
+from trunkline.context.core.types import (
+    CachedAnswer,
+    CacheEntry,
+    EntrySelector,
+    Hit,
+    StoredChunk,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +122,15 @@ class AnswerCache(ABC):
     def __init__(self, policy: CallPolicy | None = None) -> None:
         self.policy = policy or CallPolicy(timeout_s=5.0)
 
-    async def lookup(
-        self, scope: CacheScope, vector: Vectors, now: int, threshold: float
-    ) -> CachedAnswer | None:
+    async def candidates(
+        self, scope: CacheScope, vector: Vectors, now: int, floor: float, limit: int
+    ) -> list[CachedAnswer]:
+        """The ``limit`` stored answers of ``scope`` nearest to ``vector`` with a cosine of at
+        least ``floor`` that have not expired at ``now``, best first."""
         return await guarded(
-            self.policy, "cache.lookup", lambda: self._lookup_impl(scope, vector, now, threshold)
+            self.policy,
+            "cache.lookup",
+            lambda: self._candidates_impl(scope, vector, now, floor, limit),
         )
 
     async def store(
@@ -131,6 +141,7 @@ class AnswerCache(ABC):
         vector: Vectors,
         answer: str,
         citations: Sequence[str],
+        stored_at: int,
         expires_at: int,
     ) -> None:
         await guarded(
@@ -142,6 +153,7 @@ class AnswerCache(ABC):
                 vector=vector,
                 answer=answer,
                 citations=citations,
+                stored_at=stored_at,
                 expires_at=expires_at,
             ),
         )
@@ -150,10 +162,24 @@ class AnswerCache(ABC):
         """Drop every cached answer of ``tenant``."""
         return await guarded(self.policy, "cache.invalidate", lambda: self._invalidate_impl(tenant))
 
+    async def entries(self, tenant: str, selector: EntrySelector) -> list[CacheEntry]:
+        """``tenant``'s stored answers that ``selector`` picks, by agent, role and query."""
+        return await guarded(
+            self.policy, "cache.entries", lambda: self._entries_impl(tenant, selector)
+        )
+
+    async def delete(self, tenant: str, entry_ids: Sequence[str]) -> int:
+        """Delete these entries of ``tenant``; how many there were."""
+        if not entry_ids:
+            return 0
+        return await guarded(
+            self.policy, "cache.delete", lambda: self._delete_impl(tenant, entry_ids)
+        )
+
     @abstractmethod
-    async def _lookup_impl(
-        self, scope: CacheScope, vector: Vectors, now: int, threshold: float
-    ) -> CachedAnswer | None: ...
+    async def _candidates_impl(
+        self, scope: CacheScope, vector: Vectors, now: int, floor: float, limit: int
+    ) -> list[CachedAnswer]: ...
 
     @abstractmethod
     async def _store_impl(
@@ -164,8 +190,15 @@ class AnswerCache(ABC):
         vector: Vectors,
         answer: str,
         citations: Sequence[str],
+        stored_at: int,
         expires_at: int,
     ) -> None: ...
 
     @abstractmethod
     async def _invalidate_impl(self, tenant: str) -> int: ...
+
+    @abstractmethod
+    async def _entries_impl(self, tenant: str, selector: EntrySelector) -> list[CacheEntry]: ...
+
+    @abstractmethod
+    async def _delete_impl(self, tenant: str, entry_ids: Sequence[str]) -> int: ...

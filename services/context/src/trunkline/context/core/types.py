@@ -144,8 +144,8 @@ class EntrySelector:
             return False
         if self.role and entry.role != self.role:
             return False
-        return not self.agent or entry.agent == self.agent or entry.agent.startswith(
-            f"{self.agent}."
+        return (
+            not self.agent or entry.agent == self.agent or entry.agent.startswith(f"{self.agent}.")
         )
 
 

@@ -173,11 +173,14 @@ class ContextSource(Peer):
         return await self._unary(lambda: self._resolve(call, query, state, prefer_first), stage)
 
     async def store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
-        """Put an answer in the semantic cache: one attempt within the deadline (a refusal,
-        ``False``, is normal and not retried). Counted as stored or refused."""
+        """Offer a finished turn's answer to the semantic cache, with what the turn did: the
+        context service decides. One attempt within the deadline (a refusal, ``False``, is
+        normal and not retried). Counted as stored or refused."""
         clock = self.env.clock
         with self.env.tracer.start_as_current_span("context.store_answer") as span:
             span.set_attribute("cache.kb_version", answer.kb_version)
+            span.set_attribute("cache.reply_source", answer.reply_source)
+            span.set_attribute("cache.grounded", answer.grounded)
             span.set_attribute("cache.uses_live_data", answer.uses_live_data)
             started = clock.now()
             try:
@@ -192,10 +195,10 @@ class ContextSource(Peer):
             self.count_store("stored" if stored else "refused")
             return stored
 
-    def count_store(self, outcome: str, reason: str = "") -> None:
-        """``outcome``: stored, refused or skipped (with the reason it was skipped)."""
+    def count_store(self, outcome: str) -> None:
+        """``outcome``: stored or refused (the context service's reason is on the span)."""
         if self.env.metrics is not None:
-            self.env.metrics.cache_stores.add(1, {"outcome": outcome, "reason": reason})
+            self.env.metrics.cache_stores.add(1, {"outcome": outcome})
 
     @abstractmethod
     async def _resolve(
