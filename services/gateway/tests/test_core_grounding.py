@@ -104,3 +104,11 @@ def test_added_tool_results_become_support(support: Support) -> None:
     turn.add('{"account_id": "483920", "balance_usd": 45.5}')
     assert turn.check("Account 483920 has a balance of 45 dollars and 50 cents.").passed
     assert not support.check("Account 483920 has a balance of 45.50 dollars.").passed
+
+
+def test_block_item_marks_and_possessives() -> None:
+    """The block's "[2]" states no number 2; "Acme Dental's" is the supported "Acme Dental"."""
+    support = Support(["[1] Acme Dental is open on Saturday.\n[2] Parking is free."])
+    assert set(support.check("The account number is 2 digits long.").unsupported) == {"number:2"}
+    assert support.check("You can call Acme Dental's front desk.").passed
+

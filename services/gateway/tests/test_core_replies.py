@@ -82,8 +82,11 @@ def test_the_llm_strategy_or_a_weak_match_goes_to_the_llm() -> None:
         ReplySource.LLM
     )
     weak = _retrieved(confidence=0.4)  # above the minimum, below confident_at
-    plan = plan_reply("Are you open on Sundays?", 0.9, weak, POLICY)
+    plan = plan_reply("Tell me about your dentists", 0.9, weak, POLICY)
     assert (plan.source, plan.text) == (ReplySource.LLM, "")
+    # ... unless a passage matches it well (two content words, a weekday counting double).
+    plan = plan_reply("Are you open on Sundays?", 0.9, weak, POLICY)
+    assert plan.source is ReplySource.KNOWLEDGE
 
 
 def test_out_of_domain_by_confidence_or_by_example_is_deflected() -> None:
@@ -144,3 +147,20 @@ def test_a_cache_hit_is_spoken_as_stored() -> None:
     hit = _retrieved(cached_answer="We are closed on Sunday.", confidence=0.95)
     plan = plan_reply("Are you open Sundays?", 0.9, hit, POLICY)
     assert (plan.source, plan.text) == (ReplySource.CACHE, "We are closed on Sunday.")
+
+
+def test_a_low_scored_question_that_a_passage_answers_is_not_deflected() -> None:
+    """Retrieval confidence is one cosine; "Is there parking?" can score like an off-topic
+    question. Two shared content words rescue it; an off-topic question shares none."""
+    low = _retrieved(confidence=0.1)
+    plan = plan_reply("Is there free parking at the practice?", 0.9, low, POLICY)
+    assert plan.source is ReplySource.KNOWLEDGE
+    assert plan.text.startswith("Free parking is behind the building")
+    off = plan_reply("What is the capital of France?", 0.9, low, POLICY)
+    assert off.source is ReplySource.DEFLECTION
+
+
+def test_stems_and_weekday_ranges_meet_the_question() -> None:
+    assert best_passage("Are you closed on Sundays?", BLOCK).text.startswith("We are closed")
+    thursday = best_passage("Can I come in on a Thursday?", BLOCK).text
+    assert thursday.startswith("Acme Dental is open Monday to Friday")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -420,13 +420,15 @@ async def test_the_guard_holds_back_an_invented_fact_and_speaks_the_best_passage
     )
     rig.stt.texts = lambda audio: "what are your hours on saturday"
     rig.llm.reply = lambda text: "Sure. On Saturday we are open until 12:30 PM. Come by!"
+    # The agent's knowledge strategy is the LLM (else the passage would answer at once).
+    rig.session.pipeline.replies = replace(rig.session.pipeline.replies, extractive=False)
     await start(rig)
     await rig.until(lambda: len(rig.sink.turns) == 1)
     await rig.frames(VOICE, 10)
     await rig.until(lambda: len(rig.sink.turns) == 2)
     await rig.hang_up()
     turn = rig.sink.turns[1]
-    assert turn.agent_text == "Sure. On Saturday we are open from 9 am to 1 pm."
+    assert turn.agent_text == "Sure. To be precise: On Saturday we are open from 9 am to 1 pm."
     assert "12:30" not in turn.agent_text
     assert (turn.reply_source, turn.grounded) == ("fallback", False)
     [held] = turn.guard_interventions

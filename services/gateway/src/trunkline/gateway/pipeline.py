@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 PCM_BYTES_PER_S = 32000  # 16 kHz PCM16
 READ_AHEAD_STT = "read_ahead_stt"  # span name and stage label of a read-ahead's peer calls
 READ_AHEAD_CONTEXT = "read_ahead_context"
+PRECISELY = "To be precise:"  # leads a passage spoken after part of a held-back reply
 
 Emit = Callable[[Event], None]
 Committed = Callable[[], Awaitable[None]]
@@ -330,22 +331,19 @@ class TurnPipeline:
                 queue.put_nowait(None)
 
         producer = asyncio.create_task(produce())
-        stated = False  # a spoken clause stated a checkable fact
         try:
             index = 0
             while (generated := await queue.get()) is not None:
                 clause = speakable(generated)
                 if not clause:
                     continue
-                facts = self._guard(clause, support, record, index) if support else ()
-                if facts is None:
+                if support is not None and not self._guard(clause, support, record, index):
                     producer.cancel()
                     await asyncio.gather(producer, return_exceptions=True)
-                    fallback = self._fallback(question, record, stated=stated)
+                    fallback = self._fallback(question, record, spoken=index > 0)
                     for text in split_text(fallback, self.min_clause_words) if fallback else ():
                         index = await self._synthesize(turn_id, index, text, record, emit)
                     return
-                stated = stated or bool(facts)
                 index = await self._synthesize(turn_id, index, clause, record, emit)
             await producer  # re-raise a producer failure
         finally:
@@ -365,16 +363,14 @@ class TurnPipeline:
         emit(ReplyAudio(turn_id, index, clause, b"", last=True))
         return index + 1
 
-    def _guard(
-        self, clause: str, support: Support, record: TurnRecord, index: int
-    ) -> tuple[str, ...] | None:
-        """The clause's checkable facts when the guard lets it through (~1 ms), None when it
-        holds it back (traced and counted)."""
+    def _guard(self, clause: str, support: Support, record: TurnRecord, index: int) -> bool:
+        """Whether the guard lets the clause through (~1 ms); a held-back one is traced and
+        counted."""
         started = self.clock.now()
         verdict = support.check(clause)
         record.stage_s["guard"] = record.stage_s.get("guard", 0.0) + self.clock.now() - started
         if verdict.passed:
-            return verdict.facts
+            return True
         action = "fallback"
         record.grounded = False
         record.guard_interventions.append(GuardRecord(clause, verdict.unsupported, action))
@@ -395,17 +391,18 @@ class TurnPipeline:
             ", ".join(verdict.unsupported),
             clause,
         )
-        return None
+        return False
 
-    def _fallback(self, question: str, record: TurnRecord, *, stated: bool) -> str:
+    def _fallback(self, question: str, record: TurnRecord, *, spoken: bool) -> str:
         """What is said instead of a clause the guard held back: the best passage of the turn's
-        knowledge when no fact was stated yet and the spec wants it, else the safe line."""
+        knowledge when the spec wants it and one matches, else the safe line. After words of
+        the reply were heard, the passage is introduced as the precise answer."""
         record.reply_source = ReplySource.FALLBACK
         context = record.context
-        if not stated and self.guard.fallback is Fallback.BEST_PASSAGE and context is not None:
+        if self.guard.fallback is Fallback.BEST_PASSAGE and context is not None:
             passage = best_passage(question, context.block, self.replies.max_answer_words)
-            if passage.text and context.confidence >= self.replies.min_confidence:
-                return passage.text
+            if passage.text:
+                return f"{PRECISELY} {passage.text}" if spoken else passage.text
         return self.guard.safe_line
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from trunkline.gateway.core.grounding import facts_of
+
 _ITEM = re.compile(r"(?:^|\n)\[(\d+)\]\s")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -26,7 +28,7 @@ _STOP = frozenset(
 )
 _BONUS = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday weekend weekday holiday".split()  # noqa: SIM905
-)
+)  # fmt: skip
 _MARKUP = re.compile(r"^[#>*\-•\s]+|[*_`]+", re.M)
 MIN_SCORE = 1.0  # at least one content word of the question in the passage
 
@@ -87,14 +89,20 @@ def _items(block: str) -> list[tuple[int, str, list[str]]]:
 
 
 def _terms(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
+    """Content words, stemmed, plus every weekday a range or group in ``text`` spans ("Monday
+    to Friday" answers a question about Thursday; "during the week" asks about weekdays)."""
+    words = {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
+    days = {f[8:] for f in facts_of(text, support=True) if f.startswith("weekday:")}
+    return words | days
 
 
 def _stem(word: str) -> str:
-    for suffix in ("ings", "ing", "es", "s", "ed"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
+    """A crude stem that makes close/closed/closes and pay/payment meet."""
+    for suffix in ("ments", "ment", "ings", "ing", "es", "ed", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
 
 
 def _shorten(text: str, max_words: int) -> str:

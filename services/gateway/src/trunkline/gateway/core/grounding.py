@@ -88,6 +88,7 @@ _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::\d{2
 _CENTS = re.compile(r"\b(\d+) dollars? and (\d{1,2}) cents?\b", re.I)
 _DIGITS = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th)?\b")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'&-]*")
+_ITEM_MARK = re.compile(r"(?m)^\[\d+\]\s")
 _RANGE = re.compile(
     rf"\b({'|'.join(WEEKDAYS)})s?\s*(?:to|through|thru|until|till|-|\u2013)\s*({'|'.join(WEEKDAYS)})s?\b",
     re.I,
@@ -156,11 +157,10 @@ class Support:
         return support
 
     def add(self, *texts: str) -> None:
-        for text in texts:
-            if not text:
-                continue
+        for raw in texts:
+            text = _ITEM_MARK.sub(" ", raw)  # a context block's "[2]" states no number
             self.facts |= facts_of(text, support=True)
-            self.words |= {w.lower().strip("'") for w in _WORD.findall(text)}
+            self.words |= {_bare(w) for w in _WORD.findall(text)}
             self.words |= {p for w in self.words for p in w.split("-") if p}
 
     def check(self, clause: str) -> Verdict:
@@ -338,6 +338,12 @@ def _word_number(words: list[str]) -> int | None:
     return total + current
 
 
+def _bare(word: str) -> str:
+    """Lower case, without quotes or a possessive: "Dental's" -> "dental"."""
+    word = word.lower().strip("'")
+    return word[:-2] if word.endswith("'s") else word
+
+
 def _names(text: str) -> list[str]:
     """Runs of capitalised words that are not at a sentence start (a run of two or more counts
     there too: "Mexico City hosted…"), without weekdays, months and interjections."""
@@ -346,7 +352,7 @@ def _names(text: str) -> list[str]:
     end = -1
     for match in _WORD.finditer(text):
         word = match.group(0)
-        lower = word.lower().strip("'")
+        lower = _bare(word)
         if not word[0].isupper() or lower in _NOT_NAMES or lower.rstrip("s") in WEEKDAYS + MONTHS:
             continue
         if groups and text[end : match.start()].strip() == "":

@@ -39,6 +39,9 @@ class Intent(StrEnum):
     UNCLEAR = "unclear"
 
 
+RESCUE_SCORE = 2.0  # a best passage this good answers a question retrieval scored low
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyPolicy:
     """The agent spec's answers to intents and its knowledge strategy (``AgentSpec.intents``
@@ -121,13 +124,16 @@ def plan_reply(
     confident = context.confidence >= policy.confident_at
     if sure and intent == Intent.SMALL_TALK and not confident:
         return Plan(Intent.SMALL_TALK, ReplySource.SMALL_TALK, policy.small_talk, reason=about)
-    if (sure and intent == Intent.OUT_OF_DOMAIN and not confident) or (
-        context.confidence < policy.min_confidence
-    ):
+    if sure and intent == Intent.OUT_OF_DOMAIN and not confident:
         return Plan(Intent.OUT_OF_DOMAIN, ReplySource.DEFLECTION, policy.deflection, reason=about)
-    if confident and policy.extractive:
-        passage = best_passage(transcript, context.block, policy.max_answer_words)
-        if passage.text:
-            reason = f"passage [{passage.item}] score {passage.score:.1f}; {about}"
-            return Plan(Intent.QUESTION, ReplySource.KNOWLEDGE, passage.text, reason=reason)
+    passage = best_passage(transcript, context.block, policy.max_answer_words)
+    # Retrieval confidence is the best cosine only: "Is there parking?" scores as low as an
+    # off-topic question. A passage sharing two content words (a weekday or a number counts
+    # double) is evidence enough that the question is in the domain.
+    in_domain = context.confidence >= policy.min_confidence or passage.score >= RESCUE_SCORE
+    if not in_domain:
+        return Plan(Intent.OUT_OF_DOMAIN, ReplySource.DEFLECTION, policy.deflection, reason=about)
+    if policy.extractive and passage.text and (confident or passage.score >= RESCUE_SCORE):
+        reason = f"passage [{passage.item}] score {passage.score:.1f}; {about}"
+        return Plan(Intent.QUESTION, ReplySource.KNOWLEDGE, passage.text, reason=reason)
     return Plan(Intent.QUESTION, ReplySource.LLM, reason=about)
