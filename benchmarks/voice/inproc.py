@@ -67,6 +67,7 @@ from trunkline.gateway.peers.types import (
     LlmRequest,
     Prefilled,
     StoredAnswer,
+    Transcript,
 )
 from trunkline.gateway.pipeline import Peers
 from trunkline.gateway.profile import AgentProfile, RetrievalProfile, VoiceProfile, load_profiles
@@ -80,6 +81,7 @@ from trunkline.llm.settings import LlmSettings
 from trunkline.llm.warmup import load_agents, start_backend, warm_up
 from trunkline.stt.backends.base import SpeechRecognizer
 from trunkline.stt.backends.factory import build_recognizer
+from trunkline.stt.core import Vocabulary, vocabulary_of
 from trunkline.stt.settings import SttSettings
 from trunkline.tts.backends.base import StreamSettings
 from trunkline.tts.backends.base import Synthesizer as TtsBackend
@@ -112,13 +114,24 @@ CTX = cast(Any, DirectContext())
 
 
 class DirectTranscriber(Transcriber):
-    def __init__(self, env: PeerEnv, recognizer: SpeechRecognizer, policy: RetryPolicy) -> None:
+    def __init__(
+        self,
+        env: PeerEnv,
+        recognizer: SpeechRecognizer,
+        policy: RetryPolicy,
+        vocabulary: Vocabulary = Vocabulary(),
+    ) -> None:
         super().__init__(env, policy)
         self.recognizer = recognizer
+        self.vocabulary = vocabulary
 
-    async def _transcribe(self, call: CallInfo, audio: bytes) -> str:
-        result = await self.recognizer.transcribe(audio, sample_rate=RATE)
-        return "" if result.no_speech else result.text
+    async def _transcribe(self, call: CallInfo, audio: bytes) -> Transcript:
+        result = await self.recognizer.transcribe(
+            audio, sample_rate=RATE, vocabulary=self.vocabulary
+        )
+        if result.no_speech:
+            return Transcript("", 0.0)
+        return Transcript(result.text, result.confidence)
 
 
 class DirectContextSource(ContextSource):
@@ -245,7 +258,9 @@ class DirectGateway(Gateway):
         env, policy = self._env, self._policy
         stt, context, llm, tts = self.backends
         return Peers(
-            stt=DirectTranscriber(env, stt, policy),
+            stt=DirectTranscriber(
+                env, stt, policy, vocabulary_of(profile.stt.vocabulary, profile.stt.boost)
+            ),
             context=DirectContextSource(env, context, profile.retrieval, policy),
             llm=DirectLanguageModel(env, llm, profile, policy),
             tts=DirectSynthesizer(env, tts, profile.voice, policy),

@@ -13,7 +13,14 @@ from trunkline.stt.backends import (
     RecognizerUnavailableError,
     SpeechRecognizer,
 )
-from trunkline.stt.core import AudioIn, CancelUtterance, EndOfUtterance, SttInput, Transcript
+from trunkline.stt.core import (
+    AudioIn,
+    CancelUtterance,
+    EndOfUtterance,
+    SttInput,
+    Transcript,
+    Vocabulary,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -33,7 +40,7 @@ class FakeRecognizer(SpeechRecognizer):
         self.decoding = asyncio.Event()
 
     async def _utterance_impl(
-        self, audio: AsyncIterator[bytes], sample_rate: int
+        self, audio: AsyncIterator[bytes], sample_rate: int, vocabulary: Vocabulary
     ) -> AsyncGenerator[Transcript, None]:
         self.calls += 1
         if self.calls <= self.fail_times:

@@ -24,6 +24,18 @@ pytestmark = pytest.mark.unit
             "How much does teeth whitening cost? How much does teeth whit",
             "How much does teeth whitening cost?",
         ),
+        ("Who won the world cup in 1966, 1966, 1966", "Who won the world cup in 1966"),
+        ("Who won the world cup in 1966, 1966, 1966.", "Who won the world cup in 1966."),
+        (
+            "Who won the football world cup in 1966? Who won the football world cup in 1966?",
+            "Who won the football world cup in 1966?",
+        ),
+        # the loop's next copy begun and stopped by the token cap after a word or two
+        ("Are you open on Saturday morning? Are", "Are you open on Saturday morning?"),
+        (
+            "Hi, this is Maria Lopez. My account number is 441729. Hi, this",
+            "Hi, this is Maria Lopez. My account number is 441729.",
+        ),
     ],
 )
 def test_loops_to_the_end_are_cut_to_one_copy(text: str, expected: str) -> None:
@@ -43,4 +55,35 @@ def test_loops_to_the_end_are_cut_to_one_copy(text: str, expected: str) -> None:
     ],
 )
 def test_speech_that_only_looks_repetitive_stays(text: str) -> None:
+    assert cut_repeats(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("It was 1966, 1966, 1966, 1966 and England won", "It was 1966 and England won"),
+        (  # a sentence written twice before the rest: the copy that leads on is kept
+            "What are your hours? What are your hours? What are your hours on Saturday?",
+            "What are your hours on Saturday?",
+        ),
+        ("I want to pay. I want to pay. I want to pay my bill", "I want to pay my bill"),
+        ("Thank you. Thank you. Thank you. Bye.", "Thank you. Bye."),
+        ("no no no I said Tuesday", "no I said Tuesday"),
+    ],
+)
+def test_loops_in_the_middle_are_kept_once(text: str, expected: str) -> None:
+    assert cut_repeats(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my PIN is 1 1 1",  # digits said one by one are a number
+        "account 4 4 4 1 2 please",
+        "Hello. Hello. How are you?",  # a short phrase twice is speech
+        "Is it open? Then I",  # the words after the sentence do not start one again
+        "Yes. Yes",
+    ],
+)
+def test_numbers_and_short_doubles_are_not_loops(text: str) -> None:
     assert cut_repeats(text) == text

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+import riva.client
 from riva.client.proto import riva_asr_pb2, riva_asr_pb2_grpc, riva_audio_pb2
 
 from trunkline.stt.backends import RecognizerError, RecognizerOptions, RecognizerUnavailableError
 from trunkline.stt.backends.riva import RivaConfig, RivaRecognizer
-from trunkline.stt.core import AudioIn, EndOfUtterance, SttInput
+from trunkline.stt.core import AudioIn, EndOfUtterance, SttInput, Vocabulary
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +110,8 @@ async def test_partials_and_a_final_per_utterance(riva_server: tuple[str, FakeRi
         ("hello there how are you", 0),
         ("hello there how are you", 1),
     ]
-    assert finals[0].confidence == pytest.approx(0.9)
+    # two finals, "hello there" at 0.8 and "how are you" at 0.9: weighed by their words
+    assert finals[0].confidence == pytest.approx((2 * 0.8 + 3 * 0.9) / 5)
     assert servicer.audio_bytes == [1920, 640]
     assert list(servicer.configs[0].config.speech_contexts[0].phrases) == ["Trunkline"]
 
@@ -154,3 +156,59 @@ async def test_a_server_that_stays_down_surfaces_unavailable(
             await recognizer.transcribe(FRAME)
     finally:
         await recognizer.close()
+
+
+async def test_the_streams_vocabulary_is_a_boosted_speech_context(
+    riva_server: tuple[str, FakeRivaAsr],
+) -> None:
+    """What Riva receives is what its own client builds for word boosting
+    (``riva.client.add_word_boosting_to_config``): the stream's phrases at the stream's boost,
+    the process's hints at the configured default boost."""
+    address, servicer = riva_server
+    recognizer = RivaRecognizer(RivaConfig(address=address, phrase_hints=("Trunkline",), boost=3.0))
+    vocabulary = Vocabulary(("Acme Dental", "Saturday", "teeth whitening"), 12.0)
+    await recognizer.start()
+    try:
+        result = await recognizer.transcribe(FRAME * 2, vocabulary=vocabulary)
+    finally:
+        await recognizer.close()
+    assert result.text == "hello there how are you"
+
+    expected = riva.client.StreamingRecognitionConfig(
+        config=riva.client.RecognitionConfig(
+            encoding=riva.client.AudioEncoding.LINEAR_PCM,
+            sample_rate_hertz=16_000,
+            language_code="en-US",
+            max_alternatives=1,
+            audio_channel_count=1,
+            enable_automatic_punctuation=True,
+        ),
+        interim_results=True,
+    )
+    riva.client.add_word_boosting_to_config(expected, list(vocabulary.phrases), 12.0)
+    riva.client.add_word_boosting_to_config(expected, ["Trunkline"], 3.0)
+    sent = servicer.configs[0]
+    assert sent == expected
+    contexts = [(list(c.phrases), c.boost) for c in sent.config.speech_contexts]
+    assert contexts == [
+        (["Acme Dental", "Saturday", "teeth whitening"], 12.0),
+        (["Trunkline"], 3.0),
+    ]
+
+
+async def test_a_vocabulary_without_boost_takes_the_default(
+    riva_server: tuple[str, FakeRivaAsr],
+) -> None:
+    address, servicer = riva_server
+    recognizer = RivaRecognizer(RivaConfig(address=address))
+    await recognizer.start()
+    try:
+        await recognizer.transcribe(FRAME, vocabulary=Vocabulary(("Volt Energy",)))
+        await recognizer.transcribe(FRAME)
+    finally:
+        await recognizer.close()
+    with_vocabulary, without = servicer.configs
+    assert [(list(c.phrases), c.boost) for c in with_vocabulary.config.speech_contexts] == [
+        (["Volt Energy"], 4.0)
+    ]
+    assert not without.config.speech_contexts

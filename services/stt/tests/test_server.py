@@ -21,7 +21,7 @@ from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
 from trunkline.runtime import ServiceShell
 from trunkline.stt.backends import RecognizerUnavailableError, SpeechRecognizer
 from trunkline.stt.backends.whisper import WhisperRecognizer
-from trunkline.stt.core import Transcript
+from trunkline.stt.core import Transcript, Vocabulary
 from trunkline.stt.server import SPEECH_TO_TEXT, SpeechToTextService, register
 
 pytestmark = pytest.mark.integration
@@ -44,13 +44,15 @@ class CountingRecognizer(SpeechRecognizer):
         self.down = down
         self.release = asyncio.Event()
         self.release.set()
+        self.vocabularies: list[Vocabulary] = []
 
     async def _start_impl(self) -> None:
         await self.release.wait()
 
     async def _utterance_impl(
-        self, audio: AsyncIterator[bytes], sample_rate: int
+        self, audio: AsyncIterator[bytes], sample_rate: int, vocabulary: Vocabulary
     ) -> AsyncGenerator[Transcript, None]:
+        self.vocabularies.append(vocabulary)
         if self.down:
             raise RecognizerUnavailableError("the recognizer is down")
         total = 0
@@ -208,6 +210,9 @@ async def test_a_final_over_the_streams_no_speech_threshold_loses_its_text(
         ([config(language="fr-FR")], "language 'fr-FR' is not supported"),
         ([config(), Request(control=stt_pb2.RecognitionControl())], "not a known action"),
         ([config(), Request()], "none of config, audio or control"),
+        ([config(phrase_hints=["x" * 101])], "is 101 characters; at most 100"),
+        ([config(phrase_hints=[f"w{i}" for i in range(201)])], "201 phrase_hints; at most 200"),
+        ([config(phrase_boost=-1.0)], "phrase_boost -1 is outside 0 .. 100"),
     ],
 )
 async def test_bad_streams_are_invalid_argument_with_the_reason(
@@ -216,6 +221,25 @@ async def test_bad_streams_are_invalid_argument_with_the_reason(
     error = await refused(stt, requests)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in error.details()
+
+
+async def test_the_streams_vocabulary_reaches_the_recognizer_cleaned() -> None:
+    recognizer = CountingRecognizer()
+    await recognizer.start()
+    shell, addr = await start_server(recognizer)
+    hints = ["Acme Dental", " saturday ", "Saturday", "", "teeth  whitening"]
+    try:
+        async with grpc.aio.insecure_channel(addr) as channel:
+            stub = stt_pb2_grpc.SpeechToTextStub(channel)
+            first = config(phrase_hints=hints, phrase_boost=6.0)
+            await exchange(stub, [first, Request(audio=FRAME_16K), Request(control=END)])
+            await stub.Recognize(
+                stt_pb2.RecognizeRequest(context=TENANT, config=first.config, audio=FRAME_16K)
+            )
+    finally:
+        await shell.shutdown()
+    expected = Vocabulary(("Acme Dental", "saturday", "teeth whitening"), 6.0)
+    assert recognizer.vocabularies == [expected, expected]
 
 
 async def test_a_stream_without_tenant_is_refused(stt: stt_pb2_grpc.SpeechToTextStub) -> None:

@@ -28,6 +28,7 @@ from trunkline.gateway.peers.types import (
     Prefilled,
     StoredAnswer,
     TextDelta,
+    Transcript,
     Usage,
 )
 from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
@@ -61,20 +62,25 @@ class Outage:
 
 
 class FakeTranscriber(Transcriber):
-    """Returns the text registered for the utterance's audio byte (its first voiced sample)."""
+    """Returns the text registered for the utterance's audio byte (its first voiced sample):
+    a plain text is heard with confidence 1, a :class:`Transcript` as it is."""
 
     def __init__(
-        self, env: PeerEnv, texts: Callable[[bytes], str], policy: RetryPolicy | None = None
+        self,
+        env: PeerEnv,
+        texts: Callable[[bytes], str | Transcript],
+        policy: RetryPolicy | None = None,
     ) -> None:
         super().__init__(env, policy)
         self.texts = texts
         self.outage = Outage()
         self.seen: list[bytes] = []
 
-    async def _transcribe(self, call: CallInfo, audio: bytes) -> str:
+    async def _transcribe(self, call: CallInfo, audio: bytes) -> Transcript:
         self.outage.check()
         self.seen.append(audio)
-        return self.texts(audio)
+        heard = self.texts(audio)
+        return heard if isinstance(heard, Transcript) else Transcript(heard)
 
 
 class FakeContext(ContextSource):

@@ -1,10 +1,11 @@
 # ruff: noqa: N802  (servicer methods carry the proto RPC names)
 """gRPC surface of stt: ``trunkline.stt.v1.SpeechToText`` (proto <-> domain only).
 
-``StreamingRecognize``: a config first (audio format, partials, no-speech threshold), then audio
-and control messages; transcripts stream back as the recognizer produces them and a summary
-ends the stream after the client half-closes. Bad input is ``INVALID_ARGUMENT`` naming the
-problem; a backend that is down or misses its deadline is ``UNAVAILABLE``.
+``StreamingRecognize``: a config first (audio format, partials, no-speech threshold, the
+caller's likely vocabulary), then audio and control messages; transcripts stream back as the
+recognizer produces them and a summary ends the stream after the client half-closes. Bad input
+is ``INVALID_ARGUMENT`` naming the problem; a backend that is down or misses its deadline is
+``UNAVAILABLE``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from trunkline.stt.core import (
     EndOfUtterance,
     SttInput,
     Transcript,
+    Vocabulary,
     apply_no_speech_threshold,
+    vocabulary_of,
 )
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -147,12 +150,12 @@ class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
             )
         try:
             encoding, rate = audio_format(config.audio_format)
-            self._check_config(config)
+            vocabulary = self._check_config(config)
         except BadRequestError as exc:
             await abort_invalid(context, str(exc))
         inputs = _Inputs(requests, AudioDecoder(encoding, rate))
         finals = 0
-        results = self.recognizer.stream(inputs, sample_rate=BACKEND_RATE)
+        results = self.recognizer.stream(inputs, sample_rate=BACKEND_RATE, vocabulary=vocabulary)
         try:
             async for result in results:
                 if inputs.error is not None:
@@ -183,12 +186,14 @@ class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
         await self._require_ready(context)
         try:
             encoding, rate = audio_format(request.config.audio_format)
-            self._check_config(request.config)
+            vocabulary = self._check_config(request.config)
             pcm = decode_whole(request.audio, encoding, rate)
         except (BadRequestError, ValueError) as exc:
             await abort_invalid(context, str(exc))
         try:
-            final = await self.recognizer.transcribe(pcm, sample_rate=BACKEND_RATE)
+            final = await self.recognizer.transcribe(
+                pcm, sample_rate=BACKEND_RATE, vocabulary=vocabulary
+            )
         except (RecognizerUnavailableError, TimeoutError, RecognizerError) as exc:
             await _backend_failed(context, self.recognizer, exc)
         final = apply_no_speech_threshold(final, request.config.no_speech_threshold)
@@ -197,7 +202,8 @@ class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
             usage=usage_pb2.Usage(audio_in_seconds=final.audio_s),
         )
 
-    def _check_config(self, config: stt_pb2.RecognitionConfig) -> None:
+    def _check_config(self, config: stt_pb2.RecognitionConfig) -> Vocabulary:
+        """The config's vocabulary; ``BadRequestError`` for anything the service cannot do."""
         if config.language and not _same_language(config.language, self.language):
             raise BadRequestError(
                 f"language {config.language!r} is not supported; this service speaks "
@@ -207,6 +213,10 @@ class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
             raise BadRequestError(
                 f"no_speech_threshold {config.no_speech_threshold} is outside 0 .. 1"
             )
+        try:
+            return vocabulary_of(config.phrase_hints, config.phrase_boost)
+        except ValueError as exc:
+            raise BadRequestError(str(exc)) from exc
 
     async def _require_ready(self, context: Ctx) -> None:
         if not self.recognizer.ready:

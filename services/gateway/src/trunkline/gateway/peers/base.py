@@ -23,6 +23,7 @@ from trunkline.gateway.peers.types import (
     LlmRequest,
     Prefilled,
     StoredAnswer,
+    Transcript,
 )
 
 T = TypeVar("T")
@@ -140,17 +141,19 @@ async def _close(stream: AsyncIterator[object]) -> None:
 
 
 class Transcriber(Peer):
-    """STT: the final transcript of one utterance (16 kHz PCM16)."""
+    """STT: the final transcript of one utterance (16 kHz PCM16) and its confidence."""
 
     stage = "stt"
 
-    async def transcribe(self, call: CallInfo, audio: bytes, stage: str | None = None) -> str:
+    async def transcribe(
+        self, call: CallInfo, audio: bytes, stage: str | None = None
+    ) -> Transcript:
         """``stage``: another label for the span and stage metric (a read-ahead is not a turn's
         STT and must not skew its latency histogram)."""
         return await self._unary(lambda: self._transcribe(call, audio), stage)
 
     @abstractmethod
-    async def _transcribe(self, call: CallInfo, audio: bytes) -> str: ...
+    async def _transcribe(self, call: CallInfo, audio: bytes) -> Transcript: ...
 
 
 class ContextSource(Peer):

@@ -2,6 +2,7 @@
 
 The utterance (speculatively, at the caller's first silent frame) is streamed in 100 ms chunks,
 then ``END_OF_UTTERANCE``; the first final transcript is the answer. No final means no speech.
+The agent's vocabulary (``trunkline.agents.vocabulary``) goes in the config as phrase hints.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from opentelemetry import trace
 from trunkline.gateway.peers.base import PeerEnv, Transcriber
 from trunkline.gateway.peers.grpc_common import call_context, ms, rpc_errors
 from trunkline.gateway.peers.retry import RetryPolicy
-from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.peers.types import CallInfo, Transcript
 from trunkline.proto.common.v1 import audio_pb2
 from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
 
@@ -32,15 +33,19 @@ class GrpcTranscriber(Transcriber):
         *,
         language: str = "",
         phrase_hints: Sequence[str] = (),
+        phrase_boost: float = 0.0,
         policy: RetryPolicy | None = None,
     ) -> None:
         super().__init__(env, policy)
         self._stub = stt_pb2_grpc.SpeechToTextStub(channel)
         self._config = stt_pb2.RecognitionConfig(
-            audio_format=PCM16_16K, language=language, phrase_hints=list(phrase_hints)
+            audio_format=PCM16_16K,
+            language=language,
+            phrase_hints=list(phrase_hints),
+            phrase_boost=phrase_boost,
         )
 
-    async def _transcribe(self, call: CallInfo, audio: bytes) -> str:
+    async def _transcribe(self, call: CallInfo, audio: bytes) -> Transcript:
         stream = self._stub.StreamingRecognize(self._requests(call, audio))
         try:
             with rpc_errors(self.stage):
@@ -50,11 +55,11 @@ class GrpcTranscriber(Transcriber):
                     transcript = response.transcript
                     if transcript.is_final:
                         _annotate(transcript)
-                        return str(transcript.text)
+                        return Transcript(str(transcript.text), float(transcript.confidence))
         finally:
             stream.cancel()  # no-op once the stream is over; else we no longer need it
         trace.get_current_span().add_event("no final transcript (no speech)")
-        return ""
+        return Transcript("", 0.0)
 
     async def _requests(
         self, call: CallInfo, audio: bytes

@@ -13,7 +13,9 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from trunkline.stt.backends.utterance import UtteranceAudio
-from trunkline.stt.core import AudioIn, CancelUtterance, SttInput, Transcript
+from trunkline.stt.core import AudioIn, CancelUtterance, SttInput, Transcript, Vocabulary
+
+NO_VOCABULARY = Vocabulary()
 
 BYTES_PER_SAMPLE = 2
 
@@ -91,11 +93,19 @@ class SpeechRecognizer(ABC):
         self._ready = False
         await self._close_impl()
 
-    async def transcribe(self, pcm: bytes, *, sample_rate: int | None = None) -> Transcript:
-        """The final transcript of one complete utterance (mono PCM16)."""
+    async def transcribe(
+        self,
+        pcm: bytes,
+        *,
+        sample_rate: int | None = None,
+        vocabulary: Vocabulary = NO_VOCABULARY,
+    ) -> Transcript:
+        """The final transcript of one complete utterance (mono PCM16), biased towards
+        ``vocabulary`` where the backend supports it."""
         audio = UtteranceAudio.complete(pcm)
         final: Transcript | None = None
-        async for result in self._run_utterance(audio, sample_rate or self.options.sample_rate):
+        rate = sample_rate or self.options.sample_rate
+        async for result in self._run_utterance(audio, rate, vocabulary):
             if result.is_final:
                 final = result
         if final is None:  # _run_utterance always ends in a final or raises
@@ -103,16 +113,21 @@ class SpeechRecognizer(ABC):
         return final
 
     async def stream(
-        self, inputs: AsyncIterable[SttInput], *, sample_rate: int | None = None
+        self,
+        inputs: AsyncIterable[SttInput],
+        *,
+        sample_rate: int | None = None,
+        vocabulary: Vocabulary = NO_VOCABULARY,
     ) -> AsyncGenerator[Transcript, None]:
         """Partials and one final per utterance; an utterance ends at ``EndOfUtterance`` or
-        at the end of ``inputs``. Audio keeps flowing in while an earlier utterance decodes."""
+        at the end of ``inputs``. Audio keeps flowing in while an earlier utterance decodes.
+        ``vocabulary`` biases every utterance of the stream."""
         rate = sample_rate or self.options.sample_rate
         utterances: asyncio.Queue[UtteranceAudio | None] = asyncio.Queue()
         pump = asyncio.create_task(self._pump(inputs, utterances))
         try:
             while (utterance := await utterances.get()) is not None:
-                async for result in self._run_utterance(utterance, rate):
+                async for result in self._run_utterance(utterance, rate, vocabulary):
                     yield result
             await pump  # re-raise an error of the input side
         finally:
@@ -152,16 +167,18 @@ class SpeechRecognizer(ABC):
             utterances.put_nowait(None)
 
     async def _run_utterance(
-        self, audio: UtteranceAudio, sample_rate: int
+        self, audio: UtteranceAudio, sample_rate: int, vocabulary: Vocabulary
     ) -> AsyncIterator[Transcript]:
         tele = self.telemetry
         attrs = {"stt.backend": self.backend_name}
-        span = tele.tracer.start_span("stt.utterance", attributes=attrs)
+        span = tele.tracer.start_span(
+            "stt.utterance", attributes={**attrs, "stt.vocabulary": len(vocabulary.phrases)}
+        )
         partials = 0
         try:
             for attempt in range(self.options.retries + 1):
                 try:
-                    async for result in self._attempt(audio, sample_rate, span):
+                    async for result in self._attempt(audio, sample_rate, vocabulary, span):
                         if audio.cancelled:
                             raise _UtteranceCancelledError
                         if not result.is_final:
@@ -197,10 +214,10 @@ class SpeechRecognizer(ABC):
             span.end()
 
     async def _attempt(
-        self, audio: UtteranceAudio, sample_rate: int, span: Span
+        self, audio: UtteranceAudio, sample_rate: int, vocabulary: Vocabulary, span: Span
     ) -> AsyncIterator[Transcript]:
         """One backend call; the final must come within ``final_timeout_s`` of the end."""
-        results = self._utterance_impl(audio.chunks(), sample_rate)
+        results = self._utterance_impl(audio.chunks(), sample_rate, vocabulary)
         try:
             while True:
                 try:
@@ -264,6 +281,7 @@ class SpeechRecognizer(ABC):
                 "stt.latency_s": final.processing_s,
                 "stt.no_speech": final.no_speech,
                 "stt.no_speech_prob": final.no_speech_prob,
+                "stt.confidence": final.confidence,
                 "stt.partials": partials,
                 "stt.chars": len(final.text),
             }
@@ -282,7 +300,8 @@ class SpeechRecognizer(ABC):
 
     @abstractmethod
     def _utterance_impl(
-        self, audio: AsyncIterator[bytes], sample_rate: int
+        self, audio: AsyncIterator[bytes], sample_rate: int, vocabulary: Vocabulary
     ) -> AsyncGenerator[Transcript, None]:
         """Read the utterance's PCM16 chunks (ending when it ends); yield partials and then
-        exactly one final. Raise ``RecognizerUnavailableError`` for a temporary failure."""
+        exactly one final, with a ``confidence`` in 0 .. 1, biased towards ``vocabulary`` where
+        the backend can be. Raise ``RecognizerUnavailableError`` for a temporary failure."""

@@ -17,7 +17,7 @@ from trunkline.stt.backends.base import (
     SpeechRecognizer,
     SttTelemetry,
 )
-from trunkline.stt.core import Transcript
+from trunkline.stt.core import Transcript, Vocabulary, combined_confidence
 
 _TRANSIENT = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED}
@@ -32,6 +32,9 @@ class RivaConfig:
     automatic_punctuation: bool = True
     interim_results: bool = True
     phrase_hints: tuple[str, ...] = ()
+    """Phrases every stream favours (the process's own), besides each stream's vocabulary."""
+    boost: float = 4.0
+    """``SpeechContext.boost`` for a vocabulary that names none."""
     metadata: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -59,7 +62,12 @@ class RivaRecognizer(SpeechRecognizer):
             await self._channel.close()
         self._channel = self._stub = None
 
-    def streaming_config(self, sample_rate: int) -> riva_asr_pb2.StreamingRecognitionConfig:
+    def streaming_config(
+        self, sample_rate: int, vocabulary: Vocabulary | None = None
+    ) -> riva_asr_pb2.StreamingRecognitionConfig:
+        """The stream's first message: audio format, language, and one speech context per
+        phrase list (the stream's vocabulary at its boost, the process's hints at the default
+        boost), as ``riva.client.add_word_boosting_to_config`` builds them."""
         config = riva_asr_pb2.RecognitionConfig(
             encoding=riva_audio_pb2.AudioEncoding.LINEAR_PCM,
             sample_rate_hertz=sample_rate,
@@ -69,20 +77,28 @@ class RivaRecognizer(SpeechRecognizer):
             enable_automatic_punctuation=self.config.automatic_punctuation,
             model=self.config.model,
         )
+        if vocabulary:
+            config.speech_contexts.append(
+                riva_asr_pb2.SpeechContext(
+                    phrases=list(vocabulary.phrases), boost=vocabulary.boost or self.config.boost
+                )
+            )
         if self.config.phrase_hints:
             config.speech_contexts.append(
-                riva_asr_pb2.SpeechContext(phrases=list(self.config.phrase_hints), boost=4.0)
+                riva_asr_pb2.SpeechContext(
+                    phrases=list(self.config.phrase_hints), boost=self.config.boost
+                )
             )
         return riva_asr_pb2.StreamingRecognitionConfig(
             config=config, interim_results=self.config.interim_results
         )
 
     async def _utterance_impl(
-        self, audio: AsyncIterator[bytes], sample_rate: int
+        self, audio: AsyncIterator[bytes], sample_rate: int, vocabulary: Vocabulary
     ) -> AsyncGenerator[Transcript, None]:
         if self._stub is None:
             raise RuntimeError("RivaRecognizer.start() was not awaited")
-        streaming_config = self.streaming_config(sample_rate)
+        streaming_config = self.streaming_config(sample_rate, vocabulary)
 
         async def requests() -> AsyncIterator[riva_asr_pb2.StreamingRecognizeRequest]:
             yield riva_asr_pb2.StreamingRecognizeRequest(streaming_config=streaming_config)
@@ -91,7 +107,7 @@ class RivaRecognizer(SpeechRecognizer):
 
         call = self._stub.StreamingRecognize(requests(), metadata=self.config.metadata or None)
         finals: list[str] = []
-        confidence = 0.0
+        confidences: list[float] = []
         try:
             async for response in call:
                 for result in response.results:
@@ -100,7 +116,7 @@ class RivaRecognizer(SpeechRecognizer):
                     best = result.alternatives[0]
                     if result.is_final:
                         finals.append(best.transcript.strip())
-                        confidence = float(best.confidence)
+                        confidences.append(float(best.confidence))
                     else:
                         text = " ".join([*finals, best.transcript.strip()]).strip()
                         yield Transcript(text=text, is_final=False)
@@ -118,5 +134,5 @@ class RivaRecognizer(SpeechRecognizer):
             is_final=True,
             no_speech=not text,
             no_speech_prob=0.0 if text else 1.0,
-            confidence=confidence,
+            confidence=combined_confidence(finals, confidences) if text else 0.0,
         )

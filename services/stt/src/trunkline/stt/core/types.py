@@ -26,6 +26,19 @@ SttInput = AudioIn | EndOfUtterance | CancelUtterance
 
 
 @dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """Words and phrases a stream's caller is likely to say (the agent's names, products,
+    weekdays), most useful first. Whisper takes them as its prompt, Riva as a speech context
+    boosted by ``boost`` (0: the backend's default)."""
+
+    phrases: tuple[str, ...] = ()
+    boost: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.phrases)
+
+
+@dataclass(frozen=True, slots=True)
 class Transcript:
     """A partial (``is_final=False``) or final transcript of one utterance.
 
