@@ -11,7 +11,8 @@ One call, five caller turns, checked from every side:
   call stays up and the turn after the restart is answered with speech;
 - the spans the OTLP sink received make one trace for the call, with a ``turn`` span whose
   children are endpointing, stt, context (the context service's stage spans under it), prompt
-  compilation, llm and tts, the services' own spans nested under the gateway's.
+  compilation, llm and tts, the services' own spans nested under the gateway's;
+- Jaeger (the stack's trace backend) gives the same trace back through its query API.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from trunkline.cli import traces
 from trunkline.cli.demo import DEMO_OPTIONS, DemoCall, component_url, place_call
 from trunkline.cli.knowledge import ingest
 from trunkline.cli.record import StackRecord, load
@@ -343,3 +345,56 @@ async def test_one_trace_per_call_with_the_turn_tree_across_processes(
     kids = {c["name"]: c for c in children.get(turn["span_id"], [])}
     context_stages = {s["name"] for s in below(kids["context"]) if s["service_name"] == "context"}
     assert {"context.embed", "context.search", "context.rank"} <= context_stages, context_stages
+
+
+async def test_the_call_trace_reads_back_from_jaeger(
+    finished: Finished, stack: StackRecord
+) -> None:
+    """The same tree through Jaeger's query API: the stack's trace backend, fed by every
+    service over OTLP, holds one trace for the call with the per-turn spans across services."""
+    jaeger = stack.get("jaeger")
+    assert jaeger is not None, "the stack runs no Jaeger: `make install` builds it"
+    call_id = finished.call.result.call_sid
+    services = {"gateway", "stt", "context", "llm", "tts"}
+    trace_id, spans = await asyncio.to_thread(
+        traces.wait_for_call_trace, jaeger.url, call_id, services=services, limit_s=60
+    )
+    (root,) = [
+        s for s in spans if s["name"] == "call" and s["attributes"].get("call.id") == call_id
+    ]
+    assert root["attributes"]["call.id"] == call_id
+    assert root["service_name"] == "gateway"
+    children: dict[str, list[dict[str, Any]]] = {}
+    for span in spans:
+        children.setdefault(span["parent_span_id"], []).append(span)
+
+    def below(span: dict[str, Any]) -> list[dict[str, Any]]:
+        return [d for c in children.get(span["span_id"], []) for d in (c, *below(c))]
+
+    turns = [s for s in children.get(root["span_id"], []) if s["name"] == "turn"]
+    assert len(turns) >= 5  # the greeting and the caller's turns
+    needed = {"endpointing", "stt", "context", "llm", "tts"}  # a turn the LLM answered
+    full = [t for t in turns if needed <= {c["name"] for c in children.get(t["span_id"], [])}]
+    assert full, f"no turn with children {sorted(needed)}"
+    joined = [
+        t for t in full
+        if {"stt", "context", "llm", "tts"} <= {s["service_name"] for c in children[t["span_id"]]
+                                               for s in below(c)}
+    ]  # fmt: skip
+    assert joined, "no turn whose stage spans continue in the stt/context/llm/tts services"
+    turn = joined[0]
+    stages = {c["name"]: c for c in children[turn["span_id"]]}
+    context_spans = {s["name"] for s in below(stages["context"]) if s["service_name"] == "context"}
+    assert {"context.embed", "context.search", "context.rank"} <= context_spans
+    for span in below(turn):  # children start within their parents (one clock on loopback)
+        parent = next(p for p in spans if p["span_id"] == span["parent_span_id"])
+        assert span["start_us"] >= parent["start_us"] - 5_000, (span["name"], parent["name"])
+    # the same spans reach spans.jsonl: Jaeger forwards each one to the OTLP sink
+    deadline = time.monotonic() + 15
+    while True:
+        sink = {s["span_id"] for s in _spans(Path(stack.run_dir)) if s["trace_id"] == trace_id}
+        missing = {s["span_id"] for s in spans} - sink
+        if not missing or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert not missing, f"{len(missing)} of the trace's spans never reached spans.jsonl"

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from google.protobuf.json_format import MessageToDict
 
 from trunkline.bus import Bus
-from trunkline.cli import stack
+from trunkline.cli import stack, traces
 from trunkline.cli.caller import (
     CallIdentity,
     CallOptions,
@@ -43,6 +43,8 @@ DEMO_AGENT = "acme-dental"
 DEMO_OPTIONS = CallOptions(reply_quiet_ms=4000.0, reply_timeout_s=30.0)
 """A reply is over after 4 s without agent speech: on a busy 2-core machine a filler ("One
 moment, please") can come first and the answer seconds later; both count as one reply."""
+TRACED = {"gateway", "stt", "context", "llm", "tts"}
+"""The services whose spans make a call's trace."""
 SCENARIO = "demo-call.yaml"
 KNOWLEDGE = "knowledge"
 
@@ -150,6 +152,25 @@ async def place_call(
         await bus.close()
 
 
+def call_trace(record: StackRecord, call: DemoCall) -> str:
+    """Where the call's trace is in Jaeger (waiting for the services' last batches)."""
+    jaeger = record.get("jaeger")
+    if jaeger is None:
+        return "Jaeger is not part of this stack (not built: `make install`); see spans.jsonl"
+    sid = call.result.call_sid
+    try:
+        trace_id, spans = traces.wait_for_call_trace(jaeger.url, sid, services=TRACED)
+    except traces.TraceQueryError as exc:
+        return f"Jaeger: {exc}"
+    return (
+        f"Jaeger trace of call {sid}: {len(spans)} spans from "
+        f"{', '.join(sorted({s['service_name'] for s in spans}))}\n"
+        f"  {traces.trace_api_url(jaeger.url, trace_id)}  (query API, JSON)\n"
+        f"  {traces.trace_url(jaeger.url, trace_id)}  (UI page: this Jaeger build serves a "
+        "placeholder there, its UI assets are not in the Go module)"
+    )
+
+
 async def _demo(record: StackRecord, settings: StackSettings, out: TextIO) -> int:
     agents_dir = Path(record.agents_dir)
     knowledge = agents_dir / DEMO_AGENT / KNOWLEDGE
@@ -180,6 +201,7 @@ async def _demo(record: StackRecord, settings: StackSettings, out: TextIO) -> in
     print(latency_table(call.result), file=out)
     print("\n== stages per turn, ms (measured by the gateway)", file=out)
     print(stage_table(call.turns), file=out)
+    print(f"\n== trace\n{await asyncio.to_thread(call_trace, record, call)}", file=out)
     print(
         f"\nrecordings and JSON: {folder}/{{agent.wav,call.wav,call.json}}\n"
         f"spans: {record.run_dir}/spans.jsonl\n"

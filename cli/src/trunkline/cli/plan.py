@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from trunkline.config import TURN_TAKING
 from trunkline.devservers.ports import RESERVED_PORTS
 
 LOOPBACK = "127.0.0.1"
@@ -57,11 +58,17 @@ agent specs (``<run dir>/agents/``) in which every tool ``endpoint`` and live-so
 ``base_url`` on this origin points at the CRM the stack started (:func:`rebase_agent`). The
 files in ``agents/`` stay valid as they are (tests and hand-run services read them directly)."""
 
+JAEGER_PORTS = ("jaeger-otlp", "jaeger-query", "jaeger-query-grpc")
+"""Jaeger all-in-one: OTLP/gRPC in (every service exports there; Jaeger forwards each span to
+the OTLP sink, which writes ``spans.jsonl``), the query API + UI over HTTP, the query API over
+gRPC."""
+
 PORT_NAMES: tuple[str, ...] = (
     "nats",
     "nats-monitor",
     "redis",
     "otlp-sink",
+    *JAEGER_PORTS,
     CRM,
     GATEWAY_HTTP,
     *(f"{spec.name}" for spec in SERVICES),
@@ -102,8 +109,9 @@ class AppConfig:
     agents_dir: Path
     tenants_file: Path
     milvus_uri: str
-    peer_timeout_s: float = 8.0
-    """The gateway's deadline per peer attempt. The embedded llama.cpp model generates one reply
+    peer_timeout_s: float = TURN_TAKING.peer_timeout_s
+    """The gateway's deadline per peer attempt (default shared with the chart and the settings:
+    ``trunkline.config.defaults``). The embedded llama.cpp model generates one reply
     at a time and cannot stop a prompt evaluation half-way, so on a busy 2-core machine a retry
     after a short deadline only queues a second generation behind the first: the caller hears
     the filler meanwhile, and the turn completes when the first token comes."""
@@ -116,16 +124,16 @@ class AppConfig:
     first clause nothing else runs, so the prompt takes both cores; tokens are generated on one
     (``LLM_THREADS`` 1), leaving the other to TTS, which speaks the first clause meanwhile, except
     the first tokens (``LLM_FIRST_TOKENS_THREADS``): TTS waits for that first clause."""
-    endpoint_ms: int = 380
+    endpoint_ms: int = TURN_TAKING.endpoint_ms
     """Silence that ends the caller's turn (``GATEWAY_ENDPOINT_MS``): most of voice-to-voice
     latency. Counted from the first silent frame, which the gateway's quiet-frame rule puts
     20-60 ms after the caller's last sound, so a turn ends ~400 ms after it. At 300 the pause
     between two sentences of one turn ("Sorry to interrupt. | Do you take ...": 280-320 ms in
     the simulated caller's voice) ended the turn and the agent started answering half a
     question (README, knobs)."""
-    speculative_start: bool = True
+    speculative_start: bool = TURN_TAKING.speculative_start
     """Start STT/context/LLM/TTS before the endpoint (``GATEWAY_SPECULATIVE_START``)..."""
-    speculate_after_ms: int = 20
+    speculate_after_ms: int = TURN_TAKING.speculate_after_ms
     """...after this much silence (``GATEWAY_SPECULATE_AFTER_MS``; 20: the first silent frame).
     Work started for a pause the caller then talks through is cancelled (the LLM stream is
     closed), but an LLM that cannot stop a prompt evaluation still spends it: a longer delay

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Kind = Literal["nats", "redis", "sink", "crm", "service"]
+Kind = Literal["nats", "redis", "sink", "jaeger", "crm", "service"]
 
 STACK_FILE = "stack.json"
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from trunkline.config import TURN_TAKING
+
 
 class StackSettings(BaseSettings):
     """How ``trunkline stack`` runs the local stack."""
@@ -33,7 +35,9 @@ class StackSettings(BaseSettings):
         "llm loads it where present and where the CPU has the flags it needs",
     )
     peer_timeout_s: float = Field(
-        default=8.0, gt=0, description="gateway deadline per peer attempt (embedded models)"
+        default=TURN_TAKING.peer_timeout_s,
+        gt=0,
+        description="gateway deadline per peer attempt (embedded models)",
     )
     tenant: str = Field(
         default="acme", pattern=r"^[a-z0-9][a-z0-9_-]*$", description="the local tenant"

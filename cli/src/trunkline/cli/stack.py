@@ -36,9 +36,11 @@ from trunkline.cli.record import Component, StackRecord, load, save, stack_file
 from trunkline.cli.settings import StackSettings
 from trunkline.cli.tenants import TENANTS_FILE, TenantError, agent_names, ensure_tenant
 from trunkline.devservers import (
+    JaegerServer,
     NatsServer,
     RedisServer,
     ServerStartError,
+    ToolMissingError,
     free_port,
     nats_ping,
     pid_alive,
@@ -228,6 +230,34 @@ class _Starter:
         _wait(lambda: port_open(LOOPBACK, port), component, self.settings.start_timeout)
         return endpoint
 
+    def jaeger(self, sink: str) -> str:
+        """Jaeger all-in-one, forwarding every span to the OTLP sink; returns the OTLP endpoint
+        the services export to (the sink itself when Jaeger is not built)."""
+        try:
+            server = JaegerServer(
+                otlp_port=self.ports["jaeger-otlp"],
+                query_port=self.ports["jaeger-query"],
+                query_grpc_port=self.ports["jaeger-query-grpc"],
+                forward_to=sink,
+                run_dir=self.run_dir,
+                start_timeout=self.settings.start_timeout,
+            )
+        except ToolMissingError as exc:
+            print(f"  jaeger     not started: {exc}; spans go to the OTLP sink only",
+                  file=self.out, flush=True)  # fmt: skip
+            return sink
+        try:
+            server.start()
+        except ServerStartError as exc:
+            raise StackError(f"jaeger: {exc}") from exc
+        self.add(
+            Component(
+                "jaeger", "jaeger", server.port, server.url, pid=server.pid,
+                log=str(server.log_path), match=str(server.binary),
+            )
+        )  # fmt: skip
+        return server.otlp_endpoint
+
     def crm(self) -> None:
         """The demo CRM, serving every agent's ``crm.json`` when there is one; the services
         then read the agent specs rendered to point at it (see ``plan.CRM_SPEC_ORIGIN``)."""
@@ -352,7 +382,7 @@ def up(settings: StackSettings, out: TextIO = sys.stdout) -> int:
         starter.tenants()
         nats_url = starter.nats()
         redis_url = starter.redis()
-        otlp = starter.sink()
+        otlp = starter.jaeger(starter.sink())
         starter.crm()
         starter.services(nats_url, redis_url, otlp)
     except (StackError, OSError) as exc:
@@ -365,6 +395,9 @@ def up(settings: StackSettings, out: TextIO = sys.stdout) -> int:
     print(f"media stream: {starter.record.media_url}   tenant: {settings.tenant} "
           f"(secrets in {starter.record.tenants_file})", file=out)  # fmt: skip
     print(f"spans: {run_dir / 'spans.jsonl'}   logs: {run_dir}/<component>.log", file=out)
+    jaeger = starter.record.get("jaeger")
+    if jaeger is not None:
+        print(f"traces: {jaeger.url}/api/traces?service=gateway (Jaeger query API)", file=out)
     return 0
 
 

@@ -5,6 +5,7 @@ once at start-up (``Settings.load()``) and passes it down. Peers are ``<PEER>_AD
 (``host:port``); secrets are :class:`pydantic.SecretStr` so they never reach a log line.
 """
 
+from trunkline.config.defaults import TURN_TAKING, TurnTaking
 from trunkline.config.settings import PeerAddress, ServiceSettings, parse_peer
 
-__all__ = ["PeerAddress", "ServiceSettings", "parse_peer"]
+__all__ = ["TURN_TAKING", "PeerAddress", "ServiceSettings", "TurnTaking", "parse_peer"]

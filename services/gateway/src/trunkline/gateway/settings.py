@@ -2,7 +2,7 @@
 
 Latency knobs (voice-to-voice = last voiced caller frame -> first reply frame sent):
 
-- ``GATEWAY_ENDPOINT_MS`` (400; the local stack uses 300): silence that ends the caller's turn.
+- ``GATEWAY_ENDPOINT_MS`` (380): silence that ends the caller's turn.
   Reply audio is held until then, so it is the floor of voice-to-voice latency. Shorter answers
   sooner but splits utterances at longer pauses (the caller then "continues" and the turn is
   redone with the whole utterance).
@@ -23,7 +23,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from trunkline.config import PeerAddress, ServiceSettings
+from trunkline.config import TURN_TAKING, PeerAddress, ServiceSettings
 
 
 class TenantConfig(BaseModel):
@@ -50,7 +50,10 @@ class GatewaySettings(ServiceSettings):
     tts_addr: PeerAddress = "127.0.0.1:50054"
     hitl_addr: PeerAddress = "127.0.0.1:50055"
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_ca_file: Path | None = Field(default=None, description="CA for tls:// NATS")
+    nats_creds_file: Path | None = Field(default=None, description="NATS credentials file")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_ca_file: Path | None = Field(default=None, description="CA for rediss:// Redis")
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, lt=65536, description="media streams; 0: any")
@@ -62,59 +65,66 @@ class GatewaySettings(ServiceSettings):
     tenants_file: Path | None = None
     gateway_id: str = Field(default_factory=socket.gethostname, description="pod name")
     state_ttl_seconds: int = Field(default=6 * 3600, gt=0)
-    peer_timeout_s: float = Field(default=2.0, gt=0, description="per attempt / between items")
+    # The turn-taking defaults live in trunkline.config.defaults (shared with the chart and the
+    # local stack; tests/integration/test_defaults_agree.py).
+    peer_timeout_s: float = Field(
+        default=TURN_TAKING.peer_timeout_s, gt=0, description="per attempt / between items"
+    )
     endpoint_ms: int = Field(
-        default=400,
+        default=TURN_TAKING.endpoint_ms,
         ge=20,
         description="silence (ms) that ends the caller's turn; most of voice-to-voice latency",
     )
     barge_in_onset_frames: int = Field(
-        default=2,
+        default=TURN_TAKING.barge_in_onset_frames,
         ge=1,
         description="voiced 20 ms frames that make a barge-in while the agent speaks (a turn "
         "start needs 3): the agent stops sooner when talked over",
     )
     quiet_dbfs: float = Field(
-        default=-50.0,
+        default=TURN_TAKING.quiet_dbfs,
         le=0,
         description="a caller frame quieter than this (and 30 dB below the utterance's loudest) is "
         "silence whatever the VAD says, so the pause is seen ~60 ms sooner; 0: the VAD alone",
     )
     loud_dbfs: float = Field(
-        default=-30.0,
+        default=TURN_TAKING.loud_dbfs,
         le=0,
         description="a caller frame this loud counts towards a speech onset (and a barge-in) from "
         "VAD probability 0.2 instead of 0.5; 0: the VAD alone",
     )
     speculative_start: bool = Field(
-        default=True,
+        default=TURN_TAKING.speculative_start,
         description="start STT/context/LLM/TTS during the pause, before the endpoint; the work "
         "is cancelled (the LLM stream closed) if the caller goes on",
     )
     speculate_after_ms: int = Field(
-        default=20,
+        default=TURN_TAKING.speculate_after_ms,
         ge=20,
         description="silence (ms) before speculative work starts; 20: the first silent frame",
     )
     llm_prefill: bool = Field(
-        default=True,
+        default=TURN_TAKING.llm_prefill,
         description="after each turn, have the LLM evaluate the system prompt, tools and history "
         "while the caller speaks, so the next turn evaluates only its context and question",
     )
     prefetch_every_ms: int = Field(
-        default=400,
+        default=TURN_TAKING.prefetch_every_ms,
         ge=0,
         description="while the caller speaks, read the utterance so far ahead (STT, context, LLM "
         "prefill) every this much speech, so the prompt is evaluated when they stop; 0: off",
     )
     first_clause_words: int = Field(
-        default=3,
+        default=TURN_TAKING.first_clause_words,
         ge=0,
         description="cut the reply's first clause after this many words when no punctuation "
         "came yet, so its audio starts sooner; 0: only punctuation cuts",
     )
     max_tool_rounds: int = Field(
-        default=2, ge=1, le=8, description="generation rounds with tool results per turn"
+        default=TURN_TAKING.max_tool_rounds,
+        ge=1,
+        le=8,
+        description="generation rounds with tool results per turn",
     )
 
     @model_validator(mode="after")
