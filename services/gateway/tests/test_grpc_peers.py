@@ -33,6 +33,7 @@ from trunkline.gateway.peers.types import (
     ToolCallRequested,
     ToolResult,
     ToolRound,
+    Transcript,
     Usage,
 )
 from trunkline.gateway.profile import load_profiles, parse_profile
@@ -129,16 +130,23 @@ async def test_stt_streams_the_utterance_and_returns_the_final(span_recorder: Sp
     servicer = Stt()
     audio = bytes(range(256)) * 50  # 12800 bytes: 4 chunks of 100 ms
     async with serving(stt_pb2_grpc.add_SpeechToTextServicer_to_server, servicer) as chan:
-        text = await GrpcTranscriber(env(span_recorder), chan, language="en-US").transcribe(
-            CALL, audio
+        stt = GrpcTranscriber(
+            env(span_recorder),
+            chan,
+            language="en-US",
+            phrase_hints=("Acme Dental", "Saturday"),
+            phrase_boost=6.0,
         )
-    assert text == "what are your hours"
+        heard = await stt.transcribe(CALL, audio)
+    assert heard == Transcript("what are your hours", pytest.approx(0.9))
     first, *rest = servicer.requests
     assert first.context.tenant_id == "acme"
     assert first.context.call_id == "CA1"
     assert first.config.audio_format.encoding == audio_pb2.AUDIO_ENCODING_PCM16
     assert first.config.audio_format.sample_rate_hz == 16000
     assert first.config.language == "en-US"
+    assert list(first.config.phrase_hints) == ["Acme Dental", "Saturday"]
+    assert first.config.phrase_boost == 6.0
     assert b"".join(r.audio for r in rest) == audio
     assert [r.WhichOneof("request") for r in rest] == ["audio"] * 4 + ["control"]
     assert rest[-1].control.action == stt_pb2.CONTROL_ACTION_END_OF_UTTERANCE
@@ -149,18 +157,18 @@ async def test_stt_streams_the_utterance_and_returns_the_final(span_recorder: Sp
 
 async def test_stt_no_final_is_no_speech(span_recorder: SpanRecorder) -> None:
     async with serving(stt_pb2_grpc.add_SpeechToTextServicer_to_server, Stt()) as chan:
-        text = await GrpcTranscriber(env(span_recorder), chan).transcribe(CALL, bytes(640))
-    assert text == ""
+        heard = await GrpcTranscriber(env(span_recorder), chan).transcribe(CALL, bytes(640))
+    assert heard == Transcript("", 0.0)
 
 
 async def test_stt_retries_unavailable_then_succeeds(span_recorder: SpanRecorder) -> None:
     servicer = Stt()
     servicer.fail_first = grpc.StatusCode.UNAVAILABLE
     async with serving(stt_pb2_grpc.add_SpeechToTextServicer_to_server, servicer) as chan:
-        text = await GrpcTranscriber(env(span_recorder), chan, policy=FAST).transcribe(
+        heard = await GrpcTranscriber(env(span_recorder), chan, policy=FAST).transcribe(
             CALL, b"\x01\x00" * 320
         )
-    assert text == "what are your hours"
+    assert heard.text == "what are your hours"
     assert servicer.calls == 2
     attributes = span_recorder.named("stt").attributes or {}
     assert attributes["attempts"] == 2
@@ -567,8 +575,11 @@ async def test_tts_close_cancels_the_clause(span_recorder: SpanRecorder) -> None
         await asyncio.wait_for(servicer.cancelled.wait(), 5)
 
 
+SAMPLE = Path(__file__).parents[3] / "agents" / "acme-dental.yaml"
+
+
 def test_the_sample_agent_loads_as_a_profile() -> None:
-    agents = Path(__file__).parents[3] / "agents"
+    agents = SAMPLE.parent
     profile = load_profiles(agents)["acme-dental"]
     assert profile.greeting.startswith("Thank you for calling Acme Dental")
     assert profile.filler_text == "One moment, please."
@@ -577,6 +588,11 @@ def test_the_sample_agent_loads_as_a_profile() -> None:
         "book_appointment",
     ]
     assert retrieval_options(profile.retrieval).rank_mode == context_pb2.RANK_MODE_EMBEDDED
+    # the STT vocabulary: the spec's texts and the knowledge beside it (agents/acme-dental/)
+    vocabulary = profile.stt.vocabulary
+    assert vocabulary[:2] == ("Acme Dental", "Monday")
+    assert {"Saturday", "Ava", "Teeth whitening"} <= set(vocabulary)
+    assert "Teeth whitening" not in parse_profile(SAMPLE.read_text()).stt.vocabulary
     with pytest.raises(AgentSpecError):
         parse_profile("name: x\nversion: 1\nsystem_prompt: s\ngreeting: g\ntypo_key: 1\n")
 
