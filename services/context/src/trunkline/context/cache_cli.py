@@ -17,9 +17,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 
 import grpc
-from pymilvus import MilvusException
 
-from trunkline.context import cache_admin
 from trunkline.context.core.filters import check_ident
 from trunkline.context.core.types import CacheEntry, EntrySelector
 from trunkline.context.errors import ContextError
@@ -165,7 +163,10 @@ async def _remote(args: argparse.Namespace) -> int:
 
 
 async def _local(args: argparse.Namespace) -> int:
-    from trunkline.context.backends.milvus import (  # noqa: PLC0415 - local mode only
+    from pymilvus import MilvusException  # noqa: PLC0415 - local mode only
+
+    from trunkline.context import cache_admin  # noqa: PLC0415
+    from trunkline.context.backends.milvus import (  # noqa: PLC0415
         MilvusAnswerCache,
         MilvusChunkStore,
         MilvusDatabase,
