@@ -89,8 +89,11 @@ bench-voice: ## Voice loop: 20+ real-time turns through the stack vs in one proc
 bench-answers: ## Knowledge answers: extractive vs raw vs guarded LLM on 40 questions (right answers, grounded clauses, first-clause latency)
 	$(PY) python -m benchmarks.answers
 
+bench-stt: ## STT on phone-band speech: WER with/without the agent's vocabulary, latency, confidence
+	$(PY) python -m benchmarks.stt
+
 check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-answers check
+.PHONY: help uv install tools crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-answers bench-stt check

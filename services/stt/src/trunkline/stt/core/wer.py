@@ -162,8 +162,8 @@ def word_errors_of(reference: Sequence[str], hypothesis: Sequence[str]) -> WordE
             ins = (left[0] + 1, left[1], left[2], left[3] + 1)
             row.append(min(sub, dele, ins))
         prev = row
-    _, subs, dels, ins = prev[m]
-    return WordErrors(subs, dels, ins, n)
+    _, subs, dels, adds = prev[m]
+    return WordErrors(subs, dels, adds, n)
 
 
 def word_errors(reference: str, hypothesis: str) -> WordErrors:
