@@ -47,7 +47,8 @@ def test_knowledge_adds_terms_the_prompt_does_not_have() -> None:
 
 
 def test_the_specs_own_words_come_first_and_the_list_is_capped() -> None:
-    spec = parse_agent_spec(SPEC + "stt:\n  vocabulary: [Warm Home Discount, nora]\n  max_terms: 5\n")
+    stt = "stt:\n  vocabulary: [Warm Home Discount, nora]\n  max_terms: 5\n"
+    spec = parse_agent_spec(SPEC + stt)
     assert agent_vocabulary(spec) == (
         "Warm Home Discount",
         "nora",  # the same word later ("Nora") is not repeated
