@@ -48,6 +48,7 @@ async def main() -> None:
         ),
         model=served_model(settings),
         layout=settings.prompt_layout,
+        history=settings.history_policy(),
     )
     servicer = LanguageModelService(build_backend(settings), options)
     loading = Connecting(lambda: prepare(settings, servicer), name="llm-model")

@@ -41,12 +41,14 @@ from trunkline.llm.convert import (
 from trunkline.llm.core import (
     CompiledPrompt,
     Done,
+    HistoryPolicy,
     PromptBudgetError,
     PromptLayout,
     TextDelta,
     ToolCallEvent,
     compile_prompt,
 )
+from trunkline.llm.core.history import DEFAULT as DEFAULT_HISTORY
 from trunkline.proto.common.v1 import call_pb2, tool_pb2, usage_pb2
 from trunkline.proto.llm.v1 import llm_pb2, llm_pb2_grpc
 from trunkline.runtime import service_name
@@ -69,6 +71,7 @@ class ServingOptions:
     limits: Limits
     model: str | None = None
     layout: PromptLayout = "stable_prefix"
+    history: HistoryPolicy = DEFAULT_HISTORY
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +150,15 @@ class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
         compiled = await self._compile(
             request.prompt, request.sampling, request.context, context, prefill=True
         )
-        try:
-            result = await self.backend.prefill(compiled.prompt.request)
-        except LlmError as exc:
-            await self._backend_failed(context, exc)
+        with self._tracer.start_as_current_span("llm.prefill") as span:
+            try:
+                result = await self.backend.prefill(compiled.prompt.request)
+            except LlmError as exc:
+                await self._backend_failed(context, exc)
+            span.set_attribute("gen_ai.usage.input_tokens", result.prompt_tokens)
+            span.set_attribute("llm.prompt_tokens_evaluated", result.evaluated)
+            span.set_attribute("llm.prompt_tokens_cached", result.reused)
+            span.set_attribute("llm.prefill_completed", result.completed)
         return llm_pb2.PrefillResponse(
             prompt_tokens=result.prompt_tokens,
             evaluated_tokens=result.evaluated,
@@ -202,6 +210,7 @@ class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
                     tool_mode=self.backend.tool_mode,
                     message_overhead=self.backend.message_overhead,
                     layout=self.options.layout,
+                    history_policy=self.options.history,
                 )
                 if not prefill and parts.user_text is None and compiled.history_kept == 0:
                     raise PromptBudgetError(
@@ -219,6 +228,7 @@ class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
                 )
             span.set_attribute("llm.prompt_tokens", compiled.prompt_tokens)
             span.set_attribute("llm.history_dropped", compiled.history_dropped)
+            span.set_attribute("llm.history_summarized", compiled.history_summarized)
             span.set_attribute("llm.tools", len(parts.tools))
             if sampling_pb.model and model != sampling_pb.model:
                 span.set_attribute("llm.requested_model", sampling_pb.model)
@@ -246,6 +256,7 @@ class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
             total_time=duration(total_s),
             model=compiled.model,
             history_messages_dropped=compiled.prompt.history_dropped,
+            history_messages_summarized=compiled.prompt.history_summarized,
             text=text,
         )
         if first_s is not None:

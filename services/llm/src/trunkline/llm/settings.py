@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import ServiceSettings
 from trunkline.llm.backends.requantize import Quantization
+from trunkline.llm.core.history import HistoryPolicy
 from trunkline.llm.core.prompt import PromptLayout
 
 
@@ -90,6 +91,26 @@ class LlmSettings(ServiceSettings):
         description="stable_prefix: context block after the history (prefix-cache friendly); "
         "context_in_system: the old layout, for comparison",
     )
+    history_tokens: int = Field(
+        default=384,
+        ge=0,
+        description="history kept verbatim in a prompt; past it the oldest turns are folded "
+        "into one summary line, history_fold_turns at a time (0: never fold, only cut to the "
+        "prompt budget)",
+    )
+    history_fold_turns: int = Field(
+        default=4, ge=1, description="turns folded into the summary at once (prefix cache)"
+    )
+    history_summary_tokens: int = Field(
+        default=96, ge=0, description="cap of the summary line of the folded turns"
+    )
+
+    def history_policy(self) -> HistoryPolicy:
+        return HistoryPolicy(
+            verbatim_tokens=self.history_tokens,
+            fold_turns=self.history_fold_turns,
+            summary_tokens=self.history_summary_tokens,
+        )
 
     # openai
     openai_base_url: str = "http://127.0.0.1:8000/v1"

@@ -257,6 +257,9 @@ class LlmBackend(ABC):
         span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
         span.set_attribute("llm.prompt_tokens_cached", usage.cached_prompt_tokens)
+        span.set_attribute(
+            "llm.prompt_tokens_evaluated", usage.prompt_tokens - usage.cached_prompt_tokens
+        )
         span.set_attribute("llm.usage_estimated", usage.estimated)
         if ttft is not None and usage.completion_tokens > 1 and duration > ttft:
             rate = (usage.completion_tokens - 1) / (duration - ttft)

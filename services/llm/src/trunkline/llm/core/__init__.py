@@ -3,6 +3,7 @@
 No I/O and no backend SDKs here (enforced by import-linter).
 """
 
+from trunkline.llm.core.history import CompactHistory, HistoryPolicy, compact_history
 from trunkline.llm.core.prompt import (
     CompiledPrompt,
     ContextChunk,
@@ -42,11 +43,13 @@ __all__ = [
     "TOOL_CALL_OPEN",
     "BackendEvent",
     "ChatMessage",
+    "CompactHistory",
     "CompiledPrompt",
     "ContextChunk",
     "Done",
     "GenerationEvent",
     "GenerationRequest",
+    "HistoryPolicy",
     "MalformedToolCall",
     "PrefillResult",
     "PromptBudgetError",
@@ -61,6 +64,7 @@ __all__ = [
     "ToolCallStreamParser",
     "ToolSchema",
     "Usage",
+    "compact_history",
     "compile_prompt",
     "prompt_from_spec",
     "render_tool_instructions",

@@ -10,6 +10,10 @@ context block as a system message, then the new user turn), so a backend's prefi
 vLLM) reuses everything up to the previous turn. ``context_in_system`` is the old layout (context
 block inside the first system message), kept for benchmarks: it re-evaluates the whole history
 every turn.
+
+A long call's history is bounded by :mod:`trunkline.llm.core.history` (``history_policy``): the
+oldest turns are folded into one summary line (a system message right after the first one) in
+blocks, so that prefix changes once every few turns rather than every turn.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from trunkline.agents import AgentSpec
+from trunkline.llm.core.history import OFF, HistoryPolicy, compact_history
 from trunkline.llm.core.tool_protocol import render_tool_instructions, to_text_protocol
 from trunkline.llm.core.types import ChatMessage, GenerationRequest, SamplingParams, ToolSchema
 
@@ -100,6 +105,7 @@ class CompiledPrompt:
     history_dropped: int
     context_kept: int
     context_dropped: int
+    history_summarized: int = 0  # messages folded into the summary line (``history_policy``)
 
 
 def render_context(chunks: Sequence[ContextChunk]) -> str:
@@ -138,10 +144,13 @@ def compile_prompt(
     tool_mode: ToolMode = "native",
     message_overhead: int = 4,
     layout: PromptLayout = "stable_prefix",
+    history_policy: HistoryPolicy = OFF,
 ) -> CompiledPrompt:
     """Build the generation request for one turn within ``data.max_prompt_tokens``.
 
     ``message_overhead``: tokens the chat template adds around each message (role markers).
+    ``history_policy``: how the oldest turns are folded into a summary (default: never; the
+    history is only cut to the budget, oldest first).
     """
     budget = data.max_prompt_tokens
     tools = tuple(data.tools)
@@ -163,7 +172,8 @@ def compile_prompt(
             for t in tools
         )
 
-    history = list(data.history)
+    compact = compact_history(data.history, cost, count_tokens, history_policy)
+    history = list(compact.history)
     if tool_mode == "text":
         history = list(to_text_protocol(history))
     tail = [ChatMessage(role="user", content=data.user_text)] if data.user_text is not None else []
@@ -184,8 +194,12 @@ def compile_prompt(
             f"over the budget of {budget}"
         )
 
-    kept: list[ChatMessage] = []
+    summary: list[ChatMessage] = []
     used = fixed
+    if compact.summary is not None and used + cost(compact.summary) <= budget:
+        summary.append(compact.summary)
+        used += cost(compact.summary)
+    kept: list[ChatMessage] = []
     for message in reversed(history):
         size = cost(message)
         if used + size > budget:
@@ -197,7 +211,7 @@ def compile_prompt(
         used -= cost(kept.pop(0))
 
     request = GenerationRequest(
-        messages=(system, *kept, *([context] if context is not None else []), *tail),
+        messages=(system, *summary, *kept, *([context] if context is not None else []), *tail),
         tools=tools,
         sampling=data.sampling,
         tool_choice="auto" if tools else "none",
@@ -210,4 +224,5 @@ def compile_prompt(
         history_dropped=len(history) - len(kept),
         context_kept=len(chunks),
         context_dropped=len(data.context) - len(chunks),
+        history_summarized=compact.folded,
     )
