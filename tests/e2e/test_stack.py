@@ -24,6 +24,7 @@ from trunkline.devservers import (
     redis_ping,
     start_on_free_port,
 )
+from trunkline.runtime import LIVENESS, health_status
 
 pytestmark = pytest.mark.e2e
 
@@ -104,11 +105,11 @@ async def test_stack_up_status_drain_and_down(
 
     code, rows = status_rows(run_dir)
     assert code == 0
-    assert set(rows) == {"nats", "redis", "otlp-sink", "crm", *SERVICES}
+    assert set(rows) == {"nats", "redis", "otlp-sink", "jaeger", "crm", *SERVICES}
     assert {row["health"] for row in rows.values()} == {"SERVING"}
     assert not rows["nats"]["owned"]
     assert not rows["redis"]["owned"]
-    assert all(rows[name]["owned"] for name in ("otlp-sink", *SERVICES))
+    assert all(rows[name]["owned"] for name in ("otlp-sink", "jaeger", *SERVICES))
     ports = [row["port"] for row in rows.values()]
     assert len(set(ports)) == len(ports)
     assert not {4222, 6379} & set(ports)
@@ -128,8 +129,14 @@ async def test_stack_up_status_drain_and_down(
             assert await watch.read() is grpc.aio.EOF
             assert await watch.code() == grpc.StatusCode.OK
             await exited(hitl["pid"])
-    # The gateway's readiness follows its peers: without hitl it is NOT_SERVING.
-    await _watch_until(f"127.0.0.1:{rows['gateway']['port']}", NOT_SERVING, limit_s=20)
+    # The gateway's readiness follows its peers: without hitl it is NOT_SERVING; its liveness
+    # does not (a Kubernetes liveness probe on it would restart the pod and drop its calls).
+    gateway = f"127.0.0.1:{rows['gateway']['port']}"
+    await _watch_until(gateway, NOT_SERVING, limit_s=20)
+    for _ in range(5):
+        assert await health_status(gateway, service=LIVENESS) == "SERVING"
+        assert await health_status(gateway) == "NOT_SERVING"
+        await asyncio.sleep(0.2)
     code, rows_after = status_rows(run_dir)
     assert code == 1
     assert rows_after["hitl"]["health"] == "DOWN"

@@ -15,13 +15,14 @@ from trunkline.config import ServiceSettings
 from trunkline.proto.common.v1 import call_pb2
 from trunkline.proto.hitl.v1 import hitl_pb2, hitl_pb2_grpc
 from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
-from trunkline.runtime import ServiceShell, Unimplemented, service_name
+from trunkline.runtime import LIVENESS, ServiceShell, Unimplemented, service_name
 
 pytestmark = pytest.mark.integration
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 TENANT = call_pb2.CallContext(tenant_id="acme")
 HUMAN_LOOP = "trunkline.hitl.v1.HumanLoop"
+NOT_SERVING_ = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class Loop(hitl_pb2_grpc.HumanLoopServicer):
@@ -245,3 +246,82 @@ async def test_shutdown_goes_on_when_the_grpc_server_does_not_stop(
     assert hooked.is_set()  # the hooks still ran
     assert "gRPC server stop did not finish within 0.3s" in caplog.text
     await real_stop(None)
+
+
+async def _check(channel: grpc.aio.Channel, service: str) -> int:
+    health = health_pb2_grpc.HealthStub(channel)
+    reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+    return int(reply.status)
+
+
+async def _until(channel: grpc.aio.Channel, service: str, status: int) -> None:
+    """Watch ``service`` until it reports ``status`` (at most 5 s)."""
+    health = health_pb2_grpc.HealthStub(channel)
+    async with asyncio.timeout(5):
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=service))
+        while (await watch.read()).status != status:
+            pass
+        watch.cancel()
+
+
+async def test_liveness_serves_while_readiness_follows_the_peers() -> None:
+    """A peer outage turns the process unready; its liveness stays SERVING (no restart)."""
+    peers_up = asyncio.Event()
+
+    async def is_ready() -> bool:
+        return peers_up.is_set()
+
+    shell = ServiceShell(
+        ServiceSettings(grpc_port=0), services=[HUMAN_LOOP], ready=is_ready, recheck_seconds=0.05
+    )
+    port = await shell.start(lambda s: hitl_pb2_grpc.add_HumanLoopServicer_to_server(Loop(), s))
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, NOT_SERVING_
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert await _check(channel, "") == not_serving
+            assert await _check(channel, LIVENESS) == serving
+            peers_up.set()
+            await _until(channel, "", serving)
+            peers_up.clear()  # the outage
+            await _until(channel, HUMAN_LOOP, not_serving)
+            assert await _check(channel, "") == not_serving
+            for _ in range(10):  # and it stays alive for the whole outage
+                assert await _check(channel, LIVENESS) == serving
+                await asyncio.sleep(0.02)
+    finally:
+        await shell.shutdown()
+
+
+def test_liveness_is_not_a_service_name() -> None:
+    with pytest.raises(ValueError, match="liveness"):
+        ServiceShell(ServiceSettings(grpc_port=0), services=[LIVENESS])
+
+
+async def test_the_drain_waits_for_work_in_hand_up_to_drain_seconds() -> None:
+    """``drained`` (the gateway's live calls) holds the shutdown until it returns, bounded."""
+    calls_over = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def drained() -> None:
+        asked.set()
+        await calls_over.wait()
+
+    shell = ServiceShell(
+        ServiceSettings(grpc_port=0, drain_seconds=5.0), services=[], drained=drained
+    )
+    await shell.start(lambda server: None)
+    stopping = asyncio.ensure_future(shell.shutdown())
+    await asyncio.wait_for(asked.wait(), 2)
+    await asyncio.sleep(0.3)
+    assert not stopping.done()  # a live call holds the drain
+    calls_over.set()
+    await asyncio.wait_for(stopping, 2)
+
+    bounded = ServiceShell(
+        ServiceSettings(grpc_port=0, drain_seconds=0.3), services=[], drained=asyncio.Event().wait
+    )
+    await bounded.start(lambda server: None)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(bounded.shutdown(), 3)
+    assert 0.25 < loop.time() - started < 2.0  # no longer than drain_seconds (+ slack)

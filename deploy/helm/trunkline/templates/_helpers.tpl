@@ -53,8 +53,21 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 app.kubernetes.io/part-of: trunkline
 {{- end }}
 
+{{/*
+Image of a component: image.overrides.<component> (a full reference) when set, else
+image.repository at image.digest (immutable) or image.tag (default: the chart's appVersion).
+Call with (dict "root" $ "component" "stt").
+*/}}
 {{- define "trunkline.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $img := .root.Values.image }}
+{{- $override := get $img.overrides .component }}
+{{- if $override }}
+{{- $override }}
+{{- else if $img.digest }}
+{{- printf "%s@%s" $img.repository $img.digest }}
+{{- else }}
+{{- printf "%s:%s" $img.repository (default .root.Chart.AppVersion $img.tag) }}
+{{- end }}
 {{- end }}
 
 {{- define "trunkline.serviceAccountName" -}}
@@ -94,10 +107,51 @@ Call with (dict "root" $ "cfg" $cfg "component" "stt").
 {{- $grace := .root.Values.common.terminationGracePeriodSeconds }}
 {{- if hasKey .cfg "terminationGracePeriodSeconds" }}{{ $grace = .cfg.terminationGracePeriodSeconds }}{{ end }}
 {{- $drain := include "trunkline.drainSeconds" . | float64 }}
-{{- if le (float64 $grace) $drain }}
-{{- fail (printf "%s: terminationGracePeriodSeconds (%v) must be greater than drainSeconds (%v)" .component $grace $drain) }}
+{{- $preStop := .root.Values.common.preStopSeconds | float64 }}
+{{- if le (float64 $grace) (addf $drain $preStop) }}
+{{- fail (printf "%s: terminationGracePeriodSeconds (%v) must be greater than drainSeconds (%v) + common.preStopSeconds (%v)" .component $grace $drain $preStop) }}
 {{- end }}
 {{- $grace }}
+{{- end }}
+
+{{/* preStop sleep (common.preStopSeconds): Services and ingress stop routing first. */}}
+{{- define "trunkline.lifecycle" -}}
+{{- with .Values.common.preStopSeconds }}
+lifecycle:
+  preStop:
+    exec:
+      command: ["sleep", "{{ . }}"]
+{{- end }}
+{{- end }}
+
+{{/*
+Spread a component's pods over zones and nodes (topologySpread.*); the component's own
+topologySpreadConstraints replace these. Call with (dict "root" $ "component" "stt" "cfg" $cfg).
+*/}}
+{{- define "trunkline.topologySpread" -}}
+{{- $spread := .root.Values.topologySpread }}
+{{- if .cfg.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml .cfg.topologySpreadConstraints | nindent 2 }}
+{{- else if $spread.enabled }}
+topologySpreadConstraints:
+{{- range $key, $topology := dict "zone" "topology.kubernetes.io/zone" "node" "kubernetes.io/hostname" }}
+{{- $c := index $spread $key }}
+  - maxSkew: {{ $c.maxSkew }}
+    topologyKey: {{ $topology }}
+    whenUnsatisfiable: {{ $c.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "trunkline.selectorLabels" $ | nindent 8 }}
+    matchLabelKeys:
+      - pod-template-hash
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Replicas a component runs with: the HPA's minimum when it autoscales. */}}
+{{- define "trunkline.minReplicas" -}}
+{{- if and .cfg.autoscaling .cfg.autoscaling.enabled }}{{ .cfg.autoscaling.minReplicas }}{{ else }}{{ .cfg.replicas }}{{ end }}
 {{- end }}
 
 {{/* Env every Trunkline process reads. Call with (dict "root" $ "component" "stt" "cfg" $cfg "grpcPort" N). */}}
@@ -117,9 +171,29 @@ Call with (dict "root" $ "cfg" $cfg "component" "stt").
   value: {{ .root.Values.common.logJson | quote }}
 - name: {{ $p }}DRAIN_SECONDS
   value: {{ include "trunkline.drainSeconds" (dict "root" .root "cfg" .cfg) | quote }}
-{{- with .root.Values.externals.otlp.endpoint }}
+{{- with include "trunkline.otlpEndpoint" .root }}
 - name: {{ $p }}OTLP_ENDPOINT
   value: {{ . | quote }}
+{{- $otlp := $.root.Values.externals.otlp }}
+{{- if and $otlp.tls.enabled (not $.root.Values.otelCollector.enabled) }}
+- name: {{ $p }}OTLP_INSECURE
+  value: "false"
+{{- if $otlp.tls.caSecret.name }}
+- name: {{ $p }}OTLP_CA_FILE
+  value: {{ printf "%s/otlp/%s" (include "trunkline.tlsDir" $.root) $otlp.tls.caSecret.key | quote }}
+{{- end }}
+{{- end }}
+{{- with $otlp.authorizationSecret.name }}
+{{- if not $.root.Values.otelCollector.enabled }}
+- name: OTLP_AUTHORIZATION
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $otlp.authorizationSecret.key }}
+- name: {{ $p }}OTLP_HEADERS
+  value: "authorization=$(OTLP_AUTHORIZATION)"
+{{- end }}
+{{- end }}
 {{- end }}
 - name: HOME
   value: /tmp
@@ -136,6 +210,59 @@ Call with (dict "root" $ "cfg" $cfg "component" "stt").
 {{- range $name, $value := .cfg.env }}
 - name: {{ $name }}
   value: {{ $value | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where services export OTLP/gRPC: the in-chart OpenTelemetry Collector when enabled (it exports
+on to externals.otlp.endpoint), else externals.otlp.endpoint itself; empty: no export.
+*/}}
+{{- define "trunkline.otlpEndpoint" -}}
+{{- if .Values.otelCollector.enabled }}
+{{- printf "%s:%d" (include "trunkline.componentName" (dict "root" . "component" "otel-collector")) 4317 }}
+{{- else }}
+{{- .Values.externals.otlp.endpoint }}
+{{- end }}
+{{- end }}
+
+{{/* Root of the mounted TLS material: <tlsDir>/<nats|redis|otlp>/<key>. */}}
+{{- define "trunkline.tlsDir" -}}
+/etc/trunkline/tls
+{{- end }}
+
+{{/*
+Secrets a component mounts for TLS and credentials: a list of (dict name dir secret key).
+Call with (dict "root" $ "component" "gateway").
+*/}}
+{{- define "trunkline.secretMounts" -}}
+{{- $x := .root.Values.externals }}
+{{- $mounts := list }}
+{{- $usesNats := has .component (list "gateway" "hitl") }}
+{{- if and $usesNats $x.nats.tls.caSecret.name }}
+{{- $mounts = append $mounts (dict "name" "nats-ca" "dir" "nats" "secret" $x.nats.tls.caSecret.name "key" $x.nats.tls.caSecret.key) }}
+{{- end }}
+{{- if and $usesNats $x.nats.credsSecret.name }}
+{{- $mounts = append $mounts (dict "name" "nats-creds" "dir" "nats-creds" "secret" $x.nats.credsSecret.name "key" $x.nats.credsSecret.key) }}
+{{- end }}
+{{- if and (eq .component "gateway") $x.redis.tls.caSecret.name }}
+{{- $mounts = append $mounts (dict "name" "redis-ca" "dir" "redis" "secret" $x.redis.tls.caSecret.name "key" $x.redis.tls.caSecret.key) }}
+{{- end }}
+{{- if and $x.otlp.tls.enabled $x.otlp.tls.caSecret.name (not .root.Values.otelCollector.enabled) }}
+{{- $mounts = append $mounts (dict "name" "otlp-ca" "dir" "otlp" "secret" $x.otlp.tls.caSecret.name "key" $x.otlp.tls.caSecret.key) }}
+{{- end }}
+{{- toJson $mounts }}
+{{- end }}
+
+{{/* NATS TLS/credential settings of a NATS client (gateway, hitl). Call with (dict "root" $ "p" "GATEWAY_"). */}}
+{{- define "trunkline.natsEnv" -}}
+{{- $nats := .root.Values.externals.nats }}
+{{- if $nats.tls.caSecret.name }}
+- name: {{ .p }}NATS_CA_FILE
+  value: {{ printf "%s/nats/%s" (include "trunkline.tlsDir" .root) $nats.tls.caSecret.key | quote }}
+{{- end }}
+{{- if $nats.credsSecret.name }}
+- name: {{ .p }}NATS_CREDS_FILE
+  value: {{ printf "%s/nats-creds/%s" (include "trunkline.tlsDir" .root) $nats.credsSecret.key | quote }}
 {{- end }}
 {{- end }}
 
@@ -201,6 +328,15 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
 {{- end }}
 - name: GATEWAY_NATS_URL
   value: {{ $root.Values.externals.nats.url | quote }}
+{{- include "trunkline.natsEnv" (dict "root" $root "p" "GATEWAY_") }}
+{{- with $root.Values.externals.redis.tls.caSecret.name }}
+- name: GATEWAY_REDIS_CA_FILE
+  value: {{ printf "%s/redis/%s" (include "trunkline.tlsDir" $root) $root.Values.externals.redis.tls.caSecret.key | quote }}
+{{- end }}
+{{- range $key, $value := $gw.turnTaking }}
+- name: GATEWAY_{{ $key | snakecase | upper }}
+  value: {{ $value | toString | quote }}
+{{- end }}
 {{- if $root.Values.externals.redis.existingSecret }}
 - name: GATEWAY_REDIS_URL
   valueFrom:
@@ -303,6 +439,7 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
 {{- define "trunkline.env.hitl" -}}
 - name: HITL_NATS_URL
   value: {{ .root.Values.externals.nats.url | quote }}
+{{- include "trunkline.natsEnv" (dict "root" .root "p" "HITL_") }}
 {{- end }}
 
 {{/* Prometheus scrape annotations (no ServiceMonitor needed). */}}
@@ -320,19 +457,35 @@ prometheus.io/path: /metrics
 startupProbe:
   grpc:
     port: {{ .port }}
+    service: {{ $p.startup.service | quote }}
   periodSeconds: {{ $p.startup.periodSeconds }}
   failureThreshold: {{ $p.startup.failureThreshold }}
 readinessProbe:
   grpc:
     port: {{ .port }}
+    {{- with $p.readiness.service }}
+    service: {{ . | quote }}
+    {{- end }}
   periodSeconds: {{ $p.readiness.periodSeconds }}
   failureThreshold: {{ $p.readiness.failureThreshold }}
 livenessProbe:
   grpc:
     port: {{ .port }}
-    {{- with $p.liveness.service }}
-    service: {{ . | quote }}
-    {{- end }}
+    service: {{ $p.liveness.service | quote }}
   periodSeconds: {{ $p.liveness.periodSeconds }}
+  timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
   failureThreshold: {{ $p.liveness.failureThreshold }}
+{{- end }}
+
+{{/* One NetworkPolicy egress rule to an external (networkPolicy.externals.<name>). */}}
+{{- define "trunkline.externalEgress" -}}
+- ports:
+    {{- range .ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with .to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import nats
@@ -49,6 +51,21 @@ class _NatsSubscription(Subscription):
         await self._sub.unsubscribe()
 
 
+def tls_options(ca_file: Path | None, creds_file: Path | None) -> dict[str, Any]:
+    """nats-py connect options for a CA file (TLS) and a credentials file; missing files fail
+    here with their path, not later inside the reconnect loop."""
+    options: dict[str, Any] = {}
+    if ca_file is not None:
+        if not ca_file.is_file():
+            raise FileNotFoundError(f"NATS CA file {ca_file} does not exist")
+        options["tls"] = ssl.create_default_context(cafile=str(ca_file))
+    if creds_file is not None:
+        if not creds_file.is_file():
+            raise FileNotFoundError(f"NATS credentials file {creds_file} does not exist")
+        options["user_credentials"] = str(creds_file)
+    return options
+
+
 class Bus(BusBase):
     """A NATS connection that reconnects forever and carries the trace in message headers."""
 
@@ -71,8 +88,13 @@ class Bus(BusBase):
         reconnect_max: float = 2.0,
         pending_bytes: int = 8 * 1024 * 1024,
         tracer_provider: trace.TracerProvider | None = None,
+        tls_ca_file: Path | None = None,
+        creds_file: Path | None = None,
     ) -> Bus:
         """Connect, retrying forever with exponential backoff (also for the first connect).
+
+        ``tls_ca_file``: verify the server's TLS certificate against this CA (``tls://`` URLs;
+        the system CAs when None). ``creds_file``: a NATS credentials file (user JWT + nkey seed).
 
         While disconnected, publishes are buffered (up to ``pending_bytes``) and sent after
         the reconnect; subscriptions are restored by the client.
@@ -114,6 +136,7 @@ class Bus(BusBase):
             reconnected_cb=on_reconnect,
             error_cb=on_error,
             closed_cb=on_closed,
+            **tls_options(tls_ca_file, creds_file),
         )
         bus = cls(client, tracer_provider)
         holder.append(bus)

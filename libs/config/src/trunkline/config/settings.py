@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +41,13 @@ class ServiceSettings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, lt=65536, description="0 disables /metrics")
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/gRPC collector, e.g. 127.0.0.1:4317; None: no export"
+    )
+    otlp_insecure: bool = Field(
+        default=True, description="plaintext OTLP; false: TLS (otlp_ca_file, else system CAs)"
+    )
+    otlp_ca_file: Path | None = Field(default=None, description="CA bundle for OTLP over TLS")
+    otlp_headers: SecretStr | None = Field(
+        default=None, description="OTLP request headers, 'key=value,key2=value2' (a token)"
     )
     log_level: str = "INFO"
     log_json: bool = True

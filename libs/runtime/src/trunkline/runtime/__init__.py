@@ -28,9 +28,10 @@ from trunkline.runtime.client import (
     wait_healthy,
 )
 from trunkline.runtime.guard import RequestGuard
-from trunkline.runtime.health import HealthService
+from trunkline.runtime.health import LIVENESS, HealthService
 from trunkline.runtime.main import run
 from trunkline.runtime.server import (
+    Drained,
     ReadyCheck,
     Register,
     ServiceShell,
@@ -43,7 +44,9 @@ from trunkline.runtime.validation import tenant_problem
 
 __all__ = [
     "DOWN",
+    "LIVENESS",
     "Connecting",
+    "Drained",
     "HealthService",
     "ReadyCheck",
     "Register",

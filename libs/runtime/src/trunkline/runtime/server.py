@@ -9,9 +9,13 @@ Life of a service process::
                ``recheck_seconds``); health follows it: SERVING only while it says True.
     SIGTERM    health NOT_SERVING for "" and every service FIRST (watchers see it), ``draining``
     /SIGINT    set (long streams may end themselves), the server stops accepting RPCs and lets
-               in-flight ones finish for up to ``drain_seconds``, then shutdown hooks run,
-               telemetry is flushed and :func:`serve` returns (exit code 0).
-               A second signal cuts the drain short.
+               in-flight ones finish for up to ``drain_seconds`` while ``drained()`` (work
+               that is not a gRPC call: the gateway's live phone calls) gets as long to end,
+               then shutdown hooks run, telemetry is flushed and :func:`serve` returns (exit
+               code 0). A second signal cuts the drain short.
+
+Liveness (the ``liveness`` health status, see :mod:`trunkline.runtime.health`) is SERVING
+whenever the server answers: it never follows ``ready()``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from trunkline.config import ServiceSettings
 from trunkline.runtime.guard import Handler, RequestGuard
 from trunkline.runtime.health import HEALTH_SERVICE, NOT_SERVING, SERVING, HealthService
 from trunkline.telemetry.logs import configure_logging
-from trunkline.telemetry.setup import Telemetry, setup_telemetry
+from trunkline.telemetry.setup import OtlpTls, Telemetry, setup_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,9 @@ ReadyCheck = Callable[[], Awaitable[bool]]
 """True only when the service can really serve: models loaded, peers reachable."""
 ShutdownHook = Callable[[], Awaitable[None]]
 """Runs after the drain, before telemetry is flushed: close clients, flush buffers."""
+Drained = Callable[[], Awaitable[None]]
+"""Called when the drain begins: stop taking new work, return once the work in hand is done
+(bounded by ``drain_seconds``)."""
 
 _HOOK_TIMEOUT = 5.0
 STOP_SLACK_S = 5.0
@@ -95,6 +102,7 @@ class ServiceShell:
         recheck_seconds: float = 5.0,
         draining: asyncio.Event | None = None,
         telemetry: Telemetry | None = None,
+        drained: Drained | None = None,
     ) -> None:
         self.settings = settings
         self.telemetry = telemetry
@@ -105,6 +113,7 @@ class ServiceShell:
         self.port: int | None = None
         self._ready = ready
         self._on_shutdown = tuple(on_shutdown)
+        self._drained = drained
         self._reflection = reflection
         self._ready_timeout = ready_timeout
         self._recheck = recheck_seconds
@@ -112,6 +121,7 @@ class ServiceShell:
         self._server: grpc.aio.Server | None = None
         self._ready_task: asyncio.Task[None] | None = None
         self._signals = 0
+        self._cut_short = asyncio.Event()
         self._force_stop: asyncio.Task[None] | None = None
 
     async def start(self, register: Register) -> int:
@@ -157,6 +167,7 @@ class ServiceShell:
             self._stop.set()
         elif self._server is not None:
             log.warning("second stop request: ending the drain now")
+            self._cut_short.set()
             self._force_stop = asyncio.get_running_loop().create_task(self._server.stop(0))
 
     async def wait_stopped(self) -> None:
@@ -176,7 +187,10 @@ class ServiceShell:
             self._ready_task = None
         if self._server is not None:
             grace = self.settings.drain_seconds
-            await _bounded(self._server.stop(grace), grace + STOP_SLACK_S, "gRPC server stop")
+            waits = [_bounded(self._server.stop(grace), grace + STOP_SLACK_S, "gRPC server stop")]
+            if self._drained is not None:
+                waits.append(self._drain_work(self._drained, grace))
+            await asyncio.gather(*waits)
             self._server = None
         for hook in self._on_shutdown:
             try:
@@ -185,6 +199,18 @@ class ServiceShell:
                 log.exception("shutdown hook %s failed", getattr(hook, "__name__", hook))
         self._on_shutdown = ()
         log.info("stopped")
+
+    async def _drain_work(self, drained: Drained, grace: float) -> None:
+        """``drained()`` for at most ``grace`` seconds (less after a second stop request)."""
+        work = asyncio.ensure_future(drained())
+        cut = asyncio.ensure_future(self._cut_short.wait())
+        done, _ = await asyncio.wait({work, cut}, timeout=grace, return_when="FIRST_COMPLETED")
+        for task in (work, cut):
+            task.cancel()
+        if work in done and not work.cancelled() and work.exception() is not None:
+            log.error("drain failed", exc_info=work.exception())
+        elif work not in done:
+            log.warning("drain ended with work still in hand", extra={"grace_s": grace})
 
     async def run(self, register: Register) -> None:
         """Start, serve until SIGTERM/SIGINT (or :meth:`request_stop`), then shut down."""
@@ -232,6 +258,7 @@ async def serve(
     on_shutdown: Sequence[ShutdownHook] = (),
     reflection: bool = False,
     draining: asyncio.Event | None = None,
+    drained: Drained | None = None,
 ) -> None:
     """Run one service process until SIGTERM/SIGINT, then drain and return (see module doc).
 
@@ -239,14 +266,22 @@ async def serve(
     ``ready``: polled; health is SERVING only while it returns True (None: ready once started).
     ``on_shutdown``: hooks run in order after the drain. ``draining``: an event set when the
     shutdown begins, for servicers whose long-lived streams should end themselves.
+    ``drained``: called as the drain begins; the drain lasts until it returns (at most
+    ``drain_seconds``): work in hand that is not a gRPC call.
     Sets up logging and telemetry from ``settings`` and flushes them at the end.
     """
     configure_logging(settings.log_level, settings.log_json)
+    headers = settings.otlp_headers.get_secret_value() if settings.otlp_headers else ""
     telemetry = setup_telemetry(
         settings.service_name,
         settings.otlp_endpoint,
         settings.metrics_port,
         metrics_addr=settings.host,
+        otlp_tls=OtlpTls(
+            insecure=settings.otlp_insecure,
+            ca_file=settings.otlp_ca_file,
+            headers=OtlpTls.parse_headers(headers),
+        ),
     )
     try:
         shell = ServiceShell(
@@ -257,6 +292,7 @@ async def serve(
             reflection=reflection,
             draining=draining,
             telemetry=telemetry,
+            drained=drained,
         )
         await shell.run(register)
     finally:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
+import grpc
 from grpc import aio
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -21,6 +23,43 @@ from trunkline.telemetry.prometheus import PrometheusReader, registry_for
 from trunkline.telemetry.propagation import install_propagator
 
 AttributeValue = str | bool | int | float
+
+
+@dataclass(frozen=True)
+class OtlpTls:
+    """How spans reach the collector: plaintext (the default), or TLS verified against
+    ``ca_file`` (the system CAs when None), with optional request ``headers``."""
+
+    insecure: bool = True
+    ca_file: Path | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse_headers(cls, text: str) -> tuple[tuple[str, str], ...]:
+        """``"authorization=Bearer x,tenant=a"`` -> pairs; a pair without ``=`` is an error."""
+        pairs = []
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"OTLP header {item.split('=')[0]!r} is not key=value")
+            pairs.append((key.strip().lower(), value.strip()))
+        return tuple(pairs)
+
+
+def otlp_exporter(endpoint: str, tls: OtlpTls) -> OTLPSpanExporter:
+    """The OTLP/gRPC span exporter for ``endpoint`` with ``tls``'s transport and headers."""
+    headers = dict(tls.headers) or None
+    if tls.insecure:
+        return OTLPSpanExporter(endpoint=endpoint, insecure=True, headers=headers)
+    root = None
+    if tls.ca_file is not None:
+        if not tls.ca_file.is_file():
+            raise FileNotFoundError(f"OTLP CA file {tls.ca_file} does not exist")
+        root = tls.ca_file.read_bytes()
+    credentials = grpc.ssl_channel_credentials(root_certificates=root)
+    return OTLPSpanExporter(
+        endpoint=endpoint, insecure=False, credentials=credentials, headers=headers
+    )
 
 
 @dataclass
@@ -83,10 +122,12 @@ def setup_telemetry(
     span_exporter: SpanExporter | None = None,
     metrics_addr: str = "0.0.0.0",
     set_global: bool = True,
+    otlp_tls: OtlpTls | None = None,
 ) -> Telemetry:
     """Build tracing and metrics for one process.
 
-    - ``otlp_endpoint`` (``host:port``): spans go there over OTLP/gRPC (insecure) in batches.
+    - ``otlp_endpoint`` (``host:port``): spans go there over OTLP/gRPC in batches, plaintext
+      unless ``otlp_tls`` says otherwise (TLS, a CA, headers such as a bearer token).
     - ``span_exporter``: an extra exporter fed synchronously (tests: an in-memory exporter).
     - ``metrics_port``: serve ``/metrics`` there; ``0`` or ``None`` serves nothing (the
       registry is still readable through :meth:`Telemetry.metrics_text`).
@@ -96,7 +137,7 @@ def setup_telemetry(
     resource = Resource({"service.name": service_name, **dict(resource_attrs or {})})
     tracer_provider = TracerProvider(resource=resource)
     if otlp_endpoint:
-        exporter = OTLPSpanExporter(endpoint=otlp_endpoint, insecure=True)
+        exporter = otlp_exporter(otlp_endpoint, otlp_tls or OtlpTls())
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     if span_exporter is not None:
         tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))

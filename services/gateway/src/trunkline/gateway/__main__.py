@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
+from typing import Any
 
 import httpx
 from aiohttp import web
@@ -35,6 +37,20 @@ from trunkline.state import CallStateStore
 log = logging.getLogger("trunkline.gateway")
 
 
+def redis_options(settings: GatewaySettings) -> dict[str, Any]:
+    """Timeouts, and the CA of a ``rediss://`` Redis (GATEWAY_REDIS_CA_FILE)."""
+    options: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    if settings.redis_ca_file is not None:
+        options["ssl_ca_certs"] = str(settings.redis_ca_file)
+    return options
+
+
+async def drain_calls(webs: list[GatewayWeb]) -> None:
+    """SIGTERM: no new calls; the drain lasts until the live ones end (GATEWAY_DRAIN_SECONDS at
+    most: size it to the longest call you let finish)."""
+    await asyncio.gather(*(media.drain() for media in webs))
+
+
 async def main() -> None:
     settings = GatewaySettings.load()
     profiles = load_profiles(settings.agents_path)
@@ -42,7 +58,7 @@ async def main() -> None:
     clock = SystemClock()
     tracer = trace.get_tracer("trunkline.gateway")  # follows the provider serve() installs
     gateway_metrics = GatewayMetrics(metrics.get_meter("trunkline.gateway"))
-    redis = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    redis = Redis.from_url(settings.redis_url, **redis_options(settings))
     store = CallStateStore(redis, settings.state_ttl_seconds)
     channels = PeerChannels(
         stt=channel(settings.stt_addr, settings),
@@ -52,8 +68,16 @@ async def main() -> None:
     )
     calls = LiveCalls()
     http = httpx.AsyncClient()  # tool calls; one pool for every call
-    bus_task = asyncio.ensure_future(Bus.connect(settings.nats_url, name="gateway"))
+    bus_task = asyncio.ensure_future(
+        Bus.connect(
+            settings.nats_url,
+            name="gateway",
+            tls_ca_file=settings.nats_ca_file,
+            creds_file=settings.nats_creds_file,
+        )
+    )
     runner: list[web.AppRunner] = []
+    webs: list[GatewayWeb] = []
 
     async def start_web() -> None:
         bus = await bus_task
@@ -79,6 +103,7 @@ async def main() -> None:
             public_url=settings.public_base(port),
             metrics=gateway_metrics,
         )
+        webs.append(media)
         app_runner = web.AppRunner(media.app())
         await app_runner.setup()
         runner.append(app_runner)
@@ -120,6 +145,7 @@ async def main() -> None:
         services=[GATEWAY_ADMIN],
         ready=ready,
         on_shutdown=[close_clients],
+        drained=functools.partial(drain_calls, webs),
     )
 
 

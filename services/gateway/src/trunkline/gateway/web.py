@@ -7,6 +7,9 @@
   carry a valid token, else the socket is closed with policy-violation (1008).
 - ``GET /plivo/stream?tenant=&agent=&token=``: Plivo's stream; the token binds tenant and agent
   (Plivo's start message carries no custom parameters; the call id is not known beforehand).
+
+Draining (SIGTERM, see :meth:`GatewayWeb.drain`): every new webhook and stream is refused with
+503 while the live calls go on to their end.
 """
 
 from __future__ import annotations
@@ -59,6 +62,19 @@ class GatewayWeb:
         self.public_url = public_url.rstrip("/")
         self.metrics = metrics
         self.calls: set[asyncio.Task[None]] = set()
+        self.draining = False
+
+    async def drain(self) -> None:
+        """Take no new call from now on; return when every live call has ended."""
+        self.draining = True
+        log.info("draining: no new calls", extra={"live_calls": len(self.calls)})
+        while self.calls:  # only shrinks: new calls are refused
+            await asyncio.wait(set(self.calls))
+
+    def _refused(self) -> web.Response | None:
+        if not self.draining:
+            return None
+        return web.Response(status=503, text="draining: this gateway takes no new calls")
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -72,6 +88,8 @@ class GatewayWeb:
         return f"{base}/twilio/stream"
 
     async def twilio_voice(self, request: web.Request) -> web.Response:
+        if (refused := self._refused()) is not None:
+            return refused
         tenant, agent = request.match_info["tenant"], request.match_info["agent"]
         auth = self.tenants.get(tenant)
         if auth is None or agent not in auth.agents:
@@ -96,11 +114,11 @@ class GatewayWeb:
         twiml = twilio_protocol.twiml_stream(self._stream_url(), params)
         return web.Response(text=twiml, content_type="application/xml")
 
-    async def twilio_stream(self, request: web.Request) -> web.WebSocketResponse:
-        return await self._stream(request, TWILIO, request.query)
+    async def twilio_stream(self, request: web.Request) -> web.StreamResponse:
+        return self._refused() or await self._stream(request, TWILIO, request.query)
 
-    async def plivo_stream(self, request: web.Request) -> web.WebSocketResponse:
-        return await self._stream(request, PLIVO, request.query)
+    async def plivo_stream(self, request: web.Request) -> web.StreamResponse:
+        return self._refused() or await self._stream(request, PLIVO, request.query)
 
     async def _stream(
         self, request: web.Request, dialect: Dialect, query: Mapping[str, str]

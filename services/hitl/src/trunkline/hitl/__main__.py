@@ -10,7 +10,15 @@ from trunkline.runtime import Connecting, run, serve
 
 async def main() -> None:
     settings = HitlSettings.load()
-    bus = Connecting(lambda: Bus.connect(settings.nats_url, name="hitl"), name="nats")
+    bus = Connecting(
+        lambda: Bus.connect(
+            settings.nats_url,
+            name="hitl",
+            tls_ca_file=settings.nats_ca_file,
+            creds_file=settings.nats_creds_file,
+        ),
+        name="nats",
+    )
 
     async def ready() -> bool:
         client = bus.get()
