@@ -1,9 +1,9 @@
 """The operator against a real Kubernetes API server (etcd + kube-apiserver on loopback).
 
-kopf runs in the test's event loop with the real handlers and controller; only the metrics
-source and the replay gate are the in-memory ones, so each test decides what the candidate's
-metrics read. Analysis runs every second. Assertions read back what the API server stored:
-phases, conditions, Events, VoiceAgent statuses and the shadow Deployments.
+kopf runs in a thread of its own (as in the process) with the real handlers and controller;
+only the metrics source and the replay gate are the in-memory ones, so each test decides what
+the candidate's metrics read. Analysis runs every second. Assertions read back what the API
+server stored: phases, conditions, Events, VoiceAgent statuses and the shadow Deployments.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import kopf
 import pytest
 import pytest_asyncio
 import yaml
@@ -29,10 +29,10 @@ from trunkline.cli.main import main as cli_main
 from trunkline.devservers.kube import KubeApiServer
 from trunkline.rollout.cluster import KubeCluster
 from trunkline.rollout.controller import Controller, RolloutMeters
-from trunkline.rollout.handlers import build_registry, operator_settings
 from trunkline.rollout.manifests import ShadowRunner
 from trunkline.rollout.metrics import StaticSource
 from trunkline.rollout.replay import FixedReplay
+from trunkline.rollout.runner import OperatorThread
 from trunkline.testing.kube_fixtures import admin_client
 
 pytestmark = pytest.mark.integration
@@ -40,11 +40,11 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "agents" / "acme-dental.yaml"
 GROUP, VERSION = "trunkline.dev", "v1alpha1"
-WAIT_S = 30.0
+WAIT_S = 60.0
 
 
 class Operator:
-    """The rollout operator running in this event loop, watching one namespace."""
+    """The rollout operator (kopf in its own thread, as in the process), watching one namespace."""
 
     def __init__(self, api: Any, namespace: str) -> None:
         self.api = api
@@ -62,28 +62,16 @@ class Operator:
         self.custom = client.CustomObjectsApi(api)
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.thread = OperatorThread(self.controller, api, namespaces=[namespace])
 
     async def start(self) -> None:
-        ready = asyncio.Event()
-        self._task = asyncio.create_task(
-            kopf.operator(
-                registry=build_registry(self.controller, self.api),
-                settings=operator_settings(),
-                standalone=True,
-                namespaces=[self.namespace],
-                stop_flag=self._stop,
-                ready_flag=ready,
-            )
-        )
-        await asyncio.wait_for(ready.wait(), WAIT_S)
+        self.thread.start()
+        ready = await asyncio.to_thread(self.thread.wait_ready, WAIT_S)
+        assert ready, f"the operator did not start: {self.thread.error}"
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._task, WAIT_S)
+        assert await asyncio.to_thread(self.thread.stop, WAIT_S), "the operator did not stop"
+        assert self.thread.error is None, self.thread.error
 
     # -- the API, from the test's side ---------------------------------------------------
     async def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -324,6 +312,45 @@ async def test_healthy_candidate_is_promoted(operator: Operator, acme: AgentSpec
     assert ("Normal", "Activated") in [(t, r) for t, r, _ in await operator.events(
         "acme-dental-1-1-0")]  # fmt: skip
     assert operator.counter("rollout.checks") == {(("outcome", "Passed"),): 2}
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
+async def test_kubectl_wait_get_and_describe(
+    operator: Operator, acme: AgentSpec, kube_apiserver: KubeApiServer
+) -> None:
+    """What a platform engineer types: wait for Promoted, list with the printer columns, and
+    describe with conditions and Events."""
+    await two_versions(operator, acme)
+    operator.metrics.set("1.1.0", "voice_to_voice_p95_ms", 610.0)
+    operator.metrics.set("1.1.0", "tool_call_agreement", 0.96)
+    await operator.create("agentrollouts", rollout("acme-kubectl"))
+    base = ["kubectl", "--kubeconfig", str(kube_apiserver.kubeconfig), "-n", operator.namespace]
+
+    async def kubectl(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            *base, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode()
+        return out.decode()
+
+    waited = await kubectl(
+        "wait", "--for=condition=Promoted", "agentrollout/acme-kubectl", f"--timeout={WAIT_S:g}s"
+    )
+    assert "condition met" in waited
+    table = (await kubectl("get", "agentrollouts")).splitlines()
+    assert table[0].split() == [
+        "NAME", "AGENT", "STABLE", "CANDIDATE", "PHASE", "CHECKS", "FAILED", "PROMOTED", "AGE"
+    ]  # fmt: skip
+    assert table[1].split()[:8] == [
+        "acme-kubectl", "acme-dental", "1.0.0", "1.1.0", "Succeeded", "2", "0", "True"
+    ]  # fmt: skip
+    agents = (await kubectl("get", "voiceagents")).splitlines()
+    assert agents[0].split()[:6] == ["NAME", "AGENT", "VERSION", "ACTIVE", "VALIDATED", "READY"]
+    described = await kubectl("describe", "agentrollout", "acme-kubectl")
+    assert "Promoted" in described
+    assert "AnalysisPassed" in described
+    assert "Succeeded: 1.1.0 is active (2 successful checks)" in described
 
 
 async def test_latency_breach_rolls_back(operator: Operator, acme: AgentSpec) -> None:
