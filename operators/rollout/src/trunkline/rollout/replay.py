@@ -2,19 +2,24 @@
 
 A small ABC so the controller does not care how calls are replayed. :meth:`ReplayGate.run`
 owns the timeout and turns an error into an *inconclusive* report (never a failure); an
-implementation writes ``_run``. The conversation-eval harness (stored ``turn.completed``
-transcripts and scenario files, fixed seed) plugs in here; until it is wired the operator uses
-:class:`NoReplayHarness`, whose reports are inconclusive with a message saying so, so a rollout
-with ``replay.enabled: true`` pauses rather than pretending the candidate passed.
+implementation writes ``_run``. :class:`EvalReplayGate` runs the agent's conversation-eval
+scenarios (``trunkline.evaluation``) through a :class:`~trunkline.evaluation.CallDriver` that
+places the calls on the candidate, and passes at ``minPassRate``. No driver that places calls on
+a candidate version exists yet (the gateway routes by agent, not by version), so the operator
+process uses :class:`NoReplayHarness`, whose reports are inconclusive with a message saying so:
+a rollout with ``replay.enabled: true`` pauses rather than pretending the candidate passed.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from trunkline.agents import AgentSpec
+from trunkline.evaluation import CallDriver, Scenario, run_eval
+from trunkline.evaluation.scoring import Status
+from trunkline.evaluation.sources import AgentSources
 from trunkline.rollout.analysis import ReplayReport
 from trunkline.rollout.resources import Outcome, Replay
 
@@ -63,3 +68,49 @@ class FixedReplay(ReplayGate):
             message=f"{candidate.ref} replayed (seed {settings.seed}, needs "
             f"{settings.min_pass_rate:.0%})",
         )
+
+
+DriverFactory = Callable[[AgentSpec, int], CallDriver]
+"""A driver placing calls on this candidate, with this sampling seed."""
+
+
+class EvalReplayGate(ReplayGate):
+    """The agent's eval scenarios (``maxCalls`` of them) through the candidate, scored by the
+    conversation eval: passes when the share of scenarios whose every check passed is at least
+    ``minPassRate``. Calls that could not be run at all make the report inconclusive, not
+    failed: the harness's trouble is not the candidate's."""
+
+    def __init__(
+        self,
+        scenarios: Sequence[Scenario],
+        sources: Mapping[str, AgentSources],
+        driver_for: DriverFactory,
+    ) -> None:
+        self.scenarios = tuple(scenarios)
+        self.sources = dict(sources)
+        self.driver_for = driver_for
+
+    async def _run(self, candidate: AgentSpec, settings: Replay) -> ReplayReport:
+        chosen = [s for s in self.scenarios if s.agent == candidate.name][: settings.max_calls]
+        if not chosen or candidate.name not in self.sources:
+            return ReplayReport(
+                Outcome.INCONCLUSIVE, message=f"no eval scenarios for agent {candidate.name}"
+            )
+        report = await run_eval(
+            chosen,
+            self.driver_for(candidate, settings.seed),
+            {candidate.name: self.sources[candidate.name]},
+            meta={"agent": candidate.ref, "seed": settings.seed},
+        )
+        counts = report.summary()["scenarios"]
+        rate, errors, total = counts["pass_rate"], counts.get("error", 0), counts["total"]
+        if rate is None or errors == total:
+            return ReplayReport(
+                Outcome.INCONCLUSIVE, message=f"{errors} of {total} replayed calls could not run"
+            )
+        failed = sorted(s.name for s in report.scenarios if s.status is not Status.PASS)
+        detail = f"{counts.get('pass', 0)}/{total} scenarios passed" + (
+            f" (not: {', '.join(failed[:5])})" if failed else ""
+        )
+        passed = rate >= settings.min_pass_rate
+        return ReplayReport(Outcome.PASSED if passed else Outcome.FAILED, rate, detail)
