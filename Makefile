@@ -86,6 +86,9 @@ bench-context: ## Context service at 10k and 100k chunks: ingest, Resolve per st
 bench-voice: ## Voice loop: 20+ real-time turns through the stack vs in one process
 	$(PY) python -m benchmarks.voice
 
+bench-turn: ## Semantic end of turn (Smart Turn v3.2): inference ms, early ends on complete questions, false cut-offs at mid-sentence pauses
+	$(PY) python -m benchmarks.turn
+
 bench-answers: ## Knowledge answers: extractive vs raw vs guarded LLM on 40 questions (right answers, grounded clauses, first-clause latency)
 	$(PY) python -m benchmarks.answers
 
@@ -96,4 +99,4 @@ check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-answers bench-stt check
+.PHONY: help uv install tools crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt check

@@ -64,17 +64,26 @@ def speak_and_pause(d: Driver, voiced: int = 10) -> CheckEndOfTurn:
     checks = of(first_silent, CheckEndOfTurn)
     assert len(checks) == 1, first_silent
     started = of(first_silent, StartWork)
-    assert len(started) == 1 and started[0].speculative
+    assert len(started) == 1
+    assert started[0].speculative
     assert checks[0].turn_id == started[0].turn_id  # alongside the speculative start
     return checks[0]  # type: ignore[no-any-return]
 
 
-def test_the_check_carries_the_utterance_so_far() -> None:
+def test_the_check_carries_the_utterance_padded_to_the_decision_time() -> None:
     d = Driver()
     check = speak_and_pause(d, voiced=10)
-    # the preroll's two silent frames, the ten voiced ones, and the first silent frame
-    expected = SILENCE.pcm * 2 + VOICE.pcm * 10 + SILENCE.pcm
+    # the preroll's two silent frames, the ten voiced ones, the first silent frame, and digital
+    # silence for the 180 ms still missing to after_ms
+    expected = SILENCE.pcm * 2 + VOICE.pcm * 10 + SILENCE.pcm + bytes(FRAME_BYTES * 9)
     assert check.audio == expected
+
+
+def test_unpadded_check_is_what_was_heard() -> None:
+    semantic = SemanticEndConfig(pad_silence=False)
+    d = Driver(TurnConfig(endpoint=CONFIG.endpoint, preroll_frames=2, semantic=semantic))
+    check = speak_and_pause(d, voiced=10)
+    assert check.audio == SILENCE.pcm * 2 + VOICE.pcm * 10 + SILENCE.pcm
 
 
 def test_complete_verdict_ends_the_turn_at_after_ms() -> None:
@@ -102,7 +111,8 @@ def test_a_late_complete_verdict_ends_the_turn_when_it_arrives() -> None:
     assert not of(d.log, TurnCommitted)
     out = d.verdict(check.check_id, 0.7)
     committed = of(out, TurnCommitted)
-    assert len(committed) == 1 and committed[0].by == "semantic"
+    assert len(committed) == 1
+    assert committed[0].by == "semantic"
     assert committed[0].committed_at == d.clock.now()
 
 
@@ -114,7 +124,8 @@ def test_incomplete_verdict_waits_for_the_silence_endpoint() -> None:
     d.frames(SILENCE, 28)  # 580 ms of silence
     assert not of(d.log, TurnCommitted)
     committed = of(d.frames(SILENCE, 1), TurnCommitted)  # 600 ms: the endpoint
-    assert len(committed) == 1 and committed[0].by == "silence"
+    assert len(committed) == 1
+    assert committed[0].by == "silence"
 
 
 def test_threshold_is_the_agents() -> None:
@@ -132,14 +143,17 @@ def test_speech_resuming_cancels_a_complete_verdict() -> None:
     d.verdict(check.check_id, 0.95)
     d.frames(SILENCE, 4)  # 100 ms: before after_ms
     resumed = d.frames(VOICE, 1)
-    assert of(resumed, CancelWork) and of(resumed, TurnDropped)
+    assert of(resumed, CancelWork)
+    assert of(resumed, TurnDropped)
     d.frames(VOICE, 5)
     second = of(d.frames(SILENCE, 1), CheckEndOfTurn)
-    assert len(second) == 1 and second[0].check_id != check.check_id
+    assert len(second) == 1
+    assert second[0].check_id != check.check_id
     d.frames(SILENCE, 20)  # 420 ms of silence: the old verdict must not end this pause
     assert not of(d.log, TurnCommitted)
     committed = of(d.frames(SILENCE, 9), TurnCommitted)
-    assert len(committed) == 1 and committed[0].by == "silence"
+    assert len(committed) == 1
+    assert committed[0].by == "silence"
 
 
 def test_a_verdict_after_speech_resumed_is_stale() -> None:
@@ -168,7 +182,7 @@ def test_caller_continuing_after_a_semantic_end_makes_one_longer_utterance() -> 
     check = speak_and_pause(d)
     d.verdict(check.check_id, 0.9)
     d.frames(SILENCE, 9)
-    (committed,) = of(d.log, TurnCommitted)
+    assert [c.by for c in of(d.log, TurnCommitted)] == ["semantic"]
     out = d.frames(VOICE, 2)  # speech again (onset 2 frames)
     assert [a.reason for a in of(out, TurnDropped)] == ["caller continued"]
     d.frames(VOICE, 3)

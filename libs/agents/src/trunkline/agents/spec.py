@@ -347,6 +347,20 @@ class Stt(_Strict):
         return tuple(v.strip() for v in value)
 
 
+class TurnTakingPolicy(_Strict):
+    """How this agent decides that the caller has finished speaking.
+
+    ``semantic_end_of_turn``: at a short pause Smart Turn (an audio model that reads prosody)
+    judges whether the turn is complete; at or above ``threshold`` the turn ends after the
+    gateway's short silence (``GATEWAY_SMART_TURN_AFTER_MS``) instead of its full silence
+    endpoint, which stays the fallback. Off by default: it can cut a caller off at a
+    mid-sentence pause (``make bench-turn`` measures how often).
+    """
+
+    semantic_end_of_turn: bool = False
+    threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+
+
 class QualifiedOutcome(_Strict):
     description: str = Field(min_length=1)
     tool: str | None = Field(default=None, description="a successful call of it qualifies")
@@ -377,6 +391,7 @@ class AgentSpec(_Strict):
     grounding: Grounding = Grounding()
     intents: Intents = Intents()
     stt: Stt = Stt()
+    turn_taking: TurnTakingPolicy = TurnTakingPolicy()
     qualified_outcome: QualifiedOutcome | None = None
 
     @model_validator(mode="after")

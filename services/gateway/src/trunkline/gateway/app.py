@@ -17,7 +17,8 @@ from trunkline.gateway.calls import LiveCalls
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.endpointing import EndpointConfig
 from trunkline.gateway.core.replies import Fallback, GuardPolicy
-from trunkline.gateway.core.turns import TurnConfig
+from trunkline.gateway.core.turns import SemanticEndConfig, TurnConfig
+from trunkline.gateway.end_of_turn import EndOfTurnDetector, SmartTurnModel
 from trunkline.gateway.fillers import FillerCache
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.base import PeerEnv
@@ -35,7 +36,7 @@ from trunkline.gateway.settings import GatewaySettings, TenantConfig
 from trunkline.gateway.tools import HttpToolRunner, ToolExecutor, tool_book
 from trunkline.gateway.transports.base import CallStart
 from trunkline.gateway.transports.websocket import MediaStreamTransport
-from trunkline.gateway.vad import SileroDetector
+from trunkline.gateway.vad import SileroDetector, SileroModel
 from trunkline.gateway.web import TenantAuth
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,14 @@ class Gateway:
         metrics: GatewayMetrics | None = None,
         calls: LiveCalls | None = None,
         http: httpx.AsyncClient | None = None,
+        vad: SileroModel | None = None,
+        end_of_turn: EndOfTurnDetector | None = None,
     ) -> None:
         """``http`` is the client tool calls go out on (owned by the caller, who closes it);
-        without one, tool calls are decided but none is run (they fail with a clear result)."""
+        without one, tool calls are decided but none is run (they fail with a clear result).
+        The models are loaded once here (not per call): ``vad`` one Silero session for every
+        call's detector; ``end_of_turn`` Smart Turn, when the settings allow it and an agent
+        turns it on."""
         self.settings = settings
         self.profiles = profiles
         self.sink = sink
@@ -102,6 +108,13 @@ class Gateway:
         self._env = PeerEnv(clock, tracer, metrics)
         self._policy = RetryPolicy(timeout_s=settings.peer_timeout_s)
         self._tool_runner = HttpToolRunner(http) if http is not None else None
+        self.vad = vad or SileroModel()
+        wanted = settings.smart_turn and any(
+            p.turn_taking.semantic_end_of_turn for p in profiles.values()
+        )
+        if end_of_turn is None and wanted:
+            end_of_turn = SmartTurnModel(workers=settings.smart_turn_workers)
+        self.end_of_turn = end_of_turn if settings.smart_turn else None
 
     def peers(self, profile: AgentProfile) -> Peers:
         env, policy, ch = self._env, self._policy, self.channels
@@ -118,6 +131,10 @@ class Gateway:
             llm=GrpcLanguageModel(env, ch.llm, profile, policy),
             tts=GrpcSynthesizer(env, ch.tts, profile.voice, policy),
         )
+
+    def detector(self) -> SileroDetector:
+        """A call's VAD: its own state (buffers, LSTM) over the one shared model."""
+        return SileroDetector(self.vad)
 
     def tools(self, profile: AgentProfile) -> ToolExecutor | None:
         if self._tool_runner is None:
@@ -136,11 +153,17 @@ class Gateway:
             loud_dbfs=settings.loud_dbfs or None,
         )
         speculate = settings.speculate_after_ms if settings.speculative_start else None
+        semantic = None
+        if self.end_of_turn is not None and profile.turn_taking.semantic_end_of_turn:
+            semantic = SemanticEndConfig(
+                after_ms=settings.smart_turn_after_ms, threshold=profile.turn_taking.threshold
+            )
         return SessionConfig(
             turn=TurnConfig(
                 endpoint=endpoint,
                 speculate_after_ms=speculate,
                 prefetch_every_ms=settings.prefetch_every_ms or None,
+                semantic=semantic,
             ),
             greeting=profile.greeting,
             filler_text=profile.filler_text,
@@ -170,19 +193,21 @@ class Gateway:
             caller_address=start.caller,
             dialed=start.callee,
         )
+        config = self.session_config(profile)
         session = CallSession(
             call,
             transport,
             self.peers(profile),
-            SileroDetector(),
+            self.detector(),
             self.sink,
             clock=self.clock,
             tracer=self.tracer,
             metrics=self.metrics,
             fillers=self.fillers,
-            config=self.session_config(profile),
+            config=config,
             tools=self.tools(profile),
             entity_names=profile.retrieval.entity_names,
+            end_of_turn=self.end_of_turn if config.turn.semantic is not None else None,
         )
         self.calls.add(session)
         try:

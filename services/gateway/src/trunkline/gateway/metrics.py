@@ -64,6 +64,22 @@ class GatewayMetrics:
             description="Turns by reply source (llm, knowledge, cache, deflection, goodbye, "
             "small_talk, repeat, fallback) and intent",
         )
+        self.end_of_turn_verdicts = meter.create_counter(
+            "gateway.end_of_turn.verdicts",
+            description="Semantic end-of-turn verdicts by outcome (complete: the turn ends at the "
+            "short silence; incomplete: the silence endpoint decides; stale: came too late)",
+        )
+        self.end_of_turn_inference = meter.create_histogram(
+            "gateway.end_of_turn.inference.duration",
+            unit="s",
+            description="Smart Turn inference per pause (features + model, on its worker thread)",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.turn_ends = meter.create_counter(
+            "gateway.turns.ended",
+            description="Caller turns ended, by what ended them (silence: the silence endpoint; "
+            "semantic: the end-of-turn verdict at a short silence)",
+        )
         self.calls = meter.create_up_down_counter("gateway.calls.active", description="Live calls")
 
     def observe_stage(self, stage: str, seconds: float) -> None:

@@ -21,6 +21,7 @@ from trunkline.agents import (
     AnswerStrategy,
     Grounding,
     Intents,
+    TurnTakingPolicy,
     load_agent_spec,
     parse_agent_spec,
 )
@@ -115,6 +116,7 @@ class AgentProfile(_Lenient):
     grounding: Grounding = Grounding()
     intents: Intents = Intents()
     stt: SttProfile = SttProfile()
+    turn_taking: TurnTakingPolicy = TurnTakingPolicy()
 
     def tools_for_role(self, role: str) -> tuple[ToolProfile, ...]:
         """Tools a caller with ``role`` may trigger (so the only ones the model may see)."""

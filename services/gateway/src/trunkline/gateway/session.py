@@ -24,7 +24,10 @@ from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.events import (
     Action,
     CancelWork,
+    CheckEndOfTurn,
     ClearPlayback,
+    EndOfTurnJudged,
+    EndOfTurnVerdict,
     Event,
     FillerStarted,
     FirstAudio,
@@ -44,6 +47,7 @@ from trunkline.gateway.core.events import (
 )
 from trunkline.gateway.core.replies import GuardPolicy, ReplyPolicy
 from trunkline.gateway.core.turns import TurnConfig, TurnMachine
+from trunkline.gateway.end_of_turn import EndOfTurnDetector
 from trunkline.gateway.fillers import FillerCache, tone
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.types import CallInfo, Prefilled, StoredAnswer
@@ -104,8 +108,11 @@ class CallSession:
         config: SessionConfig | None = None,
         tools: ToolExecutor | None = None,
         entity_names: tuple[str, ...] = (),
+        end_of_turn: EndOfTurnDetector | None = None,
     ) -> None:
         self.call = call
+        self.end_of_turn = end_of_turn  # None: no verdicts, the silence endpoint decides
+        self._checks: set[asyncio.Task[None]] = set()
         self.transport = transport
         self.peers = peers
         self.detector = detector
@@ -248,6 +255,10 @@ class CallSession:
                 self._start(action)
             case Prefetch():
                 self._start_prefetch(action)
+            case CheckEndOfTurn():
+                self._check_end_of_turn(action)
+            case EndOfTurnJudged():
+                self._end_of_turn_judged(action)
             case CancelWork(turn_id=turn_id, reason=reason):
                 self._cancel(turn_id, reason)
             case TurnCommitted():
@@ -384,8 +395,43 @@ class CallSession:
                 work.endpointing.end()
                 work.endpointing = None
             work.span.set_attribute("turn.committed", True)
+            work.span.set_attribute("turn.ended_by", done.by)
         if self.metrics is not None:
             self.metrics.observe_stage("endpointing", endpointing_s)
+            self.metrics.turn_ends.add(1, {"by": done.by})
+
+    def _check_end_of_turn(self, check: CheckEndOfTurn) -> None:
+        """Score the pause off the event loop; the verdict comes back through the inbox."""
+        detector = self.end_of_turn
+        if detector is None:
+            return
+
+        async def judge() -> None:
+            try:
+                score = await detector.score(check.audio)
+            except Exception as exc:  # the silence endpoint decides this pause
+                log.warning("call %s: end-of-turn check failed: %r", self.call.call_id, exc)
+                return
+            verdict = EndOfTurnVerdict(check.check_id, score.probability, score.inference_s)
+            self._inbox.put_nowait(verdict)
+
+        task = asyncio.create_task(judge())
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    def _end_of_turn_judged(self, judged: EndOfTurnJudged) -> None:
+        attributes = {
+            "end_of_turn.probability": round(judged.probability, 4),
+            "end_of_turn.inference_ms": round(judged.inference_s * 1000, 1),
+            "end_of_turn.outcome": judged.outcome,
+        }
+        work = self._work.get(judged.turn_id) if judged.turn_id is not None else None
+        span = work.span if work is not None else self._call_span
+        if span is not None:
+            span.add_event("end_of_turn", attributes)
+        if self.metrics is not None:
+            self.metrics.end_of_turn_verdicts.add(1, {"outcome": judged.outcome})
+            self.metrics.end_of_turn_inference.record(judged.inference_s)
 
     def _start_prefetch(self, prefetch: Prefetch) -> None:
         """Read the utterance so far ahead; one at a time (a newer one waits for the next
@@ -474,6 +520,7 @@ class CallSession:
             log.exception("call %s: ending the turn failed", self.call.call_id)
         tasks: list[asyncio.Task[Any]] = [reader, filler, *(w.task for w in self._work.values())]
         tasks += [t for t in (self._prefill, self._prefetch) if t is not None]
+        tasks += list(self._checks)
         for turn_id in list(self._work):
             self._dropped(turn_id, "call ended")
         for task in tasks:

@@ -126,11 +126,32 @@ class GatewaySettings(ServiceSettings):
         le=8,
         description="generation rounds with tool results per turn",
     )
+    smart_turn: bool = Field(
+        default=True,
+        description="semantic end of turn for agents whose spec turns it on "
+        "(turn_taking.semantic_end_of_turn): Smart Turn is loaded once at start; false: the "
+        "silence endpoint alone for every agent",
+    )
+    smart_turn_after_ms: int = Field(
+        default=200,
+        ge=20,
+        description="silence (ms) after which a 'complete' verdict ends the turn (the silence "
+        "endpoint stays the fallback and hard maximum)",
+    )
+    smart_turn_workers: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="Smart Turn inferences at once, one core each (~140 ms); a verdict that "
+        "queues past the silence endpoint is ignored",
+    )
 
     @model_validator(mode="after")
     def _speculation_before_endpoint(self) -> Self:
         if self.speculative_start and self.speculate_after_ms >= self.endpoint_ms:
             raise ValueError("speculate_after_ms must be below endpoint_ms")
+        if self.smart_turn and self.smart_turn_after_ms >= self.endpoint_ms:
+            raise ValueError("smart_turn_after_ms must be below endpoint_ms")
         return self
 
     @property

@@ -39,8 +39,8 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
 def _mel_filters() -> np.ndarray:
     """Slaney-normalised triangular filters, shape (N_FFT // 2 + 1, N_MELS)."""
     bins = N_FFT // 2 + 1
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array([0.0]))[0],
-                                   _hz_to_mel(np.array([SAMPLE_RATE / 2]))[0], N_MELS + 2))  # fmt: skip
+    low, high = _hz_to_mel(np.array([0.0, SAMPLE_RATE / 2]))
+    edges = _mel_to_hz(np.linspace(low, high, N_MELS + 2))
     fft_freqs = np.linspace(0, SAMPLE_RATE // 2, bins)
     width = np.diff(edges)
     slopes = edges[None, :] - fft_freqs[:, None]
@@ -73,4 +73,5 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
     power = (np.abs(np.fft.rfft(frames * _WINDOW, axis=-1)) ** 2).T
     mel = np.log10(np.maximum(1e-10, _FILTERS.T @ power))[:, :-1]
     mel = np.maximum(mel, mel.max() - 8.0)
-    return ((mel + 4.0) / 4.0).astype(np.float32)
+    out: np.ndarray = ((mel + 4.0) / 4.0).astype(np.float32)
+    return out

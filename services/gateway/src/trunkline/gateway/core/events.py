@@ -113,7 +113,8 @@ class Prefetch:
 @dataclass(frozen=True, slots=True)
 class CheckEndOfTurn:
     """The caller paused: ask the semantic end-of-turn model whether ``audio`` (the utterance so
-    far, ending in the pause) is a complete turn; answer with :class:`EndOfTurnVerdict`.
+    far, ending in the pause, padded with silence to the decision time) is a complete turn;
+    answer with :class:`EndOfTurnVerdict`.
     ``turn_id``: the speculative turn started at the same pause, if any."""
 
     check_id: int

@@ -60,10 +60,15 @@ from trunkline.gateway.core.playback import FRAME_BYTES, Playback
 @dataclass(frozen=True, slots=True)
 class SemanticEndConfig:
     """Semantic end of turn: a verdict >= ``threshold`` ends the turn after ``after_ms`` of
-    silence (at the earliest) instead of the silence endpoint."""
+    silence (at the earliest) instead of the silence endpoint. ``pad_silence``: the audio to
+    judge is padded with silence up to ``after_ms``, so the model sees the pause as it will be
+    when the verdict can act (it judges a pause by its silence too: on the benchmark's complete
+    questions 15 of 16 scored complete padded, 6 of 16 as heard at the first silent frame); the
+    verdict only acts if the caller really stays silent that long."""
 
     after_ms: int = 200
     threshold: float = 0.5
+    pad_silence: bool = True
 
     def __post_init__(self) -> None:
         if self.after_ms < FRAME_MS:
@@ -266,7 +271,11 @@ class TurnMachine:
         self._complete = False
         turn = self._turn
         self._check_turn = turn.id if turn is not None and not turn.committed else None
-        actions.append(CheckEndOfTurn(self._check_id, bytes(self._utterance), self._check_turn))
+        audio = bytes(self._utterance)
+        if self.config.semantic.pad_silence:
+            missing = self.config.semantic.after_ms - self._endpointer.silence_ms
+            audio += bytes(max(0, missing) // FRAME_MS * FRAME_BYTES)
+        actions.append(CheckEndOfTurn(self._check_id, audio, self._check_turn))
 
     def _forget_check(self) -> None:
         self._pending_check = None
