@@ -1,48 +1,56 @@
-# syntax=docker/dockerfile:1
-# One image for every Trunkline process: the six gRPC services (python -m trunkline.<svc>) and
-# the rollout operator (python -m trunkline.rollout). The Helm chart sets the command per pod.
+# syntax=docker/dockerfile:1.7
+# Trunkline images, one Dockerfile (built by .github/workflows/images.yaml and skaffold.yaml):
+#   CPU image, every process with the embedded models (Whisper, llama.cpp, Piper, MiniLM):
+#     docker build -t trunkline:0.1.0 .
+#   slim per-service images for the GPU path (Riva, vLLM): one member and what it needs
+#     docker build --build-arg PACKAGE=trunkline-gateway -t trunkline-gateway:0.1.0 .
+#     docker build --build-arg PACKAGE=trunkline-stt --build-arg EXTRAS=riva -t trunkline-stt-riva .
+# Piper (GPL-3.0) is only in the images built with EXTRAS containing "piper" (the CPU image).
+# The chart sets the command per pod (python -m trunkline.<service>); CMD is the gateway.
 #
-# NOTE: CI does not build this image (there is no container engine on the CI machines); it is
-# kept simple and is built by the release pipeline: docker build -t trunkline:0.1.0 .
+# Bases are pinned by digest (a tag moves; a digest does not). The release workflow checks that
+# each digest still resolves before it builds. To move to a newer base:
+#   docker buildx imagetools inspect python:3.11-slim-bookworm   # copy the index digest here
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
-
-FROM ${UV_IMAGE} AS uv
-
-# -- build: resolve exactly uv.lock, compile native wheels (llama-cpp-python), generate protobuf
+# -- build: the environment, from uv.lock exactly (llama-cpp-python compiles here for x86-64-v3)
 FROM ${PYTHON_IMAGE} AS build
+ARG PACKAGE=all
+ARG EXTRAS="whisper piper llamacpp"
+ARG UV_VERSION=0.13.9
+SHELL ["/bin/sh", "-eu", "-c"]
+# compilers for the sdists in uv.lock (llama-cpp-python); Debian's versions of the base's release
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=uv /uv /usr/local/bin/uv
+RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 ENV UV_PYTHON_DOWNLOADS=never \
     UV_PYTHON=/usr/local/bin/python3.11 \
     UV_LINK_MODE=copy \
-    UV_COMPILE_BYTECODE=1
-WORKDIR /app
+    UV_PROJECT_ENVIRONMENT=/opt/trunkline
+WORKDIR /src
 COPY . .
-# with the dev group first: tools/gen_proto.py needs grpcio-tools and mypy-protobuf
-RUN uv sync --frozen --all-packages \
- && uv run --frozen --no-sync python tools/gen_proto.py \
- && uv sync --frozen --all-packages --no-dev \
- && .venv/bin/python -m compileall -q libs services operators cli
+RUN deploy/docker/install.sh "${PACKAGE}" "${EXTRAS}"
 
-# -- runtime: the venv and the sources it points at (members are installed editable), non-root
+# -- runtime: the environment only (members installed non-editable), non-root, read-only friendly
 FROM ${PYTHON_IMAGE} AS runtime
+# libgomp1: OpenMP of llama.cpp and CTranslate2
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 trunkline \
  && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin trunkline
-WORKDIR /app
-COPY --from=build --chown=root:root /app /app
-ENV PATH=/app/.venv/bin:$PATH \
-    VIRTUAL_ENV=/app/.venv \
+COPY --from=build --chown=root:root /opt/trunkline /opt/trunkline
+ENV PATH=/opt/trunkline/bin:$PATH \
+    VIRTUAL_ENV=/opt/trunkline \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp
 USER 10001:10001
+WORKDIR /tmp
 # gRPC (per service, see the chart), Prometheus /metrics, gateway media streams
 EXPOSE 50050-50056 9464 8080
-CMD ["python", "-m", "trunkline.gateway"]
+ENTRYPOINT ["python", "-m"]
+CMD ["trunkline.gateway"]

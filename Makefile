@@ -29,9 +29,10 @@ crds: ## Regenerate the chart's CRDs from the AgentSpec and AgentRollout models 
 proto: ## Generate Python (+ .pyi) from proto/ into libs/proto (not committed)
 	$(PY) python tools/gen_proto.py
 
-lint: ## ruff, ruff format --check, mypy strict, import-linter, buf lint + buf breaking vs main
+lint: ## ruff, ruff format --check, mypy strict, import-linter, hadolint, buf lint + buf breaking vs main
 	$(PY) ruff check .
 	$(PY) ruff format --check .
+	$(PY) hadolint Dockerfile
 	$(PY) mypy libs/*/src services/*/src operators/*/src cli/src tools benchmarks
 	$(PY) lint-imports
 	cd proto && $(PY) buf lint
