@@ -151,8 +151,8 @@ async def test_a_complete_verdict_ends_the_turn_at_the_short_silence() -> None:
     assert turn.stage_s["endpointing"] == pytest.approx(0.18, abs=0.001)  # not 0.58
     assert len(detector.audio) == 1
     spans = call.spans.get_finished_spans()
-    (span,) = [s for s in spans if s.name == "turn" and s.attributes.get("turn.committed")]
-    assert span.attributes["turn.ended_by"] == "semantic"
+    (span,) = [s for s in spans if s.name == "turn" and (s.attributes or {}).get("turn.committed")]
+    assert (span.attributes or {})["turn.ended_by"] == "semantic"
     (event,) = [e for e in span.events if e.name == "end_of_turn"]
     assert event.attributes == {
         "end_of_turn.probability": 0.9,

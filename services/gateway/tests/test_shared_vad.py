@@ -23,7 +23,7 @@ def frames(pcm: bytes) -> list[bytes]:
 
 def speech() -> bytes:
     with wave.open(str(WAV)) as w:
-        return w.readframes(w.getnframes())
+        return bytes(w.readframes(w.getnframes()))
 
 
 def test_two_concurrent_calls_keep_their_own_state() -> None:

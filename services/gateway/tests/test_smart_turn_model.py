@@ -34,7 +34,7 @@ def model() -> SmartTurnModel:
 def phrase() -> bytes:
     with wave.open(str(WAV)) as w:
         assert w.getframerate() == 16000
-        return w.readframes(w.getnframes())
+        return bytes(w.readframes(w.getnframes()))
 
 
 def test_the_model_ships_in_the_package_with_its_notice() -> None:
