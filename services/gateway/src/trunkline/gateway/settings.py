@@ -12,6 +12,10 @@ Latency knobs (voice-to-voice = last voiced caller frame -> first reply frame se
   that frame: its task is cancelled, which closes the LLM and TTS gRPC streams (the servers see
   the RPC cancelled). Off, the work starts at the endpoint.
 - ``GATEWAY_MAX_TOOL_ROUNDS`` (2): generation rounds with tool results per turn.
+- ``GATEWAY_SMART_TURN`` (true), ``GATEWAY_SMART_TURN_AFTER_MS`` (200): for agents whose spec
+  sets ``turn_taking.semantic_end_of_turn``, Smart Turn judges each pause at its first silent
+  frame and a "complete" verdict ends the turn after this much silence instead of the endpoint
+  (``make bench-turn``: false cut-offs at mid-sentence pauses are measured there).
 """
 
 from __future__ import annotations
