@@ -9,8 +9,8 @@ inference delay: the worst case for false cut-offs).
 
 - complete questions: how many the verdict ended; the probability at the final pause (also
   unpadded, as heard at the first silent frame, for comparison); the endpoint the rule gives
-  with the measured inference p50 (max(after_ms, inference) when complete, else the silence
-  endpoint).
+  with the measured inference p50 (min(endpoint, max(after_ms, inference)) when complete, else
+  the silence endpoint).
 - phrases with a mid-sentence pause: the same phrases with 300 ms and 450 ms of silence put in at
   the quietest 20 ms between 35 % and 65 % of the speech (the prosody before it is mid-sentence);
   a false cut-off is a turn the verdict ended before the phrase's end (the machine only ends
@@ -252,8 +252,12 @@ def summarize(
     p50 = percentile(inference, 50)
     complete = [r for r in results if r.kind == "complete"]
     finals = [c for r in complete for c in r.checks if c.final]
-    # the endpoint as it would be with the inference taking its measured p50
-    endpoints = [max(after_ms, p50) if c.probability >= threshold else endpoint_ms for c in finals]
+    # the endpoint as it would be with the inference taking its measured p50 (the silence
+    # endpoint stays the hard maximum: a verdict later than it changes nothing)
+    endpoints = [
+        min(endpoint_ms, max(after_ms, p50)) if c.probability >= threshold else endpoint_ms
+        for c in finals
+    ]
     kinds = ("complete", *(f"pause{ms}" for ms in PAUSES_MS))
     return {
         "machine": {
