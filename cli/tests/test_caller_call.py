@@ -69,6 +69,8 @@ class ScriptedAgent:
     reply_ms: float = 600.0
     greeting_ms: float = 0.0
     burst: bool = False  # send a whole reply at once (else a 100 ms lead, then paced)
+    answer_after_ms: float = 0.0  # > 0: the reply is a filler, the answer comes this long after
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # the answer was sent
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     received: list[dict[str, Any]] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)  # of each caller media frame
@@ -89,6 +91,7 @@ class ScriptedAgent:
         await ws.prepare(request)
         self.query = dict(request.query)
         speaking: asyncio.Task[None] | None = None
+        answers: list[asyncio.Task[None]] = []
         last_voiced: float | None = None
         turn = 0
 
@@ -130,6 +133,9 @@ class ScriptedAgent:
                     name = f"reply-{turn}"
                     turn += 1
                     speaking = reply(at, self.reply_ms, name)
+                    if self.answer_after_ms:
+                        later = at + (self.reply_ms + self.answer_after_ms) / 1000
+                        answers.append(asyncio.create_task(self._answer(ws, later, name)))
                     last_voiced = None
             elif event == "mark":
                 self.marks_back.append((self.now(), data["mark"]["name"]))
@@ -138,7 +144,13 @@ class ScriptedAgent:
                 break
         if speaking is not None:
             speaking.cancel()
+        for task in answers:
+            task.cancel()
         return ws
+
+    async def _answer(self, ws: web.WebSocketResponse, at: float, name: str) -> None:
+        await self._speak(ws, at, tone(self.reply_ms, -10.0, 660.0), f"{name}-answer")
+        self.answered.set()
 
     async def _speak(self, ws: web.WebSocketResponse, at: float, audio: bytes, name: str) -> None:
         frames = [audio[i : i + 160] for i in range(0, len(audio), 160)]
@@ -383,3 +395,33 @@ async def test_call_command_prints_table_and_writes_json(
     assert data["turns"][0]["voice_to_voice_ms"] == pytest.approx(200, abs=40)
     assert data["summary"]["voice_to_voice_p50_ms"] == data["turns"][0]["voice_to_voice_ms"]
     assert (tmp_path / "a.wav").stat().st_size > 44
+
+
+async def test_turn_done_keeps_the_caller_on_until_a_slow_answer_after_a_filler(
+    serve: Any,
+) -> None:
+    """A filler, 1.2 s of silence, then the answer: with only the quiet rule (300 ms) the
+    caller hangs up after the filler; waiting for ``turn_done`` it hears the answer too."""
+    utterance = quiet(200) + tone(800) + quiet(200)
+    played = []
+    for wait in (False, True):
+        agent = ScriptedAgent(delay_s=0.2, reply_ms=300.0, answer_after_ms=1200.0)
+        caller = _caller(await serve(agent))
+        done: list[int] = []
+
+        async def turn_done(
+            call_sid: str, index: int, agent: ScriptedAgent = agent, done: list[int] = done
+        ) -> None:
+            await agent.answered.wait()
+            done.append(index)
+
+        if wait:
+            caller.turn_done = turn_done
+        result = await caller.run([PreparedTurn(CallerTurn(text="hi"), utterance)])
+        assert result.ended_by == "caller"
+        assert done == ([0] if wait else [])
+        assert agent.answered.is_set() is wait
+        played.append(result.turns[0].reply_played_ms)
+    without, with_wait = played
+    assert without == pytest.approx(300, abs=2 * FRAME * 1000)  # the filler alone
+    assert with_wait == pytest.approx(300 + 1200 + 300, abs=3 * FRAME * 1000)

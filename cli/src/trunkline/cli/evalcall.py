@@ -2,7 +2,9 @@
 
 :class:`StackDriver` is the ``trunkline.evaluation`` :class:`CallDriver` of ``trunkline eval``:
 it synthesises the caller's lines with the stack's TTS (or reads the scenario's WAVs), dials
-the gateway over the Twilio media-stream protocol with the simulated caller, reads the call's
+the gateway over the Twilio media-stream protocol with the simulated caller (each caller turn
+waits for its ``turn.completed`` before the next, so a filler and a slow answer after it are
+both heard), reads the call's
 ``turn.completed``, ``escalation`` and ``call_ended`` events back from JetStream once the call
 is over, and transcribes what the caller heard of each reply with the stack's STT
 (``Recognize``: Whisper on the embedded default).
@@ -35,6 +37,7 @@ from trunkline.cli.caller import (
 )
 from trunkline.cli.record import StackRecord
 from trunkline.cli.tenants import LocalTenant
+from trunkline.cli.turns import TurnFeed
 from trunkline.evaluation import CallDriver, CallSeen, Scenario, TurnEvent, TurnSeen
 from trunkline.evaluation.events import end_reason_name, turn_event
 from trunkline.evaluation.observation import assign_events
@@ -187,15 +190,18 @@ class StackDriver(CallDriver):
         options = self.options
         if scenario.turns[-1].expects(ActionKind.HANG_UP):
             options = replace(options, hangup_ms=HANG_UP_WAIT_MS)
-        caller = SimulatedCaller(target, identity, options)
-        loop = asyncio.get_running_loop()
-        wall0, mono0 = time.time(), loop.time()
-        result = await caller.run(script)
-        t0_wall = wall0 + (caller.log.t0 - mono0)
         bus = await Bus.connect(self._url("nats"), name="trunkline-eval")
+        feed = TurnFeed(bus, tenant.name)
         try:
+            await feed.start()  # each turn waits for its turn.completed (a slow answer)
+            caller = SimulatedCaller(target, identity, options, turn_done=feed.agent_text)
+            loop = asyncio.get_running_loop()
+            wall0, mono0 = time.time(), loop.time()
+            result = await caller.run(script)
+            t0_wall = wall0 + (caller.log.t0 - mono0)
             events = await read_call_events(bus, tenant.name, identity.call_sid)
         finally:
+            await feed.stop()
             await bus.close()
         if self.recordings is not None:
             caller.write_recordings(call=self.recordings / f"{scenario.name}.wav")

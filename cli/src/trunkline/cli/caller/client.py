@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 AgentText = Callable[[str, int], Awaitable[str | None]]
 """Pluggable transcript source: (call sid, caller turn index) -> what the agent said, if known."""
+TurnDone = Callable[[str, int], Awaitable[object]]
+"""Optional: resolves once the agent has finished caller turn ``index`` (e.g. its
+``turn.completed`` event); the caller then waits for that reply's audio to end before going on,
+so a filler followed by a slow answer is heard whole (the eval uses it)."""
 
 T = TypeVar("T")
 
@@ -62,6 +66,7 @@ class CallOptions:
     voice_dbfs: float = DEFAULT_VOICE_DBFS  # caller frames louder than this are speech
     agent_voice_dbfs: float = DEFAULT_VOICE_DBFS  # agent frames louder than this are speech
     agent_text_timeout_s: float = 5.0
+    turn_done_timeout_s: float = 30.0  # longest wait for ``turn_done`` per turn
     connect_timeout_s: float = 10.0
 
 
@@ -81,11 +86,13 @@ class SimulatedCaller:
         options: CallOptions | None = None,
         *,
         agent_text: AgentText | None = None,
+        turn_done: TurnDone | None = None,
     ) -> None:
         self.target = target
         self.identity = identity or CallIdentity()
         self.options = options or CallOptions()
         self.agent_text = agent_text
+        self.turn_done = turn_done
         self.messages = TwilioMessages(
             self.identity.stream_sid, self.identity.call_sid, self.identity.account_sid
         )
@@ -293,6 +300,19 @@ class SimulatedCaller:
             barges_next = i + 1 < len(script) and script[i + 1].turn.barge_in_ms is not None
             if previous is not None and not barges_next:
                 await self._reply_end(previous)
+            if self.turn_done is not None and not barges_next:
+                await self._wait_turn_done(self.turn_done, i)
+                previous = previous or await self._reply_start(after, 1.0)
+                if previous is not None:
+                    await self._reply_end(previous)
+
+    async def _wait_turn_done(self, turn_done: TurnDone, index: int) -> None:
+        timeout = self.options.turn_done_timeout_s
+        done = asyncio.wait_for(turn_done(self.identity.call_sid, index), timeout)
+        try:
+            await self._until_closed(done)
+        except TimeoutError:
+            log.warning("turn %d not done after %.0f s", index, timeout)
 
     # -- figures ------------------------------------------------------------------------------
     async def _agent_text(self, index: int) -> str | None:
