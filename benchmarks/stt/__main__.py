@@ -294,7 +294,10 @@ async def main(args: argparse.Namespace) -> None:
                 k: getattr(recognizer.config, k)
                 for k in ("beam_size", "base_tokens", "tokens_per_s", "tail_pad_s")
             }
-            | {"max_prompt_tokens": recognizer.config.max_prompt_tokens},
+            | {
+                "max_prompt_tokens": recognizer.config.max_prompt_tokens,
+                "prompt_after": recognizer.config.prompt_after,
+            },
         },
         "audio": "synthetic speech only (Piper en_US joe; espeak-ng where installed) -> 8 kHz "
         "mu-law -> 16 kHz, as a Twilio call delivers it",

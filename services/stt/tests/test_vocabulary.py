@@ -38,3 +38,14 @@ def test_the_prompt_keeps_whole_phrases_first_ones_first_within_the_budget() -> 
     assert prompt_text(vocab, words, 1) == ""  # the first phrase alone does not fit
     assert prompt_text(vocab, words, 0) == ""
     assert prompt_text(Vocabulary(), words, 100) == ""
+
+
+def test_the_words_after_the_vocabulary_count_against_the_budget() -> None:
+    vocab = Vocabulary(("Acme Dental", "Saturday", "teeth whitening"))
+    after = "How can I help?"
+    assert (
+        prompt_text(vocab, words, 100, after)
+        == "Acme Dental, Saturday, teeth whitening. How can I help?"
+    )
+    assert prompt_text(vocab, words, 7, after) == "Acme Dental, Saturday. How can I help?"
+    assert prompt_text(vocab, words, 5, after) == ""

@@ -52,7 +52,11 @@ class WhisperConfig:
     :func:`max_length`, and lost no word of the benchmark's faster speech); ``tail_pad_s`` of
     silence after the speech steadies the last words;
     ``partial_interval_s`` > 0 re-decodes the growing buffer for partials;
-    ``max_prompt_tokens`` caps the vocabulary prompt (0: vocabularies are ignored)."""
+    ``max_prompt_tokens`` caps the vocabulary prompt (0: vocabularies are ignored), which ends
+    with ``prompt_after``: a list of terms alone primes the model to go on listing ("on
+    Saturday, Monday") and to end a question with a comma; followed by the agent's question the
+    caller's words read as a new sentence (bench-stt: WER 9.4% -> 7.7% on Piper speech, where
+    the list alone left it at 9.4%)."""
 
     model_path: Path | None = None
     compute_type: str = "int8"
@@ -65,6 +69,7 @@ class WhisperConfig:
     window_s: float = 29.0
     window_search_s: float = 5.0
     max_prompt_tokens: int = 96
+    prompt_after: str = "How can I help you today?"
     no_speech: NoSpeechPolicy = field(default_factory=NoSpeechPolicy)
 
 
@@ -135,8 +140,9 @@ class WhisperRecognizer(SpeechRecognizer):
 
     def prompt_tokens(self, vocabulary: Vocabulary) -> tuple[int, ...]:
         """The decoder prompt for ``vocabulary``: its phrases as earlier text
-        (``<|startofprev|> Acme Dental, Saturday, ...``) before the start of the transcript,
-        as Whisper conditions on a previous window; nothing for an empty vocabulary."""
+        (``<|startofprev|> Acme Dental, Saturday, ... How can I help you today?``) before the
+        start of the transcript, as Whisper conditions on a previous window; nothing for an
+        empty vocabulary."""
         tokenizer = self._tokenizer
         if tokenizer is None:
             raise RuntimeError("WhisperRecognizer.start() was not awaited")
@@ -144,7 +150,10 @@ class WhisperRecognizer(SpeechRecognizer):
         if cached is not None:
             return cached
         text = prompt_text(
-            vocabulary, lambda t: len(tokenizer.encode(t)), self.config.max_prompt_tokens
+            vocabulary,
+            lambda t: len(tokenizer.encode(t)),
+            self.config.max_prompt_tokens,
+            self.config.prompt_after,
         )
         tokens = (tokenizer.sot_prev, *tokenizer.encode(" " + text)) if text else ()
         if len(self._prompts) >= _PROMPT_CACHE:

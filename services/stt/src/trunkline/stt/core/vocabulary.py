@@ -33,15 +33,20 @@ def vocabulary_of(phrases: Iterable[str], boost: float = 0.0) -> Vocabulary:
     return Vocabulary(tuple(kept), boost)
 
 
-def prompt_text(vocabulary: Vocabulary, count_tokens: Callable[[str], int], max_tokens: int) -> str:
-    """The vocabulary as Whisper's prompt ("Acme Dental, Saturday, teeth whitening."): as many
-    phrases, first ones first, as fit in ``max_tokens`` of ``count_tokens``; no phrase is cut."""
+def prompt_text(
+    vocabulary: Vocabulary, count_tokens: Callable[[str], int], max_tokens: int, after: str = ""
+) -> str:
+    """The vocabulary as Whisper's prompt ("Acme Dental, Saturday, teeth whitening."), then
+    ``after`` (words the caller's turn follows, e.g. the agent's "How can I help you today?"):
+    as many phrases, first ones first, as fit in ``max_tokens`` of ``count_tokens`` with it;
+    no phrase is cut. Empty when not even the first phrase fits."""
     if max_tokens <= 0:
         return ""
+    tail = f" {after.strip()}" if after.strip() else ""
     text = ""
     for phrase in vocabulary.phrases:
         candidate = f"{text}, {phrase}" if text else phrase
-        if count_tokens(" " + candidate + ".") > max_tokens:
+        if count_tokens(" " + candidate + "." + tail) > max_tokens:
             break
         text = candidate
-    return text + "." if text else ""
+    return text + "." + tail if text else ""
