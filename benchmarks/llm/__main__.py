@@ -19,21 +19,25 @@ start (cancel -> worker free), and the prompt tokens evaluated vs reused per tur
   the wheel's x86-64-v3 build.
 
 Prints a table and writes ``benchmarks/results/llm.json`` with the machine's load average.
+``--hog``: quiet vs a CPU hog on one core instead (:mod:`benchmarks.llm.hog`,
+``benchmarks/results/llm-hog.json``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
-from trunkline.llm.backends.openmp import SPIN_COUNT, SPIN_VAR
+from trunkline.llm.backends.openmp import SPIN_COUNT, SPIN_VAR, WAIT_POLICY, WAIT_VAR
 
-os.environ.setdefault(SPIN_VAR, SPIN_COUNT)  # as the llm process does, before llama.cpp loads
+if "--hog-child" not in sys.argv:  # a hog child runs with exactly the setting's environment
+    os.environ.setdefault(SPIN_VAR, SPIN_COUNT)  # as the llm process does, before llama loads
+    os.environ.setdefault(WAIT_VAR, WAIT_POLICY)
 
 import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -42,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.llm import hog
 from trunkline.agents import AgentSpec, load_agent_spec
 from trunkline.llm.backends import CallPolicy, cpubuild
 from trunkline.llm.backends.llamacpp import LlamaCppBackend, LlamaCppConfig, smollm2_model_path
@@ -62,6 +67,7 @@ from trunkline.llm.warmup import warm_up
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agents" / "acme-dental.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "llm.json"
+HOG_RESULTS = ROOT / "benchmarks" / "results" / "llm-hog.json"
 REPLY_TOKENS = 40
 CANCEL_AFTER_S = 0.04
 TOOL_RESULT = '{"balance_usd": 40, "next_appointment": "2025-06-03T09:00", "name": "Dana"}'
@@ -378,7 +384,25 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="agent switches and cancels")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON report")
     parser.add_argument("--child-rows", type=Path, help=argparse.SUPPRESS)  # a cpu_build child
+    parser.add_argument(
+        "--hog",
+        action="store_true",
+        help="instead: quiet vs a CPU hog on one core per thread/wait setting (llm/hog.py)",
+    )
+    parser.add_argument("--hog-settings", nargs="*", default=[], help="default: all")
+    parser.add_argument("--hog-rounds", type=int, default=2, help="calls per setting and pass")
+    parser.add_argument("--hog-passes", type=int, default=2, help="passes over the settings")
+    parser.add_argument("--hog-child", help=argparse.SUPPRESS)
+    parser.add_argument("--hog-first", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.hog_child is not None:
+        setting = hog.setting_named(args.hog_child)
+        return await hog.child(setting, args.hog_rounds, args.child_rows, hog_first=args.hog_first)
+    if args.hog:
+        hog_out: Path = HOG_RESULTS if args.out == RESULTS else args.out
+        return await asyncio.to_thread(
+            hog.main, args.hog_settings, args.hog_rounds, hog_out, args.hog_passes
+        )
     if args.child_rows is not None:
         return await child(args.variants, args.rounds, args.child_rows)
     spec = load_agent_spec(AGENT)

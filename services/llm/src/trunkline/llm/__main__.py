@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 
-from trunkline.llm.backends.openmp import SPIN_COUNT, SPIN_VAR
+from trunkline.llm.backends.openmp import SPIN_COUNT, SPIN_VAR, WAIT_POLICY, WAIT_VAR
 
 os.environ.setdefault(SPIN_VAR, SPIN_COUNT)  # before anything loads llama.cpp
+os.environ.setdefault(WAIT_VAR, WAIT_POLICY)
 
 import logging
 
