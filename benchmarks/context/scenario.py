@@ -20,6 +20,7 @@ import numpy as np
 from trunkline.agents import RankMode, Retrieval
 from trunkline.context import cache_eval, evaluation
 from trunkline.context.backends.embedder import Embedder, MiniLMEmbedder, Vectors
+from trunkline.context.backends.guarded import CallPolicy
 from trunkline.context.backends.milvus import (
     IndexType,
     MilvusAnswerCache,
@@ -98,7 +99,9 @@ async def run(sc: Scenario) -> dict[str, Any]:  # noqa: PLR0915 - one scenario, 
     rng = random.Random(7)
     work = Path(tempfile.mkdtemp(prefix="bench-context-"))
     db = MilvusDatabase(str(work / "kb.db"), index_type=index, layout=layout)
-    embedder = MiniLMEmbedder(threads=2, batch_size=64)
+    # Bulk embedding (the filler pool, ingest) on a busy machine takes longer than a service's
+    # per-call deadline.
+    embedder = MiniLMEmbedder(threads=2, batch_size=64, policy=CallPolicy(timeout_s=900.0))
     store, cache = MilvusChunkStore(db), MilvusAnswerCache(db)
     ingestor = Ingestor(embedder, store, cache)
     filler_ingestor = ingestor
