@@ -67,7 +67,7 @@ turns:
   - say: How much does teeth whitening cost?
   - say: Sorry to interrupt. Do you take dental insurance?
     barge_in_ms: 1200
-  - say: Where is the practice?
+  - say: Please look up account number four four one, seven two nine.
   - say: Thank you, goodbye.
     pause_ms: {restart_pause_ms}
 """
@@ -205,12 +205,29 @@ def _turn_audio(f: Finished, start_ms: float, end_ms: float) -> bytes:
 
 def test_the_call_ends_normally_with_every_turn_answered(finished: Finished) -> None:
     result = finished.call.result
-    assert result.ended_by == "caller"
+    # The goodbye is answered, and the agent hangs up once it has played.
+    assert result.ended_by.startswith("server closed the stream"), result.ended_by
     assert len(result.turns) == 5
     assert [t.outcome for t in result.turns] == ["answered"] * 5
     assert not result.bad_messages
     caller_turns = [t for t in finished.call.turns if t.caller]
     assert len(caller_turns) >= 5, [t.caller for t in finished.call.turns]
+
+
+def test_each_reply_comes_from_where_the_platform_can_vouch_for_it(finished: Finished) -> None:
+    """Knowledge questions are answered from the knowledge, the account lookup by the LLM and
+    its tool under the grounding guard, the goodbye by the spec — and every clause grounded."""
+    turns = [t for t in finished.call.turns if t.caller]
+    sources = [t.source for t in turns]
+    assert sources[0] in {"knowledge", "cache"}, (sources, turns[0])
+    assert "9 am" in turns[0].agent
+    assert "1 pm" in turns[0].agent
+    assert sources[3] in {"llm", "fallback"}, (sources, turns[3])
+    assert sources[-1] == "goodbye"
+    assert turns[-1].hang_up
+    for turn in turns:
+        if turn.source != "fallback":
+            assert turn.grounded, turn
 
 
 async def test_reply_audio_transcribed_back_matches_what_the_llm_produced(

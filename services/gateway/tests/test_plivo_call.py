@@ -30,7 +30,7 @@ from trunkline.gateway.server import GatewayAdminService
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.gateway.sink import EventSink
 from trunkline.gateway.web import GatewayWeb, TenantAuth
-from trunkline.proto.common.v1 import call_pb2
+from trunkline.proto.common.v1 import call_pb2, knowledge_pb2
 from trunkline.proto.context.v1 import context_pb2, context_pb2_grpc
 from trunkline.proto.events.v1 import events_pb2
 from trunkline.proto.gateway.v1 import admin_pb2, admin_pb2_grpc
@@ -78,7 +78,8 @@ class Peers(
     async def Resolve(  # noqa: N802
         self, request: context_pb2.ResolveRequest, context: Ctx
     ) -> context_pb2.ResolveResponse:
-        return context_pb2.ResolveResponse()
+        block = knowledge_pb2.ContextBlock(text="[1] We open at eight.")  # what the LLM may say
+        return context_pb2.ResolveResponse(context_block=block, retrieval_confidence=0.9)
 
     async def Generate(  # noqa: N802
         self, request: llm_pb2.GenerateRequest, context: Ctx

@@ -40,6 +40,16 @@ class HeardTurn:
     generated: str  # what the LLM produced
     truncated: bool
     stages_ms: dict[str, float]
+    source: str = ""  # where the reply came from: "llm", "knowledge", "cache", "goodbye", ...
+    grounded: bool = False  # every spoken clause passed the grounding guard
+    hang_up: bool = False  # the agent ended the call after this reply
+
+
+def reply_source(event: events_pb2.TurnCompleted) -> str:
+    """``REPLY_SOURCE_KNOWLEDGE`` -> ``knowledge`` ("" when unspecified)."""
+    if not event.reply_source:
+        return ""
+    return events_pb2.ReplySource.Name(event.reply_source).removeprefix("REPLY_SOURCE_").lower()
 
 
 def heard(event: events_pb2.TurnCompleted) -> HeardTurn:
@@ -49,6 +59,9 @@ def heard(event: events_pb2.TurnCompleted) -> HeardTurn:
         generated=event.agent_reply_generated,
         truncated=event.truncated,
         stages_ms=stage_ms(event),
+        source=reply_source(event),
+        grounded=event.grounded,
+        hang_up=event.hang_up,
     )
 
 
