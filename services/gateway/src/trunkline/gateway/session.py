@@ -151,6 +151,8 @@ class CallSession:
         self._hung_up = False
         self._apology_pcm = b""
         self.started_at = datetime.now(UTC)
+        # Per-version latency (a rollout compares a candidate's p95 with stable's).
+        self._version_labels = {"agent": call.agent, "agent_version": call.agent_version}
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -269,7 +271,7 @@ class CallSession:
                     work.record.voice_to_voice_s = v2v
                     work.span.set_attribute("turn.voice_to_voice_ms", round(v2v * 1000, 1))
                 if self.metrics is not None and v2v is not None:
-                    self.metrics.voice_to_voice.record(v2v)
+                    self.metrics.voice_to_voice.record(v2v, self._version_labels)
             case FillerStarted(turn_id=turn_id, waited_s=waited):
                 log.info("call %s turn %d: filler after %.2fs", self.call.call_id, turn_id, waited)
                 work = self._work.get(turn_id)
@@ -401,10 +403,14 @@ class CallSession:
             self.metrics.turn_ends.add(1, {"by": done.by})
 
     def _check_end_of_turn(self, check: CheckEndOfTurn) -> None:
-        """Score the pause off the event loop; the verdict comes back through the inbox."""
+        """Score the pause off the event loop; the verdict comes back through the inbox. A newer
+        pause makes older checks stale: they are cancelled (one still queued for the model's
+        worker never runs, so the shared worker is not kept busy with dead checks)."""
         detector = self.end_of_turn
         if detector is None:
             return
+        for stale in self._checks:
+            stale.cancel()
 
         async def judge() -> None:
             try:
