@@ -172,6 +172,41 @@ async def test_an_incomplete_verdict_leaves_the_turn_to_the_silence_endpoint() -
     assert call.points("gateway.turns.ended") == [({"by": "silence"}, 1)]
 
 
+class SlowVerdict(FixedVerdict):
+    """Answers only when released: the first pause's check is still running at the second."""
+
+    def __init__(self, probability: float) -> None:
+        super().__init__(probability)
+        self.release = asyncio.Event()
+        self.cancelled = 0
+
+    async def score(self, pcm: bytes) -> EndOfTurnScore:
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return await super().score(pcm)
+
+
+async def test_a_newer_pause_cancels_the_check_of_an_older_one() -> None:
+    detector = SlowVerdict(0.9)
+    call = make_call(detector)
+    task = asyncio.create_task(call.session.run())
+    await call.until_turns(1)
+    await call.frames(VOICE, 10)
+    await call.frames(SILENCE, 3)  # a pause: its check waits on the model
+    await call.frames(VOICE, 5)  # the caller goes on
+    await call.frames(SILENCE, 1)  # a second pause: the first check is stale
+    assert detector.cancelled == 1
+    detector.release.set()
+    await call.until_turns(2)
+    call.transport.hang_up()
+    await asyncio.wait_for(task, 5)
+    assert len(detector.audio) == 1  # only the second pause was scored
+    assert call.points("gateway.turns.ended") == [({"by": "semantic"}, 1)]
+
+
 async def test_without_a_detector_the_silence_endpoint_decides() -> None:
     call = make_call(None)
     await one_turn(call)
