@@ -36,6 +36,11 @@ pytestmark = pytest.mark.unit
             "Hi, this is Maria Lopez. My account number is 441729. Hi, this",
             "Hi, this is Maria Lopez. My account number is 441729.",
         ),
+        (
+            "I can smell gas in my kitchen, what should I do? What should",
+            "I can smell gas in my kitchen, what should I do?",
+        ),
+        ("Is a filling really $150, $ $150, $", "Is a filling really $150"),
     ],
 )
 def test_loops_to_the_end_are_cut_to_one_copy(text: str, expected: str) -> None:

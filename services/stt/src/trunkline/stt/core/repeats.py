@@ -16,7 +16,8 @@ _MIN_SENTENCE = 3  # words a sentence needs before its restart counts as a loop
 
 
 def _norm(word: str) -> str:
-    return "".join(_WORD.findall(word.lower()))
+    """The word as compared: letters and digits, or the symbol it is ("$")."""
+    return "".join(_WORD.findall(word.lower())) or word.strip(_CLAUSE_TAIL + _SENTENCE_END + ",")
 
 
 def _is_digit_word(word: str) -> bool:
@@ -69,16 +70,21 @@ def _cut_tail_loop(raw: list[str], words: list[str], max_period: int) -> list[st
 
 
 def _cut_restart(raw: list[str], words: list[str]) -> list[str]:
-    """Drop one or two words after the last sentence end that begin an earlier sentence
-    again ("Are you open on Saturday? Are"): the model starting its loop, stopped by the
-    token cap before the loop rule could see it."""
+    """Drop one or two words after the last sentence end that begin an earlier sentence or
+    clause again ("Are you open on Saturday? Are", "in my kitchen, what should I do? What
+    should"): the model starting its loop, stopped by the token cap before the loop rule
+    could see it. A lone symbol left at the end ("$150, $") goes too."""
+    if len(raw) > 1 and not _WORD.search(raw[-1]):
+        while len(raw) > 1 and not _WORD.search(raw[-1]):
+            raw, words = raw[:-1], words[:-1]
+        raw = [*raw[:-1], raw[-1].rstrip(_CLAUSE_TAIL + ",")]
     ends = [i for i, word in enumerate(raw) if word[-1:] in _SENTENCE_END]
     if not ends or not 1 <= len(raw) - 1 - ends[-1] <= _MAX_RESTART:
         return raw
     tail = words[ends[-1] + 1 :]
-    starts = [0, *(i + 1 for i in ends[:-1])]
-    for start, end in zip(starts, ends, strict=True):
-        if end - start + 1 >= _MIN_SENTENCE and words[start : start + len(tail)] == tail:
+    breaks = [i for i, word in enumerate(raw[: ends[-1]]) if word[-1:] in _SENTENCE_END + ","]
+    for start in [0, *(i + 1 for i in breaks)]:
+        if ends[-1] - start + 1 >= _MIN_SENTENCE and words[start : start + len(tail)] == tail:
             return raw[: ends[-1] + 1]
     return raw
 
