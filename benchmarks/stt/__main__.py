@@ -204,11 +204,18 @@ def propose_threshold(kinds: dict[str, list[float]]) -> dict[str, Any]:
     right = sorted(kinds["clear/right"])
     allowed = int(0.02 * len(right))  # utterances heard right that may be asked to repeat
     threshold = math.floor(right[allowed] * 20) / 20 if right else 0.0
-    below = {
-        kind: round(sum(c < threshold for c in values) / len(values), 3) if values else None
-        for kind, values in kinds.items()
+
+    def below(limit: float) -> dict[str, float | None]:
+        return {
+            kind: round(sum(c < limit for c in values) / len(values), 3) if values else None
+            for kind, values in kinds.items()
+        }
+
+    return {
+        "threshold": threshold,
+        "share_asked_to_repeat": below(threshold),
+        "share_below": {f"{limit:.1f}": below(limit) for limit in (0.3, 0.4, 0.5, 0.6, 0.7)},
     }
-    return {"threshold": threshold, "share_asked_to_repeat": below}
 
 
 def added_ms(rows: list[dict[str, Any]], voice: str) -> list[float]:
@@ -323,6 +330,7 @@ async def main(args: argparse.Namespace) -> None:
                 "p10": round(pct(values, 10), 3),
                 "p50": round(pct(values, 50), 3),
                 "p90": round(pct(values, 90), 3),
+                "values": [round(v, 3) for v in values],
             }
             for kind, values in kinds.items()
             if values
