@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 # --- words -------------------------------------------------------------------------------------
 
@@ -214,6 +215,8 @@ _LONGEST = max(len(p) for p in _PHRASES)
 _PARTICLES = {"on", "off", "up", "down", "in", "out"}
 # Particle verbs may take their object in between: "switch roaming off", "turn it on".
 _SPLIT = {p: hit for p, hit in _PHRASES.items() if len(p) == 2 and p[1] in _PARTICLES}
+_PHRASE_STARTS = {p[0] for p in _PHRASES}
+_SPLIT_VERBS = {p[0] for p in _SPLIT}
 _STRICT = {g.name: g.strict for g in GROUPS}
 
 
@@ -338,9 +341,11 @@ def _amount(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
+@lru_cache(maxsize=8192)
 def key_terms(text: str) -> KeyTerms:  # noqa: PLR0915 - one pass over the words
-    """The key terms of ``text``."""
+    """The key terms of ``text`` (remembered: stored questions are screened again and again)."""
     toks = _tokens(text)
+    lows = [t.low for t in toks]
     facts: set[tuple[str, str]] = set()
     sides: set[tuple[str, int]] = set()
     negations = 0
@@ -350,25 +355,26 @@ def key_terms(text: str) -> KeyTerms:  # noqa: PLR0915 - one pass over the words
         low = tok.low
         # contrast phrases, longest first
         matched = False
-        for size in range(min(_LONGEST, len(toks) - i), 0, -1):
-            key = tuple(t.low for t in toks[i : i + size])
-            hit = _PHRASES.get(key)
-            if hit is not None:
-                sides.add(hit)
-                if size > 1:
-                    i += size
-                    matched = True
-                break
+        if low in _PHRASE_STARTS:
+            for size in range(min(_LONGEST, len(toks) - i), 0, -1):
+                hit = _PHRASES.get(tuple(lows[i : i + size]))
+                if hit is not None:
+                    sides.add(hit)
+                    if size > 1:
+                        i += size
+                        matched = True
+                    break
         if matched:
             continue
-        for gap in (2, 3):
-            if i + gap < len(toks) and not any(
-                t.starts_sentence for t in toks[i + 1 : i + gap + 1]
-            ):
-                split = _SPLIT.get((low, toks[i + gap].low))
-                if split is not None:
-                    sides.add(split)
-                    break
+        if low in _SPLIT_VERBS:
+            for gap in (2, 3):
+                if i + gap < len(toks) and not any(
+                    t.starts_sentence for t in toks[i + 1 : i + gap + 1]
+                ):
+                    split = _SPLIT.get((low, lows[i + gap]))
+                    if split is not None:
+                        sides.add(split)
+                        break
         # negation
         if low in _NEGATIONS or low.endswith("n't"):
             negations += 1
