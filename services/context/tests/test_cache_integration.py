@@ -14,10 +14,12 @@ from pathlib import Path
 import grpc
 import pytest
 from aiohttp import web
+from pymilvus import DataType, MilvusClient
 
 from trunkline.agents import Retrieval
 from trunkline.context import cache_eval
 from trunkline.context.backends.equivalence import CrossEncoderCheck
+from trunkline.context.backends.milvus import ANSWERS, MilvusDatabase
 from trunkline.context.backends.ranker import HttpScoringRanker
 from trunkline.context.core.cache_policy import AnswerFacts
 from trunkline.context.core.types import Caller
@@ -434,3 +436,25 @@ async def test_the_rerank_endpoint_confirms_hits_and_its_failure_falls_back_stri
         assert (hit, detail) == (True, "hit (fallback) 1.000")
     finally:
         await ranker.aclose()
+
+
+def test_a_cache_stored_before_role_scopes_is_dropped_not_served(tmp_path: Path) -> None:
+    uri = str(tmp_path / "old.db")
+    client = MilvusClient(uri=uri)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("answer_id", DataType.VARCHAR, is_primary=True, max_length=64)
+    schema.add_field("tenant", DataType.VARCHAR, max_length=64)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=384)
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", index_type="FLAT", metric_type="COSINE")
+    client.create_collection(ANSWERS, schema=schema, index_params=index)
+    client.insert(ANSWERS, [{"answer_id": "a1", "tenant": "acme", "vector": [0.1] * 384}])
+    client.close()
+    db = MilvusDatabase(uri)
+    try:
+        fields = {f["name"] for f in db.client.describe_collection(ANSWERS)["fields"]}
+        assert {"role", "stored_at"} <= fields
+        left = db.client.query(ANSWERS, filter='tenant == "acme"', output_fields=["answer_id"])
+        assert left == []
+    finally:
+        db.close()
