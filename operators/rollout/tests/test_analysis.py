@@ -104,6 +104,7 @@ def test_check_not_due_before_the_interval() -> None:
     run.now += timedelta(seconds=29)
     assert not check_due(run.spec, run.status, run.now)
     decision = run.step()
+    assert decision.check is None
     assert decision.status.iterations == 0
     assert decision.requeue_s == pytest.approx(1.0)
 
@@ -132,6 +133,7 @@ def test_latency_breach_rolls_back_within_failure_limit_checks() -> None:
     run.step(versions=BOTH)
     run.check(GOOD)
     first = run.check(SLOW)  # the breach begins
+    assert first.check is Outcome.FAILED
     assert run.status.phase is Phase.SHADOWING
     assert run.status.failed_checks == 1
     assert [e.reason for e in first.events] == ["CheckFailed"]
@@ -156,7 +158,7 @@ def test_latency_breach_rolls_back_within_failure_limit_checks() -> None:
 def test_unreadable_metrics_are_inconclusive_never_failures_and_pause() -> None:
     run = Run(make_spec())
     run.step(versions=BOTH)
-    run.check(UNREAD)
+    assert run.check(UNREAD).check is Outcome.INCONCLUSIVE
     assert run.status.failed_checks == 0
     assert run.status.inconclusive_checks == 1
     result = {r.name: r for r in run.status.results}["voice_to_voice_p95_ms"]

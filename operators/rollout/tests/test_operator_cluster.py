@@ -105,13 +105,29 @@ class Operator:
             "agentrollouts", name, lambda b: (b.get("status") or {}).get("phase") == phase, phase
         )
 
-    async def events(self, name: str) -> list[tuple[str, str, str]]:
-        listed = await asyncio.to_thread(
-            self.core.list_namespaced_event, self.namespace,
-            field_selector=f"involvedObject.name={name}",
-        )  # fmt: skip
-        items = sorted(listed.items, key=lambda e: e.metadata.name)
-        return [(e.type, e.reason, e.message) for e in items]
+    async def events(self, name: str, until: str) -> list[tuple[str, str, str]]:
+        """The object's Events in order, once one with reason ``until`` is there (the operator
+        records Events right after the status it waited for)."""
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while True:
+            listed = await asyncio.to_thread(
+                self.core.list_namespaced_event, self.namespace,
+                field_selector=f"involvedObject.name={name}",
+            )  # fmt: skip
+            items = sorted(listed.items, key=lambda e: e.metadata.name)
+            found = [(e.type, e.reason, e.message) for e in items]
+            if any(r == until for _, r, _ in found):
+                return found
+            assert asyncio.get_running_loop().time() < deadline, f"no {until} event: {found}"
+            await asyncio.sleep(0.1)
+
+    async def counted(self, name: str, expected: dict[tuple[tuple[str, Any], ...], int]) -> None:
+        """Wait until the operator's counter ``name`` reads ``expected`` (it counts a step once
+        the step's writes are done)."""
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while self.counter(name) != expected:
+            assert asyncio.get_running_loop().time() < deadline, self.counter(name)
+            await asyncio.sleep(0.1)
 
     async def deployment(self, name: str) -> client.V1Deployment | None:
         try:
@@ -257,7 +273,7 @@ async def test_invalid_voiceagent_is_marked_and_never_active(
         "max_reply_tokens must be smaller than token_budget.prompt_tokens"
         in (body["status"]["message"])
     )
-    events = await operator.events("acme-dental-2-0-0")
+    events = await operator.events("acme-dental-2-0-0", until="Invalid")
     assert any(t == "Warning" and r == "Invalid" and "max_reply_tokens" in m
                for t, r, m in events)  # fmt: skip
 
@@ -307,11 +323,11 @@ async def test_healthy_candidate_is_promoted(operator: Operator, acme: AgentSpec
     assert deployment is not None
     assert deployment.spec.replicas == 0  # shadow runners stop once the candidate is live
     assert deployment.metadata.owner_references[0].name == "acme-next"
-    reasons = [r for _, r, _ in await operator.events("acme-next")]
+    reasons = [r for _, r, _ in await operator.events("acme-next", until="Succeeded")]
     assert reasons == ["Shadowing", "Succeeded"]
-    assert ("Normal", "Activated") in [(t, r) for t, r, _ in await operator.events(
-        "acme-dental-1-1-0")]  # fmt: skip
-    assert operator.counter("rollout.checks") == {(("outcome", "Passed"),): 2}
+    activated = await operator.events("acme-dental-1-1-0", until="Activated")
+    assert ("Normal", "Activated") in [(t, r) for t, r, _ in activated]
+    await operator.counted("rollout.checks", {(("outcome", "Passed"),): 2})
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
@@ -347,6 +363,7 @@ async def test_kubectl_wait_get_and_describe(
     ]  # fmt: skip
     agents = (await kubectl("get", "voiceagents")).splitlines()
     assert agents[0].split()[:6] == ["NAME", "AGENT", "VERSION", "ACTIVE", "VALIDATED", "READY"]
+    await operator.events("acme-kubectl", until="Succeeded")
     described = await kubectl("describe", "agentrollout", "acme-kubectl")
     assert "Promoted" in described
     assert "AnalysisPassed" in described
@@ -368,12 +385,12 @@ async def test_latency_breach_rolls_back(operator: Operator, acme: AgentSpec) ->
     assert deployment.spec.replicas == 0
     stable = await operator.get("voiceagents", "acme-dental-1-0-0")
     assert stable["status"]["active"] is True
-    events = await operator.events("acme-slow")
+    events = await operator.events("acme-slow", until="FailureLimit")
     assert [r for _, r, _ in events] == ["Shadowing", "CheckFailed", "CheckFailed", "FailureLimit"]
     assert {t for t, r, _ in events if r != "Shadowing"} == {"Warning"}
     # two reads per check: exactly two checks, i.e. rolled back at the second breach
     assert len(operator.metrics.reads) == 4
-    assert operator.counter("rollout.rollbacks") == {(("agent", "acme-dental"),): 1}
+    await operator.counted("rollout.rollbacks", {(("agent", "acme-dental"),): 1})
 
 
 async def test_missing_candidate_fails_with_a_clear_message(
@@ -385,7 +402,7 @@ async def test_missing_candidate_fails_with_a_clear_message(
     assert "agent acme-dental has no version 1.9.0" in body["status"]["message"]
     assert condition(body, "Promoted") == ("False", "MissingVersion")
     assert await operator.deployment("acme-dental-1-9-0-shadow") is None
-    events = await operator.events("acme-typo")
+    events = await operator.events("acme-typo", until="MissingVersion")
     assert events[-1][:2] == ("Warning", "MissingVersion")
 
 
@@ -467,9 +484,15 @@ async def test_deleted_mid_analysis_removes_its_shadow(operator: Operator, acme:
     while await operator.deployment(shadow) is not None:
         assert asyncio.get_running_loop().time() < deadline, "shadow deployment not removed"
         await asyncio.sleep(0.1)
-    with pytest.raises(ApiException) as gone:
-        await operator.get("agentrollouts", "acme-gone")
-    assert gone.value.status == 404  # the finalizer was released
+    # the finalizer is released right after the cleanup: then the rollout is gone
+    status = 200
+    while status != 404:
+        assert asyncio.get_running_loop().time() < deadline, "the rollout was never deleted"
+        try:
+            await operator.get("agentrollouts", "acme-gone")
+        except ApiException as exc:
+            status = exc.status
+        await asyncio.sleep(0.1)
 
 
 async def test_chart_rbac_is_enough_and_no_more(
@@ -504,7 +527,8 @@ async def test_chart_rbac_is_enough_and_no_more(
         await driver.create("agentrollouts", rollout("acme-rbac"))
         body = await driver.wait_phase("acme-rbac", "Succeeded")
         assert condition(body, "Promoted")[0] == "True"
-        assert [r for _, r, _ in await driver.events("acme-rbac")] == ["Shadowing", "Succeeded"]
+        reasons = [r for _, r, _ in await driver.events("acme-rbac", until="Succeeded")]
+        assert reasons == ["Shadowing", "Succeeded"]
         back = rollout("acme-rbac-2", candidate="1.0.0", stable="1.1.0", minIterations=1000)
         await driver.create("agentrollouts", back)
         await driver.wait_phase("acme-rbac-2", "Shadowing")

@@ -140,7 +140,13 @@ async def test_operator_process_promotes_and_exports_metrics(
         assert phase == "Succeeded", body.get("status")
         assert any('agent="acme-dental",version="1.1.0"' in q for q in prometheus.queries)
         assert any("histogram_quantile(0.95" in q for q in prometheus.queries)
-        text = await asyncio.to_thread(scrape, metrics_port)
+        # counted once the step's writes are done: scrape until the last one shows
+        while True:
+            text = await asyncio.to_thread(scrape, metrics_port)
+            if "rollout_transitions_total" in text and 'phase="Succeeded"' in text:
+                break
+            assert asyncio.get_running_loop().time() < deadline, text
+            await asyncio.sleep(0.2)
         checks = [line for line in text.splitlines() if line.startswith("rollout_checks_total")]
         assert checks == ['rollout_checks_total{outcome="Passed"} 2.0'], checks
         assert 'rollout_transitions_total{phase="Succeeded",reason="Succeeded"} 1.0' in text

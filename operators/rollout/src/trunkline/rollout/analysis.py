@@ -112,6 +112,8 @@ class Decision:
     requeue_s: float | None = None
     """Look again after this many seconds (None: only when the resource changes)."""
     rolled_back: bool = False
+    check: Outcome | None = None
+    """The outcome of the analysis check this step ran (None: none ran)."""
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -207,6 +209,7 @@ class _Step:
     events: list[Event] = field(default_factory=list)
     requeue_s: float | None = None
     rolled_back: bool = False
+    check: Outcome | None = None
 
     def update(self, **changes: object) -> None:
         self.status = self.status.model_copy(update=changes)
@@ -244,6 +247,7 @@ class _Step:
             events=tuple(self.events),
             requeue_s=self.requeue_s,
             rolled_back=self.rolled_back,
+            check=self.check,
         )
 
 
@@ -379,6 +383,7 @@ def _record_check(step: _Step, readings: Mapping[str, Reading]) -> Outcome:
     spec = step.spec
     results = tuple(judge(m, readings.get(m.name.value)) for m in spec.analysis.metrics)
     outcome = check_outcome(results)
+    step.check = outcome
     status = step.status
     step.update(results=results, last_check_time=timestamp(step.now))
     if outcome is Outcome.FAILED:

@@ -233,7 +233,7 @@ class Controller:
             await self.cluster.patch_rollout_status(namespace, name, decision.status.dump())
         for event in decision.events:
             await self.cluster.post_event(body, event.type, event.reason, event.message)
-        self._count(spec, old, decision, readings is not None)
+        self._count(spec, old, decision)
         return decision.requeue_s
 
     async def _replay(self, namespace: str, spec: RolloutSpec) -> ReplayReport:
@@ -291,27 +291,27 @@ class Controller:
         await self.cluster.patch_rollout_status(meta["namespace"], meta["name"], status.dump())
         await self.cluster.post_event(body, "Warning", "InvalidSpec", message)
 
-    def _count(
-        self, spec: RolloutSpec, old: RolloutStatus, decision: Decision, checked: bool
-    ) -> None:
+    def _count(self, spec: RolloutSpec, old: RolloutStatus, decision: Decision) -> None:
         new = decision.status
         if new.phase is not old.phase:
             reason = next((e.reason for e in decision.events if e.reason != "CheckFailed"), "")
             self.meters.transitions.add(1, {"phase": new.phase.value, "reason": reason})
-        if checked and new.last_check_time != old.last_check_time:
-            outcome = analysis.check_outcome(new.results).value
-            self.meters.checks.add(1, {"outcome": outcome})
+        if decision.check is not None:
+            self.meters.checks.add(1, {"outcome": decision.check.value})
         if decision.rolled_back:
             self.meters.rollbacks.add(1, {"agent": spec.agent})
 
     async def cleanup_rollout(self, body: dict[str, Any]) -> None:
         """The rollout is being deleted: remove its candidate's shadow runners."""
-        spec = body.get("spec") or {}
+        spec, meta = body.get("spec") or {}, body["metadata"]
         agent, version = spec.get("agent"), spec.get("candidateVersion")
-        if agent and version:
-            name = shadow_name(str(agent), str(version))
-            if await self.cluster.delete_deployment(body["metadata"]["namespace"], name):
+        if not (agent and version):
+            return
+        name = shadow_name(str(agent), str(version))
+        async with self.lock(meta["namespace"], meta["name"]):  # not while a step runs
+            if await self.cluster.delete_deployment(meta["namespace"], name):
                 log.info("deleted shadow deployment %s", name)
+        self._locks.pop((meta["namespace"], meta["name"]), None)
 
 
 def _condition(status: dict[str, Any], kind: str) -> str | None:
