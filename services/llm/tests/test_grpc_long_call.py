@@ -53,51 +53,55 @@ def spans() -> Any:
     provider.shutdown()
 
 
-@pytest.mark.timeout(900)  # seconds on a quiet 2-core machine; minutes when it is shared
-async def test_twelve_turns_evaluate_a_bounded_prompt_and_reuse_the_rest(
-    spans: Any, start_llm: Any
-) -> None:
-    exporter, tracer = spans
-    backend = LlamaCppBackend(
+@pytest.fixture
+async def backend(spans: Any) -> Any:
+    """Closed after the server stopped (fixtures tear down in reverse order)."""
+    llama = LlamaCppBackend(
         LlamaCppConfig(smollm2_model_path(), n_ctx=2048),
         policy=CallPolicy(first_token_timeout_s=300.0, total_timeout_s=600.0, retries=0),
-        tracer=tracer,
+        tracer=spans[1],
     )
     try:
-        await backend.start()
-        limits = Limits(context_tokens=2048, default_max_tokens=12)
-        servicer = LanguageModelService(
-            backend, ServingOptions(limits, history=POLICY), tracer=tracer
-        )
-        servicer.mark_warm()
-        stub = llm_pb2_grpc.LanguageModelStub(await start_llm(servicer))
-        spec = load_agent_spec(AGENTS / "acme-dental.yaml")
-        history = [llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=spec.greeting)]
-        turns = []
-        for question in QUESTIONS:
-            history.append(llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=question))
-            request = llm_pb2.GenerateRequest(
-                context=CONTEXT,
-                prompt=llm_pb2.Prompt(
-                    system_prompt=spec.system_prompt,
-                    history=history,
-                    context_block=knowledge_pb2.ContextBlock(text=FACTS),
-                ),
-                sampling=llm_pb2.SamplingParams(max_tokens=8, temperature=0.0, seed=1),
-            )
-            done = [r async for r in stub.Generate(request)][-1].done
-            usage = done.usage
-            turns.append(
-                {
-                    "prompt": usage.input_tokens,
-                    "reused": usage.cached_input_tokens,
-                    "evaluated": usage.input_tokens - usage.cached_input_tokens,
-                    "summarized": done.history_messages_summarized,
-                }
-            )
-            history.append(llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=done.text))
+        yield llama
     finally:
-        await backend.aclose()
+        await llama.aclose()
+
+
+@pytest.mark.timeout(900)  # seconds on a quiet 2-core machine; minutes when it is shared
+async def test_twelve_turns_evaluate_a_bounded_prompt_and_reuse_the_rest(
+    spans: Any, backend: LlamaCppBackend, start_llm: Any
+) -> None:
+    exporter, tracer = spans
+    await backend.start()
+    limits = Limits(context_tokens=2048, default_max_tokens=12)
+    servicer = LanguageModelService(backend, ServingOptions(limits, history=POLICY), tracer=tracer)
+    servicer.mark_warm()
+    stub = llm_pb2_grpc.LanguageModelStub(await start_llm(servicer))
+    spec = load_agent_spec(AGENTS / "acme-dental.yaml")
+    history = [llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=spec.greeting)]
+    turns = []
+    for question in QUESTIONS:
+        history.append(llm_pb2.ChatMessage(role=llm_pb2.ROLE_USER, content=question))
+        request = llm_pb2.GenerateRequest(
+            context=CONTEXT,
+            prompt=llm_pb2.Prompt(
+                system_prompt=spec.system_prompt,
+                history=history,
+                context_block=knowledge_pb2.ContextBlock(text=FACTS),
+            ),
+            sampling=llm_pb2.SamplingParams(max_tokens=8, temperature=0.0, seed=1),
+        )
+        done = [r async for r in stub.Generate(request)][-1].done
+        usage = done.usage
+        turns.append(
+            {
+                "prompt": usage.input_tokens,
+                "reused": usage.cached_input_tokens,
+                "evaluated": usage.input_tokens - usage.cached_input_tokens,
+                "summarized": done.history_messages_summarized,
+            }
+        )
+        history.append(llm_pb2.ChatMessage(role=llm_pb2.ROLE_ASSISTANT, content=done.text))
 
     assert turns[-1]["summarized"] > 0, "twelve turns are past the verbatim budget"
     summarized = [t["summarized"] for t in turns]
