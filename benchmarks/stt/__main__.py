@@ -199,11 +199,11 @@ async def calibration(
 
 
 def propose_threshold(kinds: dict[str, list[float]]) -> dict[str, Any]:
-    """The highest threshold (a multiple of 0.05) below which at most 2% of the clear,
-    correctly heard utterances fall, and what share of each kind it sends back to the caller."""
-    right = sorted(kinds["clear/right"])
-    allowed = int(0.02 * len(right))  # utterances heard right that may be asked to repeat
-    threshold = math.floor(right[allowed] * 20) / 20 if right else 0.0
+    """A threshold one step (0.05) below the lowest confidence of a clear, correctly heard
+    utterance (rounded down to a multiple of 0.05): synthetic speech is clearer than callers,
+    so none of it should be asked to repeat; and what share of each kind it sends back."""
+    right = kinds["clear/right"]
+    threshold = round(max(math.floor(min(right) * 20) / 20 - 0.05, 0.0), 2) if right else 0.0
 
     def below(limit: float) -> dict[str, float | None]:
         return {
