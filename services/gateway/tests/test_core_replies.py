@@ -164,3 +164,14 @@ def test_stems_and_weekday_ranges_meet_the_question() -> None:
     assert best_passage("Are you closed on Sundays?", BLOCK).text.startswith("We are closed")
     thursday = best_passage("Can I come in on a Thursday?", BLOCK).text
     assert thursday.startswith("Acme Dental is open Monday to Friday")
+
+
+def test_a_goodbye_after_an_account_lookup_still_ends_the_call() -> None:
+    """Live records stay in every later block once the account is known: they send questions
+    to the LLM, never a goodbye or an off-topic question."""
+    after_lookup = _retrieved(live_data=True, confidence=0.2, intent="goodbye", intent_score=0.8)
+    plan = plan_reply("Great. Thank you. Goodbye.", 0.9, after_lookup, POLICY)
+    assert (plan.source, plan.hang_up) == (ReplySource.GOODBYE, True)
+    off = _retrieved(live_data=True, confidence=0.1, intent="out_of_domain", intent_score=0.8)
+    assert plan_reply("Who won the cup?", 0.9, off, POLICY).source is ReplySource.DEFLECTION
+

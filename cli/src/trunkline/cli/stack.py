@@ -275,11 +275,18 @@ class _Starter:
         self.app = replace(self.app, agents_dir=rendered)
 
     def services(self, nats_url: str, redis_url: str, otlp: str) -> None:
+        kube = kubeconfig()
         for spec in SERVICES:
+            if spec.name == ROLLOUT and kube is None:
+                note = "no Kubernetes API to watch (set KUBECONFIG or ROLLOUT_KUBECONFIG)"
+                print(f"  {ROLLOUT:<10} not started: {note}", file=self.out, flush=True)
+                continue
             env = service_env(
                 spec, self.ports, nats_url=nats_url, redis_url=redis_url,
                 otlp_endpoint=otlp, drain_seconds=self.settings.drain_seconds, app=self.app,
             )  # fmt: skip
+            if spec.name == ROLLOUT and kube is not None:
+                env["ROLLOUT_KUBECONFIG"] = str(kube)
             argv = [sys.executable, "-m", spec.module]
             pid, log = self.spawn(spec.name, argv, env)
             addr = f"{LOOPBACK}:{self.ports[spec.name]}"
@@ -294,6 +301,21 @@ class _Starter:
         await asyncio.gather(
             *(_wait_serving(c, self.settings.start_timeout) for c in pending if c is not None)
         )
+
+
+ROLLOUT = "rollout"
+
+
+def kubeconfig() -> Path | None:
+    """The kubeconfig the rollout operator watches: ``ROLLOUT_KUBECONFIG`` or ``KUBECONFIG``
+    (its first file), else ``~/.kube/config``; None when there is none (no cluster: the local
+    stack runs without the operator, which needs a Kubernetes API)."""
+    for value in (os.environ.get("ROLLOUT_KUBECONFIG"), os.environ.get("KUBECONFIG")):
+        if value:
+            path = Path(value.split(os.pathsep)[0]).expanduser()
+            return path if path.is_file() else None
+    default = Path.home() / ".kube" / "config"
+    return default if default.is_file() else None
 
 
 def render_agents(source: Path, target: Path, old_origin: str, new_origin: str) -> list[Path]:

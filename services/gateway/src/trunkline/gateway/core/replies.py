@@ -110,7 +110,7 @@ def plan_reply(
     intent, score = context.intent, context.intent_score
     sure = bool(intent) and score >= policy.intent_threshold
     # An account or order number (5+ digits, said as figures or words; a year is no entity).
-    entity = spoken_number(transcript) is not None or context.live_data
+    entity = spoken_number(transcript) is not None
     about = f"closest example {intent or '-'} {score:.2f}, retrieval {context.confidence:.2f}"
     if sure and intent == Intent.GOODBYE and not entity:
         if score >= policy.hang_up_at:
@@ -120,12 +120,14 @@ def plan_reply(
     if context.cached_answer:
         return Plan(Intent.QUESTION, ReplySource.CACHE, context.cached_answer, reason=about)
     if entity:
-        return Plan(Intent.QUESTION, ReplySource.LLM, reason=f"entity or live data; {about}")
+        return Plan(Intent.QUESTION, ReplySource.LLM, reason=f"entity; {about}")
     confident = context.confidence >= policy.confident_at
     if sure and intent == Intent.SMALL_TALK and not confident:
         return Plan(Intent.SMALL_TALK, ReplySource.SMALL_TALK, policy.small_talk, reason=about)
     if sure and intent == Intent.OUT_OF_DOMAIN and not confident:
         return Plan(Intent.OUT_OF_DOMAIN, ReplySource.DEFLECTION, policy.deflection, reason=about)
+    if context.live_data:  # the caller's own records are in the block: the LLM reads them
+        return Plan(Intent.QUESTION, ReplySource.LLM, reason=f"live data; {about}")
     passage = best_passage(transcript, context.block, policy.max_answer_words)
     # Retrieval confidence is the best cosine only: "Is there parking?" scores as low as an
     # off-topic question. A passage sharing two content words (a weekday or a number counts
