@@ -79,6 +79,11 @@ def test_the_rendered_specs_point_at_the_stacks_crm(tmp_path: Path) -> None:
     assert spec.model_copy(update={"tools": original.tools, "retrieval": original.retrieval}) == (
         original
     )
+    # Each agent's knowledge sits beside its rendered spec (the gateway's STT vocabulary).
+    knowledge = tmp_path / "acme-dental" / "knowledge"
+    assert knowledge.resolve() == (AGENTS / "acme-dental" / "knowledge").resolve()
+    render_agents(AGENTS, tmp_path, CRM_SPEC_ORIGIN, "http://127.0.0.1:41234")  # again: no error
+    assert (knowledge / "acme-dental-faq" / "hours-and-location.md").is_file()
 
 
 def test_only_urls_on_the_crm_origin_move() -> None:

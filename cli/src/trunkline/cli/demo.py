@@ -64,13 +64,17 @@ def component_url(record: StackRecord, name: str) -> str:
 
 
 def conversation(turns: list[HeardTurn]) -> str:
-    """The call as the gateway recorded it: what STT heard, what the caller heard back."""
+    """The call as the gateway recorded it: what STT heard, what the caller heard back, and
+    where each reply came from (knowledge, llm, cache, deflection, goodbye, fallback…)."""
     lines = []
     for turn in turns:
         if turn.caller:
             lines.append(f"caller: {turn.caller}")
         cut = " [cut off by the caller]" if turn.truncated else ""
-        lines.append(f"agent : {turn.agent or '(nothing heard)'}{cut}")
+        source = (
+            f" ({turn.source}{'' if turn.grounded else ', not grounded'})" if turn.source else ""
+        )
+        lines.append(f"agent : {turn.agent or '(nothing heard)'}{cut}{source}")
         if turn.truncated and turn.generated.strip() != turn.agent.strip():
             lines.append(f"        (generated: {turn.generated})")
     return "\n".join(lines)
@@ -208,7 +212,15 @@ async def _demo(record: StackRecord, settings: StackSettings, out: TextIO) -> in
         "the stack is still up: `make down` (trunkline stack down) stops it",
         file=out,
     )
-    return 0 if call.result.ended_by == "caller" else 1
+    return 0 if ended_normally(call) else 1
+
+
+def ended_normally(call: DemoCall) -> bool:
+    """The caller hung up, or the agent did once its goodbye had played."""
+    if call.result.ended_by == "caller":
+        return True
+    said_goodbye = bool(call.turns) and call.turns[-1].hang_up
+    return said_goodbye and call.result.ended_by.startswith("server closed the stream")
 
 
 def run(settings: StackSettings, out: TextIO = sys.stdout) -> int:

@@ -333,6 +333,16 @@ def render_agents(source: Path, target: Path, old_origin: str, new_origin: str) 
         header = f"# rendered by `trunkline stack up` from {file}; CRM at {new_origin}\n"
         out.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         written.append(out)
+        # The agent's knowledge beside it, as in agents/: the gateway derives STT vocabulary
+        # from it (a link, so the rendered folder never holds a stale copy).
+        name = data.get("name") if isinstance(data, dict) else None
+        knowledge = source / str(name) / "knowledge"
+        if name and knowledge.is_dir():
+            link = target / str(name) / "knowledge"
+            link.parent.mkdir(exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(knowledge.resolve(), target_is_directory=True)
     return written
 
 

@@ -199,6 +199,7 @@ class EventSink(CallSink):
                 for g in record.guard_interventions
             ],
             hang_up=record.hang_up,
+            stt_confidence=record.stt_confidence,
         )
         if record.voice_to_voice_s is not None:
             event.response_time.CopyFrom(duration(record.voice_to_voice_s))
