@@ -119,11 +119,11 @@ class DirectTranscriber(Transcriber):
         env: PeerEnv,
         recognizer: SpeechRecognizer,
         policy: RetryPolicy,
-        vocabulary: Vocabulary = Vocabulary(),
+        vocabulary: Vocabulary | None = None,
     ) -> None:
         super().__init__(env, policy)
         self.recognizer = recognizer
-        self.vocabulary = vocabulary
+        self.vocabulary = vocabulary or Vocabulary()
 
     async def _transcribe(self, call: CallInfo, audio: bytes) -> Transcript:
         result = await self.recognizer.transcribe(

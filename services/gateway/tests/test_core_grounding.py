@@ -111,4 +111,3 @@ def test_block_item_marks_and_possessives() -> None:
     support = Support(["[1] Acme Dental is open on Saturday.\n[2] Parking is free."])
     assert set(support.check("The account number is 2 digits long.").unsupported) == {"number:2"}
     assert support.check("You can call Acme Dental's front desk.").passed
-

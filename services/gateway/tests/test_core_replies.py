@@ -174,4 +174,3 @@ def test_a_goodbye_after_an_account_lookup_still_ends_the_call() -> None:
     assert (plan.source, plan.hang_up) == (ReplySource.GOODBYE, True)
     off = _retrieved(live_data=True, confidence=0.1, intent="out_of_domain", intent_score=0.8)
     assert plan_reply("Who won the cup?", 0.9, off, POLICY).source is ReplySource.DEFLECTION
-
