@@ -168,7 +168,6 @@ class Gateway:
             greeting=profile.greeting,
             filler_text=profile.filler_text,
             apology_text=profile.apology_text,
-            min_confidence=profile.retrieval.min_confidence,
             llm_prefill=settings.llm_prefill,
             first_clause_words=settings.first_clause_words or None,
             replies=reply_policy(profile),

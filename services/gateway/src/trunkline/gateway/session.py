@@ -70,7 +70,6 @@ class SessionConfig:
     min_clause_words: int = 3
     first_clause_words: int | None = 3  # the reply's first clause is cut after so many words
     sink_drain_s: float = 2.0
-    min_confidence: float = 0.0  # retrieval confidence below it: out of domain, not cached
     llm_prefill: bool = True  # after each turn, the LLM evaluates the known prompt ahead
     replies: ReplyPolicy = field(default_factory=ReplyPolicy)
     guard: GuardPolicy = field(default_factory=GuardPolicy)
