@@ -308,3 +308,13 @@ def test_the_filler_before_a_slow_reply_is_not_counted_against_the_reply() -> No
     assert without_filler("For a power cut, call.", filler) == "For a power cut, call."
     assert without_filler("One more thing.", filler) == "One more thing."
     assert without_filler(heard, "") == heard
+
+
+def test_words_capitalised_by_a_list_or_a_sentence_are_no_names() -> None:
+    base = FactBase.of(["Step 1: tell us at least 2 days before you move."])
+    reply = (
+        "You'll need to do the following: 1. **Research**: Start by comparing options. "
+        "2. **Plan**: Create a plan with Mexico City movers."
+    )
+    unsupported = [u for v in verdicts(reply, base) for u in v.unsupported]
+    assert unsupported == ["name:mexico", "name:city"]

@@ -48,10 +48,11 @@ def clauses(text: str) -> list[str]:
 
 
 def sentence_starts(text: str) -> list[bool]:
-    """For each of ``clauses(text)``: does it begin a sentence (first clause, or after . ! ?)."""
+    """For each of ``clauses(text)``: does it begin a sentence (the first clause, or after . ! ?
+    or : as a list item or heading does)."""
     out, previous = [], "."
     for clause in clauses(text):
-        out.append(previous[-1:] in (".", "!", "?"))
+        out.append(previous.rstrip("*_ ")[-1:] in (".", "!", "?", ":"))
         previous = clause.rstrip()
     return out
 
@@ -59,7 +60,7 @@ def sentence_starts(text: str) -> list[bool]:
 def _names(clause: str, sentence_start: bool) -> list[str]:
     clause = clause.translate(_APOSTROPHES)
     words = _CAPITALISED.findall(clause)
-    first = re.match(r"\W*([A-Za-z][\w']*)", clause)
+    first = re.match(r"[\W\d_]*([A-Za-z][\w']*)", clause)  # past "2. **" of a list item
     if sentence_start and first is not None and words and words[0] == first.group(1):
         words = words[1:]  # a sentence's first word is capitalised anyway
     out = []
