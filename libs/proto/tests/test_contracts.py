@@ -52,6 +52,8 @@ SERVICES: list[tuple[str, str, dict[str, tuple[bool, bool]]]] = [
             "Ingest": CLIENT_STREAM,
             "ListSources": UNARY,
             "DeleteSource": UNARY,
+            "ListCacheEntries": UNARY,
+            "DeleteCacheEntries": UNARY,
         },
     ),
     (
