@@ -117,6 +117,9 @@ def test_goodbye_hangs_up_and_small_talk_gets_its_reply() -> None:
         POLICY.anything_else,
         False,
     )
+    # ... unless the caller said goodbye outright.
+    bye = plan_reply("Great, that's all I needed. Bye.", 0.9, thanks, POLICY)
+    assert (bye.text, bye.hang_up) == (POLICY.goodbye, True)
     unsure = _retrieved(confidence=0.1, intent="goodbye", intent_score=0.5)
     assert plan_reply("Good", 0.9, unsure, POLICY).source is ReplySource.DEFLECTION
     chat = _retrieved(confidence=0.1, intent="small_talk", intent_score=0.7)

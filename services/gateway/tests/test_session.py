@@ -470,3 +470,24 @@ async def test_an_out_of_domain_question_is_deflected_without_the_llm(rig: Rig) 
     assert (turn.reply_source, turn.intent, turn.grounded) == ("deflection", "out_of_domain", True)
     assert not rig.llm.requests
     assert [a.reply_source for a in rig.context.stored] in ([], ["deflection"])
+
+
+async def test_the_agent_may_read_back_the_account_number_the_caller_gave(rig: Rig) -> None:
+    """The caller's number is support for the agent repeating it; nothing else they said is."""
+    rig.context.result = ContextResult(block="[1] Accounts have six digits.", confidence=0.6)
+    rig.stt.texts = lambda audio: "please look up account number 441 729"
+    rig.llm.reply = lambda text: "Let me check account 441 729 for you."
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    rig.stt.texts = lambda audio: "is my balance 45 dollars"
+    rig.llm.reply = lambda text: "Yes, your balance is 45 dollars."
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 3)
+    await rig.hang_up()
+    echoed, guessed = rig.sink.turns[1], rig.sink.turns[2]
+    assert (echoed.reply_source, echoed.grounded) == ("llm", True)
+    assert echoed.agent_text == "Let me check account 441 729 for you."
+    assert (guessed.reply_source, guessed.grounded) == ("fallback", False)
+    assert guessed.guard_interventions[0].unsupported == ("number:45",)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from opentelemetry.trace import Tracer
 
 from trunkline.gateway.core.clauses import ClauseSplitter, speakable, split_text
 from trunkline.gateway.core.clock import Clock
-from trunkline.gateway.core.entities import extract_entities
+from trunkline.gateway.core.entities import extract_entities, spoken_number
 from trunkline.gateway.core.events import (
     Event,
     Message,
@@ -155,7 +156,7 @@ class TurnPipeline:
             request = LlmRequest(self.call, text, work.history, context)
             support = self._support.copy() if self.guard.enabled else None
             if support is not None:
-                support.add(context.block)
+                support.add(context.block, *_said_numbers(text))
             record.grounded = support is not None
             generated = self._generate(request, record, committed, support)
             await self._speak(work.turn_id, generated, record, emit, support=support, question=text)
@@ -404,6 +405,15 @@ class TurnPipeline:
             if passage.text:
                 return f"{PRECISELY} {passage.text}" if spoken else passage.text
         return self.guard.safe_line
+
+
+def _said_numbers(text: str) -> list[str]:
+    """The account or order number the caller gave (5+ digits), as its groups and joined: the
+    agent may read it back ("account 441-729"). Nothing else the caller said is support."""
+    number = spoken_number(text)
+    if number is None:
+        return []
+    return [number, " ".join(re.findall(r"\d+", text))]
 
 
 async def _iterate(items: list[str]) -> AsyncIterator[str]:

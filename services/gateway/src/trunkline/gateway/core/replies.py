@@ -12,6 +12,7 @@ which has the tools.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -39,6 +40,7 @@ class Intent(StrEnum):
     UNCLEAR = "unclear"
 
 
+_FAREWELL = re.compile(r"\b(?:good\s?bye|bye)\b", re.I)  # said outright: no doubt left
 RESCUE_SCORE = 2.0  # a best passage this good answers a question retrieval scored low
 
 
@@ -113,7 +115,7 @@ def plan_reply(
     entity = spoken_number(transcript) is not None
     about = f"closest example {intent or '-'} {score:.2f}, retrieval {context.confidence:.2f}"
     if sure and intent == Intent.GOODBYE and not entity:
-        if score >= policy.hang_up_at:
+        if score >= policy.hang_up_at or _FAREWELL.search(transcript):
             return Plan(Intent.GOODBYE, ReplySource.GOODBYE, policy.goodbye, True, about)
         # "Thank you so much for your help" may end the call or not: ask, never hang up.
         return Plan(Intent.GOODBYE, ReplySource.GOODBYE, policy.anything_else, reason=about)
