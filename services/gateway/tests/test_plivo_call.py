@@ -81,6 +81,16 @@ class Peers(
         block = knowledge_pb2.ContextBlock(text="[1] We open at eight.")  # what the LLM may say
         return context_pb2.ResolveResponse(context_block=block, retrieval_confidence=0.9)
 
+    async def StoreAnswer(  # noqa: N802
+        self, request: context_pb2.StoreAnswerRequest, context: Ctx
+    ) -> context_pb2.StoreAnswerResponse:
+        return context_pb2.StoreAnswerResponse(stored=False, reason="test peer")
+
+    async def Prefill(  # noqa: N802
+        self, request: llm_pb2.PrefillRequest, context: Ctx
+    ) -> llm_pb2.PrefillResponse:
+        return llm_pb2.PrefillResponse(completed=True)
+
     async def Generate(  # noqa: N802
         self, request: llm_pb2.GenerateRequest, context: Ctx
     ) -> AsyncIterator[llm_pb2.GenerateResponse]:

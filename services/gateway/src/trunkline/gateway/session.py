@@ -69,7 +69,7 @@ class SessionConfig:
     apology_text: str = ""  # played when a turn's work failed; empty: the filler
     min_clause_words: int = 3
     first_clause_words: int | None = 3  # the reply's first clause is cut after so many words
-    sink_drain_s: float = 2.0
+    sink_drain_s: float = 10.0  # call facts still queued when the call ends: nothing is lost
     llm_prefill: bool = True  # after each turn, the LLM evaluates the known prompt ahead
     replies: ReplyPolicy = field(default_factory=ReplyPolicy)
     guard: GuardPolicy = field(default_factory=GuardPolicy)
