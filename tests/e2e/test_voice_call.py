@@ -68,7 +68,7 @@ turns:
   - say: Sorry to interrupt. Do you take dental insurance?
     barge_in_ms: 1200
   - say: Please look up account number four four one, seven two nine.
-  - say: Thank you, goodbye.
+  - say: Great, thank you. Goodbye!
     pause_ms: {restart_pause_ms}
 """
 KILL_AFTER_TURNS = 4  # greeting + three caller turns completed: TTS dies before turn 3's reply

@@ -121,7 +121,12 @@ def test_goodbye_hangs_up_and_small_talk_gets_its_reply() -> None:
     bye = plan_reply("Great, that's all I needed. Bye.", 0.9, thanks, POLICY)
     assert (bye.text, bye.hang_up) == (POLICY.goodbye, True)
     unsure = _retrieved(confidence=0.1, intent="goodbye", intent_score=0.5)
-    assert plan_reply("Good", 0.9, unsure, POLICY).source is ReplySource.DEFLECTION
+    plan = plan_reply("Good", 0.9, unsure, POLICY)  # no goodbye, and nothing to answer
+    assert (plan.source, plan.text, plan.hang_up) == (
+        ReplySource.SMALL_TALK,
+        POLICY.anything_else,
+        False,
+    )
     chat = _retrieved(confidence=0.1, intent="small_talk", intent_score=0.7)
     plan = plan_reply("How are you?", 0.9, chat, POLICY)
     assert (plan.source, plan.hang_up) == (ReplySource.SMALL_TALK, False)
@@ -177,3 +182,19 @@ def test_a_goodbye_after_an_account_lookup_still_ends_the_call() -> None:
     assert (plan.source, plan.hang_up) == (ReplySource.GOODBYE, True)
     off = _retrieved(live_data=True, confidence=0.1, intent="out_of_domain", intent_score=0.8)
     assert plan_reply("Who won the cup?", 0.9, off, POLICY).source is ReplySource.DEFLECTION
+
+
+def test_an_acknowledgement_gets_anything_else_not_the_llm() -> None:
+    """After an account lookup every block carries live records; "Thank you." still has
+    nothing for the LLM to answer (it rambled in the e2e call)."""
+    live = _retrieved(live_data=True, confidence=0.0, intent="small_talk", intent_score=0.44)
+    plan = plan_reply("Thank you.", 0.9, live, POLICY)
+    assert (plan.source, plan.text, plan.hang_up) == (
+        ReplySource.SMALL_TALK,
+        POLICY.anything_else,
+        False,
+    )
+    assert plan_reply("Okay, great.", 0.9, live, POLICY).source is ReplySource.SMALL_TALK
+    assert plan_reply("Thank you, when is my appointment?", 0.9, live, POLICY).source is (
+        ReplySource.LLM
+    )

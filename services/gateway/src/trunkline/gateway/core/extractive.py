@@ -115,3 +115,11 @@ def _shorten(text: str, max_words: int) -> str:
     at = max(cut.rfind(","), cut.rfind(";"))
     cut = cut[:at] if at > len(cut) // 2 else cut
     return cut.rstrip(" ,;") + "."
+
+
+def has_content(text: str) -> bool:
+    """Whether ``text`` holds a content word ("Thank you." and "Okay, great." hold none)."""
+    return bool({w for w in _WORD.findall(text.lower()) if w not in _STOP} - _COURTESY)
+
+
+_COURTESY = frozenset({"great", "good", "fine", "perfect", "alright", "right", "cool", "much"})

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from trunkline.gateway.core.entities import spoken_number
-from trunkline.gateway.core.extractive import best_passage
+from trunkline.gateway.core.extractive import best_passage, has_content
 
 
 class ReplySource(StrEnum):
@@ -123,6 +123,9 @@ def plan_reply(
         return Plan(Intent.QUESTION, ReplySource.CACHE, context.cached_answer, reason=about)
     if entity:
         return Plan(Intent.QUESTION, ReplySource.LLM, reason=f"entity; {about}")
+    if not has_content(transcript):  # "Thank you." / "Okay, great.": nothing to answer
+        reason = f"no content words; {about}"
+        return Plan(Intent.SMALL_TALK, ReplySource.SMALL_TALK, policy.anything_else, reason=reason)
     confident = context.confidence >= policy.confident_at
     if sure and intent == Intent.SMALL_TALK and not confident:
         return Plan(Intent.SMALL_TALK, ReplySource.SMALL_TALK, policy.small_talk, reason=about)
