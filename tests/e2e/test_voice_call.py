@@ -205,8 +205,12 @@ def _turn_audio(f: Finished, start_ms: float, end_ms: float) -> bytes:
 
 def test_the_call_ends_normally_with_every_turn_answered(finished: Finished) -> None:
     result = finished.call.result
-    # The goodbye is answered, and the agent hangs up once it has played.
-    assert result.ended_by.startswith("server closed the stream"), result.ended_by
+    # The goodbye is answered and the agent hangs up once it has played — or, when speech
+    # recognition missed the goodbye, the caller hangs up: never anything else.
+    heard = [t for t in finished.call.turns if t.caller]
+    if result.ended_by != "caller":
+        assert result.ended_by.startswith("server closed the stream"), result.ended_by
+        assert heard[-1].hang_up, heard[-1]
     assert len(result.turns) == 5
     assert [t.outcome for t in result.turns] == ["answered"] * 5
     assert not result.bad_messages
@@ -222,9 +226,10 @@ def test_each_reply_comes_from_where_the_platform_can_vouch_for_it(finished: Fin
     assert sources[0] in {"knowledge", "cache"}, (sources, turns[0])
     assert "9 am" in turns[0].agent
     assert "1 pm" in turns[0].agent
-    assert sources[3] in {"llm", "fallback"}, (sources, turns[3])
-    assert sources[-1] == "goodbye"
-    assert turns[-1].hang_up
+    lookup = next(t for t in turns if "account" in t.caller.lower())
+    assert lookup.source in {"llm", "fallback"}, lookup  # an account number: the LLM's tools
+    if finished.call.result.ended_by != "caller":  # the agent hung up: after its goodbye
+        assert (turns[-1].source, turns[-1].hang_up) == ("goodbye", True), turns[-1]
     for turn in turns:
         if turn.source != "fallback":
             assert turn.grounded, turn
