@@ -121,7 +121,7 @@ def test_goodbye_hangs_up_and_small_talk_gets_its_reply() -> None:
     bye = plan_reply("Great, that's all I needed. Bye.", 0.9, thanks, POLICY)
     assert (bye.text, bye.hang_up) == (POLICY.goodbye, True)
     unsure = _retrieved(confidence=0.1, intent="goodbye", intent_score=0.5)
-    plan = plan_reply("Good", 0.9, unsure, POLICY)  # no goodbye, and nothing to answer
+    plan = plan_reply("Good, thanks", 0.9, unsure, POLICY)  # no goodbye, nothing to answer
     assert (plan.source, plan.text, plan.hang_up) == (
         ReplySource.SMALL_TALK,
         POLICY.anything_else,
@@ -195,6 +195,8 @@ def test_an_acknowledgement_gets_anything_else_not_the_llm() -> None:
         False,
     )
     assert plan_reply("Okay, great.", 0.9, live, POLICY).source is ReplySource.SMALL_TALK
+    hello = plan_reply("Hello?", 0.9, live, POLICY)  # no thanks: the small-talk reply
+    assert (hello.source, hello.text) == (ReplySource.SMALL_TALK, POLICY.small_talk)
     assert plan_reply("Thank you, when is my appointment?", 0.9, live, POLICY).source is (
         ReplySource.LLM
     )

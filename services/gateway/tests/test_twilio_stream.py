@@ -64,7 +64,7 @@ async def gateway() -> AsyncIterator[Gateway]:
             CallInfo(start.call_id, start.tenant, start.agent, "v1"),
             transport,
             Peers(
-                FakeTranscriber(env, lambda audio: "hello"),
+                FakeTranscriber(env, lambda audio: "can you help me with something"),
                 FakeContext(env),
                 FakeLanguageModel(env, lambda text: "Hi there, how can I help?"),
                 FakeSynthesizer(env, frames_per_word=1),
@@ -199,7 +199,7 @@ async def test_a_call_over_the_twilio_stream_survives_garbage(gateway: Gateway) 
         await asyncio.wait_for(gateway.sinks[0].ended.wait(), 5)
     sink = gateway.sinks[0]
     assert [t.agent_text for t in sink.turns] == ["Welcome.", "Hi there, how can I help?"]
-    assert sink.turns[1].user_text == "hello"
+    assert sink.turns[1].user_text == "can you help me with something"
     assert caller.media > 0
 
 

@@ -40,6 +40,7 @@ class Intent(StrEnum):
     UNCLEAR = "unclear"
 
 
+_THANKS = re.compile(r"\bthank", re.I)
 _FAREWELL = re.compile(r"\b(?:good\s?bye|bye)\b", re.I)  # said outright: no doubt left
 RESCUE_SCORE = 2.0  # a best passage this good answers a question retrieval scored low
 
@@ -123,9 +124,11 @@ def plan_reply(
         return Plan(Intent.QUESTION, ReplySource.CACHE, context.cached_answer, reason=about)
     if entity:
         return Plan(Intent.QUESTION, ReplySource.LLM, reason=f"entity; {about}")
-    if not has_content(transcript):  # "Thank you." / "Okay, great.": nothing to answer
+    if not has_content(transcript):  # "Thank you." / "Hello?": nothing to answer
         reason = f"no content words; {about}"
-        return Plan(Intent.SMALL_TALK, ReplySource.SMALL_TALK, policy.anything_else, reason=reason)
+        thanks = _THANKS.search(transcript) is not None
+        text = policy.anything_else if thanks else policy.small_talk
+        return Plan(Intent.SMALL_TALK, ReplySource.SMALL_TALK, text, reason=reason)
     confident = context.confidence >= policy.confident_at
     if sure and intent == Intent.SMALL_TALK and not confident:
         return Plan(Intent.SMALL_TALK, ReplySource.SMALL_TALK, policy.small_talk, reason=about)
