@@ -1,4 +1,4 @@
-"""The vendored Smart Turn model on real (Piper-synthesized) audio: plumbing, not accuracy.
+"""Smart Turn (its model read from the pipecat-ai wheel) on Piper-synthesized audio: plumbing.
 
 The repository holds no recorded human speech, and on synthetic speech Smart Turn scores
 almost any cut of a phrase as complete (``hours-joe-16k.wav`` cut at 30-80 % of its length
@@ -11,14 +11,19 @@ and scoring runs off the event loop.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import sys
 import wave
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from trunkline.gateway.end_of_turn import SmartTurnModel, smart_turn_model_path
+from trunkline.gateway.end_of_turn import MODEL_FILE, SmartTurnModel, smart_turn_model_path
 from trunkline.gateway.smart_turn_features import SAMPLES, fit_window, log_mel
+
+MODEL_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +42,12 @@ def phrase() -> bytes:
         return bytes(w.readframes(w.getnframes()))
 
 
-def test_the_model_ships_in_the_package_with_its_notice() -> None:
+def test_the_model_comes_from_the_pipecat_wheel_and_the_notice_ships_with_the_gateway() -> None:
     path = smart_turn_model_path()
-    assert path.stat().st_size == 8_679_182
-    notice = (path.parent / "NOTICE").read_text(encoding="utf-8")
+    assert path.parts[-6:] == ("pipecat", "audio", "turn", "smart_turn", "data", MODEL_FILE)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == MODEL_SHA256
+    assert "pipecat" not in sys.modules  # found on disk, never imported
+    notice = resources.files("trunkline.gateway").joinpath("data", "NOTICE").read_text("utf-8")
     assert "BSD 2-Clause License" in notice
     assert "Daily" in notice
     assert "THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS" in notice

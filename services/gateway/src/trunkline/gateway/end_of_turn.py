@@ -2,9 +2,9 @@
 
 The model (a Whisper-tiny encoder with a classifier head, 8.7 MB ONNX, BSD-2-Clause, see
 ``data/NOTICE``) reads the last 8 s of the utterance as audio, prosody included, and returns the
-probability that the turn is complete. It ships inside the gateway package
-(``data/smart-turn-v3.2-cpu.onnx``, copied from the ``pipecat-ai`` 1.14.0 wheel) and is never
-downloaded. One inference costs ~100-150 ms of one core, so it runs on a thread pool shared by
+probability that the turn is complete. The file is read from the installed ``pipecat-ai`` 1.14.0
+wheel (a locked dependency installed without any of its own: pipecat is never imported) and is
+never downloaded. One inference costs ~100-150 ms of one core, so it runs on a thread pool shared by
 every call (:class:`SmartTurnModel`), never on the event loop; the turn machine receives its
 verdict as an event (``EndOfTurnVerdict``) and the silence endpoint stays the fallback.
 """
@@ -16,7 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +25,21 @@ import onnxruntime as ort
 from trunkline.gateway.smart_turn_features import fit_window, log_mel
 
 MODEL_FILE = "smart-turn-v3.2-cpu.onnx"
+MODEL_DIR = ("audio", "turn", "smart_turn", "data")  # inside the pipecat package
 
 
 def smart_turn_model_path() -> Path:
-    """The Smart Turn ONNX file shipped in this package."""
-    path = Path(str(resources.files("trunkline.gateway").joinpath("data", MODEL_FILE)))
-    if not path.is_file():
-        raise RuntimeError(f"Smart Turn model not found at {path} (package data missing)")
-    return path
+    """The Smart Turn ONNX file inside the installed ``pipecat-ai`` wheel (found, not imported)."""
+    spec = find_spec("pipecat")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        path = Path(location).joinpath(*MODEL_DIR, MODEL_FILE)
+        if path.is_file():
+            return path
+    raise RuntimeError(
+        f"Smart Turn model {MODEL_FILE} not found: the pipecat-ai 1.14.0 wheel that carries it "
+        "is not installed (run `make install`)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
