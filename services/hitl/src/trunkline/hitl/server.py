@@ -19,6 +19,10 @@ class HumanLoopService(hitl_pb2_grpc.HumanLoopServicer):
     ListQueue = Unimplemented(ISSUE)
     Decide = Unimplemented(ISSUE)
     TakeOver = Unimplemented(ISSUE)
+    Claim = Unimplemented(ISSUE)
+    HandBack = Unimplemented(ISSUE)
+    Cancel = Unimplemented(ISSUE)
+    OfferCallback = Unimplemented(ISSUE)
 
 
 HUMAN_LOOP = service_name(HumanLoopService)
