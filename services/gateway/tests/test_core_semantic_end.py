@@ -12,6 +12,7 @@ from trunkline.gateway.core.events import (
     EndOfTurnJudged,
     EndOfTurnVerdict,
     InboundFrame,
+    PlayoutTick,
     StartWork,
     State,
     TurnCommitted,
@@ -44,6 +45,7 @@ class Driver:
         for _ in range(n):
             self.clock.advance(0.02)
             out += self.m.handle(frame, self.clock.now())
+            out += self.m.handle(PlayoutTick(), self.clock.now())  # the transport's clock
         self.log += out
         return out
 

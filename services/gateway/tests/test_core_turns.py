@@ -15,6 +15,7 @@ from trunkline.gateway.core.events import (
     InboundFrame,
     MarkPlayed,
     Message,
+    PlayoutTick,
     Prefetch,
     ReplyAudio,
     SendAudio,
@@ -55,6 +56,7 @@ class Driver:
         for _ in range(n):
             self.clock.advance(0.02)
             out += self.m.handle(frame, self.clock.now())
+            out += self.m.handle(PlayoutTick(), self.clock.now())  # the transport's clock
         self.log += out
         return out
 

@@ -67,7 +67,7 @@ async def gateway() -> AsyncIterator[Gateway]:
                 FakeTranscriber(env, lambda audio: "can you help me with something"),
                 FakeContext(env),
                 FakeLanguageModel(env, lambda text: "Hi there, how can I help?"),
-                FakeSynthesizer(env, frames_per_word=1),
+                FakeSynthesizer(env, frames_per_word=1, sample_rate=transport.out_rate),
             ),
             EnergyDetector(),
             sink,

@@ -68,10 +68,16 @@ class InboundMulaw8k:
 
 
 class OutboundMulaw8k:
-    """Streaming: PCM16 at ``in_rate`` in, base64 mu-law 8 kHz payloads of 20 ms out."""
+    """Streaming: PCM16 at ``in_rate`` in, base64 mu-law 8 kHz payloads of 20 ms out. At
+    ``in_rate`` 8000 nothing is resampled (TTS rendered at the telephony rate): mu-law only."""
 
     def __init__(self, in_rate: int = INTERNAL_RATE, quality: StreamQuality = "FIR") -> None:
-        self._resampler = _stream_resampler(in_rate, TELEPHONY_RATE, quality)
+        self._resampler = (
+            None
+            if in_rate == TELEPHONY_RATE
+            else _stream_resampler(in_rate, TELEPHONY_RATE, quality)
+        )
+        self._odd = b""
         self._buffer = bytearray()
 
     def _payloads(self) -> list[str]:
@@ -85,12 +91,19 @@ class OutboundMulaw8k:
 
     def push(self, pcm: bytes) -> list[str]:
         """Add PCM16 audio; return the complete 20 ms payloads now available."""
-        self._buffer += mulaw_encode(pcm16_to_int16(self._resampler.process_pcm16(pcm)))
+        if self._resampler is None:
+            data = self._odd + pcm
+            cut = len(data) - len(data) % 2
+            self._odd = data[cut:]
+            self._buffer += mulaw_encode(pcm16_to_int16(data[:cut]))
+        else:
+            self._buffer += mulaw_encode(pcm16_to_int16(self._resampler.process_pcm16(pcm)))
         return self._payloads()
 
     def flush(self) -> list[str]:
         """End of stream: the rest, the last payload padded with mu-law silence."""
-        self._buffer += mulaw_encode(self._resampler.flush())
+        if self._resampler is not None:
+            self._buffer += mulaw_encode(self._resampler.flush())
         if len(self._buffer) % MULAW_FRAME_BYTES:
             pad = MULAW_FRAME_BYTES - len(self._buffer) % MULAW_FRAME_BYTES
             self._buffer += MULAW_SILENCE * pad

@@ -34,8 +34,7 @@ from trunkline.gateway.records import CallSink
 from trunkline.gateway.session import CallSession, SessionConfig
 from trunkline.gateway.settings import GatewaySettings, TenantConfig
 from trunkline.gateway.tools import HttpToolRunner, ToolExecutor, tool_book
-from trunkline.gateway.transports.base import CallStart
-from trunkline.gateway.transports.websocket import MediaStreamTransport
+from trunkline.gateway.transports.base import CallStart, Transport
 from trunkline.gateway.vad import SileroDetector, SileroModel
 from trunkline.gateway.web import TenantAuth
 
@@ -116,7 +115,8 @@ class Gateway:
             end_of_turn = SmartTurnModel(workers=settings.smart_turn_workers)
         self.end_of_turn = end_of_turn if settings.smart_turn else None
 
-    def peers(self, profile: AgentProfile) -> Peers:
+    def peers(self, profile: AgentProfile, out_rate: int = 16000) -> Peers:
+        """``out_rate``: the transport's output rate; TTS renders at it (one resample)."""
         env, policy, ch = self._env, self._policy, self.channels
         return Peers(
             stt=GrpcTranscriber(
@@ -129,7 +129,7 @@ class Gateway:
             ),
             context=GrpcContext(env, ch.context, profile.retrieval, policy),
             llm=GrpcLanguageModel(env, ch.llm, profile, policy),
-            tts=GrpcSynthesizer(env, ch.tts, profile.voice, policy),
+            tts=GrpcSynthesizer(env, ch.tts, profile.voice, policy, sample_rate=out_rate),
         )
 
     def detector(self) -> SileroDetector:
@@ -179,7 +179,7 @@ class Gateway:
             grounding_texts=(profile.system_prompt,),
         )
 
-    async def run_call(self, start: CallStart, transport: MediaStreamTransport) -> None:
+    async def run_call(self, start: CallStart, transport: Transport) -> None:
         profile = self.profiles.get(start.agent)
         if profile is None:
             log.warning("call %s refused: no agent profile %r", start.call_id, start.agent)
@@ -196,7 +196,7 @@ class Gateway:
         session = CallSession(
             call,
             transport,
-            self.peers(profile),
+            self.peers(profile, transport.out_rate),
             self.detector(),
             self.sink,
             clock=self.clock,

@@ -36,12 +36,11 @@ from trunkline.gateway.transports.base import (
     AudioIn,
     Hangup,
     MarkEcho,
+    Played,
     Transport,
     TransportEvent,
 )
 from trunkline.gateway.vad import SpeechDetector
-
-FRAME = 640
 
 
 class Outage:
@@ -174,10 +173,15 @@ class FakeSynthesizer(Synthesizer):
     """``frames_per_word`` 20 ms frames of a constant sample per word, in one chunk per word."""
 
     def __init__(
-        self, env: PeerEnv, frames_per_word: int = 5, policy: RetryPolicy | None = None
+        self,
+        env: PeerEnv,
+        frames_per_word: int = 5,
+        policy: RetryPolicy | None = None,
+        sample_rate: int = 16000,
     ) -> None:
         super().__init__(env, policy)
         self.frames_per_word = frames_per_word
+        self.sample_rate = sample_rate
         self.outage = Outage()
         self.texts: list[str] = []
 
@@ -185,7 +189,7 @@ class FakeSynthesizer(Synthesizer):
         self.outage.check()
         self.texts.append(text)
         for _ in text.split():
-            yield b"\x10\x00" * (FRAME // 2) * self.frames_per_word
+            yield b"\x10\x00" * (self.sample_rate // 50) * self.frames_per_word
 
 
 class EnergyDetector(SpeechDetector):
@@ -222,7 +226,9 @@ class RecordingSink(CallSink):
 
 
 class FakeTransport(Transport):
-    """A far end that plays one frame per inbound frame and echoes marks once played."""
+    """A far end whose outbound clock is the caller's frames: each ``frame`` plays one frame
+    (a ``Played`` tick after the caller's ``AudioIn``) and marks are echoed once played;
+    ``tick`` plays one without a caller frame (a caller silent on the wire, as on WebRTC)."""
 
     name = "fake"
 
@@ -241,6 +247,12 @@ class FakeTransport(Transport):
         """One 20 ms tick: the caller's frame arrives and the far end plays one frame."""
         self._play_one()
         self._inbox.put_nowait(AudioIn(pcm, self._clock()))
+        self._inbox.put_nowait(Played(1))
+
+    def tick(self) -> None:
+        """One 20 ms tick of the outbound clock with nothing from the caller."""
+        self._play_one()
+        self._inbox.put_nowait(Played(1))
 
     def hang_up(self) -> None:
         self._inbox.put_nowait(Hangup("caller hung up"))

@@ -359,7 +359,7 @@ class TurnPipeline:
         async for pcm in self.peers.tts.synthesize(self.call, clause):
             if index == 0 and "tts_ttfa" not in record.stage_s:
                 record.stage_s["tts_ttfa"] = self.clock.now() - ready
-            record.tts_audio_s += len(pcm) / PCM_BYTES_PER_S
+            record.tts_audio_s += len(pcm) / (2 * self.peers.tts.sample_rate)
             emit(ReplyAudio(turn_id, index, clause, pcm, last=False))
         emit(ReplyAudio(turn_id, index, clause, b"", last=True))
         return index + 1

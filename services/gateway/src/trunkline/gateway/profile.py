@@ -19,6 +19,7 @@ from trunkline.agents import (
     AgentSpec,
     AgentSpecError,
     AnswerStrategy,
+    Escalation,
     Grounding,
     Intents,
     TurnTakingPolicy,
@@ -96,10 +97,6 @@ class SttProfile(_Lenient):
     boost: float = Field(default=0.0, ge=0.0)
 
 
-class EscalationProfile(_Lenient):
-    handoff_message: str = "Let me connect you with a colleague who can help."
-
-
 class AgentProfile(_Lenient):
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
@@ -112,7 +109,7 @@ class AgentProfile(_Lenient):
     voice: VoiceProfile = VoiceProfile()
     tools: tuple[ToolProfile, ...] = ()
     retrieval: RetrievalProfile = RetrievalProfile()
-    escalation: EscalationProfile = EscalationProfile()
+    escalation: Escalation = Escalation()
     grounding: Grounding = Grounding()
     intents: Intents = Intents()
     stt: SttProfile = SttProfile()

@@ -19,7 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from trunkline.audio import pcm16_dbfs
+from trunkline.audio import frame_bytes, pcm16_dbfs
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.events import (
     Action,
@@ -34,6 +34,7 @@ from trunkline.gateway.core.events import (
     HandOff,
     InboundFrame,
     MarkPlayed,
+    PlayoutTick,
     Prefetch,
     ReplyAudio,
     SendAudio,
@@ -54,7 +55,7 @@ from trunkline.gateway.peers.types import CallInfo, Prefilled, StoredAnswer
 from trunkline.gateway.pipeline import Peers, TurnPipeline
 from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
 from trunkline.gateway.tools import ToolExecutor
-from trunkline.gateway.transports.base import AudioIn, Hangup, MarkEcho, Transport
+from trunkline.gateway.transports.base import AudioIn, Hangup, MarkEcho, Played, Transport
 from trunkline.gateway.vad import SpeechDetector
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,15 @@ class CallSession:
         self.metrics = metrics
         self.config = config or SessionConfig()
         self.fillers = fillers or FillerCache(clock)
-        self.machine = TurnMachine(self.config.turn, filler_pcm=tone())
+        rate = transport.out_rate
+        if peers.tts.sample_rate != rate:  # reply audio is resampled once, in TTS
+            raise ValueError(
+                f"TTS renders at {peers.tts.sample_rate} Hz but transport {transport.name!r} "
+                f"plays {rate} Hz: give the synthesizer the transport's out_rate"
+            )
+        self.machine = TurnMachine(
+            self.config.turn, filler_pcm=tone(rate=rate), out_frame_bytes=frame_bytes(rate)
+        )
         self.pipeline = TurnPipeline(
             peers,
             call,
@@ -138,9 +147,9 @@ class CallSession:
             metrics=metrics,
         )
         self.turns: list[TurnRecord] = []
-        self._inbox: asyncio.Queue[Event | AudioIn | MarkEcho | Hangup | _WorkFailed] = (
-            asyncio.Queue()
-        )
+        self._inbox: asyncio.Queue[
+            Event | AudioIn | MarkEcho | Played | Hangup | _WorkFailed
+        ] = asyncio.Queue()
         self._work: dict[int, _Work] = {}
         self._sink_queue: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
         self._call_span: Span | None = None
@@ -219,6 +228,8 @@ class CallSession:
                         continue
                 case MarkEcho(name=name):
                     actions = self.machine.handle(MarkPlayed(name), now)
+                case Played(frames=frames):
+                    actions = self.machine.handle(PlayoutTick(frames), now)
                 case Hangup(reason=reason):
                     return reason
                 case _WorkFailed(turn_id=turn_id, error=error):

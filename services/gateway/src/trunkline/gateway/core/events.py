@@ -81,8 +81,23 @@ class EndOfTurnVerdict:
     inference_s: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class PlayoutTick:
+    """The transport's outbound clock moved on by ``frames`` 20 ms frames: the far end played
+    (or is ready for) that many. Reply audio is paced by these, never by the caller's frames."""
+
+    frames: int = 1
+
+
 Event = (
-    InboundFrame | TranscriptReady | ReplyAudio | WorkDone | MarkPlayed | HandOff | EndOfTurnVerdict
+    InboundFrame
+    | TranscriptReady
+    | ReplyAudio
+    | WorkDone
+    | MarkPlayed
+    | HandOff
+    | EndOfTurnVerdict
+    | PlayoutTick
 )
 
 

@@ -1,7 +1,8 @@
 """Outbound audio for one agent turn: clause segments, pacing, marks and what the caller heard.
 
-The far end plays one 20 ms frame per inbound frame tick while it has audio buffered; marks sent
-after each clause come back when the clause has been played and correct that estimate.
+The far end plays one 20 ms frame per tick of the transport's outbound clock while it has audio
+buffered; marks sent after each clause come back when the clause has been played and correct that
+estimate. Frames are ``frame_bytes`` long: 20 ms at the transport's output rate.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Outbound:
 class Playback:
     """Queue and pace the segments of one turn."""
 
-    def __init__(self, lead_frames: int = 3) -> None:
+    def __init__(self, lead_frames: int = 3, frame_bytes: int = FRAME_BYTES) -> None:
+        self.frame_bytes = frame_bytes
         self.segments: list[Segment] = []
         self.sent_frames = 0
         self.played_frames = 0  # estimate, corrected by marks
@@ -75,12 +77,13 @@ class Playback:
             self.played_frames += 1
         self._credit = min(self._credit + 1, self._lead + 1)
         items: list[bytes | str] = []
+        size = self.frame_bytes
         for seg in self.segments:
             if seg.mark_sent:
                 continue
-            while self._credit > 0 and (len(seg.pcm) >= FRAME_BYTES or (seg.complete and seg.pcm)):
-                frame = bytes(seg.pcm[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\x00")
-                del seg.pcm[:FRAME_BYTES]
+            while self._credit > 0 and (len(seg.pcm) >= size or (seg.complete and seg.pcm)):
+                frame = bytes(seg.pcm[:size]).ljust(size, b"\x00")
+                del seg.pcm[:size]
                 if seg.start_frame < 0:
                     seg.start_frame = self.sent_frames
                 seg.sent_frames += 1
@@ -104,7 +107,7 @@ class Playback:
         dropped = 0
         for seg in self.segments:
             if seg.filler and seg.complete and seg.pcm:
-                dropped += (len(seg.pcm) + FRAME_BYTES - 1) // FRAME_BYTES
+                dropped += (len(seg.pcm) + self.frame_bytes - 1) // self.frame_bytes
                 seg.pcm.clear()
         return dropped
 
@@ -129,7 +132,8 @@ class Playback:
             played = self.played_frames - seg.start_frame
             if played <= 0:
                 break
-            total = seg.sent_frames + (len(seg.pcm) + FRAME_BYTES - 1) // FRAME_BYTES
+            unsent = (len(seg.pcm) + self.frame_bytes - 1) // self.frame_bytes
+            total = seg.sent_frames + unsent
             seg_words = seg.text.split()
             words.extend(seg_words[: len(seg_words) * played // max(total, 1)])
             break

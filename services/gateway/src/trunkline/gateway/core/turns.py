@@ -7,11 +7,13 @@ turns speculation off: the work starts at the endpoint.
 Prefetch: while the caller speaks, every ``prefetch_every_ms`` of speech (once the utterance has
 ``prefetch_min_ms``) the machine asks for the utterance so far to be read ahead (STT, context,
 LLM prefill), so that at the pause the prompt is mostly evaluated already; None turns it off.
-Reply audio is held until the endpoint commits the turn. Barge-in: caller speech onset while the
-agent speaks stops outbound audio on that very frame, clears the transport, cancels the work and
-keeps only what the caller heard in the history. When the committed turn has produced no audio
-after ``filler_after_s`` the pre-rendered filler plays (again every ``filler_repeat_s``); reply
-audio that arrives meanwhile cuts the rest of the filler, so the answer never waits behind it.
+Reply audio is held until the endpoint commits the turn, then released in step with the transport's
+outbound clock (``PlayoutTick``), never with the caller's frames: a transport that sends nothing
+while the caller is silent (WebRTC, LiveKit) still gets the reply on time. Barge-in: caller speech
+onset while the agent speaks stops outbound audio on that very frame, clears the transport, cancels
+the work and keeps only what the caller heard in the history. When the committed turn has produced
+no audio after ``filler_after_s`` the pre-rendered filler plays (again every ``filler_repeat_s``);
+reply audio that arrives meanwhile cuts the rest of the filler, so the answer never waits behind it.
 Semantic end of turn (``semantic``; None: off): at the caller's first silent frame the machine
 asks whether the utterance so far is a complete turn (``CheckEndOfTurn``, answered by an
 ``EndOfTurnVerdict`` event, alongside the speculative start); a verdict at or above
@@ -41,6 +43,7 @@ from trunkline.gateway.core.events import (
     InboundFrame,
     MarkPlayed,
     Message,
+    PlayoutTick,
     Prefetch,
     ReplyAudio,
     SendAudio,
@@ -129,8 +132,16 @@ class _Turn:
 class TurnMachine:
     """One call's conversation state. ``handle`` returns the actions for the shell to carry out."""
 
-    def __init__(self, config: TurnConfig | None = None, filler_pcm: bytes = b"") -> None:
+    def __init__(
+        self,
+        config: TurnConfig | None = None,
+        filler_pcm: bytes = b"",
+        out_frame_bytes: int = FRAME_BYTES,
+    ) -> None:
+        """``out_frame_bytes``: one 20 ms frame of reply audio at the transport's output rate
+        (640 at 16 kHz, 320 at 8 kHz); reply and filler audio come at that rate."""
         self.config = config or TurnConfig()
+        self.out_frame_bytes = out_frame_bytes
         self.state = State.LISTENING
         self.history: list[Message] = []
         self.filler_pcm = filler_pcm
@@ -193,6 +204,9 @@ class TurnMachine:
                 self._hand_off(actions)
             case EndOfTurnVerdict():
                 self._on_verdict(event, now, actions)
+            case PlayoutTick(frames=frames):
+                for _ in range(frames):
+                    self._tick(now, actions)
         return actions
 
     def end(self) -> list[Action]:
@@ -248,8 +262,6 @@ class TurnMachine:
             self._commit(now, actions)
         elif self._semantic_end_due():
             self._end_early(now, actions)
-
-        self._tick(now, actions)
 
     def _maybe_prefetch(self, actions: list[Action]) -> None:
         every = self.config.prefetch_every_ms
@@ -481,7 +493,7 @@ class TurnMachine:
     def _new_turn(self, audio: bytes, *, greeting: bool = False) -> _Turn:
         self._next_id += 1
         turn = _Turn(self._next_id, audio, greeting=greeting)
-        turn.playback = Playback(self.config.lead_frames)
+        turn.playback = Playback(self.config.lead_frames, self.out_frame_bytes)
         self._turn = turn
         return turn
 

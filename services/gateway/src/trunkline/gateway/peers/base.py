@@ -266,9 +266,11 @@ class LanguageModel(Peer):
 
 
 class Synthesizer(Peer):
-    """TTS service: 16 kHz PCM16 audio for one clause, streamed."""
+    """TTS service: PCM16 audio at ``sample_rate`` for one clause, streamed. The rate is the
+    call's transport output rate, so reply audio is resampled once (in TTS) on its way out."""
 
     stage = "tts"
+    sample_rate: int = 16000
 
     def synthesize(self, call: CallInfo, text: str) -> AsyncIterator[bytes]:
         return self._stream(lambda: self._synthesize(call, text), "tts_ttfa")

@@ -1,6 +1,7 @@
 """TTS over gRPC: one ``StreamingSynthesize`` stream per clause.
 
-Config (voice, 16 kHz PCM16) and the clause go in; audio chunks come out until ``ClauseDone``.
+Config (voice, PCM16 at the transport's output rate) and the clause go in; audio chunks come
+out until ``ClauseDone``.
 Closing the iterator early (barge-in) cancels the RPC: the server drops the clause.
 """
 
@@ -14,10 +15,10 @@ from opentelemetry import trace
 
 from trunkline.gateway.peers.base import PeerEnv, Synthesizer
 from trunkline.gateway.peers.grpc_common import call_context, ms, rpc_errors
-from trunkline.gateway.peers.grpc_stt import PCM16_16K
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import CallInfo
 from trunkline.gateway.profile import VoiceProfile
+from trunkline.proto.common.v1 import audio_pb2
 from trunkline.proto.tts.v1 import tts_pb2, tts_pb2_grpc
 
 
@@ -28,12 +29,18 @@ class GrpcSynthesizer(Synthesizer):
         channel: grpc.aio.Channel,
         voice: VoiceProfile | None = None,
         policy: RetryPolicy | None = None,
+        sample_rate: int = 16000,
     ) -> None:
+        """``sample_rate``: the transport's output rate (8 kHz telephony, 48 kHz WebRTC)."""
         super().__init__(env, policy)
+        self.sample_rate = sample_rate
         self._stub = tts_pb2_grpc.TextToSpeechStub(channel)
         voice = voice or VoiceProfile()
+        audio_format = audio_pb2.AudioFormat(
+            encoding=audio_pb2.AUDIO_ENCODING_PCM16, sample_rate_hz=sample_rate, channels=1
+        )
         self._config = tts_pb2.SynthesisConfig(
-            voice=voice.name, audio_format=PCM16_16K, speaking_rate=voice.speaking_rate
+            voice=voice.name, audio_format=audio_format, speaking_rate=voice.speaking_rate
         )
         self._ids = itertools.count(1)
 

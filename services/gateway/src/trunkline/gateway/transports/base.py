@@ -1,5 +1,9 @@
-"""The transport interface the call session talks to (Twilio, Plivo; LiveKit and a browser
-softphone implement it later)."""
+"""The transport interface the call session talks to (Twilio, Plivo, browser WebRTC; LiveKit
+implements it later).
+
+A transport owns its outbound pacing: ``events`` yields a ``Played`` whenever its outbound clock
+moves on (a steady 20 ms pacer, or the pull of a media track), whether or not the caller sends
+anything meanwhile; reply audio is released against those ticks, never against caller frames."""
 
 from __future__ import annotations
 
@@ -37,24 +41,34 @@ class MarkEcho:
 
 
 @dataclass(frozen=True, slots=True)
+class Played:
+    """The transport's outbound clock moved on by ``frames`` 20 ms frames (the far end played, or
+    is ready for, that many)."""
+
+    frames: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     reason: str
 
 
-TransportEvent = AudioIn | MarkEcho | Hangup
+TransportEvent = AudioIn | MarkEcho | Played | Hangup
 
 
 class Transport(ABC):
     """One live call's media. ``events`` ends after a ``Hangup`` (or when the peer goes away)."""
 
     name: str = "transport"
+    out_rate: int = 16000  # sample rate of the PCM16 that ``send_audio`` takes (TTS renders at it)
 
     @abstractmethod
     def events(self) -> AsyncIterator[TransportEvent]: ...
 
     @abstractmethod
     async def send_audio(self, pcm: bytes) -> None:
-        """Queue 16 kHz PCM16 agent audio for playback."""
+        """Queue PCM16 agent audio at ``out_rate`` for playback (sent as the caller hears it: the
+        turn machine releases it paced by this transport's ``Played`` ticks)."""
 
     @abstractmethod
     async def send_mark(self, name: str) -> None:

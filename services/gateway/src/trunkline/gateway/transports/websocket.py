@@ -1,6 +1,9 @@
 """Telephony media streams over an aiohttp WebSocket (Twilio and Plivo dialects).
 
 Malformed or unknown messages are logged with the reason and counted; they never end the call.
+Reply audio comes at 8 kHz (TTS renders at the telephony rate: one resample on the way out) and is
+only mu-law encoded here. The far end buffers and plays in real time, so the transport's outbound
+clock is a steady 20 ms pacer (``Played`` ticks), independent of the caller's media messages.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
-from trunkline.audio import InboundMulaw8k, OutboundMulaw8k
+from trunkline.audio import TELEPHONY_RATE, InboundMulaw8k, OutboundMulaw8k
 from trunkline.gateway.core.clock import Clock
+from trunkline.gateway.core.pacer import Pacer
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.transports import plivo_protocol, twilio_protocol
 from trunkline.gateway.transports.base import (
@@ -32,6 +36,7 @@ from trunkline.gateway.transports.messages import (
     Start,
     Stop,
 )
+from trunkline.gateway.transports.pacing import playout_ticks, with_ticks
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,8 @@ PLIVO = Dialect(
 class MediaStreamTransport(Transport):
     """One call's media WebSocket. Call :meth:`wait_start` first, then hand it to a session."""
 
+    out_rate = TELEPHONY_RATE
+
     def __init__(
         self,
         ws: web.WebSocketResponse,
@@ -78,7 +85,8 @@ class MediaStreamTransport(Transport):
         self.metrics = metrics
         self.start: Start | None = None
         self._inbound = InboundMulaw8k()
-        self._outbound = OutboundMulaw8k()
+        self._outbound = OutboundMulaw8k(TELEPHONY_RATE)
+        self.pacer = Pacer()
 
     @property
     def stream_id(self) -> str:
@@ -115,7 +123,10 @@ class MediaStreamTransport(Transport):
                     self._bad(f"{type(message).__name__.lower()} before start")
         return None
 
-    async def events(self) -> AsyncIterator[TransportEvent]:
+    def events(self) -> AsyncIterator[TransportEvent]:
+        return with_ticks(self._inbound_events(), playout_ticks(self.clock, self.pacer))
+
+    async def _inbound_events(self) -> AsyncIterator[TransportEvent]:
         async for message in self._messages():
             match message:
                 case Media(payload=payload, track=track):
@@ -149,7 +160,7 @@ class MediaStreamTransport(Transport):
 
     async def clear(self) -> None:
         await self.ws.send_str(self.dialect.clear(self.stream_id))
-        self._outbound = OutboundMulaw8k()  # drop what the resampler still holds
+        self._outbound = OutboundMulaw8k(TELEPHONY_RATE)  # drop a partial payload
 
     async def close(self) -> None:
         if not self.ws.closed:
