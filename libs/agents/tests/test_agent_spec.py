@@ -163,7 +163,7 @@ def test_sample_agent_grounds_its_answers_and_names_its_intents() -> None:
     assert spec.grounding.knowledge_answers == "extractive"
     assert spec.grounding.fallback == "best_passage"
     examples = spec.intents.examples()
-    assert set(examples) == {"out_of_domain", "small_talk", "goodbye"}
+    assert set(examples) == {"out_of_domain", "small_talk", "goodbye", "human"}
     assert "Thanks, that is all, goodbye." in examples["goodbye"]
     assert "Acme Dental" in spec.intents.out_of_domain.reply
 

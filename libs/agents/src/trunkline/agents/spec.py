@@ -27,6 +27,7 @@ __all__ = [
     "Escalation",
     "Grounding",
     "GuardFallback",
+    "HumanRequest",
     "Intent",
     "Intents",
     "LiveSource",
@@ -221,11 +222,70 @@ class Retrieval(_Strict):
 
 
 class Escalation(_Strict):
-    frustration_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
-    out_of_domain_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
-    low_confidence_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
-    max_failed_turns: int = Field(default=2, ge=1)
-    handoff_message: str = "Let me connect you with a colleague who can help."
+    """When a call goes to a person, and what the caller hears meanwhile (the gateway's
+    ``core/escalation.py`` decides per turn; ``handoff.py`` keeps the call up)."""
+
+    enabled: bool = True
+    frustration_threshold: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="mean frustration (minus the sentiment; a rule phrase such as 'third time "
+        "I am calling' counts 1.0) over a falling, all-negative window that escalates",
+    )
+    sentiment_window: int = Field(default=3, ge=2, le=10, description="turns in the trend")
+    out_of_domain_threshold: float = Field(
+        default=0.8, ge=0.0, le=1.0, description="an out_of_domain intent this close counts"
+    )
+    low_confidence_threshold: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="an answer from retrieval below it counts"
+    )
+    max_failed_turns: int = Field(
+        default=2, ge=1, description="out-of-domain or low-confidence turns in a row"
+    )
+    max_repeats: int = Field(default=2, ge=1, description="'I didn't catch that' in a row")
+    max_tool_failures: int = Field(default=2, ge=1, description="failed tool calls per call")
+    same_question_times: int = Field(default=3, ge=2, description="the same question asked")
+    handoff_message: str = Field(
+        default="Let me connect you with a colleague who can help. Please stay on the line.",
+        min_length=1,
+        description="spoken when the call escalates (the hold message)",
+    )
+    hold_audio: str | None = Field(
+        default=None,
+        description="a WAV file played while the caller waits; none: a soft generated tone",
+    )
+    operator_timeout_s: float = Field(
+        default=60.0, gt=0.0, le=3600.0, description="no operator by then: offer a callback"
+    )
+    callback_message: str = Field(
+        default="I'm sorry, all my colleagues are busy right now. A colleague will call you "
+        "back at this number as soon as they can. Meanwhile, I'm happy to keep helping you.",
+        min_length=1,
+    )
+    resume_message: str = Field(
+        default="Thank you for holding. I'm back with you. How else can I help?", min_length=1
+    )
+    unavailable_message: str = Field(
+        default="I'm sorry, I can't reach a colleague right now. I'll keep helping you myself.",
+        min_length=1,
+        description="spoken when the human-in-the-loop service cannot be reached",
+    )
+    approval_message: str = Field(
+        default="One moment while I confirm that.",
+        min_length=1,
+        description="spoken while a high-risk tool call waits for a person's approval",
+    )
+    approval_timeout_s: float = Field(
+        default=30.0, gt=0.0, le=600.0, description="no decision by then: not done (denied)"
+    )
+
+    @field_validator("hold_audio")
+    @classmethod
+    def _wav(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().endswith(".wav"):
+            raise ValueError("hold_audio must be a .wav file")
+        return value
 
 
 class AnswerStrategy(StrEnum):
@@ -265,6 +325,21 @@ class Intent(_Strict):
 
     examples: tuple[str, ...] = ()
     reply: str = Field(min_length=1)
+
+
+class HumanRequest(_Strict):
+    """Example phrases of a caller asking for a person (no reply: the call escalates)."""
+
+    examples: tuple[str, ...] = (
+        "I want to talk to a real person.",
+        "Can I speak to a human, please?",
+        "Let me talk to someone from your staff.",
+        "Transfer me to an agent.",
+        "I need to speak with a representative.",
+        "Get me a manager.",
+        "Operator, please.",
+        "Put me through to a person.",
+    )
 
 
 class Intents(_Strict):
@@ -307,6 +382,10 @@ class Intents(_Strict):
     anything_else: str = Field(
         default="You're welcome! Is there anything else I can help you with?", min_length=1
     )
+    human: HumanRequest = Field(
+        default=HumanRequest(),
+        description="the caller asks for a person: the call escalates (escalation section)",
+    )
     min_stt_confidence: float = Field(
         default=0.0, ge=0.0, le=1.0, description="below it the caller is asked to repeat"
     )
@@ -320,6 +399,7 @@ class Intents(_Strict):
             "out_of_domain": self.out_of_domain.examples,
             "small_talk": self.small_talk.examples,
             "goodbye": self.goodbye.examples,
+            "human": self.human.examples,
         }
 
 
