@@ -2,9 +2,10 @@
 answer state a number, time or price that neither the question's expected facts nor the agent's
 sources (its knowledge files and system prompt) state.
 
-The fact check here is deliberately not the gateway's grounding guard (its own normaliser, its
+The fact check here is deliberately not the gateway's grounding guard (its own rewrites, its
 own extractor, sources read from the files rather than from the turn's context block), so the
-benchmark's "invented" count is a second opinion on what the guard let through.
+benchmark's "invented" count is a second opinion on what the guard let through. Only the
+reading of spelled-out numbers is shared (``trunkline.text``): arithmetic, not judgement.
 """
 
 from __future__ import annotations
@@ -14,19 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from benchmarks.answers.questions import Question
+from trunkline.text import TENS, UNITS, spelled_numbers
 
-_UNITS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
-    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
-    "nineteen": 19,
-}  # fmt: skip
-_TENS = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-    "eighty": 80, "ninety": 90,
-}  # fmt: skip
 _NUMBER_RUN = re.compile(
-    r"\b(?:(?:" + "|".join([*_UNITS, *_TENS, "hundred", "thousand"]) + r")(?:\s+and\s+|\s+|\b))+"
+    r"\b(?:(?:" + "|".join([*UNITS, *TENS, "hundred", "thousand"]) + r")(?:\s+and\s+|\s+|\b))+"
 )
 _REWRITES = (
     (re.compile("[\u2019\u2018`]"), "'"),
@@ -52,31 +44,11 @@ _NUMBER = re.compile(r"(?<![\w:.])(\d+(?::\d{2})?(?:\.\d+)?)(?![\w:]|\.\d)")
 
 
 def _spelled(match: re.Match[str]) -> str:
-    """A run of number words as digits; a unit after a unit or a tens word after any other
-    starts a new number ("four five" is "4 5", "ninety five" is "95")."""
-    numbers: list[int] = []
-    total, current, last = 0, 0, ""
-    for word in (w for w in match.group(0).split() if w != "and"):
-        kind = "unit" if word in _UNITS else "tens" if word in _TENS else "scale"
-        if last and (
-            (kind == "unit" and (last == "unit" or (last == "tens" and _UNITS[word] >= 10)))
-            or (kind == "tens" and last in ("unit", "tens"))
-        ):
-            numbers.append(total + current)
-            total, current = 0, 0
-        if kind == "unit":
-            current += _UNITS[word]
-        elif kind == "tens":
-            current += _TENS[word]
-        elif word == "hundred":
-            current = max(current, 1) * 100
-        else:  # thousand
-            total += max(current, 1) * 1000
-            current = 0
-        last = kind
-    numbers.append(total + current)
+    """A run of number words as digits, read by the shared reader ("four five" is "4 5",
+    "ninety five" is "95")."""
+    runs = spelled_numbers(match.group(0).split())
     tail = " " if match.group(0)[-1:].isspace() else ""
-    return " ".join(map(str, numbers)) + tail
+    return " ".join(str(run.value) for run in runs) + tail
 
 
 def normalise(text: str) -> str:

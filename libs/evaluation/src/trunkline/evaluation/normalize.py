@@ -23,29 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-MONTHS = (
-    "january", "february", "march", "april", "may", "june", "july", "august", "september",
-    "october", "november", "december",
-)  # fmt: skip
+from trunkline.text import MONTHS, ORDINALS, WEEKDAYS, read_number
 
-_UNITS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
-    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
-    "nineteen": 19,
-}  # fmt: skip
-_TENS = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-    "eighty": 80, "ninety": 90,
-}  # fmt: skip
-_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
-_ORDINALS = {
-    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
-    "eighth": 8, "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "thirteenth": 13,
-    "fourteenth": 14, "fifteenth": 15, "sixteenth": 16, "seventeenth": 17, "eighteenth": 18,
-    "nineteenth": 19, "twentieth": 20, "thirtieth": 30,
-}  # fmt: skip
+__all__ = ["MONTHS", "WEEKDAYS", "Token", "contains", "phrase_in", "same", "tokens", "wer_words"]
+
 _CONTRACTIONS = (
     (re.compile(r"\bcan't\b"), "can not"),
     (re.compile(r"\bwon't\b"), "will not"),
@@ -116,42 +97,7 @@ def _expand(text: str) -> list[str]:
 
 def _number_run(words: Sequence[str], start: int) -> tuple[int, int] | None:
     """The number spelled from ``words[start]`` on: (value, words used), or None."""
-    total, current, used, last = 0, 0, 0, ""
-    i = start
-    while i < len(words):
-        w = words[i]
-        if w in _UNITS:
-            if last in ("unit", "teen") or (last == "tens" and _UNITS[w] >= 10):
-                break
-            current += _UNITS[w]
-            last = "teen" if _UNITS[w] >= 10 else "unit"
-        elif w in _TENS:
-            if last in ("unit", "teen", "tens"):
-                break
-            current += _TENS[w]
-            last = "tens"
-        elif w in _SCALES and used:
-            scale = _SCALES[w]
-            if scale == 100:
-                current = (current or 1) * 100
-            else:
-                total += (current or 1) * scale
-                current = 0
-            last = "scale"
-        elif (
-            w == "and"
-            and last == "scale"
-            and i + 1 < len(words)
-            and (words[i + 1] in _UNITS or words[i + 1] in _TENS)
-        ):
-            last = "and"
-        else:
-            break
-        i += 1
-        used = i - start
-    if not used or last == "and":
-        return None
-    return total + current, used
+    return read_number(words, start)
 
 
 def _numbers(raw: Sequence[str]) -> list[Token]:
@@ -169,16 +115,16 @@ def _numbers(raw: Sequence[str]) -> list[Token]:
         run = _number_run(raw, i)
         if run is not None:
             value, used = run
-            if i + used < len(raw) and raw[i + used] in _ORDINALS and value % 10 == 0:
-                value += _ORDINALS[raw[i + used]]  # "twenty first"
+            if i + used < len(raw) and raw[i + used] in ORDINALS and value % 10 == 0:
+                value += ORDINALS[raw[i + used]]  # "twenty first"
                 out.append(Token("number", str(value), spoken=True, ordinal=True))
                 i += used + 1
                 continue
             out.append(Token("number", str(value), spoken=True))
             i += used
             continue
-        if w in _ORDINALS:
-            out.append(Token("number", str(_ORDINALS[w]), spoken=True, ordinal=True))
+        if w in ORDINALS:
+            out.append(Token("number", str(ORDINALS[w]), spoken=True, ordinal=True))
         else:
             out.append(Token("word", _SYNONYMS.get(w, w)))
         i += 1

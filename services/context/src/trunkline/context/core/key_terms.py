@@ -23,24 +23,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from trunkline.text import MONTH_NUMBERS, ORDINALS, SCALES, TENS, UNITS, read_number
+
 # --- words -------------------------------------------------------------------------------------
 
-_UNITS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
-}  # fmt: skip
-_TENS = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-    "eighty": 80, "ninety": 90,
-}  # fmt: skip
-_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
-_ORDINALS = {
-    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
-    "eighth": 8, "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "thirteenth": 13,
-    "fourteenth": 14, "fifteenth": 15, "sixteenth": 16, "seventeenth": 17, "eighteenth": 18,
-    "nineteenth": 19, "twentieth": 20, "thirtieth": 30,
-}  # fmt: skip
+_UNITS, _TENS, _SCALES, _ORDINALS = UNITS, TENS, SCALES, ORDINALS
+_LONGEST_NUMBER = 12  # words a spelled-out number can take ("nine hundred and ninety nine ...")
 _LAST = {"last", "final"}
 # "one" after these is a pronoun ("which one", "the one"), not a number.
 _ONE_PRONOUN_AFTER = {
@@ -55,9 +43,8 @@ _WEEKDAYS = {
     "holiday": "holiday",
 }  # fmt: skip
 _MONTHS = {
-    "january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7,
-    "august": 8, "september": 9, "october": 10, "november": 11, "december": 12, "jan": 1,
-    "feb": 2, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sept": 9, "oct": 10, "nov": 11, "dec": 12,
+    **MONTH_NUMBERS, "jan": 1, "feb": 2, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sept": 9,
+    "oct": 10, "nov": 11, "dec": 12,
 }  # fmt: skip
 # Month names that are also ordinary words: months only when capitalised inside the sentence or
 # next to a number ("in May", "May 5th", "5 March").
@@ -255,45 +242,13 @@ def _tokens(text: str) -> list[_Tok]:
 
 def _number_words(toks: Sequence[_Tok], i: int) -> tuple[int, int] | None:
     """A spelled-out number starting at ``i`` ("twenty four", "one hundred and fifty", "a
-    hundred"): (value, tokens used), or None."""
-    total, current, j, used = 0, 0, i, False
-    if toks[i].low in ("a", "an") and i + 1 < len(toks) and toks[i + 1].low in _SCALES:
-        current, j = 1, i + 1
-    while j < len(toks):
-        word = toks[j].low
-        parts = word.split("-")
-        if len(parts) == 2 and parts[0] in _TENS and parts[1] in _UNITS:  # twenty-four
-            current += _TENS[parts[0]] + _UNITS[parts[1]]
-        elif word in _UNITS:
-            if used and current % 10 and word not in ("zero",):
-                break  # "five six" is two numbers
-            current += _UNITS[word]
-        elif word in _TENS:
-            if used and current % 100:
-                break
-            current += _TENS[word]
-        elif word in _SCALES and (used or current):
-            scale = _SCALES[word]
-            if scale == 100:
-                current = max(current, 1) * 100
-            else:
-                total += max(current, 1) * scale
-                current = 0
-        elif (
-            word == "and"
-            and used
-            and j + 1 < len(toks)
-            and (toks[j + 1].low in _UNITS or toks[j + 1].low in _TENS)
-        ):
-            j += 1
-            continue
-        else:
-            break
-        used = True
-        j += 1
-    if not used:
-        return None
-    return total + current, j - i
+    hundred"): (value, tokens used), or None. The shared reader does the arithmetic."""
+    words = [tok.low for tok in toks[i : i + _LONGEST_NUMBER]]
+    if words[0] in ("a", "an") and len(words) > 1 and words[1] in _SCALES:
+        found = read_number(["one", *words[1:]], 0)  # "a hundred" = "one hundred"
+    else:
+        found = read_number(words, 0)
+    return found
 
 
 def _time_suffix(toks: Sequence[_Tok], j: int) -> str:

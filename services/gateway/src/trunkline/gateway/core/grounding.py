@@ -21,62 +21,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 
+from trunkline.text import MONTHS, UNITS, WEEKDAYS, spelled_numbers
+
 __all__ = ["Support", "Verdict", "facts_of"]
 
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-MONTHS = (
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-)
-_UNITS = {
-    "zero": 0,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "thirteen": 13,
-    "fourteen": 14,
-    "fifteen": 15,
-    "sixteen": 16,
-    "seventeen": 17,
-    "eighteen": 18,
-    "nineteen": 19,
-}
-_TENS = {
-    "twenty": 20,
-    "thirty": 30,
-    "forty": 40,
-    "fifty": 50,
-    "sixty": 60,
-    "seventy": 70,
-    "eighty": 80,
-    "ninety": 90,
-}
-_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
-# "one" is a pronoun far more often than a number ("one of our dentists", "one moment"): it
-# counts only inside a compound ("one hundred", "twenty one") or before a clock suffix.
-_ONE = {"one": 1}
-_NUMBER_WORDS = {**_UNITS, **_TENS, **_SCALES, **_ONE}
+# "one" is a pronoun far more often than a number ("one of our dentists", "one moment"): alone
+# it is not a fact; inside a compound ("one hundred", "twenty one") or before a clock suffix it is.
+_PRONOUN_ONE = "one"
 
 _AMPM = r"(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])"
-_HOUR_WORD = "|".join(["one", *list(_UNITS)[1:13]])  # one .. twelve
+_HOUR_WORD = "|".join(w for w, n in UNITS.items() if 1 <= n <= 12)  # one .. twelve
 _TIME_DIGITS = re.compile(rf"\b(\d{{1,2}})(?:[:.](\d{{2}}))?\s*{_AMPM}", re.I)
 _TIME_WORDS = re.compile(
     rf"\b({_HOUR_WORD})(?:[\s-](o'?clock|fifteen|thirty|forty[\s-]five))?\s*{_AMPM}", re.I
@@ -231,13 +185,13 @@ def _time_digits(match: re.Match[str], support: bool) -> set[str]:
 
 
 def _time_words(match: re.Match[str], support: bool) -> set[str]:
-    hour = _word_number([match.group(1).lower()]) or 0
+    hour = UNITS.get(match.group(1).lower(), 0)
     return _time(hour, _minute_word(match.group(2)), match.group(3), support)
 
 
 def _oclock(match: re.Match[str], support: bool) -> set[str]:
     word = match.group(1).lower()
-    hour = int(word) if word.isdigit() else (_word_number([word]) or 0)
+    hour = int(word) if word.isdigit() else UNITS.get(word, 0)
     return {f"clock:{hour}:00", *([f"number:{hour}"] if support else [])}
 
 
@@ -299,43 +253,14 @@ def _number(token: str) -> str:
 
 
 def _spelled_numbers(text: str) -> list[int]:
-    """Runs of number words ("twenty five", "one hundred and twenty", "nineteen sixty six")."""
-    numbers: list[int] = []
-    run: list[str] = []
-    for word in [*re.findall(r"[a-z]+", text.lower().replace("-", " ")), ""]:
-        if word in _NUMBER_WORDS or (word == "and" and run and run[-1] in _SCALES):
-            run.append(word)
-            continue
-        while run and run[-1] == "and":
-            run.pop()
-        if run and run != ["one"]:
-            value = _word_number(run)
-            if value is not None:
-                numbers.append(value)
-        run = []
-    return numbers
-
-
-def _word_number(words: list[str]) -> int | None:
-    words = [w for w in words if w != "and"]
-    # "nineteen sixty six": a year said in two halves.
-    if len(words) >= 2 and words[0] in _UNITS and _UNITS[words[0]] >= 10 and words[1] in _TENS:
-        tail = _word_number(words[1:])
-        return None if tail is None else _UNITS[words[0]] * 100 + tail
-    total, current = 0, 0
-    for word in words:
-        if word in _UNITS or word in _ONE:
-            current += _UNITS.get(word, 1)
-        elif word in _TENS:
-            current += _TENS[word]
-        elif word == "hundred":
-            current = max(current, 1) * 100
-        elif word in _SCALES:
-            total += max(current, 1) * _SCALES[word]
-            current = 0
-        else:
-            return None
-    return total + current
+    """Spelled-out numbers ("twenty five", "one hundred and twenty", "nineteen sixty six" as a
+    year), read by the shared reader; a lone "one" is a pronoun, not a number."""
+    words = re.findall(r"[a-z]+", text.lower().replace("-", " "))
+    return [
+        run.value
+        for run in spelled_numbers(words, years=True)
+        if not (run.used == 1 and words[run.start] == _PRONOUN_ONE)
+    ]
 
 
 def _bare(word: str) -> str:

@@ -11,24 +11,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_UNITS = {
-    w: i
-    for i, w in enumerate(
-        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-    )
-}
-_TEENS = {
-    w: 10 + i
-    for i, w in enumerate(
-        "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()  # noqa: SIM905
-    )
-}
-_TENS = {
-    w: 10 * (i + 2)
-    for i, w in enumerate(
-        ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-    )
-}
+from trunkline.text import read_number
+
 _SPELLING = {
     "centre": "center",
     "colour": "color",
@@ -51,46 +35,18 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|%|&")
 
 def _number_words(tokens: list[str]) -> list[str]:
     """Runs of number words as digits: "one hundred and fifty" -> "150", "ten thirty" ->
-    "10", "30" (a place already filled starts a new number)."""
+    "10", "30" (a place already filled starts a new number; the shared reader decides)."""
     out: list[str] = []
-    current: int | None = None
-    pending_and = False
-
-    def flush() -> None:
-        nonlocal current, pending_and
-        if current is not None:
-            out.append(str(current))
-        if pending_and:
-            out.append("and")
-        current, pending_and = None, False
-
-    for token in tokens:
-        value = _UNITS.get(token, _TEENS.get(token, _TENS.get(token)))
-        if value is not None:
-            if current is not None and _fits(current, value):
-                current += value
-                pending_and = False
-            else:
-                flush()
-                current = value
-        elif token == "hundred" and current is not None and 0 < current < 100 and not pending_and:
-            current *= 100
-        elif token == "thousand" and current is not None and 0 < current < 1000 and not pending_and:
-            current *= 1000
-        elif token == "and" and current is not None and current >= 100 and not pending_and:
-            pending_and = True
+    i = 0
+    while i < len(tokens):
+        found = read_number(tokens, i)
+        if found is None:
+            out.append(tokens[i])
+            i += 1
         else:
-            flush()
-            out.append(token)
-    flush()
+            out.append(str(found[0]))
+            i += found[1]
     return out
-
-
-def _fits(current: int, value: int) -> bool:
-    low = current % 100
-    if value < 10:
-        return low % 10 == 0 and not 10 <= low < 20 and (low != 0 or current >= 100)
-    return low == 0 and current >= 100
 
 
 def _join_digits(tokens: list[str]) -> list[str]:
