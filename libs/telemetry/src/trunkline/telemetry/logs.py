@@ -13,6 +13,8 @@ from typing import IO, Any
 
 from opentelemetry import trace
 
+from trunkline.telemetry.redacting import RedactingFilter
+
 _CALL_ID: ContextVar[str | None] = ContextVar("trunkline_call_id", default=None)
 _TENANT_ID: ContextVar[str | None] = ContextVar("trunkline_tenant_id", default=None)
 
@@ -60,7 +62,9 @@ def log_fields(record: logging.LogRecord) -> dict[str, Any]:
     for key, value in vars(record).items():
         if key not in _STANDARD_ATTRS and key not in fields:
             fields[key] = value
-    if record.exc_info:
+    if record.exc_text:
+        fields["exception"] = record.exc_text  # redacted by RedactingFilter
+    elif record.exc_info:
         fields["exception"] = logging.Formatter().formatException(record.exc_info)
     return fields
 
@@ -92,11 +96,13 @@ class _TrunklineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure_logging(
     level: str | int = "INFO", json: bool = True, stream: IO[str] | None = None
 ) -> None:
-    """Configure the root logger once per process: JSON lines (or text) to ``stream`` (stderr)."""
+    """Configure the root logger once per process: JSON lines (or text) to ``stream`` (stderr),
+    with PII redacted from every record (:class:`RedactingFilter`)."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _TrunklineHandler)]:
         root.removeHandler(handler)
     handler = _TrunklineHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
+    handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)

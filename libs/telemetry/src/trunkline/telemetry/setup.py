@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from trunkline.telemetry.grpc_interceptors import client_interceptors, server_interceptors
 from trunkline.telemetry.prometheus import PrometheusReader, registry_for
 from trunkline.telemetry.propagation import install_propagator
+from trunkline.telemetry.redacting import RedactingSpanExporter
 
 AttributeValue = str | bool | int | float
 
@@ -129,6 +130,8 @@ def setup_telemetry(
     - ``otlp_endpoint`` (``host:port``): spans go there over OTLP/gRPC in batches, plaintext
       unless ``otlp_tls`` says otherwise (TLS, a CA, headers such as a bearer token).
     - ``span_exporter``: an extra exporter fed synchronously (tests: an in-memory exporter).
+    - Every exporter gets the spans with their caller text redacted (PII: cards, accounts,
+      phones, e-mail, addresses, dates of birth), see :mod:`trunkline.telemetry.redacting`.
     - ``metrics_port``: serve ``/metrics`` there; ``0`` or ``None`` serves nothing (the
       registry is still readable through :meth:`Telemetry.metrics_text`).
     - ``set_global``: install the providers and the W3C propagator process-wide (once per
@@ -138,9 +141,11 @@ def setup_telemetry(
     tracer_provider = TracerProvider(resource=resource)
     if otlp_endpoint:
         exporter = otlp_exporter(otlp_endpoint, otlp_tls or OtlpTls())
-        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+        tracer_provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter)))
     if span_exporter is not None:
-        tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+        tracer_provider.add_span_processor(
+            SimpleSpanProcessor(RedactingSpanExporter(span_exporter))
+        )
 
     reader = PrometheusReader()
     meter_provider = MeterProvider(resource=resource, metric_readers=[reader])

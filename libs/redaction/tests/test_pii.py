@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+
+from trunkline.redaction import Entity, detect, redact
+from trunkline.redaction.labelled import LabelledSetError, load_labelled, score
+from trunkline.redaction.numbers import digit_runs, luhn_ok
+
+pytestmark = pytest.mark.unit
+
+DATA = Path(__file__).resolve().parents[3] / "tests" / "data" / "redaction"
+
+
+def test_luhn() -> None:
+    assert luhn_ok("4111111111111111")
+    assert not luhn_ok("4111111111111112")
+    assert not luhn_ok("4111 1111")
+
+
+def test_spoken_digits_are_one_run() -> None:
+    (run,) = digit_runs("it's four one one one, double one, twenty three")
+    assert run.digits == "41111123"
+    assert run.spoken
+
+
+def test_written_quantities_are_not_joined() -> None:
+    assert [r.digits for r in digit_runs("$1,299.99 for 2 boxes")] == ["1", "299", "99", "2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my card is 4111 1111 1111 1111", "my card is [CARD]"),
+        ("four two four two four two four two four two four two four two four two", "[CARD]"),
+        ("call me on (555) 123-4567 please", "call me on [PHONE] please"),
+        ("john dot smith at gmail dot com", "[EMAIL]"),
+        ("I live at 42 Maple Street, Springfield", "I live at [ADDRESS]"),
+        ("my date of birth is March fourth nineteen eighty five", "my date of birth is [DOB]"),
+        ("my account number is 441729", "my account number is [ACCOUNT]"),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We're open 8 am to 6 pm Monday to Friday.",
+        "A filling is $1,299.99.",
+        "Your appointment is on March 14th 2025 at 10:30.",
+        "The order number is 12345678.",
+        "Appointment A-1031 is on Tuesday December 8 at 10:30 am.",
+    ],
+)
+def test_hard_negatives_pass_unchanged(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_a_card_failing_luhn_is_still_redacted_as_an_account() -> None:
+    (finding,) = detect("card 4111 1111 1111 1112")
+    assert finding.entity is Entity.ACCOUNT
+
+
+def test_labelled_set_precision_and_recall() -> None:
+    items = load_labelled(DATA)
+    positives = sum(len(i.gold) for i in items)
+    assert positives >= 80
+    assert sum(1 for i in items if not i.gold) >= 40
+    report = score(items)
+    for entity, result in report.per_entity.items():
+        assert result.precision >= 0.9, (entity, report.misses)
+        assert result.recall >= 0.9, (entity, report.misses)
+
+
+def test_holdout_set_is_scored_separately() -> None:
+    report = score(load_labelled(DATA / "holdout"))
+    assert report.total.recall >= 0.8, report.misses
+    assert report.negatives_flagged <= 1, report.misses
+
+
+def test_a_value_missing_from_its_text_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        '- text: "call 555-0100"\n  entities: [{type: phone, value: "555-0199"}]\n'
+    )
+    with pytest.raises(LabelledSetError, match=r"bad.yaml#1: value '555-0199'"):
+        load_labelled(tmp_path)
