@@ -81,6 +81,21 @@ class GatewayMetrics:
             "semantic: the end-of-turn verdict at a short silence)",
         )
         self.calls = meter.create_up_down_counter("gateway.calls.active", description="Live calls")
+        self.escalation_decisions = meter.create_counter(
+            "gateway.escalation.decisions",
+            description="Per-turn escalation decisions, by trigger (none: no trigger) and "
+            "whether the call escalated",
+        )
+        self.handoffs = meter.create_counter(
+            "gateway.handoffs",
+            description="Handoffs to a person by outcome (handed_back, ended, timed_out, "
+            "dismissed, unavailable, call_ended)",
+        )
+        self.approvals = meter.create_counter(
+            "gateway.approvals",
+            description="High-risk tool approvals by outcome (approved, edited, denied, expired, "
+            "unavailable)",
+        )
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         self.stage.record(seconds, {"stage": stage})
