@@ -44,7 +44,7 @@ def test_shadow_deployment_is_owned_labelled_and_never_talks_to_callers() -> Non
     assert selector.items() <= spec["template"]["metadata"]["labels"].items()
     container = spec["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["SHADOW_DURABLE"] == "shadow-acme-dental-1-1-0"
+    assert env["SHADOW_DURABLE"] == "shadow-acme-dental_1-1-0"
     assert env["SHADOW_SAMPLE_PERCENT"] == "12.5"
     assert env["SHADOW_TOOLS_DRY_RUN"] == "true"
     assert "ports" not in container  # nothing can reach it: it only consumes NATS

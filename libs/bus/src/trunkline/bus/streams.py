@@ -48,12 +48,46 @@ HITL_APPROVALS = ConsumerSpec(
     description="hitl: high-stakes tool calls waiting for a human decision.",
 )
 
-SHADOW_TURNS = ConsumerSpec(
-    stream=EVENTS.name,
-    durable="shadow-turns",
-    filter_subject=f"{EVENTS_PREFIX}.turn.>",
-    description="shadow runners: every live turn mirrored to candidate agent versions.",
+SHADOW_PREFIX = "trunkline.shadow"
+
+SHADOW = StreamSpec(
+    name="SHADOW",
+    subjects=(f"{SHADOW_PREFIX}.>",),
+    retention=Retention.LIMITS,
+    max_age=timedelta(days=1),
+    description="Live turns mirrored to candidate agent versions, and their shadow results.",
 )
+
+
+def candidate_token(agent: str, version: str) -> str:
+    """One subject token for an agent version: ``acme-dental``, ``1.1.0`` -> ``acme-dental_1-1-0``
+    (a version's dots would split the token)."""
+    token = f"{agent}_{version}".replace(".", "-")
+    if not agent or not version or any(c in token for c in "*> \t"):
+        raise ValueError(f"invalid agent version {agent!r} {version!r} for a subject")
+    return token
+
+
+def shadow_subject(kind: str, agent: str, version: str, tenant: str, call_id: str) -> str:
+    """``trunkline.shadow.<kind>.<candidate>.<tenant>.<call_id>``; kinds ``turn`` (a mirrored
+    live turn, TurnCompleted) and ``result`` (ShadowTurnResult)."""
+    for part in (kind, tenant, call_id):
+        if not part or any(c in part for c in ".*> \t"):
+            raise ValueError(f"invalid subject token {part!r}")
+    return f"{SHADOW_PREFIX}.{kind}.{candidate_token(agent, version)}.{tenant}.{call_id}"
+
+
+def shadow_turns(agent: str, version: str) -> ConsumerSpec:
+    """The durable consumer of one candidate version's shadow runners: its own position, so two
+    candidates never split turns (replicas of one candidate share it and split the work)."""
+    token = candidate_token(agent, version)
+    return ConsumerSpec(
+        stream=SHADOW.name,
+        durable=f"shadow-{token}",
+        filter_subject=f"{SHADOW_PREFIX}.turn.{token}.>",
+        description=f"shadow runners of {agent} {version}: its mirrored live turns.",
+    )
+
 
 COST_LEDGER = ConsumerSpec(
     stream=EVENTS.name,
@@ -62,5 +96,6 @@ COST_LEDGER = ConsumerSpec(
     description="cost ledger: tokens, audio seconds and GPU time per agent version.",
 )
 
-ALL_STREAMS = (EVENTS,)
-ALL_CONSUMERS = (HITL_ESCALATIONS, HITL_APPROVALS, SHADOW_TURNS, COST_LEDGER)
+ALL_STREAMS = (EVENTS, SHADOW)
+ALL_CONSUMERS = (HITL_ESCALATIONS, HITL_APPROVALS, COST_LEDGER)
+"""Fixed consumers; each candidate version's shadow consumer is :func:`shadow_turns`."""

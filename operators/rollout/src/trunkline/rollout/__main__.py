@@ -15,10 +15,11 @@ import logging
 from trunkline.rollout.cluster import KubeCluster, api_client
 from trunkline.rollout.controller import Controller
 from trunkline.rollout.manifests import ShadowRunner
-from trunkline.rollout.metrics import PrometheusSource
+from trunkline.rollout.metrics import MetricsSource, PrometheusSource
 from trunkline.rollout.replay import NoReplayHarness
 from trunkline.rollout.runner import OperatorThread
 from trunkline.rollout.settings import RolloutSettings
+from trunkline.rollout.shadows import BusLink, NatsShadows, ShadowResultsSource
 from trunkline.runtime import run, serve
 
 STOP_TIMEOUT_S = 4.0
@@ -28,7 +29,12 @@ STOP_TIMEOUT_S = 4.0
 async def main() -> None:
     settings = RolloutSettings.load()
     api = api_client(settings.kubeconfig)
-    source = PrometheusSource(settings.prometheus_url, settings.metrics_timeout_s)
+    link = BusLink(settings.nats_url)
+    source: MetricsSource = (
+        PrometheusSource(settings.prometheus_url, settings.metrics_timeout_s)
+        if settings.metrics_source == "prometheus"
+        else ShadowResultsSource(link, timeout_s=settings.metrics_timeout_s)
+    )
     controller = Controller(
         cluster=KubeCluster(api),
         metrics_source=source,
@@ -39,11 +45,17 @@ async def main() -> None:
             nats_url=settings.nats_url,
             service_account=settings.shadow_service_account,
         ),
+        shadows=NatsShadows(link),
     )
     # kopf logs every handler run at INFO with its settings attached: the controller logs what
     # matters; kopf's own warnings and errors still show.
     logging.getLogger("kopf").setLevel(logging.WARNING)
-    operator = OperatorThread(controller, api, namespaces=settings.namespaces, on_exit=source.close)
+
+    async def on_exit() -> None:  # on kopf's loop, where they were opened
+        await source.close()
+        await link.close()
+
+    operator = OperatorThread(controller, api, namespaces=settings.namespaces, on_exit=on_exit)
     operator.start()  # health says NOT_SERVING until kopf watches (API reachable, CRDs there)
 
     async def is_ready() -> bool:

@@ -40,12 +40,10 @@ from trunkline.rollout.manifests import (
 from trunkline.rollout.metrics import MetricsSource
 from trunkline.rollout.replay import ReplayGate
 from trunkline.rollout.resources import Outcome, Phase, RolloutSpec, RolloutStatus
+from trunkline.rollout.shadows import RecordingShadows, ShadowRegistry
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("trunkline.rollout")
-
-MIN_WINDOW_S = 60.0
-"""Metrics are read over max(interval, this): a rate needs a few scrapes to mean anything."""
 
 
 class RolloutMeters:
@@ -71,6 +69,8 @@ class Controller:
     replay_gate: ReplayGate
     runner: ShadowRunner
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    shadows: ShadowRegistry = field(default_factory=RecordingShadows)
+    """Which candidates the gateways mirror live turns to (NATS in the process)."""
     meters: RolloutMeters = field(default_factory=RolloutMeters)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
@@ -212,7 +212,7 @@ class Controller:
         if not fresh and not manual and old.phase is Phase.REPLAYING:
             replay = await self._replay(namespace, spec)
         if not fresh and not manual and analysis.check_due(spec, old, now):
-            window = max(spec.analysis.interval_s, MIN_WINDOW_S)
+            window = max(spec.analysis.interval_s, self.metrics_source.min_window_s)
             readings = await self.metrics_source.read_all(
                 spec.analysis.metrics,
                 agent=spec.agent,
@@ -251,6 +251,7 @@ class Controller:
         namespace = body["metadata"]["namespace"]
         for action in decision.actions:
             if isinstance(action, StartShadow):
+                candidate = await self._candidate_spec(namespace, spec)
                 manifest = shadow_deployment(
                     body,
                     agent=spec.agent,
@@ -258,9 +259,12 @@ class Controller:
                     replicas=action.replicas,
                     sample_percent=action.sample_percent,
                     runner=self.runner,
+                    agent_spec=(candidate or {}).get("spec"),
                 )
                 await self.cluster.apply_deployment(manifest)
+                await self.shadows.start(spec.agent, action.version, action.sample_percent)
             elif isinstance(action, StopShadow):
+                await self.shadows.stop(spec.agent, action.version)
                 await self.cluster.scale_deployment(
                     namespace, shadow_name(spec.agent, action.version), 0
                 )
@@ -302,13 +306,16 @@ class Controller:
             self.meters.rollbacks.add(1, {"agent": spec.agent})
 
     async def cleanup_rollout(self, body: dict[str, Any]) -> None:
-        """The rollout is being deleted: remove its candidate's shadow runners."""
+        """The rollout is being deleted: stop mirroring to its candidate, remove the
+        candidate's shadow consumer and its shadow runners."""
         spec, meta = body.get("spec") or {}, body["metadata"]
         agent, version = spec.get("agent"), spec.get("candidateVersion")
         if not (agent and version):
             return
         name = shadow_name(str(agent), str(version))
         async with self.lock(meta["namespace"], meta["name"]):  # not while a step runs
+            if await self.shadows.stop(str(agent), str(version)):
+                log.info("stopped shadowing %s %s", agent, version)
             if await self.cluster.delete_deployment(meta["namespace"], name):
                 log.info("deleted shadow deployment %s", name)
         self._locks.pop((meta["namespace"], meta["name"]), None)

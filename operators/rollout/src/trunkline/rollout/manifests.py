@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from trunkline.agents.loader import API_VERSION as AGENT_API_VERSION
+from trunkline.bus.streams import shadow_turns
 from trunkline.rollout.analysis import set_condition
 from trunkline.rollout.resources import KIND, Condition
 
@@ -51,7 +53,7 @@ def shadow_name(agent: str, version: str) -> str:
 
 def shadow_durable(agent: str, version: str) -> str:
     """The JetStream durable consumer of one candidate's shadow runners (never shared)."""
-    return dns_name("shadow", agent, version, limit=200)
+    return shadow_turns(agent, version).durable
 
 
 def owner_reference(rollout: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,8 +76,11 @@ def shadow_deployment(
     replicas: int,
     sample_percent: float,
     runner: ShadowRunner,
+    agent_spec: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The candidate's shadow runner Deployment, owned by the rollout."""
+    """The candidate's shadow runner Deployment, owned by the rollout. ``agent_spec`` (the
+    candidate VoiceAgent's spec) travels in ``SHADOW_AGENT_SPEC``: the pod needs no API
+    access."""
     name = shadow_name(agent, version)
     labels = {
         "app.kubernetes.io/name": "trunkline",
@@ -95,6 +100,8 @@ def shadow_deployment(
         "SHADOW_TOOLS_DRY_RUN": "true",
         **dict(runner.env or {}),
     }
+    if agent_spec is not None:
+        env["SHADOW_AGENT_SPEC"] = json.dumps(agent_spec, sort_keys=True, separators=(",", ":"))
     pod: dict[str, Any] = {
         "containers": [
             {

@@ -41,6 +41,10 @@ DEFAULT_QUERIES: dict[MetricName, str] = {
     MetricName.TOOL_CALL_AGREEMENT: (
         f"avg_over_time(shadow_tool_call_agreement{{{_SELECTOR}}}[{{window}}])"
     ),
+    MetricName.REPLY_TIME_DELTA_MS: (
+        "1000 * histogram_quantile(0.5, sum by (le) (rate("
+        f"shadow_reply_time_delta_s_bucket{{{_SELECTOR}}}[{{window}}])))"
+    ),
     MetricName.COST_PER_TURN: (
         f"sum(rate(shadow_cost_total{{{_SELECTOR}}}[{{window}}])) / "
         f"sum(rate(shadow_turns_total{{{_SELECTOR}}}[{{window}}]))"
@@ -65,6 +69,9 @@ class MetricsSource(abc.ABC):
     """Reads one metric of one agent version; failures become inconclusive readings."""
 
     timeout_s: float = 5.0
+    min_window_s: float = 0.0
+    """Read over at least this long, whatever the interval (Prometheus: a rate needs a few
+    scrapes to mean anything)."""
 
     async def read(self, metric: Metric, *, agent: str, version: str, window_s: float) -> Reading:
         try:
@@ -100,6 +107,8 @@ class MetricsSource(abc.ABC):
 
 class PrometheusSource(MetricsSource):
     """``GET {url}/api/v1/query?query=...``: the first sample of an instant vector or a scalar."""
+
+    min_window_s = 60.0
 
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         self.url = url.rstrip("/")

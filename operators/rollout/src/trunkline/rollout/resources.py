@@ -68,6 +68,7 @@ class MetricName(StrEnum):
     FAITHFULNESS = "faithfulness"
     TOOL_CALL_AGREEMENT = "tool_call_agreement"  # with stable, on the same turns
     COST_PER_TURN = "cost_per_turn"
+    REPLY_TIME_DELTA_MS = "reply_time_delta_ms"  # median shadow minus live, paired turns
 
 
 class ThresholdRange(_Model):

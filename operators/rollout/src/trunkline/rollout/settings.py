@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -28,4 +29,12 @@ class RolloutSettings(ServiceSettings):
     shadow_image: str = Field(default="trunkline:latest", min_length=1)
     shadow_command: tuple[str, ...] = ("python", "-m", "trunkline.gateway.shadow")
     shadow_service_account: str = ""
-    nats_url: str = "nats://nats:4222"
+    nats_url: str = Field(
+        default="nats://nats:4222",
+        description="where shadowed candidates are listed and shadow results are read",
+    )
+    metrics_source: Literal["prometheus", "shadow"] = Field(
+        default="prometheus",
+        description="prometheus: the services' histograms; shadow: the candidates' paired "
+        "shadow results on NATS (no Prometheus needed)",
+    )

@@ -22,13 +22,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from trunkline.bus import Bus
+from trunkline.gateway.agent_source import AgentSource
 from trunkline.gateway.app import Gateway, PeerChannels, load_tenants
 from trunkline.gateway.calls import LiveCalls
 from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.metrics import GatewayMetrics
-from trunkline.gateway.profile import load_profiles
 from trunkline.gateway.server import GATEWAY_ADMIN, GatewayAdminService, register
 from trunkline.gateway.settings import GatewaySettings
+from trunkline.gateway.shadow.mirror import start_mirror
 from trunkline.gateway.sink import EventSink
 from trunkline.gateway.web import GatewayWeb
 from trunkline.runtime import channel, peers_serving, run, serve
@@ -53,7 +54,8 @@ async def drain_calls(webs: list[GatewayWeb]) -> None:
 
 async def main() -> None:
     settings = GatewaySettings.load()
-    profiles = load_profiles(settings.agents_path)
+    agents = AgentSource(settings)
+    profiles = await agents.start()
     tenants = load_tenants(settings)
     clock = SystemClock()
     tracer = trace.get_tracer("trunkline.gateway")  # follows the provider serve() installs
@@ -81,7 +83,12 @@ async def main() -> None:
 
     async def start_web() -> None:
         bus = await bus_task
-        sink = EventSink(bus, store, settings.gateway_id)
+        sink = EventSink(
+            bus,
+            store,
+            settings.gateway_id,
+            await start_mirror(bus, agents.tasks) if settings.shadow_mirror else None,
+        )
         await sink.start()
         gateway = Gateway(
             settings,
@@ -126,6 +133,7 @@ async def main() -> None:
         return await peers_serving(settings.peer_addrs.values())
 
     async def close_clients() -> None:
+        agents.close()  # its watch and the shadow mirror's
         web_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await web_task

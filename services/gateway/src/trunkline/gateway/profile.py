@@ -23,7 +23,7 @@ from trunkline.agents import (
     Grounding,
     Intents,
     TurnTakingPolicy,
-    load_agent_spec,
+    load_agents,
     parse_agent_spec,
 )
 from trunkline.agents.vocabulary import agent_vocabulary
@@ -153,21 +153,13 @@ def parse_profile(text: str, source: str = "<string>") -> AgentProfile:
 
 
 def load_profiles(path: Path) -> dict[str, AgentProfile]:
-    """Profiles by agent name from one YAML file or every ``*.yaml``/``*.yml`` in a folder."""
-    if path.is_dir():
-        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
-    elif path.is_file():
-        files = [path]
-    else:
-        raise AgentSpecError(f"{path}: no such agent file or folder")
-    profiles: dict[str, AgentProfile] = {}
-    for file in files:
-        spec = load_agent_spec(file)
-        profile = profile_of(spec, knowledge_texts(file.parent / spec.name / KNOWLEDGE_DIR))
-        if profile.name in profiles:
-            raise AgentSpecError(f"{file}: agent {profile.name!r} is defined twice")
-        profiles[profile.name] = profile
-    return profiles
+    """Profiles by agent name from one YAML file or every ``*.yaml``/``*.yml`` in a folder,
+    through the one loader (``trunkline.agents.load_agents``: every bad file is an error)."""
+    folder = path if path.is_dir() else path.parent
+    return {
+        name: profile_of(spec, knowledge_texts(folder / name / KNOWLEDGE_DIR))
+        for name, spec in load_agents(path).items()
+    }
 
 
 def reply_policy(profile: AgentProfile) -> ReplyPolicy:

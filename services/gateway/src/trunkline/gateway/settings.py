@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -65,6 +65,19 @@ class GatewaySettings(ServiceSettings):
         default="", description="URL Twilio reaches us at (TwiML); empty: http://host:port"
     )
     agents_path: Path = Field(default=Path("agents"), description="agent YAML file or folder")
+    agents_source: Literal["files", "cluster"] = Field(
+        default="files",
+        description="files: agents_path; cluster: the validated, active VoiceAgents of "
+        "agents_namespace, watched (a promotion reaches new calls)",
+    )
+    agents_namespace: str = "default"
+    kubeconfig: Path | None = Field(
+        default=None, description="cluster source: None is in-cluster, else ~/.kube/config"
+    )
+    shadow_mirror: bool = Field(
+        default=True,
+        description="mirror sampled live turns to the candidate versions being shadowed",
+    )
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     tenants_file: Path | None = None
     gateway_id: str = Field(default_factory=socket.gethostname, description="pod name")

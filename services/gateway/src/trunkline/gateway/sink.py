@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -123,16 +124,28 @@ class _Totals:
     usage: usage_pb2.Usage = field(default_factory=usage_pb2.Usage)
 
 
+class TurnMirror(Protocol):
+    async def turn(self, event: events_pb2.TurnCompleted) -> int: ...
+
+
 class EventSink(CallSink):
     """Publishes call facts on ``bus`` and keeps the call's state in ``store``.
 
     Call :meth:`start` once (it declares the ``EVENTS`` stream) before the first call.
     """
 
-    def __init__(self, bus: BusBase, store: CallStateStoreBase, gateway_id: str) -> None:
+    def __init__(
+        self,
+        bus: BusBase,
+        store: CallStateStoreBase,
+        gateway_id: str,
+        mirror: TurnMirror | None = None,
+    ) -> None:
+        """``mirror``: live turns also go to shadowed candidate versions (gateway.shadow)."""
         self.bus = bus
         self.store = store
         self.gateway_id = gateway_id
+        self.mirror = mirror
         self._totals: dict[tuple[str, str], _Totals] = {}
 
     async def start(self) -> None:
@@ -212,6 +225,8 @@ class EventSink(CallSink):
             event.citations.add(id=citation)
         totals.turns += 1
         await self._publish("turn", call, event)
+        if self.mirror is not None:
+            await self.mirror.turn(event)
 
     async def call_ended(self, summary: CallSummary) -> None:
         call = summary.call

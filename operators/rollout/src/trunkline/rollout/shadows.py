@@ -1,0 +1,142 @@
+"""The operator's side of shadow turns, over NATS: which candidates the gateways mirror to, and
+the analysis metrics read from the candidates' paired results.
+
+:class:`ShadowRegistry` is what the controller calls when a rollout starts or stops shadowing
+(and when a rollout is deleted): :class:`NatsShadows` writes the ``shadow-candidates`` bucket the
+gateways watch, and on stop removes the entry and the candidate's durable consumer, so a
+stopped candidate leaves nothing behind on the bus. :class:`ShadowResultsSource` is a
+:class:`MetricsSource` that reads the candidate's ``ShadowTurnResult`` events of the window and
+computes the metrics with :mod:`trunkline.rollout.shadow_metrics`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from trunkline.bus import Bus
+from trunkline.bus.shadow import Candidate, ShadowCandidates, read_results
+from trunkline.bus.streams import SHADOW
+from trunkline.proto.events.v1 import events_pb2
+from trunkline.rollout.analysis import Reading
+from trunkline.rollout.metrics import MetricsSource
+from trunkline.rollout.resources import Metric
+from trunkline.rollout.shadow_metrics import PairedTurn, metric_value
+
+
+class ShadowRegistry(abc.ABC):
+    @abc.abstractmethod
+    async def start(self, agent: str, version: str, sample_percent: float) -> None:
+        """Gateways mirror ``sample_percent`` of the agent's calls to this version."""
+
+    @abc.abstractmethod
+    async def stop(self, agent: str, version: str) -> bool:
+        """No more mirroring to this version, and its consumer removed; False if none was."""
+
+
+class RecordingShadows(ShadowRegistry):
+    """In memory: what is shadowed now, and every start/stop (the fake for tests)."""
+
+    def __init__(self) -> None:
+        self.active: dict[tuple[str, str], float] = {}
+        self.log: list[tuple[str, str, str]] = []
+
+    async def start(self, agent: str, version: str, sample_percent: float) -> None:
+        self.active[(agent, version)] = sample_percent
+        self.log.append(("start", agent, version))
+
+    async def stop(self, agent: str, version: str) -> bool:
+        self.log.append(("stop", agent, version))
+        return self.active.pop((agent, version), None) is not None
+
+
+class BusLink:
+    """One NATS connection, made on first use on the loop that uses it (kopf's own loop runs
+    in another thread than the process shell's)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._bus: Bus | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def get(self) -> Bus:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._bus is None:
+                self._bus = await Bus.connect(self.url, name="rollout-operator")
+                await self._bus.ensure_stream(SHADOW)
+            return self._bus
+
+    async def close(self) -> None:
+        if self._bus is not None:
+            await self._bus.close()
+            self._bus = None
+
+
+class NatsShadows(ShadowRegistry):
+    def __init__(self, link: BusLink) -> None:
+        self.link = link
+
+    async def start(self, agent: str, version: str, sample_percent: float) -> None:
+        await ShadowCandidates(await self.link.get()).put(Candidate(agent, version, sample_percent))
+
+    async def stop(self, agent: str, version: str) -> bool:
+        return await ShadowCandidates(await self.link.get()).remove(agent, version)
+
+
+def paired(raw: bytes) -> PairedTurn:
+    result = events_pb2.ShadowTurnResult()
+    result.ParseFromString(raw)
+    return PairedTurn(
+        live_reply_s=result.live_reply_time.ToTimedelta().total_seconds(),
+        shadow_reply_s=result.shadow_reply_time.ToTimedelta().total_seconds(),
+        live_response_s=result.live_response_time.ToTimedelta().total_seconds(),
+        tools_agree=result.tools_agree,
+        failed=result.failed,
+    )
+
+
+class ShadowResultsSource(MetricsSource):
+    """Metrics of the candidate's shadow turns in the window, read from the SHADOW stream once
+    per check (every metric of the check from the same turns)."""
+
+    def __init__(
+        self,
+        link: BusLink,
+        *,
+        min_turns: int = 3,
+        timeout_s: float = 5.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.link = link
+        self.min_turns = min_turns
+        self.timeout_s = timeout_s
+        self.clock = clock
+
+    async def turns(self, agent: str, version: str, window_s: float) -> list[PairedTurn]:
+        since = self.clock() - timedelta(seconds=window_s)
+        bus = await self.link.get()
+        return [paired(r) for r in await read_results(bus, agent, version, since)]
+
+    async def read_all(
+        self, metrics: tuple[Metric, ...], *, agent: str, version: str, window_s: float
+    ) -> dict[str, Reading]:
+        try:
+            turns = await asyncio.wait_for(self.turns(agent, version, window_s), self.timeout_s)
+        except Exception as exc:  # the bus down or slow: every metric inconclusive
+            why = f"shadow results unreadable: {exc!r}"
+            return {m.name.value: Reading(None, why) for m in metrics}
+        readings = {}
+        for metric in metrics:
+            value, why = metric_value(metric.name, turns, self.min_turns)
+            readings[metric.name.value] = Reading(value, why)
+        return readings
+
+    async def _query(
+        self, metric: Metric, *, agent: str, version: str, window_s: float
+    ) -> float | None:
+        turns = await self.turns(agent, version, window_s)
+        return metric_value(metric.name, turns, self.min_turns)[0]
