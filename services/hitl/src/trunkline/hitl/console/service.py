@@ -1,0 +1,112 @@
+"""Starts the console inside the hitl process: settings (env ``HITL_CONSOLE_*``), its own NATS
+connection for the event feed, the in-process ticket queue, the gateway's signaling URL.
+
+    console = await start_console(ConsoleSettings.load(), nats, queue_getter, join_secret)
+    ...
+    await console.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from trunkline.bus import Bus
+from trunkline.hitl.console.app import Console, ConsoleConfig
+from trunkline.hitl.console.desk import Desk
+from trunkline.hitl.console.feed import JetStreamFeed
+from trunkline.hitl.console.operators import OperatorBook
+from trunkline.hitl.console.server import RunningConsole, start_console_app
+from trunkline.hitl.console.signaling import GatewaySignaling
+from trunkline.hitl.queue import TicketQueue
+
+log = logging.getLogger(__name__)
+
+
+class ConsoleSettings(BaseSettings):
+    """The console's settings (env ``HITL_CONSOLE_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="HITL_CONSOLE_", frozen=True, extra="ignore")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8086, ge=0, lt=65536, description="0: any free port")
+    operators_file: Path | None = Field(
+        default=None, description="YAML of operators (id, tenant, password_hash); none: no login"
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the session cookie; unset: a random one (sessions end on restart)",
+    )
+    https_only: bool = Field(default=False, description="Secure cookie (behind TLS)")
+    signaling_url: str = Field(
+        default="",
+        description="The gateway's WebRTC signaling endpoint (POST an SDP offer -> answer), "
+        "e.g. http://127.0.0.1:8080/webrtc/offer; empty: the softphone and Talk are off",
+    )
+    lookback_s: float = Field(default=7200.0, gt=0, description="Calls shown from this far back")
+
+    @classmethod
+    def load(cls) -> ConsoleSettings:
+        return cls()
+
+
+@dataclass
+class ConsoleProcess:
+    running: RunningConsole
+    bus: Bus
+    http: httpx.AsyncClient
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    async def stop(self) -> None:
+        await self.running.stop()
+        await self.http.aclose()
+        await self.bus.close()
+
+
+async def start_console(
+    settings: ConsoleSettings,
+    bus: Bus,
+    queue: TicketQueue | Callable[[], TicketQueue | None] | None,
+    join_secret: bytes | None = None,
+    join_ttl_s: float = 120.0,
+) -> ConsoleProcess:
+    """Serve the console on ``settings.host:port``; ``bus`` is its own connection (closed by
+    :meth:`ConsoleProcess.stop`). A bad operators file fails here, naming file and line."""
+    operators = (
+        OperatorBook.load(settings.operators_file)
+        if settings.operators_file is not None
+        else OperatorBook([])
+    )
+    if not len(operators):
+        log.warning("console: no operators configured (HITL_CONSOLE_OPERATORS_FILE): no login")
+    if settings.session_secret is None:
+        log.warning("console: HITL_CONSOLE_SESSION_SECRET unset; sessions end with the process")
+        secret = secrets.token_urlsafe(32)
+    else:
+        secret = settings.session_secret.get_secret_value()
+    http = httpx.AsyncClient()
+    console = Console(
+        ConsoleConfig(
+            session_secret=secret,
+            https_only=settings.https_only,
+            lookback=timedelta(seconds=settings.lookback_s),
+        ),
+        operators,
+        JetStreamFeed(bus.client),
+        Desk(queue, join_secret=join_secret, join_ttl_s=join_ttl_s) if queue is not None else None,
+        GatewaySignaling(http, settings.signaling_url) if settings.signaling_url else None,
+    )
+    running = await start_console_app(console.app(), settings.host, settings.port)
+    return ConsoleProcess(running, bus, http)

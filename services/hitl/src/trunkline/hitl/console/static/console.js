@@ -1,0 +1,89 @@
+// The console's live parts: server-sent events carry HTML fragments rendered by the server.
+"use strict";
+
+(function () {
+  function fragment(html) {
+    const template = document.createElement("template");
+    template.innerHTML = html.trim();
+    return template.content.firstElementChild;
+  }
+
+  function tableFragment(html) {
+    const table = document.createElement("table");
+    table.innerHTML = "<tbody>" + html.trim() + "</tbody>";
+    return table.querySelector("tr");
+  }
+
+  // The calls list: one row per call, live calls first, newest first.
+  const calls = document.getElementById("calls");
+  if (calls) {
+    const body = calls.querySelector("tbody");
+    const source = new EventSource(calls.dataset.stream);
+    source.addEventListener("call", function (event) {
+      const row = tableFragment(event.data);
+      const old = document.getElementById(row.id);
+      if (old) old.remove();
+      const rows = Array.from(body.children);
+      const key = function (r) {
+        return [r.classList.contains("live") ? 1 : 0, parseFloat(r.dataset.started || "0")];
+      };
+      const mine = key(row);
+      const before = rows.find(function (r) {
+        const other = key(r);
+        return other[0] < mine[0] || (other[0] === mine[0] && other[1] < mine[1]);
+      });
+      body.insertBefore(row, before || null);
+    });
+  }
+
+  // One call: its transcript grows turn by turn, each with its waterfall.
+  const transcript = document.getElementById("transcript");
+  if (transcript) {
+    const status = document.getElementById("status");
+    const source = new EventSource(transcript.dataset.stream);
+    source.addEventListener("turn", function (event) {
+      const item = fragment(event.data);
+      const old = document.getElementById(item.id);
+      if (old) old.replaceWith(item); else transcript.appendChild(item);
+    });
+    source.addEventListener("status", function (event) { status.innerHTML = event.data; });
+  }
+
+  // The queue: reload the lists whenever an escalation or approval event arrives.
+  const queue = document.getElementById("queue");
+  if (queue) {
+    const source = new EventSource(queue.dataset.stream);
+    source.addEventListener("changed", async function () {
+      const reply = await fetch(queue.dataset.items, { headers: { "Accept": "text/html" } });
+      if (reply.ok) queue.innerHTML = await reply.text();
+    });
+  }
+
+  // The handoff panel's talk button: the operator's microphone into the call.
+  const talk = document.getElementById("talk");
+  if (talk) {
+    const start = document.getElementById("talk-start");
+    const stop = document.getElementById("talk-stop");
+    const state = document.getElementById("talk-state");
+    window.operatorLine = { handle: null, error: null };
+    start.addEventListener("click", async function () {
+      start.disabled = true;
+      state.textContent = "connecting…";
+      try {
+        window.operatorLine.handle = await TrunklineRTC.call(
+          talk.dataset.offer, {}, document.getElementById("remote"),
+          function (s) { state.textContent = s; });
+        stop.disabled = false;
+      } catch (error) {
+        window.operatorLine.error = String(error.message || error);
+        state.textContent = "failed: " + window.operatorLine.error;
+        start.disabled = false;
+      }
+    });
+    stop.addEventListener("click", function () {
+      if (window.operatorLine.handle) window.operatorLine.handle.hangUp();
+      stop.disabled = true;
+      start.disabled = false;
+    });
+  }
+})();
