@@ -143,21 +143,6 @@ async def test_oversized_message_is_resource_exhausted(hitl: grpc.aio.Channel) -
     assert big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-async def test_rpcs_not_built_say_which_issue_builds_them(hitl: grpc.aio.Channel) -> None:
-    stub = hitl_pb2_grpc.HumanLoopStub(hitl)
-    with pytest.raises(grpc.aio.AioRpcError) as unary:
-        await stub.Escalate(hitl_pb2.EscalateRequest(context=TENANT))
-    assert unary.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert (unary.value.details() or "").startswith(
-        f"{HUMAN_LOOP}/Escalate is not built yet (lands with: the human-in-the-loop issue"
-    )
-    stream = stub.WaitDecision(hitl_pb2.WaitDecisionRequest(context=TENANT, ticket_id="t1"))
-    with pytest.raises(grpc.aio.AioRpcError) as streaming:
-        await stream.read()
-    assert streaming.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert f"{HUMAN_LOOP}/WaitDecision is not built yet" in (streaming.value.details() or "")
-
-
 async def test_sigterm_flips_health_first_and_the_open_stream_ends_cleanly(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:

@@ -40,12 +40,12 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from trunkline.hitl.backends.summary import ExtractiveSummarizer, Summarizer
 from trunkline.hitl.core import tickets as core
-from trunkline.hitl.core.summary import extractive_summary
 from trunkline.hitl.core.tickets import (
     ApprovalInfo,
     CallRef,
@@ -96,9 +96,6 @@ class QueuePolicy:
     sweep_max_sleep: float = 0.5  # the sweeper looks at least this often
 
 
-Summarizer = Callable[[Sequence[Line], str], str]
-
-
 class TicketQueue:
     """Escalation and approval tickets over a :class:`TicketStore` (see module doc)."""
 
@@ -109,32 +106,68 @@ class TicketQueue:
         clock: Clock | None = None,
         policy: QueuePolicy | None = None,
         listeners: Sequence[TicketListener] = (),
-        summarize: Summarizer = extractive_summary,
+        summarizer: Summarizer | None = None,
+        observers: Sequence[Callable[[Stored], None]] = (),
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.store = store
         self.clock: Clock = clock or WallClock()
         self.policy = policy or QueuePolicy()
         self._listeners = list(listeners)
-        self._summarize = summarize
+        self._summarizer = summarizer or ExtractiveSummarizer()
+        self._observers = list(observers)
+        self._observing: asyncio.Task[None] | None = None
         self._new_id = new_id
         self._sweeper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._on_close: list[Callable[[], Awaitable[None]]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the store (loads every ticket) and start the timeout sweeper."""
         await self.store.open()
+        if self._observers:
+            ready = asyncio.Event()
+            self._observing = asyncio.create_task(self._observe(ready), name="hitl-observers")
+            await ready.wait()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hitl-sweeper")
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        for task in (self._sweeper, self._observing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._observing = None
         await self.store.close()
+        for hook in self._on_close:
+            await hook()
+
+    def on_close(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` at the end of :meth:`close` (e.g. close the bus the store uses)."""
+        self._on_close.append(hook)
+
+    @property
+    def is_connected(self) -> bool:
+        """The store can be written (NATS connected, for the JetStream store)."""
+        return self.store.is_connected
+
+    async def _observe(self, ready: asyncio.Event) -> None:
+        """Feed every stored ticket, then every write (any replica's), to the observers."""
+        async with self.store.changes() as changes:
+            for stored in self.store.snapshot():
+                self._observe_one(stored)
+            ready.set()
+            while True:
+                self._observe_one(await changes.get())
+
+    def _observe_one(self, stored: Stored) -> None:
+        for observer in self._observers:
+            try:
+                observer(stored)
+            except Exception:
+                log.exception("ticket observer %r failed", observer)
 
     # -- agent side ----------------------------------------------------------------------------
 
@@ -152,7 +185,7 @@ class TicketQueue:
             call=call,
             info=info,
             transcript=lines,
-            summary=self._summarize(lines, info.reason),
+            summary=await self._summarizer.summarize(lines, info.reason),
             now=self.clock.now(),
             timeout=expires_in or self.policy.escalation_timeout,
         )
@@ -194,7 +227,7 @@ class TicketQueue:
             lambda t: core.offer_callback(t, now, accepted=accepted, number=number, keep_for=keep),
         )
 
-    async def follow(self, tenant_id: str, ticket_id: str) -> AsyncIterator[Ticket]:
+    async def follow(self, tenant_id: str, ticket_id: str) -> AsyncGenerator[Ticket, None]:
         """The ticket now, then each change, ending after a terminal state."""
         key_tenant = check_token(tenant_id, "tenant")
         async with self.store.changes() as changes:
@@ -327,7 +360,7 @@ class TicketQueue:
         """Deny an approval, or dismiss an escalation (the agent keeps the call)."""
         return await self.decide(tenant_id, ticket_id, operator_id, outcome="denied", note=note)
 
-    async def updates(self, tenant_id: str) -> AsyncIterator[Ticket]:
+    async def updates(self, tenant_id: str) -> AsyncGenerator[Ticket, None]:
         """Every change of the tenant's tickets from now on, forever (break to stop)."""
         check_token(tenant_id, "tenant")
         async with self.store.changes() as changes:

@@ -57,6 +57,11 @@ class TicketStore(abc.ABC):
     def __init__(self) -> None:
         self._listeners: set[asyncio.Queue[Stored]] = set()
 
+    @property
+    def is_connected(self) -> bool:
+        """Writes can reach the store now."""
+        return True
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Create what is missing and load the mirror (all tickets) before returning."""
@@ -116,6 +121,10 @@ class JetStreamTicketStore(TicketStore):
         self._mirror: dict[str, Stored] = {}
         self._watch: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
+
+    @property
+    def is_connected(self) -> bool:
+        return self._bus.is_connected
 
     @property
     def kv(self) -> KeyValue:

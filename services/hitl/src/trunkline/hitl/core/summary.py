@@ -1,7 +1,7 @@
 """A short extractive summary of a call transcript for the operator (pure, no model needed).
 
 The caller's sentences are scored by how many of the call's recurring content words they carry
-(a word the caller repeats is what the call is about), with a bonus for the latest sentences
+(a word the caller repeats is what the call is about), with a bonus for the last sentences
 (why they escalate now); the best few are kept in the order they were said.
 """
 
@@ -45,14 +45,17 @@ def extractive_summary(
     if not caller:
         return head or "No caller speech yet."
     counts = Counter(w for line in lines for w in set(content_words(line.text)))
-    last = max(index for index, _ in caller)
+    last_line = caller[-1][0]
     scored: list[tuple[float, int, str]] = []
     for order, (index, sentence) in enumerate(caller):
-        words = content_words(sentence)
+        words = set(content_words(sentence))
         if not words:
             continue
-        score = sum(counts[w] for w in set(words)) / (len(words) ** 0.5)
-        score += 1.0 if index == last else 0.0
+        score = sum(counts[w] for w in words) / (len(words) ** 0.5)
+        if order == len(caller) - 1:
+            score += 1.0  # the caller's last sentence: why they escalate now
+        elif index == last_line:
+            score += 0.5
         scored.append((score, order, sentence))
     if not scored:
         scored = [(0.0, order, s) for order, (_, s) in enumerate(caller)][-max_sentences:]

@@ -1,0 +1,1 @@
+"""Backends of the hitl service behind small ABCs (summaries)."""

@@ -1,0 +1,388 @@
+"""``python -m trunkline.hitl`` as a real process on real NATS, driven over gRPC as the gateway
+does: a pending escalation survives the process being killed, an operator still gets it after
+the restart; WaitDecision reports accept and hand back; bad requests get clear statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+from trunkline.devservers import NatsServer, free_port
+from trunkline.hitl.join import verify_join
+from trunkline.proto.common.v1 import (
+    call_pb2,
+    handoff_pb2,
+    knowledge_pb2,
+    tool_pb2,
+    transcript_pb2,
+)
+from trunkline.proto.hitl.v1 import hitl_pb2, hitl_pb2_grpc
+from trunkline.runtime import wait_healthy
+
+pytestmark = pytest.mark.integration
+
+HUMAN_LOOP = "trunkline.hitl.v1.HumanLoop"
+SECRET = "test-join-secret"
+ACME = call_pb2.CallContext(tenant_id="acme")
+GLOBEX = call_pb2.CallContext(tenant_id="globex")
+Code = grpc.StatusCode
+
+
+@dataclass
+class Hitl:
+    port: int
+    bucket: str
+    nats_url: str
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "HITL_GRPC_PORT": str(self.port),
+            "HITL_NATS_URL": self.nats_url,
+            "HITL_TICKETS_BUCKET": self.bucket,
+            "HITL_LOG_JSON": "false",
+            "HITL_DRAIN_SECONDS": "2",
+            "HITL_JOIN_URL": "http://127.0.0.1:8080/webrtc/offer",
+            "HITL_JOIN_SECRET": SECRET,
+        }
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "trunkline.hitl"], env=env, stdout=out, stderr=out
+            )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def hitl(nats_server: NatsServer, tmp_path: Path) -> Iterator[Hitl]:
+    process = Hitl(free_port(), f"T_{uuid.uuid4().hex[:10]}", nats_server.url, tmp_path / "h.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+@pytest.fixture
+async def stub(hitl: Hitl) -> AsyncIterator[hitl_pb2_grpc.HumanLoopStub]:
+    await wait_healthy(hitl.addr, HUMAN_LOOP, timeout=30)
+    async with grpc.aio.insecure_channel(hitl.addr) as channel:
+        yield hitl_pb2_grpc.HumanLoopStub(channel)
+
+
+def escalation_request(call_id: str) -> hitl_pb2.EscalateRequest:
+    said = [
+        (transcript_pb2.SPEAKER_AGENT, "Bright Dental, how can I help?"),
+        (transcript_pb2.SPEAKER_CALLER, "My crown came loose and the crown hurts."),
+        (transcript_pb2.SPEAKER_AGENT, "Dental emergencies can be handled on Tuesday."),
+        (
+            transcript_pb2.SPEAKER_CALLER,
+            "This is the third time I am calling. I want to talk to a real person.",
+        ),
+    ]
+    return hitl_pb2.EscalateRequest(
+        context=call_pb2.CallContext(
+            tenant_id="acme",
+            call_id=call_id,
+            caller=call_pb2.Caller(address="+14155550100", display_name="Ann"),
+        ),
+        escalation=hitl_pb2.Escalation(
+            reason=handoff_pb2.ESCALATION_REASON_CALLER_REQUEST,
+            detail="explicit request for a person",
+            transcript=[
+                transcript_pb2.TranscriptEntry(speaker=s, text=t, turn_index=i)
+                for i, (s, t) in enumerate(said)
+            ],
+            turns=[
+                hitl_pb2.TurnContext(
+                    turn_index=2,
+                    query="my crown came loose",
+                    context_text="[1] Loose crowns are seen the same day.",
+                    citations=[knowledge_pb2.Citation(id="faq#3", title="Emergencies")],
+                )
+            ],
+            customer=hitl_pb2.CustomerRecord(
+                id="crm-42", source="crm", fields={"plan": "gold", "name": "Ann"}
+            ),
+        ),
+    )
+
+
+async def read_until(stream: object, state: int) -> list[int]:
+    states: list[int] = []
+    while True:
+        message = await stream.read()  # type: ignore[attr-defined]
+        assert message is not grpc.aio.EOF, states
+        states.append(message.ticket.state)
+        if message.ticket.state == state:
+            return states
+
+
+async def test_a_pending_escalation_survives_a_kill_and_an_operator_gets_it_after(
+    hitl: Hitl,
+) -> None:
+    await wait_healthy(hitl.addr, HUMAN_LOOP, timeout=30)
+    async with grpc.aio.insecure_channel(hitl.addr) as channel:
+        stub = hitl_pb2_grpc.HumanLoopStub(channel)
+        ticket = (await stub.Escalate(escalation_request("call-kill"))).ticket
+        assert ticket.state == hitl_pb2.TICKET_STATE_QUEUED
+        assert "real person" in ticket.summary
+        follow = stub.WaitDecision(
+            hitl_pb2.WaitDecisionRequest(context=ACME, ticket_id=ticket.ticket_id)
+        )
+        assert (await follow.read()).ticket.state == hitl_pb2.TICKET_STATE_QUEUED
+        hitl.kill()  # SIGKILL: no drain, nothing flushed by the process
+        with pytest.raises(grpc.aio.AioRpcError) as lost:
+            await follow.read()
+        assert lost.value.code() == Code.UNAVAILABLE
+
+    hitl.start()
+    await wait_healthy(hitl.addr, HUMAN_LOOP, timeout=30)
+    async with grpc.aio.insecure_channel(hitl.addr) as channel:
+        stub = hitl_pb2_grpc.HumanLoopStub(channel)
+        listed = (await stub.ListQueue(hitl_pb2.ListQueueRequest(context=ACME))).tickets
+        assert [t.ticket_id for t in listed] == [ticket.ticket_id]
+        survived = listed[0]
+        assert survived.summary == ticket.summary
+        assert len(survived.escalation.transcript) == 4
+        assert survived.escalation.turns[0].citations[0].id == "faq#3"
+        assert dict(survived.escalation.customer.fields) == {"plan": "gold", "name": "Ann"}
+        assert survived.context.caller.address == "+14155550100"
+
+        follow = stub.WaitDecision(
+            hitl_pb2.WaitDecisionRequest(context=ACME, ticket_id=ticket.ticket_id)
+        )
+        assert (await follow.read()).ticket.state == hitl_pb2.TICKET_STATE_QUEUED
+        taken = await stub.TakeOver(
+            hitl_pb2.TakeOverRequest(context=ACME, ticket_id=ticket.ticket_id, operator_id="op-1")
+        )
+        assert taken.ticket.state == hitl_pb2.TICKET_STATE_TAKEN_OVER
+        assert [e.text for e in taken.transcript][-1].endswith("real person.")
+        assert taken.join_url == "http://127.0.0.1:8080/webrtc/offer"
+        grant = verify_join(SECRET.encode(), taken.join_token, time.time())
+        assert (grant.tenant_id, grant.ticket_id, grant.operator_id) == (
+            "acme",
+            ticket.ticket_id,
+            "op-1",
+        )
+        assert await read_until(follow, hitl_pb2.TICKET_STATE_TAKEN_OVER) == [
+            hitl_pb2.TICKET_STATE_TAKEN_OVER
+        ]
+        back = await stub.HandBack(
+            hitl_pb2.HandBackRequest(
+                context=ACME, ticket_id=ticket.ticket_id, operator_id="op-1", note="seen today 4pm"
+            )
+        )
+        assert back.ticket.state == hitl_pb2.TICKET_STATE_HANDED_BACK
+        last = await follow.read()
+        assert last.ticket.state == hitl_pb2.TICKET_STATE_HANDED_BACK
+        assert last.ticket.decision.note == "seen today 4pm"
+        assert await follow.read() is grpc.aio.EOF
+
+
+async def test_two_takeovers_at_once_exactly_one_wins(stub: hitl_pb2_grpc.HumanLoopStub) -> None:
+    for index in range(5):
+        ticket = (await stub.Escalate(escalation_request(f"call-race-{index}"))).ticket
+        results = await asyncio.gather(
+            *(
+                stub.TakeOver(
+                    hitl_pb2.TakeOverRequest(
+                        context=ACME, ticket_id=ticket.ticket_id, operator_id=op
+                    )
+                )
+                for op in ("op-a", "op-b")
+            ),
+            return_exceptions=True,
+        )
+        won = [r for r in results if isinstance(r, hitl_pb2.TakeOverResponse)]
+        lost = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert len(won) == 1, results
+        assert len(lost) == 1, results
+        assert lost[0].code() == Code.FAILED_PRECONDITION
+        assert f"already accepted by operator {won[0].ticket.operator_id}" in (
+            lost[0].details() or ""
+        )
+
+
+async def test_approval_decided_over_grpc_reaches_wait_decision(
+    stub: hitl_pb2_grpc.HumanLoopStub,
+) -> None:
+    context = call_pb2.CallContext(tenant_id="acme", call_id="call-approve")
+    ticket = (
+        await stub.RequestApproval(
+            hitl_pb2.RequestApprovalRequest(
+                context=context,
+                approval=hitl_pb2.Approval(
+                    tool_call=tool_pb2.ToolCall(
+                        id="tc-1", name="issue_refund", arguments_json='{"amount": 80}'
+                    ),
+                    risk_level=tool_pb2.RISK_LEVEL_HIGH,
+                    justification="double charge",
+                ),
+                timeout=Duration(seconds=30),
+            )
+        )
+    ).ticket
+    follow = stub.WaitDecision(
+        hitl_pb2.WaitDecisionRequest(context=ACME, ticket_id=ticket.ticket_id)
+    )
+    assert (await follow.read()).ticket.state == hitl_pb2.TICKET_STATE_QUEUED
+    await stub.Decide(
+        hitl_pb2.DecideRequest(
+            context=ACME,
+            ticket_id=ticket.ticket_id,
+            outcome=handoff_pb2.DECISION_OUTCOME_APPROVED,
+            operator_id="op-1",
+            arguments_json='{"amount": 40}',
+        )
+    )
+    decided = (await follow.read()).ticket
+    assert decided.state == hitl_pb2.TICKET_STATE_DECIDED
+    assert decided.decision.outcome == handoff_pb2.DECISION_OUTCOME_APPROVED
+    assert decided.decision.arguments_json == '{"amount": 40}'
+    assert await follow.read() is grpc.aio.EOF
+
+
+async def expect(call: object, code: grpc.StatusCode, *words: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call  # type: ignore[misc]
+    assert refused.value.code() == code, refused.value.details()
+    for word in words:
+        assert word in (refused.value.details() or ""), refused.value.details()
+
+
+async def test_bad_requests_get_clear_statuses_and_lose_nothing(
+    stub: hitl_pb2_grpc.HumanLoopStub,
+) -> None:
+    ticket = (await stub.Escalate(escalation_request("call-bad"))).ticket
+    tid = ticket.ticket_id
+    # another tenant's operator
+    await expect(
+        stub.TakeOver(hitl_pb2.TakeOverRequest(context=GLOBEX, ticket_id=tid, operator_id="g")),
+        Code.PERMISSION_DENIED,
+        "does not belong to tenant 'globex'",
+    )
+    await expect(
+        stub.Decide(
+            hitl_pb2.DecideRequest(
+                context=GLOBEX,
+                ticket_id=tid,
+                outcome=handoff_pb2.DECISION_OUTCOME_DENIED,
+                operator_id="g",
+            )
+        ),
+        Code.PERMISSION_DENIED,
+        "globex",
+    )
+    listed = await stub.ListQueue(hitl_pb2.ListQueueRequest(context=GLOBEX))
+    assert list(listed.tickets) == []
+    # unknown tickets
+    await expect(
+        stub.WaitDecision(hitl_pb2.WaitDecisionRequest(context=ACME, ticket_id="nope")).read(),
+        Code.NOT_FOUND,
+        "no ticket 'nope'",
+    )
+    await expect(
+        stub.Claim(hitl_pb2.ClaimRequest(context=ACME, ticket_id="nope", operator_id="op-1")),
+        Code.NOT_FOUND,
+        "nope",
+    )
+    # malformed
+    await expect(
+        stub.Decide(
+            hitl_pb2.DecideRequest(
+                context=ACME,
+                ticket_id=tid,
+                outcome=handoff_pb2.DECISION_OUTCOME_EXPIRED,
+                operator_id="op-1",
+            )
+        ),
+        Code.INVALID_ARGUMENT,
+        "DECISION_OUTCOME_EXPIRED",
+    )
+    await expect(
+        stub.Decide(
+            hitl_pb2.DecideRequest(
+                context=ACME,
+                ticket_id=tid,
+                outcome=handoff_pb2.DECISION_OUTCOME_APPROVED,
+                operator_id="op-1",
+            )
+        ),
+        Code.FAILED_PRECONDITION,
+        "is an escalation",
+    )
+    await expect(
+        stub.ListQueue(hitl_pb2.ListQueueRequest(context=ACME, page_token="zz")),
+        Code.INVALID_ARGUMENT,
+        "page_token",
+    )
+    await expect(
+        stub.Claim(hitl_pb2.ClaimRequest(context=ACME, ticket_id=tid, operator_id="")),
+        Code.INVALID_ARGUMENT,
+        "operator id",
+    )
+    await expect(
+        stub.Escalate(
+            hitl_pb2.EscalateRequest(
+                context=call_pb2.CallContext(tenant_id="acme", call_id="c"),
+                timeout=Duration(seconds=-1),
+            )
+        ),
+        Code.INVALID_ARGUMENT,
+        "timeout must not be negative",
+    )
+    # an approval that expired
+    approval = (
+        await stub.RequestApproval(
+            hitl_pb2.RequestApprovalRequest(
+                context=call_pb2.CallContext(tenant_id="acme", call_id="call-bad"),
+                approval=hitl_pb2.Approval(
+                    tool_call=tool_pb2.ToolCall(id="t", name="refund", arguments_json="{}")
+                ),
+                timeout=Duration(nanos=200_000_000),
+            )
+        )
+    ).ticket
+    follow = stub.WaitDecision(
+        hitl_pb2.WaitDecisionRequest(context=ACME, ticket_id=approval.ticket_id)
+    )
+    assert await read_until(follow, hitl_pb2.TICKET_STATE_EXPIRED) == [
+        hitl_pb2.TICKET_STATE_QUEUED,
+        hitl_pb2.TICKET_STATE_EXPIRED,
+    ]
+    await expect(
+        stub.Decide(
+            hitl_pb2.DecideRequest(
+                context=ACME,
+                ticket_id=approval.ticket_id,
+                outcome=handoff_pb2.DECISION_OUTCOME_APPROVED,
+                operator_id="op-1",
+            )
+        ),
+        Code.FAILED_PRECONDITION,
+        "is expired: cannot decide it",
+    )
+    # nothing lost: the escalation is still queued, untouched
+    open_ = (await stub.ListQueue(hitl_pb2.ListQueueRequest(context=ACME))).tickets
+    assert [(t.ticket_id, t.state) for t in open_] == [(tid, hitl_pb2.TICKET_STATE_QUEUED)]
