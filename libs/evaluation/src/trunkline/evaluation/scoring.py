@@ -25,6 +25,7 @@ from trunkline.evaluation.observation import CallSeen, ToolCallSeen, TurnSeen
 from trunkline.evaluation.scenario import Action, ActionKind, Scenario, ScenarioTurn
 from trunkline.evaluation.sources import AgentSources, leaves
 from trunkline.evaluation.wer import WerCount, wer
+from trunkline.redaction import PLACEHOLDERS, redact
 
 
 class Status(StrEnum):
@@ -135,10 +136,14 @@ def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _same_value(expected: str, actual: object) -> bool:
+def _same_value(expected: str, actual: object, key: str = "") -> bool:
     """An argument as expected: the same digits when both have digits (441-729 = 441729),
-    else the same normalised words."""
+    else the same normalised words. Events carry redacted arguments (``[ACCOUNT]``): then the
+    expected value must redact to the same placeholder (the digits cannot be compared)."""
     seen = json.dumps(actual) if isinstance(actual, dict | list) else str(actual)
+    if seen in PLACEHOLDERS.values():
+        as_json = json.dumps({key: expected}, separators=(",", ":"))
+        return redact(as_json) == json.dumps({key: seen}, separators=(",", ":"))
     digits_e, digits_a = re.sub(r"\D", "", expected), re.sub(r"\D", "", seen)
     if digits_e and digits_a:
         return digits_e == digits_a
@@ -155,7 +160,8 @@ def _tool_matches(action: Action, call: ToolCallSeen) -> bool:
         call.name == action.tool
         and call.status == action.status
         and all(
-            k in call.arguments and _same_value(v, call.arguments[k]) for k, v in action.arguments
+            k in call.arguments and _same_value(v, call.arguments[k], k)
+            for k, v in action.arguments
         )
     )
 
@@ -198,7 +204,9 @@ def _not_action_check(action: Action, seen: TurnSeen, call: CallSeen, last: bool
         ran = [
             c
             for c in ran
-            if all(k in c.arguments and _same_value(v, c.arguments[k]) for k, v in action.arguments)
+            if all(
+                k in c.arguments and _same_value(v, c.arguments[k], k) for k, v in action.arguments
+            )
         ]
         detail = "; ".join(_describe_call(c) for c in seen.tool_calls) or "no tool call"
         return Check("not_action", action.describe(), Status.FAIL if ran else Status.PASS, detail)
@@ -319,7 +327,8 @@ def score_turn(
         clauses=found,
         latency_ms=v2v,
         budget_ms=budget,
-        caller_wer=wer(turn.text, transcript) if turn.text and seen.events else None,
+        # the event's transcript is redacted: so is the reference it is compared with
+        caller_wer=wer(redact(turn.text), transcript) if turn.text and seen.events else None,
         reply_wer=None if not reply or heard is None else wer(reply, heard),
         gateway_grounded=seen.grounded,
         interventions=tuple(

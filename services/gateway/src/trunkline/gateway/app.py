@@ -53,7 +53,7 @@ class PeerChannels:
             await chan.close()
 
 
-def load_tenants(settings: GatewaySettings) -> dict[str, TenantAuth]:
+def tenant_configs(settings: GatewaySettings) -> dict[str, TenantConfig]:
     """Tenants from ``GATEWAY_TENANTS`` and ``GATEWAY_TENANTS_FILE`` (the env wins)."""
     configs: dict[str, TenantConfig] = {}
     if settings.tenants_file is not None:
@@ -62,6 +62,12 @@ def load_tenants(settings: GatewaySettings) -> dict[str, TenantAuth]:
             raise ValueError(f"{settings.tenants_file}: tenants must be a mapping")
         configs.update({str(k): TenantConfig.model_validate(v) for k, v in data.items()})
     configs.update(settings.tenants)
+    return configs
+
+
+def load_tenants(settings: GatewaySettings) -> dict[str, TenantAuth]:
+    """Tenants from ``GATEWAY_TENANTS`` and ``GATEWAY_TENANTS_FILE`` (the env wins)."""
+    configs = tenant_configs(settings)
     return {
         name: TenantAuth(
             twilio_auth_token=cfg.twilio_auth_token.get_secret_value(),

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import TURN_TAKING, PeerAddress, ServiceSettings
+from trunkline.gateway.transcripts import TranscriptPolicy
 
 
 class TenantConfig(BaseModel):
@@ -38,6 +39,7 @@ class TenantConfig(BaseModel):
     twilio_auth_token: SecretStr = SecretStr("")
     stream_secret: SecretStr
     agents: tuple[str, ...] = Field(min_length=1)
+    transcripts: TranscriptPolicy = TranscriptPolicy()  # unredacted transcripts: off by default
 
 
 class GatewaySettings(ServiceSettings):
@@ -80,6 +82,11 @@ class GatewaySettings(ServiceSettings):
     )
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     tenants_file: Path | None = None
+    transcripts_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the encrypted transcript store (tenants whose policy "
+        "allows it); empty: unredacted transcripts are never stored",
+    )
     gateway_id: str = Field(default_factory=socket.gethostname, description="pod name")
     state_ttl_seconds: int = Field(default=6 * 3600, gt=0)
     # The turn-taking defaults live in trunkline.config.defaults (shared with the chart and the

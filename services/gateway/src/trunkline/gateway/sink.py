@@ -25,6 +25,7 @@ from trunkline.gateway.peers.types import CallInfo
 from trunkline.gateway.records import CallSink, CallSummary, ToolRecord, TurnRecord
 from trunkline.proto.common.v1 import call_pb2, timing_pb2, tool_pb2, usage_pb2
 from trunkline.proto.events.v1 import events_pb2
+from trunkline.redaction.messages import redact_message
 from trunkline.state import CallNotFoundError, CallState, CallStateStoreBase, Turn, Updater
 
 STAGE_NAMES = {
@@ -45,6 +46,7 @@ TOOL_STATUSES = {
     ToolStatus.UNKNOWN: events_pb2.TOOL_CALL_STATUS_FAILED,
     ToolStatus.INVALID: events_pb2.TOOL_CALL_STATUS_FAILED,
     ToolStatus.NEEDS_APPROVAL: events_pb2.TOOL_CALL_STATUS_NEEDS_APPROVAL,
+    ToolStatus.DENIED: events_pb2.TOOL_CALL_STATUS_DENIED,
     ToolStatus.ROUND_LIMIT: events_pb2.TOOL_CALL_STATUS_FAILED,
 }
 REPLY_SOURCES = {
@@ -57,6 +59,7 @@ REPLY_SOURCES = {
     "repeat": events_pb2.REPLY_SOURCE_REPEAT,
     "fallback": events_pb2.REPLY_SOURCE_FALLBACK,
     "greeting": events_pb2.REPLY_SOURCE_GREETING,
+    "handoff": events_pb2.REPLY_SOURCE_HANDOFF,
 }
 TRANSPORTS = {
     "twilio": call_pb2.TRANSPORT_TWILIO,
@@ -249,6 +252,7 @@ class EventSink(CallSink):
     # ---- helpers --------------------------------------------------------------------------
 
     async def _publish(self, kind: str, call: CallInfo, event: _Event) -> None:
+        redact_message(event)  # PII out of every event (and the shadow mirror's copy)
         subject = event_subject(kind, call.tenant, call.call_id)
         await self.bus.js_publish(subject, event, msg_id=event.event_id)
 
