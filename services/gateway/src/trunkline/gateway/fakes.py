@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from trunkline.gateway.core.events import Message, State
 from trunkline.gateway.peers.base import (
@@ -18,6 +19,14 @@ from trunkline.gateway.peers.base import (
     PeerUnavailableError,
     Synthesizer,
     Transcriber,
+)
+from trunkline.gateway.peers.hitl import (
+    ApprovalRequest,
+    EscalationRequest,
+    HumanLoop,
+    HumanLoopError,
+    TicketState,
+    TicketUpdate,
 )
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import (
@@ -289,3 +298,56 @@ class FakeTransport(Transport):
 
     async def close(self) -> None:
         self.closed = True
+
+
+class FakeHumanLoop(HumanLoop):
+    """The hitl service in memory: tickets numbered ``t-1``, ``t-2``…; a test pushes each
+    ticket's updates with ``update`` (``watch`` yields QUEUED first, then those)."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail = fail
+        self.escalations: list[EscalationRequest] = []
+        self.approvals: list[ApprovalRequest] = []
+        self.callbacks: list[tuple[str, bool]] = []
+        self.cancelled: list[str] = []
+        self._updates: dict[str, asyncio.Queue[TicketUpdate]] = {}
+
+    def update(self, ticket_id: str, state: TicketState, **fields: Any) -> None:
+        self._queue(ticket_id).put_nowait(TicketUpdate(ticket_id, state, **fields))
+
+    def _queue(self, ticket_id: str) -> asyncio.Queue[TicketUpdate]:
+        return self._updates.setdefault(ticket_id, asyncio.Queue())
+
+    def _ticket(self) -> str:
+        if self.fail:
+            raise HumanLoopError("hitl: UNAVAILABLE (fake)")
+        ticket = f"t-{len(self._updates) + 1}"
+        self._queue(ticket)
+        return ticket
+
+    async def escalate(self, call: CallInfo, request: EscalationRequest) -> str:
+        ticket = self._ticket()
+        self.escalations.append(request)
+        return ticket
+
+    async def request_approval(self, call: CallInfo, request: ApprovalRequest) -> str:
+        ticket = self._ticket()
+        self.approvals.append(request)
+        return ticket
+
+    async def watch(self, call: CallInfo, ticket_id: str) -> AsyncIterator[TicketUpdate]:
+        yield TicketUpdate(ticket_id, TicketState.QUEUED)
+        queue = self._queue(ticket_id)
+        while True:
+            update = await queue.get()
+            yield update
+            if update.state.terminal:
+                return
+
+    async def offer_callback(
+        self, call: CallInfo, ticket_id: str, *, accepted: bool, number: str = ""
+    ) -> None:
+        self.callbacks.append((ticket_id, accepted))
+
+    async def cancel(self, call: CallInfo, ticket_id: str, reason: str) -> None:
+        self.cancelled.append(ticket_id)

@@ -41,6 +41,7 @@ from trunkline.gateway.core.replies import (
     plan_reply,
 )
 from trunkline.gateway.core.tools import ToolStatus
+from trunkline.gateway.escalations import Escalations
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.base import ContextSource, LanguageModel, Synthesizer, Transcriber
 from trunkline.gateway.peers.types import (
@@ -91,6 +92,7 @@ class TurnPipeline:
         guard: GuardPolicy | None = None,
         grounding_texts: tuple[str, ...] = (),
         metrics: GatewayMetrics | None = None,
+        escalations: Escalations | None = None,
     ) -> None:
         """``grounding_texts``: what the agent may always state (its system prompt, greeting
         and fixed replies); each turn adds its context block and tool results."""
@@ -107,6 +109,7 @@ class TurnPipeline:
         self.replies = replies or ReplyPolicy()
         self.guard = guard or GuardPolicy()
         self.metrics = metrics
+        self.escalations = escalations  # None: this call never escalates
         self._support = Support((greeting, *grounding_texts))
         self._read_ahead: ContextResult | None = None  # the last read-ahead's context
 
@@ -146,6 +149,9 @@ class TurnPipeline:
         record.citations = context.citations
         record.context = context
         plan = self._plan(text, record, context)
+        if self.escalations is not None:
+            plan = self.escalations.check(text, record, plan)
+            record.reply_source = plan.source
         if plan.text:
             record.cached = plan.source is ReplySource.CACHE
             record.generated_text = plan.text
@@ -249,6 +255,10 @@ class TurnPipeline:
                         self._usage(event, record, round_started_ns)
             if not calls:
                 break
+            if self.tools is not None and self.tools.needs_approval(calls, self.call):
+                for clause in splitter.flush():  # what the model said before the tool call
+                    yield clause
+                yield self.tools.approval_line  # the caller is told while a person decides
             results = await self._run_tools(calls, len(rounds), record, committed)
             if support is not None:  # what the tools returned may be stated
                 support.add(*(f"{r.arguments_json}\n{r.result_json}" for r in results))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from trunkline.gateway.core.escalation import EscalationDecision
 from trunkline.gateway.core.events import Message, State
 from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.peers.types import CallInfo, ContextResult
@@ -61,6 +62,7 @@ class TurnRecord:
     guard_interventions: list[GuardRecord] = field(default_factory=list)
     hang_up: bool = False  # the agent ends the call after this reply
     stt_confidence: float = 1.0  # the final transcript's confidence (0..1)
+    escalation: EscalationDecision | None = None  # the turn escalated the call (why)
 
 
 @dataclass(frozen=True, slots=True)

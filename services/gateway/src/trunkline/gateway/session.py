@@ -49,7 +49,15 @@ from trunkline.gateway.core.events import (
 from trunkline.gateway.core.replies import GuardPolicy, ReplyPolicy
 from trunkline.gateway.core.turns import TurnConfig, TurnMachine
 from trunkline.gateway.end_of_turn import EndOfTurnDetector
+from trunkline.gateway.escalations import HumanSide
 from trunkline.gateway.fillers import FillerCache, tone
+from trunkline.gateway.handoff import (
+    HandoffDone,
+    HandoffResult,
+    OperatorLeg,
+    Outcome,
+    SessionHandoffs,
+)
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.types import CallInfo, Prefilled, StoredAnswer
 from trunkline.gateway.pipeline import Peers, TurnPipeline
@@ -109,7 +117,9 @@ class CallSession:
         tools: ToolExecutor | None = None,
         entity_names: tuple[str, ...] = (),
         end_of_turn: EndOfTurnDetector | None = None,
+        human: HumanSide | None = None,
     ) -> None:
+        """``human``: the agent's human-in-the-loop setup (None: the call never escalates)."""
         self.call = call
         self.end_of_turn = end_of_turn  # None: no verdicts, the silence endpoint decides
         self._checks: set[asyncio.Task[None]] = set()
@@ -146,9 +156,21 @@ class CallSession:
             grounding_texts=self.config.grounding_texts,
             metrics=metrics,
         )
+        self.handoffs: SessionHandoffs | None = None
+        if human is not None:
+            self.handoffs = SessionHandoffs(
+                call,
+                human,
+                clock=clock,
+                fillers=self.fillers,
+                transcriber=peers.stt,
+                metrics=metrics,
+                out_rate=transport.out_rate,
+            )
+            self.pipeline.escalations = self.handoffs.escalations
         self.turns: list[TurnRecord] = []
         self._inbox: asyncio.Queue[
-            Event | AudioIn | MarkEcho | Played | Hangup | _WorkFailed
+            Event | AudioIn | MarkEcho | Played | Hangup | _WorkFailed | HandoffDone
         ] = asyncio.Queue()
         self._work: dict[int, _Work] = {}
         self._sink_queue: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
@@ -167,6 +189,14 @@ class CallSession:
     def hand_off(self) -> None:
         """A human takes over: stop the agent (thread-safe within the loop)."""
         self._inbox.put_nowait(HandOff())
+
+    async def attach_operator(self, ticket_id: str, leg: OperatorLeg) -> None:
+        """An operator's audio leg joins the call's handoff for ``ticket_id`` (LookupError:
+        this call has no such handoff; the leg is closed)."""
+        if self.handoffs is None:
+            await leg.close()
+            raise LookupError(f"call {self.call.call_id} has no human-in-the-loop")
+        await self.handoffs.attach(ticket_id, leg)
 
     def hang_up(self, reason: str) -> None:
         """End the call from outside (admin): it ends as if the caller had hung up."""
@@ -217,6 +247,8 @@ class CallSession:
             item = await self._inbox.get()
             now = self.clock.now()
             actions: list[Action]
+            if self.handoffs is not None and await self._handed_off(item):
+                continue
             match item:
                 case AudioIn(pcm=pcm, received_at=received_at):
                     self._frame_received_at = received_at
@@ -234,6 +266,10 @@ class CallSession:
                     return reason
                 case _WorkFailed(turn_id=turn_id, error=error):
                     actions = self._work_failed(turn_id, error, now)
+                case HandoffDone(result=result):
+                    if result.outcome is Outcome.ENDED:
+                        return "handed off: the operator ended the call"
+                    actions = self._taken_back(result)
                 case _:
                     actions = self.machine.handle(item, now)
             if not await self._execute(actions):
@@ -392,6 +428,8 @@ class CallSession:
                     self.metrics.observe_stage(stage, record.stage_s[stage])
         self._publish(lambda: self.sink.turn_completed(record))
         self._publish(lambda: self._store_answer(record))
+        if self._maybe_escalate(record):
+            return
         if record.hang_up and not done.interrupted:  # the goodbye has played: hang up
             self._inbox.put_nowait(Hangup("agent hung up after its goodbye"))
             return
@@ -487,6 +525,51 @@ class CallSession:
         if self.config.apology_text:
             text = self.config.apology_text
             self._apology_pcm = await self.fillers.get(self.peers.tts, self.call, text)
+        if self.handoffs is not None:
+            await self.handoffs.render(self.peers.tts)
+
+    # ---- human in the loop ----------------------------------------------------------------
+
+    def _maybe_escalate(self, record: TurnRecord) -> bool:
+        """A finished turn that escalates hands the call to a person (the turn itself spoke
+        the hold message, unless its tools' failures decided it afterwards)."""
+        if self.handoffs is None:
+            return False
+        decision = self.handoffs.decision_after(record)
+        if decision is None:
+            return False
+        self._inbox.put_nowait(HandOff())
+        announce = record.escalation is None  # a tool-failure escalation: not yet said
+        entities = dict(self.pipeline.entities)
+        self.handoffs.start(
+            self.turns, decision, entities, announce=announce, done=self._inbox.put_nowait
+        )
+        return True
+
+    async def _handed_off(self, item: object) -> bool:
+        """While a person has the call: the caller's frames and the outbound clock go to the
+        handoff (the turn machine is quiet). True when the item was taken."""
+        assert self.handoffs is not None
+        if not self.handoffs.active:
+            return False
+        match item:
+            case AudioIn(pcm=pcm):
+                self.handoffs.caller_frame(pcm)
+                return True
+            case Played(frames=frames):
+                for pcm in self.handoffs.play(frames):
+                    await self.transport.send_audio(pcm)
+                return True
+            case Hangup():
+                self.handoffs.caller_hung_up()
+        return False
+
+    def _taken_back(self, result: HandoffResult) -> list[Action]:
+        assert self.handoffs is not None
+        self.handoffs.finish(result)
+        actions = self.machine.take_back(result.history())
+        self._prefill_next()
+        return actions
 
     def _publish(self, job: Callable[[], Awaitable[None]]) -> None:
         self._sink_queue.put_nowait(job)
@@ -530,6 +613,8 @@ class CallSession:
                 log.exception("call %s: sink failed", self.call.call_id)
 
     async def _shutdown(self, reader: asyncio.Task[None], filler: asyncio.Task[None]) -> None:
+        if self.handoffs is not None:
+            await self.handoffs.close()
         try:
             await self._execute(self.machine.end())
         except Exception:

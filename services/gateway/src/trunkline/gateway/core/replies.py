@@ -30,6 +30,7 @@ class ReplySource(StrEnum):
     REPEAT = "repeat"
     FALLBACK = "fallback"
     GREETING = "greeting"
+    HANDOFF = "handoff"  # the call escalates: the spec's hold message
 
 
 class Intent(StrEnum):

@@ -3,9 +3,10 @@
 The LLM asks for a tool by name with JSON arguments. Before anything runs, the gateway checks,
 in order: the turn's round limit, that the agent version declares the tool, that the caller's
 role is in its ``allowed_roles``, that the arguments are a JSON object valid against the tool's
-JSON schema, and that the tool is not high-risk (those need a human approval, which the hitl
-flow will give in a later issue: until then they are never run). A refusal becomes the tool's
-result for the model, so it can tell the caller; only an :class:`Execute` reaches the network.
+JSON schema, and whether the tool is high-risk: those need a person's approval first
+(:class:`NeedsApproval`; where no approvals are available they are refused). A refusal becomes the
+tool's result for the model, so it can tell the caller; only an :class:`Execute` (or an approved
+:class:`NeedsApproval`) reaches the network.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class ToolStatus(enum.Enum):
     UNKNOWN = "unknown"  # the agent version declares no such tool
     INVALID = "invalid"  # arguments are not valid against the tool's schema
     NEEDS_APPROVAL = "needs_approval"  # high risk: a human must approve (not run)
+    DENIED = "denied"  # high risk: a person denied it, or nobody decided in time (not run)
     ROUND_LIMIT = "round_limit"  # the turn already used its tool rounds (not run)
 
 
@@ -68,7 +70,15 @@ class Refuse:
         return {"error": self.status.value, "message": self.reason}
 
 
-Decision = Execute | Refuse
+@dataclass(frozen=True, slots=True)
+class NeedsApproval:
+    """Run ``tool`` with ``arguments`` only once a person approved (maybe with edited ones)."""
+
+    tool: ToolPolicy
+    arguments: dict[str, Any]
+
+
+Decision = Execute | Refuse | NeedsApproval
 
 
 class ToolBook:
@@ -88,12 +98,32 @@ class ToolBook:
                 raise ValueError(msg) from exc
             self._validators[tool.name] = Draft202012Validator(dict(tool.parameters))
 
+    def check_edited(self, name: str, arguments_json: str) -> tuple[dict[str, Any], str]:
+        """Arguments a person edited, checked like the model's: (arguments, problem or "")."""
+        arguments, problem = _parse_arguments(arguments_json)
+        if problem:
+            return {}, f"edited arguments for {name} {problem}"
+        errors = sorted(self._validators[name].iter_errors(arguments), key=lambda e: e.path)
+        if errors:
+            where = "/".join(str(p) for p in errors[0].absolute_path) or "arguments"
+            return {}, f"invalid edited arguments for {name}: {where}: {errors[0].message}"
+        return arguments, ""
+
     def may_continue(self, rounds_done: int) -> bool:
         """True while another generation round with tool results is allowed."""
         return rounds_done < self.max_rounds
 
-    def decide(self, name: str, arguments_json: str, role: str, rounds_done: int) -> Decision:
-        """What to do with one tool call of the ``rounds_done``-th tool round (0-based)."""
+    def decide(
+        self,
+        name: str,
+        arguments_json: str,
+        role: str,
+        rounds_done: int,
+        *,
+        approvals: bool = False,
+    ) -> Decision:
+        """What to do with one tool call of the ``rounds_done``-th tool round (0-based);
+        ``approvals``: a person can be asked to approve a high-risk call."""
         if not self.may_continue(rounds_done):
             return Refuse(
                 ToolStatus.ROUND_LIMIT,
@@ -118,6 +148,8 @@ class ToolBook:
             where = "/".join(str(p) for p in errors[0].absolute_path) or "arguments"
             return Refuse(ToolStatus.INVALID, f"invalid arguments for {name}: {where}: "
                           f"{errors[0].message}")  # fmt: skip
+        if tool.high_risk and approvals:
+            return NeedsApproval(tool, arguments)
         if tool.high_risk:
             return Refuse(
                 ToolStatus.NEEDS_APPROVAL,

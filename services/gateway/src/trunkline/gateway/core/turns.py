@@ -25,6 +25,7 @@ verdict that comes after the caller spoke again or after the endpoint is ignored
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -207,6 +208,22 @@ class TurnMachine:
             case PlayoutTick(frames=frames):
                 for _ in range(frames):
                     self._tick(now, actions)
+        return actions
+
+    def take_back(self, messages: Sequence[Message]) -> list[Action]:
+        """The agent gets the call back from a person: what was said meanwhile joins the
+        history, and it listens afresh (nothing heard while handed off is a turn)."""
+        actions: list[Action] = []
+        if self.state is not State.HANDED_OFF:
+            return actions
+        self.history.extend(messages)
+        del self.history[: -self.config.max_history]
+        self._endpointer.reset()
+        self._utterance = bytearray()
+        self._preroll.clear()
+        self._pause_at = None
+        self._forget_check()
+        self._set_state(State.LISTENING, actions)
         return actions
 
     def end(self) -> list[Action]:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode, Tracer
 
+from trunkline.gateway.approvals import ApprovalDecision, Approver, Verdict
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.tools import (
     Execute,
+    NeedsApproval,
     Refuse,
     ToolBook,
     ToolPolicy,
@@ -23,6 +26,7 @@ from trunkline.gateway.core.tools import (
     result_json,
 )
 from trunkline.gateway.metrics import GatewayMetrics
+from trunkline.gateway.peers.hitl import ApprovalRequest
 from trunkline.gateway.peers.types import CallInfo, ToolCallRequested
 from trunkline.gateway.profile import AgentProfile
 from trunkline.gateway.records import ToolRecord
@@ -59,12 +63,29 @@ class ToolExecutor:
         clock: Clock,
         tracer: Tracer,
         metrics: GatewayMetrics | None = None,
+        approver: Approver | None = None,
+        approval_timeout_s: float = 30.0,
+        approval_line: str = "One moment while I confirm that.",
     ) -> None:
+        """``approver``: a person approves high-risk tools (None: they are refused)."""
         self.book = book
         self.runner = runner
         self.clock = clock
         self.tracer = tracer
         self.metrics = metrics
+        self.approver = approver
+        self.approval_timeout_s = approval_timeout_s
+        self.approval_line = approval_line
+
+    def needs_approval(self, calls: list[ToolCallRequested], call: CallInfo) -> bool:
+        """Whether one of the calls will wait for a person (the caller is told first)."""
+        if self.approver is None:
+            return False
+        for request in calls:
+            tool = self.book.tools.get(request.name)
+            if tool is not None and tool.high_risk and tool.allows(call.caller_role):
+                return True
+        return False
 
     def may_continue(self, rounds_done: int) -> bool:
         return self.book.may_continue(rounds_done)
@@ -82,10 +103,16 @@ class ToolExecutor:
         booking is made only once the caller has finished the turn, never for an utterance
         the caller then goes on with (the work is cancelled while it waits)."""
         decision = self.book.decide(
-            request.name, request.arguments_json, call.caller_role, rounds_done
+            request.name,
+            request.arguments_json,
+            call.caller_role,
+            rounds_done,
+            approvals=self.approver is not None,
         )
-        if committed is not None and isinstance(decision, Execute) and not decision.tool.read_only:
+        side_effects = isinstance(decision, Execute | NeedsApproval) and not decision.tool.read_only
+        if committed is not None and side_effects:
             await committed()
+        arguments_json = request.arguments_json
         with self.tracer.start_as_current_span("tool") as span:
             span.set_attribute("tool.name", request.name)
             span.set_attribute("tool.call_id", request.call_id)
@@ -97,24 +124,83 @@ class ToolExecutor:
                     self._log_refusal(call, request, decision)
                 case Execute(tool=tool, arguments=arguments):
                     status, text = await self._run(call, tool, arguments)
+                case NeedsApproval(tool=tool):
+                    status, text, arguments_json = await self._approve_and_run(call, request, tool)
             took = self.clock.now() - started
             span.set_attribute("tool.status", status.value)
-            span.set_attribute("tool.executed", isinstance(decision, Execute))
+            executed = isinstance(decision, Execute) or (
+                isinstance(decision, NeedsApproval)
+                and status is not ToolStatus.DENIED
+                and status is not ToolStatus.NEEDS_APPROVAL
+            )
+            span.set_attribute("tool.executed", executed)
             span.set_attribute("tool.duration_ms", round(took * 1000, 1))
             if status is not ToolStatus.SUCCEEDED:
                 span.set_status(Status(StatusCode.ERROR, status.value))
         if self.metrics is not None:
             self.metrics.tool_calls.add(1, {"tool": request.name, "status": status.value})
-            if isinstance(decision, Execute):
+            if executed:
                 self.metrics.observe_stage("tool", took)
         return ToolRecord(
             call_id=request.call_id,
             name=request.name,
-            arguments_json=request.arguments_json,
+            arguments_json=arguments_json,
             status=status,
             result_json=text,
-            duration_s=took if isinstance(decision, Execute) else 0.0,
+            duration_s=took if executed else 0.0,
         )
+
+    async def _approve_and_run(
+        self, call: CallInfo, request: ToolCallRequested, tool: ToolPolicy
+    ) -> tuple[ToolStatus, str, str]:
+        """Ask a person, then run (with their arguments) or say honestly why not."""
+        assert self.approver is not None
+        ask = ApprovalRequest(
+            tool_call_id=request.call_id,
+            tool=tool.name,
+            arguments_json=request.arguments_json,
+            justification=f"the caller's request led the agent to call {tool.name}",
+            timeout_s=self.approval_timeout_s,
+        )
+        decision = await self.approver.decide(call, ask)
+        self._trace_approval(tool.name, decision)
+        if decision.approved:
+            arguments, problem = self.book.check_edited(tool.name, decision.arguments_json)
+            if problem:
+                result = {"error": "denied", "message": f"{problem}; it was not done"}
+                return ToolStatus.DENIED, result_json(result), decision.arguments_json
+            status, text = await self._run(call, tool, arguments)
+            return status, text, decision.arguments_json
+        reasons = {
+            Verdict.DENIED: "a colleague did not approve it",
+            Verdict.EXPIRED: "no colleague could approve it in time",
+            Verdict.UNAVAILABLE: "approval could not be requested right now",
+        }
+        message = f"{tool.name} was not done: {reasons[decision.verdict]}"
+        if decision.note:
+            message += f" (note: {decision.note})"
+        message += ". Tell the caller honestly that it was not done."
+        status = (
+            ToolStatus.NEEDS_APPROVAL
+            if decision.verdict is Verdict.UNAVAILABLE
+            else ToolStatus.DENIED
+        )
+        result = {"error": status.value, "message": message}
+        return status, result_json(result), request.arguments_json
+
+    def _trace_approval(self, tool: str, decision: ApprovalDecision) -> None:
+        trace.get_current_span().add_event(
+            "approval",
+            {
+                "tool.name": tool,
+                "approval.verdict": decision.verdict.value,
+                "approval.ticket_id": decision.ticket_id,
+                "approval.operator_id": decision.operator_id,
+                "approval.wait_ms": round(decision.wait_s * 1000, 1),
+            },
+        )
+        if self.metrics is not None:
+            self.metrics.approvals.add(1, {"tool": tool, "outcome": decision.verdict.value})
 
     async def _run(
         self, call: CallInfo, tool: ToolPolicy, arguments: dict[str, object]

@@ -1,0 +1,183 @@
+"""The escalation triggers wired into a call: the caller's sentiment per turn (VADER), the
+pure tracker's decision, its trace event and counter, and what the hitl service is told.
+
+The pipeline asks :meth:`Escalations.check` after planning each turn: an escalation replaces the
+turn's reply with the spec's hold message (so "I want a real person" never gets an LLM answer);
+the session asks :meth:`Escalations.after_tools` once a turn's tools have run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from opentelemetry import trace
+from vaderSentiment.vaderSentiment import (  # type: ignore[import-untyped]
+    SentimentIntensityAnalyzer,
+)
+
+from trunkline.gateway.core.escalation import (
+    EscalationDecision,
+    EscalationPolicy,
+    EscalationTracker,
+    TurnSignals,
+)
+from trunkline.gateway.core.replies import Plan, ReplySource
+from trunkline.gateway.core.tools import ToolStatus
+from trunkline.gateway.metrics import GatewayMetrics
+from trunkline.gateway.peers.hitl import EscalationRequest, HumanLoop, Line, TurnGrounds
+from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.records import TurnRecord
+
+MAX_CONTEXT_TURNS = 5  # the last turns' context and citations go to the operator
+
+
+class Sentiment:
+    """VADER's compound score, -1..1 (its lexicon is loaded once per process: share one)."""
+
+    def __init__(self) -> None:
+        self._analyzer = SentimentIntensityAnalyzer()
+
+    def score(self, text: str) -> float:
+        return float(self._analyzer.polarity_scores(text)["compound"])
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffTexts:
+    handoff: str = "Let me connect you with a colleague who can help. Please stay on the line."
+    callback: str = (
+        "I'm sorry, all my colleagues are busy right now. A colleague will call you back."
+    )
+    resume: str = "Thank you for holding. I'm back with you. How else can I help?"
+    unavailable: str = (
+        "I'm sorry, I can't reach a colleague right now. I'll keep helping you myself."
+    )
+    approval: str = "One moment while I confirm that."
+
+
+@dataclass(frozen=True, slots=True)
+class HumanSide:
+    """One agent's human-in-the-loop setup (from its spec's ``escalation`` section)."""
+
+    hitl: HumanLoop
+    sentiment: Sentiment
+    policy: EscalationPolicy = field(default_factory=EscalationPolicy)
+    texts: HandoffTexts = field(default_factory=HandoffTexts)
+    hold_pcm: bytes = b""  # 16 kHz PCM16; empty: the generated soft tone
+    operator_timeout_s: float = 60.0
+    approval_timeout_s: float = 30.0
+
+
+class Escalations:
+    """One call's escalation decisions."""
+
+    def __init__(self, side: HumanSide, metrics: GatewayMetrics | None = None) -> None:
+        self.side = side
+        self.tracker = EscalationTracker(side.policy)
+        self.metrics = metrics
+
+    def check(self, text: str, record: TurnRecord, plan: Plan) -> Plan:
+        """Decide on the planned turn; an escalation speaks the hold message instead."""
+        context = record.context
+        signals = TurnSignals(
+            text=text,
+            intent=context.intent if context is not None else "",
+            intent_score=context.intent_score if context is not None else 0.0,
+            sentiment=self.side.sentiment.score(text),
+            reply_source=str(plan.source),
+            retrieval_confidence=context.confidence if context is not None else 0.0,
+        )
+        decision = self.tracker.observe(signals)
+        self._trace(decision, "turn")
+        if not decision.escalate:
+            return plan
+        record.escalation = decision
+        record.hang_up = False
+        reason = f"escalation: {decision.reason}: {decision.detail}"
+        return replace(
+            plan, source=ReplySource.HANDOFF, text=self.side.texts.handoff, reason=reason
+        )
+
+    def after_tools(self, record: TurnRecord) -> EscalationDecision | None:
+        """The turn's failed tool calls counted; a decision when they escalate the call."""
+        failures = sum(t.status is ToolStatus.FAILED for t in record.tool_calls)
+        if not failures or record.escalation is not None:
+            return None
+        decision = self.tracker.observe_tools(failures)
+        self._trace(decision, "tools")
+        return decision if decision.escalate else None
+
+    def _trace(self, decision: EscalationDecision, stage: str) -> None:
+        attributes: dict[str, str | float | int | bool] = {
+            f"escalation.{k}": v for k, v in decision.inputs.items()
+        }
+        attributes["escalation.stage"] = stage
+        attributes["escalation.escalate"] = decision.escalate
+        attributes["escalation.reason"] = str(decision.reason or "")
+        attributes["escalation.detail"] = decision.detail
+        trace.get_current_span().add_event("escalation.decision", attributes)
+        if self.metrics is not None:
+            labels: dict[str, str | bool] = {
+                "reason": str(decision.reason or "none"),
+                "escalate": decision.escalate,
+            }
+            self.metrics.escalation_decisions.add(1, labels)
+
+
+def escalation_request(
+    call: CallInfo,
+    turns: Sequence[TurnRecord],
+    decision: EscalationDecision,
+    entities: dict[str, str],
+    timeout_s: float | None = None,
+) -> EscalationRequest:
+    """What the operator gets: the transcript, the last turns' context and citations, and the
+    caller's record as the call knows it (caller id, entities, the last record a tool read)."""
+    lines: list[Line] = []
+    for turn in turns:
+        if turn.user_text:
+            lines.append(Line("caller", turn.user_text, turn.turn_id))
+        if turn.agent_text:
+            lines.append(Line("agent", turn.agent_text, turn.turn_id, turn.interrupted))
+    grounds = tuple(
+        TurnGrounds(t.turn_id, t.user_text, t.context.block, t.context.sources)
+        for t in turns[-MAX_CONTEXT_TURNS:]
+        if t.context is not None and t.user_text
+    )
+    customer: dict[str, str] = {}
+    if call.caller_address:
+        customer["caller_id"] = call.caller_address
+    customer.update(entities)
+    record_id, source = _last_record(turns, customer)
+    return EscalationRequest(
+        reason=str(decision.reason or ""),
+        detail=decision.detail,
+        sentiment=decision.sentiment,
+        frustration=decision.frustration,
+        transcript=tuple(lines),
+        turns=grounds,
+        customer=customer,
+        customer_id=record_id or entities.get("account_id", ""),
+        customer_source=source or ("caller-id" if call.caller_address else ""),
+        timeout_s=timeout_s,
+    )
+
+
+def _last_record(turns: Sequence[TurnRecord], fields: dict[str, str]) -> tuple[str, str]:
+    """Scalar fields of the last record a tool read successfully, added to ``fields``."""
+    for turn in reversed(turns):
+        for tool in reversed(turn.tool_calls):
+            if tool.status is not ToolStatus.SUCCEEDED:
+                continue
+            try:
+                value = json.loads(tool.result_json)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(value, dict):
+                continue
+            for key, item in value.items():
+                if isinstance(item, str | int | float | bool):
+                    fields[str(key)] = str(item)
+            return str(value.get("account_id", value.get("id", ""))), tool.name
+    return "", ""

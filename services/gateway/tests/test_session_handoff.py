@@ -1,0 +1,306 @@
+"""A call session escalates and gets the call back, with fake peers, a fake hitl service and
+a fake operator leg: the caller asks for a person, hears the hold message then hold audio, the
+operator talks and hands back, the agent answers knowing what was said; no operator in time →
+callback offer and the agent resumes; the operator ends the call; tool failures escalate."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from trunkline.gateway.core.endpointing import EndpointConfig
+from trunkline.gateway.core.escalation import EscalationPolicy, Reason
+from trunkline.gateway.core.events import State
+from trunkline.gateway.core.turns import TurnConfig
+from trunkline.gateway.escalations import HandoffTexts, HumanSide, Sentiment
+from trunkline.gateway.fakes import (
+    EnergyDetector,
+    FakeContext,
+    FakeHumanLoop,
+    FakeLanguageModel,
+    FakeSynthesizer,
+    FakeTranscriber,
+    FakeTransport,
+    RecordingSink,
+)
+from trunkline.gateway.fillers import FillerCache
+from trunkline.gateway.handoff import FRAME_BYTES, OperatorLeg, Outcome
+from trunkline.gateway.peers.base import PeerEnv
+from trunkline.gateway.peers.hitl import TicketState
+from trunkline.gateway.peers.retry import RetryPolicy
+from trunkline.gateway.peers.types import CallInfo, ContextResult
+from trunkline.gateway.pipeline import Peers
+from trunkline.gateway.session import CallSession, SessionConfig
+from trunkline.testing.clock import FakeClock
+
+pytestmark = pytest.mark.unit
+
+SILENCE = bytes(FRAME_BYTES)
+CALL = CallInfo("CA9", "acme", "support", "v3", caller_address="+15550100")
+POLICY = RetryPolicy(timeout_s=0.5, backoff_s=0.1, max_backoff_s=0.2)
+TEXTS = HandoffTexts(
+    handoff="Let me get a colleague for you. Please hold.",
+    callback="Sorry, nobody is free. A colleague will call you back.",
+    resume="Thanks for holding. I am back.",
+    unavailable="Sorry, I cannot reach a colleague.",
+)
+
+
+def voice(value: int) -> bytes:
+    return struct.pack("<h", value) * (FRAME_BYTES // 2)
+
+
+ASK_PERSON, QUESTION, CALLER_TALKS, OPERATOR_TALKS = (
+    voice(1000),
+    voice(1200),
+    voice(3000),
+    voice(6000),
+)
+HEARD = {
+    1000: "I want to talk to a real person",
+    1200: "when is my appointment",
+    3000: "my crown fell out",
+    6000: "we booked you for three pm today",
+}
+
+
+def heard(audio: bytes) -> str:
+    for i in range(0, len(audio), 2):
+        (sample,) = struct.unpack_from("<h", audio, i)
+        if sample:
+            return HEARD.get(sample, "")
+    return ""
+
+
+class FakeLeg(OperatorLeg):
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.heard: list[bytes] = []
+        self.closed = False
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        while (pcm := await self.incoming.get()) is not None:
+            yield pcm
+
+    async def send_caller_audio(self, pcm: bytes) -> None:
+        self.heard.append(pcm)
+
+    async def close(self) -> None:
+        self.closed = True
+        self.incoming.put_nowait(None)
+
+
+@dataclass
+class Rig:
+    clock: FakeClock
+    transport: FakeTransport
+    context: FakeContext
+    llm: FakeLanguageModel
+    tts: FakeSynthesizer
+    hitl: FakeHumanLoop
+    sink: RecordingSink
+    session: CallSession
+    task: asyncio.Task[object] | None = None
+
+    async def settle(self) -> None:
+        for _ in range(30):
+            await asyncio.sleep(0)
+
+    async def frames(self, pcm: bytes, n: int) -> None:
+        for _ in range(n):
+            self.clock.advance(0.02)
+            self.transport.frame(pcm)
+            await self.settle()
+
+    async def until(self, condition: object, max_frames: int = 600) -> None:
+        for _ in range(max_frames):
+            if condition():  # type: ignore[operator]
+                return
+            await self.frames(SILENCE, 1)
+        raise AssertionError("condition not reached")
+
+    async def say(self, pcm: bytes) -> None:
+        await self.frames(pcm, 10)
+
+    async def greeted(self) -> None:
+        self.task = asyncio.create_task(self.session.run())
+        await self.settle()
+        await self.until(lambda: len(self.sink.turns) == 1)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    yield exporter
+    exporter.clear()
+
+
+def make_rig(spans: InMemorySpanExporter, **policy: object) -> Rig:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    clock = FakeClock(1000.0)
+    env = PeerEnv(clock, provider.get_tracer("test"))
+    transport = FakeTransport(clock.now)
+    stt = FakeTranscriber(env, heard, POLICY)
+    context = FakeContext(env)
+    llm = FakeLanguageModel(env, lambda text: "Your appointment is at three pm.", POLICY)
+    tts = FakeSynthesizer(env, frames_per_word=2, policy=POLICY)
+    hitl = FakeHumanLoop()
+    side = HumanSide(
+        hitl,
+        Sentiment(),
+        EscalationPolicy(**policy),  # type: ignore[arg-type]
+        TEXTS,
+        operator_timeout_s=3.0,
+    )
+    session = CallSession(
+        CALL,
+        transport,
+        Peers(stt, context, llm, tts),
+        EnergyDetector(),
+        RecordingSink(),
+        clock=clock,
+        tracer=provider.get_tracer("gateway"),
+        fillers=FillerCache(clock, deadline_s=0.3),
+        config=SessionConfig(
+            turn=TurnConfig(endpoint=EndpointConfig(onset_frames=2, endpoint_ms=200)),
+            greeting="Hello, thanks for calling.",
+            grounding_texts=("Your appointment is at three pm.",),
+        ),
+        human=side,
+    )
+    assert isinstance(session.sink, RecordingSink)
+    return Rig(clock, transport, context, llm, tts, hitl, session.sink, session)
+
+
+def loud(frames: list[bytes]) -> bool:
+    return all(any(f) for f in frames)
+
+
+async def test_person_request_hold_operator_hand_back(spans: InMemorySpanExporter) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    rig.context.result = ContextResult(intent="human", intent_score=0.86, confidence=0.1)
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    turn = rig.sink.turns[1]
+    # The hold message is the turn's reply: no LLM ramble.
+    assert turn.reply_source == "handoff" and turn.agent_text == TEXTS.handoff
+    assert turn.escalation is not None and turn.escalation.reason is Reason.CALLER_REQUEST
+    assert rig.llm.requests == []
+    await rig.until(lambda: rig.session.machine.state is State.HANDED_OFF)
+    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+    request = rig.hitl.escalations[0]
+    assert request.reason == "caller_request"
+    assert ("caller", "I want to talk to a real person") in [
+        (line.speaker, line.text) for line in request.transcript
+    ]
+    assert request.customer["caller_id"] == "+15550100"
+    # On hold: the hold audio plays, never silence, while the caller waits.
+    before = len(rig.transport.played)
+    await rig.frames(SILENCE, 50)
+    assert loud(rig.transport.played[before + 5 :])
+    # The operator accepts and joins.
+    rig.hitl.update("t-1", TicketState.TAKEN_OVER, operator_id="op-7")
+    leg = FakeLeg()
+    await rig.session.attach_operator("t-1", leg)
+    await rig.settle()
+    await rig.frames(CALLER_TALKS, 15)
+    await rig.frames(SILENCE, 30)
+    assert CALLER_TALKS in leg.heard  # the caller's voice reaches the operator
+    for _ in range(15):
+        leg.incoming.put_nowait(OPERATOR_TALKS)
+    for _ in range(30):
+        leg.incoming.put_nowait(SILENCE)
+    await rig.settle()
+    before = len(rig.transport.played)
+    await rig.frames(SILENCE, 50)
+    assert OPERATOR_TALKS in rig.transport.played[before:]  # the operator reaches the caller
+    assert rig.llm.requests == []  # the agent stays quiet
+    rig.hitl.update("t-1", TicketState.HANDED_BACK, operator_id="op-7", note="booked 3 pm")
+    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+    # The agent resumes knowing what the person said.
+    rig.context.result = ContextResult(confidence=0.9)
+    await rig.say(QUESTION)
+    await rig.until(lambda: len(rig.llm.requests) == 1)
+    history = [m.text for m in rig.llm.requests[0].history]
+    assert "my crown fell out" in history
+    assert "(my colleague) we booked you for three pm today" in history
+    assert "(my colleague's note) booked 3 pm" in history
+    assert rig.tts.texts.count(TEXTS.resume) == 1
+    rig.transport.hang_up()
+    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    assert rig.hitl.cancelled == []
+    events = [e.name for s in spans.get_finished_spans() for e in s.events]
+    assert "escalation.decision" in events and "handoff.finished" in events
+
+
+async def test_no_operator_callback_offer_and_the_call_stays_up(
+    spans: InMemorySpanExporter,
+) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    rig.context.result = ContextResult(intent="human", intent_score=0.9)
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+    await rig.frames(SILENCE, 160)  # 3.2 s on hold: past the operator timeout
+    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+    assert rig.hitl.callbacks == [("t-1", True)] and rig.hitl.cancelled == []
+    assert TEXTS.callback in rig.tts.texts
+    assert rig.session.handoffs is not None
+    assert rig.session.handoffs.results[0].outcome is Outcome.TIMED_OUT
+    rig.context.result = ContextResult(confidence=0.9)
+    await rig.say(QUESTION)
+    await rig.until(lambda: len(rig.sink.turns) == 3)
+    assert rig.sink.turns[2].agent_text == "Your appointment is at three pm."
+    assert rig.task is not None and not rig.task.done()
+    rig.transport.hang_up()
+    await asyncio.wait_for(rig.task, 5)
+
+
+async def test_operator_ends_the_call(spans: InMemorySpanExporter) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    rig.context.result = ContextResult(intent="human", intent_score=0.9)
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+    rig.hitl.update("t-1", TicketState.TAKEN_OVER, operator_id="op")
+    rig.hitl.update("t-1", TicketState.ENDED, operator_id="op")
+    await rig.until(lambda: rig.task is not None and rig.task.done())
+    assert rig.task is not None
+    summary = rig.task.result()
+    assert summary.reason.startswith("handed off")  # type: ignore[attr-defined]
+
+
+async def test_caller_hangs_up_on_hold_withdraws_the_ticket(spans: InMemorySpanExporter) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    rig.context.result = ContextResult(intent="human", intent_score=0.9)
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+    rig.transport.hang_up()
+    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    assert rig.hitl.cancelled == ["t-1"]
+
+
+async def test_without_a_trigger_the_call_never_escalates(spans: InMemorySpanExporter) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    # "Are you a real person?" is small talk, not a request for one.
+    rig.context.result = ContextResult(intent="small_talk", intent_score=0.9, confidence=0.9)
+    await rig.say(QUESTION)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    rig.context.result = ContextResult(intent="human", intent_score=0.5, confidence=0.9)
+    await rig.say(QUESTION)
+    await rig.until(lambda: len(rig.sink.turns) == 3)
+    assert rig.hitl.escalations == []
+    assert rig.session.machine.state is State.LISTENING
+    rig.transport.hang_up()
+    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
