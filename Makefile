@@ -93,6 +93,9 @@ bench-turn: ## Semantic end of turn (Smart Turn v3.2): inference ms, early ends 
 bench-answers: ## Knowledge answers: extractive vs raw vs guarded LLM on 40 questions (right answers, grounded clauses, first-clause latency)
 	$(PY) python -m benchmarks.answers
 
+bench-redaction: ## PII redaction: precision/recall per entity on the labelled set and its hold-out, redact() time
+	$(PY) python -m benchmarks.redaction
+
 bench-stt: ## STT on phone-band speech: WER with/without the agent's vocabulary, latency, confidence
 	$(PY) python -m benchmarks.stt
 
@@ -100,4 +103,4 @@ check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt check
+.PHONY: help uv install tools crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt bench-redaction check

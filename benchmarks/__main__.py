@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("models", "stt", "llm", "context", "answers", "turn", "voice")
+BENCHMARKS = ("models", "stt", "llm", "context", "answers", "turn", "voice", "redaction")
 
 
 def main() -> int:
