@@ -28,9 +28,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "redaction.json"
 
 
 def table(name: str, report: Report) -> str:
-    lines = [f"{name}: {report.items} texts, {report.negatives} hard negatives "
-             f"({report.negatives_flagged} flagged)",
-             f"  {'entity':<8} {'gold':>5} {'found':>6} {'prec':>6} {'recall':>7} {'leaks':>6}"]  # fmt: skip
+    head = f"  {'entity':<8} {'gold':>5} {'found':>6} {'prec':>6} {'recall':>7} {'leaks':>6}"
+    lines = [
+        f"{name}: {report.items} texts, {report.negatives} hard negatives "
+        f"({report.negatives_flagged} flagged)",
+        head,
+    ]
     rows = [*report.per_entity.items(), ("total", report.total)]
     for entity, s in rows:
         gold = s.true_positive + s.false_negative
@@ -80,7 +83,7 @@ def main() -> int:
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
             "load_1m": round(os.getloadavg()[0], 2),
-        },  # fmt: skip
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
