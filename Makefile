@@ -99,8 +99,11 @@ bench-redaction: ## PII redaction: precision/recall per entity on the labelled s
 bench-stt: ## STT on phone-band speech: WER with/without the agent's vocabulary, latency, confidence
 	$(PY) python -m benchmarks.stt
 
+bench-hitl: ## hitl approval round trip (request -> console sees it, approve -> gateway sees it) and handoff accept, 1 and 10 in flight
+	$(PY) python -m benchmarks.hitl
+
 check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt bench-redaction check
+.PHONY: help uv install tools crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt bench-redaction bench-hitl check

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("models", "stt", "llm", "context", "answers", "turn", "voice", "redaction")
+BENCHMARKS = ("models", "stt", "llm", "context", "answers", "turn", "voice", "redaction", "hitl")
 
 
 def main() -> int:

@@ -182,12 +182,13 @@ class HumanLoopService(hitl_pb2_grpc.HumanLoopServicer):
         drained = asyncio.ensure_future(self._draining.wait())
         try:
             await asyncio.wait({following, drained}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
+        finally:  # also when the client goes away: the generator must be idle to be closed
             drained.cancel()
-        if not following.done():
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
+        if following.cancelled():
             raise _Refused(
                 grpc.StatusCode.UNAVAILABLE,
                 "hitl is shutting down; call WaitDecision again (the ticket is kept)",
