@@ -4,7 +4,9 @@ import json
 
 import pytest
 
+from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.transports import plivo_protocol, twilio_protocol
+from trunkline.gateway.transports.base import CallStart, Transport
 from trunkline.gateway.transports.messages import (
     BadMessageError,
     Connected,
@@ -14,6 +16,8 @@ from trunkline.gateway.transports.messages import (
     Start,
     Stop,
 )
+from trunkline.gateway.transports.websocket import TWILIO
+from trunkline.gateway.web import GatewayWeb, TenantAuth
 from trunkline.telephony import (
     stream_token,
     twilio_signature,
@@ -47,6 +51,36 @@ def test_stream_token_binds_tenant_agent_and_call() -> None:
     assert not valid_stream_token("s3cret", "other", "support", "CA1", token)
     assert not valid_stream_token("wrong", "acme", "support", "CA1", token)
     assert not valid_stream_token("s3cret", "acme", "support", "CA1", "")
+
+
+def test_a_caller_role_counts_only_when_the_token_was_minted_for_it() -> None:
+    plain = stream_token("s3cret", "acme", "support", "CA1")
+    operator = stream_token("s3cret", "acme", "support", "CA1", role="operator")
+    assert plain != operator
+    assert stream_token("s3cret", "acme", "support", "CA1", role="caller") == plain
+    assert valid_stream_token("s3cret", "acme", "support", "CA1", operator, role="operator")
+    # A caller's token with a role parameter added by whoever holds the stream: refused.
+    assert not valid_stream_token("s3cret", "acme", "support", "CA1", plain, role="operator")
+    assert not valid_stream_token("s3cret", "acme", "support", "CA1", operator)
+
+
+def test_the_gateway_takes_the_callers_role_from_the_stream_only_with_a_matching_token() -> None:
+    async def run_call(start: CallStart, transport: Transport) -> None:
+        raise AssertionError("not called")
+
+    auth = TenantAuth("twilio-token", "s3cret", frozenset({"support"}))
+    web = GatewayWeb({"acme": auth}, run_call, clock=SystemClock(), public_url="https://gw")
+    granted = stream_token("s3cret", "acme", "support", "CA1", role="operator")
+    params = {"tenant": "acme", "agent": "support", "caller_role": "operator"}
+    start = web._authorise(TWILIO, {**params, "token": granted}, "CA1")
+    assert start is not None
+    assert start.parameters["caller_role"] == "operator"
+    assert "token" not in start.parameters
+    plain = stream_token("s3cret", "acme", "support", "CA1")
+    assert web._authorise(TWILIO, {**params, "token": plain}, "CA1") is None
+    default = web._authorise(TWILIO, {"tenant": "acme", "agent": "support", "token": plain}, "CA1")
+    assert default is not None
+    assert "caller_role" not in default.parameters
 
 
 def test_twilio_inbound_messages() -> None:

@@ -80,7 +80,8 @@ def direct_target(
     extra: Mapping[str, str] | None = None,
 ) -> StreamTarget:
     if token is None and stream_secret is not None:
-        token = stream_token(stream_secret, tenant, agent, identity.call_sid)
+        role = (extra or {}).get("caller_role") or "caller"
+        token = stream_token(stream_secret, tenant, agent, identity.call_sid, role=role)
     auth = {"tenant": tenant, "agent": agent}
     if token is not None:
         auth["token"] = token

@@ -2,10 +2,17 @@
 the gateway checks what the simulated caller (and Twilio itself) signs."""
 
 from trunkline.telephony.auth import (
+    DEFAULT_ROLE,
     stream_token,
     twilio_signature,
     valid_stream_token,
     valid_twilio_signature,
 )
 
-__all__ = ["stream_token", "twilio_signature", "valid_stream_token", "valid_twilio_signature"]
+__all__ = [
+    "DEFAULT_ROLE",
+    "stream_token",
+    "twilio_signature",
+    "valid_stream_token",
+    "valid_twilio_signature",
+]

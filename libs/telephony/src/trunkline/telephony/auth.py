@@ -26,13 +26,24 @@ def valid_twilio_signature(
     return hmac.compare_digest(twilio_signature(auth_token, url, params), signature)
 
 
-def stream_token(secret: str, tenant: str, agent: str, call_id: str) -> str:
-    """The token the webhook puts on the stream it starts; binds tenant, agent and call."""
-    message = f"{tenant}\n{agent}\n{call_id}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+DEFAULT_ROLE = "caller"
 
 
-def valid_stream_token(secret: str, tenant: str, agent: str, call_id: str, token: str) -> bool:
+def stream_token(
+    secret: str, tenant: str, agent: str, call_id: str, *, role: str = DEFAULT_ROLE
+) -> str:
+    """The token the webhook puts on the stream it starts; binds tenant, agent, call and the
+    caller's role (a role other than the default is part of the signed message, so a stream
+    parameter ``caller_role`` counts only when whoever holds the secret granted it)."""
+    message = f"{tenant}\n{agent}\n{call_id}"
+    if role != DEFAULT_ROLE:
+        message += f"\n{role}"
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def valid_stream_token(
+    secret: str, tenant: str, agent: str, call_id: str, token: str, *, role: str = DEFAULT_ROLE
+) -> bool:
     if not token:
         return False
-    return hmac.compare_digest(stream_token(secret, tenant, agent, call_id), token)
+    return hmac.compare_digest(stream_token(secret, tenant, agent, call_id, role=role), token)

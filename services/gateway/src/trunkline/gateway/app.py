@@ -197,6 +197,7 @@ class Gateway:
             agent_version=profile.version,
             caller_address=start.caller,
             dialed=start.callee,
+            caller_role=start.parameters.get("caller_role") or "caller",  # authenticated
         )
         config = self.session_config(profile)
         session = CallSession(

@@ -27,6 +27,7 @@ from trunkline.gateway.transports import twilio_protocol
 from trunkline.gateway.transports.base import CallStart
 from trunkline.gateway.transports.websocket import PLIVO, TWILIO, Dialect, MediaStreamTransport
 from trunkline.telephony import (
+    DEFAULT_ROLE,
     stream_token,
     valid_stream_token,
     valid_twilio_signature,
@@ -165,7 +166,8 @@ class GatewayWeb:
         if auth is None or agent not in auth.agents:
             return None
         bound_call = call_id if dialect is TWILIO else ""
-        if not valid_stream_token(auth.stream_secret, tenant, agent, bound_call, token):
+        role = params.get("caller_role") or DEFAULT_ROLE  # signed into the token when not default
+        if not valid_stream_token(auth.stream_secret, tenant, agent, bound_call, token, role=role):
             return None
         return CallStart(
             call_id=call_id,
