@@ -30,9 +30,10 @@ from trunkline.devservers.kube import KubeApiServer
 from trunkline.rollout.cluster import KubeCluster
 from trunkline.rollout.controller import Controller, RolloutMeters
 from trunkline.rollout.manifests import ShadowRunner
-from trunkline.rollout.metrics import StaticSource
+from trunkline.rollout.metrics import MetricsSource, StaticSource
 from trunkline.rollout.replay import FixedReplay
 from trunkline.rollout.runner import OperatorThread
+from trunkline.rollout.shadows import RecordingShadows, ShadowRegistry
 from trunkline.testing.kube_fixtures import admin_client
 
 pytestmark = pytest.mark.integration
@@ -46,18 +47,26 @@ WAIT_S = 60.0
 class Operator:
     """The rollout operator (kopf in its own thread, as in the process), watching one namespace."""
 
-    def __init__(self, api: Any, namespace: str) -> None:
+    def __init__(
+        self,
+        api: Any,
+        namespace: str,
+        shadows: ShadowRegistry | None = None,
+        source: MetricsSource | None = None,
+    ) -> None:
         self.api = api
         self.namespace = namespace
         self.metrics = StaticSource()
+        self.shadows = shadows or RecordingShadows()
         self.replay = FixedReplay()
         self.reader = InMemoryMetricReader()
         self.controller = Controller(
             cluster=KubeCluster(api),
-            metrics_source=self.metrics,
+            metrics_source=source or self.metrics,
             replay_gate=self.replay,
             runner=ShadowRunner(image="trunkline:test"),
             meters=RolloutMeters(MeterProvider(metric_readers=[self.reader]).get_meter("t")),
+            shadows=self.shadows,
         )
         self.custom = client.CustomObjectsApi(api)
         self.apps = client.AppsV1Api(api)
@@ -476,6 +485,9 @@ async def test_deleted_mid_analysis_removes_its_shadow(operator: Operator, acme:
     await operator.wait_phase("acme-gone", "Shadowing")
     shadow = "acme-dental-1-1-0-shadow"
     assert (await operator.deployment(shadow)) is not None
+    shadows = operator.shadows
+    assert isinstance(shadows, RecordingShadows)
+    assert shadows.active == {("acme-dental", "1.1.0"): 25.0}  # the gateways mirror 25 %
     await asyncio.to_thread(
         operator.custom.delete_namespaced_custom_object, GROUP, VERSION, operator.namespace,
         "agentrollouts", "acme-gone",
@@ -493,6 +505,8 @@ async def test_deleted_mid_analysis_removes_its_shadow(operator: Operator, acme:
         except ApiException as exc:
             status = exc.status
         await asyncio.sleep(0.1)
+    assert shadows.active == {}  # no longer mirrored, its consumer removed
+    assert shadows.log[-1] == ("stop", "acme-dental", "1.1.0")
 
 
 async def test_chart_rbac_is_enough_and_no_more(

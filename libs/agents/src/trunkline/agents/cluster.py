@@ -11,6 +11,7 @@ whole new set after every change, so a service swaps its agents between calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -136,9 +137,12 @@ class ClusterAgents:
         on_change: Callable[[list[dict[str, Any]]], None],
         done: asyncio.Event,
     ) -> None:
+        def call(fn: Callable[..., None], *args: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+                loop.call_soon_threadsafe(fn, *args)
+
         def publish() -> None:
-            snapshot = list(self.items.values())
-            loop.call_soon_threadsafe(on_change, snapshot)
+            call(on_change, list(self.items.values()))
 
         try:
             while not self._stop.is_set():
@@ -171,4 +175,4 @@ class ClusterAgents:
                     log.warning("VoiceAgent watch broke (%r); re-listing in 1 s", exc)
                     self._stop.wait(1.0)
         finally:
-            loop.call_soon_threadsafe(done.set)
+            call(done.set)

@@ -79,6 +79,10 @@ class ShadowCandidates:
         return self._kv
 
     async def put(self, candidate: Candidate) -> None:
+        """Shadow ``candidate``: its consumer first (it keeps every turn mirrored from now on,
+        before its runners start), then the entry the gateways watch."""
+        await self.bus.ensure_stream(SHADOW)
+        await self.bus.ensure_consumer(shadow_turns(candidate.agent, candidate.version))
         await (await self._bucket()).put(candidate.key, candidate.encode())
 
     async def remove(self, agent: str, version: str) -> bool:

@@ -331,7 +331,9 @@ class ShadowRunner:
             subject = shadow_subject(
                 "result", self.profile.name, self.profile.version, ctx.tenant_id, ctx.call_id
             )
-            await self.bus.js_publish(subject, result, msg_id=f"{live.event_id}:result")
+            # one result per live turn and candidate, even when redelivered
+            msg_id = f"{live.event_id}:{self.consumer.durable}:result"
+            await self.bus.js_publish(subject, result, msg_id=msg_id)
             self.answered += 1
         await delivery.ack()
 
