@@ -125,7 +125,7 @@ def test_every_query_is_promql_over_served_metrics() -> None:
         assert not unknown, f"{where} asks for metrics no service serves: {sorted(unknown)}"
         asked |= names
     panels = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for topic in ("voice-to-voice", "stage", "live calls", "cache", "error"):
+    for topic in ("voice-to-voice", "stage", "live calls", "cache", "error", "escalation"):
         assert topic in panels, f"the dashboard has no {topic} panel"
 
 
