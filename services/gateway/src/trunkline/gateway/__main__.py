@@ -68,6 +68,7 @@ async def main() -> None:
         context=channel(settings.context_addr, settings),
         llm=channel(settings.llm_addr, settings),
         tts=channel(settings.tts_addr, settings),
+        hitl=channel(settings.hitl_addr, settings),
     )
     calls = LiveCalls()
     http = httpx.AsyncClient()  # tool calls; one pool for every call

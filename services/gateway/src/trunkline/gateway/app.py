@@ -13,19 +13,24 @@ import httpx
 import yaml
 from opentelemetry.trace import Tracer
 
+from trunkline.gateway.approvals import HitlApprover
 from trunkline.gateway.calls import LiveCalls
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.endpointing import EndpointConfig
 from trunkline.gateway.core.replies import Fallback, GuardPolicy
 from trunkline.gateway.core.turns import SemanticEndConfig, TurnConfig
 from trunkline.gateway.end_of_turn import EndOfTurnDetector, SmartTurnModel
+from trunkline.gateway.escalations import HandoffTexts, HumanSide, Sentiment, escalation_policy
 from trunkline.gateway.fillers import FillerCache
+from trunkline.gateway.handoff import load_hold_audio
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.base import PeerEnv
 from trunkline.gateway.peers.grpc_context import GrpcContext
+from trunkline.gateway.peers.grpc_hitl import GrpcHumanLoop
 from trunkline.gateway.peers.grpc_llm import GrpcLanguageModel
 from trunkline.gateway.peers.grpc_stt import GrpcTranscriber
 from trunkline.gateway.peers.grpc_tts import GrpcSynthesizer
+from trunkline.gateway.peers.hitl import HumanLoop
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import CallInfo
 from trunkline.gateway.pipeline import Peers
@@ -47,10 +52,12 @@ class PeerChannels:
     context: grpc.aio.Channel
     llm: grpc.aio.Channel
     tts: grpc.aio.Channel
+    hitl: grpc.aio.Channel | None = None  # None: calls never escalate, high-risk tools refused
 
     async def close(self) -> None:
-        for chan in (self.stt, self.context, self.llm, self.tts):
-            await chan.close()
+        for chan in (self.stt, self.context, self.llm, self.tts, self.hitl):
+            if chan is not None:
+                await chan.close()
 
 
 def tenant_configs(settings: GatewaySettings) -> dict[str, TenantConfig]:
@@ -120,6 +127,35 @@ class Gateway:
         if end_of_turn is None and wanted:
             end_of_turn = SmartTurnModel(workers=settings.smart_turn_workers)
         self.end_of_turn = end_of_turn if settings.smart_turn else None
+        hitl_channel = channels.hitl if channels is not None else None  # tests pass none
+        self.hitl: HumanLoop | None = GrpcHumanLoop(hitl_channel) if hitl_channel else None
+        self._sentiment = Sentiment() if self.hitl is not None else None
+        # Each agent's hold audio read once, at start (a bad file is an error now, not mid-call).
+        self._hold = {
+            name: load_hold_audio(p.escalation.hold_audio) if p.escalation.hold_audio else b""
+            for name, p in profiles.items()
+        }
+
+    def human(self, profile: AgentProfile) -> HumanSide | None:
+        """The agent's human-in-the-loop setup; None without a hitl peer or when disabled."""
+        spec = profile.escalation
+        if self.hitl is None or self._sentiment is None or not spec.enabled:
+            return None
+        return HumanSide(
+            self.hitl,
+            self._sentiment,
+            escalation_policy(profile),
+            HandoffTexts(
+                handoff=spec.handoff_message,
+                callback=spec.callback_message,
+                resume=spec.resume_message,
+                unavailable=spec.unavailable_message,
+                approval=spec.approval_message,
+            ),
+            hold_pcm=self._hold.get(profile.name, b""),
+            operator_timeout_s=spec.operator_timeout_s,
+            approval_timeout_s=spec.approval_timeout_s,
+        )
 
     def peers(self, profile: AgentProfile, out_rate: int = 16000) -> Peers:
         """``out_rate``: the transport's output rate; TTS renders at it (one resample)."""
@@ -146,8 +182,16 @@ class Gateway:
         if self._tool_runner is None:
             return None
         book = tool_book(profile, self.settings.max_tool_rounds)
+        approver = HitlApprover(self.hitl, self.clock) if self.hitl is not None else None
         return ToolExecutor(
-            book, self._tool_runner, clock=self.clock, tracer=self.tracer, metrics=self.metrics
+            book,
+            self._tool_runner,
+            clock=self.clock,
+            tracer=self.tracer,
+            metrics=self.metrics,
+            approver=approver,
+            approval_timeout_s=profile.escalation.approval_timeout_s,
+            approval_line=profile.escalation.approval_message,
         )
 
     def session_config(self, profile: AgentProfile) -> SessionConfig:
@@ -214,6 +258,7 @@ class Gateway:
             tools=self.tools(profile),
             entity_names=profile.retrieval.entity_names,
             end_of_turn=self.end_of_turn if config.turn.semantic is not None else None,
+            human=self.human(profile),
         )
         self.calls.add(session)
         try:

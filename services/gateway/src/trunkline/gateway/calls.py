@@ -22,6 +22,15 @@ class LiveCalls:
     def get(self, tenant: str, call_id: str) -> CallSession | None:
         return self._calls.get((tenant, call_id))
 
+    def by_ticket(self, tenant: str, ticket_id: str) -> CallSession | None:
+        """The tenant's call whose handoff waits on (or is talking on) ``ticket_id``."""
+        for (t, _), session in self._calls.items():
+            handoffs = session.handoffs
+            handoff = handoffs.handoff if handoffs is not None else None
+            if t == tenant and handoff is not None and handoff.ticket_id == ticket_id:
+                return session
+        return None
+
     def of_tenant(self, tenant: str) -> Iterator[CallSession]:
         """The tenant's calls, oldest first."""
         found = [s for (t, _), s in self._calls.items() if t == tenant]

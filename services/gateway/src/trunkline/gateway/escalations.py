@@ -28,6 +28,7 @@ from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.hitl import EscalationRequest, HumanLoop, Line, TurnGrounds
 from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.profile import AgentProfile
 from trunkline.gateway.records import TurnRecord
 
 MAX_CONTEXT_TURNS = 5  # the last turns' context and citations go to the operator
@@ -181,3 +182,20 @@ def _last_record(turns: Sequence[TurnRecord], fields: dict[str, str]) -> tuple[s
                     fields[str(key)] = str(item)
             return str(value.get("account_id", value.get("id", ""))), tool.name
     return "", ""
+
+
+def escalation_policy(profile: AgentProfile) -> EscalationPolicy:
+    """The agent spec's ``escalation`` section (and its intent threshold) for the core."""
+    spec = profile.escalation
+    return EscalationPolicy(
+        enabled=spec.enabled,
+        intent_threshold=profile.intents.threshold,
+        sentiment_window=spec.sentiment_window,
+        frustration_threshold=spec.frustration_threshold,
+        out_of_domain_threshold=spec.out_of_domain_threshold,
+        low_confidence_threshold=spec.low_confidence_threshold,
+        max_failed_turns=spec.max_failed_turns,
+        max_repeats=spec.max_repeats,
+        max_tool_failures=spec.max_tool_failures,
+        same_question_times=spec.same_question_times,
+    )
