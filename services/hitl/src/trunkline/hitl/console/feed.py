@@ -86,6 +86,8 @@ class JetStreamFeed(EventFeed):
                     msg = await subscription.next_msg(timeout=self._idle_wait)
                 except nats.errors.TimeoutError:
                     continue
+                except nats.errors.ConnectionClosedError:
+                    return  # the process is shutting down
                 event = _event(msg.subject, msg.data)
                 if event is not None:
                     yield event

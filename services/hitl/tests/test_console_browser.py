@@ -1,0 +1,295 @@
+"""The operator console in headless Chromium (Debian's, driven by Playwright) against real NATS
+JetStream: a call placed by the simulated Twilio caller through an in-process gateway (fake
+STT/LLM/TTS peers, the real event sink) shows up live for an operator of its tenant, with its
+transcript and each turn's latency waterfall, and never for an operator of another tenant; a
+forged action is refused. Screenshots are kept under ``.run/artifacts/console/``."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestServer
+from opentelemetry.sdk.trace import TracerProvider
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from redis.asyncio import Redis
+
+from trunkline.audio import mulaw_encode
+from trunkline.bus import Bus
+from trunkline.cli.caller import (
+    CallerTurn,
+    CallIdentity,
+    CallOptions,
+    PreparedTurn,
+    SimulatedCaller,
+    direct_target,
+)
+from trunkline.devservers import NatsServer
+from trunkline.gateway.core.clock import SystemClock
+from trunkline.gateway.core.endpointing import EndpointConfig
+from trunkline.gateway.core.turns import TurnConfig
+from trunkline.gateway.fakes import (
+    EnergyDetector,
+    FakeContext,
+    FakeLanguageModel,
+    FakeSynthesizer,
+    FakeTranscriber,
+)
+from trunkline.gateway.peers.base import PeerEnv
+from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.pipeline import Peers
+from trunkline.gateway.session import CallSession, SessionConfig
+from trunkline.gateway.sink import EventSink
+from trunkline.gateway.transports.base import CallStart
+from trunkline.gateway.transports.websocket import MediaStreamTransport
+from trunkline.gateway.web import GatewayWeb, TenantAuth
+from trunkline.hitl.console.app import Console, ConsoleConfig
+from trunkline.hitl.console.desk import Desk
+from trunkline.hitl.console.feed import JetStreamFeed
+from trunkline.hitl.console.operators import Operator, OperatorBook, hash_password
+from trunkline.hitl.console.server import RunningConsole, start_console_app
+from trunkline.hitl.fakes import MemoryTicketStore
+from trunkline.hitl.queue import TicketQueue
+from trunkline.state import CallStateStore
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[3] / ".run" / "artifacts" / "console"
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+PASSWORD = "console-pw-1"
+AUTH = TenantAuth("twilio-token", "stream-secret", frozenset({"support"}))
+SAID = ["when are you open on saturday", "do you take dental insurance"]
+
+if not CHROMIUM.exists() or shutil.which("chromium") is None:  # pragma: no cover
+    pytest.fail("Debian chromium is missing: run `make tools` (installs it)", pytrace=False)
+
+
+@pytest.fixture
+async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
+    client = await Bus.connect(nats_server.url, name="console-test")
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@dataclass
+class Gateway:
+    server: TestServer
+
+    @property
+    def stream_url(self) -> str:
+        return str(self.server.make_url("/twilio/stream")).replace("http://", "ws://")
+
+
+def words(audio: bytes) -> str:
+    """What the caller said, told apart by the tone's pitch (zero crossings per second)."""
+    samples = np.frombuffer(audio, dtype=np.int16).astype(np.float64)
+    crossings = np.count_nonzero(np.diff(np.signbit(samples)))
+    hz = crossings / 2 / max(len(samples) / 16_000, 1e-3)
+    return SAID[0] if hz < 450 else SAID[1]
+
+
+@pytest.fixture
+async def gateway(bus: Bus, redis_url: str) -> AsyncIterator[Gateway]:
+    """A gateway with fake peers and the real event sink (JetStream + Redis)."""
+    clock = SystemClock()
+    tracer = TracerProvider().get_tracer("test")
+    redis = Redis.from_url(redis_url)
+    sink = EventSink(bus, CallStateStore(redis, ttl_seconds=60), "gw-console-test")
+    await sink.start()
+
+    async def run_call(start: CallStart, transport: MediaStreamTransport) -> None:
+        env = PeerEnv(clock, tracer)
+        session = CallSession(
+            CallInfo(start.call_id, start.tenant, start.agent, "v7"),
+            transport,
+            Peers(
+                FakeTranscriber(env, words),
+                FakeContext(env),
+                FakeLanguageModel(env, lambda text: "Sure, I can help with that."),
+                FakeSynthesizer(env, frames_per_word=2, sample_rate=transport.out_rate),
+            ),
+            EnergyDetector(),
+            sink,
+            clock=clock,
+            tracer=tracer,
+            config=SessionConfig(
+                turn=TurnConfig(endpoint=EndpointConfig(onset_frames=2, endpoint_ms=200)),
+                greeting="Welcome to Acme Dental.",
+            ),
+        )
+        await session.run()
+
+    web = GatewayWeb({"acme": AUTH}, run_call, clock=clock, public_url="https://gw.example")
+    server = TestServer(web.app(), host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        yield Gateway(server)
+    finally:
+        await server.close()
+        await redis.aclose()
+
+
+@pytest.fixture
+async def console(bus: Bus) -> AsyncIterator[RunningConsole]:
+    operators = OperatorBook(
+        [
+            Operator("alice", "acme", "Alice", hash_password(PASSWORD)),
+            Operator("gus", "globex", "Gus", hash_password(PASSWORD)),
+        ]
+    )
+    queue = TicketQueue(MemoryTicketStore())
+    app = Console(
+        ConsoleConfig(session_secret="browser-test"),
+        operators,
+        JetStreamFeed(bus.client),
+        Desk(queue),
+    ).app()
+    running = await start_console_app(app, "127.0.0.1", 0)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=BROWSER_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def operator_page(browser: Browser, console: RunningConsole, name: str) -> Page:
+    context: BrowserContext = await browser.new_context(viewport={"width": 1200, "height": 800})
+    page = await context.new_page()
+    await page.goto(console.url + "/calls")
+    assert page.url.endswith("/login")
+    await page.fill("input[name=operator]", name)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url("**/calls")
+    return page
+
+
+def tone(seconds: float, hz: float = 300.0) -> bytes:
+    t = np.arange(round(seconds * 8000)) / 8000
+    return mulaw_encode((8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16))
+
+
+async def place_call(gateway: Gateway) -> tuple[str, asyncio.Task[object]]:
+    identity = CallIdentity()
+    target = direct_target(
+        gateway.stream_url,
+        identity,
+        tenant="acme",
+        agent="support",
+        stream_secret=AUTH.stream_secret,
+    )
+    caller = SimulatedCaller(target, identity, CallOptions(reply_quiet_ms=600))
+    script = [
+        PreparedTurn(CallerTurn(text=text, pause_ms=400), tone(1.2, 300 + 300 * i))
+        for i, text in enumerate(SAID)
+    ]
+    return identity.call_sid, asyncio.create_task(caller.run(script))
+
+
+async def test_a_live_call_streams_to_its_tenants_operator_only(
+    browser: Browser, console: RunningConsole, gateway: Gateway
+) -> None:
+    alice = await operator_page(browser, console, "alice")
+    gus = await operator_page(browser, console, "gus")
+    assert "Alice · acme" in await alice.inner_text("#operator")
+    call_sid, call = await place_call(gateway)
+    row = alice.locator(f"#call-{call_sid}")
+    await row.wait_for(timeout=15_000)
+    assert "support" in await row.inner_text()
+    await alice.screenshot(path=ARTIFACTS / "calls-live.png", full_page=True)
+    # the same call, opened mid-call: the transcript replays, then follows live
+    call_page = await alice.context.new_page()
+    await call_page.goto(f"{console.url}/calls/{call_sid}")
+    first = call_page.locator(".turn", has_text=SAID[0])
+    await first.wait_for(timeout=20_000)
+    second = call_page.locator(".turn", has_text=SAID[1])
+    await second.wait_for(timeout=20_000)
+    assert "Sure, I can help with that." in await second.inner_text()
+    bars = second.locator("svg.waterfall g.stage")
+    stages = [await bar.get_attribute("data-stage") for bar in await bars.all()]
+    assert stages[0] == "turn.endpointing"
+    assert "stt.final" in stages
+    assert stages[-1] == "turn.response"
+    for bar in await bars.all():
+        width = float(await bar.locator("rect").get_attribute("width") or 0)
+        assert width > 0
+        assert float(await bar.get_attribute("data-ms") or -1) >= 0
+    box = await second.locator("svg.waterfall").bounding_box()
+    assert box is not None
+    assert box["width"] > 200
+    assert box["height"] > 40
+    await call_page.screenshot(path=ARTIFACTS / "call-transcript-waterfall.png", full_page=True)
+    await asyncio.wait_for(call, 60)
+    await call_page.locator("#status", has_text="ended").wait_for(timeout=15_000)
+    await alice.locator(f"#call-{call_sid}.ended").wait_for(timeout=15_000)
+    # the other tenant's operator saw nothing of it, live or replayed
+    assert await gus.locator(f"#call-{call_sid}").count() == 0
+    await gus.reload()
+    await asyncio.sleep(1.5)
+    assert await gus.locator("#calls tbody tr").count() == 0
+    assert SAID[0] not in await gus.content()
+    response = await gus.goto(f"{console.url}/calls/{call_sid}")
+    assert response is not None
+    assert response.status == 404
+    assert f"no call '{call_sid}' in tenant 'globex'" in await gus.inner_text("main")
+    streamed = await gus.evaluate(
+        """url => new Promise(resolve => {
+            const got = [];
+            const source = new EventSource(url);
+            source.onmessage = e => got.push(e.data);
+            source.addEventListener("turn", e => got.push(e.data));
+            source.addEventListener("status", e => got.push(e.data));
+            setTimeout(() => { source.close(); resolve(got); }, 2000);
+        })""",
+        f"/calls/{call_sid}/stream",
+    )
+    assert streamed == []  # the subject filter is globex's: acme's events never come
+    await gus.screenshot(path=ARTIFACTS / "other-tenant.png", full_page=True)
+
+
+async def test_a_forged_action_is_refused_in_the_browser(
+    browser: Browser, console: RunningConsole
+) -> None:
+    alice = await operator_page(browser, console, "alice")
+    status = await alice.evaluate(
+        """async () => {
+            const body = new URLSearchParams({outcome: "approved"});
+            const reply = await fetch("/tickets/T1/decide", {method: "POST", body});
+            return [reply.status, await reply.text()];
+        }"""
+    )
+    assert status[0] == 403
+    assert "CSRF" in status[1]
+    # a form whose token was tampered with (as a cross-site page would have to guess it)
+    await alice.eval_on_selector("form.who input[name=csrf_token]", "e => e.value = 'guess'")
+    await alice.click("form.who button[type=submit]")
+    assert "CSRF token is missing or stale" in await alice.inner_text("main")
+    await alice.screenshot(path=ARTIFACTS / "csrf-refused.png", full_page=True)
+    await alice.goto(console.url + "/calls")
+    assert alice.url.endswith("/calls")  # still logged in: the forged logout did nothing
