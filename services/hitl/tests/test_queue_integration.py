@@ -212,3 +212,26 @@ async def test_hand_back_reaches_the_follower_and_a_new_queue_sees_it_all(
 
 async def _states(queue: TicketQueue, ticket_id: str) -> list[State]:
     return [t.state async for t in queue.follow("acme", ticket_id)]
+
+
+async def test_a_nats_restart_loses_no_ticket_and_no_update(
+    make_queue: MakeQueue, nats_server: NatsServer
+) -> None:
+    watching, acting = await make_queue(), await make_queue()
+    ticket = await escalate(watching)
+    follower = asyncio.create_task(_states(watching, ticket.ticket_id))
+    await asyncio.sleep(0.1)
+    await asyncio.to_thread(nats_server.restart)
+    async with asyncio.timeout(20):
+        while True:  # the acting replica's connection comes back
+            try:
+                await acting.accept("acme", ticket.ticket_id, "op-a")
+                break
+            except Exception:  # reconnecting
+                await asyncio.sleep(0.1)
+        await acting.end_call("acme", ticket.ticket_id, "op-a")
+        states = await follower
+    # a state written while the watch was re-established may be folded into the next one
+    assert states[0] is State.QUEUED
+    assert states[-1] is State.ENDED
+    assert [t.state for t in await watching.list("acme", include_closed=True)] == [State.ENDED]

@@ -4,7 +4,9 @@ Each ticket is one key, ``<tenant>.<ticket_id>``, holding the ``hitl.v1.Ticket``
 write names the revision it read (compare-and-set): of two operators accepting the same ticket at
 the same moment, one write lands and the other gets :class:`StaleRevision`, re-reads and finds
 the ticket taken. A watcher keeps an in-process mirror of all tickets, from which the queue lists
-tickets, finds deadlines and streams changes.
+tickets, finds deadlines and streams changes. After a NATS reconnect the watch is made again and
+replays the current tickets: a follower sees every ticket's latest state, though a state that
+was overwritten during the gap (e.g. TAKEN_OVER followed at once by ENDED) is folded into it.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ class JetStreamTicketStore(TicketStore):
         self._mirror: dict[str, Stored] = {}
         self._watch: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
+        self.resync_check_s = 0.5
 
     @property
     def is_connected(self) -> bool:
@@ -146,14 +149,42 @@ class JetStreamTicketStore(TicketStore):
                     storage=api.StorageType.FILE,
                 )
             )
-        watcher = await self.kv.watchall()
-        self._watch = asyncio.create_task(self._follow(watcher), name="hitl-ticket-watch")
+        first = await self.kv.watchall()
+        self._watch = asyncio.create_task(self._follow_forever(first), name="hitl-ticket-watch")
         waiter = asyncio.create_task(self._loaded.wait())
         done, _ = await asyncio.wait({waiter, self._watch}, return_when=asyncio.FIRST_COMPLETED)
         if self._watch in done:
             waiter.cancel()
             self._watch.result()  # raise what ended the watch
             raise RuntimeError("the ticket watch ended before the mirror loaded")
+
+    def _reconnects(self) -> int:
+        return int(self._bus.client.stats.get("reconnects", 0))
+
+    async def _follow_forever(self, watcher: KeyValue.KeyWatcher) -> None:
+        """Follow every write; after a NATS reconnect (the server may have lost the watch's
+        consumer) watch again: the new watch replays the current tickets, and those newer than
+        the mirror are announced as changes, so nothing written meanwhile is missed."""
+        while True:
+            reconnects = self._reconnects()
+            following = asyncio.create_task(self._follow(watcher))
+            try:
+                while not following.done():
+                    await asyncio.wait({following}, timeout=self.resync_check_s)
+                    if self._reconnects() != reconnects and self._bus.is_connected:
+                        log.info("ticket watch: NATS reconnected, watching again")
+                        break
+            finally:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await following
+            while True:
+                try:
+                    watcher = await self.kv.watchall()
+                    break
+                except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+                    log.info("ticket watch: cannot watch yet (%r); retrying", exc)
+                    await asyncio.sleep(self.resync_check_s)
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         try:
@@ -170,7 +201,7 @@ class JetStreamTicketStore(TicketStore):
                 current = self._mirror.get(entry.key)
                 if current is None or current.revision < stored.revision:
                     self._mirror[entry.key] = stored
-                self._notify(stored)
+                    self._notify(stored)
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]
