@@ -9,6 +9,8 @@ peers. Live turns are fed to the mirror as the gateway's event sink feeds it.
    back: Failed, Promoted=False, a Warning Event, its shadow consumer and mirror entry gone,
    the stable version still the one the gateway serves. The reaction time is measured.
 2. A healthy candidate is promoted, and the gateway's agent source serves it to new calls.
+3. A VoiceAgent that fails validation (Validated=False) reaches none of the services that read
+   agents from the API: gateway, context, llm warm-up, shadow runner.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from opentelemetry import trace
 
-from trunkline.agents import parse_agent_spec
+from trunkline.agents import AgentSpecError, parse_agent_spec
+from trunkline.agents.cluster import ClusterAgents, api_client
 from trunkline.bus import Bus
 from trunkline.bus.shadow import ShadowCandidates
+from trunkline.context.agents import Agents as ContextAgents
 from trunkline.devservers import NatsServer
 from trunkline.devservers.kube import KubeApiServer
 from trunkline.gateway.agent_source import AgentSource
@@ -41,9 +45,12 @@ from trunkline.gateway.peers.base import LanguageModel, PeerEnv
 from trunkline.gateway.peers.types import ContextResult
 from trunkline.gateway.profile import profile_of
 from trunkline.gateway.settings import GatewaySettings
+from trunkline.gateway.shadow.__main__ import candidate_spec
 from trunkline.gateway.shadow.mirror import ShadowMirror, start_mirror
 from trunkline.gateway.shadow.runner import DelayedModel, ShadowPeers, ShadowRunner
 from trunkline.gateway.shadow.settings import ShadowSettings
+from trunkline.llm.settings import LlmSettings
+from trunkline.llm.warmup import agents_to_warm
 from trunkline.proto.common.v1 import call_pb2, timing_pb2
 from trunkline.proto.events.v1 import events_pb2
 from trunkline.rollout.cluster import KubeCluster
@@ -314,3 +321,53 @@ async def test_slow_candidate_rolls_back_and_a_healthy_one_is_promoted(
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_an_invalid_voiceagent_never_reaches_the_services(loop: Loop) -> None:
+    agent, other = loop.agent, f"{loop.agent}-b"
+    bad_sampling = {"sampling": {"max_reply_tokens": 4000}}  # passes the CRD, not the spec
+    await loop.create("voiceagents", voiceagent(agent, "1.0.0"))
+    invalid = voiceagent(agent, "2.0.0")
+    invalid["spec"]["model"] = bad_sampling
+    await loop.create("voiceagents", invalid)
+    lone = voiceagent(other, "1.0.0")
+    lone["spec"]["model"] = bad_sampling
+    await loop.create("voiceagents", lone)
+
+    async def marked(name: str) -> bool:
+        conditions = (await loop.get("voiceagents", name)).get("status", {}).get("conditions", [])
+        return any(c["type"] == "Validated" and c["status"] == "False" for c in conditions)
+
+    await loop.until(lambda: marked(f"{agent}-2-0-0"), "2.0.0 Validated=False")
+    await loop.until(lambda: marked(f"{other}-1-0-0"), f"{other} Validated=False")
+    body = await loop.get("voiceagents", f"{agent}-2-0-0")
+    assert "max_reply_tokens" in body["status"]["message"]
+
+    # the gateway, the context service, the llm warm-up and a shadow runner all read the API
+    kubeconfig, namespace = loop.gateway_agents.settings.kubeconfig, loop.namespace
+    profiles = await loop.gateway_agents.start()
+    await loop.until(lambda: _async(agent in profiles), f"{agent} served")
+    assert profiles[agent].version == "1.0.0"
+    assert other not in profiles
+    source = ClusterAgents(api_client(kubeconfig), namespace)
+    context_agents = await asyncio.to_thread(ContextAgents.watch_cluster, source)
+    try:
+        assert {n: s.version for n, s in context_agents.specs.items()
+                if n in (agent, other)} == {agent: "1.0.0"}  # fmt: skip
+    finally:
+        context_agents.close()
+    warmed = await agents_to_warm(
+        LlmSettings(agents_source="cluster", kubeconfig=kubeconfig, agents_namespace=namespace)
+    )
+    assert {(s.name, s.version) for s in warmed if s.name in (agent, other)} == {(agent, "1.0.0")}
+    shadow = ShadowSettings(
+        agent=agent, version="2.0.0", agents_source="cluster", kubeconfig=kubeconfig,
+        agents_namespace=namespace,
+    )  # fmt: skip
+    with pytest.raises(AgentSpecError, match="no validated VoiceAgent"):
+        await candidate_spec(shadow)
+    # and a rollout to it fails at once, saying why
+    await loop.create("agentrollouts", rollout(agent, "to-invalid", "2.0.0"))
+    failed = await loop.phase("to-invalid", "Failed")
+    assert "is not valid" in failed["status"]["message"]
+    assert "max_reply_tokens" in failed["status"]["message"]

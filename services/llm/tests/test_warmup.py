@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from trunkline.agents import AgentSpecError
 from trunkline.llm.backends import BackendUnavailableError, CallPolicy, LlmBackend
 from trunkline.llm.core import BackendEvent, GenerationRequest, Stop, TextDelta, Usage
 from trunkline.llm.warmup import WARMUP_DEADLINE_S, load_agents, warm_up
@@ -39,11 +40,12 @@ class RecordingBackend(LlmBackend):
         yield Stop("length")
 
 
-def test_load_agents_skips_invalid_specs_and_missing_directories(tmp_path: Path) -> None:
+def test_load_agents_refuses_a_bad_file_and_skips_a_missing_directory(tmp_path: Path) -> None:
     shutil.copy(SAMPLE, tmp_path / "acme-dental.yaml")
+    assert [s.ref for s in load_agents(tmp_path)] == ["acme-dental@1.0.0"]
     (tmp_path / "broken.yml").write_text("name: Not A Slug\n")
-    specs = load_agents(tmp_path)
-    assert [s.ref for s in specs] == ["acme-dental@1.0.0"]
+    with pytest.raises(AgentSpecError, match=r"broken\.yml:1: name"):
+        load_agents(tmp_path)  # the one loader: as the gateway and the context service do
     assert load_agents(tmp_path / "missing") == []
     assert load_agents(None) == []
 

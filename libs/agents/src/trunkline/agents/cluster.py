@@ -107,42 +107,56 @@ class ClusterAgents:
         items: list[dict[str, Any]] = found.get("items", [])
         return items, str(found.get("metadata", {}).get("resourceVersion", ""))
 
-    async def load(self) -> list[dict[str, Any]]:
-        """The namespace's VoiceAgents now."""
-        items, _ = await asyncio.to_thread(self._list)
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The namespace's VoiceAgents now (blocking)."""
+        items, _ = self._list()
         self.items = {i["metadata"]["name"]: i for i in items}
         return list(self.items.values())
+
+    async def load(self) -> list[dict[str, Any]]:
+        """The namespace's VoiceAgents now."""
+        return await asyncio.to_thread(self.snapshot)
 
     async def active(self) -> dict[str, AgentSpec]:
         return active_agents(await self.load())
 
     async def watch(self, on_change: Callable[[list[dict[str, Any]]], None]) -> None:
-        """Call ``on_change`` with every VoiceAgent of the namespace after each change, until
-        cancelled (list, then watch from its resourceVersion; re-list after a watch ends or
-        fails)."""
+        """Call ``on_change`` (on this loop) with every VoiceAgent of the namespace after each
+        change, until cancelled (list, then watch from its resourceVersion; re-list after a
+        watch ends or fails)."""
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
-        thread = threading.Thread(
-            target=self._watch_thread, args=(loop, on_change, done), name="voiceagents", daemon=True
-        )
-        thread.start()
-        try:
-            await done.wait()
-        finally:
-            self._stop.set()
 
-    def _watch_thread(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        on_change: Callable[[list[dict[str, Any]]], None],
-        done: asyncio.Event,
-    ) -> None:
         def call(fn: Callable[..., None], *args: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
                 loop.call_soon_threadsafe(fn, *args)
 
+        self.start_thread(lambda items: call(on_change, items), lambda: call(done.set))
+        try:
+            await done.wait()
+        finally:
+            self.stop()
+
+    def start_thread(
+        self,
+        on_change: Callable[[list[dict[str, Any]]], None],
+        on_exit: Callable[[], None] = lambda: None,
+    ) -> threading.Thread:
+        """Watch in a thread of its own, calling ``on_change`` there, until :meth:`stop`."""
+        thread = threading.Thread(
+            target=self._watch_thread, args=(on_change, on_exit), name="voiceagents", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch_thread(
+        self, on_change: Callable[[list[dict[str, Any]]], None], on_exit: Callable[[], None]
+    ) -> None:
         def publish() -> None:
-            call(on_change, list(self.items.values()))
+            on_change(list(self.items.values()))
 
         try:
             while not self._stop.is_set():
@@ -175,4 +189,4 @@ class ClusterAgents:
                     log.warning("VoiceAgent watch broke (%r); re-listing in 1 s", exc)
                     self._stop.wait(1.0)
         finally:
-            call(done.set)
+            on_exit()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
-from trunkline.agents import AgentSpec, Retrieval, load_agent_spec
+from trunkline.agents import AgentSpec, Retrieval, load_agents
+from trunkline.agents.cluster import ClusterAgents, active_agents
 
 _NOT_IDENT = re.compile(r"[^a-z0-9_.-]+")
 
@@ -19,21 +21,36 @@ class Agents:
     def __init__(self, specs: dict[str, AgentSpec] | None = None) -> None:
         self.specs = dict(specs or {})
         self.default = Retrieval()
+        self.source: ClusterAgents | None = None
 
     @classmethod
     def load(cls, folder: Path | None) -> Agents:
-        """Every ``*.yaml``/``*.yml`` in ``folder`` (None: no agents, defaults for all)."""
+        """Every ``*.yaml``/``*.yml`` in ``folder`` through the one loader (``trunkline.agents``:
+        a bad file is an error naming it); None: no agents, defaults for all."""
         if folder is None:
             return cls()
         if not folder.is_dir():
             raise FileNotFoundError(f"agents dir {folder} is not a folder")
-        specs: dict[str, AgentSpec] = {}
-        for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-            spec = load_agent_spec(file)
-            if spec.name in specs:
-                raise ValueError(f"{file}: agent {spec.name!r} is defined twice")
-            specs[spec.name] = spec
-        return cls(specs)
+        return cls(load_agents(folder))
+
+    @classmethod
+    def watch_cluster(cls, source: ClusterAgents) -> Agents:
+        """Each agent's active, validated ``VoiceAgent`` in ``source``'s namespace, kept
+        current by a watch thread (stopped with ``source.stop()``)."""
+        agents = cls()
+        agents.source = source
+
+        def changed(items: list[dict[str, Any]]) -> None:
+            agents.specs = active_agents(items)  # one assignment: readers see old or new
+
+        changed(source.snapshot())
+        source.start_thread(changed)
+        return agents
+
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.stop()
+            self.source.api.close()  # type: ignore[no-untyped-call]
 
     def known(self, name: str) -> bool:
         return name in self.specs

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 
 from trunkline.agents import Retrieval
+from trunkline.agents.cluster import ClusterAgents, api_client
 from trunkline.context.agents import Agents
 from trunkline.context.backends.datasource import DataSource, HttpJsonSource
 from trunkline.context.backends.embedder import MiniLMEmbedder
@@ -37,7 +38,11 @@ class Backends:
 
     @classmethod
     def open(cls, settings: ContextSettings) -> Backends:
-        agents = Agents.load(settings.agents_dir)
+        if settings.agents_source == "cluster":
+            source = ClusterAgents(api_client(settings.kubeconfig), settings.agents_namespace)
+            agents = Agents.watch_cluster(source)
+        else:
+            agents = Agents.load(settings.agents_dir)
         embedder = MiniLMEmbedder(threads=settings.embed_threads, batch_size=settings.embed_batch)
         try:
             embedder.embed_sync(["warm up"])
@@ -89,6 +94,7 @@ class Backends:
         return [HttpJsonSource(spec, self.http) for spec in retrieval.live_sources]
 
     async def close(self) -> None:
+        self.agents.close()
         await self.http.aclose()
         if self.ranker is not None:
             await self.ranker.aclose()

@@ -41,6 +41,13 @@ class ContextSettings(ServiceSettings):
     agents_dir: Path | None = Field(
         default=None, description="agent spec YAML files; their retrieval settings apply"
     )
+    agents_source: Literal["files", "cluster"] = Field(
+        default="files",
+        description="files: agents_dir; cluster: the active, validated VoiceAgents of "
+        "agents_namespace, watched",
+    )
+    agents_namespace: str = "default"
+    kubeconfig: Path | None = Field(default=None, description="cluster: None is in-cluster")
 
     rerank_url: str = Field(default="", description="TEI/vLLM scoring endpoint; empty: embedded")
     rerank_api: Literal["tei", "vllm-score", "vllm-rerank"] = "tei"

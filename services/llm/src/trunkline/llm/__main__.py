@@ -21,7 +21,7 @@ from trunkline.llm.backends.factory import build_backend, served_model
 from trunkline.llm.convert import Limits
 from trunkline.llm.server import LANGUAGE_MODEL, LanguageModelService, ServingOptions, register
 from trunkline.llm.settings import LlmSettings
-from trunkline.llm.warmup import load_agents, start_backend, warm_up
+from trunkline.llm.warmup import agents_to_warm, start_backend, warm_up
 from trunkline.runtime import Connecting, run, serve
 
 log = logging.getLogger("trunkline.llm")
@@ -32,7 +32,7 @@ async def prepare(settings: LlmSettings, servicer: LanguageModelService) -> LlmB
     try:
         await start_backend(backend)
         if settings.warmup:
-            await warm_up(backend, load_agents(settings.agents_dir), servicer.options.model)
+            await warm_up(backend, await agents_to_warm(settings), servicer.options.model)
     except Exception:
         log.exception("llm backend %s failed to start", backend.name)
         raise

@@ -33,6 +33,13 @@ class LlmSettings(ServiceSettings):
     backend: Literal["llamacpp", "openai"] = "llamacpp"
     model: str | None = None
     agents_dir: Path | None = Path("agents")
+    agents_source: Literal["files", "cluster"] = Field(
+        default="files",
+        description="files: agents_dir; cluster: the active, validated VoiceAgents of "
+        "agents_namespace (read once, for the warm-up)",
+    )
+    agents_namespace: str = "default"
+    kubeconfig: Path | None = Field(default=None, description="cluster: None is in-cluster")
     warmup: bool = True
 
     # prompt and generation limits

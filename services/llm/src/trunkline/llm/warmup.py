@@ -15,9 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trunkline.agents import AgentSpec, AgentSpecError, load_agent_spec
+from trunkline import agents
+from trunkline.agents import AgentSpec
+from trunkline.agents.cluster import ClusterAgents, api_client
 from trunkline.llm.backends import LlmBackend
 from trunkline.llm.core import GenerationRequest, compile_prompt, prompt_from_spec
+from trunkline.llm.settings import LlmSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +38,26 @@ class Warmed:
 
 
 def load_agents(directory: Path | None) -> list[AgentSpec]:
-    """Every valid agent spec (``*.yaml``/``*.yml``) in ``directory``; invalid ones are logged."""
-    if directory is None or not directory.is_dir():
+    """Every agent spec in ``directory``, through the one loader (``trunkline.agents``): a bad
+    file is an error naming it and its line (the service does not start with half its agents);
+    no directory: nothing to warm."""
+    if directory is None or not directory.exists():
         if directory is not None:
             log.info("llm: no agents directory at %s, nothing to warm", directory)
         return []
-    specs = []
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        try:
-            specs.append(load_agent_spec(path))
-        except AgentSpecError as exc:
-            log.warning("llm: skipping agent spec: %s", exc)
-    return specs
+    return list(agents.load_agents(directory).values())
+
+
+async def agents_to_warm(settings: LlmSettings) -> list[AgentSpec]:
+    """Files (``LLM_AGENTS_DIR``), or each agent's active, validated ``VoiceAgent`` in
+    ``LLM_AGENTS_NAMESPACE`` (``LLM_AGENTS_SOURCE=cluster``), read once at start."""
+    if settings.agents_source == "files":
+        return load_agents(settings.agents_dir)
+    source = ClusterAgents(api_client(settings.kubeconfig), settings.agents_namespace)
+    try:
+        return list((await source.active()).values())
+    finally:
+        source.api.close()  # type: ignore[no-untyped-call]
 
 
 def warmup_request(spec: AgentSpec, backend: LlmBackend, model: str | None) -> GenerationRequest:
