@@ -66,6 +66,10 @@ class ToolProfile(_Lenient):
     endpoint: str = ""
     risk: str = "low"
     timeout_s: float = Field(default=3.0, gt=0.0)
+    fixed_arguments: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    max_calls_per_call: int | None = None
+    max_calls_per_minute: int | None = None
 
     @property
     def parameters_json(self) -> str:
@@ -114,6 +118,7 @@ class AgentProfile(_Lenient):
     intents: Intents = Intents()
     stt: SttProfile = SttProfile()
     turn_taking: TurnTakingPolicy = TurnTakingPolicy()
+    allowed_hosts: tuple[str, ...] = ()
 
     def tools_for_role(self, role: str) -> tuple[ToolProfile, ...]:
         """Tools a caller with ``role`` may trigger (so the only ones the model may see)."""
@@ -125,8 +130,7 @@ KNOWLEDGE_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
 
 
 def profile_of(spec: AgentSpec, knowledge: Sequence[str] = ()) -> AgentProfile:
-    """The gateway's view of a validated agent spec (the filler/apology texts keep defaults);
-    its STT vocabulary is derived from the spec and ``knowledge`` (texts of its documents)."""
+    """The gateway's view of a validated agent spec; its STT vocabulary is derived from the spec and ``knowledge`` (texts of its documents)."""
     data = spec.model_dump(mode="json")
     data["stt"] = {"vocabulary": agent_vocabulary(spec, knowledge), "boost": spec.stt.boost}
     return AgentProfile.model_validate(data)
