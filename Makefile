@@ -22,6 +22,10 @@ install: uv ## Create .venv with every member and dev tool from uv.lock, generat
 tools: ## Build helm, Jaeger and kube-apiserver + etcd (operator tests) from the Go module proxy once, cached under ~/.cache/trunkline/tools/<name>-<version>
 	$(PY) python tools/go_tools.py build
 	$(PY) python tools/envtest_build.py
+	$(MAKE) --no-print-directory browser
+
+browser: ## Debian chromium for the console's browser tests (Playwright drives /usr/bin/chromium), installed with apt-get only when missing
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
 
 crds: ## Regenerate the chart's CRDs from the AgentSpec and AgentRollout models (a test fails when they drift)
 	$(PY) python tools/gen_crds.py
@@ -106,4 +110,4 @@ check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt bench-redaction bench-hitl check
+.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt bench-redaction bench-hitl check

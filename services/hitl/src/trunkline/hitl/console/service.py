@@ -47,10 +47,10 @@ class ConsoleSettings(BaseSettings):
         description="Signs the session cookie; unset: a random one (sessions end on restart)",
     )
     https_only: bool = Field(default=False, description="Secure cookie (behind TLS)")
-    signaling_url: str = Field(
+    gateway_url: str = Field(
         default="",
-        description="The gateway's WebRTC signaling endpoint (POST an SDP offer -> answer), "
-        "e.g. http://127.0.0.1:8080/webrtc/offer; empty: the softphone and Talk are off",
+        description="The gateway's web app, whose /webrtc/offer and /webrtc/operator answer SDP "
+        "offers, e.g. http://127.0.0.1:8080; empty: the softphone and Talk are off",
     )
     lookback_s: float = Field(default=7200.0, gt=0, description="Calls shown from this far back")
 
@@ -106,7 +106,7 @@ async def start_console(
         operators,
         JetStreamFeed(bus.client),
         Desk(queue, join_secret=join_secret, join_ttl_s=join_ttl_s) if queue is not None else None,
-        GatewaySignaling(http, settings.signaling_url) if settings.signaling_url else None,
+        GatewaySignaling(http, settings.gateway_url) if settings.gateway_url else None,
     )
     running = await start_console_app(console.app(), settings.host, settings.port)
     return ConsoleProcess(running, bus, http)

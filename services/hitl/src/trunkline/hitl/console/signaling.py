@@ -42,19 +42,25 @@ def check_offer(sdp: object, kind: object) -> tuple[str, str]:
     return sdp, str(kind)
 
 
-class GatewaySignaling(Signaling):
-    """POSTs offers as JSON to the gateway's signaling URL."""
+CALLER_PATH = "/webrtc/offer"
+OPERATOR_PATH = "/webrtc/operator"
 
-    def __init__(self, http: httpx.AsyncClient, url: str, timeout: float = 10.0) -> None:
+
+class GatewaySignaling(Signaling):
+    """POSTs offers as JSON to the gateway's web app at ``base_url``: a caller's to
+    ``/webrtc/offer``, an operator's (it names a ticket) to ``/webrtc/operator``."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, timeout: float = 10.0) -> None:
         self._http = http
-        self._url = url
+        self._base = base_url.rstrip("/")
         self._timeout = timeout
 
     async def answer(self, offer: dict[str, Any]) -> dict[str, str]:
+        url = self._base + (OPERATOR_PATH if "ticket_id" in offer else CALLER_PATH)
         try:
-            reply = await self._http.post(self._url, json=offer, timeout=self._timeout)
+            reply = await self._http.post(url, json=offer, timeout=self._timeout)
         except httpx.HTTPError as exc:
-            raise SignalingError(502, f"the gateway at {self._url} did not answer: {exc}") from exc
+            raise SignalingError(502, f"the gateway at {url} did not answer: {exc!r}") from exc
         if reply.status_code != 200:
             detail = reply.text[:300].strip()
             status = reply.status_code if 400 <= reply.status_code < 500 else 502
