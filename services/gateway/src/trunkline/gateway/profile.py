@@ -130,7 +130,8 @@ KNOWLEDGE_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
 
 
 def profile_of(spec: AgentSpec, knowledge: Sequence[str] = ()) -> AgentProfile:
-    """The gateway's view of a validated agent spec; its STT vocabulary is derived from the spec and ``knowledge`` (texts of its documents)."""
+    """The gateway's view of a validated agent spec (filler and apology texts included); its
+    STT vocabulary is derived from the spec and ``knowledge`` (texts of its documents)."""
     data = spec.model_dump(mode="json")
     data["stt"] = {"vocabulary": agent_vocabulary(spec, knowledge), "boost": spec.stt.boost}
     return AgentProfile.model_validate(data)
