@@ -11,6 +11,7 @@ from opentelemetry import metrics
 from trunkline.bus import Bus
 from trunkline.bus.streams import EVENTS
 from trunkline.hitl.backends.summary import ExtractiveSummarizer, LlmSummarizer, Summarizer
+from trunkline.hitl.console.service import ConsoleSettings, ConsoleTask
 from trunkline.hitl.events import TicketEvents
 from trunkline.hitl.metrics import HitlMetrics
 from trunkline.hitl.queue import QueuePolicy, TicketQueue, WallClock
@@ -83,12 +84,28 @@ async def main() -> None:
         join_ttl=settings.join_token_ttl_s,
         draining=draining,
     )
+    console_settings = ConsoleSettings.load()
+    shutdown = [close]
+    if console_settings.enabled:  # the operator console and softphone (console/), own port
+        console = ConsoleTask(
+            console_settings,
+            lambda: Bus.connect(
+                settings.nats_url,
+                name="hitl-console",
+                tls_ca_file=settings.nats_ca_file,
+                creds_file=settings.nats_creds_file,
+            ),
+            opening.get,
+            secret,
+            settings.join_token_ttl_s,
+        )
+        shutdown.insert(0, console.stop)
     await serve(
         settings,
         lambda server: register(server, servicer),
         services=[HUMAN_LOOP],
         ready=ready,
-        on_shutdown=[close],
+        on_shutdown=shutdown,
         draining=draining,
     )
 

@@ -8,9 +8,11 @@ connection for the event feed, the in-process ticket queue, the gateway's signal
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -110,3 +112,43 @@ async def start_console(
     )
     running = await start_console_app(console.app(), settings.host, settings.port)
     return ConsoleProcess(running, bus, http)
+
+
+class ConsoleTask:
+    """The console started in the background: connect its bus (retrying), then serve; a bad
+    operators file is logged and the console stays off (the hitl RPCs go on)."""
+
+    def __init__(
+        self,
+        settings: ConsoleSettings,
+        connect: Callable[[], Awaitable[Bus]],
+        queue: Callable[[], TicketQueue | None],
+        join_secret: bytes | None = None,
+        join_ttl_s: float = 120.0,
+    ) -> None:
+        self.process: ConsoleProcess | None = None
+        self._task = asyncio.create_task(
+            self._start(settings, connect, queue, join_secret, join_ttl_s), name="console-start"
+        )
+
+    async def _start(
+        self,
+        settings: ConsoleSettings,
+        connect: Callable[[], Awaitable[Bus]],
+        queue: Callable[[], TicketQueue | None],
+        join_secret: bytes | None,
+        join_ttl_s: float,
+    ) -> None:
+        bus = await connect()
+        try:
+            self.process = await start_console(settings, bus, queue, join_secret, join_ttl_s)
+        except Exception:
+            log.exception("the operator console could not start")
+            await bus.close()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if self.process is not None:
+            await self.process.stop()
