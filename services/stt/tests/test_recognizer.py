@@ -17,6 +17,7 @@ from trunkline.stt.core import (
     AudioIn,
     CancelUtterance,
     EndOfUtterance,
+    FlushUtterance,
     SttInput,
     Transcript,
     Vocabulary,
@@ -165,3 +166,32 @@ async def test_cancel_drops_the_utterance_even_mid_decode(recorded: Any) -> None
     assert [(t.text, t.utterance_index) for t in finals] == [("final 1280", 2)]
     outcomes = {p.attributes["outcome"]: p.value for p in recorded.metric_points("stt.utterances")}
     assert outcomes == {"cancelled": 2, "speech": 1}
+
+
+async def test_a_flush_reaches_the_backend_in_order_with_the_audio_and_the_utterance_goes_on() -> (
+    None
+):
+    async def spoken() -> AsyncIterator[SttInput]:
+        yield FlushUtterance()  # nothing heard yet: dropped
+        yield AudioIn(FRAME)
+        yield FlushUtterance()
+        await asyncio.sleep(0.05)  # the backend reads it before anything overtakes it
+        yield AudioIn(FRAME)
+        yield EndOfUtterance()
+
+    out = [t async for t in FakeRecognizer().stream(spoken())]
+    # the flush is an empty chunk the backend answers (here with a partial), and the utterance
+    # keeps its index and takes more audio
+    assert [(t.text, t.is_final, t.utterance_index) for t in out] == [
+        ("partial 640", False, 0),
+        ("partial 640", False, 0),
+        ("partial 1280", False, 0),
+        ("final 1280", True, 0),
+    ]
+
+
+async def test_a_flush_overtaken_by_a_later_one_or_the_end_is_not_read() -> None:
+    items: list[SttInput] = [AudioIn(FRAME), FlushUtterance(), AudioIn(FRAME), FlushUtterance()]
+    out = await collect(FakeRecognizer(), [*items, AudioIn(FRAME), EndOfUtterance()])
+    # all sent before the backend read any: both flushes are overtaken, the final answers
+    assert [t.text for t in out] == ["partial 640", "partial 1280", "partial 1920", "final 1920"]

@@ -3,6 +3,7 @@ grpc.aio server built from the Riva protos in ``nvidia-riva-client``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -12,7 +13,7 @@ from riva.client.proto import riva_asr_pb2, riva_asr_pb2_grpc, riva_audio_pb2
 
 from trunkline.stt.backends import RecognizerError, RecognizerOptions, RecognizerUnavailableError
 from trunkline.stt.backends.riva import RivaConfig, RivaRecognizer
-from trunkline.stt.core import AudioIn, EndOfUtterance, SttInput, Vocabulary
+from trunkline.stt.core import AudioIn, EndOfUtterance, FlushUtterance, SttInput, Vocabulary
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +28,7 @@ class FakeRivaAsr(riva_asr_pb2_grpc.RivaSpeechRecognitionServicer):  # type: ign
         self.configs: list[riva_asr_pb2.StreamingRecognitionConfig] = []
         self.audio_bytes: list[int] = []
         self.fail_with: grpc.StatusCode | None = None
+        self.final_every = 0  # > 0: a streaming final each time this many bytes came in
 
     async def StreamingRecognize(  # noqa: N802 - the Riva method name
         self,
@@ -56,7 +58,9 @@ class FakeRivaAsr(riva_asr_pb2_grpc.RivaSpeechRecognitionServicer):  # type: ign
             if request.HasField("streaming_config"):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "config twice")
             received += len(request.audio_content)
-            if request.streaming_config.interim_results or self.configs[-1].interim_results:
+            if self.final_every and received % self.final_every == 0:
+                yield self._response(f"part {received}", is_final=True, confidence=0.7)
+            elif request.streaming_config.interim_results or self.configs[-1].interim_results:
                 yield self._response(f"heard {received}", is_final=False)
         self.audio_bytes.append(received)
         if received:
@@ -212,3 +216,33 @@ async def test_a_vocabulary_without_boost_takes_the_default(
         (["Volt Energy"], 4.0)
     ]
     assert not without.config.speech_contexts
+
+
+async def test_streaming_finals_are_kept_and_a_flush_answers_with_them_at_once(
+    riva_server: tuple[str, FakeRivaAsr],
+) -> None:
+    address, servicer = riva_server
+    servicer.final_every = 2 * len(FRAME)  # Riva's own endpointing: a final every two frames
+    recognizer = RivaRecognizer(RivaConfig(address=address))
+    await recognizer.start()
+
+    async def inputs() -> AsyncIterator[SttInput]:
+        for _ in range(3):
+            yield AudioIn(FRAME)
+        await asyncio.sleep(0.2)  # Riva's answers to the audio so far arrive
+        yield FlushUtterance()
+        await asyncio.sleep(0.1)  # read before the end overtakes it
+        yield AudioIn(FRAME)
+        yield EndOfUtterance()
+
+    try:
+        out = [t async for t in recognizer.stream(inputs())]
+    finally:
+        await recognizer.close()
+    flushed = [t for t in out if not t.is_final and t.audio_s > 0]
+    assert [(t.text, t.audio_s) for t in flushed] == [("part 1280 heard 1920", 0.06)]
+    final = out[-1]
+    assert final.is_final
+    # the streaming finals in order, then what Riva finalized at the end
+    assert final.text == "part 1280 part 2560 hello there how are you"
+    assert servicer.audio_bytes == [2560]

@@ -32,6 +32,7 @@ MULAW = audio_pb2.AUDIO_ENCODING_MULAW
 Request = stt_pb2.StreamingRecognizeRequest
 END = stt_pb2.RecognitionControl(action=stt_pb2.CONTROL_ACTION_END_OF_UTTERANCE)
 CANCEL = stt_pb2.RecognitionControl(action=stt_pb2.CONTROL_ACTION_CANCEL)
+FLUSH = stt_pb2.RecognitionControl(action=stt_pb2.CONTROL_ACTION_FLUSH)
 
 
 class CountingRecognizer(SpeechRecognizer):
@@ -166,6 +167,33 @@ async def test_partials_only_when_asked(stt: stt_pb2_grpc.SpeechToTextStub) -> N
             "heard 1920",
         ),
     ]
+
+
+async def test_a_flush_is_answered_by_a_partial_and_the_utterance_goes_on(
+    stt: stt_pb2_grpc.SpeechToTextStub,
+) -> None:
+    frames = [Request(audio=FRAME_16K)] * 2
+    responses = await exchange(
+        stt,
+        [
+            config(partial_results=True),
+            *frames,
+            Request(control=FLUSH),
+            *frames,
+            Request(control=END),
+        ],
+    )
+    texts = [(r.transcript.utterance_index, r.transcript.text) for r in responses[:-1]]
+    # the backend's answer to the flush (an empty chunk: "partial 1280" again) comes in order
+    assert texts == [
+        (0, "partial 640"),
+        (0, "partial 1280"),
+        (0, "partial 1280"),
+        (0, "partial 1920"),
+        (0, "partial 2560"),
+        (0, "heard 2560"),
+    ]
+    assert responses[-1].summary.utterance_count == 1
 
 
 async def test_cancel_drops_the_utterance_and_the_stream_goes_on(

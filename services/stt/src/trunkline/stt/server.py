@@ -2,7 +2,8 @@
 """gRPC surface of stt: ``trunkline.stt.v1.SpeechToText`` (proto <-> domain only).
 
 ``StreamingRecognize``: a config first (audio format, partials, no-speech threshold, the
-caller's likely vocabulary), then audio and control messages; transcripts stream back as the
+caller's likely vocabulary), then audio and control messages (end of utterance, cancel, flush:
+a partial covering the audio so far, the utterance going on); transcripts stream back as the
 recognizer produces them and a summary ends the stream after the client half-closes. Bad input
 is ``INVALID_ARGUMENT`` naming the problem; a backend that is down or misses its deadline is
 ``UNAVAILABLE``.
@@ -27,6 +28,7 @@ from trunkline.stt.core import (
     AudioIn,
     CancelUtterance,
     EndOfUtterance,
+    FlushUtterance,
     SttInput,
     Transcript,
     Vocabulary,
@@ -43,6 +45,7 @@ _ENCODINGS: dict[int, Encoding] = {
 _CONTROLS: dict[int, SttInput] = {
     stt_pb2.CONTROL_ACTION_END_OF_UTTERANCE: EndOfUtterance(),
     stt_pb2.CONTROL_ACTION_CANCEL: CancelUtterance(),
+    stt_pb2.CONTROL_ACTION_FLUSH: FlushUtterance(),
 }
 
 

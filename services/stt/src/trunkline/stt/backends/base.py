@@ -13,7 +13,14 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from trunkline.stt.backends.utterance import UtteranceAudio
-from trunkline.stt.core import AudioIn, CancelUtterance, SttInput, Transcript, Vocabulary
+from trunkline.stt.core import (
+    AudioIn,
+    CancelUtterance,
+    FlushUtterance,
+    SttInput,
+    Transcript,
+    Vocabulary,
+)
 
 NO_VOCABULARY = Vocabulary()
 
@@ -120,7 +127,9 @@ class SpeechRecognizer(ABC):
         vocabulary: Vocabulary = NO_VOCABULARY,
     ) -> AsyncGenerator[Transcript, None]:
         """Partials and one final per utterance; an utterance ends at ``EndOfUtterance`` or
-        at the end of ``inputs``. Audio keeps flowing in while an earlier utterance decodes.
+        at the end of ``inputs``; ``FlushUtterance`` asks for a partial covering the audio so far
+        (backends that keep a stable prefix decode only what follows it). Audio keeps flowing in
+        while an earlier utterance decodes.
         ``vocabulary`` biases every utterance of the stream."""
         rate = sample_rate or self.options.sample_rate
         utterances: asyncio.Queue[UtteranceAudio | None] = asyncio.Queue()
@@ -147,6 +156,10 @@ class SpeechRecognizer(ABC):
                 if current is None and isinstance(item, CancelUtterance):
                     if last is not None and not last.finished:
                         last.cancel()  # ended but still decoding: drop its final
+                    continue
+                if isinstance(item, FlushUtterance):
+                    if current is not None:  # nothing heard yet: nothing to transcribe
+                        current.flush()
                     continue
                 if current is None:
                     current = last = UtteranceAudio(index, offset)
@@ -304,4 +317,6 @@ class SpeechRecognizer(ABC):
     ) -> AsyncGenerator[Transcript, None]:
         """Read the utterance's PCM16 chunks (ending when it ends); yield partials and then
         exactly one final, with a ``confidence`` in 0 .. 1, biased towards ``vocabulary`` where
-        the backend can be. Raise ``RecognizerUnavailableError`` for a temporary failure."""
+        the backend can be. An empty chunk (``FLUSH``) asks for a partial now whose
+        ``audio_s`` covers every chunk before it. Raise ``RecognizerUnavailableError`` for a
+        temporary failure."""

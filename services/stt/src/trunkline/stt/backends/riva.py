@@ -3,8 +3,10 @@ over the protobufs that ``nvidia-riva-client`` ships, on a grpc.aio channel."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import grpc
 from riva.client.proto import riva_asr_pb2, riva_asr_pb2_grpc, riva_audio_pb2
@@ -96,29 +98,49 @@ class RivaRecognizer(SpeechRecognizer):
     async def _utterance_impl(
         self, audio: AsyncIterator[bytes], sample_rate: int, vocabulary: Vocabulary
     ) -> AsyncGenerator[Transcript, None]:
+        """Riva's own streaming finals are the stable prefix: each ``is_final`` result is kept
+        as Riva sends it while the caller speaks, so at the end only Riva's last segment is
+        still open. A flush answers at once with those finals and the latest interim."""
         if self._stub is None:
             raise RuntimeError("RivaRecognizer.start() was not awaited")
         streaming_config = self.streaming_config(sample_rate, vocabulary)
+        events: asyncio.Queue[_Event] = asyncio.Queue()  # Riva's responses and flushes, in order
+        sent = 0
 
         async def requests() -> AsyncIterator[riva_asr_pb2.StreamingRecognizeRequest]:
+            nonlocal sent
             yield riva_asr_pb2.StreamingRecognizeRequest(streaming_config=streaming_config)
             async for chunk in audio:
+                if not chunk:  # FLUSH: answer with what Riva has settled so far
+                    events.put_nowait(sent / 2 / sample_rate)
+                    continue
+                sent += len(chunk)
                 yield riva_asr_pb2.StreamingRecognizeRequest(audio_content=chunk)
 
         call = self._stub.StreamingRecognize(requests(), metadata=self.config.metadata or None)
+        reader = asyncio.create_task(_read(call, events))
         finals: list[str] = []
         confidences: list[float] = []
+        interim = ""
         try:
-            async for response in call:
-                for result in response.results:
+            while (event := await events.get()) is not None:
+                if isinstance(event, BaseException):
+                    raise event
+                if isinstance(event, float):
+                    text = " ".join([*finals, interim]).strip()
+                    yield Transcript(text=text, is_final=False, audio_s=event)
+                    continue
+                for result in event.results:
                     if not result.alternatives:
                         continue
                     best = result.alternatives[0]
                     if result.is_final:
                         finals.append(best.transcript.strip())
                         confidences.append(float(best.confidence))
+                        interim = ""
                     else:
-                        text = " ".join([*finals, best.transcript.strip()]).strip()
+                        interim = best.transcript.strip()
+                        text = " ".join([*finals, interim]).strip()
                         yield Transcript(text=text, is_final=False)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _TRANSIENT or status_lost(exc):
@@ -128,6 +150,7 @@ class RivaRecognizer(SpeechRecognizer):
             raise RecognizerError(f"riva: {exc.code().name}: {exc.details()}") from exc
         finally:
             call.cancel()
+            reader.cancel()
         text = " ".join(t for t in finals if t)
         yield Transcript(
             text=text,
@@ -136,3 +159,19 @@ class RivaRecognizer(SpeechRecognizer):
             no_speech_prob=0.0 if text else 1.0,
             confidence=combined_confidence(finals, confidences) if text else 0.0,
         )
+
+
+_Event: TypeAlias = riva_asr_pb2.StreamingRecognizeResponse | float | BaseException | None
+
+
+async def _read(
+    call: AsyncIterator[riva_asr_pb2.StreamingRecognizeResponse], events: asyncio.Queue[_Event]
+) -> None:
+    """Riva's responses into ``events``, then None (or the error that ended them)."""
+    try:
+        async for response in call:
+            events.put_nowait(response)
+    except Exception as exc:  # re-raised by the reading side
+        events.put_nowait(exc)
+        return
+    events.put_nowait(None)

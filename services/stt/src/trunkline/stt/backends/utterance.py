@@ -1,9 +1,15 @@
-"""The audio of one utterance, appended live and readable from the start any number of times."""
+"""The audio of one utterance, appended live and readable from the start any number of times.
+
+A flush request travels in order with the audio as an empty chunk (:data:`FLUSH`): audio is
+never appended empty, so a reader that meets one is asked for a partial transcript covering
+everything before it."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+
+FLUSH = b""  # in a chunk stream: transcribe everything before this now
 
 
 class UtteranceAudio:
@@ -16,6 +22,7 @@ class UtteranceAudio:
         self.cancelled = False
         self.finished = False  # its final was emitted
         self._chunks: list[bytes] = []
+        self._last_flush = -1
         self._changed = asyncio.Event()
         self._closed = False
         self._on_close: list[Callable[[], None]] = []
@@ -42,6 +49,14 @@ class UtteranceAudio:
         if pcm:
             self._chunks.append(pcm)
             self._changed.set()
+
+    def flush(self) -> None:
+        """Ask the reader for a partial transcript of the audio so far (see :data:`FLUSH`)."""
+        if self._closed:
+            raise RuntimeError("utterance already ended")
+        self._chunks.append(FLUSH)
+        self._last_flush = len(self._chunks) - 1
+        self._changed.set()
 
     def close(self) -> None:
         if self._closed:
@@ -75,12 +90,18 @@ class UtteranceAudio:
         return lambda: self._on_close.remove(callback) if callback in self._on_close else None
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Every chunk from the first, then new ones as they arrive, until the end."""
+        """Every chunk from the first, then new ones as they arrive, until the end (flush
+        requests among them as :data:`FLUSH`, except one a later flush or the end overtook
+        before it was read: a reader that falls behind catches up instead of decoding stale
+        audio)."""
         index = 0
         while True:
             while index < len(self._chunks):
-                yield self._chunks[index]
+                chunk = self._chunks[index]
                 index += 1
+                if not chunk and (self._closed or index - 1 < self._last_flush):
+                    continue  # overtaken by a later flush or the end: they answer it
+                yield chunk
             if self._closed:
                 return
             self._changed.clear()

@@ -1,5 +1,11 @@
 """Embedded recognizer: Whisper (tiny.en by default) through CTranslate2, decoding each utterance
-at its own length instead of the 30 s window ``faster_whisper.transcribe()`` pads to."""
+at its own length instead of the 30 s window ``faster_whisper.transcribe()`` pads to.
+
+Incremental: each read ahead (a flush, or a partial every ``partial_interval_s``) decodes only the
+audio after the utterance's stable prefix, aligns its words to the audio (cross-attention, the
+encoder run once for both), and settles what two successive reads agree on
+(:class:`~trunkline.stt.core.stable.StablePrefix`). The final decodes only the audio after the
+settled words; a looping tail is capped by the tail's own length."""
 
 from __future__ import annotations
 
@@ -31,11 +37,13 @@ from trunkline.stt.core import (
     rms_dbfs,
     whisper_confidence,
 )
-from trunkline.stt.core.windows import window_bounds
+from trunkline.stt.core.stable import StablePrefix, Word
+from trunkline.stt.core.windows import quiet_point, window_bounds
 
 MODEL_RATE = 16_000
 _MAX_MODEL_TOKENS = 448
 _PROMPT_CACHE = 64  # vocabularies whose prompt tokens are kept (one per agent in practice)
+_TOKENS_PER_S = 50  # encoder frames per second of audio: alignment time steps
 
 
 def bundled_model_path() -> Path:
@@ -71,6 +79,13 @@ class WhisperConfig:
     max_prompt_tokens: int = 96
     prompt_after: str = "How can I help you today?"
     no_speech: NoSpeechPolicy = field(default_factory=NoSpeechPolicy)
+    incremental: bool = True  # reads ahead settle a stable prefix; False: every read decodes all
+    settle_guard_s: float = 0.5  # a word is settled only if the next one starts this early
+    gap_search_s: float = 0.1  # a cut goes to a pause this close to the aligned word boundary
+    min_tail_s: float = 1.5  # a decode after settled words covers at least this much audio
+    sure_logprob: float = -0.5  # a read less sure settles nothing; a final tail less sure than
+    # this is decoded again with the whole utterance (tiny.en on a phone-band fragment loops:
+    # "then along Main Street in Springfield, and Springfield, and Spring Field," at -0.71)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +93,7 @@ class Decoded:
     text: str
     no_speech_prob: float
     avg_logprob: float
+    words: tuple[Word, ...] = ()  # with times, when asked for (a read ahead)
 
 
 def max_length(prompt_tokens: int, new_tokens: int) -> int:
@@ -165,18 +181,50 @@ class WhisperRecognizer(SpeechRecognizer):
         self, audio: AsyncIterator[bytes], sample_rate: int, vocabulary: Vocabulary
     ) -> AsyncGenerator[Transcript, None]:
         prefix = self.prompt_tokens(vocabulary)
+        stable = StablePrefix(guard_s=self.config.settle_guard_s)
         pcm = bytearray()
         next_partial = self.config.partial_interval_s
+        read_at = -1  # bytes of audio the last read covered
         async for chunk in audio:
             pcm += chunk
             heard_s = len(pcm) / 2 / sample_rate
-            if 0 < next_partial <= heard_s:
+            flush = not chunk
+            if not flush and not 0 < next_partial <= heard_s:
+                continue
+            if not flush:
                 next_partial = heard_s + self.config.partial_interval_s
-                samples = self._to_model_rate(bytes(pcm), sample_rate)
-                decoded = await asyncio.to_thread(self._decode, samples, prefix)
-                yield Transcript(text=decoded.text, is_final=False)
+            if len(pcm) == read_at and not flush:
+                continue
+            read_at = len(pcm)
+            samples = self._to_model_rate(bytes(pcm), sample_rate)
+            text = await asyncio.to_thread(self._read_ahead, samples, prefix, stable)
+            yield Transcript(text=text, is_final=False, audio_s=heard_s)
         samples = self._to_model_rate(bytes(pcm), sample_rate)
-        yield await asyncio.to_thread(self._final, samples, prefix)
+        yield await asyncio.to_thread(self._final, samples, prefix, stable)
+
+    def _read_ahead(
+        self, samples: npt.NDArray[np.float32], prefix: tuple[int, ...], stable: StablePrefix
+    ) -> str:
+        """The utterance so far: its settled words and a read of the audio after them, whose
+        words the next read may confirm."""
+        if not self.config.incremental:
+            return self._decode(samples, prefix).text
+        heard_s = samples.size / MODEL_RATE
+        kept, from_s = stable.decode_from(heard_s, self.config.min_tail_s)
+        start = int(from_s * MODEL_RATE)
+        tail = samples[start:]
+        if tail.size < MODEL_RATE // 10 or self.config.no_speech.below_gate(
+            rms_dbfs(tail), tail.size / MODEL_RATE
+        ):
+            return stable.text
+        decoded = self._decode(tail, prefix, start / MODEL_RATE)
+        if decoded.words and decoded.avg_logprob >= self.config.sure_logprob:
+
+            def gap(at_s: float) -> float | None:
+                return quiet_point(samples, MODEL_RATE, at_s, within_s=self.config.gap_search_s)
+
+            stable.read(list(decoded.words), heard_s, decoded.avg_logprob, gap, kept)
+        return stable.tail_text(decoded.text.split(), kept)
 
     @staticmethod
     def _to_model_rate(pcm: bytes, sample_rate: int) -> npt.NDArray[np.float32]:
@@ -186,7 +234,16 @@ class WhisperRecognizer(SpeechRecognizer):
         resampled: npt.NDArray[np.float32] = soxr.resample(samples, sample_rate, MODEL_RATE)
         return resampled.astype(np.float32, copy=False)
 
-    def _final(self, samples: npt.NDArray[np.float32], prefix: tuple[int, ...] = ()) -> Transcript:
+    def _final(
+        self,
+        samples: npt.NDArray[np.float32],
+        prefix: tuple[int, ...] = (),
+        stable: StablePrefix | None = None,
+    ) -> Transcript:
+        """The final: with settled words, their text and a decode of only the audio after
+        them (silence there adds nothing); else a decode of the whole utterance."""
+        if stable is not None and stable.words and self.config.incremental:
+            return self._final_after(samples, prefix, stable)
         policy = self.config.no_speech
         level = rms_dbfs(samples)
         if policy.below_gate(level, samples.size / MODEL_RATE):
@@ -205,8 +262,44 @@ class WhisperRecognizer(SpeechRecognizer):
             confidence=whisper_confidence(decoded.avg_logprob, decoded.no_speech_prob),
         )
 
-    def _decode(self, samples: npt.NDArray[np.float32], prefix: tuple[int, ...] = ()) -> Decoded:
-        """Decode any length: one window, or several cut in pauses with the texts joined."""
+    def _final_after(
+        self, samples: npt.NDArray[np.float32], prefix: tuple[int, ...], stable: StablePrefix
+    ) -> Transcript:
+        policy = self.config.no_speech
+        kept, from_s = stable.decode_from(samples.size / MODEL_RATE, self.config.min_tail_s)
+        tail = samples[int(from_s * MODEL_RATE) :]
+        settled = stable.avg_logprob() or 0.0
+        tail_words: list[str] = []
+        logprob, words = settled * kept, kept
+        if tail.size >= MODEL_RATE // 10 and not policy.below_gate(
+            rms_dbfs(tail), tail.size / MODEL_RATE
+        ):
+            decoded = self._decode(tail, prefix)
+            if decoded.text and decoded.avg_logprob < self.config.sure_logprob:
+                return self._final(samples, prefix)  # unsure of the tail: the whole, as before
+            if decoded.text and not policy.model_says_silence(
+                decoded.no_speech_prob, decoded.avg_logprob
+            ):
+                tail_words = decoded.text.split()
+                logprob += decoded.avg_logprob * len(tail_words)
+                words += len(tail_words)
+        text = cut_repeats(stable.tail_text(tail_words, kept))
+        return Transcript(
+            text=text,
+            is_final=True,
+            no_speech_prob=0.0,
+            confidence=whisper_confidence(logprob / max(words, 1), 0.0),
+        )
+
+    def _decode(
+        self,
+        samples: npt.NDArray[np.float32],
+        prefix: tuple[int, ...] = (),
+        words_from_s: float | None = None,
+    ) -> Decoded:
+        """Decode any length: one window, or several cut in pauses with the texts joined.
+        ``words_from_s``: also align the words of a single window, their times counted from
+        this offset (a longer read is not aligned: nothing of it is settled)."""
         bounds = window_bounds(
             samples,
             MODEL_RATE,
@@ -214,7 +307,7 @@ class WhisperRecognizer(SpeechRecognizer):
             search_s=self.config.window_search_s,
         )
         if len(bounds) == 1:
-            return self._decode_window(samples, prefix)
+            return self._decode_window(samples, prefix, words_from_s)
         parts = [self._decode_window(samples[start:end], prefix) for start, end in bounds]
         weights = [end - start for start, end in bounds]
         spoken = [part for part in parts if part.text]
@@ -225,7 +318,10 @@ class WhisperRecognizer(SpeechRecognizer):
         )
 
     def _decode_window(
-        self, samples: npt.NDArray[np.float32], prefix: tuple[int, ...] = ()
+        self,
+        samples: npt.NDArray[np.float32],
+        prefix: tuple[int, ...] = (),
+        words_from_s: float | None = None,
     ) -> Decoded:
         model, tokenizer, features = self._model, self._tokenizer, self._features
         if model is None or tokenizer is None or features is None:
@@ -235,8 +331,11 @@ class WhisperRecognizer(SpeechRecognizer):
         prompt = [*prefix, *tokenizer.sot_sequence, tokenizer.no_timestamps]
         audio_s = samples.size / MODEL_RATE
         max_new = self.config.base_tokens + math.ceil(self.config.tokens_per_s * audio_s)
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], np.float32))
+        if words_from_s is not None:  # the encoder runs once for the decode and the alignment
+            features = model.encode(features, to_cpu=False)
         result = model.generate(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], np.float32)),
+            features,
             [prompt],
             beam_size=self.config.beam_size,
             max_length=max_length(len(prompt), max_new),
@@ -246,8 +345,56 @@ class WhisperRecognizer(SpeechRecognizer):
             suppress_tokens=[-1],
         )[0]
         text = cut_repeats(tokenizer.decode(result.sequences_ids[0]).strip())
+        words: tuple[Word, ...] = ()
+        if words_from_s is not None and text:
+            words = self._align(features, result.sequences_ids[0], mel.shape[-1], words_from_s)
+            if _spelled(words) != text:  # the repeat cut changed it: keep what it kept
+                words = _keep_prefix(words, text)
         return Decoded(
             text=text,
             no_speech_prob=float(result.no_speech_prob),
             avg_logprob=float(result.scores[0]) if result.scores else 0.0,
+            words=words,
         )
+
+    def _align(
+        self, encoded: ctranslate2.StorageView, ids: list[int], frames: int, offset_s: float
+    ) -> tuple[Word, ...]:
+        """Word times from the model's alignment heads (as faster-whisper's word timestamps)."""
+        model, tokenizer = self._model, self._tokenizer
+        assert model is not None
+        assert tokenizer is not None
+        text_ids = [i for i in ids if i < tokenizer.eot]
+        if not text_ids:
+            return ()
+        aligned = model.align(encoded, tokenizer.sot_sequence, [text_ids], frames)[0]
+        pairs = np.array(aligned.alignments, dtype=np.int64).reshape(-1, 2)
+        words, tokens = tokenizer.split_to_word_tokens([*text_ids, tokenizer.eot])
+        if len(tokens) <= 1 or pairs.size == 0:
+            return ()
+        bounds = np.pad(np.cumsum([len(t) for t in tokens[:-1]]), (1, 0))
+        jumps = np.pad(np.diff(pairs[:, 0]), (1, 0), constant_values=1).astype(bool)
+        times = pairs[:, 1][jumps] / _TOKENS_PER_S
+        if times.size <= int(bounds[-1]):
+            return ()
+        starts, ends = times[bounds[:-1]], times[bounds[1:]]
+        return tuple(
+            Word(word, offset_s + float(start), offset_s + float(end))
+            for word, start, end in zip(words[:-1], starts, ends, strict=False)
+        )
+
+
+def _keep_prefix(words: tuple[Word, ...], text: str) -> tuple[Word, ...]:
+    """The aligned words that ``text`` (the decode after its repeats were cut) still starts
+    with; none if it does not start with them."""
+    kept: list[Word] = []
+    for word in words:
+        if not text.startswith(_spelled((*kept, word))):
+            break
+        kept.append(word)
+    return tuple(kept)
+
+
+def _spelled(words: tuple[Word, ...]) -> str:
+    """Tokenizer words (leading spaces kept) as the decoded text spells them."""
+    return "".join(word.text for word in words).strip()

@@ -22,7 +22,13 @@ class CancelUtterance:
     """Drop the audio of the current utterance; no final is produced for it."""
 
 
-SttInput = AudioIn | EndOfUtterance | CancelUtterance
+@dataclass(frozen=True, slots=True)
+class FlushUtterance:
+    """Transcribe the utterance's audio so far now (a partial covering all of it); the utterance
+    goes on."""
+
+
+SttInput = AudioIn | EndOfUtterance | CancelUtterance | FlushUtterance
 
 
 @dataclass(frozen=True, slots=True)
