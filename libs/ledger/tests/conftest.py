@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -90,10 +91,12 @@ def escalated_call(call_id: str) -> list[Fact]:
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL 16 server of its own (the ``pgserver`` wheel), on a Unix socket in a fresh
     folder, stopped and removed after the test."""
-    import pgserver  # noqa: PLC0415 - a dev dependency; imported only where PostgreSQL runs
-
     folder = Path(tempfile.mkdtemp(prefix="ledger-pg-"))
-    server = pgserver.get_server(folder, cleanup_mode="delete")  # type: ignore[attr-defined]
+    with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR is not set (as root)
+        warnings.simplefilter("ignore")
+        import pgserver  # noqa: PLC0415 - a dev dependency; imported only where PostgreSQL runs
+
+        server = pgserver.get_server(folder, cleanup_mode="delete")  # type: ignore[attr-defined]
     try:
         yield str(server.get_uri())
     finally:

@@ -92,10 +92,20 @@ def shadow_turns(agent: str, version: str) -> ConsumerSpec:
 COST_LEDGER = ConsumerSpec(
     stream=EVENTS.name,
     durable="cost-ledger",
-    filter_subject=f"{EVENTS_PREFIX}.cost.>",
-    description="cost ledger: tokens, audio seconds and GPU time per agent version.",
+    filter_subject=f"{EVENTS_PREFIX}.>",
+    max_deliver=-1,
+    description="cost ledger: turn usage, call ends, escalations and cost entries "
+    "(trunkline.ledger; it holds a message until it is written, so never gives up on one).",
+)
+
+COST_LEDGER_SHADOW = ConsumerSpec(
+    stream=SHADOW.name,
+    durable="cost-ledger-shadow",
+    filter_subject=f"{SHADOW_PREFIX}.result.>",
+    max_deliver=-1,
+    description="cost ledger: usage of candidate versions' shadow turns (cost per turn).",
 )
 
 ALL_STREAMS = (EVENTS, SHADOW)
-ALL_CONSUMERS = (HITL_ESCALATIONS, HITL_APPROVALS, COST_LEDGER)
+ALL_CONSUMERS = (HITL_ESCALATIONS, HITL_APPROVALS, COST_LEDGER, COST_LEDGER_SHADOW)
 """Fixed consumers; each candidate version's shadow consumer is :func:`shadow_turns`."""

@@ -1,7 +1,9 @@
 """``events/v1`` messages -> ledger facts (the one place protobuf meets the ledger).
 
 The kind is the subject's third token (``trunkline.events.<kind>.<tenant>.<call_id>``, or
-``trunkline.shadow.<kind>...`` for shadow runners); kinds the ledger does not use give None.
+``trunkline.shadow.result.<candidate>.<tenant>.<call_id>`` for a candidate's shadow turn, whose
+usage is priced as a shadow turn of the candidate version); kinds the ledger does not use give
+None.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from decimal import Decimal
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from trunkline.bus.delivery import decode
+from trunkline.bus.streams import SHADOW_PREFIX
 from trunkline.ledger.facts import (
     CallEndFact,
     CallKey,
@@ -25,7 +28,7 @@ from trunkline.ledger.pricing import Usage, seconds
 from trunkline.proto.common.v1 import call_pb2, usage_pb2
 from trunkline.proto.events.v1 import events_pb2
 
-USED_KINDS = ("turn", "call_ended", "escalation", "cost")
+USED_KINDS = ("turn", "call_ended", "escalation", "cost", "result")
 RAN = (events_pb2.TOOL_CALL_STATUS_SUCCEEDED, events_pb2.TOOL_CALL_STATUS_FAILED)
 """Tool calls that executed (and are paid for); forbidden, denied or dry-run ones did not."""
 END_REASONS = {
@@ -118,6 +121,17 @@ def fact_from(subject: str, data: bytes) -> Fact | None:
                 event_id=_event_id(escalation.event_id, subject),
                 occurred_at=when(escalation.occurred_at),
                 call=call_key(escalation.context),
+            )
+        case "result" if subject.startswith(SHADOW_PREFIX + "."):
+            result = decode(data, events_pb2.ShadowTurnResult, subject)
+            key = call_key(result.context)
+            return TurnFact(
+                event_id=_event_id(result.event_id, subject),
+                occurred_at=when(result.occurred_at),
+                call=CallKey(key.tenant, key.call_id, key.agent_name, key.agent_version, True),
+                turn_index=result.context.turn_index,
+                usage=usage_of(result.usage),  # tools ran dry: nothing to pay for
+                reply_source=REPLY_SOURCES.get(result.shadow_reply_source, ""),
             )
         case "cost":
             entry = decode(data, events_pb2.CostEntry, subject)

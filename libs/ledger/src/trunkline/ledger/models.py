@@ -91,7 +91,7 @@ class UsageRow(Base):
     """What one turn (or one call's telephony, or one component's cost entry) consumed."""
 
     __tablename__ = "usage"
-    __table_args__ = (Index(None, "tenant", "call_id"),)
+    __table_args__ = (Index(None, "tenant", "call_id"), Index(None, "tenant", "occurred_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,9 +1,10 @@
 """Cost per qualified outcome per agent version, and totals per component.
 
-Costs are counted by when they occurred, calls (and their outcomes) by when they started, both
-within ``[since, until)``; live traffic only unless ``shadow`` is asked for. Two grouped queries
-do the work in the database (indexes on ``(tenant, occurred_at)`` and ``(tenant, started_at)``);
-the rest is pure arithmetic on :class:`~decimal.Decimal`.
+Costs and turns are counted by when they occurred, calls (and their outcomes) by when they
+started, all within ``[since, until)``; live traffic only unless ``shadow`` is asked for (shadow
+turns have costs and turns but no calls of their own). Three grouped queries do the work in the
+database (each on an index that starts with the tenant); the rest is pure arithmetic on
+:class:`~decimal.Decimal`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from decimal import Decimal
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from trunkline.ledger.models import CallRow, CostRow, PriceTableRow
+from trunkline.ledger.models import CallRow, CostRow, PriceTableRow, UsageRow
 from trunkline.ledger.outcomes import Outcome
 from trunkline.ledger.pricing import Component, from_picos
 
@@ -116,6 +117,17 @@ def build_report(
                 CostRow.agent_name, CostRow.agent_version, CostRow.component, CostRow.currency
             )
         ).all()
+        turns = session.execute(
+            select(UsageRow.agent_name, UsageRow.agent_version, func.count())
+            .where(
+                UsageRow.tenant == tenant,
+                UsageRow.occurred_at >= since,
+                UsageRow.occurred_at < until,
+                UsageRow.shadow == shadow,
+                UsageRow.kind == "turn",
+            )
+            .group_by(UsageRow.agent_name, UsageRow.agent_version)
+        ).all()
         calls = session.execute(
             select(
                 CallRow.agent_name,
@@ -123,7 +135,6 @@ def build_report(
                 CallRow.outcome,
                 CallRow.qualified,
                 func.count(),
-                func.sum(CallRow.turns),
             )
             .where(
                 CallRow.tenant == tenant,
@@ -143,10 +154,11 @@ def build_report(
         entry.components[component] = entry.components.get(component, Decimal(0)) + from_picos(
             int(picos or 0)
         )
-    for agent, version, outcome, qualified, count, turns in calls:
+    for agent, version, count in turns:
+        versions.setdefault((agent, version), VersionReport(agent, version)).turns = int(count)
+    for agent, version, outcome, qualified, count in calls:
         entry = versions.setdefault((agent, version), VersionReport(agent, version))
         entry.calls += int(count)
-        entry.turns += int(turns or 0)
         if outcome is not None:
             entry.outcomes[outcome] = entry.outcomes.get(outcome, 0) + int(count)
         if qualified:

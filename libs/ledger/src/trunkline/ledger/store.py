@@ -172,8 +172,14 @@ class LedgerStore:
         return {(call.tenant, call.call_id): call for call in found}
 
     def _one(self, session: Session, calls: dict[tuple[str, str], CallRow], fact: Fact) -> Applied:
-        call = self._call(session, calls, fact.call, fact.occurred_at)
         kind = kind_of(fact)
+        if fact.call.shadow:  # a candidate's shadow turn: priced, but the call is the live one's
+            if not isinstance(fact, TurnFact | CostFact):
+                return Applied(fact.call, kind)
+            index = fact.turn_index if isinstance(fact, TurnFact) else None
+            priced = self._usage(session, fact, fact.usage, index)
+            return Applied(fact.call, kind, priced[0], priced[1], None, priced[2])
+        call = self._call(session, calls, fact.call, fact.occurred_at)
         lines: tuple[CostLine, ...] = ()
         currency = ""
         unpriced = False

@@ -86,6 +86,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id", name=op.f("uq_usage_event_id")),
     )
     op.create_index(op.f("ix_usage_tenant_call_id"), "usage", ["tenant", "call_id"], unique=False)
+    op.create_index(
+        op.f("ix_usage_tenant_occurred_at"), "usage", ["tenant", "occurred_at"], unique=False
+    )
 
     op.create_table(
         "costs",
@@ -128,6 +131,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_costs_tenant_occurred_at"), table_name="costs")
 
     op.drop_table("costs")
+    op.drop_index(op.f("ix_usage_tenant_occurred_at"), table_name="usage")
     op.drop_index(op.f("ix_usage_tenant_call_id"), table_name="usage")
 
     op.drop_table("usage")

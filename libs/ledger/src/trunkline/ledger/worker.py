@@ -1,0 +1,124 @@
+"""The ledger worker: JetStream events in, ledger rows out, nothing lost.
+
+It reads two durable consumers (``trunkline.bus.streams.COST_LEDGER`` over the ``EVENTS`` stream
+and ``COST_LEDGER_SHADOW`` over the candidates' shadow results) and acks a message only once
+its fact is written. When the database is down or locked, the worker holds the message in hand
+and retries the write with backoff (``ledger_write_failures_total`` counts the failures); the
+rest wait, stored, in JetStream, which redelivers anything held past ``ack_wait`` — redelivered
+events are skipped by their id, so every event is applied exactly once. The calls themselves
+never wait on the ledger: the gateway only publishes to JetStream, whatever state the database
+is in. A message that is not a valid event is logged, counted and terminated (never retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from trunkline.bus import BadPayloadError, BusBase, ConsumerSpec, Delivery
+from trunkline.bus.streams import COST_LEDGER, COST_LEDGER_SHADOW, EVENTS, SHADOW
+from trunkline.ledger.events import fact_from
+from trunkline.ledger.facts import Fact
+from trunkline.ledger.metrics import LedgerMetrics
+from trunkline.ledger.store import Applied, LedgerStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff between write attempts: ``first_s``, doubling, at most ``max_s``."""
+
+    first_s: float = 0.2
+    max_s: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_s, self.first_s * 2 ** min(attempt, 20)))
+
+
+class LedgerWorker:
+    def __init__(
+        self,
+        bus: BusBase,
+        store: LedgerStore,
+        *,
+        metrics: LedgerMetrics | None = None,
+        consumers: Sequence[ConsumerSpec] = (COST_LEDGER, COST_LEDGER_SHADOW),
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.bus = bus
+        self.store = store
+        self.metrics = metrics
+        self.consumers = tuple(consumers)
+        self.retry = retry
+        self.sleep = sleep
+        self.applied = 0
+        self.write_failures = 0
+        self.bad_events = 0
+        self.holding = 0  # facts in hand waiting for the database
+
+    async def run(self) -> None:
+        """Consume until cancelled."""
+        await self.bus.ensure_stream(EVENTS)
+        await self.bus.ensure_stream(SHADOW)
+        await asyncio.gather(*(self._consume(spec) for spec in self.consumers))
+
+    async def _consume(self, spec: ConsumerSpec) -> None:
+        async with aclosing(self.bus.durable_messages(spec)) as deliveries:
+            async for delivery in deliveries:
+                await self.handle(delivery)
+
+    async def handle(self, delivery: Delivery) -> None:
+        try:
+            fact = fact_from(delivery.subject, delivery.data)
+        except (BadPayloadError, ValueError) as exc:
+            self.bad_events += 1
+            if self.metrics is not None:
+                self.metrics.bad_events.add(1)
+            log.error("ledger: dropping an unreadable event on %s: %s", delivery.subject, exc)
+            await delivery.term()
+            return
+        if fact is not None:
+            await self.write([fact])
+        await delivery.ack()
+
+    async def write(self, facts: Sequence[Fact]) -> list[Applied]:
+        """Write ``facts``, retrying until the database takes them."""
+        attempt = 0
+        self.holding += len(facts)
+        try:
+            while True:
+                try:
+                    applied = await asyncio.to_thread(self.store.apply, facts)
+                except (SQLAlchemyError, OSError) as exc:
+                    self.write_failures += 1
+                    if self.metrics is not None:
+                        self.metrics.write_failures.add(1)
+                    delay = self.retry.delay(attempt)
+                    level = logging.WARNING if attempt == 0 else logging.DEBUG
+                    log.log(
+                        level, "ledger write failed (%s); retrying in %.1fs", _short(exc), delay
+                    )
+                    attempt += 1
+                    await self.sleep(delay)
+                    continue
+                if attempt:
+                    log.info("ledger write succeeded after %d failed attempts", attempt)
+                break
+        finally:
+            self.holding -= len(facts)
+        self.applied += len(applied)
+        if self.metrics is not None:
+            self.metrics.applied(applied)
+        return applied
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
