@@ -64,9 +64,11 @@ async def test_reads_ahead_settle_a_prefix_and_the_final_matches_a_whole_decode(
     assert words(final.text) == words(whole.text)
     assert "saturday" in words(final.text)
     assert "springfield" in words(final.text)
-    # every flush was answered in order with a partial covering the audio sent before it
+    # flushes are answered in order, each partial covering the audio sent before its flush
+    # (one the end overtook while an earlier read decoded is answered by the final)
     covered = [round(t.audio_s, 3) for t in partials]
     assert covered == sorted(covered)
-    assert covered[-1] == pytest.approx(len(long_utterance) / 32_000, abs=0.001)
+    assert all(round(c / 0.4, 3).is_integer() for c in covered[:-1])
+    assert covered[-1] >= len(long_utterance) / 32_000 - 0.8
     # by the end the first sentence is settled: its words lead every late partial
     assert words(partials[-1].text)[:4] == ["please", "tell", "me", "you're"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import ctranslate2
@@ -184,7 +184,7 @@ class WhisperRecognizer(SpeechRecognizer):
         stable = StablePrefix(guard_s=self.config.settle_guard_s)
         pcm = bytearray()
         next_partial = self.config.partial_interval_s
-        read_at = -1  # bytes of audio the last read covered
+        last: tuple[int, Transcript] | None = None  # the last read: bytes it covered, result
         async for chunk in audio:
             pcm += chunk
             heard_s = len(pcm) / 2 / sample_rate
@@ -193,38 +193,18 @@ class WhisperRecognizer(SpeechRecognizer):
                 continue
             if not flush:
                 next_partial = heard_s + self.config.partial_interval_s
-            if len(pcm) == read_at and not flush:
+            if last is None or last[0] != len(pcm):
+                samples = self._to_model_rate(bytes(pcm), sample_rate)
+                read = await asyncio.to_thread(self._transcript, samples, prefix, stable, True)
+                last = (len(pcm), read)
+            elif not flush:
                 continue
-            read_at = len(pcm)
-            samples = self._to_model_rate(bytes(pcm), sample_rate)
-            text = await asyncio.to_thread(self._read_ahead, samples, prefix, stable)
-            yield Transcript(text=text, is_final=False, audio_s=heard_s)
+            yield replace(last[1], is_final=False, audio_s=heard_s)
+        if last is not None and last[0] == len(pcm):  # nothing new since the last read
+            yield replace(last[1], is_final=True)
+            return
         samples = self._to_model_rate(bytes(pcm), sample_rate)
-        yield await asyncio.to_thread(self._final, samples, prefix, stable)
-
-    def _read_ahead(
-        self, samples: npt.NDArray[np.float32], prefix: tuple[int, ...], stable: StablePrefix
-    ) -> str:
-        """The utterance so far: its settled words and a read of the audio after them, whose
-        words the next read may confirm."""
-        if not self.config.incremental:
-            return self._decode(samples, prefix).text
-        heard_s = samples.size / MODEL_RATE
-        kept, from_s = stable.decode_from(heard_s, self.config.min_tail_s)
-        start = int(from_s * MODEL_RATE)
-        tail = samples[start:]
-        if tail.size < MODEL_RATE // 10 or self.config.no_speech.below_gate(
-            rms_dbfs(tail), tail.size / MODEL_RATE
-        ):
-            return stable.text
-        decoded = self._decode(tail, prefix, start / MODEL_RATE)
-        if decoded.words and decoded.avg_logprob >= self.config.sure_logprob:
-
-            def gap(at_s: float) -> float | None:
-                return quiet_point(samples, MODEL_RATE, at_s, within_s=self.config.gap_search_s)
-
-            stable.read(list(decoded.words), heard_s, decoded.avg_logprob, gap, kept)
-        return stable.tail_text(decoded.text.split(), kept)
+        yield await asyncio.to_thread(self._transcript, samples, prefix, stable)
 
     @staticmethod
     def _to_model_rate(pcm: bytes, sample_rate: int) -> npt.NDArray[np.float32]:
@@ -234,61 +214,78 @@ class WhisperRecognizer(SpeechRecognizer):
         resampled: npt.NDArray[np.float32] = soxr.resample(samples, sample_rate, MODEL_RATE)
         return resampled.astype(np.float32, copy=False)
 
-    def _final(
+    def _final(self, samples: npt.NDArray[np.float32], prefix: tuple[int, ...] = ()) -> Transcript:
+        """The transcript of a whole utterance decoded at once."""
+        return self._transcript(samples, prefix, None)
+
+    def _transcript(
         self,
         samples: npt.NDArray[np.float32],
-        prefix: tuple[int, ...] = (),
-        stable: StablePrefix | None = None,
+        prefix: tuple[int, ...],
+        stable: StablePrefix | None,
+        read: bool = False,
     ) -> Transcript:
-        """The final: with settled words, their text and a decode of only the audio after
-        them (silence there adds nothing); else a decode of the whole utterance."""
-        if stable is not None and stable.words and self.config.incremental:
-            return self._final_after(samples, prefix, stable)
+        """The utterance so far: the settled words of ``stable`` and a decode of only the audio
+        after them (at least ``min_tail_s`` of it); the whole utterance when nothing is settled
+        or the tail decode is unsure. ``read``: a read ahead, whose aligned words may settle
+        more (those the previous read agreed on)."""
         policy = self.config.no_speech
-        level = rms_dbfs(samples)
-        if policy.below_gate(level, samples.size / MODEL_RATE):
-            return Transcript(text="", is_final=True, no_speech=True, no_speech_prob=1.0)
-        decoded = self._decode(samples, prefix)
-        if not decoded.text or policy.model_says_silence(
+        heard_s = samples.size / MODEL_RATE
+        kept, from_s = (0, 0.0)
+        if stable is not None and self.config.incremental:
+            kept, from_s = stable.decode_from(heard_s, self.config.min_tail_s)
+        tail = samples[int(from_s * MODEL_RATE) :]
+        if policy.below_gate(rms_dbfs(tail), tail.size / MODEL_RATE):
+            if kept == 0:
+                return Transcript(text="", is_final=True, no_speech=True, no_speech_prob=1.0)
+            return self._settled(stable, kept, [], 0.0, 0.0)
+        words_from = from_s if read and stable is not None and self.config.incremental else None
+        decoded = self._decode(tail, prefix, words_from)
+        if kept and decoded.text and decoded.avg_logprob < self.config.sure_logprob:
+            return self._transcript(samples, prefix, None)  # unsure of the tail: the whole
+        if stable is not None and decoded.words and decoded.avg_logprob >= self.config.sure_logprob:
+
+            def gap(at_s: float) -> float | None:
+                return quiet_point(samples, MODEL_RATE, at_s, within_s=self.config.gap_search_s)
+
+            stable.read(list(decoded.words), heard_s, decoded.avg_logprob, gap, kept)
+        silent = not decoded.text or policy.model_says_silence(
             decoded.no_speech_prob, decoded.avg_logprob
-        ):
+        )
+        if silent and kept == 0:
             return Transcript(
                 text="", is_final=True, no_speech=True, no_speech_prob=decoded.no_speech_prob
             )
-        return Transcript(
-            text=decoded.text,
-            is_final=True,
-            no_speech_prob=decoded.no_speech_prob,
-            confidence=whisper_confidence(decoded.avg_logprob, decoded.no_speech_prob),
+        if kept == 0 or stable is None:
+            return Transcript(
+                text=decoded.text,
+                is_final=True,
+                no_speech_prob=decoded.no_speech_prob,
+                confidence=whisper_confidence(decoded.avg_logprob, decoded.no_speech_prob),
+            )
+        tail_words = [] if silent else decoded.text.split()
+        return self._settled(
+            stable, kept, tail_words, decoded.avg_logprob, 0.0 if silent else decoded.no_speech_prob
         )
 
-    def _final_after(
-        self, samples: npt.NDArray[np.float32], prefix: tuple[int, ...], stable: StablePrefix
+    @staticmethod
+    def _settled(
+        stable: StablePrefix | None,
+        kept: int,
+        tail_words: list[str],
+        tail_logprob: float,
+        no_speech_prob: float,
     ) -> Transcript:
-        policy = self.config.no_speech
-        kept, from_s = stable.decode_from(samples.size / MODEL_RATE, self.config.min_tail_s)
-        tail = samples[int(from_s * MODEL_RATE) :]
+        """The first ``kept`` settled words and a tail, with their words' mean confidence."""
+        assert stable is not None
         settled = stable.avg_logprob() or 0.0
-        tail_words: list[str] = []
-        logprob, words = settled * kept, kept
-        if tail.size >= MODEL_RATE // 10 and not policy.below_gate(
-            rms_dbfs(tail), tail.size / MODEL_RATE
-        ):
-            decoded = self._decode(tail, prefix)
-            if decoded.text and decoded.avg_logprob < self.config.sure_logprob:
-                return self._final(samples, prefix)  # unsure of the tail: the whole, as before
-            if decoded.text and not policy.model_says_silence(
-                decoded.no_speech_prob, decoded.avg_logprob
-            ):
-                tail_words = decoded.text.split()
-                logprob += decoded.avg_logprob * len(tail_words)
-                words += len(tail_words)
-        text = cut_repeats(stable.tail_text(tail_words, kept))
+        logprob = settled * kept + tail_logprob * len(tail_words)
+        words = kept + len(tail_words)
         return Transcript(
-            text=text,
+            text=cut_repeats(stable.tail_text(tail_words, kept)),
             is_final=True,
-            no_speech_prob=0.0,
-            confidence=whisper_confidence(logprob / max(words, 1), 0.0),
+            no_speech_prob=no_speech_prob,
+            confidence=whisper_confidence(logprob / max(words, 1), no_speech_prob),
         )
 
     def _decode(
