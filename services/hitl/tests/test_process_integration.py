@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -46,6 +47,7 @@ class Hitl:
     nats_url: str
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def addr(self) -> str:
@@ -61,6 +63,7 @@ class Hitl:
             "HITL_DRAIN_SECONDS": "2",
             "HITL_JOIN_URL": "http://127.0.0.1:8080/webrtc/offer",
             "HITL_JOIN_SECRET": SECRET,
+            **self.extra,
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -386,3 +389,134 @@ async def test_bad_requests_get_clear_statuses_and_lose_nothing(
     # nothing lost: the escalation is still queued, untouched
     open_ = (await stub.ListQueue(hitl_pb2.ListQueueRequest(context=ACME))).tickets
     assert [(t.ticket_id, t.state) for t in open_] == [(tid, hitl_pb2.TICKET_STATE_QUEUED)]
+
+
+async def gateway_side(addr: str, index: int) -> list[int]:
+    """What the gateway does for one escalated call: Escalate (retried with the same request_id
+    while hitl is down), then follow the ticket, calling WaitDecision again whenever the stream
+    breaks, until a terminal state. Returns the states seen."""
+    request = escalation_request(f"call-chaos-{index}")
+    request.request_id = f"call-chaos-{index}-turn-3"
+    states: list[int] = []
+    ticket_id = ""
+    while True:
+        try:
+            async with grpc.aio.insecure_channel(addr) as channel:
+                stub = hitl_pb2_grpc.HumanLoopStub(channel)
+                if not ticket_id:
+                    ticket_id = (await stub.Escalate(request, timeout=2)).ticket.ticket_id
+                follow = stub.WaitDecision(
+                    hitl_pb2.WaitDecisionRequest(context=ACME, ticket_id=ticket_id)
+                )
+                async for message in follow:
+                    if not states or states[-1] != message.ticket.state:
+                        states.append(message.ticket.state)
+                if states and states[-1] in TERMINAL:
+                    return states
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in {Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED}:
+                raise  # only "hitl is down" may interrupt the gateway
+        await asyncio.sleep(0.1)
+
+
+TERMINAL = {hitl_pb2.TICKET_STATE_HANDED_BACK, hitl_pb2.TICKET_STATE_ENDED}
+
+
+async def operator_side(
+    addr: str, name: str, rng: random.Random, done: asyncio.Event
+) -> dict[str, int]:
+    """One operator working the queue: claims, sometimes walks away (the claim lapses), else
+    takes the call and hands it back or ends it. Refusals (another state won) are fine."""
+    counts = {"abandoned": 0, "handed_back": 0, "ended": 0, "refused": 0, "down": 0}
+    while not done.is_set():
+        try:
+            async with grpc.aio.insecure_channel(addr) as channel:
+                stub = hitl_pb2_grpc.HumanLoopStub(channel)
+                listed = await stub.ListQueue(hitl_pb2.ListQueueRequest(context=ACME), timeout=2)
+                for ticket in listed.tickets:
+                    mine = ticket.operator_id.startswith(f"{name}-")
+                    taken = ticket.state == hitl_pb2.TICKET_STATE_TAKEN_OVER
+                    if not (ticket.state == hitl_pb2.TICKET_STATE_QUEUED or (taken and mine)):
+                        continue
+                    op = ticket.operator_id if taken else f"{name}-{rng.randrange(3)}"
+                    tid = ticket.ticket_id
+                    try:
+                        if not taken:  # else: on the call already (the reply was lost in a kill)
+                            await stub.Claim(
+                                hitl_pb2.ClaimRequest(context=ACME, ticket_id=tid, operator_id=op)
+                            )
+                            if rng.random() < 0.3:
+                                counts["abandoned"] += 1  # the claim lapses, it is requeued
+                                continue
+                            await stub.TakeOver(
+                                hitl_pb2.TakeOverRequest(
+                                    context=ACME, ticket_id=tid, operator_id=op
+                                )
+                            )
+                        end = rng.random() < 0.5
+                        await stub.HandBack(
+                            hitl_pb2.HandBackRequest(
+                                context=ACME, ticket_id=tid, operator_id=op, end_call=end
+                            )
+                        )
+                        counts["ended" if end else "handed_back"] += 1
+                    except grpc.aio.AioRpcError as exc:
+                        if exc.code() != Code.FAILED_PRECONDITION:
+                            raise
+                        counts["refused"] += 1
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in {Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED}:
+                raise
+            counts["down"] += 1
+        await asyncio.sleep(rng.uniform(0.05, 0.3))
+    return counts
+
+
+async def test_20_escalations_with_lapsed_claims_and_hitl_kills_lose_nothing(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    rng = random.Random(10)
+    hitl = Hitl(
+        free_port(),
+        f"T_{uuid.uuid4().hex[:10]}",
+        nats_server.url,
+        tmp_path / "h.log",
+        extra={"HITL_CLAIM_TIMEOUT_S": "0.5", "HITL_ESCALATION_TIMEOUT_S": "300"},
+    )
+    hitl.start()
+    try:
+        await wait_healthy(hitl.addr, HUMAN_LOOP, timeout=30)
+        done = asyncio.Event()
+        calls = [asyncio.create_task(gateway_side(hitl.addr, i)) for i in range(20)]
+        operators = [
+            asyncio.create_task(operator_side(hitl.addr, f"op{seed}", random.Random(seed), done))
+            for seed in (1, 2)
+        ]
+        async with asyncio.timeout(120):
+            for _ in range(3):  # kill -9 and restart while the calls are being worked
+                await asyncio.sleep(rng.uniform(0.8, 1.6))
+                hitl.kill()
+                await asyncio.sleep(0.3)
+                hitl.start()
+            followed = await asyncio.gather(*calls)
+            done.set()
+            counts = await asyncio.gather(*operators)
+        for states in followed:
+            assert states[0] == hitl_pb2.TICKET_STATE_QUEUED, states
+            assert states[-1] in TERMINAL, states
+        assert all(c["down"] > 0 for c in counts), counts  # the kills hit work in progress
+        assert sum(c["abandoned"] for c in counts) > 0, counts  # some claims lapsed
+        async with grpc.aio.insecure_channel(hitl.addr) as channel:
+            stub = hitl_pb2_grpc.HumanLoopStub(channel)
+            everything = await stub.ListQueue(
+                hitl_pb2.ListQueueRequest(context=ACME, include_closed=True)
+            )
+        # exactly one ticket per call (the retried Escalate calls made no duplicates)
+        assert sorted(t.context.call_id for t in everything.tickets) == sorted(
+            f"call-chaos-{i}" for i in range(20)
+        )
+        assert all(t.state in TERMINAL for t in everything.tickets)
+        assert any(t.requeues > 0 for t in everything.tickets)
+        assert hitl.log.read_text().count("Traceback") == 0, hitl.log.read_text()[-3000:]
+    finally:
+        hitl.kill()

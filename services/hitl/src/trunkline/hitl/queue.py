@@ -177,11 +177,13 @@ class TicketQueue:
         info: EscalationInfo,
         transcript: Sequence[Line] = (),
         expires_in: float | None = None,
+        request_id: str = "",
     ) -> Ticket:
-        """Queue an escalation ticket for ``call`` (with its summary); returns it QUEUED."""
+        """Queue an escalation ticket for ``call`` (with its summary); returns it QUEUED.
+        ``request_id``: idempotency key; a repeat returns the first request's ticket."""
         lines = tuple(transcript)
         ticket = core.new_escalation(
-            self._new_id(),
+            self._ticket_id(call.tenant_id, Kind.ESCALATION, request_id),
             call=call,
             info=info,
             transcript=lines,
@@ -197,12 +199,14 @@ class TicketQueue:
         info: ApprovalInfo,
         transcript: Sequence[Line] = (),
         expires_in: float | None = None,
+        request_id: str = "",
     ) -> Ticket:
-        """Queue an approval ticket for a high-risk tool call; returns it QUEUED."""
+        """Queue an approval ticket for a high-risk tool call; returns it QUEUED.
+        ``request_id``: idempotency key; a repeat returns the first request's ticket."""
         lines = tuple(transcript)
         summary = f"Approve {info.tool_name}: {info.justification}".strip().rstrip(":")
         ticket = core.new_approval(
-            self._new_id(),
+            self._ticket_id(call.tenant_id, Kind.APPROVAL, request_id),
             call=call,
             info=info,
             transcript=lines,
@@ -380,8 +384,24 @@ class TicketQueue:
             raise WrongTenant(f"ticket {ticket_id} does not belong to tenant {tenant_id!r}")
         raise NotFound(f"no ticket {ticket_id!r} for tenant {tenant_id!r}")
 
+    def _ticket_id(self, tenant_id: str, kind: Kind, request_id: str) -> str:
+        if not request_id:
+            return self._new_id()
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}/{kind.value}/{request_id}").hex
+
     async def _create(self, ticket: Ticket) -> Ticket:
-        await self.store.create(ticket)
+        try:
+            await self.store.create(ticket)
+        except StaleRevision:  # the same request_id again: the first request's ticket
+            first = await self._load(ticket.tenant_id, ticket.ticket_id)
+            if (
+                first.ticket.kind is not ticket.kind
+                or first.ticket.call.call_id != ticket.call.call_id
+            ):
+                raise core.InvalidRequest(
+                    "request_id was already used for another request (another call or kind)"
+                ) from None
+            return core.tick(first.ticket, self.clock.now())
         self._wake.set()
         await self._tell(None, ticket, "requested")
         return ticket

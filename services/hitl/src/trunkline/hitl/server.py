@@ -134,6 +134,7 @@ class HumanLoopService(hitl_pb2_grpc.HumanLoopServicer):
                     convert.escalation_of(request.escalation),
                     convert.lines_of(request.escalation.transcript),
                     expires_in=expires_in,
+                    request_id=request.request_id,
                 )
         except _Refused as exc:
             await _abort(context, exc)
@@ -153,6 +154,7 @@ class HumanLoopService(hitl_pb2_grpc.HumanLoopServicer):
                     convert.approval_of(request.approval),
                     convert.lines_of(request.approval.transcript),
                     expires_in=expires_in,
+                    request_id=request.request_id,
                 )
         except _Refused as exc:
             await _abort(context, exc)

@@ -70,7 +70,7 @@ class TicketStore(abc.ABC):
 
     @abc.abstractmethod
     async def create(self, ticket: Ticket) -> Stored:
-        """Store a new ticket; fails if the key exists."""
+        """Store a new ticket; StaleRevision if the key exists."""
 
     @abc.abstractmethod
     async def get(self, tenant_id: str, ticket_id: str) -> Stored | None:
@@ -208,7 +208,10 @@ class JetStreamTicketStore(TicketStore):
 
     async def create(self, ticket: Ticket) -> Stored:
         key = key_of(ticket.tenant_id, ticket.ticket_id)
-        revision = await self.kv.create(key, ticket_pb(ticket).SerializeToString())
+        try:
+            revision = await self.kv.create(key, ticket_pb(ticket).SerializeToString())
+        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            raise StaleRevision(f"{key} exists") from exc
         return Stored(ticket, revision)
 
     async def get(self, tenant_id: str, ticket_id: str) -> Stored | None:
