@@ -41,13 +41,13 @@ from trunkline.devservers.kube import KubeApiServer
 from trunkline.gateway.agent_source import AgentSource
 from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.fakes import FakeContext, FakeLanguageModel
-from trunkline.gateway.peers.base import LanguageModel, PeerEnv
+from trunkline.gateway.peers.base import ContextSource, PeerEnv
 from trunkline.gateway.peers.types import ContextResult
 from trunkline.gateway.profile import profile_of
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.gateway.shadow.__main__ import candidate_spec
 from trunkline.gateway.shadow.mirror import ShadowMirror, start_mirror
-from trunkline.gateway.shadow.runner import DelayedModel, ShadowPeers, ShadowRunner
+from trunkline.gateway.shadow.runner import DelayedContext, ShadowPeers, ShadowRunner
 from trunkline.gateway.shadow.settings import ShadowSettings
 from trunkline.llm.settings import LlmSettings
 from trunkline.llm.warmup import agents_to_warm
@@ -66,7 +66,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "trunkline.dev", "v1alpha1"
 WAIT_S = 90.0
-INTERVAL_S = 2.0
+INTERVAL_S = 3.0
 INJECTED_MS = 400
 
 
@@ -79,7 +79,7 @@ class Loop:
         self.nats_url = nats_url
         self.controller = Controller(
             cluster=KubeCluster(api),
-            metrics_source=ShadowResultsSource(self.link, min_turns=3),
+            metrics_source=ShadowResultsSource(self.link, min_turns=2),
             replay_gate=FixedReplay(),
             runner=RunnerManifest(image="trunkline:test", nats_url=nats_url),
             shadows=NatsShadows(self.link),
@@ -134,6 +134,11 @@ class Loop:
         )  # fmt: skip
         return [(e.type, e.reason) for e in sorted(listed.items, key=lambda e: e.metadata.name)]
 
+    async def events_until(self, name: str, reason: str) -> list[tuple[str, str]] | None:
+        """The object's Events once one with ``reason`` is there (posted after the status)."""
+        found = await self.events(name)
+        return found if any(r == reason for _, r in found) else None
+
     async def start_pod(self, version: str, delay_ms: int, bus: Bus) -> ShadowRunner:
         """What a kubelet does with the operator's shadow Deployment: its env into the runner's
         settings, the agent spec from there; the peers are in memory."""
@@ -154,10 +159,12 @@ class Loop:
         spec = parse_agent_spec(settings.agent_spec, "SHADOW_AGENT_SPEC")
         assert (spec.name, spec.version) == (self.agent, version)
         peer_env = PeerEnv(SystemClock(), trace.get_tracer("test"))
-        llm: LanguageModel = FakeLanguageModel(peer_env, lambda _t: "Let me check that for you.")
+        llm = FakeLanguageModel(peer_env, lambda _t: "Let me check that for you.")
+        context: ContextSource = FakeContext(
+            peer_env, ContextResult(block="Acme Dental.", confidence=0.8)
+        )
         if settings.inject_delay_ms:
-            llm = DelayedModel(peer_env, llm, settings.inject_delay_ms / 1000)
-        context = FakeContext(peer_env, ContextResult(block="Acme Dental.", confidence=0.8))
+            context = DelayedContext(peer_env, context, settings.inject_delay_ms / 1000)
         runner = ShadowRunner(
             bus, profile_of(spec), ShadowPeers(context, llm), clock=SystemClock(),
             tracer=trace.get_tracer("test"),
@@ -286,7 +293,7 @@ async def test_slow_candidate_rolls_back_and_a_healthy_one_is_promoted(
     delta = next(r for r in status["results"] if r["name"] == "reply_time_delta_ms")
     assert delta["outcome"] == "Failed"
     assert delta["value"] > INJECTED_MS - 50, delta
-    events = await loop.events("slow")
+    events = await loop.until(lambda: loop.events_until("slow", "FailureLimit"), "the Event")
     assert ("Warning", "FailureLimit") in events
     assert [r for _, r in events].count("CheckFailed") == 2
     candidates = ShadowCandidates(bus)

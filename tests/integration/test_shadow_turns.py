@@ -2,7 +2,7 @@
 (each its own durable consumer), their paired results, and the operator's metrics from them.
 
 The runners are the real :class:`ShadowRunner` (the gateway's turn pipeline, headless) with
-in-memory context and LLM peers; one candidate's LLM is slowed by 400 ms (the fault injection
+in-memory context and LLM peers; one candidate's every turn is slowed by 400 ms (the fault injection
 ``SHADOW_INJECT_DELAY_MS`` uses), which the analysis must see and the other must not.
 """
 
@@ -26,12 +26,12 @@ from trunkline.bus.shadow import Candidate, ShadowCandidates, read_results
 from trunkline.devservers import NatsServer
 from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.fakes import FakeContext, FakeLanguageModel
-from trunkline.gateway.peers.base import PeerEnv
+from trunkline.gateway.peers.base import ContextSource, PeerEnv
 from trunkline.gateway.peers.types import ContextResult
 from trunkline.gateway.profile import AgentProfile, profile_of
 from trunkline.gateway.shadow.core import sampled
 from trunkline.gateway.shadow.mirror import ShadowMirror, start_mirror
-from trunkline.gateway.shadow.runner import DelayedModel, ShadowPeers, ShadowRunner
+from trunkline.gateway.shadow.runner import DelayedContext, ShadowPeers, ShadowRunner
 from trunkline.proto.common.v1 import call_pb2, timing_pb2
 from trunkline.proto.events.v1 import events_pb2
 from trunkline.rollout.analysis import Reading
@@ -110,10 +110,13 @@ async def until(check: Callable[[], bool], what: str) -> None:
 def runner(bus: Bus, agent: str, version: str, delay_s: float = 0.0) -> ShadowRunner:
     env = PeerEnv(SystemClock(), trace.get_tracer("test"))
     llm = FakeLanguageModel(env, lambda _text: REPLY)
-    model = DelayedModel(env, llm, delay_s) if delay_s else llm
-    context = FakeContext(env, ContextResult(block="Acme Dental, 120 Main Street.", confidence=0.8))
+    context: ContextSource = FakeContext(
+        env, ContextResult(block="Acme Dental, 120 Main Street.", confidence=0.8)
+    )
+    if delay_s:
+        context = DelayedContext(env, context, delay_s)
     return ShadowRunner(
-        bus, profile(agent, version), ShadowPeers(context, model), clock=SystemClock(),
+        bus, profile(agent, version), ShadowPeers(context, llm), clock=SystemClock(),
         tracer=trace.get_tracer("test"),
     )  # fmt: skip
 

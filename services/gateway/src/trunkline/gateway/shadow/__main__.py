@@ -20,12 +20,12 @@ from trunkline.agents.loader import agent_files
 from trunkline.bus import Bus
 from trunkline.bus.streams import SHADOW
 from trunkline.gateway.core.clock import SystemClock
-from trunkline.gateway.peers.base import PeerEnv
+from trunkline.gateway.peers.base import ContextSource, PeerEnv
 from trunkline.gateway.peers.grpc_context import GrpcContext
 from trunkline.gateway.peers.grpc_llm import GrpcLanguageModel
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.profile import profile_of
-from trunkline.gateway.shadow.runner import DelayedModel, ShadowPeers, ShadowRunner
+from trunkline.gateway.shadow.runner import DelayedContext, ShadowPeers, ShadowRunner
 from trunkline.gateway.shadow.settings import ShadowSettings
 from trunkline.runtime import channel, peers_serving, run, serve
 
@@ -66,10 +66,10 @@ async def main() -> None:
     policy = RetryPolicy(timeout_s=settings.peer_timeout_s)
     context_channel = channel(settings.context_addr, settings)
     llm_channel = channel(settings.llm_addr, settings)
-    llm = GrpcLanguageModel(env, llm_channel, profile, policy)
-    model = llm if not settings.inject_delay_ms else (
-        DelayedModel(env, llm, settings.inject_delay_ms / 1000))  # fmt: skip
-    peers = ShadowPeers(GrpcContext(env, context_channel, profile.retrieval, policy), model)
+    context: ContextSource = GrpcContext(env, context_channel, profile.retrieval, policy)
+    if settings.inject_delay_ms:
+        context = DelayedContext(env, context, settings.inject_delay_ms / 1000)
+    peers = ShadowPeers(context, GrpcLanguageModel(env, llm_channel, profile, policy))
     bus = await Bus.connect(settings.nats_url, name=f"shadow-{spec.name}-{spec.version}")
     await bus.ensure_stream(SHADOW)
     runner = ShadowRunner(

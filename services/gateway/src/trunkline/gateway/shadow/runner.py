@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,14 +34,7 @@ from trunkline.gateway.core.tools import ToolPolicy
 from trunkline.gateway.peers.base import ContextSource, LanguageModel, PeerEnv, Synthesizer
 from trunkline.gateway.peers.base import Transcriber as TranscriberBase
 from trunkline.gateway.peers.grpc_common import call_context
-from trunkline.gateway.peers.types import (
-    CallInfo,
-    ContextResult,
-    LlmEvent,
-    LlmRequest,
-    Prefilled,
-    Transcript,
-)
+from trunkline.gateway.peers.types import CallInfo, ContextResult, StoredAnswer, Transcript
 from trunkline.gateway.pipeline import Peers, TurnPipeline
 from trunkline.gateway.profile import AgentProfile, reply_policy
 from trunkline.gateway.records import TurnRecord
@@ -105,29 +98,28 @@ class DryRunTools(ToolRunner):
         return {"dry_run": True, "tool": tool.name}
 
 
-class DelayedModel(LanguageModel):
-    """Fault injection for rollout drills: ``inner`` with ``delay_s`` before each generation
-    (``SHADOW_INJECT_DELAY_MS``): a candidate that answers that much slower."""
+class DelayedContext(ContextSource):
+    """Fault injection for rollout drills: ``inner`` with ``delay_s`` before each lookup
+    (``SHADOW_INJECT_DELAY_MS``), i.e. a candidate whose every turn is that much slower (each
+    turn resolves its context first, whether the LLM answers or not)."""
 
-    def __init__(self, env: PeerEnv, inner: LanguageModel, delay_s: float) -> None:
+    def __init__(self, env: PeerEnv, inner: ContextSource, delay_s: float) -> None:
         super().__init__(env, inner.policy)
         self.inner = inner
         self.delay_s = delay_s
 
-    async def _generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
-        await asyncio.sleep(self.delay_s)
-        async for event in self.inner.generate(request):
-            yield event
-
-    async def _prefill(
+    async def _resolve(
         self,
         call: CallInfo,
-        history: Sequence[Message],
-        context: ContextResult | None,
-        partial: str,
-    ) -> Prefilled:
-        done = await self.inner.prefill(call, history, context, partial)
-        return done or Prefilled(evaluated_tokens=0, reused_tokens=0, completed=False)
+        query: str,
+        entities: Mapping[str, str],
+        prefer_first: tuple[str, ...] = (),
+    ) -> ContextResult:
+        await asyncio.sleep(self.delay_s)
+        return await self.inner.resolve(call, query, entities, prefer_first)
+
+    async def _store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
+        return await self.inner.store_answer(call, answer)
 
 
 class ShadowMeters:
@@ -177,7 +169,11 @@ class ShadowRunner:
         max_tool_rounds: int = 2,
         turn_timeout_s: float = 30.0,
         idle_call_s: float = 900.0,
+        read_ahead: bool = True,
     ) -> None:
+        """``read_ahead``: before each turn, the work the live gateway does while the caller
+        is still speaking (context and an LLM prefill of the prompt so far), untimed, so the
+        timed part compares with the live turn's."""
         self.bus = bus
         self.profile = profile
         self.peers = peers
@@ -188,6 +184,7 @@ class ShadowRunner:
         self.max_tool_rounds = max_tool_rounds
         self.turn_timeout_s = turn_timeout_s
         self.idle_call_s = idle_call_s
+        self.read_ahead = read_ahead
         self.consumer = shadow_turns(profile.name, profile.version)
         self._calls: dict[tuple[str, str], _Call] = {}
         self.answered = 0
@@ -253,7 +250,8 @@ class ShadowRunner:
             if isinstance(event, ReplyAudio) and event.last:
                 clauses.append(event.text)
 
-        work = StartWork(live.context.turn_index, b"", tuple(state.history), speculative=False)
+        history = tuple(state.history)
+        work = StartWork(live.context.turn_index, b"", history, speculative=False)
         error = ""
         with self.tracer.start_as_current_span(
             "shadow.turn",
@@ -261,7 +259,9 @@ class ShadowRunner:
         ):
             try:
                 async with asyncio.timeout(self.turn_timeout_s):
-                    await state.pipeline.run(work, record, emit)
+                    if self.read_ahead:  # as the live gateway reads ahead while the caller speaks
+                        await state.pipeline.prefetch(b"", history)
+                    await state.pipeline.run(work, record, emit)  # timed: what the caller waits
             except TimeoutError:
                 error = f"no answer within {self.turn_timeout_s:g}s"
             except Exception as exc:  # a failed shadow turn is a result, not a crash

@@ -40,7 +40,10 @@ class ShadowSettings(ServiceSettings):
     agents_namespace: str = "default"
     kubeconfig: Path | None = None
     inject_delay_ms: int = Field(
-        default=0, ge=0, le=60_000, description="fault injection: extra delay before each LLM call"
+        default=0,
+        ge=0,
+        le=60_000,
+        description="fault injection: extra delay before each turn's context lookup",
     )
     turn_timeout_s: float = Field(default=30.0, gt=0)
 
