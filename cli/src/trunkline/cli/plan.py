@@ -32,6 +32,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("llm", "trunkline.llm", "LLM_"),
     ServiceSpec("tts", "trunkline.tts", "TTS_"),
     ServiceSpec("hitl", "trunkline.hitl", "HITL_", nats=True),
+    ServiceSpec("ledger", "trunkline.ledger", "LEDGER_", nats=True),  # the cost ledger worker
     ServiceSpec(
         "gateway",
         "trunkline.gateway",
@@ -117,6 +118,10 @@ class AppConfig:
     the filler meanwhile, and the turn completes when the first token comes."""
     llm_first_token_timeout_s: float = 15.0
     llm_library_dir: Path | None = None
+    ledger_database_url: str = ""
+    """The cost ledger's database (``LEDGER_DATABASE_URL``): ``<run dir>/ledger.db``."""
+    prices_dir: Path | None = None
+    """Per-tenant price tables (``LEDGER_PRICES_DIR``, ``prices/`` in the repository)."""
     """A llama.cpp build for this CPU (``LLM_LIBRARY_DIR``, see
     ``trunkline.llm.backends.cpubuild``); None: the wheel's."""
     llm_threads_batch: int = 2
@@ -166,6 +171,13 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
         return env
     if spec.name == "context":
         return {f"{p}AGENTS_DIR": str(app.agents_dir), f"{p}MILVUS_URI": app.milvus_uri}
+    if spec.name == "ledger":
+        env = {f"{p}AGENTS_DIR": str(app.agents_dir)}
+        if app.ledger_database_url:
+            env[f"{p}DATABASE_URL"] = app.ledger_database_url
+        if app.prices_dir is not None:
+            env[f"{p}PRICES_DIR"] = str(app.prices_dir)
+        return env
     return {}
 
 

@@ -29,6 +29,7 @@ class StackSettings(BaseSettings):
     drain_seconds: float = Field(default=5.0, ge=0)
     stop_timeout: float = Field(default=15.0, gt=0, description="SIGTERM to SIGKILL, seconds")
     agents_dir: Path = Field(default=Path("agents"), description="agent spec YAMLs to serve")
+    prices_dir: Path = Field(default=Path("prices"), description="per-tenant price tables")
     llm_library_dir: Path = Field(
         default=Path("build/llama-cpu"),
         description="llama.cpp built for this CPU by `make install` (tools/llama_build.py); the "

@@ -52,6 +52,7 @@ from trunkline.runtime.client import DOWN, health_status
 
 SERVING = "SERVING"
 KNOWLEDGE_DB = "knowledge.db"
+LEDGER_DB = "ledger.db"  # the cost ledger (`trunkline cost report` reads it)
 RENDERED_AGENTS = "agents"
 
 
@@ -147,6 +148,8 @@ class _Starter:
             milvus_uri=str(self.run_dir / KNOWLEDGE_DB),
             peer_timeout_s=settings.peer_timeout_s,
             llm_library_dir=library_dir(settings.llm_library_dir),
+            ledger_database_url=f"sqlite:///{self.run_dir / LEDGER_DB}",
+            prices_dir=settings.prices_dir.resolve(),
         )
         self.record = StackRecord(
             run_dir=str(self.run_dir),

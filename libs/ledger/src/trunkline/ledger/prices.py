@@ -217,8 +217,12 @@ def parse_price_table(text: str, source: str) -> PriceTable:
         return PriceTable.model_validate({**data, "source": source})
     except ValidationError as exc:
         problems = []
-        for error in exc.errors():
+        errors = exc.errors()
+        locs = [tuple(error["loc"]) for error in errors]
+        for error in errors:
             loc = tuple(error["loc"])
+            if any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs):
+                continue  # "versions: too short" beside the version that failed: noise
             where = ".".join(str(part) for part in loc) or "(table)"
             problems.append(f"{source}:{_line(lines, loc)}: {where}: {error['msg']}")
         raise PriceTableError("\n".join(problems)) from exc

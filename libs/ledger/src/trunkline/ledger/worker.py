@@ -41,6 +41,9 @@ class RetryPolicy:
         return float(min(self.max_s, self.first_s * 2 ** min(attempt, 20)))
 
 
+DEFAULT_RETRY = RetryPolicy()
+
+
 class LedgerWorker:
     def __init__(
         self,
@@ -49,7 +52,7 @@ class LedgerWorker:
         *,
         metrics: LedgerMetrics | None = None,
         consumers: Sequence[ConsumerSpec] = (COST_LEDGER, COST_LEDGER_SHADOW),
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.bus = bus
