@@ -204,6 +204,7 @@ async def bench(count: int) -> dict[str, Any]:
             "HITL_NATS_URL": nats.url,
             "HITL_TICKETS_BUCKET": bucket,
             "HITL_LOG_LEVEL": "WARNING",
+            "HITL_CONSOLE_ENABLED": "false",  # the benchmark plays the console itself
         }
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "trunkline.hitl", env=env)
         bus = await Bus.connect(nats.url, name="bench-console")

@@ -63,6 +63,7 @@ class Hitl:
             "HITL_DRAIN_SECONDS": "2",
             "HITL_JOIN_URL": "http://127.0.0.1:8080/webrtc/offer",
             "HITL_JOIN_SECRET": SECRET,
+            "HITL_CONSOLE_ENABLED": "false",  # the console has its own tests
             **self.extra,
         }
         with self.log.open("ab") as out:
