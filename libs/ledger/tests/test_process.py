@@ -64,7 +64,9 @@ async def test_the_ledger_process_writes_what_the_gateway_publishes(
 ) -> None:
     port = free_port()
     env = ledger_env(tmp_path, nats_server.url, ROOT / "prices", port)
-    process = subprocess.Popen([sys.executable, "-m", "trunkline.ledger"], env=env)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "trunkline.ledger", env=env
+    )
     bus = await Bus.connect(nats_server.url, name="gateway-like")
     call_id = f"proc-{time.time_ns()}"
     try:
@@ -106,5 +108,5 @@ async def test_the_ledger_process_writes_what_the_gateway_publishes(
     finally:
         await bus.close()
         process.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(process.wait, 30)
+        code = await asyncio.wait_for(process.wait(), 30)
     assert code == 0
