@@ -41,7 +41,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         nats=True,
         redis=True,
     ),
-    ServiceSpec("rollout", "trunkline.rollout", "ROLLOUT_"),
+    ServiceSpec("rollout", "trunkline.rollout", "ROLLOUT_", nats=True),
 )
 """In start order: the gateway after the peers it checks for readiness."""
 
@@ -171,6 +171,8 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
         return env
     if spec.name == "context":
         return {f"{p}AGENTS_DIR": str(app.agents_dir), f"{p}MILVUS_URI": app.milvus_uri}
+    if spec.name == "rollout":  # no Prometheus here: the analysis reads the shadow results
+        return {f"{p}METRICS_SOURCE": "shadow"}
     if spec.name == "ledger":
         env = {f"{p}AGENTS_DIR": str(app.agents_dir)}
         if app.ledger_database_url:

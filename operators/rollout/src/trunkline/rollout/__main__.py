@@ -33,7 +33,9 @@ async def main() -> None:
     source: MetricsSource = (
         PrometheusSource(settings.prometheus_url, settings.metrics_timeout_s)
         if settings.metrics_source == "prometheus"
-        else ShadowResultsSource(link, timeout_s=settings.metrics_timeout_s)
+        else ShadowResultsSource(
+            link, min_turns=settings.shadow_min_turns, timeout_s=settings.metrics_timeout_s
+        )
     )
     controller = Controller(
         cluster=KubeCluster(api),

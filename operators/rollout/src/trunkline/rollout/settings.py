@@ -33,6 +33,9 @@ class RolloutSettings(ServiceSettings):
         default="nats://nats:4222",
         description="where shadowed candidates are listed and shadow results are read",
     )
+    shadow_min_turns: int = Field(
+        default=3, ge=1, description="shadow metrics: paired turns a check needs in its window"
+    )
     metrics_source: Literal["prometheus", "shadow"] = Field(
         default="prometheus",
         description="prometheus: the services' histograms; shadow: the candidates' paired "
