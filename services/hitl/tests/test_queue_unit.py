@@ -13,6 +13,7 @@ from trunkline.hitl.core.tickets import (
     ApprovalInfo,
     CallRef,
     EscalationInfo,
+    InvalidRequest,
     Line,
     State,
     Ticket,
@@ -155,3 +156,22 @@ async def test_events_carry_the_change(
     approval = await queue.request_approval(CALL, ApprovalInfo("tc", "refund", "{}"))
     claimed = await queue.claim("acme", approval.ticket_id, "op-1")
     assert event_for(claimed, "claimed", clock.now()) is None  # approvals: requested/decided
+
+
+async def test_a_repeated_request_id_returns_the_first_ticket(
+    setup: tuple[TicketQueue, Recorder, PrometheusReader],
+) -> None:
+    queue, recorder, _ = setup
+    first = await queue.escalate(CALL, EscalationInfo("caller_request"), request_id="call-1-t3")
+    again = await queue.escalate(CALL, EscalationInfo("caller_request"), request_id="call-1-t3")
+    assert again.ticket_id == first.ticket_id
+    other = await queue.escalate(CALL, EscalationInfo("caller_request"), request_id="call-1-t4")
+    assert other.ticket_id != first.ticket_id
+    approval = await queue.request_approval(
+        CALL, ApprovalInfo("tc", "refund", "{}"), request_id="call-1-t3"
+    )
+    assert approval.ticket_id != first.ticket_id  # kinds never share a key
+    assert [c for _, c in recorder.changes].count("requested") == 3
+    assert len(await queue.list("acme")) == 3
+    with pytest.raises(InvalidRequest, match="request_id was already used"):
+        await queue.escalate(CallRef("acme", "call-2"), EscalationInfo(), request_id="call-1-t3")
