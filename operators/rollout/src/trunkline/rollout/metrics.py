@@ -45,9 +45,9 @@ DEFAULT_QUERIES: dict[MetricName, str] = {
         "1000 * histogram_quantile(0.5, sum by (le) (rate("
         f"shadow_reply_time_delta_s_bucket{{{_SELECTOR}}}[{{window}}])))"
     ),
-    MetricName.COST_PER_TURN: (
-        f"sum(rate(shadow_cost_total{{{_SELECTOR}}}[{{window}}])) / "
-        f"sum(rate(shadow_turns_total{{{_SELECTOR}}}[{{window}}]))"
+    MetricName.COST_PER_TURN: (  # the cost ledger's counters (trunkline.ledger.metrics)
+        f"sum(rate(ledger_cost_total{{{_SELECTOR}}}[{{window}}])) / "
+        f"sum(rate(ledger_turns_total{{{_SELECTOR}}}[{{window}}]))"
     ),
 }
 
