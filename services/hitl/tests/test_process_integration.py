@@ -521,3 +521,25 @@ async def test_20_escalations_with_lapsed_claims_and_hitl_kills_lose_nothing(
         assert hitl.log.read_text().count("Traceback") == 0, hitl.log.read_text()[-3000:]
     finally:
         hitl.kill()
+
+
+async def test_an_operator_takes_a_call_over_unprompted_and_ends_it(
+    stub: hitl_pb2_grpc.HumanLoopStub,
+) -> None:
+    context = call_pb2.CallContext(tenant_id="acme", call_id="call-unprompted")
+    taken = await stub.TakeOver(hitl_pb2.TakeOverRequest(context=context, operator_id="op-9"))
+    ticket = taken.ticket
+    assert ticket.state == hitl_pb2.TICKET_STATE_TAKEN_OVER
+    assert ticket.escalation.reason == handoff_pb2.ESCALATION_REASON_POLICY
+    assert ticket.context.call_id == "call-unprompted"
+    ended = await stub.HandBack(
+        hitl_pb2.HandBackRequest(
+            context=ACME, ticket_id=ticket.ticket_id, operator_id="op-9", end_call=True
+        )
+    )
+    assert ended.ticket.state == hitl_pb2.TICKET_STATE_ENDED
+    await expect(
+        stub.TakeOver(hitl_pb2.TakeOverRequest(context=ACME, operator_id="op-9")),
+        Code.INVALID_ARGUMENT,
+        "context.call_id",
+    )
