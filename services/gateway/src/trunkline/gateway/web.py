@@ -7,6 +7,8 @@
   carry a valid token, else the socket is closed with policy-violation (1008).
 - ``GET /plivo/stream?tenant=&agent=&token=``: Plivo's stream; the token binds tenant and agent
   (Plivo's start message carries no custom parameters; the call id is not known beforehand).
+- ``POST /webrtc/offer`` and ``POST /webrtc/operator``: WebRTC signalling for the browser
+  softphone and the operator leg (see :mod:`trunkline.gateway.webrtc_web`).
 
 Draining (SIGTERM, see :meth:`GatewayWeb.drain`): every new webhook and stream is refused with
 503 while the live calls go on to their end.
@@ -24,8 +26,10 @@ from aiohttp import WSCloseCode, web
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.transports import twilio_protocol
-from trunkline.gateway.transports.base import CallStart
+from trunkline.gateway.transports.base import CallStart, Transport
+from trunkline.gateway.transports.webrtc_operator import OperatorDesk
 from trunkline.gateway.transports.websocket import PLIVO, TWILIO, Dialect, MediaStreamTransport
+from trunkline.gateway.webrtc_web import WebRtcSignaling
 from trunkline.telephony import (
     DEFAULT_ROLE,
     stream_token,
@@ -44,7 +48,7 @@ class TenantAuth:
     agents: frozenset[str]
 
 
-CallRunner = Callable[[CallStart, MediaStreamTransport], Awaitable[None]]
+CallRunner = Callable[[CallStart, Transport], Awaitable[None]]
 
 
 class GatewayWeb:
@@ -56,7 +60,10 @@ class GatewayWeb:
         clock: Clock,
         public_url: str,
         metrics: GatewayMetrics | None = None,
+        desk: OperatorDesk | None = None,
     ) -> None:
+        """``desk``: where handed-off calls wait for their operator's WebRTC leg (share it with
+        the handoff)."""
         self.tenants = tenants
         self.run_call = run_call
         self.clock = clock
@@ -64,6 +71,7 @@ class GatewayWeb:
         self.metrics = metrics
         self.calls: set[asyncio.Task[None]] = set()
         self.draining = False
+        self.desk = desk if desk is not None else OperatorDesk()
 
     async def drain(self) -> None:
         """Take no new call from now on; return when every live call has ended."""
@@ -82,6 +90,7 @@ class GatewayWeb:
         app.router.add_post("/twilio/voice/{tenant}/{agent}", self.twilio_voice)
         app.router.add_get("/twilio/stream", self.twilio_stream)
         app.router.add_get("/plivo/stream", self.plivo_stream)
+        WebRtcSignaling(self, self.desk).add_routes(app)
         return app
 
     def _stream_url(self) -> str:
