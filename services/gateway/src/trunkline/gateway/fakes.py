@@ -311,6 +311,7 @@ class FakeHumanLoop(HumanLoop):
         self.callbacks: list[tuple[str, bool]] = []
         self.cancelled: list[str] = []
         self._updates: dict[str, asyncio.Queue[TicketUpdate]] = {}
+        self._tickets = 0
 
     def update(self, ticket_id: str, state: TicketState, **fields: Any) -> None:
         self._queue(ticket_id).put_nowait(TicketUpdate(ticket_id, state, **fields))
@@ -321,7 +322,8 @@ class FakeHumanLoop(HumanLoop):
     def _ticket(self) -> str:
         if self.fail:
             raise HumanLoopError("hitl: UNAVAILABLE (fake)")
-        ticket = f"t-{len(self._updates) + 1}"
+        self._tickets += 1
+        ticket = f"t-{self._tickets}"
         self._queue(ticket)
         return ticket
 
