@@ -16,6 +16,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -43,8 +44,10 @@ __all__ = [
     "TokenBudget",
     "ToolSpec",
     "Voice",
+    "host_allowed",
     "load_agent_spec",
     "parse_agent_spec",
+    "url_host",
 ]
 
 _SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -109,6 +112,27 @@ class ToolSpec(_Strict):
     allowed_roles: tuple[str, ...] = Field(min_length=1)
     risk: RiskLevel = RiskLevel.LOW
     timeout_s: float = Field(default=3.0, gt=0.0, le=60.0)
+    fixed_arguments: dict[str, Any] = Field(
+        default_factory=dict,
+        description="arguments the spec fixes: they replace whatever the model sends",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="HTTP headers; ${env:NAME} is read from the gateway's environment at call "
+        "time (secrets stay out of the spec, the prompt and the logs)",
+    )
+    max_calls_per_call: int | None = Field(default=None, ge=1, description="per call")
+    max_calls_per_minute: int | None = Field(
+        default=None, ge=1, description="per tenant, over the last 60 s"
+    )
+
+    @model_validator(mode="after")
+    def _fixed_are_parameters(self) -> Self:
+        props = self.parameters.get("properties", {})
+        unknown = sorted(k for k in self.fixed_arguments if k not in props)
+        if unknown:
+            raise ValueError(f"fixed_arguments {', '.join(unknown)} are not in parameters")
+        return self
 
     @field_validator("parameters")
     @classmethod
@@ -473,9 +497,24 @@ class AgentSpec(_Strict):
     stt: Stt = Stt()
     turn_taking: TurnTakingPolicy = TurnTakingPolicy()
     qualified_outcome: QualifiedOutcome | None = None
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="hosts tools and live sources may call ('*.example.com' for subdomains); "
+        "empty: each tool only its own endpoint's host",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.allowed_hosts:
+            urls = [(f"tool {t.name}", t.endpoint) for t in self.tools]
+            urls += [(f"live source {s.name}", s.base_url) for s in self.retrieval.live_sources]
+            for what, url in urls:
+                host = url_host(url)
+                if host is not None and not host_allowed(host, self.allowed_hosts):
+                    raise ValueError(
+                        f"{what}: host {host!r} of {url} is not in allowed_hosts "
+                        f"({', '.join(self.allowed_hosts)})"
+                    )
         names = [t.name for t in self.tools]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -503,6 +542,25 @@ class AgentSpec(_Strict):
     def tools_for_role(self, role: str) -> tuple[ToolSpec, ...]:
         """The tools a caller with ``role`` may trigger (and so the model may see)."""
         return tuple(t for t in self.tools if role in t.allowed_roles or "*" in t.allowed_roles)
+
+
+def url_host(url: str) -> str | None:
+    """The lower-case host of an http(s) URL (None for ``builtin:`` endpoints)."""
+    if not url.startswith(("http://", "https://")):
+        return None
+    return (urlsplit(url).hostname or "").lower()
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """``host`` is one of ``allowed`` (``*.example.com``: any subdomain of example.com)."""
+    host = host.lower().rstrip(".")
+    for given in allowed:
+        pattern = given.lower().rstrip(".")
+        if pattern.startswith("*.") and host.endswith(pattern[1:]):
+            return True
+        if host == pattern:
+            return True
+    return False
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from trunkline.bus import Bus
 from trunkline.gateway.agent_source import AgentSource
-from trunkline.gateway.app import Gateway, PeerChannels, load_tenants, tenant_configs
+from trunkline.gateway.app import Gateway, PeerChannels, load_tenants, transcript_policies
 from trunkline.gateway.calls import LiveCalls
 from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.metrics import GatewayMetrics
@@ -31,6 +31,7 @@ from trunkline.gateway.server import GATEWAY_ADMIN, GatewayAdminService, registe
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.gateway.shadow.mirror import start_mirror
 from trunkline.gateway.sink import EventSink
+from trunkline.gateway.tools.security import BusAuditSink
 from trunkline.gateway.transcripts import with_transcripts
 from trunkline.gateway.web import GatewayWeb
 from trunkline.runtime import channel, peers_serving, run, serve
@@ -92,17 +93,17 @@ async def main() -> None:
             await start_mirror(bus, agents.tasks) if settings.shadow_mirror else None,
         )
         await sink.start()
-        policies = {name: cfg.transcripts for name, cfg in tenant_configs(settings).items()}
         gateway = Gateway(
             settings,
             profiles,
-            with_transcripts(sink, settings.transcripts_url, policies),
+            with_transcripts(sink, settings.transcripts_url, transcript_policies(settings)),
             channels,
             clock=clock,
             tracer=tracer,
             metrics=gateway_metrics,
             calls=calls,
             http=http,
+            audit=BusAuditSink(bus),
         )
         sock = socket.create_server((settings.http_host, settings.http_port))
         port = sock.getsockname()[1]

@@ -39,6 +39,8 @@ from trunkline.gateway.records import CallSink
 from trunkline.gateway.session import CallSession, SessionConfig
 from trunkline.gateway.settings import GatewaySettings, TenantConfig
 from trunkline.gateway.tools import HttpToolRunner, ToolExecutor, tool_book
+from trunkline.gateway.tools.security import AuditSink, TenantRateLimiter, ToolSecurity
+from trunkline.gateway.transcripts import TranscriptPolicy
 from trunkline.gateway.transports.base import CallStart, Transport
 from trunkline.gateway.vad import SileroDetector, SileroModel
 from trunkline.gateway.web import TenantAuth
@@ -72,6 +74,11 @@ def tenant_configs(settings: GatewaySettings) -> dict[str, TenantConfig]:
     return configs
 
 
+def transcript_policies(settings: GatewaySettings) -> dict[str, TranscriptPolicy]:
+    """Each tenant's transcript policy (unredacted transcripts: off unless it says so)."""
+    return {name: cfg.transcripts for name, cfg in tenant_configs(settings).items()}
+
+
 def load_tenants(settings: GatewaySettings) -> dict[str, TenantAuth]:
     """Tenants from ``GATEWAY_TENANTS`` and ``GATEWAY_TENANTS_FILE`` (the env wins)."""
     configs = tenant_configs(settings)
@@ -102,6 +109,7 @@ class Gateway:
         http: httpx.AsyncClient | None = None,
         vad: SileroModel | None = None,
         end_of_turn: EndOfTurnDetector | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         """``http`` is the client tool calls go out on (owned by the caller, who closes it);
         without one, tool calls are decided but none is run (they fail with a clear result).
@@ -120,6 +128,8 @@ class Gateway:
         self._env = PeerEnv(clock, tracer, metrics)
         self._policy = RetryPolicy(timeout_s=settings.peer_timeout_s)
         self._tool_runner = HttpToolRunner(http) if http is not None else None
+        self._tool_limits = TenantRateLimiter()  # per tenant, across this process's calls
+        self._audit = audit  # one ToolAudit event per decided tool call (tools/security.py)
         self.vad = vad or SileroModel()
         wanted = settings.smart_turn and any(
             p.turn_taking.semantic_end_of_turn for p in profiles.values()
@@ -192,6 +202,7 @@ class Gateway:
             approver=approver,
             approval_timeout_s=profile.escalation.approval_timeout_s,
             approval_line=profile.escalation.approval_message,
+            security=ToolSecurity(self._tool_limits, self._audit),
         )
 
     def session_config(self, profile: AgentProfile) -> SessionConfig:

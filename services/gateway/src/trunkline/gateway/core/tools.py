@@ -32,6 +32,7 @@ class ToolStatus(enum.Enum):
     NEEDS_APPROVAL = "needs_approval"  # high risk: a human must approve (not run)
     DENIED = "denied"  # high risk: a person denied it, or nobody decided in time (not run)
     ROUND_LIMIT = "round_limit"  # the turn already used its tool rounds (not run)
+    RATE_LIMITED = "rate_limited"  # over its per-call or per-tenant limit (not run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,13 @@ class ToolPolicy:
     high_risk: bool = False
     read_only: bool = True  # risk "low": no side effects, so it may run in speculative work
     timeout_s: float = 3.0
+    # Tool security (trunkline.gateway.tools.security): the spec's fixed arguments, headers
+    # (${env:NAME} resolved at call time), limits and the hosts outbound calls may reach.
+    fixed_arguments: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    max_calls_per_call: int | None = None
+    max_calls_per_minute: int | None = None
+    allowed_hosts: tuple[str, ...] = ()
 
     def allows(self, role: str) -> bool:
         return "*" in self.allowed_roles or role in self.allowed_roles

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode, Tracer
 
+from trunkline.agents.spec import url_host
 from trunkline.gateway.approvals import ApprovalDecision, Approver, Verdict
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.tools import (
@@ -31,6 +32,12 @@ from trunkline.gateway.peers.types import CallInfo, ToolCallRequested
 from trunkline.gateway.profile import AgentProfile
 from trunkline.gateway.records import ToolRecord
 from trunkline.gateway.tools.base import ToolRunError, ToolRunner
+from trunkline.gateway.tools.security import (
+    ToolAuditRecord,
+    ToolSecurity,
+    fix_arguments,
+    rate_limit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,12 @@ def tool_book(profile: AgentProfile, max_rounds: int = 2) -> ToolBook:
                 high_risk=tool.risk == "high",
                 read_only=tool.risk == "low",
                 timeout_s=tool.timeout_s,
+                fixed_arguments=tool.fixed_arguments,
+                headers=tool.headers,
+                max_calls_per_call=tool.max_calls_per_call,
+                max_calls_per_minute=tool.max_calls_per_minute,
+                allowed_hosts=profile.allowed_hosts
+                or tuple(filter(None, [url_host(tool.endpoint)])),
             )
             for tool in profile.tools
         ),
@@ -66,8 +79,10 @@ class ToolExecutor:
         approver: Approver | None = None,
         approval_timeout_s: float = 30.0,
         approval_line: str = "One moment while I confirm that.",
+        security: ToolSecurity | None = None,
     ) -> None:
-        """``approver``: a person approves high-risk tools (None: they are refused)."""
+        """``approver``: a person approves high-risk tools (None: they are refused).
+        ``security``: rate limits and the audit trail (``tools/security.py``)."""
         self.book = book
         self.runner = runner
         self.clock = clock
@@ -76,6 +91,7 @@ class ToolExecutor:
         self.approver = approver
         self.approval_timeout_s = approval_timeout_s
         self.approval_line = approval_line
+        self.security = security
 
     def needs_approval(self, calls: list[ToolCallRequested], call: CallInfo) -> bool:
         """Whether one of the calls will wait for a person (the caller is told first)."""
@@ -102,17 +118,25 @@ class ToolExecutor:
         ``committed`` (speculative work) is awaited before a tool with side effects runs: a
         booking is made only once the caller has finished the turn, never for an utterance
         the caller then goes on with (the work is cancelled while it waits)."""
+        declared = self.book.tools.get(request.name)
+        fixed = declared.fixed_arguments if declared is not None else {}
+        arguments_json, overridden = fix_arguments(request.arguments_json, fixed)
         decision = self.book.decide(
             request.name,
-            request.arguments_json,
+            arguments_json,
             call.caller_role,
             rounds_done,
             approvals=self.approver is not None,
         )
+        if self.security is not None and isinstance(decision, Execute | NeedsApproval):
+            security = self.security
+            limited = rate_limit(
+                call, decision.tool, security.call_limits, security.tenant_limits, self.clock.now()
+            )
+            decision = limited or decision
         side_effects = isinstance(decision, Execute | NeedsApproval) and not decision.tool.read_only
         if committed is not None and side_effects:
             await committed()
-        arguments_json = request.arguments_json
         with self.tracer.start_as_current_span("tool") as span:
             span.set_attribute("tool.name", request.name)
             span.set_attribute("tool.call_id", request.call_id)
@@ -125,7 +149,9 @@ class ToolExecutor:
                 case Execute(tool=tool, arguments=arguments):
                     status, text = await self._run(call, tool, arguments)
                 case NeedsApproval(tool=tool):
-                    status, text, arguments_json = await self._approve_and_run(call, request, tool)
+                    status, text, arguments_json = await self._approve_and_run(
+                        call, request, tool, arguments_json
+                    )
             took = self.clock.now() - started
             span.set_attribute("tool.status", status.value)
             executed = isinstance(decision, Execute) or (
@@ -141,6 +167,13 @@ class ToolExecutor:
             self.metrics.tool_calls.add(1, {"tool": request.name, "status": status.value})
             if executed:
                 self.metrics.observe_stage("tool", took)
+        if self.security is not None and self.security.audit is not None:
+            await self.security.audit.record(
+                ToolAuditRecord(
+                    call, request.name, request.call_id, arguments_json, status, executed,
+                    took if executed else 0.0, overridden,
+                )
+            )  # fmt: skip
         return ToolRecord(
             call_id=request.call_id,
             name=request.name,
@@ -151,26 +184,31 @@ class ToolExecutor:
         )
 
     async def _approve_and_run(
-        self, call: CallInfo, request: ToolCallRequested, tool: ToolPolicy
+        self,
+        call: CallInfo,
+        request: ToolCallRequested,
+        tool: ToolPolicy,
+        arguments_json: str,
     ) -> tuple[ToolStatus, str, str]:
         """Ask a person, then run (with their arguments) or say honestly why not."""
         assert self.approver is not None
         ask = ApprovalRequest(
             tool_call_id=request.call_id,
             tool=tool.name,
-            arguments_json=request.arguments_json,
+            arguments_json=arguments_json,
             justification=f"the caller's request led the agent to call {tool.name}",
             timeout_s=self.approval_timeout_s,
         )
         decision = await self.approver.decide(call, ask)
         self._trace_approval(tool.name, decision)
         if decision.approved:
-            arguments, problem = self.book.check_edited(tool.name, decision.arguments_json)
+            edited, _ = fix_arguments(decision.arguments_json, tool.fixed_arguments)
+            arguments, problem = self.book.check_edited(tool.name, edited)
             if problem:
                 result = {"error": "denied", "message": f"{problem}; it was not done"}
-                return ToolStatus.DENIED, result_json(result), decision.arguments_json
+                return ToolStatus.DENIED, result_json(result), edited
             status, text = await self._run(call, tool, arguments)
-            return status, text, decision.arguments_json
+            return status, text, edited
         reasons = {
             Verdict.DENIED: "a colleague did not approve it",
             Verdict.EXPIRED: "no colleague could approve it in time",
@@ -186,7 +224,7 @@ class ToolExecutor:
             else ToolStatus.DENIED
         )
         result = {"error": status.value, "message": message}
-        return status, result_json(result), request.arguments_json
+        return status, result_json(result), arguments_json
 
     def _trace_approval(self, tool: str, decision: ApprovalDecision) -> None:
         trace.get_current_span().add_event(
