@@ -23,7 +23,13 @@ from redis.exceptions import RedisError
 
 from trunkline.bus import Bus
 from trunkline.gateway.agent_source import AgentSource
-from trunkline.gateway.app import Gateway, PeerChannels, load_tenants, transcript_policies
+from trunkline.gateway.app import (
+    Gateway,
+    PeerChannels,
+    load_tenants,
+    tenant_configs,
+    transcript_policies,
+)
 from trunkline.gateway.calls import LiveCalls
 from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.metrics import GatewayMetrics
@@ -31,6 +37,7 @@ from trunkline.gateway.server import GATEWAY_ADMIN, GatewayAdminService, registe
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.gateway.shadow.mirror import start_mirror
 from trunkline.gateway.sink import EventSink
+from trunkline.gateway.transfer import TwilioCallControl, twilio_accounts
 from trunkline.gateway.tools.security import BusAuditSink
 from trunkline.gateway.transcripts import with_transcripts
 from trunkline.gateway.web import GatewayWeb
@@ -150,7 +157,9 @@ async def main() -> None:
         await redis.aclose()
         await http.aclose()
 
-    servicer = GatewayAdminService(calls)
+    accounts = twilio_accounts(tenant_configs(settings))
+    control = TwilioCallControl(http, accounts, settings.twilio_api_url)
+    servicer = GatewayAdminService(calls, control)
     await serve(
         settings,
         lambda server: register(server, servicer),

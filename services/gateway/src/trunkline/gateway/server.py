@@ -1,7 +1,9 @@
 """gRPC surface of the gateway: ``trunkline.gateway.v1.GatewayAdmin`` (proto <-> domain only).
 
 ``ListCalls``, ``GetCall`` and ``HangUp`` read and act on this replica's live sessions;
-``Transfer`` answers UNIMPLEMENTED (it needs the LiveKit/SIP transports).
+``Transfer`` redirects a Twilio call to a phone number or SIP URI (``<Dial>`` TwiML through
+:class:`~trunkline.gateway.transfer.CallControl`); the session then ends as transferred. An
+operator target goes through the hitl escalation instead (FAILED_PRECONDITION here).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from trunkline.gateway.peers.grpc_common import call_context
 from trunkline.gateway.records import TurnRecord
 from trunkline.gateway.session import CallSession
 from trunkline.gateway.sink import STAGE_NAMES, TRANSPORTS, duration
+from trunkline.gateway.transfer import CallControl, TransferError, dial_twiml
 from trunkline.proto.common.v1 import call_pb2, timing_pb2, usage_pb2
 from trunkline.proto.gateway.v1 import admin_pb2, admin_pb2_grpc
-from trunkline.runtime import Unimplemented, service_name
+from trunkline.runtime import service_name
 
-TRANSFER_ISSUE = "the LiveKit/SIP transport issue (call transfer)"
+TRANSFER_SAY = "Please hold while I transfer your call."
 DEFAULT_PAGE = 100
 STATES = {
     State.LISTENING: admin_pb2.CALL_STATE_LISTENING,
@@ -82,10 +85,57 @@ class GatewayAdminService(admin_pb2_grpc.GatewayAdminServicer):
     """Operations on this replica's live calls (tenant-scoped: a call is found only under its
     own tenant)."""
 
-    Transfer = Unimplemented(TRANSFER_ISSUE)
-
-    def __init__(self, calls: LiveCalls) -> None:
+    def __init__(self, calls: LiveCalls, control: CallControl | None = None) -> None:
+        """``control``: the telephony provider's call control (None: Transfer is refused)."""
         self.calls = calls
+        self.control = control
+
+    async def Transfer(  # noqa: N802 - grpc method name
+        self, request: admin_pb2.TransferRequest, context: Context
+    ) -> admin_pb2.TransferResponse:
+        session = await self._find(request.context, context)
+        target = request.WhichOneof("target")
+        if target == "operator_id":
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "an operator joins a call through the hitl escalation (the call stays on this "
+                "gateway), not by Transfer",
+            )
+        if target is None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "give a phone_number or a sip_uri to dial"
+            )
+        if session.transport.name != "twilio":
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"only Twilio calls can be transferred; call {session.call.call_id!r} is on "
+                f"{session.transport.name!r}",
+            )
+        if self.control is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "this gateway has no telephony call control"
+            )
+        assert self.control is not None
+        where = request.phone_number or request.sip_uri
+        try:
+            twiml = dial_twiml(
+                number=request.phone_number, sip_uri=request.sip_uri, say=TRANSFER_SAY
+            )
+            await self.control.redirect(session.call.tenant, session.call.call_id, twiml)
+        except TransferError as exc:
+            code = (
+                grpc.StatusCode.UNAVAILABLE
+                if exc.retryable
+                else grpc.StatusCode.FAILED_PRECONDITION
+            )
+            if "E.164" in str(exc) or "SIP URI" in str(exc):
+                code = grpc.StatusCode.INVALID_ARGUMENT
+            await context.abort(code, str(exc))
+        why = f" ({request.reason})" if request.reason else ""
+        session.hang_up(f"transferred to {where}{why}")  # Twilio now runs the <Dial>
+        summary = call_summary(session)
+        summary.state = admin_pb2.CALL_STATE_HANDED_OFF
+        return admin_pb2.TransferResponse(call=summary)
 
     async def ListCalls(  # noqa: N802 - grpc method name
         self, request: admin_pb2.ListCallsRequest, context: Context

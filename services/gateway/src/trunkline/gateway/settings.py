@@ -37,6 +37,7 @@ class TenantConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     twilio_auth_token: SecretStr = SecretStr("")
+    twilio_account_sid: str = ""  # with the auth token: the REST API (admin Transfer)
     stream_secret: SecretStr
     agents: tuple[str, ...] = Field(min_length=1)
     transcripts: TranscriptPolicy = TranscriptPolicy()  # unredacted transcripts: off by default
@@ -63,6 +64,9 @@ class GatewaySettings(ServiceSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, lt=65536, description="media streams; 0: any")
+    twilio_api_url: str = Field(
+        default="https://api.twilio.com", description="Twilio's REST API (admin Transfer)"
+    )
     public_url: str = Field(
         default="", description="URL Twilio reaches us at (TwiML); empty: http://host:port"
     )

@@ -75,6 +75,8 @@ ENDED = "ended"
 
 def end_reason(reason: str) -> events_pb2.EndReason.ValueType:
     """The session's end reason text -> ``EndReason``."""
+    if reason.startswith(("handed off", "admin: transferred")):
+        return events_pb2.END_REASON_TRANSFERRED
     if reason.startswith("admin"):
         return events_pb2.END_REASON_ADMIN_HANGUP
     if reason.startswith(("session error", "transport error")):
