@@ -37,9 +37,9 @@ from trunkline.gateway.server import GATEWAY_ADMIN, GatewayAdminService, registe
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.gateway.shadow.mirror import start_mirror
 from trunkline.gateway.sink import EventSink
-from trunkline.gateway.transfer import TwilioCallControl, twilio_accounts
 from trunkline.gateway.tools.security import BusAuditSink
 from trunkline.gateway.transcripts import with_transcripts
+from trunkline.gateway.transfer import TwilioCallControl, twilio_accounts
 from trunkline.gateway.web import GatewayWeb
 from trunkline.runtime import channel, peers_serving, run, serve
 from trunkline.state import CallStateStore
