@@ -128,6 +128,7 @@ def escalation_request(call_id: str) -> hitl_pb2.EscalateRequest:
             customer=hitl_pb2.CustomerRecord(
                 id="crm-42", source="crm", fields={"plan": "gold", "name": "Ann"}
             ),
+            operator_token=f"gateway-minted-{call_id}",
         ),
     )
 
@@ -172,6 +173,7 @@ async def test_a_pending_escalation_survives_a_kill_and_an_operator_gets_it_afte
         assert survived.escalation.turns[0].citations[0].id == "faq#3"
         assert dict(survived.escalation.customer.fields) == {"plan": "gold", "name": "Ann"}
         assert survived.context.caller.address == "+14155550100"
+        assert survived.escalation.operator_token == ""  # listed to every operator: no secret
 
         follow = stub.WaitDecision(
             hitl_pb2.WaitDecisionRequest(context=ACME, ticket_id=ticket.ticket_id)
@@ -183,12 +185,7 @@ async def test_a_pending_escalation_survives_a_kill_and_an_operator_gets_it_afte
         assert taken.ticket.state == hitl_pb2.TICKET_STATE_TAKEN_OVER
         assert [e.text for e in taken.transcript][-1].endswith("real person.")
         assert taken.join_url == "http://127.0.0.1:8080/webrtc/offer"
-        grant = verify_join(SECRET.encode(), taken.join_token, time.time())
-        assert (grant.tenant_id, grant.ticket_id, grant.operator_id) == (
-            "acme",
-            ticket.ticket_id,
-            "op-1",
-        )
+        assert taken.join_token == "gateway-minted-call-kill"  # the gateway's, for its endpoint
         assert await read_until(follow, hitl_pb2.TICKET_STATE_TAKEN_OVER) == [
             hitl_pb2.TICKET_STATE_TAKEN_OVER
         ]
@@ -532,6 +529,12 @@ async def test_an_operator_takes_a_call_over_unprompted_and_ends_it(
     assert ticket.state == hitl_pb2.TICKET_STATE_TAKEN_OVER
     assert ticket.escalation.reason == handoff_pb2.ESCALATION_REASON_POLICY
     assert ticket.context.call_id == "call-unprompted"
+    grant = verify_join(SECRET.encode(), taken.join_token, time.time())  # no gateway token: hitl's
+    assert (grant.tenant_id, grant.ticket_id, grant.operator_id) == (
+        "acme",
+        ticket.ticket_id,
+        "op-9",
+    )
     ended = await stub.HandBack(
         hitl_pb2.HandBackRequest(
             context=ACME, ticket_id=ticket.ticket_id, operator_id="op-9", end_call=True

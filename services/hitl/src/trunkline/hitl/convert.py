@@ -221,6 +221,7 @@ def escalation_of(message: hitl_pb2.Escalation) -> EscalationInfo:
             for t in message.turns
         ),
         customer=customer,
+        operator_token=message.operator_token,
     )
 
 
@@ -266,6 +267,7 @@ def ticket_pb(ticket: Ticket) -> hitl_pb2.Ticket:
                 context_text=turn.context_text,
                 citations=[_citation_pb(c) for c in turn.citations],
             )
+        escalation.operator_token = e.operator_token
         if e.customer is not None:
             escalation.customer.id = e.customer.id
             escalation.customer.source = e.customer.source

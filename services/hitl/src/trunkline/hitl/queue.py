@@ -259,11 +259,11 @@ class TicketQueue:
         self, tenant_id: str, kind: Kind | None = None, include_closed: bool = False
     ) -> list[Ticket]:
         """The tenant's open tickets oldest first; with ``include_closed`` the rest follow,
-        most recent first."""
+        most recent first. Listed tickets carry no operator token (``accept`` returns it)."""
         check_token(tenant_id, "tenant")
         now = self.clock.now()
         mine = [
-            core.tick(s.ticket, now)
+            core.without_secrets(core.tick(s.ticket, now))
             for s in self.store.snapshot()
             if s.ticket.tenant_id == tenant_id and (kind is None or s.ticket.kind is kind)
         ]
@@ -286,6 +286,8 @@ class TicketQueue:
         )
 
     async def accept(self, tenant_id: str, ticket_id: str, operator_id: str) -> Ticket:
+        """Take the call over; the returned ticket carries the gateway's operator token
+        (``ticket.escalation.operator_token``) for the operator's softphone leg."""
         now = self.clock.now()
         return await self._apply(tenant_id, ticket_id, lambda t: core.accept(t, operator_id, now))
 
@@ -365,13 +367,14 @@ class TicketQueue:
         return await self.decide(tenant_id, ticket_id, operator_id, outcome="denied", note=note)
 
     async def updates(self, tenant_id: str) -> AsyncGenerator[Ticket, None]:
-        """Every change of the tenant's tickets from now on, forever (break to stop)."""
+        """Every change of the tenant's tickets from now on, forever (break to stop); without
+        operator tokens."""
         check_token(tenant_id, "tenant")
         async with self.store.changes() as changes:
             while True:
                 stored = await changes.get()
                 if stored.ticket.tenant_id == tenant_id:
-                    yield stored.ticket
+                    yield core.without_secrets(stored.ticket)
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from trunkline.hitl.core.tickets import (
     TicketError,
     WrongState,
     WrongTenant,
+    without_secrets,
 )
 from trunkline.hitl.join import JoinGrant, sign_join
 from trunkline.hitl.queue import TicketQueue
@@ -269,7 +270,7 @@ class HumanLoopService(hitl_pb2_grpc.HumanLoopServicer):
                 )
         except _Refused as exc:
             await _abort(context, exc)
-        return hitl_pb2.ClaimResponse(ticket=convert.ticket_pb(ticket))
+        return hitl_pb2.ClaimResponse(ticket=convert.ticket_pb(without_secrets(ticket)))
 
     async def Decide(
         self, request: hitl_pb2.DecideRequest, context: grpc.aio.ServicerContext[object, object]
@@ -297,7 +298,7 @@ class HumanLoopService(hitl_pb2_grpc.HumanLoopServicer):
                 )
         except _Refused as exc:
             await _abort(context, exc)
-        return hitl_pb2.DecideResponse(ticket=convert.ticket_pb(ticket))
+        return hitl_pb2.DecideResponse(ticket=convert.ticket_pb(without_secrets(ticket)))
 
     async def TakeOver(
         self, request: hitl_pb2.TakeOverRequest, context: grpc.aio.ServicerContext[object, object]
@@ -338,10 +339,13 @@ class HumanLoopService(hitl_pb2_grpc.HumanLoopServicer):
                 )
         except _Refused as exc:
             await _abort(context, exc)
-        return hitl_pb2.HandBackResponse(ticket=convert.ticket_pb(ticket))
+        return hitl_pb2.HandBackResponse(ticket=convert.ticket_pb(without_secrets(ticket)))
 
     def join_token(self, ticket: Ticket) -> str:
-        """A short-lived token for the operator's softphone leg (empty without a secret)."""
+        """The gateway's operator token for the ticket, else a short-lived one signed here
+        (empty without a secret)."""
+        if ticket.escalation is not None and ticket.escalation.operator_token:
+            return ticket.escalation.operator_token
         if self._join_secret is None:
             return ""
         grant = JoinGrant(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 
@@ -151,6 +151,7 @@ class EscalationInfo:
     frustration: float = 0.0
     turns: tuple[TurnContext, ...] = ()
     customer: CustomerRecord | None = None
+    operator_token: str = field(default="", repr=False)  # secret: for the accepting operator
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,3 +485,10 @@ def change_of(before: Ticket | None, after: Ticket) -> str | None:
             if after.kind is Kind.ESCALATION:
                 return "dismissed"
             return "approved" if decision and decision.outcome is Outcome.APPROVED else "denied"
+
+
+def without_secrets(ticket: Ticket) -> Ticket:
+    """The ticket as listed to every operator of the tenant: no operator token."""
+    if ticket.escalation is None or not ticket.escalation.operator_token:
+        return ticket
+    return replace(ticket, escalation=replace(ticket.escalation, operator_token=""))
