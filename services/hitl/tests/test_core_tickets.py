@@ -168,6 +168,16 @@ def test_bad_decisions_are_refused_with_reasons() -> None:
             now=T0,
             timeout=1,
         )
+    with pytest.raises(InvalidRequest, match="shadow traffic"):
+        core.new_escalation(
+            "t",
+            call=CallRef("acme", "c", shadow=True),
+            info=EscalationInfo(),
+            transcript=(),
+            summary="",
+            now=T0,
+            timeout=1,
+        )
     with pytest.raises(InvalidRequest, match="tool arguments"):
         core.new_approval(
             "t",

@@ -223,6 +223,8 @@ def new_escalation(
 ) -> Ticket:
     check_token(call.tenant_id, "tenant")
     check_token(ticket_id, "ticket id")
+    if call.shadow:
+        raise InvalidRequest("shadow traffic never reaches an operator (context.shadow is set)")
     if timeout <= 0:
         raise InvalidRequest(f"timeout must be positive, got {timeout}s")
     return Ticket(
@@ -249,6 +251,8 @@ def new_approval(
 ) -> Ticket:
     check_token(call.tenant_id, "tenant")
     check_token(ticket_id, "ticket id")
+    if call.shadow:
+        raise InvalidRequest("shadow traffic never reaches an operator (context.shadow is set)")
     if timeout <= 0:
         raise InvalidRequest(f"timeout must be positive, got {timeout}s")
     if not info.tool_name:
