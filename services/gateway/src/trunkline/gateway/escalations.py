@@ -162,6 +162,7 @@ def escalation_request(
         customer_id=record_id or entities.get("account_id", ""),
         customer_source=source or ("caller-id" if call.caller_address else ""),
         timeout_s=timeout_s,
+        request_id=f"{call.call_id}-{turns[-1].turn_id if turns else 0}",
     )
 
 

@@ -5,7 +5,10 @@ failure becomes :class:`HumanLoopError`: the call never depends on this peer to 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -25,6 +28,7 @@ from trunkline.gateway.peers.types import CallInfo
 from trunkline.proto.common.v1 import handoff_pb2, knowledge_pb2, tool_pb2, transcript_pb2
 from trunkline.proto.hitl.v1 import hitl_pb2, hitl_pb2_grpc
 
+log = logging.getLogger(__name__)
 REASONS = {
     "caller_request": handoff_pb2.ESCALATION_REASON_CALLER_REQUEST,
     "frustration": handoff_pb2.ESCALATION_REASON_FRUSTRATION,
@@ -104,7 +108,9 @@ def escalate_request(call: CallInfo, request: EscalationRequest) -> hitl_pb2.Esc
             id=request.customer_id, source=request.customer_source, fields=dict(request.customer)
         ),
     )
-    message = hitl_pb2.EscalateRequest(context=call_context(call), escalation=escalation)
+    message = hitl_pb2.EscalateRequest(
+        context=call_context(call), escalation=escalation, request_id=request.request_id
+    )
     if request.timeout_s is not None:
         message.timeout.CopyFrom(_duration(request.timeout_s))
     return message
@@ -128,12 +134,7 @@ class GrpcHumanLoop(HumanLoop):
         self._timeout_s = timeout_s
 
     async def escalate(self, call: CallInfo, request: EscalationRequest) -> str:
-        try:
-            response = await self._stub.Escalate(
-                escalate_request(call, request), timeout=self._timeout_s
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise HumanLoopError(f"hitl Escalate: {exc.code().name}: {exc.details()}") from exc
+        response = await self._unary("Escalate", escalate_request(call, request))
         return str(response.ticket.ticket_id)
 
     async def request_approval(self, call: CallInfo, request: ApprovalRequest) -> str:
@@ -150,14 +151,27 @@ class GrpcHumanLoop(HumanLoop):
                 transcript=_transcript(request.transcript),
             ),
             timeout=_duration(request.timeout_s),
+            request_id=request.request_id,
         )
-        try:
-            response = await self._stub.RequestApproval(message, timeout=self._timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise HumanLoopError(
-                f"hitl RequestApproval: {exc.code().name}: {exc.details()}"
-            ) from exc
+        response = await self._unary("RequestApproval", message)
         return str(response.ticket.ticket_id)
+
+    async def _unary(self, name: str, message: Any) -> Any:
+        """One unary call; UNAVAILABLE (a hitl restart) is retried with the same request (its
+        request_id makes the retry safe) until the caller's own deadline cancels it."""
+        method = getattr(self._stub, name)
+        delay = 0.1
+        while True:
+            try:
+                return await method(message, timeout=self._timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+                    raise HumanLoopError(
+                        f"hitl {name}: {exc.code().name}: {exc.details()}"
+                    ) from exc
+                log.info("hitl %s unavailable (%s); retrying", name, exc.details())
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def watch(self, call: CallInfo, ticket_id: str) -> AsyncIterator[TicketUpdate]:
         request = hitl_pb2.WaitDecisionRequest(context=call_context(call), ticket_id=ticket_id)

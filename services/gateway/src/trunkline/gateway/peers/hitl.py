@@ -79,6 +79,7 @@ class EscalationRequest:
     customer_id: str = ""
     customer_source: str = ""
     timeout_s: float | None = None  # how long the ticket may wait; None: the service's
+    request_id: str = ""  # idempotency key: a retried Escalate returns the first ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,7 @@ class ApprovalRequest:
     justification: str = ""
     transcript: tuple[Line, ...] = ()
     timeout_s: float = 30.0
+    request_id: str = ""  # idempotency key (the tool call's id within the call)
 
 
 class HumanLoopError(Exception):

@@ -198,6 +198,7 @@ class ToolExecutor:
             arguments_json=arguments_json,
             justification=f"the caller's request led the agent to call {tool.name}",
             timeout_s=self.approval_timeout_s,
+            request_id=f"{call.call_id}-{request.call_id}",
         )
         decision = await self.approver.decide(call, ask)
         self._trace_approval(tool.name, decision)
