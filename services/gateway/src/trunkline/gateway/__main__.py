@@ -157,9 +157,10 @@ async def main() -> None:
         await redis.aclose()
         await http.aclose()
 
-    accounts = twilio_accounts(tenant_configs(settings))
-    control = TwilioCallControl(http, accounts, settings.twilio_api_url)
-    servicer = GatewayAdminService(calls, control)
+    servicer = GatewayAdminService(  # Transfer redirects Twilio calls through its REST API
+        calls,
+        TwilioCallControl(http, twilio_accounts(tenant_configs(settings)), settings.twilio_api_url),
+    )
     await serve(
         settings,
         lambda server: register(server, servicer),
