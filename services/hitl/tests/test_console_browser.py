@@ -7,7 +7,9 @@ forged action is refused. Screenshots are kept under ``.run/artifacts/console/``
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +55,16 @@ from trunkline.hitl.console.desk import Desk
 from trunkline.hitl.console.feed import JetStreamFeed
 from trunkline.hitl.console.operators import Operator, OperatorBook, hash_password
 from trunkline.hitl.console.server import RunningConsole, start_console_app
-from trunkline.hitl.fakes import MemoryTicketStore
-from trunkline.hitl.queue import TicketQueue
+from trunkline.hitl.core.tickets import (
+    ApprovalInfo,
+    CallRef,
+    CustomerRecord,
+    EscalationInfo,
+    Line,
+    State,
+)
+from trunkline.hitl.queue import TicketQueue, WallClock
+from trunkline.hitl.store import JetStreamTicketStore
 from trunkline.state import CallStateStore
 
 pytestmark = pytest.mark.integration
@@ -144,14 +154,26 @@ async def gateway(bus: Bus, redis_url: str) -> AsyncIterator[Gateway]:
 
 
 @pytest.fixture
-async def console(bus: Bus) -> AsyncIterator[RunningConsole]:
+async def queue(bus: Bus) -> AsyncIterator[TicketQueue]:
+    """The hitl ticket queue on a fresh JetStream KV bucket, as the hitl process runs it."""
+    started = TicketQueue(
+        JetStreamTicketStore(bus, bucket=f"T_{uuid.uuid4().hex[:10]}"), clock=WallClock()
+    )
+    await started.start()
+    try:
+        yield started
+    finally:
+        await started.close()
+
+
+@pytest.fixture
+async def console(bus: Bus, queue: TicketQueue) -> AsyncIterator[RunningConsole]:
     operators = OperatorBook(
         [
             Operator("alice", "acme", "Alice", hash_password(PASSWORD)),
             Operator("gus", "globex", "Gus", hash_password(PASSWORD)),
         ]
     )
-    queue = TicketQueue(MemoryTicketStore())
     app = Console(
         ConsoleConfig(session_secret="browser-test"),
         operators,
@@ -293,3 +315,90 @@ async def test_a_forged_action_is_refused_in_the_browser(
     await alice.screenshot(path=ARTIFACTS / "csrf-refused.png", full_page=True)
     await alice.goto(console.url + "/calls")
     assert alice.url.endswith("/calls")  # still logged in: the forged logout did nothing
+
+
+async def test_an_escalation_appears_live_and_is_accepted_and_handed_back(
+    browser: Browser, console: RunningConsole, queue: TicketQueue
+) -> None:
+    alice = await operator_page(browser, console, "alice")
+    gus = await operator_page(browser, console, "gus")
+    await alice.goto(console.url + "/queue")
+    await gus.goto(console.url + "/queue")
+    assert "Escalations (0)" in await alice.inner_text("#escalations h2")
+    call = CallRef("acme", "CA-queue-1", caller_address="+15550123", agent_name="acme-dental")
+    escalation = await queue.escalate(
+        call,
+        EscalationInfo(
+            reason="caller_request",
+            customer=CustomerRecord("c-7", "crm", (("name", "Dana Reyes"), ("plan", "gold"))),
+        ),
+        [
+            Line("agent", "Thank you for calling Acme Dental."),
+            Line("caller", "This is the third time I am calling about my refund."),
+            Line("caller", "I want to talk to a real person."),
+        ],
+    )
+    item = alice.locator(f"#ticket-{escalation.ticket_id}")
+    await item.wait_for(timeout=10_000)  # no reload: the page follows the queue's changes
+    assert "caller_request" in await item.inner_text()
+    await alice.screenshot(path=ARTIFACTS / "queue-escalation.png", full_page=True)
+    async with alice.expect_navigation(url=f"**/tickets/{escalation.ticket_id}"):
+        await item.locator("button.accept").click()
+    panel = await alice.inner_text("main")
+    assert "taken_over" in panel
+    assert "I want to talk to a real person." in panel
+    assert "Dana Reyes" in panel
+    assert await alice.locator("#talk-start").is_visible()
+    await alice.screenshot(path=ARTIFACTS / "handoff-panel.png", full_page=True)
+    await alice.fill("form.handback input[name=note]", "refund goes out today")
+    async with alice.expect_navigation(url="**/queue"):
+        await alice.click("form.handback button.handback")
+    handed = await queue.get("acme", escalation.ticket_id)
+    assert handed.state is State.HANDED_BACK
+    assert handed.decision is not None
+    assert handed.decision.note == "refund goes out today"
+    assert await gus.locator(f"#ticket-{escalation.ticket_id}").count() == 0
+    await gus.reload()
+    assert "Escalations (0)" in await gus.inner_text("#escalations h2")
+    response = await gus.goto(f"{console.url}/tickets/{escalation.ticket_id}")
+    assert response is not None
+    assert response.status == 403
+    assert "does not belong to tenant 'globex'" in await gus.inner_text("main")
+
+
+async def test_approvals_are_approved_with_edits_and_denied_in_the_browser(
+    browser: Browser, console: RunningConsole, queue: TicketQueue
+) -> None:
+    alice = await operator_page(browser, console, "alice")
+    gus = await operator_page(browser, console, "gus")
+    await alice.goto(console.url + "/queue")
+    call = CallRef("acme", "CA-queue-2", caller_address="+15550123", agent_name="acme-dental")
+    refund = await queue.request_approval(
+        call,
+        ApprovalInfo("tc-1", "issue_refund", '{"amount": 120}', justification="double charge"),
+    )
+    wire = await queue.request_approval(
+        call, ApprovalInfo("tc-2", "wire_transfer", '{"amount": 5000}', justification="asked")
+    )
+    await alice.locator(f"#ticket-{wire.ticket_id}").wait_for(timeout=10_000)
+    first = alice.locator(f"#ticket-{refund.ticket_id}")
+    await first.locator("textarea[name=arguments_json]").fill('{"amount": 100}')
+    await alice.screenshot(path=ARTIFACTS / "approvals.png", full_page=True)
+    async with alice.expect_navigation(url="**/queue"):
+        await first.locator("button.approve").click()
+    async with alice.expect_navigation(url="**/queue"):
+        await alice.locator(f"#ticket-{wire.ticket_id} button.deny").click()
+    approved = await queue.get("acme", refund.ticket_id)
+    denied = await queue.get("acme", wire.ticket_id)
+    assert approved.decision is not None
+    assert denied.decision is not None
+    assert approved.decision.outcome == "approved"
+    assert json.loads(approved.decision.arguments_json) == {"amount": 100}
+    assert denied.decision.outcome == "denied"
+    assert "Approvals (0)" in await alice.inner_text("#approvals h2")
+    # globex's operator saw none of it, and cannot act on it
+    await gus.goto(console.url + "/queue")
+    assert "Approvals (0)" in await gus.inner_text("#approvals h2")
+    response = await gus.goto(f"{console.url}/tickets/{refund.ticket_id}")
+    assert response is not None
+    assert response.status == 403

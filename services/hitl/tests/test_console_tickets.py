@@ -245,7 +245,9 @@ async def test_approvals_are_approved_with_edits_or_denied(
         "approved",
         '{"amount": 100}',
     )
-    code, _ = alice.post(f"/tickets/{cancel.ticket_id}/decide", outcome="denied", note="no")
+    code, _ = alice.post(
+        f"/tickets/{cancel.ticket_id}/decide", outcome="denied", note="no", arguments_json="{}"
+    )  # the form always sends the arguments
     assert code == 303
     denied = await queue.get("acme", cancel.ticket_id)
     assert denied.decision is not None

@@ -326,6 +326,8 @@ class Console:
         if outcome not in ("approved", "denied"):
             raise ActionError(400, f"outcome must be 'approved' or 'denied', not {outcome!r}")
         arguments = form.text("arguments_json", "", max_length=20_000).strip()
+        if outcome == "denied":
+            arguments = ""  # the form always carries the arguments; they go only with approving
         if arguments:
             try:
                 parsed = json.loads(arguments)

@@ -11,6 +11,7 @@ never reach the process's view code at all.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -72,14 +73,20 @@ class JetStreamFeed(EventFeed):
         self, tenant: str, since: datetime, call_id: str | None = None
     ) -> AsyncIterator[FeedEvent]:
         js = self._client.jetstream()
-        subscription = await js.subscribe(
-            subject_filter(tenant, call_id),
-            stream=EVENTS.name,
-            ordered_consumer=True,
-            deliver_policy=api.DeliverPolicy.BY_START_TIME,
-            config=api.ConsumerConfig(opt_start_time=since),
-            inactive_threshold=30.0,
-        )
+        while True:
+            try:
+                subscription = await js.subscribe(
+                    subject_filter(tenant, call_id),
+                    stream=EVENTS.name,
+                    ordered_consumer=True,
+                    deliver_policy=api.DeliverPolicy.BY_START_TIME,
+                    config=api.ConsumerConfig(opt_start_time=since),
+                    inactive_threshold=30.0,
+                )
+                break
+            except nats.js.errors.NotFoundError:
+                # No EVENTS stream yet (nothing published on a fresh NATS): wait for it.
+                await asyncio.sleep(self._idle_wait)
         try:
             while True:
                 try:

@@ -53,10 +53,13 @@
   const queue = document.getElementById("queue");
   if (queue) {
     const source = new EventSource(queue.dataset.stream);
-    source.addEventListener("changed", async function () {
+    const refresh = async function () {
       const reply = await fetch(queue.dataset.items, { headers: { "Accept": "text/html" } });
       if (reply.ok) queue.innerHTML = await reply.text();
-    });
+    };
+    source.addEventListener("changed", refresh);
+    // what changed between the page's rendering and the stream's start (or a reconnect)
+    source.addEventListener("open", refresh);
   }
 
   // The handoff panel's talk button: the operator's microphone into the call.
