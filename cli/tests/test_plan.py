@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trunkline.cli.plan import PORT_NAMES, SERVICES, allocate_ports, service_env
+from trunkline.cli.plan import PORT_NAMES, SERVICES, AppConfig, allocate_ports, service_env
 from trunkline.cli.record import Component, StackRecord, load, save
 from trunkline.cli.stack import format_table
 
@@ -76,3 +76,21 @@ def test_record_round_trips_and_prints_a_table(tmp_path: Path) -> None:
     assert table[0].split() == ["COMPONENT", "PID", "PORT", "HEALTH", "STARTED", "BY"]
     assert table[1].split() == ["redis", "-", "7000", "SERVING", "reused"]
     assert table[2].split() == ["hitl", "42", "7001", "NOT_SERVING", "stack"]
+
+
+def test_the_hitl_console_gets_its_own_port_and_the_gateways_url(tmp_path: Path) -> None:
+    ports = allocate_ports(PORT_NAMES, 30000, free_port=lambda: 0)
+    hitl = next(spec for spec in SERVICES if spec.name == "hitl")
+    app = AppConfig(agents_dir=tmp_path, tenants_file=tmp_path / "t.yaml", milvus_uri="x.db")
+    env = service_env(
+        hitl,
+        ports,
+        nats_url="nats://127.0.0.1:1",
+        redis_url="redis://127.0.0.1:2",
+        otlp_endpoint="127.0.0.1:3",
+        drain_seconds=1.0,
+        app=app,
+    )
+    assert env["HITL_CONSOLE_PORT"] == str(ports["hitl-console"])
+    assert env["HITL_CONSOLE_GATEWAY_URL"] == f"http://127.0.0.1:{ports['gateway-http']}"
+    assert ports["hitl-console"] not in {v for k, v in ports.items() if k != "hitl-console"}

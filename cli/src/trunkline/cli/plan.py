@@ -48,6 +48,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
 GATEWAY_HTTP = "gateway-http"
 """The gateway's media-stream / webhook HTTP port (``ws://.../twilio/stream``)."""
 
+HITL_CONSOLE = "hitl-console"
+"""The hitl process's operator console and browser softphone (HTTP)."""
+
 CRM = "crm"
 CRM_FILE = "crm.json"
 CRM_MODULE = "trunkline.cli.samplecrm"
@@ -72,6 +75,7 @@ PORT_NAMES: tuple[str, ...] = (
     *JAEGER_PORTS,
     CRM,
     GATEWAY_HTTP,
+    HITL_CONSOLE,
     *(f"{spec.name}" for spec in SERVICES),
     *(f"{spec.name}-metrics" for spec in SERVICES),
 )
@@ -171,6 +175,12 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
         return env
     if spec.name == "context":
         return {f"{p}AGENTS_DIR": str(app.agents_dir), f"{p}MILVUS_URI": app.milvus_uri}
+    if spec.name == "hitl":  # the console's softphone relays its offers to the gateway
+        return {
+            f"{p}CONSOLE_HOST": LOOPBACK,
+            f"{p}CONSOLE_PORT": str(ports[HITL_CONSOLE]),
+            f"{p}CONSOLE_GATEWAY_URL": f"http://{LOOPBACK}:{ports[GATEWAY_HTTP]}",
+        }
     if spec.name == "rollout":  # no Prometheus here: the analysis reads the shadow results
         return {f"{p}METRICS_SOURCE": "shadow"}
     if spec.name == "ledger":
