@@ -106,8 +106,11 @@ bench-stt: ## STT on phone-band speech: WER with/without the agent's vocabulary,
 bench-hitl: ## hitl approval round trip (request -> console sees it, approve -> gateway sees it) and handoff accept, 1 and 10 in flight
 	$(PY) python -m benchmarks.hitl
 
+bench-ledger: ## Cost report over 1,000 synthetic calls on SQLite and PostgreSQL (target < 1 s), ledger writes per second
+	$(PY) python -m benchmarks.ledger
+
 check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt bench-redaction bench-hitl check
+.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt bench-redaction bench-hitl bench-ledger check

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("models", "stt", "llm", "context", "answers", "turn", "voice", "redaction", "hitl")
+BENCHMARKS = ("models", "stt", "llm", "context", "answers", "turn", "voice", "redaction", "hitl", "ledger")
 
 
 def main() -> int:

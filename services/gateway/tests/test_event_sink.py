@@ -140,6 +140,7 @@ async def test_call_events_on_jetstream_and_state_in_redis(
     assert done.response_time.ToMilliseconds() == 410
     assert (done.usage.input_tokens, done.usage.output_tokens) == (120, 8)
     assert done.usage.audio_out_seconds == pytest.approx(1.5)
+    assert done.usage.characters == len("We open at")  # spoken characters: the ledger's TTS unit
     assert [c.id for c in done.citations] == ["faq#1"]
     assert [(t.call.id, t.call.name, t.status) for t in done.tool_calls] == [
         ("t1", "lookup_account", events_pb2.TOOL_CALL_STATUS_SUCCEEDED),
@@ -162,6 +163,7 @@ def check_ended(finished: events_pb2.CallEnded) -> None:
     assert finished.duration.ToMilliseconds() == 12500
     assert finished.usage.input_tokens == 120
     assert finished.usage.audio_in_seconds == pytest.approx(1.2)
+    assert finished.usage.characters == len("We open at")
 
 
 async def check_state(redis_url: str, call: CallInfo) -> None:

@@ -85,10 +85,18 @@ def _settings(args: argparse.Namespace) -> StackSettings:
     return StackSettings(**given)
 
 
+def plugin(name: str) -> Callable[[list[str]], int] | None:
+    """The one plugin command ``name`` (loading only its module: the others' imports are slow)."""
+    for entry in entry_points(group=PLUGIN_GROUP, name=name):
+        command: Callable[[list[str]], int] = entry.load()
+        return command
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and not arguments[0].startswith("-"):
-        command = plugins().get(arguments[0])
+        command = plugin(arguments[0])
         if command is not None:
             raise SystemExit(command(arguments[1:]))
     args = _parser().parse_args(arguments)

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
-from trunkline.ledger.migrate import current
 from trunkline.ledger.report import UnknownTenantError, build_report, parse_since, to_csv, to_table
 from trunkline.ledger.store import make_engine
 
@@ -58,7 +58,7 @@ def cost_main(argv: Sequence[str]) -> int:
         since = parse_since(args.since, now)
         until = parse_since(args.until, now) if args.until else now
         engine = make_engine(database_url(args))
-        if current(engine) is None:
+        if not inspect(engine).has_table("costs"):
             print(f"{engine.url}: no ledger schema (the ledger never ran here)", file=sys.stderr)
             return 1
         report = build_report(engine, args.tenant, since, until, shadow=args.shadow)

@@ -187,6 +187,7 @@ class EventSink(CallSink):
             output_tokens=record.completion_tokens,
             audio_in_seconds=record.caller_audio_s,
             audio_out_seconds=record.tts_audio_s,
+            characters=len(record.agent_text),  # spoken: what the cost ledger prices TTS by
         )
         totals.usage = _sum(totals.usage, usage)
         stages = [
@@ -283,6 +284,7 @@ def _sum(a: usage_pb2.Usage, b: usage_pb2.Usage) -> usage_pb2.Usage:
         output_tokens=a.output_tokens + b.output_tokens,
         audio_in_seconds=a.audio_in_seconds + b.audio_in_seconds,
         audio_out_seconds=a.audio_out_seconds + b.audio_out_seconds,
+        characters=a.characters + b.characters,
     )
 
 
