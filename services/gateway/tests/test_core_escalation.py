@@ -33,8 +33,10 @@ def test_caller_asks_for_a_person() -> None:
     decision = tracker.observe(
         said("I want to talk to a real person", intent="human", intent_score=0.81)
     )
-    assert decision.escalate and decision.reason is Reason.CALLER_REQUEST
-    assert decision.inputs["intent"] == "human" and decision.inputs["intent_score"] == 0.81
+    assert decision.escalate
+    assert decision.reason is Reason.CALLER_REQUEST
+    assert decision.inputs["intent"] == "human"
+    assert decision.inputs["intent_score"] == 0.81
 
 
 def test_near_misses_of_a_person_request() -> None:
@@ -151,7 +153,8 @@ def test_tool_failures() -> None:
     assert not tracker.observe_tools(1).escalate
     assert not tracker.observe_tools(0).escalate
     decision = tracker.observe_tools(1)
-    assert decision.escalate and decision.reason is Reason.TOOL_FAILURES
+    assert decision.escalate
+    assert decision.reason is Reason.TOOL_FAILURES
     assert decision.inputs["tool_failures"] == 2
 
 
@@ -179,7 +182,8 @@ def test_similar_but_different_questions_are_not_repeats() -> None:
 def test_disabled_policy_decides_but_never_escalates() -> None:
     tracker = EscalationTracker(EscalationPolicy(enabled=False))
     decision = tracker.observe(said("Get me a person", intent="human", intent_score=0.9))
-    assert not decision.escalate and decision.reason is Reason.CALLER_REQUEST
+    assert not decision.escalate
+    assert decision.reason is Reason.CALLER_REQUEST
 
 
 def test_counters_start_afresh_after_an_escalation() -> None:

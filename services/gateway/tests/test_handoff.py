@@ -161,7 +161,8 @@ async def test_accept_talk_and_hand_back() -> None:
     clock, hitl = FakeClock(), FakeHitl()
     handoff, task = start(hitl, clock, announcement=b"")
     await settle()
-    assert handoff.phase is Phase.WAITING and handoff.ticket_id == "t-1"
+    assert handoff.phase is Phase.WAITING
+    assert handoff.ticket_id == "t-1"
     clock.advance(12.0)
     hitl.updates.put_nowait(TicketUpdate("t-1", TicketState.TAKEN_OVER, operator_id="op-7"))
     leg = FakeLeg()
@@ -219,12 +220,13 @@ async def test_resume_line_plays_before_the_agent_takes_back() -> None:
 
 async def test_operator_ends_the_call() -> None:
     clock, hitl = FakeClock(), FakeHitl()
-    handoff, task = start(hitl, clock)
+    _handoff, task = start(hitl, clock)
     await settle()
     hitl.updates.put_nowait(TicketUpdate("t-1", TicketState.TAKEN_OVER, operator_id="op"))
     hitl.updates.put_nowait(TicketUpdate("t-1", TicketState.ENDED, operator_id="op"))
     result = await asyncio.wait_for(task, 2)
-    assert result.outcome is Outcome.ENDED and result.operator_id == "op"
+    assert result.outcome is Outcome.ENDED
+    assert result.operator_id == "op"
 
 
 async def test_no_operator_in_time_offers_a_callback_and_keeps_the_ticket() -> None:
@@ -232,14 +234,17 @@ async def test_no_operator_in_time_offers_a_callback_and_keeps_the_ticket() -> N
     handoff, task = start(hitl, clock, announcement=b"")
     await settle()
     await clock.advance_and_settle(44.9)
-    assert handoff.phase is Phase.WAITING and any(handoff.play(1)[0])
+    assert handoff.phase is Phase.WAITING
+    assert any(handoff.play(1)[0])
     await clock.advance_and_settle(0.2)
     assert handoff.phase is Phase.CLOSING
-    assert hitl.callbacks == [("t-1", True)] and hitl.cancelled == []
+    assert hitl.callbacks == [("t-1", True)]
+    assert hitl.cancelled == []
     assert b"".join(handoff.play(2)) == CALLBACK
     handoff.play(1)
     result = await asyncio.wait_for(task, 2)
-    assert result.outcome is Outcome.TIMED_OUT and result.waited_s == pytest.approx(45.1)
+    assert result.outcome is Outcome.TIMED_OUT
+    assert result.waited_s == pytest.approx(45.1)
 
 
 async def test_hitl_unreachable_the_agent_resumes_honestly() -> None:
@@ -272,7 +277,8 @@ async def test_caller_hangs_up_while_waiting_cancels_the_ticket() -> None:
     await settle()
     handoff.caller_hung_up()
     result = await asyncio.wait_for(task, 2)
-    assert result.outcome is Outcome.CALL_ENDED and hitl.cancelled == ["t-1"]
+    assert result.outcome is Outcome.CALL_ENDED
+    assert hitl.cancelled == ["t-1"]
 
 
 async def test_dismissed_escalation_resumes_the_agent() -> None:

@@ -192,8 +192,10 @@ async def test_person_request_hold_operator_hand_back(spans: InMemorySpanExporte
     await rig.until(lambda: len(rig.sink.turns) == 2)
     turn = rig.sink.turns[1]
     # The hold message is the turn's reply: no LLM ramble.
-    assert turn.reply_source == "handoff" and turn.agent_text == TEXTS.handoff
-    assert turn.escalation is not None and turn.escalation.reason is Reason.CALLER_REQUEST
+    assert turn.reply_source == "handoff"
+    assert turn.agent_text == TEXTS.handoff
+    assert turn.escalation is not None
+    assert turn.escalation.reason is Reason.CALLER_REQUEST
     assert rig.llm.requests == []
     await rig.until(lambda: rig.session.machine.state is State.HANDED_OFF)
     await rig.until(lambda: len(rig.hitl.escalations) == 1)
@@ -239,7 +241,8 @@ async def test_person_request_hold_operator_hand_back(spans: InMemorySpanExporte
     await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
     assert rig.hitl.cancelled == []
     events = [e.name for s in spans.get_finished_spans() for e in s.events]
-    assert "escalation.decision" in events and "handoff.finished" in events
+    assert "escalation.decision" in events
+    assert "handoff.finished" in events
 
 
 async def test_no_operator_callback_offer_and_the_call_stays_up(
@@ -252,7 +255,8 @@ async def test_no_operator_callback_offer_and_the_call_stays_up(
     await rig.until(lambda: len(rig.hitl.escalations) == 1)
     await rig.frames(SILENCE, 160)  # 3.2 s on hold: past the operator timeout
     await rig.until(lambda: rig.session.machine.state is State.LISTENING)
-    assert rig.hitl.callbacks == [("t-1", True)] and rig.hitl.cancelled == []
+    assert rig.hitl.callbacks == [("t-1", True)]
+    assert rig.hitl.cancelled == []
     assert TEXTS.callback in rig.tts.texts
     assert rig.session.handoffs is not None
     assert rig.session.handoffs.results[0].outcome is Outcome.TIMED_OUT
@@ -260,7 +264,8 @@ async def test_no_operator_callback_offer_and_the_call_stays_up(
     await rig.say(QUESTION)
     await rig.until(lambda: len(rig.sink.turns) == 3)
     assert rig.sink.turns[2].agent_text == "Your appointment is at three pm."
-    assert rig.task is not None and not rig.task.done()
+    assert rig.task is not None
+    assert not rig.task.done()
     rig.transport.hang_up()
     await asyncio.wait_for(rig.task, 5)
 
