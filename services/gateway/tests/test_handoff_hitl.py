@@ -117,7 +117,7 @@ class Call:
         env = PeerEnv(clock, recorder.provider.get_tracer("test"))
         self.transport = FakeTransport(clock.now)
         self.context = FakeContext(env)
-        self.llm = FakeLanguageModel(env, lambda text: "Your appointment is at three pm.")
+        self.llm = FakeLanguageModel(env, lambda text: "Let me look into your appointment.")
         self.tts = FakeSynthesizer(env, frames_per_word=2)
         self.sink = RecordingSink()
         self.call = CallInfo(
@@ -142,7 +142,6 @@ class Call:
             config=SessionConfig(
                 turn=TurnConfig(endpoint=EndpointConfig(onset_frames=2, endpoint_ms=200)),
                 greeting="Hello, thanks for calling.",
-                grounding_texts=("Your appointment is at three pm.",),
             ),
             human=side,
         )
@@ -244,7 +243,7 @@ async def test_no_operator_in_time_offers_a_callback_and_keeps_the_ticket(
     call.context.result = ContextResult(confidence=0.9)
     await call.say(QUESTION)
     await call.until(lambda: len(call.sink.turns) == 3)
-    assert call.sink.turns[2].agent_text == "Your appointment is at three pm."
+    assert call.sink.turns[2].agent_text == "Let me look into your appointment."
     assert not call.task.done()
     await call.end()
 

@@ -150,7 +150,7 @@ def make_rig(spans: InMemorySpanExporter, **policy: object) -> Rig:
     transport = FakeTransport(clock.now)
     stt = FakeTranscriber(env, heard, POLICY)
     context = FakeContext(env)
-    llm = FakeLanguageModel(env, lambda text: "Your appointment is at three pm.", POLICY)
+    llm = FakeLanguageModel(env, lambda text: "Let me look into your appointment.", POLICY)
     tts = FakeSynthesizer(env, frames_per_word=2, policy=POLICY)
     hitl = FakeHumanLoop()
     side = HumanSide(
@@ -172,7 +172,6 @@ def make_rig(spans: InMemorySpanExporter, **policy: object) -> Rig:
         config=SessionConfig(
             turn=TurnConfig(endpoint=EndpointConfig(onset_frames=2, endpoint_ms=200)),
             greeting="Hello, thanks for calling.",
-            grounding_texts=("Your appointment is at three pm.",),
         ),
         human=side,
     )
@@ -263,7 +262,7 @@ async def test_no_operator_callback_offer_and_the_call_stays_up(
     rig.context.result = ContextResult(confidence=0.9)
     await rig.say(QUESTION)
     await rig.until(lambda: len(rig.sink.turns) == 3)
-    assert rig.sink.turns[2].agent_text == "Your appointment is at three pm."
+    assert rig.sink.turns[2].agent_text == "Let me look into your appointment."
     assert rig.task is not None
     assert not rig.task.done()
     rig.transport.hang_up()
