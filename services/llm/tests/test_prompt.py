@@ -9,6 +9,7 @@ from trunkline.llm.core import (
     compile_prompt,
     prompt_from_spec,
 )
+from trunkline.redaction.injection import data_block
 
 pytestmark = pytest.mark.unit
 
@@ -132,7 +133,8 @@ def test_trimming_never_leaves_a_tool_result_without_its_call() -> None:
 def test_lowest_ranked_context_goes_when_history_cannot_make_room() -> None:
     chunks = [ContextChunk(str(i), "kb", "fact " * 30) for i in range(1, 4)]
     no_ctx = compile_prompt(prompt_from_spec(spec(budget=10_000), [], "q"), words).prompt_tokens
-    budget = no_ctx + 4 + 2 * 32 + 12  # the context message: its overhead, heading, 2 chunks
+    fence = words(data_block("x")[0]) - 1  # the data rule and the <data> fence around it
+    budget = no_ctx + 4 + 2 * 32 + 12 + fence  # the context message: overhead, heading, 2 chunks
     compiled = compile_prompt(prompt_from_spec(spec(budget=budget), [], "q", context=chunks), words)
     assert compiled.context_kept == 2
     assert compiled.context_dropped == 1

@@ -56,6 +56,7 @@ from trunkline.gateway.peers.types import (
 )
 from trunkline.gateway.records import GuardRecord, ToolRecord, TurnRecord
 from trunkline.gateway.tools.executor import ToolExecutor
+from trunkline.redaction.injection import DisclosureCheck
 
 log = logging.getLogger(__name__)
 PCM_BYTES_PER_S = 32000  # 16 kHz PCM16
@@ -111,6 +112,8 @@ class TurnPipeline:
         self.metrics = metrics
         self.escalations = escalations  # None: this call never escalates
         self._support = Support((greeting, *grounding_texts))
+        self._disclosure = DisclosureCheck.of(grounding_texts)  # the system prompt's instructions
+        self._last_clause = ""
         self._read_ahead: ContextResult | None = None  # the last read-ahead's context
 
     async def run(
@@ -348,7 +351,9 @@ class TurnPipeline:
                 clause = speakable(generated)
                 if not clause:
                     continue
-                if support is not None and not self._guard(clause, support, record, index):
+                if not self._private(clause, record, index) or (
+                    support is not None and not self._guard(clause, support, record, index)
+                ):
                     producer.cancel()
                     await asyncio.gather(producer, return_exceptions=True)
                     fallback = self._fallback(question, record, spoken=index > 0)
@@ -373,6 +378,20 @@ class TurnPipeline:
             emit(ReplyAudio(turn_id, index, clause, pcm, last=False))
         emit(ReplyAudio(turn_id, index, clause, b"", last=True))
         return index + 1
+
+    def _private(self, clause: str, record: TurnRecord, index: int) -> bool:
+        """The output check (issue 13): a clause that discloses the system prompt's
+        instructions (with the clause before it) is never spoken; the guard's fallback is."""
+        before = self._last_clause if index > 0 else ""
+        why = self._disclosure.disclosure(f"{before} {clause}")
+        if not why:
+            self._last_clause = clause
+            return True
+        record.grounded = False
+        record.guard_interventions.append(GuardRecord(clause, ("system_prompt",), "fallback"))
+        trace.get_current_span().add_event("guard.disclosure", {"reason": why, "index": index})
+        log.warning("call %s turn %d: clause held back: %s", self.call.call_id, record.turn_id, why)
+        return False
 
     def _guard(self, clause: str, support: Support, record: TurnRecord, index: int) -> bool:
         """Whether the guard lets the clause through (~1 ms); a held-back one is traced and

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from trunkline.agents import AgentSpec
+from trunkline.redaction.injection import DATA_RULE, data_block, screen_json
 from trunkline.llm.core.history import OFF, HistoryPolicy, compact_history
 from trunkline.llm.core.tool_protocol import render_tool_instructions, to_text_protocol
 from trunkline.llm.core.types import ChatMessage, GenerationRequest, SamplingParams, ToolSchema
@@ -117,8 +118,18 @@ def render_context(chunks: Sequence[ContextChunk]) -> str:
 
 
 def _context_text(data: PromptParts, chunks: Sequence[ContextChunk]) -> str:
+    """The turn's data (context block, chunks, live records): screened for injected
+    instructions and fenced as data (``trunkline.redaction.injection``)."""
     parts = [data.context_text.strip(), render_context(chunks)]
-    return "\n\n".join(p for p in parts if p)
+    return data_block("\n\n".join(p for p in parts if p))[0]
+
+
+def _screened(message: ChatMessage) -> ChatMessage:
+    """A tool result is data too: its injected instructions are cut out."""
+    if message.role != "tool" or not message.content:
+        return message
+    result = screen_json(message.content)
+    return replace(message, content=result.text) if result.flagged else message
 
 
 def _head(
@@ -126,7 +137,7 @@ def _head(
 ) -> tuple[ChatMessage, ChatMessage | None]:
     """The first system message and the context message (None: no context, or inside the
     system message)."""
-    parts = [data.system_prompt.strip()]
+    parts = [data.system_prompt.strip(), DATA_RULE]
     if mode == "text" and data.tools:
         parts.append(render_tool_instructions(data.tools))
     if layout == "context_in_system" and context:
@@ -173,7 +184,7 @@ def compile_prompt(
         )
 
     compact = compact_history(data.history, cost, count_tokens, history_policy)
-    history = list(compact.history)
+    history = [_screened(m) for m in compact.history]
     if tool_mode == "text":
         history = list(to_text_protocol(history))
     tail = [ChatMessage(role="user", content=data.user_text)] if data.user_text is not None else []
