@@ -363,6 +363,7 @@ class HumanRequest(_Strict):
         "Get me a manager.",
         "Operator, please.",
         "Put me through to a person.",
+        "I don't want to talk to a machine.",
     )
 
 
