@@ -120,6 +120,7 @@ async def main() -> None:
             clock=clock,
             public_url=settings.public_base(port),
             metrics=gateway_metrics,
+            operator_calls=gateway.calls,  # an operator's WebRTC leg joins its ticket's call
         )
         webs.append(media)
         app_runner = web.AppRunner(media.app())

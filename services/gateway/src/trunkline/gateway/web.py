@@ -27,9 +27,8 @@ from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.transports import twilio_protocol
 from trunkline.gateway.transports.base import CallStart, Transport
-from trunkline.gateway.transports.webrtc_operator import OperatorDesk
 from trunkline.gateway.transports.websocket import PLIVO, TWILIO, Dialect, MediaStreamTransport
-from trunkline.gateway.webrtc_web import WebRtcSignaling
+from trunkline.gateway.webrtc_web import OperatorCalls, WebRtcSignaling
 from trunkline.telephony import (
     DEFAULT_ROLE,
     stream_token,
@@ -60,10 +59,10 @@ class GatewayWeb:
         clock: Clock,
         public_url: str,
         metrics: GatewayMetrics | None = None,
-        desk: OperatorDesk | None = None,
+        operator_calls: OperatorCalls | None = None,
     ) -> None:
-        """``desk``: where handed-off calls wait for their operator's WebRTC leg (share it with
-        the handoff)."""
+        """``operator_calls``: the live calls (``LiveCalls``), where an operator's WebRTC leg
+        finds the call whose handoff holds its ticket; None: operators cannot join by WebRTC."""
         self.tenants = tenants
         self.run_call = run_call
         self.clock = clock
@@ -71,7 +70,7 @@ class GatewayWeb:
         self.metrics = metrics
         self.calls: set[asyncio.Task[None]] = set()
         self.draining = False
-        self.desk = desk if desk is not None else OperatorDesk()
+        self.operator_calls = operator_calls
 
     async def drain(self) -> None:
         """Take no new call from now on; return when every live call has ended."""
@@ -90,7 +89,7 @@ class GatewayWeb:
         app.router.add_post("/twilio/voice/{tenant}/{agent}", self.twilio_voice)
         app.router.add_get("/twilio/stream", self.twilio_stream)
         app.router.add_get("/plivo/stream", self.plivo_stream)
-        WebRtcSignaling(self, self.desk).add_routes(app)
+        WebRtcSignaling(self, self.operator_calls).add_routes(app)
         return app
 
     def _stream_url(self) -> str:

@@ -4,9 +4,9 @@
   calls an agent. The answer ``{"sdp", "type": "answer", "call_id"}`` comes back once this side's
   ICE candidates are gathered (host candidates only, no trickle); the call then runs like any
   other (``run_call``) until the browser hangs up or the connection fails.
-- ``POST /webrtc/operator`` ``{"sdp", "type": "offer", "ticket_id", "token"}``: an operator joins
-  a handed-off call whose handoff waits on the :class:`OperatorDesk` for that ticket; ``token``
-  is :func:`operator_token` for the ticket's tenant.
+- ``POST /webrtc/operator`` ``{"sdp", "type": "offer", "ticket_id", "token"}`` (``tenant``
+  optional): an operator's audio joins the live call whose handoff holds that ticket
+  (``CallSession.attach_operator``); ``token`` is :func:`operator_token` for the call's tenant.
 
 Bad input gets a 400 naming the problem (not JSON, a missing field, not an offer, SDP that cannot
 be applied or has no Opus audio); an unknown tenant/agent or a ticket no call waits on a 404; a
@@ -20,10 +20,11 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from trunkline.gateway.handoff import OperatorLeg
 from trunkline.gateway.transports.base import CallStart
 from trunkline.gateway.transports.webrtc import (
     BadOfferError,
@@ -31,11 +32,7 @@ from trunkline.gateway.transports.webrtc import (
     answer_offer,
     check_offer,
 )
-from trunkline.gateway.transports.webrtc_operator import (
-    OperatorDesk,
-    WebRtcOperatorLeg,
-    valid_operator_token,
-)
+from trunkline.gateway.transports.webrtc_operator import WebRtcOperatorLeg, valid_operator_token
 
 if TYPE_CHECKING:
     from trunkline.gateway.web import GatewayWeb
@@ -75,10 +72,20 @@ def _field(data: dict[str, Any], name: str) -> str:
     return value
 
 
+class OperatorTarget(Protocol):
+    async def attach_operator(self, ticket_id: str, leg: OperatorLeg) -> None: ...
+
+
+class OperatorCalls(Protocol):
+    """The live calls, found by the ticket their handoff holds (``LiveCalls``)."""
+
+    def by_ticket(self, tenant: str, ticket_id: str) -> OperatorTarget | None: ...
+
+
 class WebRtcSignaling:
-    def __init__(self, web_: GatewayWeb, desk: OperatorDesk) -> None:
+    def __init__(self, web_: GatewayWeb, operator_calls: OperatorCalls | None) -> None:
         self.web = web_
-        self.desk = desk
+        self.operator_calls = operator_calls
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/webrtc/offer", self.caller_offer)
@@ -139,9 +146,12 @@ class WebRtcSignaling:
             ticket_id, token = _field(data, "ticket_id"), _field(data, "token")
         except BadOfferError as exc:
             return _error(400, str(exc))
-        tenant = self.desk.tenant_of(ticket_id)
-        if tenant is None:
+        asked = data.get("tenant")
+        tenants = [asked] if isinstance(asked, str) and asked else list(self.web.tenants)
+        found = [(t, c) for t in tenants if (c := self._by_ticket(t, ticket_id)) is not None]
+        if not found:
             return _error(404, f"no call waits for an operator on ticket {ticket_id!r}")
+        tenant, target = found[0]
         auth = self.web.tenants.get(tenant)
         if auth is None or not valid_operator_token(auth.stream_secret, tenant, ticket_id, token):
             log.warning("operator offer for ticket %s refused: bad token", ticket_id)
@@ -152,7 +162,16 @@ class WebRtcSignaling:
         except BadOfferError as exc:
             await leg.close()
             return _error(400, str(exc))
-        if not self.desk.join(ticket_id, leg):  # the call stopped waiting meanwhile
+        try:
+            await target.attach_operator(ticket_id, leg)
+        except (LookupError, RuntimeError) as exc:  # the handoff ended meanwhile
             await leg.close()
-            return _error(404, f"no call waits for an operator on ticket {ticket_id!r}")
+            return _error(404, f"no call waits for an operator on ticket {ticket_id!r}: {exc}")
         return web.json_response({"sdp": answer.sdp, "type": answer.type}, headers=CORS)
+
+    def _by_ticket(self, tenant: str, ticket_id: str) -> OperatorTarget | None:
+        return (
+            None
+            if self.operator_calls is None
+            else self.operator_calls.by_ticket(tenant, ticket_id)
+        )

@@ -6,7 +6,10 @@
   frames), then hands out the next queued frame or silence (WebRTC keeps sending in silence, so
   the far end's jitter buffer keeps its timing). ``on_played`` is called once per frame handed
   out: that is the transport's outbound clock. Marks are echoed when every frame queued before
-  them has been handed out. ``clear`` drops every queued frame at once (barge-in).
+  them has been handed out. ``clear`` drops every queued frame at once (barge-in). With
+  ``drop_late`` (live audio, the operator leg), the frames of slots the pacer skipped are dropped
+  too, so a starved loop costs exactly the late audio and the delay stays bounded; reply audio
+  (the default) is never dropped: it plays later instead.
 - :func:`read_frames`: a remote audio track (Opus decoded by aiortc: 48 kHz stereo s16) as
   internal 16 kHz mono PCM16 frames of 20 ms, one resample.
 """
@@ -45,8 +48,11 @@ class PacedTrack(MediaStreamTrack):
         on_played: Callable[[], None] | None = None,
         on_mark: Callable[[str], None] | None = None,
         max_catch_up: int = 5,
+        drop_late: bool = False,
     ) -> None:
         super().__init__()
+        self.drop_late = drop_late
+        self.late_frames = 0  # queued frames dropped for skipped slots (drop_late)
         self.rate = rate
         self.frame_bytes = frame_bytes(rate)
         self.samples = self.frame_bytes // 2
@@ -84,6 +90,16 @@ class PacedTrack(MediaStreamTrack):
         self._partial.clear()
         self._items = deque(item for item in self._items if isinstance(item, str))
 
+    def _drop(self, frames: int) -> None:
+        kept: deque[bytes | str] = deque()
+        for item in self._items:
+            if isinstance(item, bytes) and frames > 0:
+                frames -= 1
+                self.late_frames += 1
+                continue
+            kept.append(item)
+        self._items = kept
+
     def _echo_marks(self) -> None:
         while self._items and isinstance(self._items[0], str):
             name = self._items.popleft()
@@ -94,9 +110,12 @@ class PacedTrack(MediaStreamTrack):
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        skipped = self.pacer.skipped
         while not self.pacer.due(self._clock.now()):
             await self._clock.sleep(self.pacer.next_at() - self._clock.now())
         self.pacer.take()
+        if self.drop_late and self.pacer.skipped > skipped:
+            self._drop(self.pacer.skipped - skipped)
         self._echo_marks()
         pcm = self._silence
         if self._items:

@@ -1,11 +1,9 @@
-"""The operator's leg of a handed-off call over aiortc (an :class:`OperatorLeg`), and the desk
-where a call waiting for an operator meets the operator's WebRTC offer.
+"""The operator's leg of a handed-off call over aiortc (an :class:`OperatorLeg`).
 
 The operator's browser POSTs an offer with the ticket id and an operator token
 (:func:`operator_token`: an HMAC over tenant, ``"operator"`` and ticket id with the tenant's
-stream secret, minted by the gateway when it escalates). The handoff registers the ticket with
-:meth:`OperatorDesk.expect` and awaits the leg; the endpoint answers the offer and hands the leg
-over with :meth:`OperatorDesk.join`.
+stream secret); the endpoint (``trunkline.gateway.webrtc_web``) answers it and attaches the leg
+to the live call whose handoff holds that ticket (``CallSession.attach_operator``).
 
 Audio: the operator's voice comes in as internal 16 kHz mono PCM16 20 ms frames; the caller's
 voice goes out on a :class:`PacedTrack` at 16 kHz (Opus encodes it at 48 kHz). The caller's audio
@@ -18,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from aiortc import MediaStreamTrack, RTCPeerConnection
 
@@ -51,7 +48,7 @@ class WebRtcOperatorLeg(OperatorLeg):
         max_backlog_frames: int = 25,
     ) -> None:
         self.pc = pc or peer_connection()
-        self.track = PacedTrack(clock, INTERNAL_RATE)
+        self.track = PacedTrack(clock, INTERNAL_RATE, drop_late=True)
         self.max_backlog_frames = max_backlog_frames
         self.dropped_frames = 0
         self._frames: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -100,46 +97,3 @@ class WebRtcOperatorLeg(OperatorLeg):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
         await self.pc.close()
-
-
-@dataclass(slots=True)
-class _Waiting:
-    tenant: str
-    leg: asyncio.Future[OperatorLeg]
-
-
-class OperatorDesk:
-    """Calls waiting for their operator's audio, by ticket id (one process's calls)."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, _Waiting] = {}
-
-    def expect(self, ticket_id: str, tenant: str) -> asyncio.Future[OperatorLeg]:
-        """Wait for the operator of ``ticket_id``: the future resolves with their leg. Call
-        :meth:`cancel` when the call stops waiting (timeout, hang-up)."""
-        old = self._waiting.pop(ticket_id, None)
-        if old is not None and not old.leg.done():
-            old.leg.cancel()
-        future: asyncio.Future[OperatorLeg] = asyncio.get_running_loop().create_future()
-        self._waiting[ticket_id] = _Waiting(tenant, future)
-        return future
-
-    def cancel(self, ticket_id: str) -> None:
-        waiting = self._waiting.pop(ticket_id, None)
-        if waiting is not None and not waiting.leg.done():
-            waiting.leg.cancel()
-
-    def tenant_of(self, ticket_id: str) -> str | None:
-        """The tenant of a ticket whose call waits for an operator; None when none waits."""
-        waiting = self._waiting.get(ticket_id)
-        if waiting is None or waiting.leg.done():
-            return None
-        return waiting.tenant
-
-    def join(self, ticket_id: str, leg: OperatorLeg) -> bool:
-        """Hand the operator's leg to the waiting call; False when no call waits any more."""
-        waiting = self._waiting.pop(ticket_id, None)
-        if waiting is None or waiting.leg.done():
-            return False
-        waiting.leg.set_result(leg)
-        return True
