@@ -201,3 +201,16 @@ def test_bad_policy_is_refused_clearly() -> None:
         EscalationPolicy(sentiment_window=1)
     with pytest.raises(ValueError, match="max_repeats"):
         EscalationPolicy(max_repeats=0)
+
+
+def test_preview_counts_nothing() -> None:
+    """A speculative turn is previewed; only the finished turn is counted."""
+    tracker = EscalationTracker(EscalationPolicy(same_question_times=3))
+    question = said("How much is a filling?", reply_source="llm", retrieval_confidence=0.6)
+    for _ in range(5):  # dropped speculative starts of the same utterance
+        assert not tracker.preview(question).escalate
+    assert run(tracker, question, question) == [None, None]
+    preview = tracker.preview(question)
+    assert preview.escalate
+    assert preview.reason is Reason.REPEATED_QUESTION
+    assert tracker.observe(question).reason is Reason.REPEATED_QUESTION

@@ -77,9 +77,11 @@ class Escalations:
         self.side = side
         self.tracker = EscalationTracker(side.policy)
         self.metrics = metrics
+        self._planned: dict[int, TurnSignals] = {}  # turn id -> its signals, until finished
 
     def check(self, text: str, record: TurnRecord, plan: Plan) -> Plan:
-        """Decide on the planned turn; an escalation speaks the hold message instead."""
+        """Decide on the planned turn (a preview: the turn counts once it finished, see
+        :meth:`finished`); an escalation speaks the hold message instead."""
         context = record.context
         signals = TurnSignals(
             text=text,
@@ -89,7 +91,8 @@ class Escalations:
             reply_source=str(plan.source),
             retrieval_confidence=context.confidence if context is not None else 0.0,
         )
-        decision = self.tracker.observe(signals)
+        decision = self.tracker.preview(signals)
+        self._planned[record.turn_id] = signals
         self._trace(decision, "turn")
         if not decision.escalate:
             return plan
@@ -100,6 +103,19 @@ class Escalations:
             plan, source=ReplySource.HANDOFF, text=self.side.texts.handoff, reason=reason
         )
 
+    def finished(self, record: TurnRecord) -> EscalationDecision | None:
+        """Count a finished turn (its plan's signals, then its failed tools); the decision
+        when the call escalates. Turns dropped before finishing were never counted."""
+        signals = self._planned.pop(record.turn_id, None)
+        for stale in [t for t in self._planned if t < record.turn_id]:
+            del self._planned[stale]
+        if signals is not None:
+            decision = self.tracker.observe(signals)
+            self._count(decision)
+            if decision.escalate:
+                return record.escalation or decision
+        return self.after_tools(record)
+
     def after_tools(self, record: TurnRecord) -> EscalationDecision | None:
         """The turn's failed tool calls counted; a decision when they escalate the call."""
         failures = sum(t.status is ToolStatus.FAILED for t in record.tool_calls)
@@ -107,6 +123,7 @@ class Escalations:
             return None
         decision = self.tracker.observe_tools(failures)
         self._trace(decision, "tools")
+        self._count(decision)
         return decision if decision.escalate else None
 
     def _trace(self, decision: EscalationDecision, stage: str) -> None:
@@ -118,6 +135,8 @@ class Escalations:
         attributes["escalation.reason"] = str(decision.reason or "")
         attributes["escalation.detail"] = decision.detail
         trace.get_current_span().add_event("escalation.decision", attributes)
+
+    def _count(self, decision: EscalationDecision) -> None:
         if self.metrics is not None:
             labels: dict[str, str | bool] = {
                 "reason": str(decision.reason or "none"),

@@ -615,7 +615,7 @@ class SessionHandoffs:
         """Whether the finished turn escalates the call (its plan did, or its tools failed)."""
         if self.handoff is not None:
             return None
-        return record.escalation or self.escalations.after_tools(record)
+        return self.escalations.finished(record)
 
     def start(
         self,

@@ -22,6 +22,7 @@ with every input that went into it (for the trace). Triggers, first match wins:
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -140,6 +141,11 @@ class EscalationTracker:
         self._tool_failures = 0
         self._questions: list[frozenset[str]] = []
         self.escalated = False
+
+    def preview(self, turn: TurnSignals) -> EscalationDecision:
+        """The decision ``observe`` would make, counting nothing (a speculative turn may still
+        be dropped; only a finished turn is counted)."""
+        return copy.deepcopy(self).observe(turn)
 
     def observe(self, turn: TurnSignals) -> EscalationDecision:
         """Count the turn and decide. After an escalation the counters start afresh (the agent
