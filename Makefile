@@ -100,6 +100,9 @@ bench-answers: ## Knowledge answers: extractive vs raw vs guarded LLM on 40 ques
 bench-redaction: ## PII redaction: precision/recall per entity on the labelled set and its hold-out, redact() time
 	$(PY) python -m benchmarks.redaction
 
+redteam: ## Red-team report: 40+ prompt injections (documents, CRM fields, tool results, the caller) through the real screens, tool executor and output check
+	$(PY) python -m benchmarks.redteam
+
 bench-stt: ## STT on phone-band speech: WER with/without the agent's vocabulary, latency, confidence
 	$(PY) python -m benchmarks.stt
 
@@ -113,4 +116,4 @@ check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt bench-redaction bench-hitl bench-ledger check
+.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt bench-redaction bench-hitl bench-ledger redteam check
