@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import wave
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,8 @@ from trunkline.gateway.handoff import (
     OperatorLeg,
     Outcome,
     Phase,
+    load_hold_audio,
+    soft_tone,
 )
 from trunkline.gateway.peers.hitl import (
     ApprovalRequest,
@@ -301,3 +305,32 @@ def test_no_hold_audio_is_refused() -> None:
             HandoffAudio(b""),
             clock=FakeClock(),
         )
+
+
+def test_hold_audio_from_a_wav_file(tmp_path: Path) -> None:
+    path = tmp_path / "hold.wav"
+    with wave.open(str(path), "wb") as wav:  # 8 kHz stereo, 0.5 s
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(struct.pack("<hh", 1000, 3000) * 4000)
+    pcm = load_hold_audio(path)
+    assert len(pcm) == 16000  # 0.5 s at 16 kHz mono PCM16
+    middle = struct.unpack_from("<h", pcm, 8000)[0]
+    assert 1900 <= middle <= 2100  # the channels mixed
+    (tmp_path / "bad.wav").write_bytes(b"not a wav")
+    with pytest.raises(ValueError, match=r"bad\.wav: hold audio is not a readable WAV"):
+        load_hold_audio(tmp_path / "bad.wav")
+    with pytest.raises(ValueError, match=r"missing\.wav"):
+        load_hold_audio(tmp_path / "missing.wav")
+
+
+def test_generated_hold_tone_is_soft_and_never_silent() -> None:
+    for rate in (8000, 16000):
+        pcm = soft_tone(rate)
+        size = rate // 50 * 2
+        frames = [pcm[i : i + size] for i in range(0, len(pcm) - size + 1, size)]
+        assert len(frames) == 200  # a 4 s loop
+        peaks = [max(abs(s) for s in memoryview(f).cast("h")) for f in frames]
+        assert min(peaks) > 0  # no silent frame
+        assert max(peaks) < 0.1 * 32768  # soft
