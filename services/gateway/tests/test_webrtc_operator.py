@@ -38,9 +38,9 @@ from trunkline.gateway.peers.types import CallInfo, ContextResult
 from trunkline.gateway.pipeline import Peers
 from trunkline.gateway.session import CallSession, SessionConfig
 from trunkline.gateway.transports.base import CallStart, Transport
-from trunkline.gateway.transports.webrtc_operator import operator_token
 from trunkline.gateway.transports.webrtc_peer import BrowserPeer, Heard
 from trunkline.gateway.web import GatewayWeb, TenantAuth
+from trunkline.telephony import operator_token
 
 pytestmark = pytest.mark.integration
 

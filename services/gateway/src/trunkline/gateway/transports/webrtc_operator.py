@@ -1,9 +1,10 @@
 """The operator's leg of a handed-off call over aiortc (an :class:`OperatorLeg`).
 
 The operator's browser POSTs an offer with the ticket id and an operator token
-(:func:`operator_token`: an HMAC over tenant, ``"operator"`` and ticket id with the tenant's
-stream secret); the endpoint (``trunkline.gateway.webrtc_web``) answers it and attaches the leg
-to the live call whose handoff holds that ticket (``CallSession.attach_operator``).
+(``trunkline.telephony.operator_token``: an HMAC over tenant, ``"operator"`` and ticket id with
+the tenant's stream secret, which the operator console can mint too); the endpoint
+(``trunkline.gateway.webrtc_web``) answers it and attaches the leg to the live call whose handoff
+holds that ticket (``CallSession.attach_operator``).
 
 Audio: the operator's voice comes in as internal 16 kHz mono PCM16 20 ms frames; the caller's
 voice goes out on a :class:`PacedTrack` at 16 kHz (Opus encodes it at 48 kHz). The caller's audio
@@ -23,18 +24,11 @@ from trunkline.audio import INTERNAL_RATE
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.handoff import OperatorLeg
 from trunkline.gateway.transports.webrtc_media import PacedTrack, peer_connection, read_frames
-from trunkline.telephony import stream_token, valid_stream_token
+from trunkline.telephony import operator_token, valid_operator_token
+
+__all__ = ["WebRtcOperatorLeg", "operator_token", "valid_operator_token"]
 
 log = logging.getLogger(__name__)
-
-
-def operator_token(secret: str, tenant: str, ticket_id: str) -> str:
-    """The token an operator's offer must carry for ``ticket_id`` of ``tenant``."""
-    return stream_token(secret, tenant, "operator", ticket_id)
-
-
-def valid_operator_token(secret: str, tenant: str, ticket_id: str, token: str) -> bool:
-    return valid_stream_token(secret, tenant, "operator", ticket_id, token)
 
 
 class WebRtcOperatorLeg(OperatorLeg):
