@@ -11,6 +11,7 @@ import pytest
 from trunkline.devservers.gotools import (
     HELM,
     JAEGER,
+    LIVEKIT,
     TOOLS,
     ToolMissingError,
     find_tool,
@@ -28,7 +29,17 @@ def test_versions_are_pinned_to_the_approved_releases() -> None:
     assert JAEGER.version == "v1.75.0"  # the approved release; newer ones are not
     assert HELM.package.startswith("helm.sh/helm/v4/")
     assert HELM.version.startswith("v4.3.")
-    assert set(TOOLS) == {"helm", "jaeger"}
+    assert set(TOOLS) == {"helm", "jaeger", "livekit-server"}
+
+
+def test_livekit_module_requires_exactly_the_pinned_version() -> None:
+    assert LIVEKIT.module is not None
+    go_mod = (ROOT / LIVEKIT.module / "go.mod").read_text()
+    assert f"github.com/livekit/livekit-server {LIVEKIT.version}" in go_mod
+    assert f"tool {LIVEKIT.package}" in go_mod
+    # From v1.13.6 on livekit-server replaces pion modules with forks the proxy refuses.
+    assert not [line for line in go_mod.splitlines() if line.startswith("replace")]
+    assert "github.com/livekit/livekit-server " in (ROOT / LIVEKIT.module / "go.sum").read_text()
 
 
 def test_jaeger_module_requires_exactly_the_pinned_version() -> None:

@@ -1,5 +1,5 @@
-"""Go programs the project builds once from the Go module proxy (helm, Jaeger): pinned versions
-and where the built binaries are cached.
+"""Go programs the project builds once from the Go module proxy (helm, Jaeger, the LiveKit
+server): pinned versions and where the built binaries are cached.
 
 ``make install`` builds them (``tools/go_tools.py``) into
 ``$TRUNKLINE_TOOLS_DIR`` or ``${XDG_CACHE_HOME:-~/.cache}/trunkline/tools``, one folder per
@@ -49,7 +49,15 @@ JAEGER = GoTool(
 """Jaeger all-in-one (Jaeger v2, an OpenTelemetry Collector distribution). v1.75.0 is the
 approved release: newer ones are served but not approved. Its go.mod has a ``replace``, which
 ``go install pkg@version`` refuses, hence the module in ``tools/go/jaeger``."""
-TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (HELM, JAEGER)}
+LIVEKIT = GoTool(
+    "livekit-server",
+    "github.com/livekit/livekit-server/cmd/server",
+    "v1.13.5",
+    module="tools/go/livekit",
+)
+"""LiveKit's SFU for the LiveKit transport (dev mode on loopback). v1.13.5 is the newest release
+the proxy builds (later ones replace pion modules with forks the proxy refuses)."""
+TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (HELM, JAEGER, LIVEKIT)}
 
 ENV_DIR = "TRUNKLINE_TOOLS_DIR"
 
