@@ -77,6 +77,13 @@ def _files(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
+def injection_flag(flagged: int) -> str:
+    """The ``kb list`` column of a source whose chunks try prompt injection."""
+    if not flagged:
+        return ""
+    return f"\tFLAGGED: {flagged} chunk(s) with instructions for the assistant (screened out)"
+
+
 def _roles(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(r.strip() for r in args.roles.split(",") if r.strip())
 
@@ -108,7 +115,7 @@ async def _remote(args: argparse.Namespace) -> int:
                     d = s.document
                     print(
                         f"{d.knowledge_base}/{d.source_id}\t{s.chunk_count} chunks"
-                        f"\tkb v{d.kb_version}\t{s.content_hash}"
+                        f"\tkb v{d.kb_version}\t{s.content_hash}{injection_flag(s.flagged_chunks)}"
                     )
                 token = page.next_page_token
                 if not token:
@@ -190,7 +197,7 @@ async def _local(args: argparse.Namespace) -> int:
                 if not args.kb or info.source.startswith(f"{args.kb}/"):
                     print(
                         f"{info.source}\t{info.chunks} chunks\tkb v{info.kb_version}"
-                        f"\t{info.doc_hash}"
+                        f"\t{info.doc_hash}{injection_flag(info.flagged)}"
                     )
             return 0
         if args.command == "delete":

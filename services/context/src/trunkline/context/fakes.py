@@ -12,6 +12,7 @@ from trunkline.context.backends.ranker import Ranker
 from trunkline.context.backends.store import ChunkStore, SourceInfo, TenantInfo
 from trunkline.context.core.filters import access_filter, visible
 from trunkline.context.core.types import Caller, Hit, StoredChunk
+from trunkline.redaction.injection import scan
 
 
 class HashEmbedder(Embedder):
@@ -69,7 +70,11 @@ class MemoryStore(ChunkStore):
             if chunk.meta.tenant == tenant:
                 old = out.get(chunk.source)
                 out[chunk.source] = SourceInfo(
-                    chunk.source, chunk.doc_hash, (old.chunks if old else 0) + 1, chunk.kb_version
+                    chunk.source,
+                    chunk.doc_hash,
+                    (old.chunks if old else 0) + 1,
+                    chunk.kb_version,
+                    (old.flagged if old else 0) + bool(scan(chunk.text)),
                 )
         return list(out.values())
 

@@ -212,6 +212,7 @@ class ContextService(context_pb2_grpc.ContextServiceServicer):
                     ),
                     chunk_count=info.chunks,
                     content_hash=info.doc_hash,
+                    flagged_chunks=info.flagged,
                 )
             return response
 

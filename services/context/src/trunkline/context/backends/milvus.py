@@ -34,6 +34,7 @@ from trunkline.context.core.types import (
     Hit,
     StoredChunk,
 )
+from trunkline.redaction.injection import scan
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -333,19 +334,20 @@ class MilvusChunkStore(ChunkStore):
             iterator = self.db.client.query_iterator(
                 CHUNKS,
                 filter=expr,
-                output_fields=["source", "doc_hash", "kb_version"],
+                output_fields=["source", "doc_hash", "kb_version", "text"],
                 batch_size=1000,
                 partition_names=partitions,
             )
             try:
                 while batch := iterator.next():
                     for row in batch:
-                        entry = found.setdefault(row["source"], [row["doc_hash"], 0, 0])
+                        entry = found.setdefault(row["source"], [row["doc_hash"], 0, 0, 0])
                         entry[1] += 1
                         entry[2] = max(entry[2], int(row["kb_version"]))
+                        entry[3] += bool(scan(row["text"]))  # prompt-injection screen
             finally:
                 iterator.close()
-            return [SourceInfo(s, e[0], e[1], e[2]) for s, e in sorted(found.items())]
+            return [SourceInfo(s, e[0], e[1], e[2], e[3]) for s, e in sorted(found.items())]
 
         return await self.db.run(call)
 

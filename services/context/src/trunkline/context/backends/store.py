@@ -36,6 +36,7 @@ class SourceInfo:
     doc_hash: str
     chunks: int
     kb_version: int
+    flagged: int = 0  # chunks carrying instructions for the assistant (prompt injection)
 
 
 class ChunkStore(ABC):

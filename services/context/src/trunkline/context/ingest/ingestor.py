@@ -10,6 +10,7 @@ whatever its number of documents.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ from trunkline.context.core.filters import check_ident, encode_roles
 from trunkline.context.core.types import ChunkDraft, ChunkMeta, StoredChunk
 from trunkline.context.errors import ContextError, InvalidRequestError
 from trunkline.context.ingest.parsers import parse
+from trunkline.redaction.injection import scan
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +201,15 @@ class Ingestor:
             for d in p.drafts
         ]
         await self.store.upsert(chunks, vectors)
+        for p in pending:  # prompt injection: kept, flagged (kb list), screened out of prompts
+            flagged = sum(bool(scan(d.text)) for d in p.drafts)
+            if flagged:
+                log.warning(
+                    "%s: %d chunk(s) carry instructions for the assistant (prompt injection); "
+                    "they are flagged in `trunkline kb list` and screened out of prompts",
+                    p.doc.source,
+                    flagged,
+                )
         invalidated = await self.cache.invalidate(tenant) if self.cache is not None else 0
         results = [
             IngestResult(
