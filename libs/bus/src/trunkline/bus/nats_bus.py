@@ -275,8 +275,8 @@ class Bus(BusBase):
             while True:
                 try:
                     messages = await sub.fetch(batch, timeout=fetch_wait)
-                except nats.errors.TimeoutError:
-                    continue
+                except TimeoutError:  # nats.errors.TimeoutError, and the bare asyncio one
+                    continue  # nats-py's fetch raises when a busy loop ate its whole deadline
                 except nats.js.errors.NotFoundError:
                     await self.ensure_consumer(spec)
                     continue

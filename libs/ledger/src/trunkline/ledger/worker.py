@@ -73,9 +73,16 @@ class LedgerWorker:
         await asyncio.gather(*(self._consume(spec) for spec in self.consumers))
 
     async def _consume(self, spec: ConsumerSpec) -> None:
-        async with aclosing(self.bus.durable_messages(spec)) as deliveries:
-            async for delivery in deliveries:
-                await self.handle(delivery)
+        """Read ``spec`` until cancelled; a failure of the bus is logged and reading resumes
+        (unacked messages come again), so the worker never stops silently."""
+        while True:
+            try:
+                async with aclosing(self.bus.durable_messages(spec)) as deliveries:
+                    async for delivery in deliveries:
+                        await self.handle(delivery)
+            except Exception:
+                log.exception("ledger: reading %s failed; resuming in 1 s", spec.durable)
+                await self.sleep(1.0)
 
     async def handle(self, delivery: Delivery) -> None:
         try:
