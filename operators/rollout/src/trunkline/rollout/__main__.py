@@ -34,7 +34,10 @@ async def main() -> None:
         PrometheusSource(settings.prometheus_url, settings.metrics_timeout_s)
         if settings.metrics_source == "prometheus"
         else ShadowResultsSource(
-            link, min_turns=settings.shadow_min_turns, timeout_s=settings.metrics_timeout_s
+            link,
+            min_turns=settings.shadow_min_turns,
+            window_s=settings.shadow_window_s,
+            timeout_s=settings.metrics_timeout_s,
         )
     )
     controller = Controller(

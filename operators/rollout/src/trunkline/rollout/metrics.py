@@ -41,9 +41,11 @@ DEFAULT_QUERIES: dict[MetricName, str] = {
     MetricName.TOOL_CALL_AGREEMENT: (
         f"avg_over_time(shadow_tool_call_agreement{{{_SELECTOR}}}[{{window}}])"
     ),
-    MetricName.REPLY_TIME_DELTA_MS: (
-        "1000 * histogram_quantile(0.5, sum by (le) (rate("
-        f"shadow_reply_time_delta_s_bucket{{{_SELECTOR}}}[{{window}}])))"
+    MetricName.REPLY_TIME_DELTA_MS: (  # of the medians (histograms hold no negative values)
+        "1000 * (histogram_quantile(0.5, sum by (le) (rate("
+        f"shadow_reply_time_s_bucket{{{_SELECTOR}}}[{{window}}]))) - "
+        "histogram_quantile(0.5, sum by (le) (rate("
+        f"shadow_live_reply_time_s_bucket{{{_SELECTOR}}}[{{window}}]))))"
     ),
     MetricName.COST_PER_TURN: (  # the cost ledger's counters (trunkline.ledger.metrics)
         f"sum(rate(ledger_cost_total{{{_SELECTOR}}}[{{window}}])) / "

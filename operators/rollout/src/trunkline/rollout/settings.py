@@ -36,6 +36,11 @@ class RolloutSettings(ServiceSettings):
     shadow_min_turns: int = Field(
         default=3, ge=1, description="shadow metrics: paired turns a check needs in its window"
     )
+    shadow_window_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="shadow metrics: a check reads the results of max(interval, this)",
+    )
     metrics_source: Literal["prometheus", "shadow"] = Field(
         default="prometheus",
         description="prometheus: the services' histograms; shadow: the candidates' paired "

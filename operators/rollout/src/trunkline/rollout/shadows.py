@@ -108,11 +108,13 @@ class ShadowResultsSource(MetricsSource):
         link: BusLink,
         *,
         min_turns: int = 3,
+        window_s: float = 0.0,
         timeout_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.link = link
         self.min_turns = min_turns
+        self.min_window_s = window_s  # a check reads max(interval, this)
         self.timeout_s = timeout_s
         self.clock = clock
 

@@ -131,8 +131,8 @@ class ShadowMeters:
         self.reply_time = meter.create_histogram(
             "shadow.reply_time", unit="s", description="transcript to first reply clause"
         )
-        self.reply_time_delta = meter.create_histogram(
-            "shadow.reply_time_delta", unit="s", description="shadow minus live reply time"
+        self.live_reply_time = meter.create_histogram(
+            "shadow.live_reply_time", unit="s", description="the paired live turns' reply time"
         )
         self.tool_agreement = meter.create_counter(
             "shadow.tool_agreement", description="turns whose tool calls agree with live"
@@ -314,7 +314,7 @@ class ShadowRunner:
         self.meters.turns.add(1, {**labels, "outcome": "failed" if error else "answered"})
         if not error:
             self.meters.reply_time.record(shadow_s, labels)
-            self.meters.reply_time_delta.record(shadow_s - live_s, labels)
+            self.meters.live_reply_time.record(live_s, labels)
             self.meters.tool_agreement.add(1, {**labels, "agreed": str(agree).lower()})
         return result
 
