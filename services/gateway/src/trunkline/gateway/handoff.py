@@ -264,6 +264,14 @@ class Handoff:
     def caller_hung_up(self) -> None:
         self._caller_gone.set()
 
+    def update_audio(self, audio: HandoffAudio) -> None:
+        """Lines rendered after the handoff began: a hold message still due plays next (while
+        the caller waits; not once an operator talks); the closing lines are read when used."""
+        new = audio.announcement and audio.announcement != self.audio.announcement
+        self.audio = replace(audio, hold=self.audio.hold)
+        if new and self.phase is Phase.WAITING:
+            self._out += audio.announcement
+
     # ---- control ----------------------------------------------------------------------------
 
     async def run(self) -> HandoffResult:
@@ -573,6 +581,7 @@ class SessionHandoffs:
         clock: Clock,
         fillers: FillerCache,
         transcriber: Transcriber,
+        synthesizer: Synthesizer,
         metrics: GatewayMetrics | None = None,
         out_rate: int = 16000,
     ) -> None:
@@ -581,12 +590,14 @@ class SessionHandoffs:
         self.clock = clock
         self.fillers = fillers
         self.transcriber = transcriber
+        self.synthesizer = synthesizer
         self.metrics = metrics
         self.out_rate = out_rate
         self.escalations = Escalations(side, metrics)
         self.handoff: Handoff | None = None
         self.results: list[HandoffResult] = []
         self._task: asyncio.Task[HandoffResult] | None = None
+        self._renderer: asyncio.Task[None] | None = None
         hold = side.hold_pcm
         if hold and out_rate != 16000:
             hold = resample_pcm16(hold, 16000, out_rate)
@@ -596,19 +607,24 @@ class SessionHandoffs:
     def active(self) -> bool:
         return self.handoff is not None
 
-    async def render(self, tts: Synthesizer) -> None:
-        """The hold message and the closing lines through TTS, once (at the call's start)."""
+    async def _render(self, handoff: Handoff, announce: bool) -> None:
+        """The hold message and the closing lines through TTS when a handoff starts (not at
+        every call's start: they would compete with the greeting for TTS; once rendered they
+        are cached per agent version). Meanwhile the hold audio plays."""
         texts = self.side.texts
 
         async def get(text: str) -> bytes:
-            return await self.fillers.get(tts, self.call, text)
+            return await self.fillers.get(self.synthesizer, self.call, text)
 
-        self._audio = HandoffAudio(
-            hold=self._audio.hold,
-            announcement=await get(texts.handoff),
-            callback=await get(texts.callback),
-            resume=await get(texts.resume),
-            unavailable=await get(texts.unavailable),
+        announcement = await get(texts.handoff) if announce else b""
+        handoff.update_audio(replace(handoff.audio, announcement=announcement))
+        handoff.update_audio(
+            replace(
+                handoff.audio,
+                callback=await get(texts.callback),
+                resume=await get(texts.resume),
+                unavailable=await get(texts.unavailable),
+            )
         )
 
     def decision_after(self, record: TurnRecord) -> EscalationDecision | None:
@@ -628,7 +644,7 @@ class SessionHandoffs:
     ) -> Handoff:
         """Hand the call over; ``done`` gets a ``HandoffDone`` when it is over."""
         request = escalation_request(self.call, turns, decision, entities)
-        audio = self._audio if announce else replace(self._audio, announcement=b"")
+        audio = self._audio  # the lines follow (``_render``); the hold audio is ready now
         policy = HandoffPolicy(
             operator_timeout_s=self.side.operator_timeout_s,
             out_frame_bytes=frame_bytes(self.out_rate),
@@ -664,6 +680,7 @@ class SessionHandoffs:
 
         self._task = asyncio.create_task(handoff.run())
         self._task.add_done_callback(finished)
+        self._renderer = asyncio.create_task(self._render(handoff, announce))
         return handoff
 
     def finish(self, result: HandoffResult) -> None:
@@ -704,6 +721,8 @@ class SessionHandoffs:
 
     async def close(self) -> None:
         """The call ended: the pending ticket is withdrawn (a short wait), then stopped."""
+        if self._renderer is not None:
+            self._renderer.cancel()
         task, handoff = self._task, self.handoff
         if task is None or handoff is None:
             return

@@ -164,6 +164,7 @@ class CallSession:
                 clock=clock,
                 fillers=self.fillers,
                 transcriber=peers.stt,
+                synthesizer=peers.tts,
                 metrics=metrics,
                 out_rate=transport.out_rate,
             )
@@ -525,8 +526,6 @@ class CallSession:
         if self.config.apology_text:
             text = self.config.apology_text
             self._apology_pcm = await self.fillers.get(self.peers.tts, self.call, text)
-        if self.handoffs is not None:
-            await self.handoffs.render(self.peers.tts)
 
     # ---- human in the loop ----------------------------------------------------------------
 
