@@ -32,6 +32,7 @@ from trunkline.gateway.app import (
 )
 from trunkline.gateway.calls import LiveCalls
 from trunkline.gateway.core.clock import SystemClock
+from trunkline.gateway.livekit_dispatch import with_livekit
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.server import GATEWAY_ADMIN, GatewayAdminService, register
 from trunkline.gateway.settings import GatewaySettings
@@ -123,7 +124,9 @@ async def main() -> None:
             operator_calls=gateway.calls,  # an operator's WebRTC leg joins its ticket's call
         )
         webs.append(media)
-        app_runner = web.AppRunner(media.app())
+        app_runner = web.AppRunner(  # the LiveKit webhook too, when GATEWAY_LIVEKIT_URL is set
+            with_livekit(media.app(), media, settings, tenant_configs(settings))
+        )
         await app_runner.setup()
         runner.append(app_runner)
         await web.SockSite(app_runner, sock).start()

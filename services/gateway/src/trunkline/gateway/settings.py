@@ -41,6 +41,8 @@ class TenantConfig(BaseModel):
     stream_secret: SecretStr
     agents: tuple[str, ...] = Field(min_length=1)
     transcripts: TranscriptPolicy = TranscriptPolicy()  # unredacted transcripts: off by default
+    livekit_api_key: str = ""  # the tenant's own LiveKit project; empty: GATEWAY_LIVEKIT_API_KEY
+    livekit_api_secret: SecretStr = SecretStr("")
 
 
 class GatewaySettings(ServiceSettings):
@@ -84,6 +86,13 @@ class GatewaySettings(ServiceSettings):
         default=True,
         description="mirror sampled live turns to the candidate versions being shadowed",
     )
+    livekit_url: str = Field(
+        default="",
+        description="LiveKit server (ws:// or wss://) the agent joins callers' rooms on; empty: no "
+        "LiveKit (POST /livekit/webhook dispatches rooms named <tenant>.<agent>.<call id>)",
+    )
+    livekit_api_key: str = Field(default="", description="API key for tenants without their own")
+    livekit_api_secret: SecretStr = SecretStr("")
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     tenants_file: Path | None = None
     transcripts_url: str = Field(

@@ -1,0 +1,259 @@
+"""LiveKit calls: the agent is a participant in the caller's room (``livekit`` rtc SDK).
+
+- Caller: the first remote participant that is not an agent. Only audio is subscribed (the room
+  is joined with ``auto_subscribe`` off): a video track is never subscribed, only logged. The SDK
+  decodes the caller's Opus and resamples it (whatever rate the caller published at) to 16 kHz
+  mono; the frames are cut into the internal 20 ms PCM16 frames (``AudioIn``).
+- Agent audio: published as one microphone track from an ``AudioSource`` at 48 kHz (TTS renders
+  at ``out_rate``, Opus runs at 48 kHz: no resample). The transport owns its pacing: a steady
+  20 ms :class:`~trunkline.gateway.core.pacer.Pacer` hands the queued reply frames to the source,
+  one per slot, and every slot is a ``Played`` tick whether or not there is audio (in silence
+  nothing is captured: the track sends nothing). Marks are echoed when the frames before them have
+  gone to the source. ``clear`` empties this queue and the source's own (barge-in).
+- DTMF: SIP DTMF (``sip_dtmf_received``) is logged and kept in ``dtmf`` (the session has no
+  DTMF event yet).
+- Hang-up: the caller leaving the room, the room disconnecting, or no caller in
+  ``caller_timeout_s``. A reconnect (``reconnecting``/``reconnected``, done by the SDK) is logged
+  and the call goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+
+from livekit import rtc
+
+from trunkline.audio import INTERNAL_RATE, Framer, frame_bytes
+from trunkline.gateway.core.clock import Clock
+from trunkline.gateway.core.pacer import Pacer
+from trunkline.gateway.transports.base import (
+    AudioIn,
+    Hangup,
+    MarkEcho,
+    Played,
+    Transport,
+    TransportEvent,
+)
+
+log = logging.getLogger(__name__)
+OPUS_RATE = 48000
+SOURCE_QUEUE_MS = 100  # the SDK's own buffer ahead of the encoder (the pacer feeds it in time)
+
+
+class LiveKitTransport(Transport):
+    """One room's call. Create it, ``await room.connect(...)`` with ``room_options()``, then
+    :meth:`start` (publishes the agent's track), :meth:`wait_caller`, then run a session."""
+
+    name = "livekit"
+    out_rate = OPUS_RATE
+
+    def __init__(
+        self, room: rtc.Room, clock: Clock, *, label: str = "", caller_timeout_s: float = 30.0
+    ) -> None:
+        self.room = room
+        self.clock = clock
+        self.label = label or "room"
+        self.caller_timeout_s = caller_timeout_s
+        self.caller: rtc.RemoteParticipant | None = None
+        self.dtmf: list[str] = []
+        self.ignored_tracks: list[str] = []  # "identity:kind" of tracks never subscribed
+        self.frames_played = 0  # reply frames handed to the source
+        self.pacer = Pacer()
+        self._frame_bytes = frame_bytes(self.out_rate)
+        self._items: deque[bytes | str] = deque()
+        self._partial = bytearray()
+        self._events: asyncio.Queue[TransportEvent] = asyncio.Queue()
+        self._caller_found = asyncio.Event()
+        self._listened = asyncio.Event()  # the caller subscribed to the agent's track
+        self._reader: asyncio.Task[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._ended = False
+        self.source = rtc.AudioSource(self.out_rate, 1, queue_size_ms=SOURCE_QUEUE_MS)
+        self.track = rtc.LocalAudioTrack.create_audio_track("agent", self.source)
+        room.on("track_published", self._on_published)
+        room.on("track_subscribed", self._on_subscribed)
+        room.on("participant_connected", self._on_participant)
+        room.on("participant_disconnected", self._on_left)
+        room.on("local_track_subscribed", lambda _track: self._listened.set())
+        room.on("sip_dtmf_received", self._on_dtmf)
+        room.on("disconnected", self._on_disconnected)
+        room.on("reconnecting", lambda: log.info("livekit %s: reconnecting", self.label))
+        room.on("reconnected", lambda: log.info("livekit %s: reconnected", self.label))
+
+    @staticmethod
+    def room_options() -> rtc.RoomOptions:
+        return rtc.RoomOptions(auto_subscribe=False)
+
+    async def start(self) -> None:
+        """Publish the agent's track and take the participants already in the room."""
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        await self.room.local_participant.publish_track(self.track, options)
+        for participant in list(self.room.remote_participants.values()):
+            self._on_participant(participant)
+            for publication in list(participant.track_publications.values()):
+                self._on_published(publication, participant)
+
+    async def wait_caller(self, listen_timeout_s: float = 5.0) -> bool:
+        """True once a caller is in the room (False after ``caller_timeout_s``: hung up). Then
+        waits up to ``listen_timeout_s`` for the caller to subscribe to the agent's track, so
+        the greeting is not spoken into a track nobody receives yet."""
+        try:
+            await asyncio.wait_for(self._caller_found.wait(), self.caller_timeout_s)
+        except TimeoutError:
+            self.hang_up(f"no caller joined within {self.caller_timeout_s:.0f} s")
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listened.wait(), listen_timeout_s)
+        return not self._ended
+
+    # -- room events ----------------------------------------------------------------------------
+
+    def _is_caller(self, participant: rtc.RemoteParticipant) -> bool:
+        if self.caller is not None:
+            return participant.identity == self.caller.identity
+        if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+            return False
+        self.caller = participant
+        log.info("livekit %s: caller %s", self.label, participant.identity)
+        self._caller_found.set()
+        return True
+
+    def _on_participant(self, participant: rtc.RemoteParticipant) -> None:
+        self._is_caller(participant)
+
+    def _on_published(
+        self, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
+    ) -> None:
+        if not self._is_caller(participant):
+            return
+        if publication.kind != rtc.TrackKind.KIND_AUDIO:
+            kind = rtc.TrackKind.Name(publication.kind)
+            self.ignored_tracks.append(f"{participant.identity}:{kind}")
+            log.info(
+                "livekit %s: %s published a %s track: ignored (audio only, never subscribed)",
+                self.label,
+                participant.identity,
+                kind,
+            )
+            return
+        if self._reader is None:
+            publication.set_subscribed(True)
+
+    def _on_subscribed(
+        self,
+        track: rtc.Track,
+        publication: rtc.RemoteTrackPublication,
+        participant: rtc.RemoteParticipant,
+    ) -> None:
+        if not isinstance(track, rtc.RemoteAudioTrack) or not self._is_caller(participant):
+            return
+        if self._reader is None:
+            self._reader = asyncio.ensure_future(self._read(track))
+
+    def _on_left(self, participant: rtc.RemoteParticipant) -> None:
+        if self.caller is not None and participant.identity == self.caller.identity:
+            self.hang_up(f"the caller {participant.identity} left the room")
+
+    def _on_dtmf(self, dtmf: rtc.SipDTMF) -> None:
+        self.dtmf.append(dtmf.digit)
+        log.info("livekit %s: DTMF %r", self.label, dtmf.digit)
+
+    def _on_disconnected(self, reason: object) -> None:
+        self.hang_up(f"room disconnected ({reason})")
+
+    async def _read(self, track: rtc.RemoteAudioTrack) -> None:
+        stream = rtc.AudioStream.from_track(track=track, sample_rate=INTERNAL_RATE, num_channels=1)
+        framer = Framer(INTERNAL_RATE)
+        try:
+            async for event in stream:
+                now = self.clock.now()
+                for whole in framer.push(bytes(event.frame.data)):
+                    self._events.put_nowait(AudioIn(whole.pcm, now))
+        finally:
+            await stream.aclose()
+
+    def hang_up(self, reason: str) -> None:
+        if not self._ended:
+            self._ended = True
+            log.info("livekit %s: %s", self.label, reason)
+            self._events.put_nowait(Hangup(reason))
+
+    # -- outbound -------------------------------------------------------------------------------
+
+    async def _play(self) -> None:
+        """Each due 20 ms slot: hand the next queued frame (if any) to the source, echo the marks
+        before it, tick ``Played``."""
+        while not self._ended:
+            frames = self.pacer.due(self.clock.now())
+            for _ in range(frames):
+                self.pacer.take()
+                self._echo_marks()
+                if self._items:
+                    pcm = self._items.popleft()
+                    assert isinstance(pcm, bytes)
+                    await self._capture(pcm)
+                    self.frames_played += 1
+                    self._echo_marks()
+                self._events.put_nowait(Played(1))
+            await self.clock.sleep(max(0.0, self.pacer.next_at() - self.clock.now()))
+
+    async def _capture(self, pcm: bytes) -> None:
+        samples = len(pcm) // 2
+        frame = rtc.AudioFrame(pcm, self.out_rate, 1, samples)
+        try:
+            await self.source.capture_frame(frame)
+        except Exception as exc:  # the room went away under the source
+            self.hang_up(f"the agent's track failed: {exc}")
+
+    def _echo_marks(self) -> None:
+        while self._items and isinstance(self._items[0], str):
+            name = self._items.popleft()
+            assert isinstance(name, str)
+            self._events.put_nowait(MarkEcho(name))
+
+    async def events(self) -> AsyncIterator[TransportEvent]:
+        if self._pump is None:
+            self._pump = asyncio.ensure_future(self._play())
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, Hangup):
+                return
+
+    async def send_audio(self, pcm: bytes) -> None:
+        self._partial += pcm
+        whole = len(self._partial) - len(self._partial) % self._frame_bytes
+        for start in range(0, whole, self._frame_bytes):
+            self._items.append(bytes(self._partial[start : start + self._frame_bytes]))
+        del self._partial[:whole]
+
+    async def send_mark(self, name: str) -> None:
+        if self._partial:
+            self._items.append(bytes(self._partial).ljust(self._frame_bytes, b"\x00"))
+            self._partial.clear()
+        self._items.append(name)
+
+    async def clear(self) -> None:
+        self._partial.clear()
+        self._items = deque(item for item in self._items if isinstance(item, str))
+        self.source.clear_queue()
+
+    @property
+    def queued_frames(self) -> int:
+        return sum(1 for item in self._items if isinstance(item, bytes))
+
+    async def close(self) -> None:
+        self.hang_up("closed by the gateway")
+        for task in (self._pump, self._reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        with contextlib.suppress(Exception):
+            await self.room.disconnect()
+        with contextlib.suppress(Exception):
+            await self.source.aclose()

@@ -1,0 +1,108 @@
+"""A Python LiveKit participant that plays a caller's part (tests, benchmarks): a microphone track
+fed with PCM (recorded phrases) at real time, the agent's audio recorded with arrival times
+(:class:`~trunkline.gateway.transports.webrtc_peer.Heard`, 16 kHz mono)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+
+from livekit import rtc
+
+from trunkline.gateway.transports.webrtc_peer import Heard
+
+HEARD_RATE = 16000
+HEARD_FRAME = 320 * 2  # 20 ms at 16 kHz, bytes
+
+
+class LiveKitCaller:
+    """Join with :meth:`join`; ``say`` queues speech (PCM16 mono at ``rate``), silence otherwise;
+    the agent's track lands in ``heard``. ``video``: also publish a (black) camera track."""
+
+    def __init__(self, rate: int = 16000, *, video: bool = False) -> None:
+        self.rate = rate
+        self.frame_bytes = rate // 50 * 2
+        self.room = rtc.Room()
+        self.heard = Heard()
+        self.video = video
+        self.source = rtc.AudioSource(rate, 1, queue_size_ms=60)
+        self._frames: deque[bytes] = deque()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.room.on("track_subscribed", self._on_track)
+
+    async def join(self, url: str, token: str) -> None:
+        await self.room.connect(url, token)
+        track = rtc.LocalAudioTrack.create_audio_track("mic", self.source)
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        await self.room.local_participant.publish_track(track, options)
+        self._tasks.append(asyncio.create_task(self._mic()))
+        if self.video:
+            video = rtc.VideoSource(64, 48)
+            camera = rtc.LocalVideoTrack.create_video_track("camera", video)
+            options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
+            await self.room.local_participant.publish_track(camera, options)
+            self._tasks.append(asyncio.create_task(self._camera(video)))
+
+    def say(self, pcm: bytes) -> float:
+        """Queue ``pcm``; returns how long it takes to play (seconds)."""
+        step = self.frame_bytes
+        for i in range(0, len(pcm), step):
+            self._frames.append(pcm[i : i + step].ljust(step, b"\x00"))
+        return len(self._frames) * 0.02
+
+    @property
+    def speaking(self) -> bool:
+        return bool(self._frames)
+
+    async def _mic(self) -> None:
+        start, count = time.monotonic(), 0
+        silence = bytes(self.frame_bytes)
+        while True:
+            wait = start + count * 0.02 - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            pcm = self._frames.popleft() if self._frames else silence
+            frame = rtc.AudioFrame(pcm, self.rate, 1, self.frame_bytes // 2)
+            await self.source.capture_frame(frame)
+            count += 1
+
+    async def _camera(self, source: rtc.VideoSource) -> None:
+        frame = rtc.VideoFrame(64, 48, rtc.VideoBufferType.RGBA, bytes(64 * 48 * 4))
+        while True:
+            source.capture_frame(frame)
+            await asyncio.sleep(0.1)
+
+    def _on_track(
+        self,
+        track: rtc.Track,
+        publication: rtc.RemoteTrackPublication,
+        participant: rtc.RemoteParticipant,
+    ) -> None:
+        if isinstance(track, rtc.RemoteAudioTrack):
+            self._tasks.append(asyncio.create_task(self._listen(track)))
+
+    async def _listen(self, track: rtc.RemoteAudioTrack) -> None:
+        stream = rtc.AudioStream.from_track(track=track, sample_rate=HEARD_RATE, num_channels=1)
+        pending = bytearray()
+        try:
+            async for event in stream:
+                pending += bytes(event.frame.data)
+                now = time.monotonic()
+                while len(pending) >= HEARD_FRAME:
+                    self.heard.pcm += pending[:HEARD_FRAME]
+                    del pending[:HEARD_FRAME]
+                    self.heard.times.append(now)
+        finally:
+            self.heard.ended.set()
+            await stream.aclose()
+
+    async def leave(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.room.disconnect()
+        await self.source.aclose()
