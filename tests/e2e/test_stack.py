@@ -29,7 +29,7 @@ from trunkline.runtime import LIVENESS, health_status
 pytestmark = pytest.mark.e2e
 
 # The rollout operator starts only where a Kubernetes API is configured (KUBECONFIG): not here.
-SERVICES = ("stt", "context", "llm", "tts", "hitl", "gateway")
+SERVICES = ("stt", "context", "llm", "tts", "hitl", "ledger", "gateway")
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVING = health_pb2.HealthCheckResponse.SERVING
 

@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,17 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from trunkline.cli import traces
 from trunkline.cli.demo import DEMO_OPTIONS, DemoCall, component_url, place_call
 from trunkline.cli.knowledge import ingest
 from trunkline.cli.record import StackRecord, load
+from trunkline.ledger.models import CallRow, CostRow, UsageRow
+from trunkline.ledger.prices import load_price_dir
+from trunkline.ledger.pricing import billed_minutes, from_picos
+from trunkline.ledger.store import make_engine
 from trunkline.proto.common.v1 import audio_pb2, call_pb2
 from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
 from trunkline.state import CallStateStore
@@ -422,3 +429,60 @@ async def test_the_call_trace_reads_back_from_jaeger(
             break
         await asyncio.sleep(0.5)
     assert not missing, f"{len(missing)} of the trace's spans never reached spans.jsonl"
+
+
+async def test_the_calls_cost_rows_are_its_usage_times_the_price(
+    stack: StackRecord, finished: Finished
+) -> None:
+    """The ledger process of the stack priced every ``turn.completed`` of the call: each cost
+    row is the event's usage times the rate in ``prices/acme.yaml``, exactly."""
+    events = finished.call.events
+    call_id = events[0]["context"]["callId"]
+    engine = make_engine(f"sqlite:///{Path(stack.run_dir) / 'ledger.db'}")
+    deadline = time.monotonic() + 60
+    while True:  # the ledger applies the call's end after the call
+        with Session(engine) as session:
+            call = session.get(CallRow, (TENANT, call_id))
+            if (call is not None and call.outcome is not None) or time.monotonic() > deadline:
+                break
+        await asyncio.sleep(0.5)
+    assert call is not None, "the ledger has no row for the call"
+    assert call.outcome in {"resolved", "abandoned"}, call.outcome
+    rates = load_price_dir(ROOT / "prices")["acme"].versions[-1]
+    with Session(engine) as session:
+        rows = session.scalars(select(UsageRow).where(UsageRow.call_id == call_id))
+        usage = {u.event_id: u for u in rows}
+        costs = session.scalars(select(CostRow).where(CostRow.call_id == call_id)).all()
+    engine.dispose()
+    for event in events:  # every turn's usage, as the gateway reported it
+        row = usage[event["eventId"]]
+        reported = event.get("usage", {})
+        assert row.prompt_tokens == int(reported.get("inputTokens", 0))
+        assert row.completion_tokens == int(reported.get("outputTokens", 0))
+        assert row.tts_characters == int(reported.get("characters", 0))
+        assert row.stt_ms == round(Decimal(repr(reported.get("audioInSeconds", 0.0))) * 1000)
+    rate = {
+        ("stt", "audio"): rates.stt.per_second, ("tts", "characters"): rates.tts.per_character,
+        ("llm", "prompt"): rates.llm.prompt_per_1k, ("llm", "cached"): rates.llm.cached_per_1k,
+        ("llm", "completion"): rates.llm.completion_per_1k,
+        ("telephony", "minutes"): rates.telephony.per_minute,
+    }  # fmt: skip
+    by_id = {u.id: u for u in usage.values()}
+    assert costs, "no cost rows for the call"
+    for cost in costs:
+        used = by_id[cost.usage_id]
+        quantity = {
+            ("stt", "audio"): Decimal(used.stt_ms).scaleb(-3),
+            ("tts", "characters"): Decimal(used.tts_characters),
+            ("llm", "prompt"): Decimal(used.prompt_tokens - used.cached_tokens),
+            ("llm", "cached"): Decimal(used.cached_tokens),
+            ("llm", "completion"): Decimal(used.completion_tokens),
+            ("telephony", "minutes"): Decimal(
+                billed_minutes(Decimal(used.telephony_ms).scaleb(-3))
+            ),
+        }.get((cost.component, cost.item), Decimal(used.tools.split(",").count(cost.item)))
+        expected_rate = rate.get((cost.component, cost.item), rates.tools.rate(cost.item))
+        assert Decimal(cost.quantity) == quantity, cost.item
+        assert Decimal(cost.rate) == expected_rate, cost.item
+        assert from_picos(cost.cost_picos) == quantity * expected_rate / cost.per, cost.item
+    assert any(c.component == "telephony" for c in costs)
