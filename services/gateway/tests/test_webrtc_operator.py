@@ -40,11 +40,12 @@ from trunkline.gateway.session import CallSession, SessionConfig
 from trunkline.gateway.transports.base import CallStart, Transport
 from trunkline.gateway.transports.webrtc_peer import BrowserPeer, Heard
 from trunkline.gateway.web import GatewayWeb, TenantAuth
-from trunkline.telephony import operator_token
+from trunkline.telephony import JoinGrant, sign_join
 
 pytestmark = pytest.mark.integration
 
 AUTH = TenantAuth("twilio-token", "stream-secret", frozenset({"support"}))
+JOIN_SECRET = b"shared-with-hitl"
 WAV = Path(__file__).resolve().parents[3] / "tests" / "data" / "audio" / "hours-joe-16k.wav"
 TEXTS = HandoffTexts(
     handoff="Let me get a colleague for you.",
@@ -115,6 +116,7 @@ async def rig() -> AsyncIterator[Rig]:
         clock=clock,
         public_url="https://gw.example",
         operator_calls=calls,
+        join_secret=JOIN_SECRET,
     )
     server = TestServer(web_.app(), host="127.0.0.1", port=0)
     await server.start_server()
@@ -155,17 +157,25 @@ async def _handed_off_call(rig: Rig, caller: BrowserPeer, operator: BrowserPeer)
     await until(lambda: handoff.ticket_id, 5, "the ticket")
     ticket = handoff.ticket_id
 
-    token = operator_token(AUTH.stream_secret, "acme", ticket)
+    def join(ticket_id: str, expires_in: float = 120, secret: bytes = JOIN_SECRET) -> str:
+        grant = JoinGrant("acme", ticket_id, "op-7", int(time.time() + expires_in))
+        return sign_join(secret, grant)
+
+    token = join(ticket)
     probe = BrowserPeer()  # refused offers: a peer of its own
     offer = await probe.offer()
+    refused = [
+        ({"ticket_id": ticket, "token": "forged"}, 403, "malformed join token"),
+        ({"ticket_id": ticket, "token": join(ticket, secret=b"x")}, 403, "does not match"),
+        ({"ticket_id": ticket, "token": join(ticket, expires_in=-1)}, 403, "expired"),
+        ({"ticket_id": ticket, "token": join("t-999")}, 403, "is for ticket 't-999'"),
+        ({"ticket_id": "t-999", "token": join("t-999")}, 404, "no call waits"),
+    ]
     async with aiohttp.ClientSession() as http:
-        forged = {**offer, "ticket_id": ticket, "token": "forged"}
-        async with http.post(rig.url("/webrtc/operator"), json=forged) as response:
-            assert response.status == 403
-            assert "invalid operator token" in (await response.json())["error"]
-        unknown = {**offer, "ticket_id": "t-999", "token": token}
-        async with http.post(rig.url("/webrtc/operator"), json=unknown) as response:
-            assert response.status == 404
+        for fields, status, text in refused:
+            async with http.post(rig.url("/webrtc/operator"), json={**offer, **fields}) as response:
+                assert response.status == status, fields
+                assert text in (await response.json())["error"]
     await probe.close()
 
     rig.hitl.update(ticket, TicketState.TAKEN_OVER, operator_id="op-7")

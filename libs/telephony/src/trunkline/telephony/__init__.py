@@ -3,20 +3,20 @@ the gateway checks what the simulated caller (and Twilio itself) signs."""
 
 from trunkline.telephony.auth import (
     DEFAULT_ROLE,
-    operator_token,
     stream_token,
     twilio_signature,
-    valid_operator_token,
     valid_stream_token,
     valid_twilio_signature,
 )
+from trunkline.telephony.join import JoinGrant, sign_join, verify_join
 
 __all__ = [
     "DEFAULT_ROLE",
-    "operator_token",
+    "JoinGrant",
+    "sign_join",
     "stream_token",
     "twilio_signature",
-    "valid_operator_token",
     "valid_stream_token",
     "valid_twilio_signature",
+    "verify_join",
 ]

@@ -47,14 +47,3 @@ def valid_stream_token(
     if not token:
         return False
     return hmac.compare_digest(stream_token(secret, tenant, agent, call_id, role=role), token)
-
-
-def operator_token(secret: str, tenant: str, ticket_id: str) -> str:
-    """The token an operator's WebRTC offer must carry to join the call of ``ticket_id`` (the
-    gateway's ``POST /webrtc/operator``); whoever holds the tenant's stream secret mints it (the
-    operator console, for an operator of that tenant who accepted the ticket)."""
-    return stream_token(secret, tenant, "operator", ticket_id)
-
-
-def valid_operator_token(secret: str, tenant: str, ticket_id: str, token: str) -> bool:
-    return valid_stream_token(secret, tenant, "operator", ticket_id, token)

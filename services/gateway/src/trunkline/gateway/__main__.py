@@ -122,6 +122,9 @@ async def main() -> None:
             public_url=settings.public_base(port),
             metrics=gateway_metrics,
             operator_calls=gateway.calls,  # an operator's WebRTC leg joins its ticket's call
+            join_secret=(
+                settings.join_secret.get_secret_value().encode() if settings.join_secret else None
+            ),
         )
         webs.append(media)
         app_runner = web.AppRunner(  # the LiveKit webhook too, when GATEWAY_LIVEKIT_URL is set

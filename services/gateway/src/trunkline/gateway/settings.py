@@ -58,6 +58,11 @@ class GatewaySettings(ServiceSettings):
     llm_addr: PeerAddress = "127.0.0.1:50053"
     tts_addr: PeerAddress = "127.0.0.1:50054"
     hitl_addr: PeerAddress = "127.0.0.1:50055"
+    join_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared with hitl (HITL_JOIN_SECRET): checks operators' join tokens on "
+        "POST /webrtc/operator (operators cannot join by WebRTC when unset)",
+    )
     nats_url: str = "nats://127.0.0.1:4222"
     nats_ca_file: Path | None = Field(default=None, description="CA for tls:// NATS")
     nats_creds_file: Path | None = Field(default=None, description="NATS credentials file")

@@ -60,9 +60,11 @@ class GatewayWeb:
         public_url: str,
         metrics: GatewayMetrics | None = None,
         operator_calls: OperatorCalls | None = None,
+        join_secret: bytes | None = None,
     ) -> None:
         """``operator_calls``: the live calls (``LiveCalls``), where an operator's WebRTC leg
-        finds the call whose handoff holds its ticket; None: operators cannot join by WebRTC."""
+        finds the call whose handoff holds its ticket; ``join_secret`` checks the operator's join
+        token (shared with hitl). Without either, operators cannot join by WebRTC."""
         self.tenants = tenants
         self.run_call = run_call
         self.clock = clock
@@ -71,6 +73,7 @@ class GatewayWeb:
         self.calls: set[asyncio.Task[None]] = set()
         self.draining = False
         self.operator_calls = operator_calls
+        self.join_secret = join_secret
 
     async def drain(self) -> None:
         """Take no new call from now on; return when every live call has ended."""
@@ -89,7 +92,7 @@ class GatewayWeb:
         app.router.add_post("/twilio/voice/{tenant}/{agent}", self.twilio_voice)
         app.router.add_get("/twilio/stream", self.twilio_stream)
         app.router.add_get("/plivo/stream", self.plivo_stream)
-        WebRtcSignaling(self, self.operator_calls).add_routes(app)
+        WebRtcSignaling(self, self.operator_calls, self.join_secret).add_routes(app)
         return app
 
     def _stream_url(self) -> str:

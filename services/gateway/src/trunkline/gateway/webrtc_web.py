@@ -4,13 +4,15 @@
   calls an agent. The answer ``{"sdp", "type": "answer", "call_id"}`` comes back once this side's
   ICE candidates are gathered (host candidates only, no trickle); the call then runs like any
   other (``run_call``) until the browser hangs up or the connection fails.
-- ``POST /webrtc/operator`` ``{"sdp", "type": "offer", "ticket_id", "token"}`` (``tenant``
-  optional): an operator's audio joins the live call whose handoff holds that ticket
-  (``CallSession.attach_operator``); ``token`` is :func:`operator_token` for the call's tenant.
+- ``POST /webrtc/operator`` ``{"sdp", "type": "offer", "ticket_id", "token"}``: an operator's
+  audio joins the live call whose handoff holds that ticket (``CallSession.attach_operator``);
+  ``token`` is the join token hitl signed at TakeOver (``trunkline.telephony.join``, the secret
+  shared as ``GATEWAY_JOIN_SECRET``), naming the tenant and that ticket, not expired.
 
 Bad input gets a 400 naming the problem (not JSON, a missing field, not an offer, SDP that cannot
 be applied or has no Opus audio); an unknown tenant/agent or a ticket no call waits on a 404; a
-wrong operator token a 403; a draining gateway a 503. Responses carry
+forged, expired or other ticket's join token a 403 (so does any when no join secret is set); a
+draining gateway a 503. Responses carry
 ``Access-Control-Allow-Origin: *`` so pages served elsewhere (the console) can call.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,7 +35,8 @@ from trunkline.gateway.transports.webrtc import (
     answer_offer,
     check_offer,
 )
-from trunkline.gateway.transports.webrtc_operator import WebRtcOperatorLeg, valid_operator_token
+from trunkline.gateway.transports.webrtc_operator import WebRtcOperatorLeg
+from trunkline.telephony import verify_join
 
 if TYPE_CHECKING:
     from trunkline.gateway.web import GatewayWeb
@@ -83,9 +87,12 @@ class OperatorCalls(Protocol):
 
 
 class WebRtcSignaling:
-    def __init__(self, web_: GatewayWeb, operator_calls: OperatorCalls | None) -> None:
+    def __init__(
+        self, web_: GatewayWeb, operator_calls: OperatorCalls | None, join_secret: bytes | None
+    ) -> None:
         self.web = web_
         self.operator_calls = operator_calls
+        self.join_secret = join_secret
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/webrtc/offer", self.caller_offer)
@@ -146,16 +153,20 @@ class WebRtcSignaling:
             ticket_id, token = _field(data, "ticket_id"), _field(data, "token")
         except BadOfferError as exc:
             return _error(400, str(exc))
-        asked = data.get("tenant")
-        tenants = [asked] if isinstance(asked, str) and asked else list(self.web.tenants)
-        found = [(t, c) for t in tenants if (c := self._by_ticket(t, ticket_id)) is not None]
-        if not found:
+        if self.join_secret is None:
+            return _error(403, "operators cannot join by WebRTC: no join secret is set")
+        try:
+            grant = verify_join(self.join_secret, token, time.time())
+        except ValueError as exc:
+            log.warning("operator offer for ticket %s refused: %s", ticket_id, exc)
+            return _error(403, f"invalid join token for ticket {ticket_id!r}: {exc}")
+        if grant.ticket_id != ticket_id:
+            return _error(
+                403, f"the join token is for ticket {grant.ticket_id!r}, not {ticket_id!r}"
+            )
+        target = self._by_ticket(grant.tenant_id, ticket_id)
+        if target is None:
             return _error(404, f"no call waits for an operator on ticket {ticket_id!r}")
-        tenant, target = found[0]
-        auth = self.web.tenants.get(tenant)
-        if auth is None or not valid_operator_token(auth.stream_secret, tenant, ticket_id, token):
-            log.warning("operator offer for ticket %s refused: bad token", ticket_id)
-            return _error(403, f"invalid operator token for ticket {ticket_id!r}")
         leg = WebRtcOperatorLeg(self.web.clock)
         try:
             answer = await answer_offer(leg.pc, sdp, leg.track)

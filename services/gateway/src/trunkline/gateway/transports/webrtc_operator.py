@@ -1,8 +1,7 @@
 """The operator's leg of a handed-off call over aiortc (an :class:`OperatorLeg`).
 
-The operator's browser POSTs an offer with the ticket id and an operator token
-(``trunkline.telephony.operator_token``: an HMAC over tenant, ``"operator"`` and ticket id with
-the tenant's stream secret, which the operator console can mint too); the endpoint
+The operator's browser POSTs an offer with the ticket id and the join token the hitl service
+signed at ``TakeOver`` (``trunkline.telephony.join``); the endpoint
 (``trunkline.gateway.webrtc_web``) answers it and attaches the leg to the live call whose handoff
 holds that ticket (``CallSession.attach_operator``).
 
@@ -24,9 +23,6 @@ from trunkline.audio import INTERNAL_RATE
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.handoff import OperatorLeg
 from trunkline.gateway.transports.webrtc_media import PacedTrack, peer_connection, read_frames
-from trunkline.telephony import operator_token, valid_operator_token
-
-__all__ = ["WebRtcOperatorLeg", "operator_token", "valid_operator_token"]
 
 log = logging.getLogger(__name__)
 
