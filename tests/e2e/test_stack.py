@@ -106,11 +106,11 @@ async def test_stack_up_status_drain_and_down(
 
     code, rows = status_rows(run_dir)
     assert code == 0
-    assert set(rows) == {"nats", "redis", "otlp-sink", "jaeger", "crm", *SERVICES}
+    assert set(rows) == {"nats", "redis", "otlp-sink", "jaeger", "crm", "livekit", *SERVICES}
     assert {row["health"] for row in rows.values()} == {"SERVING"}
     assert not rows["nats"]["owned"]
     assert not rows["redis"]["owned"]
-    assert all(rows[name]["owned"] for name in ("otlp-sink", "jaeger", *SERVICES))
+    assert all(rows[name]["owned"] for name in ("otlp-sink", "jaeger", "livekit", *SERVICES))
     ports = [row["port"] for row in rows.values()]
     assert len(set(ports)) == len(ports)
     assert not {4222, 6379} & set(ports)

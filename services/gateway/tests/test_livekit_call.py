@@ -253,15 +253,16 @@ async def test_a_caller_hears_greeting_and_answer_barges_in_and_leaves(rig: Rig)
 
         barge_at = time.monotonic()
         caller.say(phrase()[: 16000 * 2])  # one second of the phrase over the answer
-        await until(lambda: len(sink.turns) >= 2, 10, "the interrupted turn")
+        await until(lambda: any(t.interrupted for t in sink.turns), 10, "the interrupted turn")
         await asyncio.sleep(0.6)
         last_loud = caller.heard.last_loud_at()
         assert last_loud is not None
         stop_s = last_loud - barge_at
         assert stop_s < 0.8, f"the answer went on {stop_s:.2f} s after the caller spoke"
-        turn = sink.turns[1]
+        # Under load a pause in the phrase can split it (the first part's answer is then cancelled
+        # as the caller goes on): the interrupted turn is the answer that was barged into.
+        turn = next(t for t in sink.turns if t.interrupted)
         assert turn.user_text == "what are your hours"
-        assert turn.interrupted
         assert 0 < len(turn.agent_text.split()) < 40  # what was heard, not the whole answer
         print(
             f"livekit: voice-to-voice {1000 * (heard_at - ended):.0f} ms (fake peers, end of "

@@ -67,6 +67,10 @@ JAEGER_PORTS = ("jaeger-otlp", "jaeger-query", "jaeger-query-grpc")
 the OTLP sink, which writes ``spans.jsonl``), the query API + UI over HTTP, the query API over
 gRPC."""
 
+LIVEKIT_PORTS = ("livekit", "livekit-rtc-tcp", "livekit-rtc-udp")
+"""The LiveKit server: signalling (HTTP/WebSocket), RTC over TCP, RTC over one UDP port. Its
+webhook posts to the gateway's ``/livekit/webhook`` (rooms ``<tenant>.<agent>.<call id>``)."""
+
 PORT_NAMES: tuple[str, ...] = (
     "nats",
     "nats-monitor",
@@ -78,6 +82,7 @@ PORT_NAMES: tuple[str, ...] = (
     HITL_CONSOLE,
     *(f"{spec.name}" for spec in SERVICES),
     *(f"{spec.name}-metrics" for spec in SERVICES),
+    *LIVEKIT_PORTS,
 )
 
 

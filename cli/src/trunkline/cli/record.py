@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Kind = Literal["nats", "redis", "sink", "jaeger", "crm", "service"]
+Kind = Literal["nats", "redis", "sink", "jaeger", "crm", "livekit", "service"]
 
 STACK_FILE = "stack.json"
 

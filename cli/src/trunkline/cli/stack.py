@@ -34,6 +34,7 @@ from trunkline.cli.plan import (
 )
 from trunkline.cli.record import Component, StackRecord, load, save, stack_file
 from trunkline.cli.settings import StackSettings
+from trunkline.cli.stack_livekit import gateway_livekit_env, livekit_component, livekit_server
 from trunkline.cli.tenants import TENANTS_FILE, TenantError, agent_names, ensure_tenant
 from trunkline.devservers import (
     JaegerServer,
@@ -151,6 +152,7 @@ class _Starter:
             ledger_database_url=f"sqlite:///{self.run_dir / LEDGER_DB}",
             prices_dir=settings.prices_dir.resolve(),
         )
+        self.livekit_env: dict[str, str] = {}  # the gateway's GATEWAY_LIVEKIT_* (LiveKit up)
         self.record = StackRecord(
             run_dir=str(self.run_dir),
             media_url=f"ws://{LOOPBACK}:{self.ports[GATEWAY_HTTP]}/twilio/stream",
@@ -261,6 +263,20 @@ class _Starter:
         )  # fmt: skip
         return server.otlp_endpoint
 
+    def livekit(self) -> None:
+        """The LiveKit server, its webhook to the gateway (skipped when it is not built)."""
+        try:
+            server = livekit_server(self.ports, self.run_dir, self.settings.start_timeout)
+        except ToolMissingError as exc:
+            print(f"  livekit    not started: {exc}; no LiveKit calls", file=self.out, flush=True)
+            return
+        try:
+            server.start()
+        except ServerStartError as exc:
+            raise StackError(f"livekit: {exc}") from exc
+        self.add(livekit_component(server))
+        self.livekit_env = gateway_livekit_env(server)
+
     def crm(self) -> None:
         """The demo CRM, serving every agent's ``crm.json`` when there is one; the services
         then read the agent specs rendered to point at it (see ``plan.CRM_SPEC_ORIGIN``)."""
@@ -290,6 +306,8 @@ class _Starter:
             )  # fmt: skip
             if spec.name == ROLLOUT and kube is not None:
                 env["ROLLOUT_KUBECONFIG"] = str(kube)
+            if spec.name == "gateway":
+                env.update(self.livekit_env)
             argv = [sys.executable, "-m", spec.module]
             pid, log = self.spawn(spec.name, argv, env)
             addr = f"{LOOPBACK}:{self.ports[spec.name]}"
@@ -419,6 +437,7 @@ def up(settings: StackSettings, out: TextIO = sys.stdout) -> int:
         redis_url = starter.redis()
         otlp = starter.jaeger(starter.sink())
         starter.crm()
+        starter.livekit()
         starter.services(nats_url, redis_url, otlp)
     except (StackError, OSError) as exc:
         print(f"stack up failed: {exc}", file=out)

@@ -353,6 +353,24 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
 - name: GATEWAY_TENANTS_FILE
   value: {{ include "trunkline.tenantsFile" $root }}
 {{- end }}
+{{- with $gw.livekit }}
+{{- if .url }}
+{{- if and .apiKey (not .apiSecret.name) }}
+{{- fail "services.gateway.livekit.apiKey needs services.gateway.livekit.apiSecret.name (the Secret holding its secret)" }}
+{{- end }}
+- name: GATEWAY_LIVEKIT_URL
+  value: {{ .url | quote }}
+- name: GATEWAY_LIVEKIT_API_KEY
+  value: {{ .apiKey | quote }}
+{{- if .apiSecret.name }}
+- name: GATEWAY_LIVEKIT_API_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .apiSecret.name }}
+      key: {{ .apiSecret.key }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "trunkline.env.stt" -}}
@@ -483,6 +501,10 @@ livenessProbe:
     {{- range .ports }}
     - port: {{ . }}
       protocol: TCP
+    {{- end }}
+    {{- range .udpPorts }}
+    - port: {{ . }}
+      protocol: UDP
     {{- end }}
   {{- with .to }}
   to:
