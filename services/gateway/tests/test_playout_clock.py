@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from trunkline.gateway.core.endpointing import EndpointConfig
 from trunkline.gateway.core.events import State
 from trunkline.gateway.core.pacer import Pacer
+from trunkline.gateway.core.replies import GuardPolicy
 from trunkline.gateway.core.turns import TurnConfig
 from trunkline.gateway.fakes import (
     EnergyDetector,
@@ -54,7 +55,7 @@ def session(clock: FakeClock, transport: FakeTransport, sink: RecordingSink) -> 
     config = SessionConfig(
         turn=TurnConfig(endpoint=EndpointConfig(onset_frames=2, endpoint_ms=200), lead_frames=3),
         greeting="Hello there.",
-        grounding_texts=(REPLY,),
+        guard=GuardPolicy(enabled=False),  # this is about pacing, not about facts
     )
     fillers = FillerCache(clock, deadline_s=0.3)
     return CallSession(

@@ -8,6 +8,9 @@ agent's audio out on a track that owns its pacing.
   ``Played`` tick, so the reply goes out on the track's clock whether or not the caller sends
   anything. Marks are echoed when the frames before them have gone out; ``clear`` empties the
   track at once (barge-in).
+- Gaps: a browser may send nothing while the caller is silent (Opus DTX) and packets get lost;
+  once the caller's side has been mute for ``gap_s``, each outbound slot adds a silent caller
+  frame, so VAD and endpointing still see the silence and the turn ends on time.
 - Hang-up: the caller's track ending, or the connection failing or closing (ICE failure).
 
 Signalling (offer in, answer out) is :func:`answer_offer`; the HTTP endpoint is in
@@ -37,6 +40,8 @@ from trunkline.gateway.transports.webrtc_media import PacedTrack, peer_connectio
 log = logging.getLogger(__name__)
 OPUS_RATE = 48000
 MAX_SDP = 64 * 1024
+FRAME_S = 0.02
+SILENT_FRAME = bytes(640)  # 20 ms of 16 kHz PCM16
 
 
 class BadOfferError(ValueError):
@@ -91,8 +96,13 @@ class WebRtcTransport(Transport):
     name = "webrtc"
     out_rate = OPUS_RATE
 
-    def __init__(self, clock: Clock, pc: RTCPeerConnection | None = None) -> None:
+    def __init__(
+        self, clock: Clock, pc: RTCPeerConnection | None = None, *, gap_s: float = 0.1
+    ) -> None:
         self.clock = clock
+        self.gap_s = gap_s
+        self.filled_frames = 0  # silent caller frames added for gaps in the caller's audio
+        self._heard_until: float | None = None  # the caller's audio is accounted for up to here
         self.pc = pc or peer_connection()
         self._events: asyncio.Queue[TransportEvent] = asyncio.Queue()
         self.track = PacedTrack(
@@ -104,8 +114,14 @@ class WebRtcTransport(Transport):
         self.pc.on("connectionstatechange", self._on_state)
 
     def _played(self) -> None:
-        if not self._ended:
-            self._events.put_nowait(Played(1))
+        if self._ended:
+            return
+        self._events.put_nowait(Played(1))
+        now = self.clock.now()
+        if self._heard_until is not None and now - self._heard_until > self.gap_s:
+            self._heard_until += FRAME_S
+            self.filled_frames += 1
+            self._events.put_nowait(AudioIn(SILENT_FRAME, now))
 
     def _mark_echo(self, name: str) -> None:
         self._events.put_nowait(MarkEcho(name))
@@ -116,7 +132,9 @@ class WebRtcTransport(Transport):
 
     async def _read(self, track: MediaStreamTrack) -> None:
         async for pcm in read_frames(track):
-            self._events.put_nowait(AudioIn(pcm, self.clock.now()))
+            now = self.clock.now()
+            self._heard_until = now
+            self._events.put_nowait(AudioIn(pcm, now))
         self.hang_up("the caller's audio track ended")
 
     async def _on_state(self) -> None:

@@ -125,14 +125,14 @@ class PacedTrack(MediaStreamTrack):
             self.frames_played += 1
         else:
             self.silent_frames += 1
-        self._echo_marks()
+        if self._on_played is not None:
+            self._on_played()
+        self._echo_marks()  # a mark right after this frame: echoed with it
         frame = AudioFrame(format="s16", layout="mono", samples=self.samples)
         frame.planes[0].update(pcm)
         frame.sample_rate = self.rate
         frame.time_base = fractions.Fraction(1, self.rate)
         frame.pts = (self.pacer.taken - 1) * self.samples  # skipped slots leave a gap
-        if self._on_played is not None:
-            self._on_played()
         return frame
 
 
