@@ -90,6 +90,7 @@ async def test_call_events_on_jetstream_and_state_in_redis(
             voice_to_voice_s=0.41,
             prompt_tokens=120,
             completion_tokens=8,
+            cached_prompt_tokens=100,
             tts_audio_s=1.5,
             caller_audio_s=1.2,
             cached=False,
@@ -141,6 +142,7 @@ async def test_call_events_on_jetstream_and_state_in_redis(
     assert (done.usage.input_tokens, done.usage.output_tokens) == (120, 8)
     assert done.usage.audio_out_seconds == pytest.approx(1.5)
     assert done.usage.characters == len("We open at")  # spoken characters: the ledger's TTS unit
+    assert done.usage.cached_input_tokens == 100  # priced at the cached rate by the ledger
     assert [c.id for c in done.citations] == ["faq#1"]
     assert [(t.call.id, t.call.name, t.status) for t in done.tool_calls] == [
         ("t1", "lookup_account", events_pb2.TOOL_CALL_STATUS_SUCCEEDED),
@@ -164,6 +166,7 @@ def check_ended(finished: events_pb2.CallEnded) -> None:
     assert finished.usage.input_tokens == 120
     assert finished.usage.audio_in_seconds == pytest.approx(1.2)
     assert finished.usage.characters == len("We open at")
+    assert finished.usage.cached_input_tokens == 100
 
 
 async def check_state(redis_url: str, call: CallInfo) -> None:

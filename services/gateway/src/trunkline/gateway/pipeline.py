@@ -313,6 +313,7 @@ class TurnPipeline:
     def _usage(self, usage: Usage, record: TurnRecord, round_started_ns: int) -> None:
         record.prompt_tokens += usage.prompt_tokens
         record.completion_tokens += usage.completion_tokens
+        record.cached_prompt_tokens += usage.cached_prompt_tokens
         if usage.prompt_compile_s is not None:
             record.stage_s["prompt_compile"] = (
                 record.stage_s.get("prompt_compile", 0.0) + usage.prompt_compile_s

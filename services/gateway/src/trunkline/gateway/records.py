@@ -46,6 +46,7 @@ class TurnRecord:
     voice_to_voice_s: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # of prompt_tokens, from the LLM's prefix cache (priced less)
     tts_audio_s: float = 0.0
     caller_audio_s: float = 0.0
     fillers: int = 0

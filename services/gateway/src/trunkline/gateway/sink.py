@@ -188,6 +188,7 @@ class EventSink(CallSink):
             audio_in_seconds=record.caller_audio_s,
             audio_out_seconds=record.tts_audio_s,
             characters=len(record.agent_text),  # spoken: what the cost ledger prices TTS by
+            cached_input_tokens=record.cached_prompt_tokens,
         )
         totals.usage = _sum(totals.usage, usage)
         stages = [
@@ -285,6 +286,7 @@ def _sum(a: usage_pb2.Usage, b: usage_pb2.Usage) -> usage_pb2.Usage:
         audio_in_seconds=a.audio_in_seconds + b.audio_in_seconds,
         audio_out_seconds=a.audio_out_seconds + b.audio_out_seconds,
         characters=a.characters + b.characters,
+        cached_input_tokens=a.cached_input_tokens + b.cached_input_tokens,
     )
 
 

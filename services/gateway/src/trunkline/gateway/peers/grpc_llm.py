@@ -201,4 +201,5 @@ def _usage(done: llm_pb2.GenerateDone) -> Usage:
         prompt_tokens=int(done.usage.input_tokens),
         completion_tokens=int(done.usage.output_tokens),
         prompt_compile_s=compile_s,
+        cached_prompt_tokens=int(done.usage.cached_input_tokens),
     )

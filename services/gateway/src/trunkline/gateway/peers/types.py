@@ -126,6 +126,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     prompt_compile_s: float | None = None
+    cached_prompt_tokens: int = 0  # of prompt_tokens, taken from the model's prefix cache
 
 
 @dataclass(frozen=True, slots=True)
