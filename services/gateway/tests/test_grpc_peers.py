@@ -94,36 +94,49 @@ def env(recorder: SpanRecorder) -> PeerEnv:
 
 
 class Stt(stt_pb2_grpc.SpeechToTextServicer):
+    """Answers each request as it comes: a flush with a partial covering the audio so far
+    ("heard N bytes" at the end of the text), the end of the utterance with a final."""
+
     def __init__(self) -> None:
         self.requests: list[stt_pb2.StreamingRecognizeRequest] = []
         self.fail_first: grpc.StatusCode | None = None
         self.always_fail: grpc.StatusCode | None = None
         self.calls = 0
         self.text = "what are your hours"
+        self.finished = asyncio.Event()
 
     async def StreamingRecognize(  # noqa: N802
         self, request_iterator: AsyncIterator[stt_pb2.StreamingRecognizeRequest], context: Ctx
     ) -> AsyncIterator[stt_pb2.StreamingRecognizeResponse]:
         self.calls += 1
-        requests = [request async for request in request_iterator]
-        if self.always_fail is not None or (self.fail_first is not None and self.calls == 1):
-            await context.abort(
-                self.always_fail or self.fail_first or grpc.StatusCode.UNKNOWN, "test"
-            )
+        fail = self.always_fail or (self.fail_first if self.calls == 1 else None)
         audio = bytearray()
-        for request in requests:
+        async for request in request_iterator:
             self.requests.append(request)
             if request.WhichOneof("request") == "audio":
                 audio += request.audio
+            elif fail is not None:  # at the flush, when the client is done writing (a status
+                # while it still writes reaches it as INTERNAL, which it retries)
+                await asyncio.sleep(0.05)  # its write of the flush has completed
+                await context.abort(fail, "test")
             elif request.WhichOneof("request") == "control":
-                yield stt_pb2.StreamingRecognizeResponse(
-                    endpoint=stt_pb2.EndpointHint(kind=stt_pb2.ENDPOINT_KIND_END_OF_UTTERANCE)
-                )
-                if any(audio):  # silence (all zero) gets no final: no speech
-                    transcript = stt_pb2.Transcript(is_final=True, text=self.text, confidence=0.9)
-                    transcript.processing_time.FromMilliseconds(42)
-                    yield stt_pb2.StreamingRecognizeResponse(transcript=transcript)
+                final = request.control.action == stt_pb2.CONTROL_ACTION_END_OF_UTTERANCE
+                text = f"{self.text} ({len(audio)})" if any(audio) else ""  # silence: no text
+                transcript = stt_pb2.Transcript(is_final=final, text=text, confidence=0.9)
+                transcript.processing_time.FromMilliseconds(42)
+                transcript.audio_duration.FromNanoseconds(len(audio) * 31_250)
+                yield stt_pb2.StreamingRecognizeResponse(transcript=transcript)
+        self.finished.set()
         yield stt_pb2.StreamingRecognizeResponse(summary=stt_pb2.RecognitionSummary())
+
+
+def kinds(requests: list[stt_pb2.StreamingRecognizeRequest]) -> list[str]:
+    return [
+        stt_pb2.ControlAction.Name(r.control.action)
+        if r.HasField("control")
+        else str(r.WhichOneof("request"))
+        for r in requests
+    ]
 
 
 async def test_stt_streams_the_utterance_and_returns_the_final(span_recorder: SpanRecorder) -> None:
@@ -138,7 +151,9 @@ async def test_stt_streams_the_utterance_and_returns_the_final(span_recorder: Sp
             phrase_boost=6.0,
         )
         heard = await stt.transcribe(CALL, audio)
-    assert heard == Transcript("what are your hours", pytest.approx(0.9))
+        await stt.close()
+        await asyncio.wait_for(servicer.finished.wait(), 2)  # the stream ends in the background
+    assert heard == Transcript("what are your hours (12800)", pytest.approx(0.9))
     first, *rest = servicer.requests
     assert first.context.tenant_id == "acme"
     assert first.context.call_id == "CA1"
@@ -147,12 +162,41 @@ async def test_stt_streams_the_utterance_and_returns_the_final(span_recorder: Sp
     assert first.config.language == "en-US"
     assert list(first.config.phrase_hints) == ["Acme Dental", "Saturday"]
     assert first.config.phrase_boost == 6.0
+    assert first.config.partial_results
     assert b"".join(r.audio for r in rest) == audio
-    assert [r.WhichOneof("request") for r in rest] == ["audio"] * 4 + ["control"]
-    assert rest[-1].control.action == stt_pb2.CONTROL_ACTION_END_OF_UTTERANCE
+    # the audio, a flush answered by a partial, then at close the end of the utterance
+    assert kinds(rest) == ["audio"] * 4 + [
+        "CONTROL_ACTION_FLUSH",
+        "CONTROL_ACTION_END_OF_UTTERANCE",
+    ]
     span = span_recorder.named("stt")
     assert span.attributes is not None
     assert span.attributes["stt.processing_ms"] == 42.0
+
+
+async def test_stt_one_stream_per_utterance_fed_only_the_new_audio(
+    span_recorder: SpanRecorder,
+) -> None:
+    servicer = Stt()
+    speech = bytes(range(1, 201)) * 64  # 12800 bytes
+    async with serving(stt_pb2_grpc.add_SpeechToTextServicer_to_server, servicer) as chan:
+        stt = GrpcTranscriber(env(span_recorder), chan)
+        read_ahead = await stt.transcribe(CALL, speech[:6400], "read_ahead_stt")
+        turn = await stt.transcribe(CALL, speech)  # the same utterance, grown
+        assert servicer.calls == 1
+        next_one = await stt.transcribe(CALL, speech[::-1])  # the caller's next utterance
+        await asyncio.wait_for(servicer.finished.wait(), 2)  # the first stream was ended
+        await stt.close()
+        await asyncio.sleep(0.1)
+    assert (read_ahead.text, turn.text, next_one.text) == (
+        "what are your hours (6400)",
+        "what are your hours (12800)",
+        "what are your hours (12800)",
+    )
+    assert servicer.calls == 2
+    first_stream = kinds(servicer.requests[1:8])  # each 100 ms of audio was sent once
+    flush, end = "CONTROL_ACTION_FLUSH", "CONTROL_ACTION_END_OF_UTTERANCE"
+    assert first_stream == ["audio", "audio", flush, "audio", "audio", flush, end]
 
 
 async def test_stt_no_final_is_no_speech(span_recorder: SpanRecorder) -> None:
@@ -168,7 +212,7 @@ async def test_stt_retries_unavailable_then_succeeds(span_recorder: SpanRecorder
         heard = await GrpcTranscriber(env(span_recorder), chan, policy=FAST).transcribe(
             CALL, b"\x01\x00" * 320
         )
-    assert heard.text == "what are your hours"
+    assert heard.text == "what are your hours (640)"
     assert servicer.calls == 2
     attributes = span_recorder.named("stt").attributes or {}
     assert attributes["attempts"] == 2
@@ -573,6 +617,77 @@ async def test_tts_close_cancels_the_clause(span_recorder: SpanRecorder) -> None
         async with aclosing(tts.synthesize(CALL, "We open at eight.")) as stream:
             assert len(await anext(stream)) == 640
         await asyncio.wait_for(servicer.cancelled.wait(), 5)
+
+
+class ReplyTts(tts_pb2_grpc.TextToSpeechServicer):
+    """Like the tts service: reads requests in its own task, so a cancel overtakes the audio
+    of the clause in progress (each clause: 10 chunks of 20 ms, 10 ms apart)."""
+
+    def __init__(self) -> None:
+        self.streams: list[list[str]] = []  # per stream: what came in ("text:..." / "cancel:...")
+
+    async def StreamingSynthesize(  # noqa: N802
+        self, request_iterator: AsyncIterator[tts_pb2.StreamingSynthesizeRequest], context: Ctx
+    ) -> AsyncIterator[tts_pb2.StreamingSynthesizeResponse]:
+        seen: list[str] = []
+        self.streams.append(seen)
+        texts: asyncio.Queue[str | None] = asyncio.Queue()
+        cancelled = asyncio.Event()
+
+        async def read() -> None:
+            async for request in request_iterator:
+                match request.WhichOneof("request"):
+                    case "text":
+                        seen.append(f"text:{request.text.text}")
+                        texts.put_nowait(request.text.clause_id)
+                    case "cancel":
+                        seen.append(f"cancel:{request.cancel.reason}")
+                        cancelled.set()
+            texts.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (clause := await texts.get()) is not None:
+                for seq in range(10):
+                    if cancelled.is_set():
+                        cancelled.clear()
+                        ack = tts_pb2.SynthesisCancelled(clause_ids=[clause])
+                        yield tts_pb2.StreamingSynthesizeResponse(cancelled=ack)
+                        break
+                    chunk = tts_pb2.AudioChunk(clause_id=clause, sequence=seq, audio=bytes(640))
+                    yield tts_pb2.StreamingSynthesizeResponse(audio=chunk)
+                    await asyncio.sleep(0.01)
+                else:
+                    done = tts_pb2.ClauseDone(clause_id=clause, chunk_count=10)
+                    yield tts_pb2.StreamingSynthesizeResponse(clause_done=done)
+        finally:
+            reader.cancel()
+
+
+async def test_tts_one_stream_per_reply_its_clauses_in_order_and_cancel_on_barge_in(
+    span_recorder: SpanRecorder,
+) -> None:
+    servicer = ReplyTts()
+    async with serving(tts_pb2_grpc.add_TextToSpeechServicer_to_server, servicer) as chan:
+        tts = GrpcSynthesizer(env(span_recorder), chan)
+        reply = tts.reply(CALL)
+        first = b"".join([pcm async for pcm in reply.say("We open at eight.")])
+        second = b"".join([pcm async for pcm in reply.say("On Saturdays too.")])
+        reply.close()  # its clauses are done: the stream goes
+        assert (len(first), len(second)) == (6400, 6400)
+        assert servicer.streams == [["text:We open at eight.", "text:On Saturdays too."]]
+
+        cut_off = tts.reply(CALL)  # the caller barges in after the first chunk
+        async with aclosing(cut_off.say("Our prices start at fifty dollars.")) as audio:
+            assert len(await anext(audio)) == 640
+        again = b"".join([pcm async for pcm in cut_off.say("Go ahead.")])  # the stream goes on
+        cut_off.close()
+    assert len(again) == 6400
+    assert servicer.streams[1] == [
+        "text:Our prices start at fifty dollars.",
+        "cancel:barge-in",
+        "text:Go ahead.",
+    ]
 
 
 SAMPLE = Path(__file__).parents[3] / "agents" / "acme-dental.yaml"

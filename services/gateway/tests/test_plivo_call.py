@@ -70,10 +70,14 @@ class Peers(
     async def StreamingRecognize(  # noqa: N802
         self, request_iterator: AsyncIterator[stt_pb2.StreamingRecognizeRequest], context: Ctx
     ) -> AsyncIterator[stt_pb2.StreamingRecognizeResponse]:
-        audio = b"".join([r.audio async for r in request_iterator])
-        self.heard.append(len(audio))
-        final = stt_pb2.Transcript(is_final=True, text="what are your hours")
-        yield stt_pb2.StreamingRecognizeResponse(transcript=final)
+        audio = bytearray()
+        async for request in request_iterator:  # one stream per utterance, fed as it grows
+            if request.WhichOneof("request") == "audio":
+                audio += request.audio
+            elif request.WhichOneof("request") == "control":  # a flush or the end
+                self.heard.append(len(audio))
+                final = stt_pb2.Transcript(is_final=True, text="what are your hours")
+                yield stt_pb2.StreamingRecognizeResponse(transcript=final)
 
     async def Resolve(  # noqa: N802
         self, request: context_pb2.ResolveRequest, context: Ctx

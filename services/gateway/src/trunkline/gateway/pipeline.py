@@ -43,7 +43,13 @@ from trunkline.gateway.core.replies import (
 from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.escalations import Escalations
 from trunkline.gateway.metrics import GatewayMetrics
-from trunkline.gateway.peers.base import ContextSource, LanguageModel, Synthesizer, Transcriber
+from trunkline.gateway.peers.base import (
+    ContextSource,
+    LanguageModel,
+    SpokenReply,
+    Synthesizer,
+    Transcriber,
+)
 from trunkline.gateway.peers.types import (
     CallInfo,
     ContextResult,
@@ -346,6 +352,7 @@ class TurnPipeline:
                 queue.put_nowait(None)
 
         producer = asyncio.create_task(produce())
+        reply = self.peers.tts.reply(self.call)  # one TTS stream for the reply's clauses
         try:
             index = 0
             while (generated := await queue.get()) is not None:
@@ -359,24 +366,41 @@ class TurnPipeline:
                     await asyncio.gather(producer, return_exceptions=True)
                     fallback = self._fallback(question, record, spoken=index > 0)
                     for text in split_text(fallback, self.min_clause_words) if fallback else ():
-                        index = await self._synthesize(turn_id, index, text, record, emit)
+                        index = await self._synthesize(
+                            turn_id, index, text, record, emit, reply=reply
+                        )
                     return
-                index = await self._synthesize(turn_id, index, clause, record, emit)
+                index = await self._synthesize(turn_id, index, clause, record, emit, reply=reply)
             await producer  # re-raise a producer failure
         finally:
+            reply.close()
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
 
     async def _synthesize(
-        self, turn_id: int, index: int, clause: str, record: TurnRecord, emit: Emit
+        self,
+        turn_id: int,
+        index: int,
+        clause: str,
+        record: TurnRecord,
+        emit: Emit,
+        *,
+        reply: SpokenReply,
     ) -> int:
-        """One clause into TTS and out as reply audio; the next clause's index."""
+        """One clause into TTS and out as reply audio; the next clause's index. Cut off
+        (barge-in), the clause's audio stream is closed at once: TTS drops the rest."""
         ready = self.clock.now()
-        async for pcm in self.peers.tts.synthesize(self.call, clause):
-            if index == 0 and "tts_ttfa" not in record.stage_s:
-                record.stage_s["tts_ttfa"] = self.clock.now() - ready
-            record.tts_audio_s += len(pcm) / (2 * self.peers.tts.sample_rate)
-            emit(ReplyAudio(turn_id, index, clause, pcm, last=False))
+        audio = reply.say(clause)
+        try:
+            async for pcm in audio:
+                if index == 0 and "tts_ttfa" not in record.stage_s:
+                    record.stage_s["tts_ttfa"] = self.clock.now() - ready
+                record.tts_audio_s += len(pcm) / (2 * self.peers.tts.sample_rate)
+                emit(ReplyAudio(turn_id, index, clause, pcm, last=False))
+        finally:
+            aclose = getattr(audio, "aclose", None)
+            if aclose is not None:
+                await aclose()
         emit(ReplyAudio(turn_id, index, clause, b"", last=True))
         return index + 1
 

@@ -630,6 +630,10 @@ class CallSession:
             await self.transport.close()
         except Exception:
             log.debug("closing the transport failed", exc_info=True)
+        try:
+            await self.peers.stt.close()  # its open utterance stream
+        except Exception:
+            log.debug("closing the transcriber failed", exc_info=True)
 
 
 def _call_attributes(call: CallInfo) -> dict[str, str]:

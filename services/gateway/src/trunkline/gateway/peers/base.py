@@ -152,6 +152,10 @@ class Transcriber(Peer):
         STT and must not skew its latency histogram)."""
         return await self._unary(lambda: self._transcribe(call, audio), stage)
 
+    async def close(self) -> None:
+        """The call is over: release what the transcriber holds open (a stream). Default:
+        nothing."""
+
     @abstractmethod
     async def _transcribe(self, call: CallInfo, audio: bytes) -> Transcript: ...
 
@@ -265,6 +269,23 @@ class LanguageModel(Peer):
     ) -> Prefilled: ...
 
 
+class SpokenReply:
+    """One reply's clauses, spoken in order (``say``), then ``close``. This default speaks each
+    clause with its own ``synthesize``; a backend with a streaming contract overrides
+    ``Synthesizer.reply`` to use one stream per reply (clauses in, cancel on barge-in)."""
+
+    def __init__(self, tts: Synthesizer, call: CallInfo) -> None:
+        self.tts = tts
+        self.call = call
+
+    def say(self, text: str) -> AsyncIterator[bytes]:
+        """The clause's audio; closing the iterator early drops the rest of it."""
+        return self.tts.synthesize(self.call, text)
+
+    def close(self) -> None:
+        """The reply is over (or was cut off): release its stream. Never blocks."""
+
+
 class Synthesizer(Peer):
     """TTS service: PCM16 audio at ``sample_rate`` for one clause, streamed. The rate is the
     call's transport output rate, so reply audio is resampled once (in TTS) on its way out."""
@@ -274,6 +295,10 @@ class Synthesizer(Peer):
 
     def synthesize(self, call: CallInfo, text: str) -> AsyncIterator[bytes]:
         return self._stream(lambda: self._synthesize(call, text), "tts_ttfa")
+
+    def reply(self, call: CallInfo) -> SpokenReply:
+        """A reply to speak clause by clause (see :class:`SpokenReply`)."""
+        return SpokenReply(self, call)
 
     @abstractmethod
     def _synthesize(self, call: CallInfo, text: str) -> AsyncIterator[bytes]: ...
