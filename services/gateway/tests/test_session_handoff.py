@@ -308,3 +308,24 @@ async def test_without_a_trigger_the_call_never_escalates(spans: InMemorySpanExp
     assert rig.session.machine.state is State.LISTENING
     rig.transport.hang_up()
     await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+
+
+async def test_a_second_escalation_plays_the_rendered_hold_message(
+    spans: InMemorySpanExporter,
+) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    rig.context.result = ContextResult(intent="human", intent_score=0.9)
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+    await rig.frames(SILENCE, 160)  # no operator: callback, the agent resumes
+    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+    assert TEXTS.handoff in rig.tts.texts  # rendered whole once, kept for the next time
+    before = len(rig.tts.texts)
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.hitl.escalations) == 2)
+    assert rig.sink.turns[-1].agent_text == TEXTS.handoff
+    assert rig.sink.turns[-1].reply_source == "handoff"
+    assert rig.tts.texts[before:] == []  # no TTS on the way to the hold
+    rig.transport.hang_up()
+    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]

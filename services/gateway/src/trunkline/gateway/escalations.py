@@ -9,7 +9,7 @@ the session asks :meth:`Escalations.after_tools` once a turn's tools have run.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from opentelemetry import trace
@@ -78,6 +78,11 @@ class Escalations:
         self.tracker = EscalationTracker(side.policy)
         self.metrics = metrics
         self._planned: dict[int, TurnSignals] = {}  # turn id -> its signals, until finished
+        self.clips: Callable[[str], bytes | None] = lambda text: None  # rendered lines
+
+    def clip(self, plan: Plan) -> bytes | None:
+        """The hold message's audio when it was rendered before (the turn skips TTS)."""
+        return self.clips(plan.text) if plan.source is ReplySource.HANDOFF else None
 
     def check(self, text: str, record: TurnRecord, plan: Plan) -> Plan:
         """Decide on the planned turn (a preview: the turn counts once it finished, see

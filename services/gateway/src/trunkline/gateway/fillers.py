@@ -16,9 +16,7 @@ log = logging.getLogger(__name__)
 RATE = 16000
 
 
-def tone(
-    seconds: float = 0.25, hz: float = 440.0, level: float = 0.1, rate: int = RATE
-) -> bytes:
+def tone(seconds: float = 0.25, hz: float = 440.0, level: float = 0.1, rate: int = RATE) -> bytes:
     """Two short soft beeps at ``rate`` (used when even the filler could not be synthesised)."""
     n = int(rate * seconds)
     t = np.arange(n, dtype=np.float32) / rate
@@ -35,6 +33,10 @@ class FillerCache:
         self._clock = clock
         self._deadline_s = deadline_s
         self._cache: dict[tuple[str, str, str, int], bytes] = {}
+
+    def cached(self, tts: Synthesizer, call: CallInfo, text: str) -> bytes | None:
+        """The rendering if there is one already (never waits for TTS)."""
+        return self._cache.get((call.agent, call.agent_version, text, tts.sample_rate))
 
     async def get(self, tts: Synthesizer, call: CallInfo, text: str) -> bytes:
         key = (call.agent, call.agent_version, text, tts.sample_rate)

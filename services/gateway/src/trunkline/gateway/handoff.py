@@ -594,6 +594,7 @@ class SessionHandoffs:
         self.metrics = metrics
         self.out_rate = out_rate
         self.escalations = Escalations(side, metrics)
+        self.escalations.clips = lambda text: fillers.cached(synthesizer, call, text)
         self.handoff: Handoff | None = None
         self.results: list[HandoffResult] = []
         self._task: asyncio.Task[HandoffResult] | None = None
@@ -616,8 +617,8 @@ class SessionHandoffs:
         async def get(text: str) -> bytes:
             return await self.fillers.get(self.synthesizer, self.call, text)
 
-        announcement = await get(texts.handoff) if announce else b""
-        handoff.update_audio(replace(handoff.audio, announcement=announcement))
+        rendered = await get(texts.handoff)  # cached: the next escalating turn plays it
+        handoff.update_audio(replace(handoff.audio, announcement=rendered if announce else b""))
         handoff.update_audio(
             replace(
                 handoff.audio,

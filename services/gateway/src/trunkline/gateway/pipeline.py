@@ -165,8 +165,13 @@ class TurnPipeline:
             record.cached = plan.source is ReplySource.CACHE
             record.generated_text = plan.text
             record.grounded = True  # the agent's own words, a passage, or a checked answer
-            clauses = _iterate(split_text(plan.text, self.min_clause_words))
-            await self._speak(work.turn_id, clauses, record, emit)
+            clip = self.escalations.clip(plan) if self.escalations is not None else None
+            if clip:  # the hold message as rendered before: no TTS on the way to the hold
+                record.tts_audio_s += len(clip) / (2 * self.peers.tts.sample_rate)
+                emit(ReplyAudio(work.turn_id, 0, plan.text, clip, last=True))
+            else:
+                clauses = _iterate(split_text(plan.text, self.min_clause_words))
+                await self._speak(work.turn_id, clauses, record, emit)
         else:
             request = LlmRequest(self.call, text, work.history, context)
             support = self._support.copy() if self.guard.enabled else None
