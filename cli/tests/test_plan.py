@@ -94,3 +94,16 @@ def test_the_hitl_console_gets_its_own_port_and_the_gateways_url(tmp_path: Path)
     assert env["HITL_CONSOLE_PORT"] == str(ports["hitl-console"])
     assert env["HITL_CONSOLE_GATEWAY_URL"] == f"http://127.0.0.1:{ports['gateway-http']}"
     assert ports["hitl-console"] not in {v for k, v in ports.items() if k != "hitl-console"}
+
+
+def test_gateway_and_hitl_share_one_join_secret_per_stack(tmp_path: Path) -> None:
+    ports = allocate_ports(PORT_NAMES, 20000, free_port=lambda: 0)
+    app = AppConfig(tmp_path, tmp_path / "tenants.yaml", str(tmp_path / "k.db"))
+    other = AppConfig(tmp_path, tmp_path / "tenants.yaml", str(tmp_path / "k.db"))
+    by_name = {spec.name: spec for spec in SERVICES}
+    common = {"nats_url": "n", "redis_url": "r", "otlp_endpoint": "o", "drain_seconds": 1}
+    gateway = service_env(by_name["gateway"], ports, app=app, **common)  # type: ignore[arg-type]
+    hitl = service_env(by_name["hitl"], ports, app=app, **common)  # type: ignore[arg-type]
+    assert gateway["GATEWAY_JOIN_SECRET"] == hitl["HITL_JOIN_SECRET"] == app.join_secret
+    assert len(app.join_secret) == 32
+    assert other.join_secret != app.join_secret  # random per stack, never a fixed default

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -133,6 +134,9 @@ class AppConfig:
     """Per-tenant price tables (``LEDGER_PRICES_DIR``, ``prices/`` in the repository)."""
     """A llama.cpp build for this CPU (``LLM_LIBRARY_DIR``, see
     ``trunkline.llm.backends.cpubuild``); None: the wheel's."""
+    join_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    """Signs operators' join tokens (hitl's ``TakeOver``) and checks them (the gateway's
+    ``/webrtc/operator``): ``HITL_JOIN_SECRET`` = ``GATEWAY_JOIN_SECRET``, one per stack."""
     llm_threads_batch: int = 2
     """Threads evaluating prompts (``LLM_THREADS_BATCH``): between the caller's last word and the
     first clause nothing else runs, so the prompt takes both cores; tokens are generated on one
@@ -167,6 +171,7 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
             f"{p}ENDPOINT_MS": str(app.endpoint_ms),
             f"{p}SPECULATIVE_START": "true" if app.speculative_start else "false",
             f"{p}SPECULATE_AFTER_MS": str(app.speculate_after_ms),
+            f"{p}JOIN_SECRET": app.join_secret,
         }
     if spec.name == "llm":
         env = {
@@ -185,6 +190,7 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
             f"{p}CONSOLE_HOST": LOOPBACK,
             f"{p}CONSOLE_PORT": str(ports[HITL_CONSOLE]),
             f"{p}CONSOLE_GATEWAY_URL": f"http://{LOOPBACK}:{ports[GATEWAY_HTTP]}",
+            f"{p}JOIN_SECRET": app.join_secret,
         }
     if spec.name == "rollout":  # no Prometheus here: the analysis reads the shadow results
         return {f"{p}METRICS_SOURCE": "shadow"}
