@@ -66,6 +66,10 @@ SERVICES: list[tuple[str, str, dict[str, tuple[bool, bool]]]] = [
             "ListQueue": UNARY,
             "Decide": UNARY,
             "TakeOver": UNARY,
+            "Claim": UNARY,
+            "HandBack": UNARY,
+            "Cancel": UNARY,
+            "OfferCallback": UNARY,
         },
     ),
     (
