@@ -81,7 +81,15 @@ from trunkline.llm.settings import LlmSettings
 from trunkline.llm.warmup import load_agents, start_backend, warm_up
 from trunkline.stt.backends.base import SpeechRecognizer
 from trunkline.stt.backends.factory import build_recognizer
-from trunkline.stt.core import Vocabulary, vocabulary_of
+from trunkline.stt.core import (
+    AudioIn,
+    EndOfUtterance,
+    FlushUtterance,
+    SttInput,
+    Vocabulary,
+    vocabulary_of,
+)
+from trunkline.stt.core import Transcript as SttTranscript
 from trunkline.stt.settings import SttSettings
 from trunkline.tts.backends.base import StreamSettings
 from trunkline.tts.backends.base import Synthesizer as TtsBackend
@@ -114,6 +122,9 @@ CTX = cast(Any, DirectContext())
 
 
 class DirectTranscriber(Transcriber):
+    """Like the gRPC transcriber: one recognition stream per caller utterance, fed only the
+    new audio at each read and asked with a flush (the recognizer keeps its stable prefix)."""
+
     def __init__(
         self,
         env: PeerEnv,
@@ -124,14 +135,51 @@ class DirectTranscriber(Transcriber):
         super().__init__(env, policy)
         self.recognizer = recognizer
         self.vocabulary = vocabulary or Vocabulary()
+        self._inputs: asyncio.Queue[SttInput | None] | None = None
+        self._results: AsyncIterator[SttTranscript] | None = None
+        self._sent = bytearray()
+        self._lock = asyncio.Lock()
 
     async def _transcribe(self, call: CallInfo, audio: bytes) -> Transcript:
-        result = await self.recognizer.transcribe(
-            audio, sample_rate=RATE, vocabulary=self.vocabulary
-        )
-        if result.no_speech:
+        async with self._lock:  # reads of one utterance answer in order
+            n = len(self._sent)
+            if self._inputs is None or len(audio) < n or audio[:n] != self._sent:
+                await self.close()
+                self._inputs = asyncio.Queue()
+                self._results = self.recognizer.stream(
+                    _drain(self._inputs), sample_rate=RATE, vocabulary=self.vocabulary
+                )
+                self._sent = bytearray()
+            assert self._results is not None
+            self._inputs.put_nowait(AudioIn(audio[len(self._sent) :]))
+            self._sent += audio[len(self._sent) :]
+            self._inputs.put_nowait(FlushUtterance())
+            need = len(self._sent) / (2 * RATE) - 0.001
+            result: SttTranscript | None = None
+            try:
+                async for result in self._results:
+                    if result.is_final or result.audio_s >= need:
+                        break
+            except BaseException:
+                self._inputs = self._results = None  # a broken stream: the next read reopens
+                raise
+        if result is None or not result.text or result.no_speech:
             return Transcript("", 0.0)
         return Transcript(result.text, result.confidence)
+
+    async def close(self) -> None:
+        if self._inputs is not None:
+            self._inputs.put_nowait(EndOfUtterance())
+            self._inputs.put_nowait(None)
+            results, self._inputs, self._results = self._results, None, None
+            aclose = getattr(results, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def _drain(queue: asyncio.Queue[SttInput | None]) -> AsyncIterator[SttInput]:
+    while (item := await queue.get()) is not None:
+        yield item
 
 
 class DirectContextSource(ContextSource):
@@ -195,12 +243,18 @@ class DirectLanguageModel(LanguageModel):
 
 class DirectSynthesizer(Synthesizer):
     def __init__(
-        self, env: PeerEnv, backend: TtsBackend, voice: VoiceProfile, policy: RetryPolicy
+        self,
+        env: PeerEnv,
+        backend: TtsBackend,
+        voice: VoiceProfile,
+        policy: RetryPolicy,
+        sample_rate: int = RATE,
     ) -> None:
         super().__init__(env, policy)
         self.backend = backend
+        self.sample_rate = sample_rate  # the transport's output rate: one resample, in TTS
         self.settings = StreamSettings(
-            sample_rate=RATE, voice=voice.name, speaking_rate=voice.speaking_rate
+            sample_rate=sample_rate, voice=voice.name, speaking_rate=voice.speaking_rate
         )
 
     async def _synthesize(self, call: CallInfo, text: str) -> AsyncIterator[bytes]:
@@ -254,7 +308,7 @@ class DirectGateway(Gateway):
         )
         self.backends = backends
 
-    def peers(self, profile: AgentProfile) -> Peers:
+    def peers(self, profile: AgentProfile, out_rate: int = RATE) -> Peers:
         env, policy = self._env, self._policy
         stt, context, llm, tts = self.backends
         return Peers(
@@ -263,7 +317,7 @@ class DirectGateway(Gateway):
             ),
             context=DirectContextSource(env, context, profile.retrieval, policy),
             llm=DirectLanguageModel(env, llm, profile, policy),
-            tts=DirectSynthesizer(env, tts, profile.voice, policy),
+            tts=DirectSynthesizer(env, tts, profile.voice, policy, out_rate),
         )
 
 

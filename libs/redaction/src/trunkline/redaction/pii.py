@@ -370,6 +370,34 @@ def redact(text: str) -> str:
     return "".join(parts)
 
 
+def redact_facts(text: str, facts: tuple[str, ...]) -> tuple[str, ...]:
+    """Facts read from ``text`` (``"number:4111"``, the grounding guard's) with each value that
+    lies inside a PII finding of ``text`` masked (``"number:[CARD]"``): a card's digit groups
+    are the card, even one group at a time."""
+    findings = detect(text)
+    if not findings:
+        return facts
+    inside = []
+    for finding in findings:
+        span = text[finding.start : finding.end]
+        digits = "".join(run.digits for run in digit_runs(span))
+        inside.append((finding.entity, span.lower(), digits))
+    masked = []
+    for fact in facts:
+        kind, sep, value = fact.partition(":")
+        value_digits = re.sub(r"\D", "", value)
+        hit = next(
+            (
+                entity
+                for entity, span, digits in inside
+                if (value and value.lower() in span) or (value_digits and value_digits in digits)
+            ),
+            None,
+        )
+        masked.append(f"{kind}{sep}{PLACEHOLDERS[hit]}" if hit is not None else fact)
+    return tuple(masked)
+
+
 __all__ = [
     "PLACEHOLDERS",
     "Entity",
@@ -377,4 +405,5 @@ __all__ = [
     "classify",
     "detect",
     "redact",
+    "redact_facts",
 ]

@@ -62,6 +62,7 @@ from trunkline.gateway.peers.types import (
 )
 from trunkline.gateway.records import GuardRecord, ToolRecord, TurnRecord
 from trunkline.gateway.tools.executor import ToolExecutor
+from trunkline.redaction import redact_facts
 from trunkline.redaction.injection import DisclosureCheck
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,9 @@ class TurnPipeline:
             intent_score=context.intent_score,
             live_data=context.uses_live_data,
         )
+        started = self.clock.now()
         plan = plan_reply(text, record.stt_confidence, retrieved, self.replies)
+        record.stage_s["reply_plan"] = self.clock.now() - started  # intent and reply decision
         record.intent, record.reply_source, record.hang_up = plan.intent, plan.source, plan.hang_up
         span = trace.get_current_span()
         span.set_attribute("turn.intent", str(plan.intent))
@@ -433,11 +436,12 @@ class TurnPipeline:
             return True
         action = "fallback"
         record.grounded = False
-        record.guard_interventions.append(GuardRecord(clause, verdict.unsupported, action))
+        unsupported = redact_facts(clause, verdict.unsupported)  # a card's digits stay out
+        record.guard_interventions.append(GuardRecord(clause, unsupported, action))
         span = trace.get_current_span()
         span.add_event(
             "guard.held_back",
-            {"clause": clause[:256], "unsupported": list(verdict.unsupported), "index": index},
+            {"clause": clause[:256], "unsupported": list(unsupported), "index": index},
         )
         span.set_attribute("guard.interventions", len(record.guard_interventions))
         if self.metrics is not None:
@@ -448,7 +452,7 @@ class TurnPipeline:
             "call %s turn %d: clause held back, unsupported %s: %r",
             self.call.call_id,
             record.turn_id,
-            ", ".join(verdict.unsupported),
+            ", ".join(unsupported),
             clause,
         )
         return False

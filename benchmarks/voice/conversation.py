@@ -1,0 +1,286 @@
+"""``make bench-voice-long``: a long call (12 turns: short questions, 5-8 s utterances, an
+off-topic turn, a goodbye) through ONE gateway process (:mod:`benchmarks.voice.inproc`, the
+real models), made twice in one run: on a quiet machine and with a CPU hog spinning on one core.
+
+Reported per utterance class and per turn index: caller-measured voice-to-voice p50/p95, the
+gateway's STT time, and the cost of the grounding guard and of the reply decision (intent) per
+turn. Writes ``benchmarks/results/voice-long.json`` and ``benchmarks/results/voice-long.svg``
+(latency by turn index; an SVG drawn here, matplotlib is not installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+from benchmarks.voice.__main__ import ROOT, one_call, one_process
+from trunkline.cli.caller import CallerTurn, CallResult, PreparedTurn, prepare_script
+from trunkline.cli.caller.latency import percentile
+
+RESULTS = ROOT / "benchmarks" / "results" / "voice-long.json"
+PLOT = RESULTS.with_suffix(".svg")
+SCRIPT: tuple[tuple[str, str], ...] = (
+    ("short", "Hi, when are you open on Saturday?"),
+    ("short", "How much does teeth whitening cost?"),
+    ("long", "Hi, I'm calling because my crown came loose last night and I would like to "
+             "book an appointment for this week if you have anything on Thursday."),
+    ("short", "Do you take dental insurance?"),
+    ("off_topic", "What do you think about the football game last night?"),
+    ("short", "Where is the practice?"),
+    ("long", "My daughter has a cleaning booked for next Tuesday, but she has a school trip "
+             "that day, so I need to move it to the following Monday afternoon if I can."),
+    ("short", "Is there parking near the office?"),
+    ("short", "Can I pay by credit card?"),
+    ("long", "I had a filling done last month and since then the tooth hurts when I drink "
+             "something cold, is that normal or should I come back in to have it checked?"),
+    ("short", "How much is an emergency visit?"),
+    ("goodbye", "Great, thank you. Goodbye!"),
+)  # fmt: skip
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return sorted(f for f in flags if f.startswith(("avx", "fma", "sse4")))
+    except OSError:
+        pass
+    return []
+
+
+async def caller_audio(work: Path) -> list[PreparedTurn]:
+    """The caller's lines spoken by Piper (the agent's own voice, a little faster), as WAVs."""
+    from trunkline.tts.backends import StreamSettings  # noqa: PLC0415
+    from trunkline.tts.backends.base import SynthesisOptions  # noqa: PLC0415
+    from trunkline.tts.backends.piper import PiperSynthesizer  # noqa: PLC0415
+
+    tts = PiperSynthesizer(options=SynthesisOptions(first_audio_timeout_s=60.0))  # before the run
+    await tts.start()
+    turns = []
+    try:
+        for index, (_, text) in enumerate(SCRIPT):
+            settings = StreamSettings(sample_rate=16_000, speaking_rate=1.1)
+            pcm = b"".join([c.pcm async for c in tts.synthesize(text, settings)])
+            path = work / f"turn-{index}.wav"
+            with wave.open(str(path), "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(16_000)
+                out.writeframes(pcm)
+            turns.append(CallerTurn(text=text, wav=path))
+    finally:
+        await tts.close()
+    return await prepare_script(turns)
+
+
+def start_hog() -> subprocess.Popen[bytes]:
+    """A busy loop pinned to one core (the other stays for the gateway and its models)."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(hog.pid, {0})
+    return hog
+
+
+def stats(values: list[float]) -> dict[str, float | int | None]:
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "n": len(values)}
+
+
+def summarize(call: CallResult, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per class and per turn index: caller-measured v2v; the gateway's own stage times."""
+    by_class: dict[str, list[float]] = {}
+    by_turn: list[float | None] = []
+    for turn in call.turns:
+        kind = SCRIPT[turn.index][0] if turn.index < len(SCRIPT) else "?"
+        by_turn.append(turn.voice_to_voice_ms)
+        if turn.voice_to_voice_ms is not None:
+            by_class.setdefault(kind, []).append(turn.voice_to_voice_ms)
+    spoken = [r for r in rows if r["user_text"]]
+    stage = {
+        name: stats([r["stage_s"][name] * 1000 for r in spoken if name in r["stage_s"]])
+        for name in ("stt", "guard", "reply_plan", "llm_ttft", "tts_ttfa")
+    }
+    per_turn_check = [
+        (r["stage_s"].get("guard", 0.0) + r["stage_s"].get("reply_plan", 0.0)) * 1000
+        for r in spoken
+        if "reply_plan" in r["stage_s"]
+    ]
+    return {
+        "v2v_by_class": {k: stats(v) for k, v in by_class.items()},
+        "v2v_all": stats([v for v in by_turn if v is not None]),
+        "v2v_by_turn": by_turn,
+        "stages_ms": stage,
+        "guard_plus_intent_ms": stats(per_turn_check),
+        "answered": sum(1 for t in call.turns if t.outcome == "answered"),
+        "turns": len(call.turns),
+        "ended_by": call.ended_by,
+    }
+
+
+def svg_plot(runs: dict[str, list[float | None]], path: Path) -> None:
+    """Voice-to-voice by turn index, one polyline per run."""
+    width, height, pad = 640, 320, 48
+    values = [v for series in runs.values() for v in series if v is not None]
+    top = max([*values, 1.0]) * 1.1
+    turns = max(len(s) for s in runs.values())
+    colours = ["#1f77b4", "#d62728", "#2ca02c"]
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        x = pad + i * (width - 2 * pad) / max(turns - 1, 1)
+        return x, height - pad - v / top * (height - 2 * pad)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
+        'stroke="black"/>',
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="black"/>',
+        f'<text x="{width / 2}" y="{height - 10}" text-anchor="middle">turn index '
+        "(caller turn of the call)</text>",
+        f'<text x="12" y="{pad - 12}">voice-to-voice ms (caller-measured)</text>',
+    ]
+    for tick in range(0, int(top) + 1, max(int(top / 5 / 100) * 100, 100)):
+        _, y = xy(0, tick)
+        parts.append(f'<text x="{pad - 6}" y="{y + 4}" text-anchor="end">{tick}</text>')
+    for i in range(turns):
+        x, _ = xy(i, 0)
+        kind = SCRIPT[i][0] if i < len(SCRIPT) else ""
+        parts.append(f'<text x="{x}" y="{height - pad + 14}" text-anchor="middle">{i + 1}</text>')
+        parts.append(
+            f'<text x="{x}" y="{height - pad + 26}" text-anchor="middle" font-size="8">{kind}'
+            "</text>"
+        )
+    for n, (name, series) in enumerate(runs.items()):
+        colour = colours[n % len(colours)]
+        points = [xy(i, v) for i, v in enumerate(series) if v is not None]
+        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        parts.append(f'<polyline points="{coords}" fill="none" stroke="{colour}"/>')
+        parts.extend(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in points
+        )
+        parts.append(
+            f'<text x="{width - pad - 140}" y="{pad + 14 * n}" fill="{colour}">{name}</text>'
+        )
+    parts.append("</svg>")
+    path.write_text("\n".join(parts))
+
+
+def table(report: dict[str, Any]) -> str:
+    runs = report["runs"]
+    lines = [f"{'class':<10}" + "".join(f"{name + ' p50/p95':>22}" for name in runs)]
+    kinds = dict.fromkeys(k for k, _ in SCRIPT)
+    for kind in [*kinds, "all"]:
+        cells = []
+        for run in runs.values():
+            s = run["v2v_all"] if kind == "all" else run["v2v_by_class"].get(kind, {})
+            cells.append(f"{_ms(s.get('p50'))}/{_ms(s.get('p95'))} (n={s.get('n', 0)})")
+        lines.append(f"{kind:<10}" + "".join(f"{c:>22}" for c in cells))
+    lines.append("")
+    lines.append(f"{'turn':<10}" + "".join(f"{name:>22}" for name in runs))
+    for i, (kind, _) in enumerate(SCRIPT):
+        cells = []
+        for run in runs.values():
+            series = run["v2v_by_turn"]
+            cells.append(_ms(series[i]) if i < len(series) else "-")
+        lines.append(f"{f'{i + 1} {kind}':<10}" + "".join(f"{c:>22}" for c in cells))
+    lines.append("")
+    for name, run in runs.items():
+        st = run["stages_ms"]
+        lines.append(
+            f"{name}: stt p50/p95 {_ms(st['stt']['p50'])}/{_ms(st['stt']['p95'])} ms; "
+            f"guard+intent per turn p50/p95 {_ms(run['guard_plus_intent_ms']['p50'], 2)}/"
+            f"{_ms(run['guard_plus_intent_ms']['p95'], 2)} ms; answered "
+            f"{run['answered']}/{run['turns']}; load {run['load_before']:.1f}->"
+            f"{run['load_after']:.1f}"
+        )
+    return "\n".join(lines)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write(report: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    svg_plot({name: run["v2v_by_turn"] for name, run in report["runs"].items()}, PLOT)
+
+
+def _ms(value: Any, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+async def main_async(out: Path, hog: bool) -> int:
+    report: dict[str, Any] = {
+        "benchmark": "voice-long",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpu": cpu_model(), "flags": cpu_flags(), "cpus": os.cpu_count()},
+        "script": [{"class": k, "text": t} for k, t in SCRIPT],
+        "runs": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-voice-long-") as tmp:
+        work = Path(tmp)
+        prepared = await caller_audio(work)
+        async with one_process(work) as target:
+            for name in ("quiet", "cpu hog on one core") if hog else ("quiet",):
+                hog_proc = start_hog() if name != "quiet" else None
+                load_before = os.getloadavg()[0]
+                try:
+                    call = await one_call(target.url, target.secret, prepared)
+                finally:
+                    if hog_proc is not None:
+                        hog_proc.kill()
+                        hog_proc.wait()
+                print(f"  {name}: v2v {[_ms(t.voice_to_voice_ms) for t in call.turns]}", flush=True)
+                target.mode.calls.append(call)
+                report["runs"][name] = {
+                    "call_sid": call.call_sid,
+                    "load_before": load_before,
+                    "load_after": os.getloadavg()[0],
+                    "_call": call,
+                }
+        rows = read_rows(work / "inproc-turns.jsonl")
+    for run in report["runs"].values():
+        call = run.pop("_call")
+        mine = [r for r in rows if r["call_id"] == call.call_sid]
+        run.update(summarize(call, mine))
+        run["call"] = call.to_dict()
+    write(report, out)
+    print(f"machine: {report['machine']['cpu']} ({report['machine']['cpus']} cpus), "
+          f"flags {' '.join(report['machine']['flags'])}")  # fmt: skip
+    print(table(report))
+    print(f"written: {out}, {PLOT}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-hog", action="store_true", help="the quiet run only")
+    args = parser.parse_args()
+    return asyncio.run(main_async(args.out, not args.no_hog))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
