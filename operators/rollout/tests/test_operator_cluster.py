@@ -487,7 +487,9 @@ async def test_deleted_mid_analysis_removes_its_shadow(operator: Operator, acme:
     assert (await operator.deployment(shadow)) is not None
     shadows = operator.shadows
     assert isinstance(shadows, RecordingShadows)
-    assert shadows.active == {("acme-dental", "1.1.0"): 25.0}  # the gateways mirror 25 %
+    # the gateways mirror 25 % of the calls to the candidate and to its baseline (stable)
+    assert shadows.active == {("acme-dental", "1.1.0"): 25.0, ("acme-dental", "1.0.0"): 25.0}
+    assert (await operator.deployment("acme-dental-1-0-0-shadow")) is not None
     await asyncio.to_thread(
         operator.custom.delete_namespaced_custom_object, GROUP, VERSION, operator.namespace,
         "agentrollouts", "acme-gone",
@@ -505,8 +507,9 @@ async def test_deleted_mid_analysis_removes_its_shadow(operator: Operator, acme:
         except ApiException as exc:
             status = exc.status
         await asyncio.sleep(0.1)
-    assert shadows.active == {}  # no longer mirrored, its consumer removed
-    assert shadows.log[-1] == ("stop", "acme-dental", "1.1.0")
+    assert shadows.active == {}  # no longer mirrored, the consumers removed
+    assert shadows.log[-2:] == [("stop", "acme-dental", "1.1.0"), ("stop", "acme-dental", "1.0.0")]
+    assert await operator.deployment("acme-dental-1-0-0-shadow") is None
 
 
 async def test_chart_rbac_is_enough_and_no_more(

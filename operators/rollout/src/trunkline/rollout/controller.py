@@ -171,9 +171,14 @@ class Controller:
         return found
 
     async def _candidate_spec(self, namespace: str, spec: RolloutSpec) -> dict[str, Any] | None:
+        return await self._version_item(namespace, spec.agent, spec.candidate_version)
+
+    async def _version_item(
+        self, namespace: str, agent: str, version: str
+    ) -> dict[str, Any] | None:
         for item in await self.cluster.list_voiceagents(namespace):
             s = item.get("spec") or {}
-            if s.get("name") == spec.agent and s.get("version") == spec.candidate_version:
+            if s.get("name") == agent and s.get("version") == version:
                 return item
         return None
 
@@ -218,6 +223,7 @@ class Controller:
                 agent=spec.agent,
                 version=spec.candidate_version,
                 window_s=window,
+                baseline=spec.stable_version,
             )
         decision = analysis.decide(
             spec,
@@ -251,23 +257,27 @@ class Controller:
         namespace = body["metadata"]["namespace"]
         for action in decision.actions:
             if isinstance(action, StartShadow):
-                candidate = await self._candidate_spec(namespace, spec)
-                manifest = shadow_deployment(
-                    body,
-                    agent=spec.agent,
-                    version=action.version,
-                    replicas=action.replicas,
-                    sample_percent=action.sample_percent,
-                    runner=self.runner,
-                    agent_spec=(candidate or {}).get("spec"),
-                )
-                await self.cluster.apply_deployment(manifest)
-                await self.shadows.start(spec.agent, action.version, action.sample_percent)
+                # the candidate, and the stable version as its baseline: both headless on the
+                # same mirrored turns, so their reply times compare under the same load
+                for version in (action.version, spec.stable_version):
+                    item = await self._version_item(namespace, spec.agent, version)
+                    manifest = shadow_deployment(
+                        body,
+                        agent=spec.agent,
+                        version=version,
+                        replicas=action.replicas,
+                        sample_percent=action.sample_percent,
+                        runner=self.runner,
+                        agent_spec=(item or {}).get("spec"),
+                    )
+                    await self.cluster.apply_deployment(manifest)
+                    await self.shadows.start(spec.agent, version, action.sample_percent)
             elif isinstance(action, StopShadow):
-                await self.shadows.stop(spec.agent, action.version)
-                await self.cluster.scale_deployment(
-                    namespace, shadow_name(spec.agent, action.version), 0
-                )
+                for version in (action.version, spec.stable_version):
+                    await self.shadows.stop(spec.agent, version)
+                    await self.cluster.scale_deployment(
+                        namespace, shadow_name(spec.agent, version), 0
+                    )
             elif isinstance(action, Activate):
                 await self.activate(namespace, spec.agent, action.version)
 
@@ -309,15 +319,17 @@ class Controller:
         """The rollout is being deleted: stop mirroring to its candidate, remove the
         candidate's shadow consumer and its shadow runners."""
         spec, meta = body.get("spec") or {}, body["metadata"]
-        agent, version = spec.get("agent"), spec.get("candidateVersion")
-        if not (agent and version):
+        agent = spec.get("agent")
+        versions = [v for v in (spec.get("candidateVersion"), spec.get("stableVersion")) if v]
+        if not agent:
             return
-        name = shadow_name(str(agent), str(version))
         async with self.lock(meta["namespace"], meta["name"]):  # not while a step runs
-            if await self.shadows.stop(str(agent), str(version)):
-                log.info("stopped shadowing %s %s", agent, version)
-            if await self.cluster.delete_deployment(meta["namespace"], name):
-                log.info("deleted shadow deployment %s", name)
+            for version in versions:  # the candidate and its baseline
+                name = shadow_name(str(agent), str(version))
+                if await self.shadows.stop(str(agent), str(version)):
+                    log.info("stopped shadowing %s %s", agent, version)
+                if await self.cluster.delete_deployment(meta["namespace"], name):
+                    log.info("deleted shadow deployment %s", name)
         self._locks.pop((meta["namespace"], meta["name"]), None)
 
 

@@ -90,8 +90,16 @@ class MetricsSource(abc.ABC):
         return Reading(value)
 
     async def read_all(
-        self, metrics: tuple[Metric, ...], *, agent: str, version: str, window_s: float
+        self,
+        metrics: tuple[Metric, ...],
+        *,
+        agent: str,
+        version: str,
+        window_s: float,
+        baseline: str | None = None,
     ) -> dict[str, Reading]:
+        """Every metric of ``version``; ``baseline`` (the stable version, also shadowed) is
+        what a source that compares versions compares with (this one ignores it)."""
         readings = await asyncio.gather(
             *(self.read(m, agent=agent, version=version, window_s=window_s) for m in metrics)
         )

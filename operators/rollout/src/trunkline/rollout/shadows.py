@@ -16,6 +16,8 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from google.protobuf.duration_pb2 import Duration
+
 from trunkline.bus import Bus
 from trunkline.bus.shadow import Candidate, ShadowCandidates, read_results
 from trunkline.bus.streams import SHADOW
@@ -87,13 +89,30 @@ class NatsShadows(ShadowRegistry):
         return await ShadowCandidates(await self.link.get()).remove(agent, version)
 
 
-def paired(raw: bytes) -> PairedTurn:
+def decode(raw: bytes) -> events_pb2.ShadowTurnResult:
     result = events_pb2.ShadowTurnResult()
     result.ParseFromString(raw)
+    return result
+
+
+def seconds(value: Duration) -> float:
+    return float(value.ToTimedelta().total_seconds())
+
+
+def paired(
+    result: events_pb2.ShadowTurnResult,
+    baseline: events_pb2.ShadowTurnResult | None = None,
+) -> PairedTurn:
+    """One candidate turn, compared with the baseline's answer to the same live turn (the
+    stable version in shadow: the same work, headless, at the same time) when there is one,
+    else with the live turn itself (which also waited for STT, TTS and the caller's audio)."""
+    reference = seconds(result.live_reply_time)
+    if baseline is not None and not baseline.failed:
+        reference = seconds(baseline.shadow_reply_time)
     return PairedTurn(
-        live_reply_s=result.live_reply_time.ToTimedelta().total_seconds(),
-        shadow_reply_s=result.shadow_reply_time.ToTimedelta().total_seconds(),
-        live_response_s=result.live_response_time.ToTimedelta().total_seconds(),
+        live_reply_s=reference,
+        shadow_reply_s=seconds(result.shadow_reply_time),
+        live_response_s=seconds(result.live_response_time),
         tools_agree=result.tools_agree,
         failed=result.failed,
     )
@@ -118,16 +137,34 @@ class ShadowResultsSource(MetricsSource):
         self.timeout_s = timeout_s
         self.clock = clock
 
-    async def turns(self, agent: str, version: str, window_s: float) -> list[PairedTurn]:
+    async def turns(
+        self, agent: str, version: str, window_s: float, baseline: str | None = None
+    ) -> list[PairedTurn]:
         since = self.clock() - timedelta(seconds=window_s)
         bus = await self.link.get()
-        return [paired(r) for r in await read_results(bus, agent, version, since)]
+        results = [decode(r) for r in await read_results(bus, agent, version, since)]
+        base: dict[str, events_pb2.ShadowTurnResult] = {}
+        if baseline is not None and baseline != version:
+            # the baseline may answer a turn a little later: read a little further back
+            early = since - timedelta(seconds=window_s)
+            for raw in await read_results(bus, agent, baseline, early):
+                found = decode(raw)
+                base[found.live_event_id] = found
+        return [paired(r, base.get(r.live_event_id)) for r in results]
 
     async def read_all(
-        self, metrics: tuple[Metric, ...], *, agent: str, version: str, window_s: float
+        self,
+        metrics: tuple[Metric, ...],
+        *,
+        agent: str,
+        version: str,
+        window_s: float,
+        baseline: str | None = None,
     ) -> dict[str, Reading]:
         try:
-            turns = await asyncio.wait_for(self.turns(agent, version, window_s), self.timeout_s)
+            turns = await asyncio.wait_for(
+                self.turns(agent, version, window_s, baseline), self.timeout_s
+            )
         except Exception as exc:  # the bus down or slow: every metric inconclusive
             why = f"shadow results unreadable: {exc!r}"
             return {m.name.value: Reading(None, why) for m in metrics}

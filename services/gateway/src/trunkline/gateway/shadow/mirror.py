@@ -73,12 +73,11 @@ class ShadowMirror:
         context = event.context
         if context.shadow:
             return 0
-        agent, live_version = context.agent.name, context.agent.version
+        agent = context.agent.name
         sent = 0
         for candidate in self.targets.of(agent):
-            if candidate.version == live_version or not sampled(
-                context.call_id, candidate.sample_percent
-            ):
+            # the live version too, when it is shadowed as a rollout's baseline
+            if not sampled(context.call_id, candidate.sample_percent):
                 continue
             labels = {"agent": agent, "version": candidate.version}
             subject = shadow_subject(
