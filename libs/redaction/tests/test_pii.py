@@ -85,3 +85,14 @@ def test_a_value_missing_from_its_text_is_an_error(tmp_path: Path) -> None:
     )
     with pytest.raises(LabelledSetError, match=r"bad.yaml#1: value '555-0199'"):
         load_labelled(tmp_path)
+
+
+def test_facts_inside_pii_are_masked() -> None:
+    from trunkline.redaction import redact_facts  # noqa: PLC0415
+
+    clause = "the card 4111 1111 1111 1111 was declined at 9 am"
+    assert redact_facts(clause, ("number:4111", "number:1111", "time:9:00")) == (
+        "number:[CARD]",
+        "number:[CARD]",
+        "time:9:00",
+    )
