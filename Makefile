@@ -91,6 +91,12 @@ bench-context: ## Context service at 10k and 100k chunks: ingest, Resolve per st
 bench-voice: ## Voice loop: 20+ real-time turns through the stack vs in one process
 	$(PY) python -m benchmarks.voice
 
+bench-voice-long: ## A 12-turn call (long utterances, off-topic, goodbye), quiet vs a CPU hog: v2v per class and turn
+	$(PY) python -m benchmarks.voice.conversation
+
+bench-voice-calls: ## Concurrent cache-answered calls in one gateway process: v2v, CPU, memory, late frames
+	$(PY) python -m benchmarks.voice.concurrency
+
 bench-turn: ## Semantic end of turn (Smart Turn v3.2): inference ms, early ends on complete questions, false cut-offs at mid-sentence pauses
 	$(PY) python -m benchmarks.turn
 
@@ -116,4 +122,4 @@ check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-turn bench-answers bench-stt bench-redaction bench-hitl bench-ledger redteam check
+.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-voice-long bench-voice-calls bench-turn bench-answers bench-stt bench-redaction bench-hitl bench-ledger redteam check
