@@ -24,10 +24,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from trunkline.agents import AgentSpec
-from trunkline.redaction.injection import DATA_RULE, data_block, screen_json
 from trunkline.llm.core.history import OFF, HistoryPolicy, compact_history
 from trunkline.llm.core.tool_protocol import render_tool_instructions, to_text_protocol
 from trunkline.llm.core.types import ChatMessage, GenerationRequest, SamplingParams, ToolSchema
+from trunkline.redaction.injection import DATA_RULE, data_block, screen_json
 
 ToolMode = Literal["native", "text"]
 """native: tools go as API tool schemas; text: the prompt teaches the ``<tool_call>`` protocol."""
