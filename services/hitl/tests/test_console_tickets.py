@@ -26,8 +26,8 @@ from trunkline.hitl.core.tickets import (
     State,
 )
 from trunkline.hitl.fakes import MemoryTicketStore
-from trunkline.hitl.join import verify_join
 from trunkline.hitl.queue import TicketQueue
+from trunkline.telephony.join import verify_join
 
 pytestmark = pytest.mark.unit
 

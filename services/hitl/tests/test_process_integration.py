@@ -20,7 +20,6 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from trunkline.devservers import NatsServer, free_port
-from trunkline.hitl.join import verify_join
 from trunkline.proto.common.v1 import (
     call_pb2,
     handoff_pb2,
@@ -30,6 +29,7 @@ from trunkline.proto.common.v1 import (
 )
 from trunkline.proto.hitl.v1 import hitl_pb2, hitl_pb2_grpc
 from trunkline.runtime import wait_healthy
+from trunkline.telephony.join import verify_join
 
 pytestmark = pytest.mark.integration
 

@@ -30,12 +30,12 @@ from trunkline.hitl.core.tickets import (
     WrongTenant,
     without_secrets,
 )
-from trunkline.hitl.join import JoinGrant, sign_join
 from trunkline.hitl.queue import TicketQueue
 from trunkline.hitl.store import StaleRevision
 from trunkline.proto.common.v1 import handoff_pb2
 from trunkline.proto.hitl.v1 import hitl_pb2, hitl_pb2_grpc
 from trunkline.runtime import service_name
+from trunkline.telephony.join import JoinGrant, sign_join
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000

@@ -4,7 +4,7 @@ called in-process with the operator's tenant from the session.
 The queue refuses a ticket of another tenant (``WrongTenant``), an unknown one (``NotFound``), a
 closed one (``Closed``), one another operator holds (``Held``) and a malformed request
 (``InvalidRequest``); the console shows those messages. Accepting an escalation also signs the
-operator's short-lived join token (:mod:`trunkline.hitl.join`) for the call's audio.
+operator's short-lived join token (:mod:`trunkline.telephony.join`) for the call's audio.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from trunkline.hitl.core.tickets import Kind, Ticket
-from trunkline.hitl.join import JoinGrant, sign_join
 from trunkline.hitl.queue import TicketQueue
+from trunkline.telephony.join import JoinGrant, sign_join
 
 
 @dataclass(frozen=True)
