@@ -1,11 +1,13 @@
 """The ledger worker: JetStream events in, ledger rows out, nothing lost.
 
 It reads two durable consumers (``trunkline.bus.streams.COST_LEDGER`` over the ``EVENTS`` stream
-and ``COST_LEDGER_SHADOW`` over the candidates' shadow results) and acks a message only once
-its fact is written. When the database is down or locked, the worker holds the message in hand
-and retries the write with backoff (``ledger_write_failures_total`` counts the failures); the
-rest wait, stored, in JetStream, which redelivers anything held past ``ack_wait`` — redelivered
-events are skipped by their id, so every event is applied exactly once. The calls themselves
+and ``COST_LEDGER_SHADOW`` over the candidates' shadow results) into a bounded in-memory buffer;
+a writer takes what is there in batches (one transaction each) and acks each message only once
+its fact is written. When the database is down or locked, the writer holds its batch and
+retries with backoff (``ledger_write_failures_total`` counts the failures), the buffer fills,
+reading stops (back-pressure), and the rest wait, stored, in JetStream, which redelivers
+anything held past ``ack_wait`` — redelivered events are skipped by their id, so every event
+is applied exactly once. The calls themselves
 never wait on the ledger: the gateway only publishes to JetStream, whatever state the database
 is in. A message that is not a valid event is logged, counted and terminated (never retried).
 """
@@ -13,6 +15,7 @@ is in. A message that is not a valid event is logged, counted and terminated (ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
@@ -54,6 +57,8 @@ class LedgerWorker:
         consumers: Sequence[ConsumerSpec] = (COST_LEDGER, COST_LEDGER_SHADOW),
         retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        buffer: int = 500,
+        batch: int = 100,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -64,13 +69,26 @@ class LedgerWorker:
         self.applied = 0
         self.write_failures = 0
         self.bad_events = 0
-        self.holding = 0  # facts in hand waiting for the database
+        self.holding = 0  # facts in the writer's hand, waiting for the database
+        self.batch = batch
+        self._buffer: asyncio.Queue[tuple[Fact | None, Delivery]] = asyncio.Queue(maxsize=buffer)
+
+    @property
+    def pending(self) -> int:
+        """Events read but not yet written and acked."""
+        return self._buffer.qsize() + self.holding
 
     async def run(self) -> None:
         """Consume until cancelled."""
         await self.bus.ensure_stream(EVENTS)
         await self.bus.ensure_stream(SHADOW)
-        await asyncio.gather(*(self._consume(spec) for spec in self.consumers))
+        writer = asyncio.create_task(self._write_loop(), name="ledger-writer")
+        try:
+            await asyncio.gather(*(self._consume(spec) for spec in self.consumers))
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
 
     async def _consume(self, spec: ConsumerSpec) -> None:
         """Read ``spec`` until cancelled; a failure of the bus is logged and reading resumes
@@ -94,9 +112,40 @@ class LedgerWorker:
             log.error("ledger: dropping an unreadable event on %s: %s", delivery.subject, exc)
             await delivery.term()
             return
-        if fact is not None:
-            await self.write([fact])
-        await delivery.ack()
+        await self._buffer.put((fact, delivery))  # waits while the buffer is full
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._buffer.get()]
+            while len(batch) < self.batch and not self._buffer.empty():
+                batch.append(self._buffer.get_nowait())
+            await self._settle(batch)
+
+    async def _settle(self, batch: list[tuple[Fact | None, Delivery]]) -> None:
+        """Write the batch's facts, then ack its messages. A fact the store refuses for a
+        reason other than the database being unavailable is found by writing one by one,
+        logged with its event id and terminated; the others are written."""
+        facts = [fact for fact, _ in batch if fact is not None]
+        try:
+            if facts:
+                await self.write(facts)
+        except Exception:
+            log.exception(
+                "ledger: a batch of %d events failed; writing them one by one", len(facts)
+            )
+            for fact, delivery in batch:
+                if fact is not None:
+                    try:
+                        await self.write([fact])
+                    except Exception:
+                        self.bad_events += 1
+                        log.exception("ledger: event %s cannot be written; dropped", fact.event_id)
+                        await _settle_quietly(delivery.term)
+                        continue
+                await _settle_quietly(delivery.ack)
+            return
+        for _, delivery in batch:
+            await _settle_quietly(delivery.ack)
 
     async def write(self, facts: Sequence[Fact]) -> list[Applied]:
         """Write ``facts``, retrying until the database takes them."""
@@ -127,6 +176,14 @@ class LedgerWorker:
         if self.metrics is not None:
             self.metrics.applied(applied)
         return applied
+
+
+async def _settle_quietly(action: Callable[[], Awaitable[None]]) -> None:
+    """Ack or term; a failure (NATS away) only means the message comes again, and is skipped."""
+    try:
+        await action()
+    except Exception as exc:
+        log.warning("ledger: settling a message failed (%s); it will come again", _short(exc))
 
 
 def _short(exc: BaseException) -> str:

@@ -199,7 +199,7 @@ class FakeBus(BusBase):
             s
             for s in self._stored[spec.stream]
             if s.sequence not in consumer.acked
-            and consumer.delivered.get(s.sequence, 0) < spec.max_deliver
+            and (spec.max_deliver < 0 or consumer.delivered.get(s.sequence, 0) < spec.max_deliver)
             and (
                 spec.filter_subject is None
                 or subject_matches(spec.filter_subject, s.published.subject)
