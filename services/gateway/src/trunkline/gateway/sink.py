@@ -10,7 +10,7 @@ one after a restart) can read where the call stands.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from google.protobuf.duration_pb2 import Duration
@@ -25,6 +25,7 @@ from trunkline.gateway.peers.types import CallInfo
 from trunkline.gateway.records import CallSink, CallSummary, ToolRecord, TurnRecord
 from trunkline.proto.common.v1 import call_pb2, timing_pb2, tool_pb2, usage_pb2
 from trunkline.proto.events.v1 import events_pb2
+from trunkline.redaction import redact
 from trunkline.redaction.messages import redact_message
 from trunkline.state import CallNotFoundError, CallState, CallStateStoreBase, Turn, Updater
 
@@ -173,8 +174,10 @@ class EventSink(CallSink):
         await self._publish("call_started", call, event)
 
     async def state_changed(self, call: CallInfo, state: State, history: list[Message]) -> None:
+        said = [replace(m, text=redact(m.text)) for m in history]  # Redis holds no PII either
+
         def change(current: CallState) -> CallState:
-            turns = history_turns(history, call.agent_version, current.history)
+            turns = history_turns(said, call.agent_version, current.history)
             return current.model_copy(update={"node": state.value, "history": turns})
 
         await self._upsert(call, change)
