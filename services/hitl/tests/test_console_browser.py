@@ -47,8 +47,7 @@ from trunkline.gateway.peers.types import CallInfo
 from trunkline.gateway.pipeline import Peers
 from trunkline.gateway.session import CallSession, SessionConfig
 from trunkline.gateway.sink import EventSink
-from trunkline.gateway.transports.base import CallStart
-from trunkline.gateway.transports.websocket import MediaStreamTransport
+from trunkline.gateway.transports.base import CallStart, Transport
 from trunkline.gateway.web import GatewayWeb, TenantAuth
 from trunkline.hitl.console.app import Console, ConsoleConfig
 from trunkline.hitl.console.desk import Desk
@@ -121,7 +120,7 @@ async def gateway(bus: Bus, redis_url: str) -> AsyncIterator[Gateway]:
     sink = EventSink(bus, CallStateStore(redis, ttl_seconds=60), "gw-console-test")
     await sink.start()
 
-    async def run_call(start: CallStart, transport: MediaStreamTransport) -> None:
+    async def run_call(start: CallStart, transport: Transport) -> None:
         env = PeerEnv(clock, tracer)
         session = CallSession(
             CallInfo(start.call_id, start.tenant, start.agent, "v7"),
