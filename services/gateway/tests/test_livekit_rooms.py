@@ -22,7 +22,7 @@ AGENTS = {"acme": frozenset({"acme-dental", "support"}), "globex": frozenset({"s
 def test_a_room_names_its_tenant_agent_and_call() -> None:
     target = parse_room("acme.acme-dental.4f9c_2A", AGENTS)
     assert (target.tenant, target.agent) == ("acme", "acme-dental")
-    assert target.call_id == "livekit-acme.acme-dental.4f9c_2A"
+    assert target.call_id == "livekit-acme~acme-dental~4f9c_2A"  # no "." in a NATS token
 
 
 @pytest.mark.parametrize(

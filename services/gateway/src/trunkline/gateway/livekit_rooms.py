@@ -4,7 +4,7 @@ A room name says whom the caller wants: ``<tenant>.<agent>.<call id>`` (for exam
 ``acme-dental.receptionist.4f9c2a``). Tenant and agent are names the gateway knows (its tenants
 and their agents); the call id is any non-empty run of ``[A-Za-z0-9_-]`` chosen by whoever creates
 the room (a SIP dispatch rule's room prefix, the web page that mints the caller's token) and
-becomes the call's id (``livekit-<room name>``).
+becomes the call's id (``livekit-<tenant>~<agent>~<call id>``: NATS subjects take no '.').
 
 API keys: ``GATEWAY_LIVEKIT_API_KEY``/``GATEWAY_LIVEKIT_API_SECRET`` is the pair the gateway uses
 for every tenant without one of its own; a tenant's ``livekit_api_key``/``livekit_api_secret``
@@ -56,7 +56,10 @@ def parse_room(room: str, agents: Mapping[str, frozenset[str]]) -> RoomTarget:
         raise RoomRefusedError(f"room {room!r}: unknown tenant {tenant!r}")
     if agent not in known:
         raise RoomRefusedError(f"room {room!r}: unknown agent {agent!r} for tenant {tenant!r}")
-    return RoomTarget(room=room, tenant=tenant, agent=agent, call_id=f"livekit-{room}")
+    # NATS subject tokens (events carry the call id) cannot hold '.'.
+    return RoomTarget(
+        room=room, tenant=tenant, agent=agent, call_id=f"livekit-{room}".replace(".", "~")
+    )
 
 
 def key_table(

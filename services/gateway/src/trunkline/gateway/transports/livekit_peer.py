@@ -5,16 +5,26 @@ fed with PCM (recorded phrases) at real time, the agent's audio recorded with ar
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import math
 import time
 from collections import deque
 
+import numpy as np
 from livekit import rtc
 
 from trunkline.gateway.transports.webrtc_peer import Heard
 
 HEARD_RATE = 16000
 HEARD_FRAME = 320 * 2  # 20 ms at 16 kHz, bytes
+LOUD_DBFS = -50.0
+
+
+def _dbfs(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    rms = float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
+    return 20.0 * math.log10(max(rms, 1e-9) / 32768)
 
 
 class LiveKitCaller:
@@ -26,6 +36,7 @@ class LiveKitCaller:
         self.frame_bytes = rate // 50 * 2
         self.room = rtc.Room()
         self.heard = Heard()
+        self.loud_times: list[float] = []  # arrival of each heard frame above ``LOUD_DBFS``
         self.video = video
         self.source = rtc.AudioSource(rate, 1, queue_size_ms=60)
         self._frames: deque[bytes] = deque()
@@ -51,6 +62,15 @@ class LiveKitCaller:
         for i in range(0, len(pcm), step):
             self._frames.append(pcm[i : i + step].ljust(step, b"\x00"))
         return len(self._frames) * 0.02
+
+    def first_loud(self, after: float) -> float | None:
+        """When the first loud frame at or after ``after`` arrived (None: none yet)."""
+        i = bisect.bisect_left(self.loud_times, after)
+        return self.loud_times[i] if i < len(self.loud_times) else None
+
+    @property
+    def last_loud(self) -> float | None:
+        return self.loud_times[-1] if self.loud_times else None
 
     @property
     def speaking(self) -> bool:
@@ -91,6 +111,8 @@ class LiveKitCaller:
                 pending += bytes(event.frame.data)
                 now = time.monotonic()
                 while len(pending) >= HEARD_FRAME:
+                    if _dbfs(bytes(pending[:HEARD_FRAME])) > LOUD_DBFS:
+                        self.loud_times.append(now)
                     self.heard.pcm += pending[:HEARD_FRAME]
                     del pending[:HEARD_FRAME]
                     self.heard.times.append(now)
