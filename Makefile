@@ -94,6 +94,9 @@ bench-voice: ## Voice loop: 20+ real-time turns through the stack vs in one proc
 bench-voice-long: ## A 12-turn call (long utterances, off-topic, goodbye), quiet vs a CPU hog: v2v per class and turn
 	$(PY) python -m benchmarks.voice.conversation
 
+bench-peers: ## Side by side with Pipecat 1.14 (own venv under ~/.cache/trunkline): same models, same caller, alternating calls
+	$(PY) python -m benchmarks.peers
+
 bench-voice-calls: ## Concurrent cache-answered calls in one gateway process: v2v, CPU, memory, late frames
 	$(PY) python -m benchmarks.voice.concurrency
 
@@ -122,4 +125,4 @@ check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-voice-long bench-voice-calls bench-turn bench-answers bench-stt bench-redaction bench-hitl bench-ledger redteam check
+.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-voice-long bench-voice-calls bench-peers bench-turn bench-answers bench-stt bench-redaction bench-hitl bench-ledger redteam check
