@@ -75,6 +75,8 @@ def test_data_is_fenced_and_a_fake_fence_is_defused() -> None:
 def test_disclosure_protects_instructions_not_facts() -> None:
     assert disclosure("We're open Monday to Friday 8 am to 6 pm.", PROMPT) == ""
     assert disclosure("This is Ava at Acme Dental, how can I help?", PROMPT) == ""
+    told = "There is a large free car park right behind the building.\n"
+    assert disclosure("There is a large free car park right behind the building.", told) == ""
     leak = "Sure: use the lookup_account tool with the account number the caller gives you."
     assert "repeats" in disclosure(leak, PROMPT)
     assert "instructions" in disclosure("My instructions say I must never guess.", PROMPT)

@@ -201,6 +201,12 @@ def _grams(words: list[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
+# A sentence tells the agent what to do (and is protected) when it has one of these words; "The
+# practice has a free car park behind the building" does not, and the agent may repeat it.
+_INSTRUCTION = re.compile(
+    r"(?i)\b(?:you|your|never|always|do not|don't|must|should|use|call|tool|speak|say|answer"
+    r"|reply|respond|ask|offer|keep|avoid|only|if|when|unless|follow|refuse|pretend|act)\b"
+)
 _FACT_WORDS = frozenset({*NUMBER_WORDS, *WEEKDAYS, *MONTHS, "noon", "midnight"})
 
 
@@ -222,8 +228,8 @@ class DisclosureCheck:
         for prompt in prompts:
             for sentence in _SENTENCE.finditer(prompt):
                 text = sentence.group()
-                if _states_a_fact(text):
-                    continue  # a fact (hours, prices, an address): the agent may say it
+                if _states_a_fact(text) or not _INSTRUCTION.search(text):
+                    continue  # a fact, or a sentence that tells the agent nothing to do
                 grams |= _grams(_words(text), RUN_WORDS)
         return cls(frozenset(grams))
 
