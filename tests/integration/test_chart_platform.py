@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from trunkline.gateway.settings import GatewaySettings
+from trunkline.hitl.console.service import ConsoleSettings
 from trunkline.hitl.settings import HitlSettings
 from trunkline.runtime import LIVENESS
 from trunkline.telemetry.setup import OtlpTls
@@ -366,3 +367,50 @@ def test_slim_images_per_component(chart: helm_python.Chart) -> None:
     assert container(deployments["stt"])["image"] == "ghcr.io/trunkline/trunkline:0.1.0"
     pinned = kind(render(chart, {"image": {"digest": "sha256:" + "b" * 64}}), "Deployment")
     assert container(pinned["llm"])["image"] == "ghcr.io/trunkline/trunkline@sha256:" + "b" * 64
+
+
+# -- human in the loop ----------------------------------------------------------------------------
+
+
+def test_the_console_and_the_join_secret_reach_hitl_and_the_gateway(
+    chart: helm_python.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = load(PRODUCTION)
+    hitl_values = values.setdefault("services", {}).setdefault("hitl", {})
+    hitl_values["joinSecret"] = {"name": "trunkline-join", "key": "join-secret"}
+    hitl_values["console"] = {
+        "operatorsSecret": {"name": "trunkline-operators", "key": "operators.yaml"},
+        "sessionSecret": {"name": "trunkline-console", "key": "session-secret"},
+    }
+    docs = render(chart, values)
+    deployments = kind(docs, "Deployment")
+    hitl, gateway = deployments["hitl"], deployments["gateway"]
+    join = {"name": "trunkline-join", "key": "join-secret"}
+    assert env(hitl)["HITL_JOIN_SECRET"]["valueFrom"]["secretKeyRef"] == join
+    assert env(gateway)["GATEWAY_JOIN_SECRET"]["valueFrom"]["secretKeyRef"] == join
+    session = env(hitl)["HITL_CONSOLE_SESSION_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert session == {"name": "trunkline-console", "key": "session-secret"}
+
+    settings = _settings_from(hitl, "HITL_CONSOLE_", ConsoleSettings, monkeypatch)
+    assert settings.enabled
+    assert settings.https_only
+    assert settings.host == "0.0.0.0"
+    gateway_service = kind(docs, "Service")["gateway"]
+    http_port = {p["name"]: p["port"] for p in gateway_service["spec"]["ports"]}["http"]
+    assert settings.gateway_url == f"http://{gateway_service['metadata']['name']}:{http_port}"
+    assert settings.operators_file is not None
+    mounts = {m["mountPath"]: m for m in container(hitl)["volumeMounts"]}
+    volume = {v["name"]: v for v in pod(hitl)["volumes"]}[
+        mounts[str(settings.operators_file.parent)]["name"]
+    ]["secret"]
+    assert volume["secretName"] == "trunkline-operators"
+    assert volume["items"] == [{"key": "operators.yaml", "path": "operators.yaml"}]
+
+    ports = {p["name"]: p["containerPort"] for p in container(hitl)["ports"]}
+    assert ports["console"] == settings.port
+    service_ports = {p["name"] for p in kind(docs, "Service")["hitl"]["spec"]["ports"]}
+    assert "console" in service_ports
+    net = Net(docs)
+    assert net.allowed("hitl", "gateway", "http")  # the console relays SDP offers
+    assert not net.allowed("hitl", "gateway", "grpc")
+    assert not net.allowed("stt", "hitl", "console")

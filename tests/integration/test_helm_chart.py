@@ -21,6 +21,7 @@ from trunkline.agents import load_agent_spec, parse_agent_spec
 from trunkline.config import ServiceSettings
 from trunkline.context.settings import ContextSettings
 from trunkline.gateway.settings import GatewaySettings
+from trunkline.hitl.console.service import ConsoleSettings
 from trunkline.hitl.settings import HitlSettings
 from trunkline.llm.settings import LlmSettings
 from trunkline.rollout.settings import RolloutSettings
@@ -277,6 +278,8 @@ def test_every_prefixed_env_var_is_a_settings_field(manifests: list[Manifest]) -
     for name, deployment in trunkline_deployments(manifests).items():
         prefix = PREFIX[name]
         fields = {f"{prefix}{field.upper()}" for field in SETTINGS[name].model_fields}
+        if name == "hitl":  # the console inside the hitl process has its own settings
+            fields |= {f"HITL_CONSOLE_{field.upper()}" for field in ConsoleSettings.model_fields}
         env = {key for key in env_of(deployment) if key.startswith(prefix)}
         unknown = env - fields
         assert unknown == set(), f"{name}: the chart sets env no settings field reads: {unknown}"

@@ -247,6 +247,10 @@ Call with (dict "root" $ "component" "gateway").
 {{- if and (eq .component "gateway") $x.redis.tls.caSecret.name }}
 {{- $mounts = append $mounts (dict "name" "redis-ca" "dir" "redis" "secret" $x.redis.tls.caSecret.name "key" $x.redis.tls.caSecret.key) }}
 {{- end }}
+{{- $console := .root.Values.services.hitl.console }}
+{{- if and (eq .component "hitl") $console.enabled $console.operatorsSecret.name }}
+{{- $mounts = append $mounts (dict "name" "console-operators" "dir" "console-operators" "secret" $console.operatorsSecret.name "key" $console.operatorsSecret.key) }}
+{{- end }}
 {{- if and $x.otlp.tls.enabled $x.otlp.tls.caSecret.name (not .root.Values.otelCollector.enabled) }}
 {{- $mounts = append $mounts (dict "name" "otlp-ca" "dir" "otlp" "secret" $x.otlp.tls.caSecret.name "key" $x.otlp.tls.caSecret.key) }}
 {{- end }}
@@ -329,6 +333,7 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
 - name: GATEWAY_NATS_URL
   value: {{ $root.Values.externals.nats.url | quote }}
 {{- include "trunkline.natsEnv" (dict "root" $root "p" "GATEWAY_") }}
+{{- include "trunkline.joinSecretEnv" (dict "root" $root "p" "GATEWAY_") }}
 {{- with $root.Values.externals.redis.tls.caSecret.name }}
 - name: GATEWAY_REDIS_CA_FILE
   value: {{ printf "%s/redis/%s" (include "trunkline.tlsDir" $root) $root.Values.externals.redis.tls.caSecret.key | quote }}
@@ -455,9 +460,45 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
 {{- end }}
 
 {{- define "trunkline.env.hitl" -}}
+{{- $h := .root.Values.services.hitl }}
 - name: HITL_NATS_URL
   value: {{ .root.Values.externals.nats.url | quote }}
 {{- include "trunkline.natsEnv" (dict "root" .root "p" "HITL_") }}
+{{- include "trunkline.joinSecretEnv" (dict "root" .root "p" "HITL_") }}
+- name: HITL_CONSOLE_ENABLED
+  value: {{ $h.console.enabled | toString | quote }}
+{{- if $h.console.enabled }}
+- name: HITL_CONSOLE_HOST
+  value: "0.0.0.0"
+- name: HITL_CONSOLE_PORT
+  value: {{ $h.console.port | toString | quote }}
+- name: HITL_CONSOLE_HTTPS_ONLY
+  value: {{ $h.console.httpsOnly | toString | quote }}
+- name: HITL_CONSOLE_GATEWAY_URL
+  value: {{ printf "http://%s:%v" (include "trunkline.componentName" (dict "root" .root "component" "gateway")) .root.Values.services.gateway.httpPort | quote }}
+{{- with $h.console.operatorsSecret.name }}
+- name: HITL_CONSOLE_OPERATORS_FILE
+  value: {{ printf "%s/console-operators/%s" (include "trunkline.tlsDir" $.root) $h.console.operatorsSecret.key | quote }}
+{{- end }}
+{{- with $h.console.sessionSecret.name }}
+- name: HITL_CONSOLE_SESSION_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $h.console.sessionSecret.key }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The operator join token's secret (hitl signs, the gateway checks). Call with (dict "root" $ "p" "HITL_"). */}}
+{{- define "trunkline.joinSecretEnv" -}}
+{{- with .root.Values.services.hitl.joinSecret.name }}
+- name: {{ $.p }}JOIN_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.root.Values.services.hitl.joinSecret.key }}
+{{- end }}
 {{- end }}
 
 {{/* Prometheus scrape annotations (no ServiceMonitor needed). */}}
