@@ -282,3 +282,15 @@ async def test_an_expired_approval_cannot_be_decided(browsers: dict[str, Browser
     assert code == 409
     assert "expired" in text
     assert (await queue.get("acme", ticket.ticket_id)).state is State.EXPIRED
+
+
+async def test_the_operator_ends_the_call(queue: TicketQueue, browsers: dict[str, Browser]) -> None:
+    ticket_id = await escalate(queue)
+    alice = browsers["alice"]
+    assert alice.post(f"/tickets/{ticket_id}/accept")[0] == 303
+    code, _ = alice.post(f"/tickets/{ticket_id}/handback", note="caller said bye", end_call="true")
+    assert code == 303
+    ended = await queue.get("acme", ticket_id)
+    assert ended.state is State.ENDED
+    _, page = alice.get("/queue")
+    assert ticket_id not in page  # closed tickets leave the queue
