@@ -121,6 +121,52 @@ class DirectContext:
 CTX = cast(Any, DirectContext())
 
 
+class _Utterance:
+    """One recognition stream for one utterance; a reader task keeps its results, so a read
+    that is given up (a read-ahead cancelled by the turn's start) leaves the stream intact."""
+
+    def __init__(self, recognizer: SpeechRecognizer, vocabulary: Vocabulary) -> None:
+        self.inputs: asyncio.Queue[SttInput | None] = asyncio.Queue()
+        self.sent = bytearray()
+        self.results: list[SttTranscript] = []
+        self.changed = asyncio.Event()
+        stream = recognizer.stream(_drain(self.inputs), sample_rate=RATE, vocabulary=vocabulary)
+        self.task = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream: AsyncIterator[SttTranscript]) -> None:
+        try:
+            async for result in stream:
+                self.results.append(result)
+                self.changed.set()
+        finally:
+            self.changed.set()
+
+    def extended_by(self, audio: bytes) -> bool:
+        n = len(self.sent)
+        return not self.task.done() and len(audio) >= n and audio[:n] == self.sent
+
+    async def flush(self, audio: bytes) -> SttTranscript | None:
+        self.inputs.put_nowait(AudioIn(audio[len(self.sent) :]))
+        self.sent += audio[len(self.sent) :]
+        self.inputs.put_nowait(FlushUtterance())
+        need = len(self.sent) / (2 * RATE) - 0.001
+        while True:
+            for result in self.results:
+                if result.is_final or result.audio_s >= need:
+                    return result
+            if self.task.done():
+                self.task.result()  # re-raise its failure
+                return None
+            self.changed.clear()
+            await self.changed.wait()
+
+    def end(self) -> None:
+        """The utterance is over: its stream ends after the final (free when nothing came
+        after the last read: the recognizer reuses that read)."""
+        self.inputs.put_nowait(EndOfUtterance())
+        self.inputs.put_nowait(None)
+
+
 class DirectTranscriber(Transcriber):
     """Like the gRPC transcriber: one recognition stream per caller utterance, fed only the
     new audio at each read and asked with a flush (the recognizer keeps its stable prefix)."""
@@ -135,46 +181,21 @@ class DirectTranscriber(Transcriber):
         super().__init__(env, policy)
         self.recognizer = recognizer
         self.vocabulary = vocabulary or Vocabulary()
-        self._inputs: asyncio.Queue[SttInput | None] | None = None
-        self._results: AsyncIterator[SttTranscript] | None = None
-        self._sent = bytearray()
-        self._lock = asyncio.Lock()
+        self._open: _Utterance | None = None
 
     async def _transcribe(self, call: CallInfo, audio: bytes) -> Transcript:
-        async with self._lock:  # reads of one utterance answer in order
-            n = len(self._sent)
-            if self._inputs is None or len(audio) < n or audio[:n] != self._sent:
-                await self.close()
-                self._inputs = asyncio.Queue()
-                self._results = self.recognizer.stream(
-                    _drain(self._inputs), sample_rate=RATE, vocabulary=self.vocabulary
-                )
-                self._sent = bytearray()
-            assert self._results is not None
-            self._inputs.put_nowait(AudioIn(audio[len(self._sent) :]))
-            self._sent += audio[len(self._sent) :]
-            self._inputs.put_nowait(FlushUtterance())
-            need = len(self._sent) / (2 * RATE) - 0.001
-            result: SttTranscript | None = None
-            try:
-                async for result in self._results:
-                    if result.is_final or result.audio_s >= need:
-                        break
-            except BaseException:
-                self._inputs = self._results = None  # a broken stream: the next read reopens
-                raise
+        if self._open is None or not self._open.extended_by(audio):
+            await self.close()
+            self._open = _Utterance(self.recognizer, self.vocabulary)
+        result = await self._open.flush(audio)
         if result is None or not result.text or result.no_speech:
             return Transcript("", 0.0)
         return Transcript(result.text, result.confidence)
 
     async def close(self) -> None:
-        if self._inputs is not None:
-            self._inputs.put_nowait(EndOfUtterance())
-            self._inputs.put_nowait(None)
-            results, self._inputs, self._results = self._results, None, None
-            aclose = getattr(results, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        if self._open is not None:
+            self._open.end()
+            self._open = None
 
 
 async def _drain(queue: asyncio.Queue[SttInput | None]) -> AsyncIterator[SttInput]:
