@@ -60,6 +60,7 @@ class FakeHitl(HumanLoop):
         self.callbacks: list[tuple[str, bool]] = []
         self.cancelled: list[str] = []
         self.watches = 0
+        self.taken_meanwhile = False  # an operator accepts just as the gateway times out
 
     async def escalate(self, call: CallInfo, request: EscalationRequest) -> str:
         if self.fail_escalate:
@@ -85,6 +86,8 @@ class FakeHitl(HumanLoop):
     async def offer_callback(
         self, call: CallInfo, ticket_id: str, *, accepted: bool, number: str = ""
     ) -> None:
+        if self.taken_meanwhile:
+            raise HumanLoopError(f"ticket {ticket_id} is taken_over", "FAILED_PRECONDITION")
         self.callbacks.append((ticket_id, accepted))
 
     async def cancel(self, call: CallInfo, ticket_id: str, reason: str) -> None:
@@ -334,3 +337,19 @@ def test_generated_hold_tone_is_soft_and_never_silent() -> None:
         peaks = [max(abs(s) for s in memoryview(f).cast("h")) for f in frames]
         assert min(peaks) > 0  # no silent frame
         assert max(peaks) < 0.1 * 32768  # soft
+
+
+async def test_operator_accepting_as_the_wait_times_out_gets_the_call() -> None:
+    clock, hitl = FakeClock(), FakeHitl()
+    hitl.taken_meanwhile = True  # TAKEN_OVER is on its way when the timer fires
+    handoff, task = start(hitl, clock, announcement=b"")
+    await settle()
+    await clock.advance_and_settle(45.5)
+    assert handoff.phase is Phase.TALKING  # no callback offer, no resume: the operator is on
+    assert hitl.callbacks == []
+    hitl.updates.put_nowait(TicketUpdate("t-1", TicketState.TAKEN_OVER, operator_id="op"))
+    hitl.updates.put_nowait(TicketUpdate("t-1", TicketState.HANDED_BACK, operator_id="op"))
+    await settle()
+    handoff.play(3)
+    result = await asyncio.wait_for(task, 2)
+    assert result.outcome is Outcome.HANDED_BACK

@@ -111,7 +111,7 @@ class HandoffPolicy:
     operator_timeout_s: float = 60.0
     out_frame_bytes: int = FRAME_BYTES  # one 20 ms frame at the transport's output rate
     out_rate: int = 16000
-    escalate_timeout_s: float = 3.0  # the Escalate RPC itself
+    escalate_timeout_s: float = 5.0  # Escalate (and its retries through a hitl restart)
     close_timeout_s: float = 15.0  # the last line must have played by then
     quiet_dbfs: float = -45.0  # a frame below it is a pause in a side's speech
     pause_frames: int = 25  # 500 ms of pause ends a side's utterance (for the transcript)
@@ -301,7 +301,10 @@ class Handoff:
             if update is None:  # timed out (or the ticket stream is gone for good)
                 if self._accepted.is_set():
                     break
-                return await self._timed_out()
+                result = await self._timed_out()
+                if result is None:  # an operator accepted at the last moment
+                    continue
+                return result
             if update.state is TicketState.TAKEN_OVER:
                 self._operator_id = update.operator_id
                 self._take_call()
@@ -376,19 +379,28 @@ class Handoff:
             case TicketState.ENDED:
                 return await self._close(Outcome.ENDED, b"", waited, update.note)
             case TicketState.EXPIRED:
-                return await self._timed_out()
+                result = await self._timed_out(expired=True)
+                assert result is not None
+                return result
             case _:  # dismissed (DECIDED/denied) or cancelled: the agent keeps the call
                 return await self._close(Outcome.DISMISSED, self.audio.resume, waited, update.note)
 
-    async def _timed_out(self) -> HandoffResult:
-        """No operator in time: the caller is offered a callback; the ticket stays queued."""
+    async def _timed_out(self, *, expired: bool = False) -> HandoffResult | None:
+        """No operator in time: the caller is offered a callback; the ticket stays queued.
+        None when the ticket turns out taken over meanwhile (the operator is on the call)."""
         try:
             await within(
                 self.clock,
                 self.policy.escalate_timeout_s,
                 self.hitl.offer_callback(self.call, self.ticket_id, accepted=True),
             )
-        except (HumanLoopError, TimeoutError) as exc:
+        except HumanLoopError as exc:
+            if exc.code == "FAILED_PRECONDITION" and not expired:
+                log.info("call %s: no callback: %s; following the ticket", self.call.call_id, exc)
+                self._take_call()
+                return None
+            log.warning("call %s: callback not recorded: %s", self.call.call_id, exc)
+        except TimeoutError as exc:
             log.warning("call %s: callback not recorded: %s", self.call.call_id, exc)
         waited = self.clock.now() - self.started_at
         return await self._close(Outcome.TIMED_OUT, self.audio.callback, waited)

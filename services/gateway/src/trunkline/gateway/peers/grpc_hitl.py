@@ -29,6 +29,15 @@ from trunkline.proto.common.v1 import handoff_pb2, knowledge_pb2, tool_pb2, tran
 from trunkline.proto.hitl.v1 import hitl_pb2, hitl_pb2_grpc
 
 log = logging.getLogger(__name__)
+# A hitl replica restarting: refused (UNAVAILABLE), or the call in flight cut (CANCELLED) or
+# never answered (DEADLINE_EXCEEDED). Requests carry request_id or are idempotent: retry.
+RETRY = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    }
+)
 REASONS = {
     "caller_request": handoff_pb2.ESCALATION_REASON_CALLER_REQUEST,
     "frustration": handoff_pb2.ESCALATION_REASON_FRUSTRATION,
@@ -157,7 +166,7 @@ class GrpcHumanLoop(HumanLoop):
         return str(response.ticket.ticket_id)
 
     async def _unary(self, name: str, message: Any) -> Any:
-        """One unary call; UNAVAILABLE (a hitl restart) is retried with the same request (its
+        """One unary call; a hitl restart (``RETRY``) is retried with the same request (its
         request_id makes the retry safe) until the caller's own deadline cancels it."""
         method = getattr(self._stub, name)
         delay = 0.1
@@ -165,9 +174,9 @@ class GrpcHumanLoop(HumanLoop):
             try:
                 return await method(message, timeout=self._timeout_s)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+                if exc.code() not in RETRY:
                     raise HumanLoopError(
-                        f"hitl {name}: {exc.code().name}: {exc.details()}"
+                        f"hitl {name}: {exc.code().name}: {exc.details()}", exc.code().name
                     ) from exc
                 log.info("hitl %s unavailable (%s); retrying", name, exc.details())
             await asyncio.sleep(delay)
@@ -183,7 +192,9 @@ class GrpcHumanLoop(HumanLoop):
                 if update.state.terminal:
                     return
         except grpc.aio.AioRpcError as exc:
-            raise HumanLoopError(f"hitl WaitDecision: {exc.code().name}: {exc.details()}") from exc
+            raise HumanLoopError(
+                f"hitl WaitDecision: {exc.code().name}: {exc.details()}", exc.code().name
+            ) from exc
         finally:
             stream.cancel()
 
@@ -193,16 +204,10 @@ class GrpcHumanLoop(HumanLoop):
         message = hitl_pb2.OfferCallbackRequest(
             context=call_context(call), ticket_id=ticket_id, accepted=accepted, number=number
         )
-        try:
-            await self._stub.OfferCallback(message, timeout=self._timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise HumanLoopError(f"hitl OfferCallback: {exc.code().name}: {exc.details()}") from exc
+        await self._unary("OfferCallback", message)
 
     async def cancel(self, call: CallInfo, ticket_id: str, reason: str) -> None:
         message = hitl_pb2.CancelRequest(
             context=call_context(call), ticket_id=ticket_id, reason=reason
         )
-        try:
-            await self._stub.Cancel(message, timeout=self._timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise HumanLoopError(f"hitl Cancel: {exc.code().name}: {exc.details()}") from exc
+        await self._unary("Cancel", message)

@@ -94,7 +94,12 @@ class ApprovalRequest:
 
 
 class HumanLoopError(Exception):
-    """The hitl service could not be reached or refused the request."""
+    """The hitl service could not be reached or refused the request (``code``: the gRPC
+    status name, e.g. "FAILED_PRECONDITION" when the ticket moved on meanwhile)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class HumanLoop(ABC):
