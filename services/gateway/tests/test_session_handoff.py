@@ -329,3 +329,30 @@ async def test_a_second_escalation_plays_the_rendered_hold_message(
     assert rig.tts.texts[before:] == []  # no TTS on the way to the hold
     rig.transport.hang_up()
     await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+
+
+async def test_callback_ticket_taken_while_the_caller_is_still_on(
+    spans: InMemorySpanExporter,
+) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    rig.context.result = ContextResult(intent="human", intent_score=0.9)
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+    await rig.frames(SILENCE, 160)  # no operator in time: callback offered, the agent resumes
+    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+    assert rig.hitl.callbacks == [("t-1", True)]
+    # An operator picks the callback ticket while the caller is still on the line.
+    rig.hitl.update("t-1", TicketState.TAKEN_OVER, operator_id="op-2")
+    await rig.until(lambda: rig.session.machine.state is State.HANDED_OFF)
+    handoffs = rig.session.handoffs
+    assert handoffs is not None
+    assert handoffs.handoff is not None
+    assert handoffs.handoff.ticket_id == "t-1"
+    assert handoffs.handoff.phase == "talking"
+    assert len(rig.hitl.escalations) == 1  # the same ticket, no new escalation
+    rig.hitl.update("t-1", TicketState.HANDED_BACK, operator_id="op-2", note="called back")
+    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+    assert [r.outcome for r in handoffs.results] == [Outcome.TIMED_OUT, Outcome.HANDED_BACK]
+    rig.transport.hang_up()
+    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]

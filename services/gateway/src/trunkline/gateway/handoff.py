@@ -195,7 +195,10 @@ class Handoff:
         clock: Clock,
         policy: HandoffPolicy | None = None,
         transcribe: Transcribe | None = None,
+        ticket_id: str = "",
     ) -> None:
+        """``ticket_id``: a ticket an operator already accepted (a callback ticket taken while
+        the caller is still on the line): no new escalation, the operator talks at once."""
         if not audio.hold:
             raise ValueError("hold audio is required: a caller on hold never hears silence")
         self.call = call
@@ -206,7 +209,7 @@ class Handoff:
         self.policy = policy or HandoffPolicy()
         self.transcribe = transcribe
         self.phase = Phase.WAITING
-        self.ticket_id = ""
+        self.ticket_id = ticket_id
         self.leg: OperatorLeg | None = None
         self.started_at = clock.now()
         self.first_audio_at: float | None = None  # the first frame the caller got from us
@@ -283,13 +286,16 @@ class Handoff:
 
     async def _run(self) -> HandoffResult:
         p = self.policy
-        try:
-            self.ticket_id = await within(
-                self.clock, p.escalate_timeout_s, self.hitl.escalate(self.call, self.request)
-            )
-        except (HumanLoopError, TimeoutError) as exc:
-            log.warning("call %s: escalation failed: %s", self.call.call_id, exc)
-            return await self._close(Outcome.UNAVAILABLE, self.audio.unavailable)
+        if self.ticket_id:  # already accepted
+            self._take_call()
+        else:
+            try:
+                self.ticket_id = await within(
+                    self.clock, p.escalate_timeout_s, self.hitl.escalate(self.call, self.request)
+                )
+            except (HumanLoopError, TimeoutError) as exc:
+                log.warning("call %s: escalation failed: %s", self.call.call_id, exc)
+                return await self._close(Outcome.UNAVAILABLE, self.audio.unavailable)
         watcher = asyncio.create_task(self._watch())
         self._pending.add(watcher)
         deadline = self.started_at + p.operator_timeout_s
@@ -575,6 +581,15 @@ def load_hold_audio(path: str | Path) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class OperatorTook:
+    """The session's inbox item when an operator accepted a callback ticket of a call that
+    is still up."""
+
+    ticket_id: str
+    operator_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class HandoffDone:
     """The session's inbox item when a handoff is over."""
 
@@ -611,6 +626,7 @@ class SessionHandoffs:
         self.results: list[HandoffResult] = []
         self._task: asyncio.Task[HandoffResult] | None = None
         self._renderer: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
         hold = side.hold_pcm
         if hold and out_rate != 16000:
             hold = resample_pcm16(hold, 16000, out_rate)
@@ -654,8 +670,11 @@ class SessionHandoffs:
         *,
         announce: bool,
         done: Callable[[HandoffDone], None],
+        ticket_id: str = "",
     ) -> Handoff:
-        """Hand the call over; ``done`` gets a ``HandoffDone`` when it is over."""
+        """Hand the call over; ``done`` gets a ``HandoffDone`` when it is over. With
+        ``ticket_id``: an operator accepted that (callback) ticket, join them at once."""
+        self._stop_following()
         request = escalation_request(self.call, turns, decision, entities)
         audio = self._audio  # the lines follow (``_render``); the hold audio is ready now
         policy = HandoffPolicy(
@@ -671,6 +690,7 @@ class SessionHandoffs:
             clock=self.clock,
             policy=policy,
             transcribe=self._transcribe,
+            ticket_id=ticket_id,
         )
         self.handoff = handoff
         trace.get_current_span().add_event(
@@ -714,6 +734,35 @@ class SessionHandoffs:
         if self.metrics is not None:
             self.metrics.handoffs.add(1, {"outcome": result.outcome.value})
 
+    def follow(self, result: HandoffResult, taken: Callable[[OperatorTook], None]) -> None:
+        """After a callback offer the ticket stays queued: an operator who accepts it while
+        the caller is still on the line joins the call (``taken`` gets an ``OperatorTook``)."""
+        if result.outcome is not Outcome.TIMED_OUT or not result.ticket_id:
+            return
+        self._stop_following()
+        self._follower = asyncio.create_task(self._follow(result.ticket_id, taken))
+
+    async def _follow(self, ticket_id: str, taken: Callable[[OperatorTook], None]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                async for update in self.side.hitl.watch(self.call, ticket_id):
+                    delay = 0.2
+                    if update.state is TicketState.TAKEN_OVER:
+                        taken(OperatorTook(ticket_id, update.operator_id))
+                        return
+                    if update.state.terminal:
+                        return
+            except HumanLoopError as exc:
+                log.info("call %s: callback ticket stream lost (%s)", self.call.call_id, exc)
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _stop_following(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            self._follower = None
+
     def caller_frame(self, pcm: bytes) -> None:
         if self.handoff is not None:
             self.handoff.caller_frame(pcm)
@@ -736,6 +785,7 @@ class SessionHandoffs:
         """The call ended: the pending ticket is withdrawn (a short wait), then stopped."""
         if self._renderer is not None:
             self._renderer.cancel()
+        self._stop_following()
         task, handoff = self._task, self.handoff
         if task is None or handoff is None:
             return

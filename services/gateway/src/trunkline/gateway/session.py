@@ -21,6 +21,7 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from trunkline.audio import frame_bytes, pcm16_dbfs
 from trunkline.gateway.core.clock import Clock
+from trunkline.gateway.core.escalation import EscalationDecision
 from trunkline.gateway.core.events import (
     Action,
     CancelWork,
@@ -55,6 +56,7 @@ from trunkline.gateway.handoff import (
     HandoffDone,
     HandoffResult,
     OperatorLeg,
+    OperatorTook,
     Outcome,
     SessionHandoffs,
 )
@@ -171,7 +173,7 @@ class CallSession:
             self.pipeline.escalations = self.handoffs.escalations
         self.turns: list[TurnRecord] = []
         self._inbox: asyncio.Queue[
-            Event | AudioIn | MarkEcho | Played | Hangup | _WorkFailed | HandoffDone
+            Event | AudioIn | MarkEcho | Played | Hangup | _WorkFailed | HandoffDone | OperatorTook
         ] = asyncio.Queue()
         self._work: dict[int, _Work] = {}
         self._sink_queue: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
@@ -271,6 +273,8 @@ class CallSession:
                     if result.outcome is Outcome.ENDED:
                         return "handed off: the operator ended the call"
                     actions = self._taken_back(result)
+                case OperatorTook(ticket_id=ticket_id):
+                    actions = self._operator_took(ticket_id, now)
                 case _:
                     actions = self.machine.handle(item, now)
             if not await self._execute(actions):
@@ -563,9 +567,28 @@ class CallSession:
                 self.handoffs.caller_hung_up()
         return False
 
+    def _operator_took(self, ticket_id: str, now: float) -> list[Action]:
+        """An operator accepted this call's callback ticket while the caller is still here:
+        the agent stops (even mid-reply) and the operator joins."""
+        assert self.handoffs is not None
+        if self.handoffs.active:
+            return []
+        actions = self.machine.handle(HandOff(), now)
+        entities = dict(self.pipeline.entities)
+        self.handoffs.start(
+            self.turns,
+            EscalationDecision(True, detail="callback ticket accepted during the call"),
+            entities,
+            announce=False,
+            done=self._inbox.put_nowait,
+            ticket_id=ticket_id,
+        )
+        return actions
+
     def _taken_back(self, result: HandoffResult) -> list[Action]:
         assert self.handoffs is not None
         self.handoffs.finish(result)
+        self.handoffs.follow(result, self._inbox.put_nowait)
         actions = self.machine.take_back(result.history())
         self._prefill_next()
         return actions
