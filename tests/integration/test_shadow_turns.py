@@ -176,19 +176,33 @@ async def test_each_candidate_answers_its_own_sampled_turns_and_the_analysis_see
         assert readings["2.0.0"]["tool_call_agreement"].value == 1.0
         assert readings["2.0.0"]["cost_per_turn"].value is None  # not measured: inconclusive
 
-        # stopping a candidate removes its entry and its consumer; the gateway stops mirroring
-        assert await candidates.consumer_exists(agent, "3.0.0")
-        assert await candidates.remove(agent, "3.0.0")
-        assert not await candidates.consumer_exists(agent, "3.0.0")
-        await until(lambda: len(mirror.targets.of(agent)) == 1, "3.0.0 no longer listed")
-        assert await mirror.turn(live_turn(agent, half[0], 3)) == 1
-        assert not await candidates.remove(agent, "3.0.0")  # twice is harmless
+        await stop_shadowing(candidates, mirror, agent, tasks[-1], half[0])
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await link.close()
         await candidates.remove(agent, "2.0.0")
+
+
+async def stop_shadowing(
+    candidates: ShadowCandidates,
+    mirror: ShadowMirror,
+    agent: str,
+    slow_task: asyncio.Task[None],
+    call_id: str,
+) -> None:
+    """Stopping 3.0.0 removes its entry and consumer; the gateway stops mirroring to it, and
+    its runner stops by itself, leaving no consumer behind."""
+    assert await candidates.consumer_exists(agent, "3.0.0")
+    assert await candidates.remove(agent, "3.0.0")
+    assert not await candidates.consumer_exists(agent, "3.0.0")
+    await until(lambda: len(mirror.targets.of(agent)) == 1, "3.0.0 no longer listed")
+    await until(slow_task.done, "the 3.0.0 runner stopped")
+    assert slow_task.exception() is None
+    assert not await candidates.consumer_exists(agent, "3.0.0")
+    assert await mirror.turn(live_turn(agent, call_id, 3)) == 1
+    assert not await candidates.remove(agent, "3.0.0")  # twice is harmless
 
 
 async def shadow_results(bus: Bus, agent: str, version: str) -> list[events_pb2.ShadowTurnResult]:

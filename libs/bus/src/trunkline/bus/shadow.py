@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -131,7 +131,7 @@ class ShadowCandidates:
                     found.append(Candidate.decode(entry.value))
         return found
 
-    async def watch(self) -> AsyncIterator[CandidateChange]:
+    async def watch(self) -> AsyncGenerator[CandidateChange, None]:
         """Every key now, then each change, forever. A value that does not decode is logged
         and reported as a removal (it is no usable candidate)."""
         kv = await self._bucket()

@@ -26,8 +26,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import metrics
 from opentelemetry.trace import Tracer
 
-from trunkline.bus import BadPayloadError, BusBase, Delivery
-from trunkline.bus.streams import shadow_subject, shadow_turns
+from trunkline.bus import BadPayloadError, Bus, BusBase, Delivery
+from trunkline.bus.shadow import ShadowCandidates
+from trunkline.bus.streams import candidate_token, shadow_subject, shadow_turns
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.events import Event, Message, ReplyAudio, StartWork
 from trunkline.gateway.core.tools import ToolPolicy
@@ -338,8 +339,39 @@ class ShadowRunner:
         await delivery.ack()
 
     async def run(self) -> None:
-        """Answer the candidate's mirrored turns in order, forever (one at a time: a call's
-        turns build on each other's history)."""
+        """Answer the candidate's mirrored turns in order (one at a time: a call's turns build
+        on each other's history) until cancelled, or until the operator stops shadowing the
+        candidate (its entry leaves the candidates' bucket): then the runner stops reading and
+        removes the consumer its reads may have re-created."""
+        consume = asyncio.create_task(self._consume(), name="shadow-consume")
+        if not isinstance(self.bus, Bus):
+            await consume
+            return
+        candidates = ShadowCandidates(self.bus)
+        watch = asyncio.create_task(self._until_unlisted(candidates), name="shadow-listed")
+        try:
+            await asyncio.wait((consume, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (consume, watch):
+                task.cancel()
+            await asyncio.gather(consume, watch, return_exceptions=True)
+        if watch.done() and not watch.cancelled() and watch.exception() is None:
+            await candidates.delete_consumer(self.profile.name, self.profile.version)
+            log.info("shadow: %s is no longer shadowed; stopped", self.consumer.durable)
+
+    async def _until_unlisted(self, candidates: ShadowCandidates) -> None:
+        key = candidate_token(self.profile.name, self.profile.version)
+        listed = False
+        async with aclosing(candidates.watch()) as changes:
+            async for change in changes:
+                if change.key != key:
+                    continue
+                if change.candidate is not None:
+                    listed = True
+                elif listed:
+                    return
+
+    async def _consume(self) -> None:
         async with aclosing(self.bus.durable_messages(self.consumer)) as deliveries:
             async for delivery in deliveries:
                 try:
