@@ -134,6 +134,8 @@ class AppConfig:
     """Per-tenant price tables (``LEDGER_PRICES_DIR``, ``prices/`` in the repository)."""
     """A llama.cpp build for this CPU (``LLM_LIBRARY_DIR``, see
     ``trunkline.llm.backends.cpubuild``); None: the wheel's."""
+    console_operators_file: Path | None = None
+    """Who may log in to the console (``HITL_CONSOLE_OPERATORS_FILE``, written by the stack)."""
     join_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     """Signs operators' join tokens (hitl's ``TakeOver``) and checks them (the gateway's
     ``/webrtc/operator``): ``HITL_JOIN_SECRET`` = ``GATEWAY_JOIN_SECRET``, one per stack."""
@@ -191,6 +193,11 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
             f"{p}CONSOLE_PORT": str(ports[HITL_CONSOLE]),
             f"{p}CONSOLE_GATEWAY_URL": f"http://{LOOPBACK}:{ports[GATEWAY_HTTP]}",
             f"{p}JOIN_SECRET": app.join_secret,
+            **(
+                {f"{p}CONSOLE_OPERATORS_FILE": str(app.console_operators_file)}
+                if app.console_operators_file is not None
+                else {}
+            ),
         }
     if spec.name == "rollout":  # no Prometheus here: the analysis reads the shadow results
         return {f"{p}METRICS_SOURCE": "shadow"}

@@ -17,11 +17,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from trunkline.cli.console_logins import LOGINS_FILE, ConsoleLoginError, write_logins
 from trunkline.cli.plan import (
     CRM,
     CRM_MODULE,
     CRM_SPEC_ORIGIN,
     GATEWAY_HTTP,
+    HITL_CONSOLE,
     LOOPBACK,
     PORT_NAMES,
     SERVICES,
@@ -153,6 +155,8 @@ class _Starter:
             prices_dir=settings.prices_dir.resolve(),
         )
         self.livekit_env: dict[str, str] = {}  # the gateway's GATEWAY_LIVEKIT_* (LiveKit up)
+        self.console_login = ""
+        self.console_password = ""
         self.record = StackRecord(
             run_dir=str(self.run_dir),
             media_url=f"ws://{LOOPBACK}:{self.ports[GATEWAY_HTTP]}/twilio/stream",
@@ -165,8 +169,12 @@ class _Starter:
         try:
             names = agent_names(self.app.agents_dir)
             ensure_tenant(self.app.tenants_file, self.settings.tenant, names)
-        except (TenantError, OSError) as exc:
+            operators, self.console_login, self.console_password = write_logins(
+                self.run_dir, self.settings.tenant, sys.executable
+            )
+        except (TenantError, ConsoleLoginError, OSError) as exc:
             raise StackError(f"tenants: {exc}") from exc
+        self.app = replace(self.app, console_operators_file=operators)
 
     def add(self, component: Component) -> None:
         self.record.components.append(component)
@@ -448,6 +456,10 @@ def up(settings: StackSettings, out: TextIO = sys.stdout) -> int:
     print(format_table(starter.record, health), file=out)
     print(f"media stream: {starter.record.media_url}   tenant: {settings.tenant} "
           f"(secrets in {starter.record.tenants_file})", file=out)  # fmt: skip
+    if HITL_CONSOLE in starter.ports:
+        print(f"operator console: http://{LOOPBACK}:{starter.ports[HITL_CONSOLE]}   login: "
+              f"{starter.console_login} / {starter.console_password} "
+              f"(also in {run_dir / LOGINS_FILE})", file=out)  # fmt: skip
     print(f"spans: {run_dir / 'spans.jsonl'}   logs: {run_dir}/<component>.log", file=out)
     jaeger = starter.record.get("jaeger")
     if jaeger is not None:
