@@ -20,8 +20,6 @@ from trunkline.gateway.handoff import (
     OperatorLeg,
     Outcome,
     Phase,
-    load_hold_audio,
-    soft_tone,
 )
 from trunkline.gateway.peers.hitl import (
     ApprovalRequest,
@@ -32,6 +30,7 @@ from trunkline.gateway.peers.hitl import (
     TicketUpdate,
 )
 from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.session_handoffs import load_hold_audio, soft_tone
 from trunkline.testing.clock import FakeClock
 
 pytestmark = pytest.mark.unit

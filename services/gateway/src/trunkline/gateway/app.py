@@ -22,7 +22,6 @@ from trunkline.gateway.core.turns import SemanticEndConfig, TurnConfig
 from trunkline.gateway.end_of_turn import EndOfTurnDetector, SmartTurnModel
 from trunkline.gateway.escalations import HandoffTexts, HumanSide, Sentiment, escalation_policy
 from trunkline.gateway.fillers import FillerCache
-from trunkline.gateway.handoff import load_hold_audio
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.base import PeerEnv
 from trunkline.gateway.peers.grpc_context import GrpcContext
@@ -37,6 +36,7 @@ from trunkline.gateway.pipeline import Peers
 from trunkline.gateway.profile import AgentProfile, reply_policy
 from trunkline.gateway.records import CallSink
 from trunkline.gateway.session import CallSession, SessionConfig
+from trunkline.gateway.session_handoffs import load_hold_audio
 from trunkline.gateway.settings import GatewaySettings, TenantConfig
 from trunkline.gateway.tools import HttpToolRunner, ToolExecutor, tool_book
 from trunkline.gateway.tools.security import AuditSink, TenantRateLimiter, ToolSecurity

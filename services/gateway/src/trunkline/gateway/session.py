@@ -52,18 +52,12 @@ from trunkline.gateway.core.turns import TurnConfig, TurnMachine
 from trunkline.gateway.end_of_turn import EndOfTurnDetector
 from trunkline.gateway.escalations import HumanSide
 from trunkline.gateway.fillers import FillerCache, tone
-from trunkline.gateway.handoff import (
-    HandoffDone,
-    HandoffResult,
-    OperatorLeg,
-    OperatorTook,
-    Outcome,
-    SessionHandoffs,
-)
+from trunkline.gateway.handoff import HandoffResult, OperatorLeg, Outcome
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.types import CallInfo, Prefilled, StoredAnswer
 from trunkline.gateway.pipeline import Peers, TurnPipeline
 from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
+from trunkline.gateway.session_handoffs import HandoffDone, OperatorTook, SessionHandoffs
 from trunkline.gateway.tools import ToolExecutor
 from trunkline.gateway.transports.base import AudioIn, Hangup, MarkEcho, Played, Transport
 from trunkline.gateway.vad import SpeechDetector

@@ -1,0 +1,290 @@
+"""The call session's side of human-in-the-loop: the per-turn escalation decisions, the
+handoff audio (hold message, closing lines) rendered once, at most one :class:`Handoff` at a
+time, and the callback ticket followed after a timeout. ``session.py`` holds a small hook."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from opentelemetry import trace
+
+from trunkline.audio import float32_to_pcm16, frame_bytes, resample_pcm16
+from trunkline.gateway.core.clock import Clock
+from trunkline.gateway.core.escalation import EscalationDecision
+from trunkline.gateway.escalations import Escalations, HumanSide, escalation_request
+from trunkline.gateway.fillers import FillerCache
+from trunkline.gateway.handoff import (
+    Handoff,
+    HandoffAudio,
+    HandoffPolicy,
+    HandoffResult,
+    OperatorLeg,
+    Outcome,
+)
+from trunkline.gateway.metrics import GatewayMetrics
+from trunkline.gateway.peers.base import Synthesizer, Transcriber
+from trunkline.gateway.peers.hitl import HumanLoopError, TicketState
+from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.records import TurnRecord
+
+log = logging.getLogger(__name__)
+
+
+def soft_tone(rate: int = 16000, level: float = 0.06) -> bytes:
+    """Generated hold audio: a slow, quiet four-note chime loop (4 s), never silence."""
+    notes = (523.25, 659.25, 783.99, 659.25)  # C5 E5 G5 E5
+    n = int(rate * 1.0)
+    t = np.arange(n, dtype=np.float32) / rate
+    envelope = np.minimum(1.0, t / 0.05) * np.exp(-2.0 * t)  # soft attack, gentle decay
+    floor = 0.15 * np.minimum(1.0, np.minimum(t, t[::-1]) / 0.05)  # a hum between notes
+    parts = [
+        level * (envelope + floor) * np.sin(2 * np.pi * hz * t)
+        + level * 0.3 * floor * np.sin(2 * np.pi * 130.81 * t)
+        for hz in notes
+    ]
+    return float32_to_pcm16(np.concatenate(parts))
+
+
+def load_hold_audio(path: str | Path) -> bytes:
+    """A WAV file as 16 kHz mono PCM16 (its channels mixed); a clear error naming the file."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
+            data = wav.readframes(wav.getnframes())
+    except (OSError, EOFError, wave.Error) as exc:
+        raise ValueError(f"{path}: hold audio is not a readable WAV file: {exc}") from exc
+    if width != 2:
+        raise ValueError(f"{path}: hold audio must be 16-bit PCM (got {8 * width}-bit)")
+    samples = np.frombuffer(data, dtype="<i2").astype(np.float32)
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1)
+    if not len(samples):
+        raise ValueError(f"{path}: hold audio is empty")
+    pcm = float32_to_pcm16(samples / 32768.0)
+    return pcm if rate == 16000 else resample_pcm16(pcm, rate, 16000)
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorTook:
+    """The session's inbox item when an operator accepted a callback ticket of a call that
+    is still up."""
+
+    ticket_id: str
+    operator_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffDone:
+    """The session's inbox item when a handoff is over."""
+
+    result: HandoffResult
+
+
+class SessionHandoffs:
+    """What a call session needs for human-in-the-loop: the per-turn escalation decisions,
+    the handoff audio rendered once, and at most one :class:`Handoff` at a time."""
+
+    def __init__(
+        self,
+        call: CallInfo,
+        side: HumanSide,
+        *,
+        clock: Clock,
+        fillers: FillerCache,
+        transcriber: Transcriber,
+        synthesizer: Synthesizer,
+        metrics: GatewayMetrics | None = None,
+        out_rate: int = 16000,
+    ) -> None:
+        self.call = call
+        self.side = side
+        self.clock = clock
+        self.fillers = fillers
+        self.transcriber = transcriber
+        self.synthesizer = synthesizer
+        self.metrics = metrics
+        self.out_rate = out_rate
+        self.escalations = Escalations(side, metrics)
+        self.escalations.clips = lambda text: fillers.cached(synthesizer, call, text)
+        self.handoff: Handoff | None = None
+        self.results: list[HandoffResult] = []
+        self._task: asyncio.Task[HandoffResult] | None = None
+        self._renderer: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
+        hold = side.hold_pcm
+        if hold and out_rate != 16000:
+            hold = resample_pcm16(hold, 16000, out_rate)
+        self._audio = HandoffAudio(hold or soft_tone(out_rate))
+
+    @property
+    def active(self) -> bool:
+        return self.handoff is not None
+
+    async def _render(self, handoff: Handoff, announce: bool) -> None:
+        """The hold message and the closing lines through TTS when a handoff starts (not at
+        every call's start: they would compete with the greeting for TTS; once rendered they
+        are cached per agent version). Meanwhile the hold audio plays."""
+        texts = self.side.texts
+
+        async def get(text: str) -> bytes:
+            return await self.fillers.get(self.synthesizer, self.call, text)
+
+        rendered = await get(texts.handoff)  # cached: the next escalating turn plays it
+        handoff.update_audio(replace(handoff.audio, announcement=rendered if announce else b""))
+        handoff.update_audio(
+            replace(
+                handoff.audio,
+                callback=await get(texts.callback),
+                resume=await get(texts.resume),
+                unavailable=await get(texts.unavailable),
+            )
+        )
+
+    def decision_after(self, record: TurnRecord) -> EscalationDecision | None:
+        """Whether the finished turn escalates the call (its plan did, or its tools failed)."""
+        if self.handoff is not None:
+            return None
+        return self.escalations.finished(record)
+
+    def start(
+        self,
+        turns: list[TurnRecord],
+        decision: EscalationDecision,
+        entities: dict[str, str],
+        *,
+        announce: bool,
+        done: Callable[[HandoffDone], None],
+        ticket_id: str = "",
+    ) -> Handoff:
+        """Hand the call over; ``done`` gets a ``HandoffDone`` when it is over. With
+        ``ticket_id``: an operator accepted that (callback) ticket, join them at once."""
+        self._stop_following()
+        request = escalation_request(self.call, turns, decision, entities)
+        audio = self._audio  # the lines follow (``_render``); the hold audio is ready now
+        policy = HandoffPolicy(
+            operator_timeout_s=self.side.operator_timeout_s,
+            out_frame_bytes=frame_bytes(self.out_rate),
+            out_rate=self.out_rate,
+        )
+        handoff = Handoff(
+            self.call,
+            self.side.hitl,
+            request,
+            audio,
+            clock=self.clock,
+            policy=policy,
+            transcribe=self._transcribe,
+            ticket_id=ticket_id,
+        )
+        self.handoff = handoff
+        trace.get_current_span().add_event(
+            "handoff.started",
+            {"reason": request.reason, "detail": request.detail, "announce": announce},
+        )
+
+        def finished(task: asyncio.Task[HandoffResult]) -> None:
+            if task.cancelled():
+                return
+            error = task.exception()
+            result = (
+                HandoffResult(Outcome.UNAVAILABLE, handoff.ticket_id)
+                if error is not None
+                else task.result()
+            )
+            if error is not None:
+                log.error("call %s: handoff failed: %r", self.call.call_id, error)
+            done(HandoffDone(result))
+
+        self._task = asyncio.create_task(handoff.run())
+        self._task.add_done_callback(finished)
+        self._renderer = asyncio.create_task(self._render(handoff, announce))
+        return handoff
+
+    def finish(self, result: HandoffResult) -> None:
+        """The handoff is over (the session takes the call back or ends it)."""
+        self.handoff = None
+        self._task = None
+        self.results.append(result)
+        trace.get_current_span().add_event(
+            "handoff.finished",
+            {
+                "outcome": result.outcome.value,
+                "ticket_id": result.ticket_id,
+                "operator_id": result.operator_id,
+                "waited_ms": round(result.waited_s * 1000, 1),
+                "lines": len(result.lines),
+            },
+        )
+        if self.metrics is not None:
+            self.metrics.handoffs.add(1, {"outcome": result.outcome.value})
+
+    def follow(self, result: HandoffResult, taken: Callable[[OperatorTook], None]) -> None:
+        """After a callback offer the ticket stays queued: an operator who accepts it while
+        the caller is still on the line joins the call (``taken`` gets an ``OperatorTook``)."""
+        if result.outcome is not Outcome.TIMED_OUT or not result.ticket_id:
+            return
+        self._stop_following()
+        self._follower = asyncio.create_task(self._follow(result.ticket_id, taken))
+
+    async def _follow(self, ticket_id: str, taken: Callable[[OperatorTook], None]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                async for update in self.side.hitl.watch(self.call, ticket_id):
+                    delay = 0.2
+                    if update.state is TicketState.TAKEN_OVER:
+                        taken(OperatorTook(ticket_id, update.operator_id))
+                        return
+                    if update.state.terminal:
+                        return
+            except HumanLoopError as exc:
+                log.info("call %s: callback ticket stream lost (%s)", self.call.call_id, exc)
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _stop_following(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            self._follower = None
+
+    def caller_frame(self, pcm: bytes) -> None:
+        if self.handoff is not None:
+            self.handoff.caller_frame(pcm)
+
+    def play(self, frames: int) -> list[bytes]:
+        return self.handoff.play(frames) if self.handoff is not None else []
+
+    def caller_hung_up(self) -> None:
+        if self.handoff is not None:
+            self.handoff.caller_hung_up()
+
+    async def attach(self, ticket_id: str, leg: OperatorLeg) -> None:
+        handoff = self.handoff
+        if handoff is None or not ticket_id or handoff.ticket_id != ticket_id:
+            await leg.close()
+            raise LookupError(f"call {self.call.call_id} has no handoff for ticket {ticket_id!r}")
+        await handoff.attach(leg)
+
+    async def close(self) -> None:
+        """The call ended: the pending ticket is withdrawn (a short wait), then stopped."""
+        if self._renderer is not None:
+            self._renderer.cancel()
+        self._stop_following()
+        task, handoff = self._task, self.handoff
+        if task is None or handoff is None:
+            return
+        handoff.caller_hung_up()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), 3.0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def _transcribe(self, pcm: bytes) -> str:
+        return (await self.transcriber.transcribe(self.call, pcm)).text
