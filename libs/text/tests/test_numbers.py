@@ -61,7 +61,7 @@ def test_and_joins_only_after_a_scale() -> None:
 
 
 def test_read_number_reports_the_words_it_used() -> None:
-    words = "open from nine thirty to five".split()
+    words = ["open", "from", "nine", "thirty", "to", "five"]
     assert read_number(words, 2) == (9, 1)
     assert read_number(words, 3) == (30, 1)
     assert read_number(words, 0) is None

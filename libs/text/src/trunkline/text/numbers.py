@@ -25,7 +25,7 @@ class NumberRun:
 
 
 def _parts(word: str) -> tuple[str, ...]:
-    """"twenty-four" -> ("twenty", "four") when both halves are number words."""
+    """ "twenty-four" -> ("twenty", "four") when both halves are number words."""
     if "-" in word:
         parts = tuple(word.split("-"))
         if len(parts) == 2 and parts[0] in TENS and parts[1] in UNITS and UNITS[parts[1]] < 10:
@@ -33,9 +33,7 @@ def _parts(word: str) -> tuple[str, ...]:
     return (word,)
 
 
-def read_number(  # noqa: PLR0912 - one pass, one rule per word kind
-    words: Sequence[str], start: int, *, years: bool = False
-) -> tuple[int, int] | None:
+def read_number(words: Sequence[str], start: int, *, years: bool = False) -> tuple[int, int] | None:
     """The number spelled from ``words[start]`` on (lower-case words): (value, words used),
     or None when ``words[start]`` does not begin one."""
     if years:
@@ -86,7 +84,7 @@ def read_number(  # noqa: PLR0912 - one pass, one rule per word kind
 
 
 def _year(words: Sequence[str], start: int) -> tuple[int, int] | None:
-    """"nineteen sixty six" -> (1966, 3); "twenty ten"/"nineteen oh five" are not handled."""
+    """ "nineteen sixty six" -> (1966, 3); "twenty ten"/"nineteen oh five" are not handled."""
     if start + 1 >= len(words):
         return None
     first, second = words[start], words[start + 1]
