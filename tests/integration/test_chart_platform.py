@@ -18,6 +18,7 @@ import yaml
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.hitl.console.service import ConsoleSettings
 from trunkline.hitl.settings import HitlSettings
+from trunkline.ledger.settings import LedgerSettings
 from trunkline.runtime import LIVENESS
 from trunkline.telemetry.setup import OtlpTls
 
@@ -77,7 +78,8 @@ def test_liveness_never_asks_the_status_that_follows_peers(
     chart: helm_python.Chart, values: Path | None
 ) -> None:
     deployments = kind(render(chart, load(values) if values else None), "Deployment")
-    for name in TRUNKLINE:
+    assert ("ledger" in deployments) == (values is not None)  # off by default
+    for name in (*TRUNKLINE, "ledger") if values else TRUNKLINE:
         c = container(deployments[name])
         assert c["livenessProbe"]["grpc"]["service"] == LIVENESS, name
         assert c["startupProbe"]["grpc"]["service"] == LIVENESS, name
@@ -237,6 +239,21 @@ def test_network_policies_allow_exactly_the_call_path(chart: helm_python.Chart) 
     assert not net.allowed("gateway", None, 19530)
     assert net.allowed("operator", None, 443)
     assert not net.allowed("stt", None, 443)
+    # the ledger: NATS and its PostgreSQL out, /metrics in, nothing else either way
+    assert net.allowed("ledger", None, 4222)
+    assert net.allowed("ledger", None, 5432)
+    assert not net.allowed("gateway", None, 5432)
+    assert not net.allowed("context", None, 5432)
+    for port in (6379, 19530, 443, 80):
+        assert not net.allowed("ledger", None, port), f"ledger -> :{port}"
+    for peer in ("gateway", "stt", "context", "llm", "tts", "hitl"):
+        assert not net.allowed("ledger", peer, "grpc"), f"ledger -> {peer}"
+        assert not net.allowed(peer, "ledger", "grpc"), f"{peer} -> ledger"
+    assert net.allowed("ledger", None, 53)
+    ledger = next(p for p in net.policies if component(p) == "ledger")
+    assert [r["ports"] for r in ledger["spec"]["ingress"]] == [
+        [{"port": "metrics", "protocol": "TCP"}]
+    ]
     for name in ("gateway", "stt", "vllm"):
         assert net.allowed(name, None, 53)
     (deny,) = [p for p in net.policies if p["metadata"]["name"].endswith("-default-deny")]
@@ -287,6 +304,21 @@ def test_tls_and_credentials_come_from_mounted_secrets(
             [{"key": key, "path": path.name}],
         )
     assert hitl.nats_creds_file == gateway.nats_creds_file
+    ledger = _settings_from(deployments["ledger"], "LEDGER_", LedgerSettings, monkeypatch)
+    assert (ledger.nats_url, ledger.nats_ca_file, ledger.nats_creds_file) == (
+        gateway.nats_url,
+        gateway.nats_ca_file,
+        gateway.nats_creds_file,
+    )
+    ledger_mounts = {m["mountPath"]: m for m in container(deployments["ledger"])["volumeMounts"]}
+    ledger_volumes = {v["name"]: v for v in pod(deployments["ledger"])["volumes"]}
+    for path in (ledger.nats_ca_file, ledger.nats_creds_file):
+        assert path is not None
+        mount = ledger_mounts[str(path.parent)]
+        assert ledger_volumes[mount["name"]]["secret"]["items"] == [
+            {"key": path.name, "path": path.name}
+        ]
+    assert "redis-ca" not in ledger_volumes
     assert gateway.nats_url.startswith("tls://")
     assert gateway.otlp_insecure is False
     assert gateway.otlp_headers is not None
@@ -321,7 +353,7 @@ def test_monitoring_objects_select_the_metrics_ports(chart: helm_python.Chart) -
     (monitor,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
     selected = [s for s in docs if s["kind"] == "Service"
                 and _selects(monitor["spec"]["selector"], s["metadata"]["labels"])]  # fmt: skip
-    scraped = {"gateway", "stt", "context", "llm", "tts", "hitl", "vllm", "riva"}
+    scraped = {"gateway", "stt", "context", "llm", "tts", "hitl", "ledger", "vllm", "riva"}
     assert {component(s) for s in selected} >= scraped
     for service in selected:
         if component(service) not in scraped:

@@ -23,6 +23,8 @@ from trunkline.context.settings import ContextSettings
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.hitl.console.service import ConsoleSettings
 from trunkline.hitl.settings import HitlSettings
+from trunkline.ledger.prices import load_price_dir
+from trunkline.ledger.settings import LedgerSettings
 from trunkline.llm.settings import LlmSettings
 from trunkline.rollout.settings import RolloutSettings
 from trunkline.stt.settings import SttSettings
@@ -36,7 +38,13 @@ PRODUCTION_VALUES = ROOT / "tests" / "data" / "helm" / "production-values.yaml"
 SAMPLE_AGENT = ROOT / "agents" / "acme-dental.yaml"
 KUBE_VERSION = "1.30.0"
 SERVICES = ("gateway", "stt", "context", "llm", "tts", "hitl")
-PREFIX = {**{name: f"{name.upper()}_" for name in SERVICES}, "operator": "ROLLOUT_"}
+PREFIX = {
+    **{name: f"{name.upper()}_" for name in SERVICES},
+    "operator": "ROLLOUT_",
+    "ledger": "LEDGER_",
+}
+OPTIONAL = {"ledger"}
+"""Processes off by default (production values turn them on)."""
 RECOMMENDED_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -54,13 +62,16 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "tts": TtsSettings,
     "hitl": HitlSettings,
     "operator": RolloutSettings,
+    "ledger": LedgerSettings,
 }
 AGENTS_ENV = {
     "gateway": "GATEWAY_AGENTS_PATH",
     "llm": "LLM_AGENTS_DIR",
     "context": "CONTEXT_AGENTS_DIR",
+    "ledger": "LEDGER_AGENTS_DIR",
 }
-"""The pods that read the agents ConfigMap, and the setting that names the folder."""
+"""The pods that read the agents ConfigMap (the ledger: qualified outcomes), and the setting that
+names the folder."""
 GATEWAY_PRODUCTION_ENV = (
     "GATEWAY_HTTP_HOST",
     "GATEWAY_PUBLIC_URL",
@@ -250,7 +261,7 @@ def test_every_object_carries_the_recommended_labels(manifests: list[Manifest]) 
 
 def test_one_deployment_and_service_per_process(manifests: list[Manifest]) -> None:
     deployments = trunkline_deployments(manifests)
-    assert set(deployments) == set(PREFIX)
+    assert set(deployments) - OPTIONAL == set(PREFIX) - OPTIONAL
     for name, deployment in deployments.items():
         module = "rollout" if name == "operator" else name
         assert container(deployment)["command"] == ["python", "-m", f"trunkline.{module}"]
@@ -496,6 +507,9 @@ def test_secrets_are_referenced_by_name_never_inlined(prod: list[Manifest]) -> N
     assert "value" not in milvus_token
     assert milvus_token["valueFrom"]["secretKeyRef"] == {"name": "trunkline-milvus", "key": "token"}
     assert "GATEWAY_TENANTS" not in env_of(deployments["gateway"])  # a mounted Secret instead
+    database = env_of(deployments["ledger"])["LEDGER_DATABASE_URL"]
+    assert "value" not in database
+    assert database["valueFrom"]["secretKeyRef"] == {"name": "trunkline-ledger-db", "key": "url"}
 
 
 def test_agents_ship_as_a_configmap_mounted_by_gateway_llm_and_context(
@@ -582,6 +596,76 @@ def test_operator_rbac_covers_its_resources_and_the_crds_ship(
     ]
 
 
+# -- the cost ledger ------------------------------------------------------------------------------
+
+
+def ledger_values(**ledger: Any) -> dict[str, Any]:
+    prices = {"acme": (ROOT / "prices" / "acme.yaml").read_text()}
+    base = {"enabled": True, "database": {"secret": {"name": "ledger-db", "key": "url"}}}
+    return {"ledger": {**base, "prices": prices, **ledger}}
+
+
+def test_the_ledger_is_off_by_default(chart: helm_python.Chart) -> None:
+    docs = render(chart)
+    assert not [d for d in docs if component(d) in {"ledger", "prices"}]
+
+
+def test_the_ledger_reads_its_database_from_a_secret_and_prices_from_a_configmap(
+    chart: helm_python.Chart, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render(chart, ledger_values())
+    ledger = trunkline_deployments(docs)["ledger"]
+    settings = load_settings("ledger", ledger, monkeypatch)
+    assert isinstance(settings, LedgerSettings)
+    assert settings.database_url == "from-secret-ledger-db-url"
+    assert settings.nats_url == "nats://nats:4222"
+    assert settings.nats_creds_file is None
+    configmaps = {component(c): c for c in of_kind(docs, "ConfigMap").values()}
+    mount, volume = mount_of(ledger, settings.prices_dir)
+    assert PurePosixPath(mount["mountPath"]) == PurePosixPath(settings.prices_dir)
+    assert mount["readOnly"] is True
+    assert volume["configMap"]["name"] == configmaps["prices"]["metadata"]["name"]
+    assert settings.agents_dir is not None
+    _, agents = mount_of(ledger, settings.agents_dir)
+    assert agents["configMap"]["name"] == configmaps["agents"]["metadata"]["name"]
+    # the ConfigMap's files are the price tables the process loads, to the last decimal
+    for name, text in configmaps["prices"]["data"].items():
+        (tmp_path / name).write_text(text)
+    rendered, source = load_price_dir(tmp_path), load_price_dir(ROOT / "prices")
+    assert {k: (v.currency, v.versions) for k, v in rendered.items()} == {
+        k: (v.currency, v.versions) for k, v in source.items()
+    }
+    service, selected = backing_deployment(docs, f"{ledger['metadata']['name']}:9464")
+    assert selected is ledger
+    assert {p["name"] for p in service["spec"]["ports"]} == {"grpc", "metrics"}
+    assert container(ledger)["command"] == ["python", "-m", "trunkline.ledger"]
+    assert ledger["spec"]["replicas"] == 1
+
+
+def test_the_ledger_mounts_an_existing_prices_configmap(chart: helm_python.Chart) -> None:
+    values = ledger_values(prices={}, pricesConfigMap="tenant-prices")
+    docs = render(chart, values)
+    assert "prices" not in {component(c) for c in of_kind(docs, "ConfigMap").values()}
+    ledger = trunkline_deployments(docs)["ledger"]
+    _, volume = mount_of(ledger, env_value(ledger, "LEDGER_PRICES_DIR"))
+    assert volume["configMap"]["name"] == "tenant-prices"
+
+
+@pytest.mark.parametrize(
+    ("ledger", "message"),
+    [
+        ({"database": {"secret": {"name": ""}}}, r"ledger\.database\.secret\.name"),
+        ({"prices": {}}, r"ledger\.prices .*or ledger\.pricesConfigMap"),
+    ],
+    ids=["no-database-secret", "no-prices"],
+)
+def test_an_enabled_ledger_without_a_database_or_prices_fails_the_render(
+    chart: helm_python.Chart, ledger: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=message):
+        chart.render(ledger_values(**ledger), name="voice", namespace="calls")
+
+
 # -- rejected values -----------------------------------------------------------------------------
 
 
@@ -616,6 +700,8 @@ def test_operator_rbac_covers_its_resources_and_the_crds_ship(
             r"/agents/acme/version",
         ),
         ({"agents": {"acme": {"name": "acme", "version": "1", "system_prompt": "p"}}}, r"greeting"),
+        ({"ledger": {"prices": {"acme": {"tenant": "acme"}}}}, r"/ledger/prices/acme"),
+        ({"ledger": {"database": {"url": "sqlite:///x.db"}}}, r"/ledger/database'?: additional"),
     ],
     ids=[
         "negative-replicas",
@@ -630,6 +716,8 @@ def test_operator_rbac_covers_its_resources_and_the_crds_ship(
         "tenants-key",
         "agent-version-number",
         "agent-greeting",
+        "ledger-prices-as-text",
+        "ledger-database-url-inline",
     ],
 )
 def test_schema_rejects_invalid_values(

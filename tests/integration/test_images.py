@@ -37,7 +37,8 @@ BASE_PYTHON = str(
 """The interpreter the venv was made from (the image's /usr/local/bin/python3.11)."""
 COMPONENT_MODULE = {"gateway": "trunkline.gateway", "stt": "trunkline.stt",
                     "context": "trunkline.context", "llm": "trunkline.llm", "tts": "trunkline.tts",
-                    "hitl": "trunkline.hitl", "operator": "trunkline.rollout"}  # fmt: skip
+                    "hitl": "trunkline.hitl", "operator": "trunkline.rollout",
+                    "ledger": "trunkline.ledger"}  # fmt: skip
 
 
 def members() -> dict[str, dict[str, Any]]:

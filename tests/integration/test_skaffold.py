@@ -113,7 +113,7 @@ def test_each_profile_renders_valid_manifests(
     ours = {i for i in images if i.startswith("registry.example/")}
     assert ours, "no Deployment runs an image Skaffold built"
     if name == "gpu":
-        assert len(ours) == 7  # one slim image per process
+        assert len(ours) == 8  # one slim image per process
 
 
 def _nested(keys: list[str], value: str) -> dict[str, Any]:

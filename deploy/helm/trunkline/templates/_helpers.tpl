@@ -237,7 +237,7 @@ Call with (dict "root" $ "component" "gateway").
 {{- define "trunkline.secretMounts" -}}
 {{- $x := .root.Values.externals }}
 {{- $mounts := list }}
-{{- $usesNats := has .component (list "gateway" "hitl") }}
+{{- $usesNats := has .component (list "gateway" "hitl" "ledger") }}
 {{- if and $usesNats $x.nats.tls.caSecret.name }}
 {{- $mounts = append $mounts (dict "name" "nats-ca" "dir" "nats" "secret" $x.nats.tls.caSecret.name "key" $x.nats.tls.caSecret.key) }}
 {{- end }}
@@ -257,7 +257,7 @@ Call with (dict "root" $ "component" "gateway").
 {{- toJson $mounts }}
 {{- end }}
 
-{{/* NATS TLS/credential settings of a NATS client (gateway, hitl). Call with (dict "root" $ "p" "GATEWAY_"). */}}
+{{/* NATS TLS/credential settings of a NATS client (gateway, hitl, ledger). Call with (dict "root" $ "p" "GATEWAY_"). */}}
 {{- define "trunkline.natsEnv" -}}
 {{- $nats := .root.Values.externals.nats }}
 {{- if $nats.tls.caSecret.name }}
@@ -273,6 +273,11 @@ Call with (dict "root" $ "component" "gateway").
 {{/* Where the agents ConfigMap is mounted (gateway, llm and context pods). */}}
 {{- define "trunkline.agentsDir" -}}
 /etc/trunkline/agents
+{{- end }}
+
+{{/* Where the ledger's price tables ConfigMap is mounted (LEDGER_PRICES_DIR). */}}
+{{- define "trunkline.pricesDir" -}}
+/etc/trunkline/prices
 {{- end }}
 
 {{/* Directory of the Milvus Lite file in the context pod (its own volume). */}}
