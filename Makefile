@@ -100,6 +100,9 @@ bench-peers: ## Side by side with Pipecat 1.14 (own venv under ~/.cache/trunklin
 bench-voice-calls: ## Concurrent cache-answered calls in one gateway process: v2v, CPU, memory, late frames
 	$(PY) python -m benchmarks.voice.concurrency
 
+bench-livekit: ## LiveKit transport beside the Twilio media stream on the same turns (fake peers, real livekit-server), and 20 rooms at once
+	$(PY) python -m benchmarks.livekit
+
 bench-turn: ## Semantic end of turn (Smart Turn v3.2): inference ms, early ends on complete questions, false cut-offs at mid-sentence pauses
 	$(PY) python -m benchmarks.turn
 
@@ -125,4 +128,4 @@ check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-voice-long bench-voice-calls bench-peers bench-turn bench-answers bench-stt bench-redaction bench-hitl bench-ledger redteam check
+.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-voice-long bench-voice-calls bench-peers bench-turn bench-answers bench-stt bench-redaction bench-hitl bench-ledger bench-livekit redteam check

@@ -6,7 +6,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("models", "stt", "llm", "context", "answers", "turn", "voice", "redaction", "hitl", "ledger")
+BENCHMARKS = (
+    "models",
+    "stt",
+    "llm",
+    "context",
+    "answers",
+    "turn",
+    "voice",
+    "livekit",
+    "redaction",
+    "hitl",
+    "ledger",
+)
 
 
 def main() -> int:
