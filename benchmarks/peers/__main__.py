@@ -11,7 +11,8 @@ caller audio: lines spoken by Piper once before the run) with calls alternating 
 Pipecat runs in its own venv (:mod:`benchmarks.peers.setup`) and talks to SmolLM2 (the same GGUF)
 through ``llama_cpp.server``. Reported: caller-measured voice-to-voice p50/p95 per utterance
 class, barge-in stop, caller-turn WER (what each system heard vs what the caller said), the
-Trunkline/Pipecat ratios, both systems' turn settings, CPU and load. Writes
+Trunkline/Pipecat ratios, both systems' turn settings, CPU and load. One short call per system
+(the first line only) warms the models up before the measured calls and is not counted. Writes
 ``benchmarks/results/peers.json``.
 """
 
@@ -23,6 +24,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -63,7 +65,10 @@ SCRIPT: tuple[tuple[str, str, float | None], ...] = (
 TRUNKLINE = "trunkline"
 PEERS = ("pipecat defaults", "pipecat best")
 OPTIONS = CallOptions(reply_quiet_ms=1500.0, reply_timeout_s=25.0)
-PEER_OPTIONS = CallOptions(reply_quiet_ms=1500.0, reply_timeout_s=25.0, wait_greeting=False)
+# Pipecat's bot builds its services (Whisper, Piper, Smart Turn) per call, as its examples do,
+# and does not greet: the caller waits its greeting timeout (5 s) before the first line, the
+# time Trunkline's greeting plays.
+PEER_OPTIONS = CallOptions(reply_quiet_ms=1500.0, reply_timeout_s=25.0, greeting_timeout_s=5.0)
 
 
 def free_port() -> int:
@@ -258,6 +263,8 @@ async def main_async(rounds: int, out: Path) -> int:
                 PEERS[0]: (f"ws://127.0.0.1:{ports[PEERS[0]]}/twilio/stream", "x", PEER_OPTIONS),
                 PEERS[1]: (f"ws://127.0.0.1:{ports[PEERS[1]]}/twilio/stream", "x", PEER_OPTIONS),
             }
+            for url, secret, options in targets.values():  # warm-up, not counted
+                await call(url, secret, prepared[:1], options)
             order = [TRUNKLINE, *PEERS]
             for n in range(rounds):
                 for name in order[n % 3 :] + order[: n % 3]:  # rotate who goes first
@@ -281,7 +288,7 @@ async def main_async(rounds: int, out: Path) -> int:
         summary["heard"] = [heard[name].get(c.call_sid, "") for c in calls]
         summary["calls"] = [c.to_dict() for c in calls]
         systems[name] = summary
-    doc = {
+    doc: dict[str, Any] = {
         "benchmark": "peers",
         "when": started,
         "machine": {
@@ -299,7 +306,7 @@ async def main_async(rounds: int, out: Path) -> int:
         "systems": systems,
     }
     write(out, doc)
-    print(f"machine: {doc['machine']['cpu']} ({os.cpu_count()} cpus), load "
+    print(f"machine: {cpu_model()} ({os.cpu_count()} cpus), load "
           f"{load_before[0]:.1f} -> {load_after[0]:.1f} (1 min)")  # fmt: skip
     print(report.table(systems, TRUNKLINE))
     for name, s in settings_report(endpoint_ms).items():
@@ -313,6 +320,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="calls per system")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the servers on a kill too
     return asyncio.run(main_async(args.rounds, args.out))
 
 

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -50,7 +51,7 @@ from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 
-class HeardLog(FrameProcessor):  # type: ignore[misc]
+class HeardLog(FrameProcessor):
     """Writes each final transcription (what the bot heard) and passes every frame on."""
 
     def __init__(self, path: Path, call_sid: str) -> None:
@@ -75,7 +76,7 @@ def build_app(args: argparse.Namespace) -> FastAPI:
     @app.websocket("/twilio/stream")
     async def stream(websocket: WebSocket) -> None:
         await websocket.accept()
-        start: dict = {}
+        start: dict[str, Any] = {}
         for _ in range(2):  # "connected", then "start" (Twilio's order)
             message = json.loads(await websocket.receive_text())
             if message.get("event") == "start":
@@ -100,14 +101,21 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         )
         if best:  # faster-whisper's transcribe() decodes with beam 5 unless told otherwise
             model = stt._model
+            assert model is not None
             model.transcribe = functools.partial(model.transcribe, beam_size=1)
         llm = OpenAILLMService(
             api_key="none",
             base_url=args.llm_url,
             settings=OpenAILLMService.Settings(
-                model="smollm2-135m-instruct", temperature=0.3, max_tokens=60
+                model="smollm2-135m-instruct",
+                system_instruction=prompt,
+                temperature=0.3,
+                max_tokens=60,
             ),
         )
+        # llama_cpp.server rejects the "developer" role Pipecat uses for its own notes (empty
+        # turns); Pipecat's own OLLama/Together/Qwen services set this same flag
+        llm.supports_developer_role = False
         tts = PiperTTSService(
             settings=PiperTTSService.Settings(voice="en_US-joe-medium"),
             download_dir=Path(args.piper_dir),
@@ -120,7 +128,7 @@ def build_app(args: argparse.Namespace) -> FastAPI:
             user_params = LLMUserAggregatorParams(vad_analyzer=vad, user_turn_strategies=strategies)
         else:
             user_params = LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer())
-        context = LLMContext(messages=[{"role": "system", "content": prompt}])
+        context = LLMContext()
         aggregators = LLMContextAggregatorPair(context, user_params=user_params)
         heard = HeardLog(Path(args.transcripts), start.get("callSid", ""))
         pipeline = Pipeline([
@@ -129,7 +137,7 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         ])  # fmt: skip
         task = PipelineTask(
             pipeline,
-            params=PipelineParams(audio_in_sample_rate=8000, audio_out_sample_rate=8000),
+            params=PipelineParams(audio_in_sample_rate=16_000),  # Whisper reads 16 kHz
         )
         await PipelineRunner(handle_sigint=False).run(task)
 

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-PIPECAT = "pipecat-ai[websocket,whisper,piper,silero]==1.14.0"
+PIPECAT = ("pipecat-ai[websocket,whisper,piper,silero]==1.14.0", "uvicorn")  # uvicorn serves it
 VENV = Path(os.environ.get("TRUNKLINE_PIPECAT_VENV", Path.home() / ".cache/trunkline/pipecat-venv"))
 
 
@@ -33,12 +33,13 @@ def python() -> Path:
     """The venv's interpreter, creating the venv when it is missing or has no Pipecat 1.14.0."""
     exe = VENV / "bin" / "python"
     probe = "import importlib.metadata as m; assert m.version('pipecat-ai') == '1.14.0'; " \
-        "import faster_whisper, piper, onnxruntime, fastapi"  # fmt: skip
+        "import faster_whisper, piper, onnxruntime, fastapi, uvicorn"  # fmt: skip
     if exe.exists() and _ok(exe, probe):
         return exe
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": str(VENV)}
-    subprocess.run([uv(), "venv", "-p", "python3.11", str(VENV)], check=True, env=env, cwd="/")
-    subprocess.run([uv(), "pip", "install", "--no-config", PIPECAT], check=True, env=env, cwd="/")
+    if not exe.exists():
+        subprocess.run([uv(), "venv", "-p", "python3.11", str(VENV)], check=True, env=env, cwd="/")
+    subprocess.run([uv(), "pip", "install", "--no-config", *PIPECAT], check=True, env=env, cwd="/")
     return exe
 
 
