@@ -194,7 +194,8 @@ async def one_process(work: Path) -> AsyncIterator[Target]:
     finally:
         proc.terminate()
         await proc.wait()
-    for raw in turns_out.read_text().splitlines():
+    rows = turns_out.read_text().splitlines() if turns_out.exists() else []  # none finished
+    for raw in rows:
         row = json.loads(raw)
         if row["user_text"]:
             stages = {k: v * 1000 for k, v in row["stage_s"].items()}

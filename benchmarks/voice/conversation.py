@@ -218,6 +218,9 @@ def table(report: dict[str, Any]) -> str:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The gateway's turn records (none when no turn finished in the gateway)."""
+    if not path.exists():
+        return []
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 

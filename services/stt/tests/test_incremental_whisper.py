@@ -65,10 +65,11 @@ async def test_reads_ahead_settle_a_prefix_and_the_final_matches_a_whole_decode(
     assert "saturday" in words(final.text)
     assert "springfield" in words(final.text)
     # flushes are answered in order, each partial covering the audio sent before its flush
-    # (one the end overtook while an earlier read decoded is answered by the final)
+    # (flushes a later one or the end overtook while a read decoded are not answered: on a
+    # busy machine the reads fall behind the caller and catch up)
     covered = [round(t.audio_s, 3) for t in partials]
+    assert len(covered) >= 2
     assert covered == sorted(covered)
     assert all(round(c / 0.4, 3).is_integer() for c in covered[:-1])
-    assert covered[-1] >= len(long_utterance) / 32_000 - 0.8
     # by the end the first sentence is settled: its words lead every late partial
     assert words(partials[-1].text)[:4] == ["please", "tell", "me", "you're"]
