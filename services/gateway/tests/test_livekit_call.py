@@ -59,7 +59,13 @@ from trunkline.gateway.transports.base import CallStart, Transport
 from trunkline.gateway.transports.livekit_peer import LiveKitCaller
 from trunkline.gateway.web import GatewayWeb, TenantAuth
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # The SDK (livekit 1.2.1) sometimes drops a native handle twice when a room's objects are
+    # garbage-collected after it disconnected ("Attempted to drop unknown FFI handle", then an
+    # AssertionError in FfiHandle.__del__): not raised into any call, only at GC.
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 AUTH = TenantAuth("twilio-token", "stream-secret", frozenset({"support"}))
 WAV = Path(__file__).resolve().parents[3] / "tests" / "data" / "audio" / "hours-joe-16k.wav"

@@ -61,6 +61,7 @@ class LiveKitTransport(Transport):
         self.caller: rtc.RemoteParticipant | None = None
         self.dtmf: list[str] = []
         self.ignored_tracks: list[str] = []  # "identity:kind" of tracks never subscribed
+        self._seen: set[str] = set()  # publication sids already handled
         self.frames_played = 0  # reply frames handed to the source
         self.pacer = Pacer()
         self._frame_bytes = frame_bytes(self.out_rate)
@@ -128,8 +129,9 @@ class LiveKitTransport(Transport):
     def _on_published(
         self, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
     ) -> None:
-        if not self._is_caller(participant):
-            return
+        if not self._is_caller(participant) or publication.sid in self._seen:
+            return  # (a track published while joining is seen twice: event and scan)
+        self._seen.add(publication.sid)
         if publication.kind != rtc.TrackKind.KIND_AUDIO:
             kind = rtc.TrackKind.Name(publication.kind)
             self.ignored_tracks.append(f"{participant.identity}:{kind}")
