@@ -304,6 +304,9 @@ async def main_async(rounds: int, out: Path) -> int:
         "ratios": {p: report.ratios(systems[TRUNKLINE], systems[p]) for p in PEERS},
         "target_ratio": report.TARGET_RATIO,
         "systems": systems,
+        "trunkline_turn_rows": [  # what the gateway heard per turn, by its call id
+            {"call_id": r.get("call_id"), "user_text": r.get("user_text")} for r in trunkline_rows
+        ],
     }
     write(out, doc)
     print(f"machine: {cpu_model()} ({os.cpu_count()} cpus), load "
