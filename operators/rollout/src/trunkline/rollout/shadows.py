@@ -104,8 +104,8 @@ def paired(
     baseline: events_pb2.ShadowTurnResult | None = None,
 ) -> PairedTurn:
     """One candidate turn, compared with the baseline's answer to the same live turn (the
-    stable version in shadow: the same work, headless, at the same time) when there is one,
-    else with the live turn itself (which also waited for STT, TTS and the caller's audio)."""
+    stable version in shadow: the same work, headless, at the same time), or with the live
+    turn itself when no baseline is shadowed (it also waited for STT, TTS and the audio)."""
     reference = seconds(result.live_reply_time)
     if baseline is not None and not baseline.failed:
         reference = seconds(baseline.shadow_reply_time)
@@ -150,7 +150,11 @@ class ShadowResultsSource(MetricsSource):
             for raw in await read_results(bus, agent, baseline, early):
                 found = decode(raw)
                 base[found.live_event_id] = found
-        return [paired(r, base.get(r.live_event_id)) for r in results]
+        if not base:  # no baseline shadowed: compare with the live turns themselves
+            return [paired(r) for r in results]
+        # a turn the baseline has not answered (yet) waits for a later check: paired with the
+        # live turn instead it would look seconds faster on a busy machine
+        return [paired(r, base[r.live_event_id]) for r in results if r.live_event_id in base]
 
     async def read_all(
         self,
