@@ -18,7 +18,7 @@ from aiohttp import web
 from kubernetes import client
 
 from trunkline.agents import load_agent_spec
-from trunkline.devservers import free_port
+from trunkline.devservers import NatsServer, free_port
 from trunkline.devservers.kube import KubeApiServer
 from trunkline.runtime import wait_healthy
 from trunkline.testing.kube_fixtures import admin_client
@@ -91,6 +91,8 @@ async def test_operator_process_promotes_and_exports_metrics(
     kube_crds: list[str],
     kube_namespace: str,
     prometheus: FakePrometheus,
+    *,
+    nats_server: NatsServer,
     tmp_path: Path,
 ) -> None:
     grpc_port, metrics_port = free_port(), free_port()
@@ -99,6 +101,7 @@ async def test_operator_process_promotes_and_exports_metrics(
         "ROLLOUT_KUBECONFIG": str(kube_apiserver.kubeconfig),
         "ROLLOUT_NAMESPACES": json.dumps([kube_namespace]),
         "ROLLOUT_PROMETHEUS_URL": f"http://127.0.0.1:{prometheus.port}",
+        "ROLLOUT_NATS_URL": nats_server.url,  # where shadowed candidates are listed
         "ROLLOUT_GRPC_PORT": str(grpc_port),
         "ROLLOUT_METRICS_PORT": str(metrics_port),
         "ROLLOUT_LOG_JSON": "false",

@@ -23,6 +23,7 @@ from trunkline.bus.shadow import Candidate, ShadowCandidates, read_results
 from trunkline.bus.streams import SHADOW
 from trunkline.proto.events.v1 import events_pb2
 from trunkline.rollout.analysis import Reading
+from trunkline.rollout.cluster import TransientError
 from trunkline.rollout.metrics import MetricsSource
 from trunkline.rollout.resources import Metric
 from trunkline.rollout.shadow_metrics import PairedTurn, metric_value
@@ -54,6 +55,9 @@ class RecordingShadows(ShadowRegistry):
         return self.active.pop((agent, version), None) is not None
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
 class BusLink:
     """One NATS connection, made on first use on the loop that uses it (kopf's own loop runs
     in another thread than the process shell's)."""
@@ -68,8 +72,14 @@ class BusLink:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._bus is None:
-                self._bus = await Bus.connect(self.url, name="rollout-operator")
-                await self._bus.ensure_stream(SHADOW)
+                try:  # Bus.connect retries forever: a step must not hang on it
+                    bus = await asyncio.wait_for(
+                        Bus.connect(self.url, name="rollout-operator"), CONNECT_TIMEOUT_S
+                    )
+                except TimeoutError as exc:
+                    raise TransientError(f"NATS at {self.url} unreachable") from exc
+                await bus.ensure_stream(SHADOW)
+                self._bus = bus
             return self._bus
 
     async def close(self) -> None:
