@@ -188,11 +188,12 @@ def test_crm_records_of_an_account_the_caller_named_ground_the_reply(acme: Agent
     assert failed(score.turns[0]) == ["action:tool lookup_account(account_id=441729)"]
 
 
-def test_escalation_is_unsupported_until_the_platform_has_it(acme: AgentSources) -> None:
+def test_a_missing_escalation_fails_unless_the_run_has_no_hitl(acme: AgentSources) -> None:
     refund = scenarios()["refund"]
     call = CallSeen("CA", (turn(event("Let me connect you with a colleague.")),))
-    assert score_scenario(refund, call, acme).status is Status.UNSUPPORTED
-    supported = ScoringOptions(escalation_supported=True)
+    without_hitl = ScoringOptions(escalation_supported=False)
+    assert score_scenario(refund, call, acme, without_hitl).status is Status.UNSUPPORTED
+    supported = ScoringOptions()
     assert score_scenario(refund, call, acme, supported).status is Status.FAIL
     escalated = CallSeen("CA", (TurnSeen((event("One moment."),), True, 500.0, escalated=True),))
     assert score_scenario(refund, escalated, acme, supported).status is Status.PASS
@@ -260,7 +261,8 @@ async def test_run_eval_scores_every_scenario_and_reports_them(acme: AgentSource
         "refund": CallSeen("CA3", (turn(event("Let me connect you with a colleague.")),)),
     })  # fmt: skip
     seen: list[str] = []
-    report = await run_eval(list(scenarios().values()), driver, {"acme-dental": acme},
+    no_hitl = ScoringOptions(escalation_supported=False)  # the refund's escalation: not scored
+    report = await run_eval(list(scenarios().values()), driver, {"acme-dental": acme}, no_hitl,
                             on_score=lambda s: seen.append(s.status.value))  # fmt: skip
     assert driver.placed == ["hours-then-bye", "football", "account", "refund"]
     assert seen == ["fail", "pass", "error", "unsupported"]  # hours: the goodbye was slow

@@ -64,8 +64,9 @@ def add_eval_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> 
                    help="do not transcribe the reply audio back (faster)")  # fmt: skip
     p.add_argument("--latency-factor", type=float, default=1.0,
                    help="multiply each turn's latency budget (a busy, slow machine)")  # fmt: skip
-    p.add_argument("--escalation-supported", action="store_true",
-                   help="a missing escalation fails (default: not supported yet)")  # fmt: skip
+    p.add_argument("--escalation-unsupported", action="store_true",
+                   help="a stack without the hitl service: a missing escalation is not scored "
+                   "(default: it fails)")  # fmt: skip
     p.add_argument("--min-pass-rate", type=float, help="exit 1 below this pass rate (0..1)")
     p.add_argument("--keep-up", action="store_true", help="leave a stack this command started")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
@@ -137,7 +138,7 @@ async def _evaluate(
     recordings = args.out / "recordings" if args.out is not None and args.recordings else None
     driver = StackDriver(record, tenants, settings.tenant, sources,
                          transcribe=not args.no_transcribe, recordings=recordings)  # fmt: skip
-    options = ScoringOptions(escalation_supported=args.escalation_supported,
+    options = ScoringOptions(escalation_supported=not args.escalation_unsupported,
                              latency_factor=args.latency_factor)  # fmt: skip
     meta = {"stack": record.run_dir, "latency_factor": args.latency_factor,
             "cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2)}  # fmt: skip

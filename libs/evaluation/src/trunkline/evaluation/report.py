@@ -250,7 +250,7 @@ def summary_text(summary: Mapping[str, Any]) -> str:
         f"{pct(d['target'])});  goodbyes that ended the call: {h['done']}/{h['expected']};  "
         f"tool calls as expected: {summary['tool_calls']['done']}/"
         f"{summary['tool_calls']['expected']};  escalations: {e['done']}/{e['expected']} "
-        f"({e['unsupported']} not supported yet)",
+        f"({e['unsupported']} not scored: no hitl)",
         f"WER caller turns: {pct(wer['caller_turns'])} over {wer['caller_turns_scored']} turns; "
         f"reply audio vs event text: {pct(wer['reply_audio'])} over "
         f"{wer['reply_audio_scored']} replies",

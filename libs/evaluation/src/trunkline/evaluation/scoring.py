@@ -1,7 +1,7 @@
 """Score one scenario call: facts said and not said, actions taken, latency, faithfulness. Pure.
 
 Each turn gets a list of :class:`Check` results; a turn passes when none failed, a scenario when
-every turn passed. A check the platform cannot perform yet (an escalation before the HITL
+every turn passed. A check the platform cannot perform here (an escalation without the HITL
 service exists) is ``unsupported``: reported, never counted as a pass.
 
 Faithfulness is the eval's own check (``facts``), made on the reply the caller heard: every
@@ -46,9 +46,9 @@ def combined(statuses: Iterable[Status]) -> Status:
 
 @dataclass(frozen=True, slots=True)
 class ScoringOptions:
-    escalation_supported: bool = False
-    """False until the HITL service hands calls over: an expected escalation that did not
-    happen is then ``unsupported`` rather than failed."""
+    escalation_supported: bool = True
+    """False for a stack without the hitl service: an expected escalation that did not happen
+    is then ``unsupported`` rather than failed."""
     max_gap: int = 3
     """Other words allowed between two words of an expected phrase."""
     latency_factor: float = 1.0
@@ -193,7 +193,7 @@ def _action_check(
         return Check("action", name, Status.PASS, detail)
     if action.kind is ActionKind.ESCALATION and not options.escalation_supported:
         return Check("action", name, Status.UNSUPPORTED,
-                     "not supported yet: escalation to a human arrives with the HITL service; "
+                     "not scored: this run has no hitl service (--escalation-unsupported); "
                      "no EscalationRequested event was published")  # fmt: skip
     return Check("action", name, Status.FAIL, detail)
 
