@@ -39,6 +39,42 @@ def test_caller_asks_for_a_person() -> None:
     assert decision.inputs["intent_score"] == 0.81
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # issue 10's caller as the embedded STT heard them on the stack: the complaint before the
+        # request kept the whole utterance under the human intent's threshold
+        "This is the third I am calling about my Bill, and nobody fixed it. "
+        "I went to talk to a real person.",
+        "Can you put me through to a representative?",
+        "Just connect me with an agent.",
+        "I need to speak with someone from your front desk.",
+    ],
+)
+def test_an_outright_request_for_a_person_escalates_whatever_the_intent(text: str) -> None:
+    decision = EscalationTracker(EscalationPolicy()).observe(
+        said(text, intent="small_talk", intent_score=0.3)
+    )
+    assert decision.escalate
+    assert decision.reason is Reason.CALLER_REQUEST
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Are you a real person or a computer?",
+        "I'd like to talk about my bill.",
+        "Is there a person at the front desk on Saturday?",
+        "My colleague told me you open at nine.",
+    ],
+)
+def test_talking_about_people_is_not_a_request_for_one(text: str) -> None:
+    decision = EscalationTracker(EscalationPolicy()).observe(
+        said(text, intent="small_talk", intent_score=0.3)
+    )
+    assert not decision.escalate
+
+
 def test_near_misses_of_a_person_request() -> None:
     tracker = EscalationTracker(EscalationPolicy())
     # "Are you a real person?" is small talk; a human intent under the threshold is no request.

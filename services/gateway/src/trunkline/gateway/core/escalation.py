@@ -6,7 +6,9 @@ counters the triggers need across turns and returns one :class:`EscalationDecisi
 with every input that went into it (for the trace). Triggers, first match wins:
 
 1. ``caller_request`` — the utterance's closest example phrase is the agent's ``human`` intent
-   ("I want to talk to a real person"), at the intent threshold or above.
+   ("I want to talk to a real person"), at the intent threshold or above; or one of its
+   sentences asks outright to talk to, or be put through to, a person (:data:`PERSON_REQUEST`:
+   the intent compares the whole utterance, and a complaint before the request dilutes it).
 2. ``frustration`` — a falling sentiment trend: over the last ``sentiment_window`` turns every
    turn is negative (VADER compound below ``NEGATIVE``), the last is no better than the first,
    and their mean frustration (minus the compound; a rule phrase such as "third time I am
@@ -38,6 +40,20 @@ FRUSTRATION_RULES = re.compile(
     r"|(?:already|keep) (?:told|tell|said|say|asked|ask|explained)\w*"
     r"|not (?:listening|helping|helpful)|(?:this|that) is (?:ridiculous|absurd|useless)"
     r"|waste of (?:my )?time|going (?:round|around) in circles)",
+    re.I,
+)
+
+# An outright request for a person, in any sentence of the utterance ("... nobody fixed it. I
+# want to talk to a real person."). Not "are you a real person?", not "talk about my bill".
+_PEOPLE = (
+    r"(?:real |actual |live )?(?:person|human(?: being)?|someone|somebody|agent|representative"
+    r"|operator|manager|colleague)"
+)
+PERSON_REQUEST = re.compile(
+    rf"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a |an |some |your |the )?{_PEOPLE}\b"
+    rf"|\b(?:transfer|put|connect)\s+me\s+(?:through\s+)?(?:to|with)\s+"
+    rf"(?:a |an |your |the )?{_PEOPLE}\b"
+    rf"|\b(?:get|give)\s+me\s+(?:a |an )?{_PEOPLE}\b",
     re.I,
 )
 
@@ -239,6 +255,8 @@ class EscalationTracker:
         p = self.policy
         if turn.intent == p.human_intent and turn.intent_score >= p.intent_threshold:
             return Reason.CALLER_REQUEST, f"the caller asked for a person: {turn.text!r}"
+        if (asked_for := PERSON_REQUEST.search(turn.text)) is not None:
+            return Reason.CALLER_REQUEST, f"the caller asked for a person: {asked_for.group()!r}"
         if self._falling(window, mean):
             return Reason.FRUSTRATION, (
                 f"frustration {mean:.2f} over the last {len(window)} turns "
