@@ -235,7 +235,8 @@ async def test_prompt_and_sampling_map_to_the_core_request(served: Served) -> No
     ]
     assert sent.messages[0].content.startswith("You are Ava.")
     context = sent.messages[-2].content
-    assert context == f"{CONTEXT_HEADING}\n[1] We open at 8 am. (faq#hours)"
+    # retrieved data reaches the prompt fenced as <data> (prompt-injection screens)
+    assert context == f"<data>\n{CONTEXT_HEADING}\n[1] We open at 8 am. (faq#hours)\n</data>"
     assert sent.messages[1].content == "Hello, this"
     assert sent.messages[3].tool_calls == (ToolCall("c1", "lookup_account", '{"account_id":"7"}'),)
     assert (sent.messages[4].tool_call_id, sent.messages[4].name) == ("c1", "lookup_account")
