@@ -42,7 +42,7 @@ from trunkline.cli.caller.dial import CallIdentity, direct_target
 from trunkline.cli.caller.scenario import CallerTurn, PreparedTurn
 from trunkline.config import TURN_TAKING
 from trunkline.devservers import free_port
-from trunkline.devservers.livekit_webhook import LiveKitWithWebhook
+from trunkline.devservers.livekit import LiveKitServer
 from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.core.endpointing import EndpointConfig
 from trunkline.gateway.core.turns import TurnConfig
@@ -205,7 +205,7 @@ def rss_mb() -> float:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     rig = Rig()
     port = free_port()
-    livekit = LiveKitWithWebhook(webhook_urls=[f"http://127.0.0.1:{port}/livekit/webhook"])
+    livekit = LiveKitServer(webhook_urls=[f"http://127.0.0.1:{port}/livekit/webhook"])
     keys = key_table(livekit.api_key, livekit.api_secret, {"acme": ("", "")})
     dispatch = LiveKitDispatch(rig.web, livekit.url, keys)
     app = rig.web.app()

@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from trunkline.audio import resample_pcm16
 from trunkline.devservers.gotools import ToolMissingError, find_tool
-from trunkline.devservers.livekit_webhook import LiveKitWithWebhook
+from trunkline.devservers.livekit import LiveKitServer
 from trunkline.devservers.ports import free_port
 from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.core.endpointing import EndpointConfig
@@ -95,12 +95,12 @@ class ToneSynthesizer(FakeSynthesizer):
 
 
 @pytest.fixture(scope="module")
-def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKitWithWebhook]:
+def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKitServer]:
     try:
         find_tool("livekit-server")
     except ToolMissingError as exc:
         pytest.fail(f"{exc} (make install builds it)")
-    server = LiveKitWithWebhook(
+    server = LiveKitServer(
         webhook_urls=[f"http://127.0.0.1:{GATEWAY_PORT}/livekit/webhook"],
         run_dir=tmp_path_factory.mktemp("livekit"),
     )
@@ -113,7 +113,7 @@ def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKitWithWeb
 
 @dataclass
 class Rig:
-    livekit: LiveKitWithWebhook
+    livekit: LiveKitServer
     web: GatewayWeb
     dispatch: LiveKitDispatch
     key: LiveKitKey
@@ -127,7 +127,7 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(livekit: LiveKitWithWebhook) -> AsyncIterator[Rig]:
+async def rig(livekit: LiveKitServer) -> AsyncIterator[Rig]:
     clock = SystemClock()
     tracer = TracerProvider().get_tracer("test")
     sinks: dict[str, RecordingSink] = {}

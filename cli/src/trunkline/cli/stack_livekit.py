@@ -11,16 +11,14 @@ from pathlib import Path
 
 from trunkline.cli.plan import GATEWAY_HTTP, LOOPBACK
 from trunkline.cli.record import Component
-from trunkline.devservers.livekit_webhook import LiveKitWithWebhook
+from trunkline.devservers.livekit import LiveKitServer
 
 LIVEKIT = "livekit"
 
 
-def livekit_server(
-    ports: Mapping[str, int], run_dir: Path, start_timeout: float
-) -> LiveKitWithWebhook:
+def livekit_server(ports: Mapping[str, int], run_dir: Path, start_timeout: float) -> LiveKitServer:
     """The server (not started); ``ToolMissingError`` when ``make install`` has not built it."""
-    return LiveKitWithWebhook(
+    return LiveKitServer(
         port=ports[LIVEKIT],
         rtc_tcp_port=ports["livekit-rtc-tcp"],
         rtc_udp_port=ports["livekit-rtc-udp"],
@@ -30,14 +28,14 @@ def livekit_server(
     )
 
 
-def livekit_component(server: LiveKitWithWebhook) -> Component:
+def livekit_component(server: LiveKitServer) -> Component:
     return Component(
         LIVEKIT, "livekit", server.port, server.url, pid=server.pid,
         log=str(server.log_path), match=str(server.binary),
     )  # fmt: skip
 
 
-def gateway_livekit_env(server: LiveKitWithWebhook) -> dict[str, str]:
+def gateway_livekit_env(server: LiveKitServer) -> dict[str, str]:
     """The gateway's LiveKit settings: the server's URL and its one key pair."""
     return {
         "GATEWAY_LIVEKIT_URL": server.url,

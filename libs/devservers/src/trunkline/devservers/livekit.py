@@ -15,6 +15,7 @@ import json
 import secrets
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,19 @@ from trunkline.devservers.process import ManagedServer
 
 
 def livekit_config(
-    *, host: str, port: int, rtc_tcp_port: int, rtc_udp_port: int, keys: dict[str, str]
+    *,
+    host: str,
+    port: int,
+    rtc_tcp_port: int,
+    rtc_udp_port: int,
+    keys: dict[str, str],
+    webhook_urls: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The server's configuration (YAML is a superset of JSON: written as JSON)."""
-    return {
+    """The server's configuration (YAML is a superset of JSON: written as JSON). With
+    ``webhook_urls`` LiveKit posts room and participant events (``room_started``,
+    ``participant_joined``, ...) to each, signed with the first API key: the gateway's
+    ``POST /livekit/webhook`` dispatches rooms from them."""
+    config: dict[str, Any] = {
         "port": port,
         "bind_addresses": [host],
         "rtc": {
@@ -41,6 +51,9 @@ def livekit_config(
         "logging": {"level": "info", "json": False},
         "room": {"empty_timeout": 60, "departure_timeout": 10},
     }
+    if webhook_urls:
+        config["webhook"] = {"api_key": next(iter(keys)), "urls": list(webhook_urls)}
+    return config
 
 
 def livekit_ready(http_url: str, timeout: float = 0.5) -> bool:
@@ -63,6 +76,7 @@ class LiveKitServer(ManagedServer):
         rtc_udp_port: int | None = None,
         api_key: str = "trunkline",
         api_secret: str | None = None,
+        webhook_urls: Sequence[str] = (),
         run_dir: Path | None = None,
         binary: Path | None = None,
         host: str = LOOPBACK,
@@ -83,6 +97,7 @@ class LiveKitServer(ManagedServer):
         self.api_key = api_key
         # LiveKit refuses secrets shorter than 32 characters.
         self.api_secret = api_secret if api_secret is not None else secrets.token_hex(24)
+        self.webhook_urls = list(webhook_urls)
         self.binary = binary if binary is not None else find_tool("livekit-server")
 
     @property
@@ -104,6 +119,7 @@ class LiveKitServer(ManagedServer):
             rtc_tcp_port=self.rtc_tcp_port,
             rtc_udp_port=self.rtc_udp_port,
             keys={self.api_key: self.api_secret},
+            webhook_urls=self.webhook_urls,
         )
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(json.dumps(config, indent=2) + "\n")
