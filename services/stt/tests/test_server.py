@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
+from opentelemetry import trace
 
 from trunkline.audio import pcm16_to_mulaw
 from trunkline.config import ServiceSettings
@@ -23,6 +24,8 @@ from trunkline.stt.backends import RecognizerUnavailableError, SpeechRecognizer
 from trunkline.stt.backends.whisper import WhisperRecognizer
 from trunkline.stt.core import Transcript, Vocabulary
 from trunkline.stt.server import SPEECH_TO_TEXT, SpeechToTextService, register
+from trunkline.telemetry import inject_headers
+from trunkline.testing.telemetry_fixtures import SpanRecorder
 
 pytestmark = pytest.mark.integration
 
@@ -194,6 +197,42 @@ async def test_a_flush_is_answered_by_a_partial_and_the_utterance_goes_on(
         (0, "heard 2560"),
     ]
     assert responses[-1].summary.utterance_count == 1
+
+
+async def test_a_flush_carrying_a_trace_context_is_answered_under_a_span_continuing_it(
+    stt: stt_pb2_grpc.SpeechToTextStub, span_recorder: SpanRecorder
+) -> None:
+    """The gateway opens an utterance's stream before the turn that needs its transcript: each
+    flush carries the asking span's context and the service's work continues that span."""
+    tracer = span_recorder.provider.get_tracer("test")
+    flushes = []
+    for name in ("read-ahead", "turn-stt"):
+        with tracer.start_as_current_span(name) as asking:
+            carrier = inject_headers()
+        flushes.append((asking, stt_pb2.RecognitionControl(
+            action=stt_pb2.CONTROL_ACTION_FLUSH, trace_context=carrier
+        )))  # fmt: skip
+    frames = [Request(audio=FRAME_16K)] * 2
+    await exchange(
+        stt,
+        [
+            config(partial_results=True),
+            *frames,
+            Request(control=flushes[0][1]),
+            *frames,
+            Request(control=flushes[1][1]),
+            Request(control=FLUSH),  # no context: no span of its own
+            Request(control=END),
+        ],
+    )
+    served = [span for span in span_recorder.spans() if span.name == "stt.flush"]
+    assert len(served) == 2
+    for (asking, _), span in zip(flushes, served, strict=True):
+        assert span.parent is not None
+        assert span.parent.span_id == asking.get_span_context().span_id
+        assert span.context.trace_id == asking.get_span_context().trace_id
+        assert span.kind is trace.SpanKind.SERVER
+    assert [span.attributes["stt.flush_audio_ms"] for span in served] == [40.0, 80.0]
 
 
 async def test_cancel_drops_the_utterance_and_the_stream_goes_on(

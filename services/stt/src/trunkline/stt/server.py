@@ -17,6 +17,8 @@ from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from trunkline.proto.common.v1 import audio_pb2, usage_pb2
 from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
@@ -35,6 +37,7 @@ from trunkline.stt.core import (
     apply_no_speech_threshold,
     vocabulary_of,
 )
+from trunkline.telemetry import extract_context
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -93,14 +96,58 @@ def transcript_pb(result: Transcript) -> stt_pb2.Transcript:
     )
 
 
+class _FlushSpans:
+    """One ``stt.flush`` span per FLUSH that carries the client's trace context, from the
+    request until the transcript that covers its audio (or the final) goes back: the client's
+    work (a gateway turn's ``stt`` span) continues here, whatever opened the stream."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+        self._open: list[tuple[float, Span]] = []
+
+    def start(self, carrier: dict[str, str], audio_s: float) -> None:
+        if not carrier:
+            return
+        span = self._tracer.start_span(
+            "stt.flush",
+            context=extract_context(carrier),
+            kind=trace.SpanKind.SERVER,
+            attributes={"stt.flush_audio_ms": round(audio_s * 1000, 1)},
+        )
+        self._open.append((audio_s, span))
+
+    def answer(self, result: Transcript) -> None:
+        """End the spans this transcript answers: it covers the audio sent before them."""
+        keep: list[tuple[float, Span]] = []
+        for need, span in self._open:
+            if result.audio_offset_s + result.audio_s >= need - 0.001:
+                span.set_attribute("stt.final", result.is_final)
+                span.set_attribute("stt.processing_ms", round(result.processing_s * 1000, 1))
+                span.set_attribute("stt.text_chars", len(result.text))
+                span.end()
+            else:
+                keep.append((need, span))
+        self._open = keep
+
+    def close(self) -> None:
+        for _, span in self._open:
+            span.add_event("stream ended before a transcript answered the flush")
+            span.end()
+        self._open = []
+
+
 class _Inputs:
     """The stream's requests after the config, as domain inputs (audio decoded to 16 kHz)."""
 
     def __init__(
-        self, requests: AsyncIterator[stt_pb2.StreamingRecognizeRequest], decoder: AudioDecoder
+        self,
+        requests: AsyncIterator[stt_pb2.StreamingRecognizeRequest],
+        decoder: AudioDecoder,
+        flushes: _FlushSpans,
     ) -> None:
         self._requests = requests
         self.decoder = decoder
+        self.flushes = flushes
         self.error: str | None = None
 
     async def __aiter__(self) -> AsyncIterator[SttInput]:
@@ -112,6 +159,8 @@ class _Inputs:
                 control = _CONTROLS.get(request.control.action)
                 if control is None:
                     self._fail(f"control.action {request.control.action} is not a known action")
+                if isinstance(control, FlushUtterance):
+                    self.flushes.start(dict(request.control.trace_context), self.decoder.received_s)
                 yield control
             elif kind == "config":
                 self._fail("a second config: the config is sent once, on the first message")
@@ -126,9 +175,16 @@ class _Inputs:
 class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
     """Streaming and unary speech recognition over one shared recognizer."""
 
-    def __init__(self, recognizer: SpeechRecognizer, *, language: str = "en-US") -> None:
+    def __init__(
+        self,
+        recognizer: SpeechRecognizer,
+        *,
+        language: str = "en-US",
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self.recognizer = recognizer
         self.language = language
+        self.tracer = tracer or trace.get_tracer("trunkline.stt")
 
     async def ready(self) -> bool:
         """True once the recognizer's model is loaded (or its server reachable)."""
@@ -156,13 +212,15 @@ class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
             vocabulary = self._check_config(config)
         except BadRequestError as exc:
             await abort_invalid(context, str(exc))
-        inputs = _Inputs(requests, AudioDecoder(encoding, rate))
+        flushes = _FlushSpans(self.tracer)
+        inputs = _Inputs(requests, AudioDecoder(encoding, rate), flushes)
         finals = 0
         results = self.recognizer.stream(inputs, sample_rate=BACKEND_RATE, vocabulary=vocabulary)
         try:
             async for result in results:
                 if inputs.error is not None:
                     break
+                flushes.answer(result)
                 if not result.is_final and not config.partial_results:
                     continue
                 if result.is_final:
@@ -174,6 +232,7 @@ class SpeechToTextService(stt_pb2_grpc.SpeechToTextServicer):
         except (RecognizerUnavailableError, TimeoutError, RecognizerError) as exc:
             await _backend_failed(context, self.recognizer, exc)
         finally:
+            flushes.close()
             with contextlib.suppress(BadRequestError):
                 await results.aclose()
         if inputs.error is not None:

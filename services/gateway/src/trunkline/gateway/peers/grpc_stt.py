@@ -27,13 +27,13 @@ from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.peers.types import CallInfo, Transcript
 from trunkline.proto.common.v1 import audio_pb2
 from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
+from trunkline.telemetry import inject_headers
 
 CHUNK_BYTES = 3200  # 100 ms of 16 kHz PCM16
 BYTES_PER_S = 32_000
 PCM16_16K = audio_pb2.AudioFormat(
     encoding=audio_pb2.AUDIO_ENCODING_PCM16, sample_rate_hz=16000, channels=1
 )
-_FLUSH = stt_pb2.RecognitionControl(action=stt_pb2.CONTROL_ACTION_FLUSH)
 _END = stt_pb2.RecognitionControl(action=stt_pb2.CONTROL_ACTION_END_OF_UTTERANCE)
 _SLACK_S = 0.001  # durations travel in nanoseconds: a covering answer may round below
 
@@ -77,7 +77,10 @@ class _UtteranceStream:
             asyncio.get_running_loop().create_future()
         )
         self._waiters.append((need, waiter))
-        self._outbox.put_nowait(stt_pb2.StreamingRecognizeRequest(control=_FLUSH))
+        flush = stt_pb2.RecognitionControl(
+            action=stt_pb2.CONTROL_ACTION_FLUSH, trace_context=inject_headers()
+        )  # the service answers under a span continuing the caller's (the turn's stt span)
+        self._outbox.put_nowait(stt_pb2.StreamingRecognizeRequest(control=flush))
         if self._reader.done():
             self._settle(None)
         try:
