@@ -56,8 +56,11 @@ SILENCE = bytes(FRAME_BYTES)
 ASK = struct.pack("<h", 1000) * (FRAME_BYTES // 2)
 
 
+ASKED = ["I want to talk to a real person"]  # what every caller says; changed after the handoffs
+
+
 def heard(audio: bytes) -> str:
-    return "I want to talk to a real person" if any(audio) else ""
+    return ASKED[-1] if any(audio) else ""
 
 
 @dataclass
@@ -201,6 +204,7 @@ async def test_twenty_escalations_with_timeouts_and_hitl_restarts_drop_no_call(
     hitl: HitlProcess, span_recorder: SpanRecorder
 ) -> None:
     rng = random.Random(7)
+    del ASKED[1:]
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{hitl.port}")
     client = GrpcHumanLoop(channel)
     stub = hitl_pb2_grpc.HumanLoopStub(channel)
@@ -250,6 +254,7 @@ async def test_twenty_escalations_with_timeouts_and_hitl_restarts_drop_no_call(
     # Each call answers again after the handoff.
     for _, _, context in calls:
         context.result = ContextResult(confidence=0.9)
+    ASKED.append("My filling fell out yesterday")  # a question for the agent, not for a person
     for i in range(CALLS):
         speaking[i] = 10
     await wait_for(lambda: all(len(s.sink.turns) >= 3 for s, _, _ in calls), 20)  # type: ignore[attr-defined]

@@ -504,6 +504,8 @@ async def test_20_escalations_with_lapsed_claims_and_hitl_kills_lose_nothing(
             assert states[-1] in TERMINAL, states
         assert all(c["down"] > 0 for c in counts), counts  # the kills hit work in progress
         assert sum(c["abandoned"] for c in counts) > 0, counts  # some claims lapsed
+        # the calls may all have ended before the last restart: wait for it to serve
+        await wait_healthy(hitl.addr, HUMAN_LOOP, timeout=30)
         async with grpc.aio.insecure_channel(hitl.addr) as channel:
             stub = hitl_pb2_grpc.HumanLoopStub(channel)
             everything = await stub.ListQueue(
