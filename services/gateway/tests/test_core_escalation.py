@@ -49,6 +49,16 @@ def test_caller_asks_for_a_person() -> None:
         "Can you put me through to a representative?",
         "Just connect me with an agent.",
         "I need to speak with someone from your front desk.",
+        # classified as small talk by the intents (issue 10): the request is in the words
+        "I need a real human, not a robot.",
+        "Human, not a robot!",
+        "I'd like a representative.",
+        "We need an actual person to look at this.",
+        "Representative.",
+        "Operator, please!",
+        "No, I want to talk to a person.",
+        "Are you able to put me through to a person?",
+        "I don\u2019t care, I want a human.",
     ],
 )
 def test_an_outright_request_for_a_person_escalates_whatever_the_intent(text: str) -> None:
@@ -66,6 +76,15 @@ def test_an_outright_request_for_a_person_escalates_whatever_the_intent(text: st
         "I'd like to talk about my bill.",
         "Is there a person at the front desk on Saturday?",
         "My colleague told me you open at nine.",
+        "Are you a real person, not a robot?",
+        "You sound like a real person, not a robot.",
+        "Am I talking to a real person?",
+        "Is this a real person?",
+        "I don't want to talk to a person.",
+        "I do not need a real human.",
+        "I wouldn't want to speak with a manager.",
+        "I need a person's name on the booking.",
+        "I like my dentist, she is a real person who cares.",
     ],
 )
 def test_talking_about_people_is_not_a_request_for_one(text: str) -> None:

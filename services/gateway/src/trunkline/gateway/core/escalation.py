@@ -7,8 +7,9 @@ with every input that went into it (for the trace). Triggers, first match wins:
 
 1. ``caller_request`` — the utterance's closest example phrase is the agent's ``human`` intent
    ("I want to talk to a real person"), at the intent threshold or above; or one of its
-   sentences asks outright to talk to, or be put through to, a person (:data:`PERSON_REQUEST`:
-   the intent compares the whole utterance, and a complaint before the request dilutes it).
+   sentences asks outright for a person (:func:`person_request`: "put me through to a
+   representative", "I need a real human, not a robot"; the intent compares the whole
+   utterance, and a complaint before the request dilutes it).
 2. ``frustration`` — a falling sentiment trend: over the last ``sentiment_window`` turns every
    turn is negative (VADER compound below ``NEGATIVE``), the last is no better than the first,
    and their mean frustration (minus the compound; a rule phrase such as "third time I am
@@ -44,18 +45,64 @@ FRUSTRATION_RULES = re.compile(
 )
 
 # An outright request for a person, in any sentence of the utterance ("... nobody fixed it. I
-# want to talk to a real person."). Not "are you a real person?", not "talk about my bill".
+# want to talk to a real person."; "I need a real human, not a robot"). Not "are you a real
+# person?", not "talk about my bill", not "I don't want to talk to a person".
 _PEOPLE = (
     r"(?:real |actual |live )?(?:person|human(?: being)?|someone|somebody|agent|representative"
     r"|operator|manager|colleague)"
 )
+_HUMAN = r"(?:real |actual |live )?(?:person|human(?: being)?|representative|operator)"
+_MACHINE = r"(?:robot|bot|machine|computer|recording|ai|chatbot)"
 PERSON_REQUEST = re.compile(
     rf"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a |an |some |your |the )?{_PEOPLE}\b"
     rf"|\b(?:transfer|put|connect)\s+me\s+(?:through\s+)?(?:to|with)\s+"
     rf"(?:a |an |your |the )?{_PEOPLE}\b"
-    rf"|\b(?:get|give)\s+me\s+(?:a |an )?{_PEOPLE}\b",
+    rf"|\b(?:get|give)\s+me\s+(?:a |an )?{_PEOPLE}\b"
+    # "I need a real human", "I'd like a representative" (not "I need a person's name")
+    rf"|\b(?:i|we)(?:'d| would)?\s+(?:really |just |only )?(?:need|want|like|prefer)\s+"
+    rf"(?:a |an |some )?{_HUMAN}\b(?!'s)",
     re.I,
 )
+# A sentence that is the contrast itself: "A human, not a robot!" (not "you sound like a real
+# person, not a robot").
+_CONTRAST = re.compile(
+    rf"\s*(?:please |just |i said )?(?:a |an )?{_HUMAN}s?,?\s+(?:not|instead of|rather than)\s+"
+    rf"(?:a |an |the |this |some )?{_MACHINE}\b",
+    re.I,
+)
+# The whole utterance is the request: "Representative.", "Operator, please!", "Human please".
+_JUST_A_PERSON = re.compile(
+    r"\s*(?:(?:a|an|the)\s+)?(?:real |live )?(?:human|person|operator|representative|agent)"
+    r"[,.!]?\s*(?:please)?[.!]*\s*",
+    re.I,
+)
+# A question about what the agent is: "Are you a real person, not a robot?"
+_ASKS_ABOUT = re.compile(
+    r"\s*(?:are you|am i (?:talking|speaking) (?:to|with)|is (?:this|that|it))\s+(?:a |an )?"
+    r"(?:real |actual |live )?(?:person|human)\b",
+    re.I,
+)
+_NEGATED = re.compile(r"(?:\b\w+n't|\bnot|\bnever|\bno need to)\s+(?:\w+\s+){0,2}$", re.I)
+_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+
+
+def person_request(text: str) -> str | None:
+    """The words of an outright request for a person in ``text``, or None. A yes/no question
+    about what the agent is ("Are you a real person?") and a negated request ("I don't want to
+    talk to a person") are no request."""
+    text = text.replace("\u2019", "'")
+    if _JUST_A_PERSON.fullmatch(text):
+        return text.strip()
+    for sentence in _SENTENCE.findall(text):
+        if _ASKS_ABOUT.match(sentence):
+            continue
+        if (contrast := _CONTRAST.match(sentence)) is not None:
+            return contrast.group().strip()
+        for found in PERSON_REQUEST.finditer(sentence):
+            if not _NEGATED.search(sentence[: found.start()]):
+                return found.group()
+    return None
+
 
 _STOPWORDS = (
     "a an the i me my we our you your it its is are was were be been am do does did can could "
@@ -255,8 +302,8 @@ class EscalationTracker:
         p = self.policy
         if turn.intent == p.human_intent and turn.intent_score >= p.intent_threshold:
             return Reason.CALLER_REQUEST, f"the caller asked for a person: {turn.text!r}"
-        if (asked_for := PERSON_REQUEST.search(turn.text)) is not None:
-            return Reason.CALLER_REQUEST, f"the caller asked for a person: {asked_for.group()!r}"
+        if (asked_for := person_request(turn.text)) is not None:
+            return Reason.CALLER_REQUEST, f"the caller asked for a person: {asked_for!r}"
         if self._falling(window, mean):
             return Reason.FRUSTRATION, (
                 f"frustration {mean:.2f} over the last {len(window)} turns "
