@@ -3,7 +3,9 @@
 requested escalation -> ``escalation`` (EscalationRequested); any later escalation change ->
 ``escalation_updated`` (EscalationUpdated); requested approval -> ``approval``
 (ApprovalRequested); approval approved/denied/expired/cancelled -> ``approval_decided``
-(ApprovalDecided). Each has a fresh event_id, also its Nats-Msg-Id.
+(ApprovalDecided). Each has a fresh event_id, also its Nats-Msg-Id. What is published is
+redacted (summary, detail, notes, arguments, caller address: ``trunkline.redaction``); the
+tickets themselves keep what the operator needs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from trunkline.hitl.convert import timestamp as ts
 from trunkline.hitl.core.tickets import Kind, Ticket
 from trunkline.proto.common.v1 import handoff_pb2, tool_pb2
 from trunkline.proto.events.v1 import events_pb2
+from trunkline.redaction.messages import redact_message
 
 DECIDED = frozenset({"approved", "denied", "expired", "cancelled"})
 
@@ -99,5 +102,6 @@ class TicketEvents:
         if found is None:
             return
         kind, payload = found
+        redact_message(payload)  # PII out of the bus, as the gateway's events (issue 13)
         subject = event_subject(kind, after.tenant_id, after.call.call_id or "-")
         await self._bus.js_publish(subject, payload, msg_id=getattr(payload, "event_id", None))
