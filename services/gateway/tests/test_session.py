@@ -395,7 +395,8 @@ async def test_dropped_turns_and_every_stage_reach_the_metrics(
         if metric.name == "gateway.turns.dropped"
         for point in metric.data.data_points
     ]
-    assert [(p.attributes, p.value) for p in points] == [({"reason": "speech resumed"}, 1)]
+    dropped_labels = {"reason": "speech resumed", "agent": "support", "version": "v3"}
+    assert [(p.attributes, p.value) for p in points] == [(dropped_labels, 1)]
     dropped = [s for s in rig.spans.get_finished_spans() if s.attributes.get("turn.dropped")]
     assert [s.attributes["turn.dropped"] for s in dropped] == ["speech resumed"]
     stages = {

@@ -396,3 +396,22 @@ async def test_count_tokens_of_text_and_of_a_prompt(served: Served) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await served.stub.CountTokens(llm_pb2.CountTokensRequest(context=CONTEXT))
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_time_to_first_token_is_labelled_by_agent_version(
+    served: Served, scrape: Any
+) -> None:
+    candidate = call_pb2.CallContext()
+    candidate.CopyFrom(CONTEXT)
+    candidate.agent.version, candidate.shadow = "1.1.0", True
+    await generate(served.stub, request(user("Hi.")))
+    await generate(served.stub, request(user("Hi."), context=candidate))
+    await generate(served.stub, request(user("Hi."), context=candidate))
+
+    def count(version: str, shadow: str) -> float | None:
+        return scrape.sample(
+            "llm_request_ttft_s_count", agent="acme-dental", version=version, shadow=shadow
+        )
+
+    assert (count("1.0.0", "false"), count("1.1.0", "true")) == (1, 2)
+    assert count("1.1.0", "false") is None

@@ -6,8 +6,9 @@ failed one; a source implements only ``_query``.
 
 Default queries are the contract with the services' ``/metrics`` (``{agent}``, ``{version}``
 and ``{window}`` are filled in; a metric's ``query`` in the AgentRollout overrides them). The
-latency histograms need ``agent`` and ``version`` labels on the gateway's and shadow runners'
-histograms.
+gateway labels its voice-to-voice and stage histograms, dropped turns and replies with the
+call's ``agent`` and ``version`` (``trunkline.gateway.metrics.version_labels``), as the shadow
+runners and the cost ledger label theirs.
 """
 
 from __future__ import annotations

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from opentelemetry.metrics import Meter
+
+
+def version_labels(agent: str, version: str) -> dict[str, str]:
+    """The labels of per-version series (``agent``, ``version``): voice-to-voice and the stage
+    histograms carry them, as the shadow runners' and the cost ledger's series do, so the
+    rollout operator and Grafana split a p95 by agent version."""
+    return {"agent": agent, "version": version}
+
 
 # Latency buckets in seconds: fine below one second where the targets are.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.65, 1.0, 1.5, 2.5, 5.0, 10.0)
@@ -97,5 +107,9 @@ class GatewayMetrics:
             "unavailable)",
         )
 
-    def observe_stage(self, stage: str, seconds: float) -> None:
-        self.stage.record(seconds, {"stage": stage})
+    def observe_stage(
+        self, stage: str, seconds: float, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """``labels``: the call's :func:`version_labels` (a stage timed outside a call has
+        none)."""
+        self.stage.record(seconds, {"stage": stage, **(labels or {})})

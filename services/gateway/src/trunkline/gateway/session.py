@@ -53,7 +53,7 @@ from trunkline.gateway.end_of_turn import EndOfTurnDetector
 from trunkline.gateway.escalations import HumanSide
 from trunkline.gateway.fillers import FillerCache, tone
 from trunkline.gateway.handoff import HandoffResult, OperatorLeg, Outcome
-from trunkline.gateway.metrics import GatewayMetrics
+from trunkline.gateway.metrics import GatewayMetrics, version_labels
 from trunkline.gateway.peers.types import CallInfo, Prefilled, StoredAnswer
 from trunkline.gateway.pipeline import Peers, TurnPipeline
 from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
@@ -179,7 +179,7 @@ class CallSession:
         self._apology_pcm = b""
         self.started_at = datetime.now(UTC)
         # Per-version latency (a rollout compares a candidate's p95 with stable's).
-        self._version_labels = {"agent": call.agent, "agent_version": call.agent_version}
+        self._version_labels = version_labels(call.agent, call.agent_version)
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -404,7 +404,7 @@ class CallSession:
         work.span.set_attribute("turn.dropped", reason)
         work.span.end()
         if self.metrics is not None:
-            self.metrics.turns_dropped.add(1, {"reason": reason})
+            self.metrics.turns_dropped.add(1, {"reason": reason, **self._version_labels})
 
     def _finished(self, done: TurnFinished) -> None:
         work = self._work.pop(done.turn_id, None)
@@ -424,7 +424,7 @@ class CallSession:
         if self.metrics is not None:  # the stages the peers do not time themselves
             for stage in ("prompt_compile", "llm_first_clause"):
                 if stage in record.stage_s:
-                    self.metrics.observe_stage(stage, record.stage_s[stage])
+                    self.metrics.observe_stage(stage, record.stage_s[stage], self._version_labels)
         self._publish(lambda: self.sink.turn_completed(record))
         self._publish(lambda: self._store_answer(record))
         if self._maybe_escalate(record):
@@ -446,7 +446,7 @@ class CallSession:
             work.span.set_attribute("turn.committed", True)
             work.span.set_attribute("turn.ended_by", done.by)
         if self.metrics is not None:
-            self.metrics.observe_stage("endpointing", endpointing_s)
+            self.metrics.observe_stage("endpointing", endpointing_s, self._version_labels)
             self.metrics.turn_ends.add(1, {"by": done.by})
 
     def _check_end_of_turn(self, check: CheckEndOfTurn) -> None:

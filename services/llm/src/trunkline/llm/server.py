@@ -92,6 +92,13 @@ def tool_call_pb(event: ToolCallEvent) -> tool_pb2.ToolCall:
     return tool_pb2.ToolCall(id=call.id, name=call.name, arguments_json=call.arguments)
 
 
+def _version(request: llm_pb2.GenerateRequest) -> dict[str, str]:
+    """The labels of per-version series (as the gateway's and the shadow runners')."""
+    agent = request.context.agent
+    shadow = str(request.context.shadow).lower()
+    return {"agent": agent.name, "version": agent.version, "shadow": shadow}
+
+
 class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
     """Prompt compilation and streaming generation over one backend.
 
@@ -130,6 +137,7 @@ class LanguageModelService(llm_pb2_grpc.LanguageModelServicer):
                         continue
                     if first_s is None:
                         first_s = time.perf_counter() - received
+                        self.backend.metrics.request_ttft.record(first_s, _version(request))
                     if isinstance(event, TextDelta):
                         text.append(event.text)
                         yield llm_pb2.GenerateResponse(delta=llm_pb2.TextDelta(text=event.text))

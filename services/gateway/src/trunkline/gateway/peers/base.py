@@ -14,7 +14,7 @@ from opentelemetry.trace import Span, Tracer
 
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.events import Message
-from trunkline.gateway.metrics import GatewayMetrics
+from trunkline.gateway.metrics import GatewayMetrics, version_labels
 from trunkline.gateway.peers.retry import RetryPolicy, within
 from trunkline.gateway.peers.types import (
     CallInfo,
@@ -55,12 +55,20 @@ class Peer(ABC):  # noqa: B024 (shared machinery; the abstract methods are per k
         if self.env.metrics is not None:
             self.env.metrics.peer_failures.add(1, {"stage": self.stage})
 
-    def _observe(self, stage: str, seconds: float) -> None:
+    def _observe(self, stage: str, seconds: float, call: CallInfo | None = None) -> None:
+        """``call``: labels the series with its agent and version."""
         if self.env.metrics is not None:
-            self.env.metrics.observe_stage(stage, seconds)
+            labels = version_labels(call.agent, call.agent_version) if call else None
+            self.env.metrics.observe_stage(stage, seconds, labels)
 
-    async def _unary(self, factory: Callable[[], Awaitable[T]], stage: str | None = None) -> T:
-        """``stage``: the span name and metric label (default: the peer's stage)."""
+    async def _unary(
+        self,
+        factory: Callable[[], Awaitable[T]],
+        stage: str | None = None,
+        call: CallInfo | None = None,
+    ) -> T:
+        """``stage``: the span name and metric label (default: the peer's stage); ``call``:
+        the metric's agent and version labels."""
         stage = stage or self.stage
         clock = self.env.clock
         with self.env.tracer.start_as_current_span(stage) as span:
@@ -77,11 +85,14 @@ class Peer(ABC):  # noqa: B024 (shared machinery; the abstract methods are per k
                     await clock.sleep(self.policy.delay(attempt))
                     continue
                 span.set_attribute("attempts", attempt)
-                self._observe(stage, clock.now() - started)
+                self._observe(stage, clock.now() - started, call)
                 return result
 
     async def _stream(
-        self, factory: Callable[[], AsyncIterator[T]], first_stage: str
+        self,
+        factory: Callable[[], AsyncIterator[T]],
+        first_stage: str,
+        call: CallInfo | None = None,
     ) -> AsyncIterator[T]:
         """Retry until the first item arrives (within the deadline); after that, a stall longer
         than the deadline ends the stream with ``TimeoutError``."""
@@ -111,7 +122,7 @@ class Peer(ABC):  # noqa: B024 (shared machinery; the abstract methods are per k
             span.set_attribute("attempts", attempt)
             span.set_attribute(f"{first_stage}_ms", round(first_s * 1000, 1))
             span.add_event(first_stage)
-            self._observe(first_stage, first_s)
+            self._observe(first_stage, first_s, call)
             try:
                 yield first
                 while True:
@@ -123,7 +134,7 @@ class Peer(ABC):  # noqa: B024 (shared machinery; the abstract methods are per k
                     yield item
             finally:
                 await _close(stream)
-            self._observe(self.stage, clock.now() - started)
+            self._observe(self.stage, clock.now() - started, call)
         except BaseException as exc:
             span.record_exception(exc)
             raise
@@ -150,7 +161,7 @@ class Transcriber(Peer):
     ) -> Transcript:
         """``stage``: another label for the span and stage metric (a read-ahead is not a turn's
         STT and must not skew its latency histogram)."""
-        return await self._unary(lambda: self._transcribe(call, audio), stage)
+        return await self._unary(lambda: self._transcribe(call, audio), stage, call)
 
     async def close(self) -> None:
         """The call is over: release what the transcriber holds open (a stream). Default:
@@ -177,7 +188,9 @@ class ContextSource(Peer):
         ``prefer_first``: citations the LLM's prompt cache holds, to come first in the block;
         ``stage``: another label for the span and stage metric (a read-ahead's lookup)."""
         state = dict(entities or {})
-        return await self._unary(lambda: self._resolve(call, query, state, prefer_first), stage)
+        return await self._unary(
+            lambda: self._resolve(call, query, state, prefer_first), stage, call
+        )
 
     async def store_answer(self, call: CallInfo, answer: StoredAnswer) -> bool:
         """Offer a finished turn's answer to the semantic cache, with what the turn did: the
@@ -198,7 +211,7 @@ class ContextSource(Peer):
                 self._failed(span, 1, exc)
                 raise
             span.set_attribute("cache.stored", stored)
-            self._observe("context_store", clock.now() - started)
+            self._observe("context_store", clock.now() - started, call)
             self.count_store("stored" if stored else "refused")
             return stored
 
@@ -228,7 +241,7 @@ class LanguageModel(Peer):
     stage = "llm"
 
     def generate(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
-        return self._stream(lambda: self._generate(request), "llm_ttft")
+        return self._stream(lambda: self._generate(request), "llm_ttft", request.call)
 
     async def prefill(
         self,
@@ -294,7 +307,7 @@ class Synthesizer(Peer):
     sample_rate: int = 16000
 
     def synthesize(self, call: CallInfo, text: str) -> AsyncIterator[bytes]:
-        return self._stream(lambda: self._synthesize(call, text), "tts_ttfa")
+        return self._stream(lambda: self._synthesize(call, text), "tts_ttfa", call)
 
     def reply(self, call: CallInfo) -> SpokenReply:
         """A reply to speak clause by clause (see :class:`SpokenReply`)."""

@@ -182,7 +182,7 @@ class _GrpcReply(SpokenReply):
         self._stream: _ReplyStream | None = None
 
     def say(self, text: str) -> AsyncIterator[bytes]:
-        return self.tts._stream(lambda: self._say(text), "tts_ttfa")
+        return self.tts._stream(lambda: self._say(text), "tts_ttfa", self.call)
 
     async def _say(self, text: str) -> AsyncIterator[bytes]:
         stream = self._stream

@@ -71,6 +71,13 @@ class LlmMetrics:
             description="Request start to first text or tool call.",
             explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
         )
+        self.request_ttft = meter.create_histogram(
+            "llm.request.ttft",
+            unit="s",
+            description="Generate request received to first text or tool call (prompt compile "
+            "included), by agent, version and shadow: a rollout's candidate beside stable.",
+            explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
+        )
         self.duration = meter.create_histogram(
             "llm.generation.duration",
             unit="s",
