@@ -122,6 +122,9 @@ class TurnPipeline:
         self._disclosure = DisclosureCheck.of(grounding_texts)  # the system prompt's instructions
         self._last_clause = ""
         self._read_ahead: ContextResult | None = None  # the last read-ahead's context
+        # the numbers the caller gave in this call, as said (process memory only: the sinks get
+        # them redacted); the agent may read them back in any later turn
+        self._caller_numbers: dict[str, None] = {}
 
     async def run(
         self,
@@ -150,6 +153,7 @@ class TurnPipeline:
             emit(WorkDone(work.turn_id))
             return
         self.entities.update(extract_entities(text, self.entity_names))
+        self._caller_numbers.update(dict.fromkeys(_said_numbers(text)))
         started = self.clock.now()
         context = await self.peers.context.resolve(
             self.call, text, self.entities, prefer_first=self._cached_citations()
@@ -177,7 +181,7 @@ class TurnPipeline:
             request = LlmRequest(self.call, text, work.history, context)
             support = self._support.copy() if self.guard.enabled else None
             if support is not None:
-                support.add(context.block, *_said_numbers(text))
+                support.add(context.block, *self._caller_numbers)
             record.grounded = support is not None
             generated = self._generate(request, record, committed, support)
             await self._speak(work.turn_id, generated, record, emit, support=support, question=text)
@@ -473,8 +477,9 @@ class TurnPipeline:
 
 
 def _said_numbers(text: str) -> list[str]:
-    """The account or order number the caller gave (5+ digits), as its groups and joined: the
-    agent may read it back ("account 441-729"). Nothing else the caller said is support."""
+    """The account, order or phone number the caller gave (5+ digits), as its groups and
+    joined: the agent may read it back ("account 441-729"), in this turn or a later one.
+    Nothing else the caller said is support."""
     number = spoken_number(text)
     if number is None:
         return []
