@@ -238,3 +238,44 @@ def test_extractive_summary_picks_the_callers_telling_sentences_in_order() -> No
     assert extractive_summary([], "frustration") == "Escalated: frustration."
     long = [Line("caller", "word " * 200 + "refund refund.")]
     assert len(extractive_summary(long, "", max_chars=120)) <= 120
+
+
+def test_take_over_and_hand_back_again_by_the_same_operator_change_nothing() -> None:
+    # A retry after a lost reply (or a hitl restart between the write and the reply).
+    taken = core.accept(escalation(), "op-1", T0)
+    assert core.accept(taken, "op-1", T0 + 5) is taken
+    with pytest.raises(Held, match="already accepted by operator op-1"):
+        core.accept(taken, "op-2", T0 + 5)
+    back = core.hand_back(taken, "op-1", T0 + 60, note="refund promised")
+    assert core.hand_back(back, "op-1", T0 + 61, note="refund promised") is back
+    with pytest.raises(Held, match="op-1"):
+        core.hand_back(taken, "op-2", T0 + 61, note="refund promised")
+    for retry in (
+        lambda: core.hand_back(back, "op-2", T0 + 61, note="refund promised"),  # not theirs
+        lambda: core.hand_back(back, "op-1", T0 + 61, note="another note"),  # not the same
+        lambda: core.hand_back(back, "op-1", T0 + 61, note="refund promised", end_call=True),
+    ):
+        with pytest.raises(Closed, match="handed_back"):
+            retry()
+    ended = core.hand_back(taken, "op-1", T0 + 60, end_call=True)
+    assert core.hand_back(ended, "op-1", T0 + 62, end_call=True) is ended
+    # a call the caller hung up on is ENDED by the gateway's cancel: the operator's end is
+    # refused, not mistaken for their own
+    hung_up = core.cancel(taken, T0 + 30, "the caller hung up")
+    assert hung_up.state is State.ENDED
+    with pytest.raises(Closed, match="ended"):
+        core.hand_back(hung_up, "op-1", T0 + 31, note="the caller hung up", end_call=True)
+
+
+def test_the_offer_then_the_callers_answer() -> None:
+    # The gateway records the offer when it asks, then the answer the caller gives.
+    asked = core.offer_callback(escalation(timeout=30), T0 + 20, accepted=False, number="",
+                                keep_for=3600)  # fmt: skip
+    assert asked.callback == core.Callback(False, "", T0 + 20)
+    assert asked.expires_at == T0 + 30
+    answered = core.offer_callback(asked, T0 + 26, accepted=True, number="4155550100",
+                                   keep_for=3600)  # fmt: skip
+    assert answered.callback == core.Callback(True, "4155550100", T0 + 20)  # the offer's time
+    assert answered.expires_at == T0 + 26 + 3600
+    assert core.change_of(asked, answered) == "callback"
+    assert core.cancel(answered, T0 + 27, "call ended") is answered

@@ -548,3 +548,72 @@ async def test_an_operator_takes_a_call_over_unprompted_and_ends_it(
         Code.INVALID_ARGUMENT,
         "context.call_id",
     )
+
+
+async def test_take_over_and_hand_back_retried_across_a_hitl_kill_give_the_same_result(
+    hitl: Hitl,
+) -> None:
+    """The operator's TakeOver (then HandBack) was stored but its reply was lost when hitl
+    was killed: the same request retried after the restart answers the same ticket instead of
+    FAILED_PRECONDITION (the ticket unchanged: same accepted_at, same decision time)."""
+
+    async def restarted() -> grpc.aio.Channel:
+        hitl.kill()
+        hitl.start()
+        await wait_healthy(hitl.addr, HUMAN_LOOP, timeout=30)
+        return grpc.aio.insecure_channel(hitl.addr)
+
+    take = hitl_pb2.TakeOverRequest(context=ACME, operator_id="op-1")
+    back = hitl_pb2.HandBackRequest(context=ACME, operator_id="op-1", note="refund promised")
+    await wait_healthy(hitl.addr, HUMAN_LOOP, timeout=30)
+    async with grpc.aio.insecure_channel(hitl.addr) as channel:
+        stub = hitl_pb2_grpc.HumanLoopStub(channel)
+        ticket = (await stub.Escalate(escalation_request("call-retry"))).ticket
+        take.ticket_id = back.ticket_id = ticket.ticket_id
+        first = await stub.TakeOver(take)  # stored; pretend its reply never arrived
+    async with await restarted() as channel:
+        stub = hitl_pb2_grpc.HumanLoopStub(channel)
+        again = await stub.TakeOver(take)
+        assert again.ticket == first.ticket  # same state, operator, accepted_at
+        assert again.ticket.state == hitl_pb2.TICKET_STATE_TAKEN_OVER
+        assert again.join_token == first.join_token == "gateway-minted-call-retry"
+        assert [e.text for e in again.transcript] == [e.text for e in first.transcript]
+        await expect(
+            stub.TakeOver(
+                hitl_pb2.TakeOverRequest(
+                    context=ACME, ticket_id=ticket.ticket_id, operator_id="op-2"
+                )
+            ),
+            Code.FAILED_PRECONDITION,
+            "already accepted by operator op-1",
+        )
+        follow = stub.WaitDecision(
+            hitl_pb2.WaitDecisionRequest(context=ACME, ticket_id=ticket.ticket_id)
+        )
+        assert (await follow.read()).ticket.state == hitl_pb2.TICKET_STATE_TAKEN_OVER
+        handed = await stub.HandBack(back)  # stored; its reply lost too
+    async with await restarted() as channel:
+        stub = hitl_pb2_grpc.HumanLoopStub(channel)
+        follow = stub.WaitDecision(
+            hitl_pb2.WaitDecisionRequest(context=ACME, ticket_id=ticket.ticket_id)
+        )
+        retried = await stub.HandBack(back)
+        assert retried.ticket == handed.ticket  # same decision, note and time
+        assert retried.ticket.state == hitl_pb2.TICKET_STATE_HANDED_BACK
+        assert retried.ticket.decision.note == "refund promised"
+        states = []
+        async for update in follow:
+            states.append(update.ticket.state)
+        assert states == [hitl_pb2.TICKET_STATE_HANDED_BACK]
+        # a different request is still refused with a reason
+        await expect(
+            stub.HandBack(
+                hitl_pb2.HandBackRequest(
+                    context=ACME, ticket_id=ticket.ticket_id, operator_id="op-1", end_call=True
+                )
+            ),
+            Code.FAILED_PRECONDITION,
+            "handed_back",
+        )
+        listed = await stub.ListQueue(hitl_pb2.ListQueueRequest(context=ACME, include_closed=True))
+        assert [t.ticket_id for t in listed.tickets] == [ticket.ticket_id]

@@ -363,6 +363,15 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
 - name: GATEWAY_TENANTS_FILE
   value: {{ include "trunkline.tenantsFile" $root }}
 {{- end }}
+{{- with $root.Values.transcripts }}
+{{- if .enabled }}
+- name: GATEWAY_TRANSCRIPTS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .database.secret.name }}
+      key: {{ .database.secret.key }}
+{{- end }}
+{{- end }}
 {{- with $gw.livekit }}
 {{- if .url }}
 {{- if and .apiKey (not .apiSecret.name) }}

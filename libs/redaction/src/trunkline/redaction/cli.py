@@ -98,3 +98,7 @@ def _run(args: argparse.Namespace, store: TranscriptStore) -> int:
     for turn in stored:
         print(json.dumps({"turn": turn.turn_index, **turn.record}, ensure_ascii=False))
     return 0
+
+
+if __name__ == "__main__":  # python -m trunkline.redaction.cli (the chart's retention CronJob)
+    raise SystemExit(main(sys.argv[1:]))

@@ -320,11 +320,17 @@ def claim(ticket: Ticket, operator_id: str, now: float, claim_timeout: float) ->
 
 
 def accept(ticket: Ticket, operator_id: str, now: float) -> Ticket:
-    """The operator takes the escalated call over (from QUEUED or their own claim)."""
+    """The operator takes the escalated call over (from QUEUED or their own claim). The same
+    operator accepting again (a retry after a lost reply, a hitl restart) gets the ticket as
+    it is, unchanged."""
     if ticket.kind is not Kind.ESCALATION:
         raise WrongState(
             f"ticket {ticket.ticket_id} is an approval: approve, edit or deny it instead"
         )
+    if ticket.state is State.TAKEN_OVER and ticket.operator_id == check_token(
+        operator_id, "operator id"
+    ):
+        return ticket
     _check_open_for(ticket, operator_id, now, "accept")
     return replace(
         ticket,
@@ -338,8 +344,21 @@ def accept(ticket: Ticket, operator_id: str, now: float) -> Ticket:
 def hand_back(
     ticket: Ticket, operator_id: str, now: float, *, note: str = "", end_call: bool = False
 ) -> Ticket:
-    """The operator on the call hands it back to the agent (``note``: what was said) or ends it."""
+    """The operator on the call hands it back to the agent (``note``: what was said) or ends it.
+    The same hand back (or end) by the same operator again gets the ticket as it is (a retry
+    after a lost reply); a different one is refused."""
     check_token(operator_id, "operator id")
+    done = State.ENDED if end_call else State.HANDED_BACK
+    decision = ticket.decision
+    if (
+        ticket.state is done
+        and ticket.operator_id == operator_id
+        and decision is not None
+        and decision.outcome is (Outcome.DENIED if end_call else Outcome.APPROVED)
+        and decision.operator_id == operator_id
+        and decision.note == note
+    ):
+        return ticket
     if ticket.state is not State.TAKEN_OVER:
         raise (Closed if ticket.is_terminal else WrongState)(
             f"ticket {ticket.ticket_id} is {ticket.state.value}, not taken over: nothing to "
@@ -416,7 +435,9 @@ def offer_callback(
     ticket: Ticket, now: float, *, accepted: bool, number: str, keep_for: float
 ) -> Ticket:
     """No operator came in the agent's time; the caller was offered a callback. Accepted, the
-    ticket stays queued for ``keep_for`` more seconds (an operator calls back)."""
+    ticket stays queued for ``keep_for`` more seconds (an operator calls back). The gateway
+    records the offer (not accepted) when it asks, then the caller's answer: the answer keeps
+    the time of the offer."""
     if ticket.kind is not Kind.ESCALATION:
         raise WrongState(f"ticket {ticket.ticket_id} is an approval: callbacks are for escalations")
     if not ticket.is_open:
@@ -424,7 +445,8 @@ def offer_callback(
             f"ticket {ticket.ticket_id} is {ticket.state.value}: no callback to offer"
         )
     expires_at = max(ticket.expires_at, now + keep_for) if accepted else ticket.expires_at
-    return replace(ticket, callback=Callback(accepted, number, now), expires_at=expires_at)
+    offered_at = ticket.callback.offered_at if ticket.callback is not None else now
+    return replace(ticket, callback=Callback(accepted, number, offered_at), expires_at=expires_at)
 
 
 def tick(ticket: Ticket, now: float) -> Ticket:
