@@ -244,7 +244,7 @@ async def test_no_operator_in_time_offers_a_callback_and_keeps_the_ticket() -> N
     assert any(handoff.play(1)[0])
     await clock.advance_and_settle(0.2)
     assert handoff.phase is Phase.CLOSING
-    assert hitl.callbacks == [("t-1", True)]
+    assert hitl.callbacks == [("t-1", False)]  # offered; the caller answers on the next turn
     assert hitl.cancelled == []
     assert b"".join(handoff.play(2)) == CALLBACK
     handoff.play(1)

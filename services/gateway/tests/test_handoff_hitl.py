@@ -59,7 +59,9 @@ pytestmark = pytest.mark.integration
 SILENCE = bytes(FRAME_BYTES)
 TEXTS = HandoffTexts(
     handoff="Let me get a colleague for you. Please hold.",
-    callback="Sorry, nobody is free. A colleague will call you back.",
+    callback="Sorry, nobody is free. Shall a colleague call you back?",
+    callback_accepted="Thank you. A colleague will call you back at {number}.",
+    callback_declined="All right, no callback.",
     resume="Thanks for holding. I am back.",
 )
 
@@ -69,7 +71,14 @@ def voice(value: int) -> bytes:
 
 
 ASK, QUESTION, CALLER = voice(1000), voice(1200), voice(3000)
-HEARD = {1000: "I want to talk to a real person", 1200: "when is my appointment", 3000: "hello?"}
+NUMBER, NO = voice(1800), voice(1600)
+HEARD = {
+    1000: "I want to talk to a real person",
+    1200: "when is my appointment",
+    3000: "hello?",
+    1800: "Yes, call me at four one five, five five five, zero one zero zero.",
+    1600: "No thanks.",
+}
 
 
 def heard(audio: bytes) -> str:
@@ -220,8 +229,9 @@ async def test_escalate_operator_takes_over_and_hands_back(
     )
 
 
+@pytest.mark.parametrize("accepts", [True, False])
 async def test_no_operator_in_time_offers_a_callback_and_keeps_the_ticket(
-    hitl: Hitl, span_recorder: SpanRecorder
+    hitl: Hitl, span_recorder: SpanRecorder, accepts: bool
 ) -> None:
     call = Call(hitl, span_recorder, operator_timeout_s=1.5)
     await call.until(lambda: len(call.sink.turns) == 1)
@@ -238,14 +248,40 @@ async def test_no_operator_in_time_offers_a_callback_and_keeps_the_ticket(
     )
     (ticket,) = [t for t in listed.tickets if t.ticket_id == ticket_id]
     assert ticket.state == hitl_pb2.TICKET_STATE_QUEUED  # the ticket stays
-    assert ticket.callback.accepted
+    assert ticket.HasField("callback")  # offered ...
+    assert not ticket.callback.accepted  # ... and not accepted before the caller answers
+    # The caller answers the question on the next turn; the ticket records the answer.
+    await call.say(NUMBER if accepts else NO)
+    await call.until(lambda: len(call.sink.turns) == 3)
+    assert call.sink.turns[2].reply_source == "callback"
+
+    async def answered() -> hitl_pb2.Ticket:
+        for _ in range(100):
+            listed = await hitl.stub.ListQueue(
+                hitl_pb2.ListQueueRequest(context=call_context(call.call), include_closed=True)
+            )
+            (ticket,) = [t for t in listed.tickets if t.ticket_id == ticket_id]
+            if ticket.callback.accepted == accepts and (not accepts or ticket.callback.number):
+                return ticket
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the answer never reached the ticket: {ticket.callback}")
+
+    ticket = await answered()
+    assert ticket.callback.number == ("4155550100" if accepts else "")
     # The call is still up and the agent answers again.
     call.context.result = ContextResult(confidence=0.9)
     await call.say(QUESTION)
-    await call.until(lambda: len(call.sink.turns) == 3)
-    assert call.sink.turns[2].agent_text == "Let me look into your appointment."
+    await call.until(lambda: len(call.sink.turns) == 4)
+    assert call.sink.turns[3].agent_text == "Let me look into your appointment."
     assert not call.task.done()
     await call.end()
+    listed = await hitl.stub.ListQueue(
+        hitl_pb2.ListQueueRequest(context=call_context(call.call), include_closed=True)
+    )
+    (ticket,) = [t for t in listed.tickets if t.ticket_id == ticket_id]
+    # accepted: queued for the operator who calls back; declined: withdrawn with the call
+    expected = hitl_pb2.TICKET_STATE_QUEUED if accepts else hitl_pb2.TICKET_STATE_CANCELLED
+    assert ticket.state == expected
 
 
 async def test_approval_round_trip_through_the_real_queue(hitl: Hitl) -> None:

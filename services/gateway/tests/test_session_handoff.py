@@ -47,7 +47,9 @@ CALL = CallInfo("CA9", "acme", "support", "v3", caller_address="+15550100")
 POLICY = RetryPolicy(timeout_s=0.5, backoff_s=0.1, max_backoff_s=0.2)
 TEXTS = HandoffTexts(
     handoff="Let me get a colleague for you. Please hold.",
-    callback="Sorry, nobody is free. A colleague will call you back.",
+    callback="Sorry, nobody is free. Shall a colleague call you back?",
+    callback_accepted="Thank you. A colleague will call you back at {number}.",
+    callback_declined="All right, no callback. How else can I help?",
     resume="Thanks for holding. I am back.",
     unavailable="Sorry, I cannot reach a colleague.",
 )
@@ -63,11 +65,15 @@ ASK_PERSON, QUESTION, CALLER_TALKS, OPERATOR_TALKS = (
     voice(3000),
     voice(6000),
 )
+YES, NO, NUMBER = voice(1400), voice(1600), voice(1800)
 HEARD = {
     1000: "I want to talk to a real person",
     1200: "when is my appointment",
     3000: "my crown fell out",
     6000: "we booked you for three pm today",
+    1400: "Yes please.",
+    1600: "No thanks, I'll call again tomorrow.",
+    1800: "Call me at four one five, five five five, zero one zero zero.",
 }
 
 
@@ -254,19 +260,69 @@ async def test_no_operator_callback_offer_and_the_call_stays_up(
     await rig.until(lambda: len(rig.hitl.escalations) == 1)
     await rig.frames(SILENCE, 160)  # 3.2 s on hold: past the operator timeout
     await rig.until(lambda: rig.session.machine.state is State.LISTENING)
-    assert rig.hitl.callbacks == [("t-1", True)]
+    # offered, not accepted: the caller was asked, nobody answered yet
+    assert rig.hitl.callbacks == [("t-1", False, "")]
     assert rig.hitl.cancelled == []
     assert TEXTS.callback in rig.tts.texts
     assert rig.session.handoffs is not None
     assert rig.session.handoffs.results[0].outcome is Outcome.TIMED_OUT
     rig.context.result = ContextResult(confidence=0.9)
-    await rig.say(QUESTION)
+    await rig.say(QUESTION)  # no answer to the offer: the caller moved on
     await rig.until(lambda: len(rig.sink.turns) == 3)
     assert rig.sink.turns[2].agent_text == "Let me look into your appointment."
+    assert TEXTS.callback in [m.text for m in rig.llm.requests[0].history]  # it knows it asked
+    await rig.say(YES)  # too late: the question was answered by moving on
+    await rig.until(lambda: len(rig.sink.turns) == 4)
+    assert rig.sink.turns[3].reply_source != "callback"
+    assert rig.hitl.callbacks == [("t-1", False, "")]
     assert rig.task is not None
     assert not rig.task.done()
     rig.transport.hang_up()
     await asyncio.wait_for(rig.task, 5)
+    assert rig.hitl.cancelled == ["t-1"]  # never accepted: withdrawn when the call ends
+
+
+@pytest.mark.parametrize(
+    ("answer", "recorded", "reply"),
+    [
+        (YES, ("t-1", True, ""), TEXTS.callback_accepted.format(number="this number")),
+        (
+            NUMBER,
+            ("t-1", True, "4155550100"),
+            TEXTS.callback_accepted.format(number="4 1 5, 5 5 5, 0 1 0 0"),
+        ),
+        (NO, ("t-1", False, ""), TEXTS.callback_declined),
+    ],
+)
+async def test_the_caller_is_asked_about_a_callback_and_the_ticket_records_the_answer(
+    spans: InMemorySpanExporter, answer: bytes, recorded: tuple[str, bool, str], reply: str
+) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    rig.context.result = ContextResult(intent="human", intent_score=0.9)
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+    await rig.frames(SILENCE, 160)  # no operator in time: the caller is asked
+    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+    assert rig.hitl.callbacks == [("t-1", False, "")]
+    rig.context.result = ContextResult(intent="small_talk", intent_score=0.9, confidence=0.9)
+    await rig.say(answer)
+    await rig.until(lambda: len(rig.sink.turns) == 3)
+    turn = rig.sink.turns[2]
+    assert (turn.reply_source, turn.agent_text) == ("callback", reply)
+    assert turn.escalation is None
+    assert rig.llm.requests == []  # the agent's own words, no LLM
+    await rig.until(lambda: len(rig.hitl.callbacks) == 2)
+    assert rig.hitl.callbacks[1] == recorded
+    assert len(rig.hitl.escalations) == 1
+    events = {
+        e.name: dict(e.attributes or {}) for s in spans.get_finished_spans() for e in s.events
+    }
+    assert events["callback.answer"]["accepted"] is recorded[1]
+    rig.transport.hang_up()
+    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    # the hitl service keeps a ticket whose callback was accepted; the gateway withdraws it
+    assert rig.hitl.cancelled == ["t-1"]
 
 
 async def test_operator_ends_the_call(spans: InMemorySpanExporter) -> None:
@@ -341,7 +397,7 @@ async def test_callback_ticket_taken_while_the_caller_is_still_on(
     await rig.until(lambda: len(rig.hitl.escalations) == 1)
     await rig.frames(SILENCE, 160)  # no operator in time: callback offered, the agent resumes
     await rig.until(lambda: rig.session.machine.state is State.LISTENING)
-    assert rig.hitl.callbacks == [("t-1", True)]
+    assert rig.hitl.callbacks == [("t-1", False, "")]
     # An operator picks the callback ticket while the caller is still on the line.
     rig.hitl.update("t-1", TicketState.TAKEN_OVER, operator_id="op-2")
     await rig.until(lambda: rig.session.machine.state is State.HANDED_OFF)

@@ -283,9 +283,21 @@ class Escalation(_Strict):
         default=60.0, gt=0.0, le=3600.0, description="no operator by then: offer a callback"
     )
     callback_message: str = Field(
-        default="I'm sorry, all my colleagues are busy right now. A colleague will call you "
-        "back at this number as soon as they can. Meanwhile, I'm happy to keep helping you.",
+        default="I'm sorry, all my colleagues are busy right now. Would you like a colleague "
+        "to call you back? You can say yes, no, or the number to call.",
         min_length=1,
+        description="no operator in time: a question (the caller's next turn answers it)",
+    )
+    callback_accepted_message: str = Field(
+        default="Thank you. A colleague will call you back at {number}. Meanwhile, I'm happy "
+        "to keep helping you.",
+        min_length=1,
+        description="the caller accepted; {number}: the number given, or 'this number'",
+    )
+    callback_declined_message: str = Field(
+        default="All right, no callback. How else can I help?",
+        min_length=1,
+        description="the caller declined the callback",
     )
     resume_message: str = Field(
         default="Thank you for holding. I'm back with you. How else can I help?", min_length=1

@@ -158,6 +158,8 @@ class Gateway:
             HandoffTexts(
                 handoff=spec.handoff_message,
                 callback=spec.callback_message,
+                callback_accepted=spec.callback_accepted_message,
+                callback_declined=spec.callback_declined_message,
                 resume=spec.resume_message,
                 unavailable=spec.unavailable_message,
                 approval=spec.approval_message,

@@ -17,6 +17,7 @@ from vaderSentiment.vaderSentiment import (  # type: ignore[import-untyped]
     SentimentIntensityAnalyzer,
 )
 
+from trunkline.gateway.core.callback import CallbackAnswer, callback_answer, spoken_digits
 from trunkline.gateway.core.escalation import (
     EscalationDecision,
     EscalationPolicy,
@@ -47,9 +48,12 @@ class Sentiment:
 @dataclass(frozen=True, slots=True)
 class HandoffTexts:
     handoff: str = "Let me connect you with a colleague who can help. Please stay on the line."
-    callback: str = (
-        "I'm sorry, all my colleagues are busy right now. A colleague will call you back."
+    callback: str = (  # a question: the caller's next turn answers it (core/callback.py)
+        "I'm sorry, all my colleagues are busy right now. Would you like a colleague to call "
+        "you back? You can say yes, no, or the number to call."
     )
+    callback_accepted: str = "Thank you. A colleague will call you back at {number}."
+    callback_declined: str = "All right, no callback. How else can I help?"
     resume: str = "Thank you for holding. I'm back with you. How else can I help?"
     unavailable: str = (
         "I'm sorry, I can't reach a colleague right now. I'll keep helping you myself."
@@ -79,6 +83,52 @@ class Escalations:
         self.metrics = metrics
         self._planned: dict[int, TurnSignals] = {}  # turn id -> its signals, until finished
         self.clips: Callable[[str], bytes | None] = lambda text: None  # rendered lines
+        self.callback_ticket = ""  # the caller was asked about a callback on this ticket
+        self._answers: dict[int, CallbackAnswer] = {}  # turn id -> the caller's answer
+
+    def ask_callback(self, ticket_id: str) -> None:
+        """The caller was just asked whether a colleague should call back: the next turn
+        may answer it."""
+        self.callback_ticket = ticket_id
+
+    def _callback(self, text: str, record: TurnRecord, plan: Plan) -> Plan | None:
+        """The turn that follows a callback offer: its answer (yes, no, a number) and the
+        reply to it; None when it is no answer (the turn goes on as any other)."""
+        answer = callback_answer(text)
+        trace.get_current_span().add_event(
+            "callback.answer",
+            {
+                "ticket_id": self.callback_ticket,
+                "answered": answer is not None,
+                "accepted": answer is not None and answer.accepted,
+                "detail": answer.detail if answer is not None else "",
+            },
+        )
+        if answer is None:
+            return None
+        self._answers[record.turn_id] = answer
+        texts = self.side.texts
+        if answer.accepted:
+            number = spoken_digits(answer.number) if answer.number else "this number"
+            reply = texts.callback_accepted.replace("{number}", number)
+        else:
+            reply = texts.callback_declined
+        record.hang_up = False
+        return replace(plan, source=ReplySource.CALLBACK, text=reply, reason=answer.detail)
+
+    def answered(self, record: TurnRecord) -> tuple[str, CallbackAnswer] | None:
+        """The finished turn's answer to the callback offer (ticket id, answer), once. A turn
+        with words that is no answer ends the question (the caller moved on; the offer stays
+        unaccepted); a dropped speculative turn never counts."""
+        answer = self._answers.pop(record.turn_id, None)
+        for stale in [t for t in self._answers if t < record.turn_id]:
+            del self._answers[stale]
+        if answer is None:
+            if record.user_text.strip():
+                self.callback_ticket = ""
+            return None
+        ticket, self.callback_ticket = self.callback_ticket, ""
+        return ticket, answer
 
     def clip(self, plan: Plan) -> bytes | None:
         """The hold message's audio when it was rendered before (the turn skips TTS)."""
@@ -86,7 +136,12 @@ class Escalations:
 
     def check(self, text: str, record: TurnRecord, plan: Plan) -> Plan:
         """Decide on the planned turn (a preview: the turn counts once it finished, see
-        :meth:`finished`); an escalation speaks the hold message instead."""
+        :meth:`finished`); an escalation speaks the hold message instead. Right after a
+        callback offer the turn may be the caller's answer: the reply confirms it."""
+        if self.callback_ticket:
+            answering = self._callback(text, record, plan)
+            if answering is not None:
+                return answering
         context = record.context
         signals = TurnSignals(
             text=text,

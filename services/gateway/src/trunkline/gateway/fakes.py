@@ -308,7 +308,7 @@ class FakeHumanLoop(HumanLoop):
         self.fail = fail
         self.escalations: list[EscalationRequest] = []
         self.approvals: list[ApprovalRequest] = []
-        self.callbacks: list[tuple[str, bool]] = []
+        self.callbacks: list[tuple[str, bool, str]] = []
         self.cancelled: list[str] = []
         self._updates: dict[str, asyncio.Queue[TicketUpdate]] = {}
         self._tickets = 0
@@ -349,7 +349,7 @@ class FakeHumanLoop(HumanLoop):
     async def offer_callback(
         self, call: CallInfo, ticket_id: str, *, accepted: bool, number: str = ""
     ) -> None:
-        self.callbacks.append((ticket_id, accepted))
+        self.callbacks.append((ticket_id, accepted, number))
 
     async def cancel(self, call: CallInfo, ticket_id: str, reason: str) -> None:
         self.cancelled.append(ticket_id)

@@ -77,7 +77,7 @@ class Phase(StrEnum):
 class Outcome(StrEnum):
     HANDED_BACK = "handed_back"  # the agent resumes, knowing what was said
     ENDED = "ended"  # the operator ended the call
-    TIMED_OUT = "timed_out"  # no operator in time: callback offered, the ticket stays
+    TIMED_OUT = "timed_out"  # no operator in time: a callback offered, the ticket stays
     DISMISSED = "dismissed"  # the operator declined the escalation: the agent resumes
     UNAVAILABLE = "unavailable"  # the hitl service could not be reached: the agent resumes
     CALL_ENDED = "call_ended"  # the caller hung up meanwhile
@@ -381,13 +381,15 @@ class Handoff:
                 return await self._close(Outcome.DISMISSED, self.audio.resume, waited, update.note)
 
     async def _timed_out(self, *, expired: bool = False) -> HandoffResult | None:
-        """No operator in time: the caller is offered a callback; the ticket stays queued.
-        None when the ticket turns out taken over meanwhile (the operator is on the call)."""
+        """No operator in time: the caller is asked whether a colleague should call back (the
+        offer is recorded, not yet accepted: the caller's next turn answers it); the ticket
+        stays queued. None when the ticket turns out taken over meanwhile (the operator is on
+        the call)."""
         try:
             await within(
                 self.clock,
                 self.policy.escalate_timeout_s,
-                self.hitl.offer_callback(self.call, self.ticket_id, accepted=True),
+                self.hitl.offer_callback(self.call, self.ticket_id, accepted=False),
             )
         except HumanLoopError as exc:
             if exc.code == "FAILED_PRECONDITION" and not expired:

@@ -583,7 +583,7 @@ class CallSession:
         assert self.handoffs is not None
         self.handoffs.finish(result)
         self.handoffs.follow(result, self._inbox.put_nowait)
-        actions = self.machine.take_back(result.history())
+        actions = self.machine.take_back(self.handoffs.history_after(result))
         self._prefill_next()
         return actions
 

@@ -8,16 +8,19 @@ import asyncio
 import contextlib
 import logging
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from opentelemetry import trace
 
 from trunkline.audio import float32_to_pcm16, frame_bytes, resample_pcm16
+from trunkline.gateway.core.callback import CallbackAnswer
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.escalation import EscalationDecision
+from trunkline.gateway.core.events import Message
 from trunkline.gateway.escalations import Escalations, HumanSide, escalation_request
 from trunkline.gateway.fillers import FillerCache
 from trunkline.gateway.handoff import (
@@ -118,6 +121,8 @@ class SessionHandoffs:
         self._task: asyncio.Task[HandoffResult] | None = None
         self._renderer: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
+        self._work: set[asyncio.Task[None]] = set()  # callback answers being recorded
+        self._offered = ""  # the ticket of the last callback offer (withdrawn at the end)
         hold = side.hold_pcm
         if hold and out_rate != 16000:
             hold = resample_pcm16(hold, 16000, out_rate)
@@ -148,10 +153,28 @@ class SessionHandoffs:
         )
 
     def decision_after(self, record: TurnRecord) -> EscalationDecision | None:
-        """Whether the finished turn escalates the call (its plan did, or its tools failed)."""
+        """Whether the finished turn escalates the call (its plan did, or its tools failed).
+        A turn that answered a callback offer gets its answer recorded on the ticket."""
         if self.handoff is not None:
             return None
+        answered = self.escalations.answered(record)
+        if answered is not None:
+            ticket_id, answer = answered
+            self._spawn(self._record_callback(ticket_id, answer))
         return self.escalations.finished(record)
+
+    async def _record_callback(self, ticket_id: str, answer: CallbackAnswer) -> None:
+        try:
+            await self.side.hitl.offer_callback(
+                self.call, ticket_id, accepted=answer.accepted, number=answer.number
+            )
+        except HumanLoopError as exc:
+            log.warning("call %s: the callback answer was not recorded: %s", self.call.call_id, exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
 
     def start(
         self,
@@ -166,6 +189,8 @@ class SessionHandoffs:
         """Hand the call over; ``done`` gets a ``HandoffDone`` when it is over. With
         ``ticket_id``: an operator accepted that (callback) ticket, join them at once."""
         self._stop_following()
+        if ticket_id == self._offered:
+            self._offered = ""  # the callback ticket taken: this handoff follows it
         request = escalation_request(self.call, turns, decision, entities)
         audio = self._audio  # the lines follow (``_render``); the hold audio is ready now
         policy = HandoffPolicy(
@@ -224,6 +249,17 @@ class SessionHandoffs:
         )
         if self.metrics is not None:
             self.metrics.handoffs.add(1, {"outcome": result.outcome.value})
+        if result.outcome is Outcome.TIMED_OUT and result.ticket_id:
+            self._offered = result.ticket_id
+            self.escalations.ask_callback(result.ticket_id)  # the next turn may answer
+
+    def history_after(self, result: HandoffResult) -> list[Message]:
+        """What the agent knows when it takes the call back: what was said meanwhile, and the
+        question it asked when no operator came (the caller's next words answer it)."""
+        history = result.history()
+        if result.outcome is Outcome.TIMED_OUT:
+            history.append(Message("agent", self.side.texts.callback))
+        return history
 
     def follow(self, result: HandoffResult, taken: Callable[[OperatorTook], None]) -> None:
         """After a callback offer the ticket stays queued: an operator who accepts it while
@@ -273,10 +309,18 @@ class SessionHandoffs:
         await handoff.attach(leg)
 
     async def close(self) -> None:
-        """The call ended: the pending ticket is withdrawn (a short wait), then stopped."""
+        """The call ended: the pending ticket is withdrawn (a short wait), then stopped. A
+        ticket whose callback the caller did not accept is withdrawn too (an accepted one
+        stays queued for the operator who calls back: the hitl service keeps it)."""
         if self._renderer is not None:
             self._renderer.cancel()
         self._stop_following()
+        if self._work:
+            await asyncio.wait(self._work, timeout=3.0)
+        if self._offered:
+            with contextlib.suppress(HumanLoopError, TimeoutError):
+                reason = "the call ended (a callback accepted keeps the ticket)"
+                await asyncio.wait_for(self.side.hitl.cancel(self.call, self._offered, reason), 3.0)
         task, handoff = self._task, self.handoff
         if task is None or handoff is None:
             return

@@ -62,6 +62,7 @@ REPLY_SOURCES = {
     "fallback": events_pb2.REPLY_SOURCE_FALLBACK,
     "greeting": events_pb2.REPLY_SOURCE_GREETING,
     "handoff": events_pb2.REPLY_SOURCE_HANDOFF,
+    "callback": events_pb2.REPLY_SOURCE_CALLBACK,
 }
 TRANSPORTS = {
     "twilio": call_pb2.TRANSPORT_TWILIO,

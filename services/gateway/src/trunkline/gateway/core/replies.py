@@ -31,6 +31,7 @@ class ReplySource(StrEnum):
     FALLBACK = "fallback"
     GREETING = "greeting"
     HANDOFF = "handoff"  # the call escalates: the spec's hold message
+    CALLBACK = "callback"  # the caller answered a callback offer: the spec's confirmation
 
 
 class Intent(StrEnum):
