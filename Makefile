@@ -19,9 +19,10 @@ install: uv ## Create .venv with every member and dev tool from uv.lock, generat
 	$(MAKE) tools
 	UV=$(UV) $(PY) python tools/llama_build.py
 
-tools: ## Build helm, Jaeger and kube-apiserver + etcd (operator tests) from the Go module proxy once, cached under ~/.cache/trunkline/tools/<name>-<version>
+tools: ## Build helm, Jaeger and kube-apiserver + etcd (operator tests) from the Go module proxy once, cached under ~/.cache/trunkline/tools/<name>-<version>; vendor livekit-client (npm) for the LiveKit caller page
 	$(PY) python tools/go_tools.py build
 	$(PY) python tools/envtest_build.py
+	$(PY) python tools/livekit_client.py
 	$(MAKE) --no-print-directory browser
 
 browser: ## Debian chromium for the console's browser tests (Playwright drives /usr/bin/chromium), installed with apt-get only when missing

@@ -10,8 +10,11 @@ turn-taking defaults) whose peers are fakes that answer at once (STT text fixed,
   Opus both ways), each speaking the same recorded phrase ``--turns`` times. Voice-to-voice:
   the caller's last voiced frame sent -> the first voiced reply frame received, at the caller.
 - Concurrency: ``--rooms`` LiveKit rooms at once, each a caller speaking ``--room-turns``
-  phrases; voice-to-voice p50/p95, frames the agent's pacer skipped (dropped), and the process's
-  CPU seconds and RSS growth per room (the callers run in the same process: both ends counted).
+  phrases, the callers in a process of their own (``benchmarks/livekit/callers.py``):
+  voice-to-voice p50/p95, the agent's 20 ms slots served late and frames its pacer skipped
+  (dropped), and the gateway process's CPU seconds and RSS growth per room.
+- Hops: the agent's transport is timed (``benchmarks/livekit/hops.py``): each turn's
+  voice-to-voice cut into upstream, turn, pacer and downstream medians.
 
 Prints tables and writes ``benchmarks/results/livekit.json`` with the CPU and the load average.
 """
@@ -27,7 +30,6 @@ import resource
 import statistics
 import time
 import uuid
-import wave
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ import numpy as np
 from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 
+from benchmarks.livekit.callers import in_subprocess, livekit_call, phrase
+from benchmarks.livekit.hops import ProbedTransport, turn_hops
 from trunkline.audio import pcm16_to_mulaw, resample_pcm16
 from trunkline.cli.caller.client import CallOptions, SimulatedCaller
 from trunkline.cli.caller.dial import CallIdentity, direct_target
@@ -62,7 +66,6 @@ from trunkline.gateway.pipeline import Peers
 from trunkline.gateway.session import CallSession, SessionConfig
 from trunkline.gateway.transports.base import CallStart, Transport
 from trunkline.gateway.transports.livekit import LiveKitTransport
-from trunkline.gateway.transports.livekit_peer import LiveKitCaller
 from trunkline.gateway.web import GatewayWeb, TenantAuth
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,23 +83,6 @@ class ToneSynthesizer(FakeSynthesizer):
         word = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
         for _ in text.split():
             yield word
-
-
-def phrase() -> bytes:
-    with wave.open(str(WAV)) as wav:
-        return bytes(wav.readframes(wav.getnframes()))
-
-
-def last_voiced_s(pcm: bytes, rate: int) -> float:
-    """Where the phrase's last voiced 20 ms frame ends (seconds from its start)."""
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    step = rate // 50
-    last = 0
-    for i in range(0, len(samples) - step + 1, step):
-        rms = float(np.sqrt(np.mean(samples[i : i + step] ** 2)))
-        if 20 * np.log10(max(rms, 1e-9) / 32768) > FLOOR_DBFS:
-            last = i + step
-    return last / rate
 
 
 class Rig:
@@ -150,35 +136,23 @@ async def twilio_call(port: int, turns: int) -> list[float]:
     return [t.voice_to_voice_ms / 1000 for t in result.turns if t.voice_to_voice_ms is not None]
 
 
-async def livekit_call(url: str, token: str, turns: int, pcm: bytes) -> list[float]:
-    caller = LiveKitCaller(16000)
-    figures: list[float] = []
-    voiced_s = last_voiced_s(pcm, 16000)
-    try:
-        await caller.join(url, token)
-        await _quiet(caller, first_after=0.0)  # the greeting
-        for _ in range(turns):
-            started = time.monotonic()
-            caller.say(pcm)
-            ended = started + voiced_s
-            await _quiet(caller, first_after=ended)
-            at = caller.first_loud(ended)
-            if at is not None:
-                figures.append(at - ended)
-    finally:
-        await caller.leave()
-    return figures
+def probe_of(rig: Rig, room: str) -> ProbedTransport | None:
+    return next(
+        (t for t in rig.transports if isinstance(t, ProbedTransport) and t.label == room), None
+    )
 
 
-async def _quiet(caller: LiveKitCaller, first_after: float, limit_s: float = 20.0) -> None:
-    """Until a reply started after ``first_after`` and then 0.8 s passed without one."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        heard = caller.first_loud(first_after)
-        last = caller.last_loud
-        if heard is not None and last is not None and time.monotonic() - last > 0.8:
-            return
-        await asyncio.sleep(0.05)
+def hop_rows(
+    pairs: Sequence[tuple[float, float]], probe: ProbedTransport | None
+) -> list[dict[str, float]]:
+    if probe is None:
+        return []
+    return [row for a, e in pairs if (row := turn_hops(a, e, probe))]
+
+
+def hop_medians(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+    keys = ("upstream_ms", "turn_ms", "pacer_ms", "downstream_ms")
+    return {k: round(statistics.median(r[k] for r in rows), 1) for k in keys} if rows else {}
 
 
 def stats(values: Sequence[float]) -> dict[str, Any]:
@@ -207,7 +181,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     livekit = LiveKitServer(webhook_urls=[f"http://127.0.0.1:{port}/livekit/webhook"])
     keys = key_table(livekit.api_key, livekit.api_secret, {"acme": ("", "")})
-    dispatch = LiveKitDispatch(rig.web, livekit.url, keys)
+    dispatch = LiveKitDispatch(rig.web, livekit.url, keys, transport_class=ProbedTransport)
     app = rig.web.app()
     dispatch.add_routes(app)
     runner = web.AppRunner(app, access_log=None)
@@ -219,26 +193,32 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     try:
         twilio = await twilio_call(port, args.turns)
         room = f"acme.support.{uuid.uuid4().hex[:8]}"
-        single = await livekit_call(livekit.url, room_token(key, room, "caller"), args.turns, pcm)
+        pairs = await livekit_call(livekit.url, room_token(key, room, "caller"), args.turns, pcm)
+        single = [e - a for a, e in pairs]
+        single_hops = hop_rows(pairs, probe_of(rig, room))
 
         before_cpu = resource.getrusage(resource.RUSAGE_SELF)
         before_rss = rss_mb()
         rig.transports.clear()
         rooms = [f"acme.support.r{i}-{uuid.uuid4().hex[:6]}" for i in range(args.rooms)]
+        tokens = {r: room_token(key, r, f"c{i}") for i, r in enumerate(rooms)}
         started = time.monotonic()
-        results = await asyncio.gather(
-            *(
-                livekit_call(livekit.url, room_token(key, r, f"c{i}"), args.room_turns, pcm)
-                for i, r in enumerate(rooms)
-            ),
-            return_exceptions=True,
+        callers: dict[str, Any] = (
+            await in_subprocess(livekit.url, tokens, args.room_turns)
+            if rooms
+            else {"rooms": {}, "errors": {}, "cpu_s": 0.0, "rss_mb": 0.0}
         )
         wall = time.monotonic() - started
         after_cpu = resource.getrusage(resource.RUSAGE_SELF)
         peak_rss = rss_mb()
-        failed = [repr(r) for r in results if isinstance(r, BaseException)]
-        many = [f for r in results if isinstance(r, list) for f in r]
-        skipped = sum(t.pacer.skipped for t in rig.transports if isinstance(t, LiveKitTransport))
+        failed = list(callers["errors"].values())
+        many = [e - a for r in callers["rooms"].values() for a, e in r]
+        many_hops = [
+            row for name, r in callers["rooms"].items() for row in hop_rows(r, probe_of(rig, name))
+        ]
+        probes = [t for t in rig.transports if isinstance(t, LiveKitTransport)]
+        skipped = sum(t.pacer.skipped for t in probes)
+        late = sum(t.slots_late for t in probes)
     finally:
         await runner.cleanup()
         livekit.close()
@@ -248,8 +228,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "load_average": os.getloadavg(),
         "endpoint_ms": TURN_TAKING.endpoint_ms,
+        "agent_sends_silence": ProbedTransport.send_silence,
+        "agent_source_queue_ms": ProbedTransport.source_queue_ms,
         "twilio": stats(twilio),
         "livekit": stats(single),
+        "livekit_hops_p50_ms": hop_medians(single_hops),
         "livekit_minus_twilio_p50_ms": (
             round(1000 * (statistics.median(single) - statistics.median(twilio)), 1)
             if single and twilio
@@ -261,9 +244,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "answered_turns": len(many),
             "failed_rooms": failed,
             "voice_to_voice": stats(many),
+            "hops_p50_ms": hop_medians(many_hops),
             "agent_frames_skipped": skipped,
-            "cpu_s_per_room": round(cpu_s / max(1, args.rooms), 2),
-            "cpu_share_of_one_core": round(cpu_s / wall, 2),
+            "agent_slots_late": late,
+            "gateway_cpu_s_per_room": round(cpu_s / max(1, args.rooms), 2),
+            "gateway_cores_busy": round(cpu_s / wall, 2),
+            "callers_process_cpu_s": round(callers["cpu_s"], 1),
+            "callers_process_rss_mb": round(callers["rss_mb"], 1),
             "rss_growth_mb_per_room": round((peak_rss - before_rss) / max(1, args.rooms), 1),
             "wall_s": round(wall, 1),
         },
@@ -290,10 +277,13 @@ def table(report: dict[str, Any]) -> str:
     )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.append(f"livekit hops p50 (ms): {report['livekit_hops_p50_ms']}")
+    lines.append(f"x{c['rooms']} rooms hops p50 (ms): {c['hops_p50_ms']}")
     lines.append(
         f"livekit - twilio (p50): {report['livekit_minus_twilio_p50_ms']} ms; concurrent: "
-        f"{c['agent_frames_skipped']} agent frames skipped, {c['cpu_s_per_room']} CPU s/room "
-        f"({c['cpu_share_of_one_core']} cores busy), {c['rss_growth_mb_per_room']} MB RSS/room, "
+        f"{c['agent_frames_skipped']} agent frames skipped, {c['agent_slots_late']} slots late, "
+        f"gateway {c['gateway_cpu_s_per_room']} CPU s/room "
+        f"({c['gateway_cores_busy']} cores busy), {c['rss_growth_mb_per_room']} MB RSS/room, "
         f"failed rooms {len(c['failed_rooms'])}; load {report['load_average'][0]:.1f}"
     )
     return "\n".join(lines)
@@ -305,6 +295,17 @@ if __name__ == "__main__":
     parser.add_argument("--rooms", type=int, default=20)
     parser.add_argument("--room-turns", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    report = asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--send-silence",
+        choices=("default", "on", "off"),
+        default="default",
+        help="the agent's track: silent frames in slots without reply audio",
+    )
+    parser.add_argument("--source-queue-ms", type=int, default=LiveKitTransport.source_queue_ms)
+    options = parser.parse_args()
+    if options.send_silence != "default":
+        ProbedTransport.send_silence = options.send_silence == "on"
+    ProbedTransport.source_queue_ms = options.source_queue_ms
+    report = asyncio.run(main(options))
     print(table(report))
-    parser.parse_args().out.write_text(json.dumps(report, indent=2) + "\n")
+    options.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -28,6 +28,7 @@ from livekit import api as livekit_api
 from livekit import rtc
 from livekit.protocol import models
 
+from trunkline.gateway.livekit_page import LiveKitPage
 from trunkline.gateway.livekit_rooms import (
     LiveKitKey,
     RoomRefusedError,
@@ -85,12 +86,16 @@ def with_livekit(
     settings: GatewaySettings,
     tenants: Mapping[str, TenantConfig],
 ) -> web.Application:
-    """``app`` with ``POST /livekit/webhook`` when ``GATEWAY_LIVEKIT_URL`` is set."""
+    """``app`` with ``POST /livekit/webhook`` and the browser caller (``/livekit/call``) when
+    ``GATEWAY_LIVEKIT_URL`` is set."""
+
     if settings.livekit_url:
         keys = livekit_keys(
             settings.livekit_api_key, settings.livekit_api_secret.get_secret_value(), tenants
         )
-        LiveKitDispatch(web_, settings.livekit_url, keys).add_routes(app)
+        dispatch = LiveKitDispatch(web_, settings.livekit_url, keys)
+        dispatch.add_routes(app)
+        LiveKitPage(dispatch).add_routes(app)
         log.info("livekit rooms dispatched by webhook", extra={"livekit_url": settings.livekit_url})
     return app
 
@@ -104,8 +109,10 @@ class LiveKitDispatch:
         *,
         connect_timeout_s: float = 10.0,
         caller_timeout_s: float = 30.0,
+        transport_class: type[LiveKitTransport] = LiveKitTransport,
     ) -> None:
         self.web = web_
+        self.transport_class = transport_class  # (a benchmark's subclass times each hop)
         self.url = url
         self.keys = keys
         self.connect_timeout_s = connect_timeout_s
@@ -116,7 +123,8 @@ class LiveKitDispatch:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/livekit/webhook", self.webhook)
 
-    def _agents(self) -> dict[str, frozenset[str]]:
+    def agents(self) -> dict[str, frozenset[str]]:
+        """Tenant -> the agents it has (the rooms this gateway serves)."""
         return {tenant: auth.agents for tenant, auth in self.web.tenants.items()}
 
     def _refuse(self, status: int, reason: str) -> web.Response:
@@ -151,7 +159,7 @@ class LiveKitDispatch:
         ):
             return web.json_response({"ignored": "an agent joined"})
         try:
-            target = parse_room(event.room.name, self._agents())
+            target = parse_room(event.room.name, self.agents())
         except RoomRefusedError as exc:
             return self._refuse(404, str(exc))
         if target.tenant not in key.tenants:
@@ -159,6 +167,13 @@ class LiveKitDispatch:
             return self._refuse(403, reason)
         joined = self.dispatch(target)
         return web.json_response({"room": target.room, "call_id": target.call_id, "new": joined})
+
+    def caller_token(
+        self, target: RoomTarget, identity: str, ttl: datetime.timedelta
+    ) -> str | None:
+        """A token for a caller to join ``target``'s room (None: the tenant has no key)."""
+        key = key_for_tenant(self.keys, target.tenant)
+        return None if key is None else room_token(key, target.room, identity, ttl=ttl)
 
     def dispatch(self, target: RoomTarget) -> bool:
         """Join ``target``'s room and run its call (False: already served)."""
@@ -179,7 +194,7 @@ class LiveKitDispatch:
 
     async def _run(self, target: RoomTarget, key: LiveKitKey) -> None:
         room = rtc.Room()
-        transport = LiveKitTransport(
+        transport = self.transport_class(
             room, self.web.clock, label=target.room, caller_timeout_s=self.caller_timeout_s
         )
         self.transports[target.room] = transport

@@ -42,6 +42,7 @@ from trunkline.gateway.transports.base import (
 log = logging.getLogger(__name__)
 OPUS_RATE = 48000
 SOURCE_QUEUE_MS = 100  # the SDK's own buffer ahead of the encoder (the pacer feeds it in time)
+STREAM_FRAME_MS = 20  # caller audio from the SDK in 20 ms frames (10 ms: twice the events)
 
 
 class LiveKitTransport(Transport):
@@ -50,6 +51,8 @@ class LiveKitTransport(Transport):
 
     name = "livekit"
     out_rate = OPUS_RATE
+    send_silence = False  # capture a silent frame in every slot without reply audio
+    source_queue_ms = SOURCE_QUEUE_MS
 
     def __init__(
         self, room: rtc.Room, clock: Clock, *, label: str = "", caller_timeout_s: float = 30.0
@@ -63,6 +66,7 @@ class LiveKitTransport(Transport):
         self.ignored_tracks: list[str] = []  # "identity:kind" of tracks never subscribed
         self._seen: set[str] = set()  # publication sids already handled
         self.frames_played = 0  # reply frames handed to the source
+        self.slots_late = 0  # 20 ms slots served after the next one was due (event loop late)
         self.pacer = Pacer()
         self._frame_bytes = frame_bytes(self.out_rate)
         self._items: deque[bytes | str] = deque()
@@ -73,7 +77,8 @@ class LiveKitTransport(Transport):
         self._reader: asyncio.Task[None] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._ended = False
-        self.source = rtc.AudioSource(self.out_rate, 1, queue_size_ms=SOURCE_QUEUE_MS)
+        self.source = rtc.AudioSource(self.out_rate, 1, queue_size_ms=self.source_queue_ms)
+        self._silence = bytes(self._frame_bytes)
         self.track = rtc.LocalAudioTrack.create_audio_track("agent", self.source)
         room.on("track_published", self._on_published)
         room.on("track_subscribed", self._on_subscribed)
@@ -168,15 +173,21 @@ class LiveKitTransport(Transport):
         self.hang_up(f"room disconnected ({reason})")
 
     async def _read(self, track: rtc.RemoteAudioTrack) -> None:
-        stream = rtc.AudioStream.from_track(track=track, sample_rate=INTERNAL_RATE, num_channels=1)
+        stream = rtc.AudioStream.from_track(
+            track=track, sample_rate=INTERNAL_RATE, num_channels=1, frame_size_ms=STREAM_FRAME_MS
+        )
         framer = Framer(INTERNAL_RATE)
         try:
             async for event in stream:
                 now = self.clock.now()
                 for whole in framer.push(bytes(event.frame.data)):
-                    self._events.put_nowait(AudioIn(whole.pcm, now))
+                    self._received(whole.pcm, now)
         finally:
             await stream.aclose()
+
+    def _received(self, pcm: bytes, now: float) -> None:
+        """One whole 20 ms caller frame (a subclass may time it: ``benchmarks/livekit``)."""
+        self._events.put_nowait(AudioIn(pcm, now))
 
     def hang_up(self, reason: str) -> None:
         if not self._ended:
@@ -191,6 +202,7 @@ class LiveKitTransport(Transport):
         before it, tick ``Played``."""
         while not self._ended:
             frames = self.pacer.due(self.clock.now())
+            self.slots_late += max(0, frames - 1)
             for _ in range(frames):
                 self.pacer.take()
                 self._echo_marks()
@@ -200,6 +212,8 @@ class LiveKitTransport(Transport):
                     await self._capture(pcm)
                     self.frames_played += 1
                     self._echo_marks()
+                elif self.send_silence:
+                    await self._capture(self._silence)
                 self._events.put_nowait(Played(1))
             await self.clock.sleep(max(0.0, self.pacer.next_at() - self.clock.now()))
 

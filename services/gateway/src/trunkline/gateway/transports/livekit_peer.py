@@ -37,6 +37,7 @@ class LiveKitCaller:
         self.room = rtc.Room()
         self.heard = Heard()
         self.loud_times: list[float] = []  # arrival of each heard frame above ``LOUD_DBFS``
+        self.said_times: list[float] = []  # when each queued speech frame went to the source
         self.video = video
         self.source = rtc.AudioSource(rate, 1, queue_size_ms=60)
         self._frames: deque[bytes] = deque()
@@ -57,7 +58,9 @@ class LiveKitCaller:
             self._tasks.append(asyncio.create_task(self._camera(video)))
 
     def say(self, pcm: bytes) -> float:
-        """Queue ``pcm``; returns how long it takes to play (seconds)."""
+        """Queue ``pcm``; returns how long it takes to play (seconds). Its frames' capture times
+        follow in ``said_times`` (frame ``i`` of this phrase at ``len(said_times)`` before + i,
+        once no earlier phrase is still queued)."""
         step = self.frame_bytes
         for i in range(0, len(pcm), step):
             self._frames.append(pcm[i : i + step].ljust(step, b"\x00"))
@@ -83,7 +86,11 @@ class LiveKitCaller:
             wait = start + count * 0.02 - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            pcm = self._frames.popleft() if self._frames else silence
+            if self._frames:
+                pcm = self._frames.popleft()
+                self.said_times.append(time.monotonic())
+            else:
+                pcm = silence
             frame = rtc.AudioFrame(pcm, self.rate, 1, self.frame_bytes // 2)
             await self.source.capture_frame(frame)
             count += 1
@@ -104,7 +111,9 @@ class LiveKitCaller:
             self._tasks.append(asyncio.create_task(self._listen(track)))
 
     async def _listen(self, track: rtc.RemoteAudioTrack) -> None:
-        stream = rtc.AudioStream.from_track(track=track, sample_rate=HEARD_RATE, num_channels=1)
+        stream = rtc.AudioStream.from_track(
+            track=track, sample_rate=HEARD_RATE, num_channels=1, frame_size_ms=20
+        )
         pending = bytearray()
         try:
             async for event in stream:
