@@ -130,6 +130,9 @@ class AppConfig:
     llm_library_dir: Path | None = None
     ledger_database_url: str = ""
     """The cost ledger's database (``LEDGER_DATABASE_URL``): ``<run dir>/ledger.db``."""
+    transcripts_url: str = ""
+    """The encrypted transcript store (``GATEWAY_TRANSCRIPTS_URL``): ``<run dir>/transcripts.db``;
+    empty: none (unredacted transcripts are never stored)."""
     prices_dir: Path | None = None
     """Per-tenant price tables (``LEDGER_PRICES_DIR``, ``prices/`` in the repository)."""
     """A llama.cpp build for this CPU (``LLM_LIBRARY_DIR``, see
@@ -164,7 +167,9 @@ def app_env(spec: ServiceSpec, ports: Mapping[str, int], app: AppConfig) -> dict
     """The agent/tenant/data settings of ``spec`` (empty for a service that needs none)."""
     p = spec.prefix
     if spec.name == "gateway":
+        transcripts = {f"{p}TRANSCRIPTS_URL": app.transcripts_url} if app.transcripts_url else {}
         return {
+            **transcripts,
             f"{p}HTTP_HOST": LOOPBACK,
             f"{p}HTTP_PORT": str(ports[GATEWAY_HTTP]),
             f"{p}AGENTS_PATH": str(app.agents_dir),

@@ -56,6 +56,7 @@ from trunkline.runtime.client import DOWN, health_status
 SERVING = "SERVING"
 KNOWLEDGE_DB = "knowledge.db"
 LEDGER_DB = "ledger.db"  # the cost ledger (`trunkline cost report` reads it)
+TRANSCRIPTS_DB = "transcripts.db"  # encrypted unredacted turns (`trunkline calls` reads it)
 RENDERED_AGENTS = "agents"
 
 
@@ -152,6 +153,7 @@ class _Starter:
             peer_timeout_s=settings.peer_timeout_s,
             llm_library_dir=library_dir(settings.llm_library_dir),
             ledger_database_url=f"sqlite:///{self.run_dir / LEDGER_DB}",
+            transcripts_url=f"sqlite:///{self.run_dir / TRANSCRIPTS_DB}",
             prices_dir=settings.prices_dir.resolve(),
         )
         self.livekit_env: dict[str, str] = {}  # the gateway's GATEWAY_LIVEKIT_* (LiveKit up)

@@ -3,10 +3,16 @@
 ``tenants.yaml`` (mode 0600) has the shape the gateway reads from ``GATEWAY_TENANTS_FILE``. It is
 created with random secrets on the first ``stack up`` and reused afterwards, so a caller that
 read it once (``trunkline call``, the demo, the tests) keeps working across restarts.
+
+The local tenant's transcript policy (issue 13): an entry without one gets
+``transcripts: {store_unredacted: true, retention_days: 7, key: <fresh 32-byte key>}``, so the
+local stack keeps each turn as said, encrypted, in ``<run dir>/transcripts.db`` (``trunkline
+calls list|show|purge``); a policy already in the file (e.g. ``store_unredacted: false``) is kept.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from dataclasses import dataclass
@@ -16,6 +22,13 @@ from typing import Any
 import yaml
 
 TENANTS_FILE = "tenants.yaml"
+LOCAL_RETENTION_DAYS = 7
+
+
+def transcript_policy() -> dict[str, Any]:
+    """A fresh local transcript policy: stored unredacted, encrypted with a new key."""
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    return {"store_unredacted": True, "retention_days": LOCAL_RETENTION_DAYS, "key": key}
 
 
 class TenantError(RuntimeError):
@@ -70,9 +83,11 @@ def ensure_tenant(path: Path, name: str, agents: tuple[str, ...]) -> LocalTenant
         agents=agents,
     )
     data[name] = {
+        **entry,  # what else the entry says (its transcript policy, LiveKit keys) is kept
         "stream_secret": tenant.stream_secret,
         "twilio_auth_token": tenant.twilio_auth_token,
         "agents": list(agents),
+        "transcripts": entry.get("transcripts") or transcript_policy(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

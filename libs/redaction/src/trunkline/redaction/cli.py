@@ -4,7 +4,9 @@ trunkline calls list   [--url URL] [--tenant T]
 trunkline calls purge  --call-id ID [--tenant T] [--url URL]     delete one call's transcript
 trunkline calls purge  --expired [--url URL]                     delete what is past retention
 trunkline calls show   --call-id ID --tenant T [--url URL]       decrypt (key from
-                       TRUNKLINE_TRANSCRIPT_KEY_<TENANT>, tenant upper-cased, '-' as '_')
+                       TRUNKLINE_TRANSCRIPT_KEY_<TENANT>, tenant upper-cased, '-' as '_',
+                       else from the tenant's entry in --tenants-file, by default
+                       $GATEWAY_TENANTS_FILE or the local stack's .run/tenants.yaml)
 trunkline calls new-key                                           a fresh tenant key
 
 The store URL defaults to ``$TRANSCRIPTS_URL`` or ``sqlite:///.run/transcripts.db`` (the gateway
@@ -21,6 +23,7 @@ import sys
 import time
 
 import sqlalchemy as sa
+import yaml
 
 from trunkline.redaction.transcripts import (
     DEFAULT_URL,
@@ -31,9 +34,27 @@ from trunkline.redaction.transcripts import (
     parse_key,
 )
 
+DEFAULT_TENANTS_FILE = ".run/tenants.yaml"  # the local stack's (trunkline up)
+
 
 def key_env(tenant: str) -> str:
     return "TRUNKLINE_TRANSCRIPT_KEY_" + tenant.upper().replace("-", "_")
+
+
+def tenant_key(tenant: str, tenants_file: str) -> str:
+    """The tenant's key text: its environment variable, else its entry in the tenants file
+    (``<tenant>: {transcripts: {key: ...}}``, the gateway's file); empty when neither has it."""
+    from_env = os.environ.get(key_env(tenant), "")
+    if from_env or not tenants_file or not os.path.isfile(tenants_file):
+        return from_env
+    try:
+        with open(tenants_file, encoding="utf-8") as file:
+            data = yaml.safe_load(file)
+    except (OSError, yaml.YAMLError):
+        return ""
+    entry = data.get(tenant) if isinstance(data, dict) else None
+    policy = entry.get("transcripts") if isinstance(entry, dict) else None
+    return str(policy.get("key") or "") if isinstance(policy, dict) else ""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     show = actions.add_parser("show", parents=[url], help="decrypt one call's transcript")
     show.add_argument("--call-id", required=True)
     show.add_argument("--tenant", required=True)
+    show.add_argument(
+        "--tenants-file", default=os.environ.get("GATEWAY_TENANTS_FILE", DEFAULT_TENANTS_FILE)
+    )
     actions.add_parser("new-key", help="print a fresh tenant key (URL-safe base64)")
     return parser
 
@@ -90,10 +114,11 @@ def _run(args: argparse.Namespace, store: TranscriptStore) -> int:
         print(f"deleted {deleted} turns of call {args.call_id}")
         return 0
     try:
-        key = parse_key(os.environ.get(key_env(args.tenant), ""), args.tenant)
+        key = parse_key(tenant_key(args.tenant, args.tenants_file), args.tenant)
         stored = store.read(args.tenant, args.call_id, key)
     except (TranscriptKeyError, TranscriptDecryptError) as exc:
-        print(f"trunkline calls show: {exc} (key from ${key_env(args.tenant)})", file=sys.stderr)
+        where = f"${key_env(args.tenant)} or {args.tenants_file}"
+        print(f"trunkline calls show: {exc} (key from {where})", file=sys.stderr)
         return 2
     for turn in stored:
         print(json.dumps({"turn": turn.turn_index, **turn.record}, ensure_ascii=False))

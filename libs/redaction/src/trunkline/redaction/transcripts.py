@@ -7,8 +7,9 @@ the tenant, call id and turn index are the associated data, so a row moved to an
 tenant does not decrypt). Keys come from a Secret (the gateway's tenants file) or the
 environment, as 32 bytes in URL-safe base64; they are never logged and never stored here.
 
-SQL through SQLAlchemy Core: SQLite by default (``sqlite:///.run/transcripts.db``), any
-SQLAlchemy URL (PostgreSQL) in production. Blocking: call it from a worker thread.
+SQL through SQLAlchemy Core: SQLite by default (``sqlite:///.run/transcripts.db``), PostgreSQL
+in production (``postgresql://`` is driven by psycopg 3, as the ledger's). Blocking: call it from
+a worker thread.
 """
 
 from __future__ import annotations
@@ -92,7 +93,10 @@ class TranscriptStore:
             folder = os.path.dirname(url.removeprefix("sqlite:///"))
             if folder:
                 os.makedirs(folder, exist_ok=True)
-        self.engine = sa.create_engine(url)
+        if url.startswith("postgresql://"):  # psycopg 3, not SQLAlchemy's default psycopg2
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        pre_ping = not url.startswith("sqlite")  # a server restart: a fresh connection
+        self.engine = sa.create_engine(url, pool_pre_ping=pre_ping)
         _META.create_all(self.engine)
 
     def close(self) -> None:
