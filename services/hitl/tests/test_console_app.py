@@ -16,7 +16,7 @@ from trunkline.hitl.console.app import Console, ConsoleConfig
 from trunkline.hitl.console.fakes import EchoSignaling, MemoryFeed
 from trunkline.hitl.console.operators import Operator, OperatorBook, hash_password
 from trunkline.hitl.console.signaling import SignalingError
-from trunkline.proto.common.v1 import call_pb2, timing_pb2
+from trunkline.proto.common.v1 import call_pb2, timing_pb2, transcript_pb2
 from trunkline.proto.events.v1 import events_pb2
 
 pytestmark = pytest.mark.unit
@@ -237,3 +237,37 @@ def test_softphone_relays_offers_to_the_gateway(
     )
     assert down.status_code == 502
     assert "did not answer" in down.json()["error"]
+
+
+def handoff_line(tenant: str, call_id: str, speaker: int, text: str, second: int) -> object:
+    event = events_pb2.HandoffLine(
+        context=context(tenant, call_id),
+        ticket_id="t-1",
+        line=transcript_pb2.TranscriptEntry(speaker=speaker, text=text),
+        operator_id="alice",
+    )
+    event.line.spoken_at.FromSeconds(1_700_000_000 + second)
+    return event
+
+
+async def test_lines_said_with_the_operator_stream_into_the_calls_transcript(
+    client: TestClient, feed: MemoryFeed
+) -> None:
+    await feed.add(events_pb2.CallStarted(context=context("acme", "CA-acme")))
+    await feed.add(events_pb2.CallStarted(context=context("globex", "CA-globex")))
+    await feed.add(turn("acme", "CA-acme", "I want to talk to a real person"))
+    caller, operator = transcript_pb2.SPEAKER_CALLER, transcript_pb2.SPEAKER_OPERATOR
+    await feed.add(handoff_line("acme", "CA-acme", caller, "my crown fell out", 1))  # type: ignore[arg-type]
+    await feed.add(handoff_line("acme", "CA-acme", operator, "we can see you at three", 4))  # type: ignore[arg-type]
+    await feed.add(handoff_line("globex", "CA-globex", caller, "globex secret words", 2))  # type: ignore[arg-type]
+    log_in(client, "alice")
+    stream = client.get("/calls/CA-acme/stream").text
+    events = [block for block in stream.split("\r\n\r\n") if "event: line" in block]
+    assert len(events) == 2, stream
+    assert 'data-speaker="caller"' in events[0]
+    assert "my crown fell out" in events[0]
+    assert 'data-speaker="operator"' in events[1]
+    assert "we can see you at three" in events[1]
+    assert stream.index("real person") < stream.index("my crown fell out")  # in order said
+    assert "globex" not in stream
+    assert "globex secret words" not in client.get("/calls/CA-globex/stream").text

@@ -25,6 +25,7 @@ from trunkline.gateway.peers.hitl import (
     EscalationRequest,
     HumanLoop,
     HumanLoopError,
+    Line,
     TicketState,
     TicketUpdate,
 )
@@ -232,6 +233,11 @@ class RecordingSink(CallSink):
     async def call_ended(self, summary: CallSummary) -> None:
         self.events.append(("call.ended", summary))
         self.ended.set()
+
+    async def handoff_line(
+        self, call: CallInfo, ticket_id: str, operator_id: str, line: Line, spoken_at: float
+    ) -> None:
+        self.events.append(("handoff.line", (ticket_id, operator_id, line, spoken_at)))
 
 
 class FakeTransport(Transport):

@@ -218,6 +218,13 @@ class Handoff:
         self._updates: asyncio.Queue[TicketUpdate | None] = asyncio.Queue()
         self._operator_id = ""
         self._seq = 0
+        # told of each line as soon as it is transcribed (the console's live transcript)
+        self.on_line: Callable[[Line, float], None] | None = None
+
+    @property
+    def operator_id(self) -> str:
+        """The operator on the call, once the gateway learned it (empty before)."""
+        return self._operator_id
 
     # ---- from the session -------------------------------------------------------------------
 
@@ -515,7 +522,13 @@ class Handoff:
             log.warning("call %s: handoff transcription failed: %r", self.call.call_id, exc)
             return
         if text:
-            self._lines.append((at, seq, Line(speaker, text)))
+            line = Line(speaker, text)
+            self._lines.append((at, seq, line))
+            if self.on_line is not None:
+                try:
+                    self.on_line(line, at)
+                except Exception as exc:  # publishing never touches the call
+                    log.warning("call %s: handoff line not published: %r", self.call.call_id, exc)
 
     async def _finish_transcripts(self) -> None:
         for speaker, side in self._sides.items():

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from trunkline.gateway.core.escalation import EscalationDecision
 from trunkline.gateway.core.events import Message, State
 from trunkline.gateway.core.tools import ToolStatus
+from trunkline.gateway.peers.hitl import Line
 from trunkline.gateway.peers.types import CallInfo, ContextResult
 
 
@@ -89,3 +90,9 @@ class CallSink(ABC):
 
     @abstractmethod
     async def call_ended(self, summary: CallSummary) -> None: ...
+
+    async def handoff_line(  # noqa: B027 (optional: a sink without a live transcript ignores it)
+        self, call: CallInfo, ticket_id: str, operator_id: str, line: Line, spoken_at: float
+    ) -> None:
+        """A line the caller or the operator said while an operator was on the call
+        (``spoken_at``: wall-clock seconds), as soon as it was transcribed."""

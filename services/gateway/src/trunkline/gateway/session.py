@@ -54,6 +54,7 @@ from trunkline.gateway.escalations import HumanSide
 from trunkline.gateway.fillers import FillerCache, tone
 from trunkline.gateway.handoff import HandoffResult, OperatorLeg, Outcome
 from trunkline.gateway.metrics import GatewayMetrics, version_labels
+from trunkline.gateway.peers.hitl import Line
 from trunkline.gateway.peers.types import CallInfo, Prefilled, StoredAnswer
 from trunkline.gateway.pipeline import Peers, TurnPipeline
 from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
@@ -163,6 +164,7 @@ class CallSession:
                 synthesizer=peers.tts,
                 metrics=metrics,
                 out_rate=transport.out_rate,
+                lines=self._handoff_line,
             )
             self.pipeline.escalations = self.handoffs.escalations
         self.turns: list[TurnRecord] = []
@@ -586,6 +588,10 @@ class CallSession:
         actions = self.machine.take_back(self.handoffs.history_after(result))
         self._prefill_next()
         return actions
+
+    def _handoff_line(self, ticket_id: str, operator_id: str, line: Line, at: float) -> None:
+        call = self.call
+        self._publish(lambda: self.sink.handoff_line(call, ticket_id, operator_id, line, at))
 
     def _publish(self, job: Callable[[], Awaitable[None]]) -> None:
         self._sink_queue.put_nowait(job)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import wave
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
@@ -33,7 +34,7 @@ from trunkline.gateway.handoff import (
 )
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.base import Synthesizer, Transcriber
-from trunkline.gateway.peers.hitl import HumanLoopError, TicketState
+from trunkline.gateway.peers.hitl import HumanLoopError, Line, TicketState
 from trunkline.gateway.peers.types import CallInfo
 from trunkline.gateway.records import TurnRecord
 
@@ -74,6 +75,9 @@ def load_hold_audio(path: str | Path) -> bytes:
     return pcm if rate == 16000 else resample_pcm16(pcm, rate, 16000)
 
 
+LineSink = Callable[[str, str, Line, float], None]
+
+
 @dataclass(frozen=True, slots=True)
 class OperatorTook:
     """The session's inbox item when an operator accepted a callback ticket of a call that
@@ -105,8 +109,12 @@ class SessionHandoffs:
         synthesizer: Synthesizer,
         metrics: GatewayMetrics | None = None,
         out_rate: int = 16000,
+        lines: LineSink | None = None,
     ) -> None:
+        """``lines``: told of each line said while an operator is on the call, as soon as it
+        is transcribed (ticket id, operator id, the line, wall-clock seconds it started)."""
         self.call = call
+        self.lines = lines
         self.side = side
         self.clock = clock
         self.fillers = fillers
@@ -209,6 +217,8 @@ class SessionHandoffs:
             ticket_id=ticket_id,
         )
         self.handoff = handoff
+        if self.lines is not None:
+            handoff.on_line = lambda line, at: self._line(handoff, line, at)
         trace.get_current_span().add_event(
             "handoff.started",
             {"reason": request.reason, "detail": request.detail, "announce": announce},
@@ -231,6 +241,11 @@ class SessionHandoffs:
         self._task.add_done_callback(finished)
         self._renderer = asyncio.create_task(self._render(handoff, announce))
         return handoff
+
+    def _line(self, handoff: Handoff, line: Line, at: float) -> None:
+        assert self.lines is not None
+        spoken_at = time.time() - max(0.0, self.clock.now() - at)  # the handoff's clock: wall
+        self.lines(handoff.ticket_id, handoff.operator_id, line, spoken_at)
 
     def finish(self, result: HandoffResult) -> None:
         """The handoff is over (the session takes the call back or ends it)."""

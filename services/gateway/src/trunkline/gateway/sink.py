@@ -21,9 +21,11 @@ from trunkline.bus.streams import EVENTS, event_subject
 from trunkline.gateway.core.events import Message, State
 from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.peers.grpc_common import call_context
+from trunkline.gateway.peers.grpc_hitl import SPEAKERS
+from trunkline.gateway.peers.hitl import Line
 from trunkline.gateway.peers.types import CallInfo
 from trunkline.gateway.records import CallSink, CallSummary, ToolRecord, TurnRecord
-from trunkline.proto.common.v1 import call_pb2, timing_pb2, tool_pb2, usage_pb2
+from trunkline.proto.common.v1 import call_pb2, timing_pb2, tool_pb2, transcript_pb2, usage_pb2
 from trunkline.proto.events.v1 import events_pb2
 from trunkline.redaction import redact
 from trunkline.redaction.messages import redact_message
@@ -258,6 +260,25 @@ class EventSink(CallSink):
         finally:
             await self._publish("call_ended", call, event)
 
+    async def handoff_line(
+        self, call: CallInfo, ticket_id: str, operator_id: str, line: Line, spoken_at: float
+    ) -> None:
+        stamp = Timestamp()
+        stamp.FromNanoseconds(int(spoken_at * 1e9))
+        event = events_pb2.HandoffLine(
+            event_id=_event_id(),
+            occurred_at=_now(),
+            context=call_context(call),
+            ticket_id=ticket_id,
+            line=transcript_pb2.TranscriptEntry(
+                speaker=SPEAKERS.get(line.speaker, transcript_pb2.SPEAKER_SYSTEM),
+                text=line.text,
+                spoken_at=stamp,
+            ),
+            operator_id=operator_id,
+        )
+        await self._publish("handoff_line", call, event)
+
     # ---- helpers --------------------------------------------------------------------------
 
     async def _publish(self, kind: str, call: CallInfo, event: _Event) -> None:
@@ -280,7 +301,12 @@ class EventSink(CallSink):
             await self.store.create(change(fresh))
 
 
-_Event = events_pb2.CallStarted | events_pb2.TurnCompleted | events_pb2.CallEnded
+_Event = (
+    events_pb2.CallStarted
+    | events_pb2.TurnCompleted
+    | events_pb2.CallEnded
+    | events_pb2.HandoffLine
+)
 
 
 def _sum(a: usage_pb2.Usage, b: usage_pb2.Usage) -> usage_pb2.Usage:

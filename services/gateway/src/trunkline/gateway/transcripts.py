@@ -18,6 +18,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from trunkline.gateway.core.events import Message, State
+from trunkline.gateway.peers.hitl import Line
 from trunkline.gateway.peers.types import CallInfo
 from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
 from trunkline.redaction.transcripts import TranscriptStore, parse_key
@@ -106,6 +107,11 @@ class TranscriptSink(CallSink):
                     type(exc).__name__,
                 )
         await self.inner.turn_completed(record)
+
+    async def handoff_line(
+        self, call: CallInfo, ticket_id: str, operator_id: str, line: Line, spoken_at: float
+    ) -> None:
+        await self.inner.handoff_line(call, ticket_id, operator_id, line, spoken_at)
 
     async def call_ended(self, summary: CallSummary) -> None:
         try:

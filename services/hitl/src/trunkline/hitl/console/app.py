@@ -36,7 +36,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from trunkline.hitl.console.board import Board, turn_view
+from trunkline.hitl.console.board import Board, line_view, turn_view
 from trunkline.hitl.console.desk import Desk, QueueUnavailableError
 from trunkline.hitl.console.feed import EventFeed, valid_token
 from trunkline.hitl.console.operators import OperatorBook
@@ -265,6 +265,10 @@ class Console:
                     turn = turn_view(event.message)
                     html = templates.get_template("_turn.html").render(turn=turn)
                     yield ServerSentEvent(data=html, event="turn", id=f"turn-{turn.index}")
+                elif isinstance(event.message, events_pb2.HandoffLine):
+                    line = line_view(event.message)
+                    html = templates.get_template("_line.html").render(line=line)
+                    yield ServerSentEvent(data=html, event="line", id=line.key)
                 status = templates.get_template("_call_status.html").render(row=row)
                 yield ServerSentEvent(data=status, event="status")
 

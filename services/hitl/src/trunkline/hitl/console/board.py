@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from trunkline.hitl.console.waterfall import Stage, Waterfall, waterfall
-from trunkline.proto.common.v1 import call_pb2
+from trunkline.proto.common.v1 import call_pb2, transcript_pb2
 from trunkline.proto.events.v1 import events_pb2
 
 EventMessage = (
@@ -24,6 +24,7 @@ EventMessage = (
     | events_pb2.ApprovalRequested
     | events_pb2.ApprovalDecided
     | events_pb2.EscalationUpdated
+    | events_pb2.HandoffLine
 )
 
 KINDS: dict[str, type[EventMessage]] = {
@@ -34,6 +35,7 @@ KINDS: dict[str, type[EventMessage]] = {
     "approval": events_pb2.ApprovalRequested,
     "approval_decided": events_pb2.ApprovalDecided,
     "escalation_updated": events_pb2.EscalationUpdated,
+    "handoff_line": events_pb2.HandoffLine,
 }
 """Event kinds the console reads (the subject's third token) and their payload types."""
 
@@ -79,6 +81,31 @@ class TurnView:
     tools: tuple[tuple[str, str], ...] = ()  # (tool name, status)
     citations: tuple[str, ...] = ()
     at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LineView:
+    """A line said while an operator was on the call (caller or operator), live."""
+
+    call_id: str
+    speaker: str  # "caller", "operator"
+    text: str
+    at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable element id: the same line replayed replaces itself."""
+        stamp = int(self.at.timestamp() * 1000) if self.at is not None else 0
+        return f"line-{self.speaker}-{stamp}"
+
+
+def line_view(event: events_pb2.HandoffLine) -> LineView:
+    return LineView(
+        call_id=event.context.call_id,
+        speaker=_enum_name(event.line.speaker, "SPEAKER_", transcript_pb2.Speaker),
+        text=event.line.text,
+        at=_time(event.line.spoken_at) or _time(event.occurred_at),
+    )
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,12 @@
       const old = document.getElementById(item.id);
       if (old) old.replaceWith(item); else transcript.appendChild(item);
     });
+    // lines said while an operator is on the call, as each is transcribed
+    source.addEventListener("line", function (event) {
+      const item = fragment(event.data);
+      const old = document.getElementById(item.id);
+      if (old) old.replaceWith(item); else transcript.appendChild(item);
+    });
     source.addEventListener("status", function (event) { status.innerHTML = event.data; });
   }
 
