@@ -96,3 +96,31 @@ def test_facts_inside_pii_are_masked() -> None:
         "number:[CARD]",
         "time:9:00",
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # speech-to-text writes digits read out in groups with a comma and a space
+        ("My card number is 4111, 1111, 1111, 1111.", "My card number is [CARD]."),
+        ("card 4111, 1111, 1111, 1112, thanks", "card [CARD], thanks"),  # misheard: still a card
+        ("you can call me on 415, 555, 0132", "you can call me on [PHONE]"),
+        ("my account is 441, 729", "my account is [ACCOUNT]"),
+    ],
+)
+def test_comma_grouped_digits_as_speech_to_text_writes_them(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We were open in 2019, 2020 and 2021.",
+        "I have 2019, 2020, 2021, 2022 records",
+        "Rooms 101, 102, 103 are free.",
+        "It is 12, 13, 14, 15 dollars.",
+        "The total comes to 1,250,000 dollars.",
+    ],
+)
+def test_comma_separated_numbers_without_a_reason_stay(text: str) -> None:
+    assert redact(text) == text

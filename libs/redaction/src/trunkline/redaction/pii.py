@@ -268,6 +268,12 @@ _REFERENCE_CONTEXT = re.compile(
     r"appointment|room|flight|model|serial|part|item|sku|quantity|units?|boxes|pieces|copies)\b"
 )
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){3,7}(?:\s?[A-Z0-9]{1,4})?\b")
+# Written digit groups with a comma and a space between them: speech-to-text writes a card or a
+# phone number read out in groups that way ("4111, 1111, 1111, 1111"), where a quantity has no
+# space ("1,250"). Only a Luhn-valid card, or a phone or account number beside its word, counts
+# (a list of years or room numbers stays as it is).
+_CARD_WORDS = re.compile(r"(?i)\b(?:card|visa|mastercard|amex|credit|debit)\b")
+_COMMA_GROUPS = re.compile(r"(?<![\d,.])\d{2,6}(?:,[ \t]+\d{2,6}){1,7}(?![\d]|[.,]\d)")
 _EXPIRY = re.compile(
     r"(?i)\bexp(?:iry|ires|iring|iration)?(?:\s+date)?\s*(?:is\s+)?:?\s*\d{2}\s?/\s?\d{2,4}\b"
 )
@@ -319,10 +325,26 @@ def _phone_shaped(run: DigitRun) -> bool:
     return n == 7 and run.formatted and run.groups == (3, 4)
 
 
+def _comma_groups(text: str) -> list[Finding]:
+    found = []
+    for m in _COMMA_GROUPS.finditer(text):
+        digits = re.sub(r"\D", "", m.group(0))
+        n = len(digits)
+        card_word = _near_before(_CARD_WORDS, text, m.start(), 40)
+        if 13 <= n <= 19 and (luhn_ok(digits) or card_word):  # misheard: still the card
+            found.append(Finding(Entity.CARD, m.start(), m.end()))
+        elif 7 <= n <= 13 and _near_before(_PHONE_CONTEXT, text, m.start(), 40):
+            found.append(Finding(Entity.PHONE, m.start(), m.end()))
+        elif n >= 6 and _near_before(_ACCOUNT_CONTEXT, text, m.start(), 40):
+            found.append(Finding(Entity.ACCOUNT, m.start(), m.end()))
+    return found
+
+
 def _numbers(text: str, skip: list[tuple[int, int]]) -> list[Finding]:
     found = []
     for m in _IBAN.finditer(text):
         found.append(Finding(Entity.ACCOUNT, m.start(), m.end()))
+    found += _comma_groups(text)
     for m in _EXPIRY.finditer(text):
         found.append(Finding(Entity.CARD, m.start(), m.end()))
     taken = skip + [(f.start, f.end) for f in found]
