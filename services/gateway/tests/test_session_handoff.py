@@ -412,3 +412,36 @@ async def test_callback_ticket_taken_while_the_caller_is_still_on(
     assert [r.outcome for r in handoffs.results] == [Outcome.TIMED_OUT, Outcome.HANDED_BACK]
     rig.transport.hang_up()
     await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+
+
+async def test_an_outright_request_plays_the_ready_hold_message_without_waiting_for_context(
+    spans: InMemorySpanExporter,
+) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()  # the greeting played: the hold message is rendered meanwhile
+    await rig.until(lambda: TEXTS.handoff in rig.tts.texts)
+    rig.context.result = ContextResult(intent="small_talk", intent_score=0.9)  # never asked
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    turn = rig.sink.turns[1]
+    assert (turn.reply_source, turn.agent_text, turn.intent) == ("handoff", TEXTS.handoff, "human")
+    assert turn.escalation is not None
+    assert turn.escalation.reason is Reason.CALLER_REQUEST
+    assert "context" not in turn.stage_s
+    assert rig.context.queries == []  # the context service was not waited for
+    assert rig.tts.texts.count(TEXTS.handoff) == 1  # the clip rendered after the greeting
+    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+    rig.transport.hang_up()
+    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+
+
+async def test_a_question_still_resolves_its_context(spans: InMemorySpanExporter) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    rig.context.result = ContextResult(confidence=0.9)
+    await rig.say(QUESTION)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    assert rig.context.queries == ["when is my appointment"]
+    assert rig.hitl.escalations == []
+    rig.transport.hang_up()
+    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]

@@ -23,8 +23,9 @@ from trunkline.gateway.core.escalation import (
     EscalationPolicy,
     EscalationTracker,
     TurnSignals,
+    person_request,
 )
-from trunkline.gateway.core.replies import Plan, ReplySource
+from trunkline.gateway.core.replies import Intent, Plan, ReplySource
 from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.hitl import EscalationRequest, HumanLoop, Line, TurnGrounds
@@ -133,6 +134,21 @@ class Escalations:
     def clip(self, plan: Plan) -> bytes | None:
         """The hold message's audio when it was rendered before (the turn skips TTS)."""
         return self.clips(plan.text) if plan.source is ReplySource.HANDOFF else None
+
+    def before_context(self, text: str, record: TurnRecord) -> Plan | None:
+        """The hold message at once when the words ask outright for a person ("I need a real
+        human, not a robot"): the turn skips the context service. None: the turn resolves its
+        context and is decided by :meth:`check` as usual (a callback question pending, or no
+        outright request)."""
+        if self.callback_ticket or not self.side.policy.enabled or person_request(text) is None:
+            return None
+        asked = Plan(Intent.QUESTION, ReplySource.HANDOFF, reason="an outright request")
+        plan = self.check(text, record, asked)
+        if record.escalation is None:
+            return None
+        record.intent, record.reply_source = self.side.policy.human_intent, plan.source
+        trace.get_current_span().add_event("escalation.before_context", {"text": text[:256]})
+        return plan
 
     def check(self, text: str, record: TurnRecord, plan: Plan) -> Plan:
         """Decide on the planned turn (a preview: the turn counts once it finished, see

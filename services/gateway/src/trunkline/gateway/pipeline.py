@@ -154,18 +154,10 @@ class TurnPipeline:
             return
         self.entities.update(extract_entities(text, self.entity_names))
         self._caller_numbers.update(dict.fromkeys(_said_numbers(text)))
-        started = self.clock.now()
-        context = await self.peers.context.resolve(
-            self.call, text, self.entities, prefer_first=self._cached_citations()
-        )
-        record.stage_s["context"] = self.clock.now() - started
-        record.retrieval_confidence = context.confidence
-        record.citations = context.citations
-        record.context = context
-        plan = self._plan(text, record, context)
-        if self.escalations is not None:
-            plan = self.escalations.check(text, record, plan)
-            record.reply_source = plan.source
+        # An outright request for a person escalates at once: the hold message does not wait
+        # for the context service (its intent could only confirm what the words say).
+        early = self.escalations.before_context(text, record) if self.escalations else None
+        plan = early or await self._resolve_and_plan(text, record)
         if plan.text:
             record.cached = plan.source is ReplySource.CACHE
             record.generated_text = plan.text
@@ -178,6 +170,8 @@ class TurnPipeline:
                 clauses = _iterate(split_text(plan.text, self.min_clause_words))
                 await self._speak(work.turn_id, clauses, record, emit)
         else:
+            context = record.context
+            assert context is not None  # only a turn that resolved its context reaches the LLM
             request = LlmRequest(self.call, text, work.history, context)
             support = self._support.copy() if self.guard.enabled else None
             if support is not None:
@@ -187,6 +181,21 @@ class TurnPipeline:
             await self._speak(work.turn_id, generated, record, emit, support=support, question=text)
         self._read_ahead = None  # it read this turn ahead; the next one gets its own
         emit(WorkDone(work.turn_id))
+
+    async def _resolve_and_plan(self, text: str, record: TurnRecord) -> Plan:
+        started = self.clock.now()
+        context = await self.peers.context.resolve(
+            self.call, text, self.entities, prefer_first=self._cached_citations()
+        )
+        record.stage_s["context"] = self.clock.now() - started
+        record.retrieval_confidence = context.confidence
+        record.citations = context.citations
+        record.context = context
+        plan = self._plan(text, record, context)
+        if self.escalations is not None:
+            plan = self.escalations.check(text, record, plan)
+            record.reply_source = plan.source
+        return plan
 
     def _plan(self, text: str, record: TurnRecord, context: ContextResult) -> Plan:
         retrieved = Retrieved(

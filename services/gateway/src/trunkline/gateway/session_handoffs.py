@@ -165,11 +165,18 @@ class SessionHandoffs:
         A turn that answered a callback offer gets its answer recorded on the ticket."""
         if self.handoff is not None:
             return None
+        if record.greeting:  # the greeting has played: the hold message now, once per version
+            self._spawn(self._prepare())
         answered = self.escalations.answered(record)
         if answered is not None:
             ticket_id, answer = answered
             self._spawn(self._record_callback(ticket_id, answer))
         return self.escalations.finished(record)
+
+    async def _prepare(self) -> None:
+        """Render the hold message ahead (kept per agent version by the filler cache), so the
+        first escalating turn of the version plays it without waiting for TTS."""
+        await self.fillers.get(self.synthesizer, self.call, self.side.texts.handoff)
 
     async def _record_callback(self, ticket_id: str, answer: CallbackAnswer) -> None:
         try:
