@@ -492,3 +492,18 @@ async def test_the_agent_may_read_back_the_account_number_the_caller_gave(rig: R
     assert echoed.agent_text == "Let me check account 441 729 for you."
     assert (guessed.reply_source, guessed.grounded) == ("fallback", False)
     assert guessed.guard_interventions[0].unsupported == ("number:45",)
+
+
+async def test_dtmf_keys_reach_the_session_and_the_call_goes_on(rig: Rig) -> None:
+    await start(rig)
+    await rig.until(lambda: len(rig.sink.turns) == 1)
+    rig.transport.press("1")
+    rig.transport.press("#")
+    await rig.frames(VOICE, 10)
+    await rig.until(lambda: len(rig.sink.turns) == 2)
+    await rig.hang_up()
+    assert rig.session.keypresses == ["1", "#"]
+    assert rig.sink.turns[1].agent_text == "We are open nine to five. See you soon."
+    call_span = next(s for s in rig.spans.get_finished_spans() if s.name == "call")
+    keys = [(e.attributes or {})["digit"] for e in call_span.events if e.name == "dtmf"]
+    assert keys == ["1", "#"]

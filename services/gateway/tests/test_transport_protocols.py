@@ -10,6 +10,7 @@ from trunkline.gateway.transports.base import CallStart, Transport
 from trunkline.gateway.transports.messages import (
     BadMessageError,
     Connected,
+    Digit,
     Ignored,
     Mark,
     Media,
@@ -105,7 +106,7 @@ def test_twilio_inbound_messages() -> None:
     assert twilio_protocol.parse(media) == Media("//8=")
     assert twilio_protocol.parse('{"event":"mark","mark":{"name":"1.0"}}') == Mark("1.0")
     assert twilio_protocol.parse('{"event":"stop","stop":{}}') == Stop()
-    assert twilio_protocol.parse('{"event":"dtmf","dtmf":{"digit":"1"}}') == Ignored("dtmf")
+    assert twilio_protocol.parse('{"event":"dtmf","dtmf":{"digit":"1"}}') == Digit("1")
 
 
 @pytest.mark.parametrize(
@@ -117,6 +118,9 @@ def test_twilio_inbound_messages() -> None:
         ('{"event": "bogus"}', "unknown event"),
         ('{"event": "media", "media": {}}', "media.payload"),
         ('{"event": "mark", "mark": "x"}', "mark is not an object"),
+        ('{"event": "dtmf", "dtmf": {"digit": "12"}}', "not one of 0-9"),
+        ('{"event": "dtmf", "dtmf": {"digit": "x"}}', "not one of 0-9"),
+        ('{"event": "dtmf"}', "dtmf is not an object"),
         (
             '{"event":"start","start":{"streamSid":"M","callSid":"C",'
             '"mediaFormat":{"encoding":"audio/l16","sampleRate":16000}}}',
@@ -153,6 +157,7 @@ def test_plivo_messages() -> None:
     ) == Media("//8=")
     assert plivo_protocol.parse('{"event":"playedStream","name":"3.0"}') == Mark("3.0")
     assert plivo_protocol.parse('{"event":"clearedAudio"}') == Ignored("clearedAudio")
+    assert plivo_protocol.parse('{"event":"dtmf","dtmf":{"digit":"#"}}') == Digit("#")
     assert plivo_protocol.parse('{"event":"stop"}') == Stop()
     with pytest.raises(BadMessageError, match="unknown event"):
         plivo_protocol.parse('{"event":"nope"}')

@@ -32,7 +32,7 @@ from trunkline.gateway.app import (
 )
 from trunkline.gateway.calls import LiveCalls
 from trunkline.gateway.core.clock import SystemClock
-from trunkline.gateway.livekit_dispatch import with_livekit
+from trunkline.gateway.livekit_app import with_livekit
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.server import GATEWAY_ADMIN, GatewayAdminService, register
 from trunkline.gateway.settings import GatewaySettings

@@ -44,6 +44,7 @@ from trunkline.gateway.peers.types import (
 from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
 from trunkline.gateway.transports.base import (
     AudioIn,
+    Dtmf,
     Hangup,
     MarkEcho,
     Played,
@@ -271,6 +272,10 @@ class FakeTransport(Transport):
 
     def hang_up(self) -> None:
         self._inbox.put_nowait(Hangup("caller hung up"))
+
+    def press(self, digit: str) -> None:
+        """The caller presses a key (a DTMF event, as Twilio, Plivo and LiveKit SIP send)."""
+        self._inbox.put_nowait(Dtmf(digit, self._clock()))
 
     def _play_one(self) -> None:
         while self._pending and isinstance(self._pending[0], str):

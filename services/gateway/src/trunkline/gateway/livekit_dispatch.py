@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import jwt
@@ -28,7 +28,6 @@ from livekit import api as livekit_api
 from livekit import rtc
 from livekit.protocol import models
 
-from trunkline.gateway.livekit_page import LiveKitPage
 from trunkline.gateway.livekit_rooms import (
     LiveKitKey,
     RoomRefusedError,
@@ -37,7 +36,7 @@ from trunkline.gateway.livekit_rooms import (
     key_table,
     parse_room,
 )
-from trunkline.gateway.settings import GatewaySettings, TenantConfig
+from trunkline.gateway.settings import TenantConfig
 from trunkline.gateway.transports.base import CallStart
 from trunkline.gateway.transports.livekit import LiveKitTransport
 
@@ -78,26 +77,6 @@ def room_token(
     if agent:
         token = token.with_kind("agent").with_name("Trunkline agent")
     return token.with_grants(grants).with_ttl(ttl).to_jwt()
-
-
-def with_livekit(
-    app: web.Application,
-    web_: GatewayWeb,
-    settings: GatewaySettings,
-    tenants: Mapping[str, TenantConfig],
-) -> web.Application:
-    """``app`` with ``POST /livekit/webhook`` and the browser caller (``/livekit/call``) when
-    ``GATEWAY_LIVEKIT_URL`` is set."""
-
-    if settings.livekit_url:
-        keys = livekit_keys(
-            settings.livekit_api_key, settings.livekit_api_secret.get_secret_value(), tenants
-        )
-        dispatch = LiveKitDispatch(web_, settings.livekit_url, keys)
-        dispatch.add_routes(app)
-        LiveKitPage(dispatch).add_routes(app)
-        log.info("livekit rooms dispatched by webhook", extra={"livekit_url": settings.livekit_url})
-    return app
 
 
 class LiveKitDispatch:
@@ -175,8 +154,17 @@ class LiveKitDispatch:
         key = key_for_tenant(self.keys, target.tenant)
         return None if key is None else room_token(key, target.room, identity, ttl=ttl)
 
-    def dispatch(self, target: RoomTarget) -> bool:
-        """Join ``target``'s room and run its call (False: already served)."""
+    def dispatch(
+        self,
+        target: RoomTarget,
+        *,
+        token: str = "",
+        url: str = "",
+        done: Callable[[bool], object] | None = None,
+    ) -> bool:
+        """Join ``target``'s room and run its call (False: already served). ``token``/``url``:
+        the ones LiveKit's agent dispatch assigned (default: a token minted with the tenant's
+        key, this gateway's URL); ``done(ok)`` is called when the room's task ends."""
         if target.room in self.rooms:
             return False
         key = key_for_tenant(self.keys, target.tenant)
@@ -185,28 +173,40 @@ class LiveKitDispatch:
                 "livekit room %s refused: tenant %s has no API key", target.room, target.tenant
             )
             return False
-        task = asyncio.create_task(self._run(target, key), name=f"livekit:{target.room}")
+        token = token or room_token(key, target.room, AGENT_IDENTITY, agent=True)
+        run = self._room(target, token, url or self.url, done)
+        task = asyncio.create_task(run, name=f"livekit:{target.room}")
         self.rooms[target.room] = task
         self.web.calls.add(task)
         task.add_done_callback(self.web.calls.discard)
         task.add_done_callback(lambda _t: self.rooms.pop(target.room, None))
         return True
 
-    async def _run(self, target: RoomTarget, key: LiveKitKey) -> None:
+    async def _room(
+        self, target: RoomTarget, token: str, url: str, done: Callable[[bool], object] | None
+    ) -> None:
+        ok = False
+        try:
+            ok = await self._run(target, token, url)
+        finally:
+            if done is not None:
+                done(ok)
+
+    async def _run(self, target: RoomTarget, token: str, url: str) -> bool:
+        """The room's call; False when it failed (logged)."""
         room = rtc.Room()
         transport = self.transport_class(
             room, self.web.clock, label=target.room, caller_timeout_s=self.caller_timeout_s
         )
         self.transports[target.room] = transport
         try:
-            token = room_token(key, target.room, AGENT_IDENTITY, agent=True)
             await asyncio.wait_for(
-                room.connect(self.url, token, transport.room_options()), self.connect_timeout_s
+                room.connect(url, token, transport.room_options()), self.connect_timeout_s
             )
             await transport.start()
             log.info("livekit room %s joined (%s/%s)", target.room, target.tenant, target.agent)
             if not await transport.wait_caller():
-                return
+                return True
             assert transport.caller is not None
             start = CallStart(
                 call_id=target.call_id,
@@ -217,8 +217,10 @@ class LiveKitDispatch:
                 parameters={"transport": "livekit", "room": target.room},
             )
             await self.web.run_call(start, transport)
+            return True
         except Exception:  # one broken room never affects another
             log.exception("livekit room %s failed", target.room)
+            return False
         finally:
             await transport.close()
             self.transports.pop(target.room, None)

@@ -60,7 +60,7 @@ from trunkline.gateway.pipeline import Peers, TurnPipeline
 from trunkline.gateway.records import CallSink, CallSummary, TurnRecord
 from trunkline.gateway.session_handoffs import HandoffDone, OperatorTook, SessionHandoffs
 from trunkline.gateway.tools import ToolExecutor
-from trunkline.gateway.transports.base import AudioIn, Hangup, MarkEcho, Played, Transport
+from trunkline.gateway.transports.base import AudioIn, Dtmf, Hangup, MarkEcho, Played, Transport
 from trunkline.gateway.vad import SpeechDetector
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,15 @@ class CallSession:
             self.pipeline.escalations = self.handoffs.escalations
         self.turns: list[TurnRecord] = []
         self._inbox: asyncio.Queue[
-            Event | AudioIn | MarkEcho | Played | Hangup | _WorkFailed | HandoffDone | OperatorTook
+            Event
+            | AudioIn
+            | MarkEcho
+            | Played
+            | Hangup
+            | Dtmf
+            | _WorkFailed
+            | HandoffDone
+            | OperatorTook
         ] = asyncio.Queue()
         self._work: dict[int, _Work] = {}
         self._sink_queue: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
@@ -177,6 +185,7 @@ class CallSession:
         self._prefill: asyncio.Task[Prefilled | None] | None = None
         self._prefetch: asyncio.Task[None] | None = None
         self._frame_received_at = 0.0
+        self.keypresses: list[str] = []  # DTMF keys the caller pressed, in order
         self._hung_up = False
         self._apology_pcm = b""
         self.started_at = datetime.now(UTC)
@@ -263,6 +272,9 @@ class CallSession:
                     actions = self.machine.handle(PlayoutTick(frames), now)
                 case Hangup(reason=reason):
                     return reason
+                case Dtmf(digit=digit):
+                    self._keypress(digit)
+                    continue
                 case _WorkFailed(turn_id=turn_id, error=error):
                     actions = self._work_failed(turn_id, error, now)
                 case HandoffDone(result=result):
@@ -275,6 +287,13 @@ class CallSession:
                     actions = self.machine.handle(item, now)
             if not await self._execute(actions):
                 return "transport closed"
+
+    def _keypress(self, digit: str) -> None:
+        """A DTMF key from any transport (Twilio, Plivo, LiveKit SIP): kept, traced, logged."""
+        self.keypresses.append(digit)
+        if self._call_span is not None:
+            self._call_span.add_event("dtmf", {"digit": digit})
+        log.info("call %s: the caller pressed %r", self.call.call_id, digit)
 
     async def _execute(self, actions: list[Action]) -> bool:
         """Carry out the machine's actions; False when the transport is gone."""

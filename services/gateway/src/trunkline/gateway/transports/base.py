@@ -53,7 +53,18 @@ class Hangup:
     reason: str
 
 
-TransportEvent = AudioIn | MarkEcho | Played | Hangup
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    """The caller pressed a key (Twilio/Plivo ``dtmf`` messages, LiveKit SIP DTMF)."""
+
+    digit: str
+    received_at: float
+
+
+TransportEvent = AudioIn | MarkEcho | Played | Hangup | Dtmf
 
 
 class Transport(ABC):

@@ -10,8 +10,8 @@
   one per slot, and every slot is a ``Played`` tick whether or not there is audio (in silence
   nothing is captured: the track sends nothing). Marks are echoed when the frames before them have
   gone to the source. ``clear`` empties this queue and the source's own (barge-in).
-- DTMF: SIP DTMF (``sip_dtmf_received``) is logged and kept in ``dtmf`` (the session has no
-  DTMF event yet).
+- DTMF: the caller's SIP DTMF (``sip_dtmf_received``: a SIP participant's keypad, or a
+  participant's ``publish_dtmf``) becomes a ``Dtmf`` event for the session, as Twilio's does.
 - Hang-up: the caller leaving the room, the room disconnecting, or no caller in
   ``caller_timeout_s``. A reconnect (``reconnecting``/``reconnected``, done by the SDK) is logged
   and the call goes on.
@@ -31,7 +31,9 @@ from trunkline.audio import INTERNAL_RATE, Framer, frame_bytes
 from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.core.pacer import Pacer
 from trunkline.gateway.transports.base import (
+    DTMF_DIGITS,
     AudioIn,
+    Dtmf,
     Hangup,
     MarkEcho,
     Played,
@@ -166,8 +168,19 @@ class LiveKitTransport(Transport):
             self.hang_up(f"the caller {participant.identity} left the room")
 
     def _on_dtmf(self, dtmf: rtc.SipDTMF) -> None:
-        self.dtmf.append(dtmf.digit)
-        log.info("livekit %s: DTMF %r", self.label, dtmf.digit)
+        digit = dtmf.digit or ""
+        if digit not in DTMF_DIGITS or (
+            self.caller
+            and dtmf.participant is not None
+            and dtmf.participant.identity != self.caller.identity
+        ):
+            log.info(
+                "livekit %s: DTMF %r ignored (not a key, or not the caller's)", self.label, digit
+            )
+            return
+        self.dtmf.append(digit)
+        log.info("livekit %s: DTMF %r", self.label, digit)
+        self._events.put_nowait(Dtmf(digit, self.clock.now()))
 
     def _on_disconnected(self, reason: object) -> None:
         self.hang_up(f"room disconnected ({reason})")

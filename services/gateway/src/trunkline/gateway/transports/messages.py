@@ -43,11 +43,18 @@ class Stop:
 
 
 @dataclass(frozen=True, slots=True)
+class Digit:
+    """A DTMF key the caller pressed."""
+
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     event: str
 
 
-MediaMessage = Connected | Start | Media | Mark | Stop | Ignored
+MediaMessage = Connected | Start | Media | Mark | Stop | Digit | Ignored
 
 
 def json_object(value: Any, what: str) -> dict[str, Any]:
@@ -75,3 +82,11 @@ def load_message(text: str | bytes) -> dict[str, Any]:
     if not isinstance(message.get("event"), str):
         raise BadMessageError("no 'event' field")
     return message
+
+
+def dtmf_digit(message: dict[str, Any]) -> Digit:
+    """The ``dtmf`` message's key (``{"dtmf": {"digit": "5"}}``, Twilio and Plivo alike)."""
+    digit = json_string(json_object(message.get("dtmf"), "dtmf"), "digit", "dtmf")
+    if len(digit) != 1 or digit not in "0123456789*#ABCD":
+        raise BadMessageError(f"dtmf.digit {digit!r} is not one of 0-9, *, #, A-D")
+    return Digit(digit)

@@ -17,6 +17,7 @@ from trunkline.gateway.transports.messages import (
     MediaMessage,
     Start,
     Stop,
+    dtmf_digit,
     json_object,
     json_string,
     load_message,
@@ -49,7 +50,9 @@ def parse(text: str | bytes) -> MediaMessage:
             return Mark(json_string(message, "name", "playedStream"))
         case "stop":
             return Stop()
-        case "clearedAudio" | "dtmf":
+        case "dtmf":
+            return dtmf_digit(message)
+        case "clearedAudio":
             return Ignored(event)
         case _:
             raise BadMessageError(f"unknown event {event!r}")

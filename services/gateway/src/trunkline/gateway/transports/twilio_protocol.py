@@ -1,7 +1,7 @@
 """Twilio Media Streams messages (JSON over WebSocket), parsed and built without I/O.
 
-Inbound: ``connected``, ``start``, ``media``, ``mark``, ``stop`` (``dtmf`` is recognised and
-ignored). Outbound: ``media``, ``mark``, ``clear``. Audio is base64 mu-law 8 kHz mono.
+Inbound: ``connected``, ``start``, ``media``, ``mark``, ``stop``, ``dtmf`` (the key pressed).
+Outbound: ``media``, ``mark``, ``clear``. Audio is base64 mu-law 8 kHz mono.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from xml.sax.saxutils import quoteattr
 from trunkline.gateway.transports.messages import (
     BadMessageError,
     Connected,
-    Ignored,
     Mark,
     Media,
     MediaMessage,
     Start,
     Stop,
+    dtmf_digit,
     json_object,
     json_string,
     load_message,
@@ -58,7 +58,7 @@ def parse(text: str | bytes) -> MediaMessage:
         case "stop":
             return Stop()
         case "dtmf":
-            return Ignored(event)
+            return dtmf_digit(message)
         case _:
             raise BadMessageError(f"unknown event {event!r}")
 

@@ -21,6 +21,7 @@ from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.transports import plivo_protocol, twilio_protocol
 from trunkline.gateway.transports.base import (
     AudioIn,
+    Dtmf,
     Hangup,
     MarkEcho,
     Transport,
@@ -29,6 +30,7 @@ from trunkline.gateway.transports.base import (
 from trunkline.gateway.transports.messages import (
     BadMessageError,
     Connected,
+    Digit,
     Ignored,
     Mark,
     Media,
@@ -117,7 +119,7 @@ class MediaStreamTransport(Transport):
                 case Start():
                     self.start = message
                     return message
-                case Connected() | Ignored():
+                case Connected() | Ignored() | Digit():
                     continue
                 case _:
                     self._bad(f"{type(message).__name__.lower()} before start")
@@ -142,6 +144,8 @@ class MediaStreamTransport(Transport):
                         yield AudioIn(frame.pcm, now)
                 case Mark(name=name):
                     yield MarkEcho(name)
+                case Digit(digit=digit):
+                    yield Dtmf(digit, self.clock.now())
                 case Stop():
                     yield Hangup("stream stopped")
                     return
