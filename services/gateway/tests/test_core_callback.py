@@ -58,6 +58,9 @@ def test_a_no_declines(text: str) -> None:
         "Nobody answers at your front desk.",  # "no" only as a word of its own
         "My account is 44172.",  # five digits: an account, not a phone number
         "Is that a callback from a person?",
+        "Okay, what time do you open on Friday?",  # a yes-word, then a question
+        "No, I meant my bill, can you check it",
+        "Sure, and my crown fell out last week while I was eating dinner.",
     ],
 )
 def test_anything_else_is_no_answer(text: str) -> None:

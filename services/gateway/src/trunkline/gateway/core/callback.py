@@ -4,8 +4,9 @@ When no operator comes in time the caller is asked whether a colleague should ca
 the next turn is read here: a phone number (figures or digit words, at least ``MIN_DIGITS``)
 is a yes with that number; an utterance that starts with a yes ("yes", "sure", "please do")
 or asks to be called back is a yes (the number the caller called from); one that starts with a
-no ("no thanks", "don't bother", "I'll call again") is a no; anything else is no answer (the
-caller moved on: the turn is answered as any other, the offer stays unaccepted).
+no ("no thanks", "don't bother", "I'll call again") is a no; a yes or no that goes on with a
+question ("Okay, what time do you open?") and anything else is no answer (the caller moved on:
+the turn is answered as any other, the offer stays unaccepted).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from trunkline.gateway.core.entities import spoken_number
 
 MIN_DIGITS = 7  # a callback number: at least a local number
+MAX_ANSWER_WORDS = 8  # "yeah, that would be great, thank you": longer is more than an answer
 
 _YES = re.compile(
     r"\s*(?:oh\s+)?(?:yes|yeah|yep|yup|sure|ok(?:ay)?|please(?:\s+do)?|alright|all right"
@@ -30,6 +32,7 @@ _NO = re.compile(
     r"|never ?mind\b)",
     re.I,
 )
+_ASKS = re.compile(r"\?|\b(?:what|when|where|which|who|how|why|can you|could you)\b", re.I)
 _NEGATED_CALL = re.compile(r"\b(?:don'?t|do not|no need to|never)\s+call\b", re.I)
 
 
@@ -50,12 +53,14 @@ def callback_answer(text: str) -> CallbackAnswer | None:
         return CallbackAnswer(True, number, f"a number to call: {number}")
     if _NEGATED_CALL.search(text):  # "please don't call me"
         return CallbackAnswer(False, detail=f"declined: {text[:80]!r}")
+    if _CALL_ME.search(text):
+        return CallbackAnswer(True, detail=f"accepted: {text[:80]!r}")
+    if _ASKS.search(text) or len(text.split()) > MAX_ANSWER_WORDS:
+        return None  # "Okay, what time do you open?": a question, not an answer
     if _YES.match(text):
         return CallbackAnswer(True, detail=f"accepted: {text[:80]!r}")
     if _NO.match(text):
         return CallbackAnswer(False, detail=f"declined: {text[:80]!r}")
-    if _CALL_ME.search(text):
-        return CallbackAnswer(True, detail=f"accepted: {text[:80]!r}")
     return None
 
 
