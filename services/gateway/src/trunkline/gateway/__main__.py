@@ -38,6 +38,7 @@ from trunkline.gateway.server import GATEWAY_ADMIN, GatewayAdminService, registe
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.gateway.shadow.mirror import start_mirror
 from trunkline.gateway.sink import EventSink
+from trunkline.gateway.tools.redis_limits import RedisRateLimiter
 from trunkline.gateway.tools.security import BusAuditSink
 from trunkline.gateway.transcripts import with_transcripts
 from trunkline.gateway.transfer import TwilioCallControl, twilio_accounts
@@ -112,6 +113,7 @@ async def main() -> None:
             calls=calls,
             http=http,
             audit=BusAuditSink(bus),
+            tool_limits=RedisRateLimiter(redis),  # per-tenant tool limits across replicas
         )
         sock = socket.create_server((settings.http_host, settings.http_port))
         port = sock.getsockname()[1]

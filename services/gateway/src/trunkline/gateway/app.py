@@ -39,7 +39,12 @@ from trunkline.gateway.session import CallSession, SessionConfig
 from trunkline.gateway.session_handoffs import load_hold_audio
 from trunkline.gateway.settings import GatewaySettings, TenantConfig
 from trunkline.gateway.tools import HttpToolRunner, ToolExecutor, tool_book
-from trunkline.gateway.tools.security import AuditSink, TenantRateLimiter, ToolSecurity
+from trunkline.gateway.tools.security import (
+    AuditSink,
+    TenantLimits,
+    TenantRateLimiter,
+    ToolSecurity,
+)
 from trunkline.gateway.transcripts import TranscriptPolicy
 from trunkline.gateway.transports.base import CallStart, Transport
 from trunkline.gateway.vad import SileroDetector, SileroModel
@@ -110,6 +115,7 @@ class Gateway:
         vad: SileroModel | None = None,
         end_of_turn: EndOfTurnDetector | None = None,
         audit: AuditSink | None = None,
+        tool_limits: TenantLimits | None = None,
     ) -> None:
         """``http`` is the client tool calls go out on (owned by the caller, who closes it);
         without one, tool calls are decided but none is run (they fail with a clear result).
@@ -128,7 +134,8 @@ class Gateway:
         self._env = PeerEnv(clock, tracer, metrics)
         self._policy = RetryPolicy(timeout_s=settings.peer_timeout_s)
         self._tool_runner = HttpToolRunner(http) if http is not None else None
-        self._tool_limits = TenantRateLimiter()  # per tenant, across this process's calls
+        # per tenant: across replicas (Redis) when given, else across this process's calls
+        self._tool_limits = tool_limits or TenantRateLimiter()
         self._audit = audit  # one ToolAudit event per decided tool call (tools/security.py)
         self.vad = vad or SileroModel()
         wanted = settings.smart_turn and any(

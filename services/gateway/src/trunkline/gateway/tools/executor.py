@@ -130,7 +130,7 @@ class ToolExecutor:
         )
         if self.security is not None and isinstance(decision, Execute | NeedsApproval):
             security = self.security
-            limited = rate_limit(
+            limited = await rate_limit(
                 call, decision.tool, security.call_limits, security.tenant_limits, self.clock.now()
             )
             decision = limited or decision

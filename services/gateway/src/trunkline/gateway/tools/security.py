@@ -114,13 +114,25 @@ def outbound_allowed(tool: ToolPolicy, url: str) -> bool:
     return host_allowed(host, allowed)
 
 
-class TenantRateLimiter:
-    """Tool calls per tenant and tool over the last 60 s (one per gateway process)."""
+class TenantLimits(ABC):
+    """Counts tool calls per tenant and tool over the last 60 s; says whether one more fits."""
+
+    @abstractmethod
+    async def allow(self, tenant: str, tool: str, per_minute: int | None, now: float) -> bool:
+        """True (and the call counted) when it is within ``per_minute``; None: no limit."""
+
+
+class TenantRateLimiter(TenantLimits):
+    """In this process's memory (one per gateway process); across replicas:
+    :class:`trunkline.gateway.tools.redis_limits.RedisRateLimiter`."""
 
     def __init__(self) -> None:
         self._hits: dict[tuple[str, str], deque[float]] = {}
 
-    def allow(self, tenant: str, tool: str, per_minute: int | None, now: float) -> bool:
+    async def allow(self, tenant: str, tool: str, per_minute: int | None, now: float) -> bool:
+        return self.allow_now(tenant, tool, per_minute, now)
+
+    def allow_now(self, tenant: str, tool: str, per_minute: int | None, now: float) -> bool:
         if per_minute is None:
             return True
         hits = self._hits.setdefault((tenant, tool), deque())
@@ -145,11 +157,11 @@ class CallRateLimiter:
         self._counts[tool] = self._counts.get(tool, 0) + 1
 
 
-def rate_limit(
+async def rate_limit(
     call: CallInfo,
     tool: ToolPolicy,
     per_call: CallRateLimiter,
-    per_tenant: TenantRateLimiter,
+    per_tenant: TenantLimits,
     now: float,
 ) -> Refuse | None:
     """A refusal when this tool call is over one of its limits (it then counts for neither)."""
@@ -159,7 +171,7 @@ def rate_limit(
             f"{tool.name} was already used {tool.max_calls_per_call} time(s) on this call, the "
             "most allowed; it was not done. Tell the caller a colleague can help further",
         )
-    if not per_tenant.allow(call.tenant, tool.name, tool.max_calls_per_minute, now):
+    if not await per_tenant.allow(call.tenant, tool.name, tool.max_calls_per_minute, now):
         return Refuse(
             ToolStatus.RATE_LIMITED,
             f"{tool.name} is busy right now (over {tool.max_calls_per_minute} calls a minute); "
@@ -248,7 +260,7 @@ class ToolSecurity:
     """What one call's executor needs: its own per-call counts, the process's per-tenant
     limiter and the audit sink."""
 
-    tenant_limits: TenantRateLimiter
+    tenant_limits: TenantLimits
     audit: AuditSink | None = None
 
     def __post_init__(self) -> None:
