@@ -126,9 +126,9 @@ def call(tenant: str = "acme", call_id: str = "CA1") -> CallRef:
     )
 
 
-async def escalate(queue: TicketQueue, tenant: str = "acme") -> str:
+async def escalate(queue: TicketQueue, tenant: str = "acme", call_id: str = "CA1") -> str:
     ticket = await queue.escalate(
-        call(tenant),
+        call(tenant, call_id),
         EscalationInfo(
             reason="caller_request",
             detail="asked for a person",
@@ -294,3 +294,26 @@ async def test_the_operator_ends_the_call(queue: TicketQueue, browsers: dict[str
     assert ended.state is State.ENDED
     _, page = alice.get("/queue")
     assert ticket_id not in page  # closed tickets leave the queue
+
+
+async def test_the_callback_the_caller_asked_for_is_on_the_queue_and_the_panel(
+    queue: TicketQueue, browsers: dict[str, Browser]
+) -> None:
+    asked = await escalate(queue)
+    declined = await escalate(queue, call_id="CA2")
+    for ticket_id in (asked, declined):  # the gateway records the offer when it asks
+        await queue.offer_callback("acme", ticket_id, accepted=False)
+    await queue.offer_callback("acme", asked, accepted=True, number="4155550100")
+    alice = browsers["alice"]
+    _, page = alice.get("/queue")
+    assert "<b>Call back</b> 4155550100" in page
+    assert "Callback offered at" in page  # the other caller did not accept
+    _, panel = alice.get(f"/tickets/{asked}")
+    assert 'data-accepted="yes"' in panel
+    assert "4155550100" in panel
+    # taking it over twice (a retried click after a lost reply) is the same take-over
+    assert alice.post(f"/tickets/{asked}/accept")[0] == 303
+    assert alice.post(f"/tickets/{asked}/accept")[0] == 303
+    _, panel = alice.get(f"/tickets/{asked}")
+    assert 'id="transcript"' in panel  # the live lines of the call while the operator talks
+    assert f'data-stream="/calls/{call().call_id}/stream"' in panel
