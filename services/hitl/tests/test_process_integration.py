@@ -528,6 +528,8 @@ async def test_an_operator_takes_a_call_over_unprompted_and_ends_it(
     context = call_pb2.CallContext(tenant_id="acme", call_id="call-unprompted")
     taken = await stub.TakeOver(hitl_pb2.TakeOverRequest(context=context, operator_id="op-9"))
     ticket = taken.ticket
+    retried = await stub.TakeOver(hitl_pb2.TakeOverRequest(context=context, operator_id="op-9"))
+    assert retried.ticket == ticket  # the same take-over, no second ticket
     assert ticket.state == hitl_pb2.TICKET_STATE_TAKEN_OVER
     assert ticket.escalation.reason == handoff_pb2.ESCALATION_REASON_POLICY
     assert ticket.context.call_id == "call-unprompted"

@@ -54,6 +54,7 @@ from trunkline.hitl.core.tickets import (
     Line,
     NotFound,
     Outcome,
+    State,
     Ticket,
     WrongTenant,
     check_token,
@@ -272,6 +273,20 @@ class TicketQueue:
             return active
         closed = sorted((t for t in mine if t.is_terminal), key=lambda t: -t.created_at)
         return active + closed
+
+    def on_the_line(self, tenant_id: str, call_id: str, operator_id: str) -> Ticket | None:
+        """The ticket ``operator_id`` holds on ``call_id`` (taken over, not handed back), if
+        any: an unprompted TakeOver retried finds the first one instead of opening another."""
+        for stored in self.store.snapshot():
+            t = stored.ticket
+            if (
+                t.tenant_id == tenant_id
+                and t.call.call_id == call_id
+                and t.state is State.TAKEN_OVER
+                and t.operator_id == operator_id
+            ):
+                return t
+        return None
 
     async def get(self, tenant_id: str, ticket_id: str) -> Ticket:
         check_token(tenant_id, "tenant")

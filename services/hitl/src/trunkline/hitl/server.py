@@ -308,12 +308,16 @@ class HumanLoopService(hitl_pb2_grpc.HumanLoopServicer):
             with _ticket_errors():
                 ticket_id = request.ticket_id
                 if not ticket_id:  # unprompted: a ticket for the record, accepted at once
-                    _need(request.context.call_id, "context.call_id (the call to take over)")
-                    opened = await self.queue.escalate(
-                        convert.call_of(request.context),
-                        EscalationInfo(reason="policy", detail="taken over by an operator"),
+                    call_id = _need(
+                        request.context.call_id, "context.call_id (the call to take over)"
                     )
-                    ticket_id = opened.ticket_id
+                    held = self.queue.on_the_line(tenant, call_id, request.operator_id)
+                    if held is None:  # (a retry finds the first request's ticket)
+                        held = await self.queue.escalate(
+                            convert.call_of(request.context),
+                            EscalationInfo(reason="policy", detail="taken over by an operator"),
+                        )
+                    ticket_id = held.ticket_id
                 ticket = await self.queue.accept(tenant, ticket_id, request.operator_id)
         except _Refused as exc:
             await _abort(context, exc)
