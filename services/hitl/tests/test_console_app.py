@@ -239,6 +239,19 @@ def test_softphone_relays_offers_to_the_gateway(
     assert "did not answer" in down.json()["error"]
 
 
+def test_the_softphone_offers_the_livekit_page_when_configured(
+    feed: MemoryFeed, signaling: EchoSignaling, client: TestClient
+) -> None:
+    assert 'id="livekit-call"' not in client.get("/softphone").text
+    config = ConsoleConfig(
+        session_secret="test-secret", livekit_call_url="http://gw.test/livekit/call"
+    )
+    console = Console(config, OPERATORS, feed, None, signaling)
+    with TestClient(console.app(), base_url="http://console.test") as http:
+        page = http.get("/softphone?tenant=acme&agent=a%26b").text
+    assert 'href="http://gw.test/livekit/call?tenant=acme&amp;agent=a%26b"' in page
+
+
 def handoff_line(tenant: str, call_id: str, speaker: int, text: str, second: int) -> object:
     event = events_pb2.HandoffLine(
         context=context(tenant, call_id),

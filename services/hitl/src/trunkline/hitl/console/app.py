@@ -84,6 +84,7 @@ class ConsoleConfig:
     session_max_age_s: int = 8 * 3600
     lookback: timedelta = timedelta(hours=2)
     title: str = "Trunkline console"
+    livekit_call_url: str = ""  # the gateway's LiveKit caller page, offered beside the softphone
 
 
 @dataclass
@@ -385,7 +386,7 @@ class Console:
         return await self._relay(form, {"ticket_id": ticket_id, "token": token})
 
     async def softphone_page(self, request: Request) -> Response:
-        return self._page(request, "softphone.html")
+        return self._page(request, "softphone.html", livekit_call_url=self.config.livekit_call_url)
 
     @action(login=False)
     async def softphone_offer(self, request: Request, form: Submitted) -> Response:

@@ -55,6 +55,11 @@ class ConsoleSettings(BaseSettings):
         "offers, e.g. http://127.0.0.1:8080; empty: the softphone and Talk are off",
     )
     lookback_s: float = Field(default=7200.0, gt=0, description="Calls shown from this far back")
+    livekit_call_url: str = Field(
+        default="",
+        description="The gateway's LiveKit caller page as browsers reach it (e.g. "
+        "http://127.0.0.1:8080/livekit/call); set: the softphone offers it too",
+    )
 
     @classmethod
     def load(cls) -> ConsoleSettings:
@@ -104,6 +109,7 @@ async def start_console(
             session_secret=secret,
             https_only=settings.https_only,
             lookback=timedelta(seconds=settings.lookback_s),
+            livekit_call_url=settings.livekit_call_url,
         ),
         operators,
         JetStreamFeed(bus.client),
