@@ -282,6 +282,24 @@ async def test_no_operator_callback_offer_and_the_call_stays_up(
     assert rig.hitl.cancelled == ["t-1"]  # never accepted: withdrawn when the call ends
 
 
+async def test_asking_for_a_person_instead_of_answering_the_callback_escalates_again(
+    spans: InMemorySpanExporter,
+) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+    await rig.frames(SILENCE, 160)  # no operator in time: the caller is asked
+    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+    await rig.say(ASK_PERSON)  # "I want to talk to a real person": no answer, a new request
+    await rig.until(lambda: len(rig.hitl.escalations) == 2)
+    assert rig.sink.turns[2].reply_source == "handoff"
+    assert rig.hitl.callbacks == [("t-1", False, "")]  # the offer stays unaccepted
+    rig.transport.hang_up()
+    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    assert "t-1" in rig.hitl.cancelled  # withdrawn with the call; t-2 waited on hold
+
+
 @pytest.mark.parametrize(
     ("answer", "recorded", "reply"),
     [

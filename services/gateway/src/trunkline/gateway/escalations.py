@@ -95,7 +95,8 @@ class Escalations:
     def _callback(self, text: str, record: TurnRecord, plan: Plan) -> Plan | None:
         """The turn that follows a callback offer: its answer (yes, no, a number) and the
         reply to it; None when it is no answer (the turn goes on as any other)."""
-        answer = callback_answer(text)
+        # "No, I want to talk to a person now": not an answer, a new request for a person
+        answer = None if person_request(text) is not None else callback_answer(text)
         trace.get_current_span().add_event(
             "callback.answer",
             {
@@ -137,10 +138,9 @@ class Escalations:
 
     def before_context(self, text: str, record: TurnRecord) -> Plan | None:
         """The hold message at once when the words ask outright for a person ("I need a real
-        human, not a robot"): the turn skips the context service. None: the turn resolves its
-        context and is decided by :meth:`check` as usual (a callback question pending, or no
-        outright request)."""
-        if self.callback_ticket or not self.side.policy.enabled or person_request(text) is None:
+        human, not a robot"; also right after a callback offer): the turn skips the context
+        service. None: the turn resolves its context and is decided by :meth:`check`."""
+        if not self.side.policy.enabled or person_request(text) is None:
             return None
         asked = Plan(Intent.QUESTION, ReplySource.HANDOFF, reason="an outright request")
         plan = self.check(text, record, asked)
