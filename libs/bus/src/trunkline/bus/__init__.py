@@ -6,7 +6,7 @@ in code (:mod:`trunkline.bus.streams`) and read with ``bus.durable_messages(spec
 only needs the interface takes a :class:`BusBase` (``trunkline.testing.fakes.FakeBus`` in tests).
 """
 
-from trunkline.bus.base import BusBase, Handler, Subscription
+from trunkline.bus.base import BusBase, ConsumerDeletedError, Handler, Subscription
 from trunkline.bus.delivery import BadPayloadError, BusMessage, Delivery, decode
 from trunkline.bus.nats_bus import Bus, NoResponderError
 from trunkline.bus.specs import ConsumerSpec, Retention, Storage, StreamSpec
@@ -17,6 +17,7 @@ __all__ = [
     "Bus",
     "BusBase",
     "BusMessage",
+    "ConsumerDeletedError",
     "ConsumerSpec",
     "Delivery",
     "Handler",

@@ -17,6 +17,13 @@ Handler = Callable[[BusMessage], Awaitable[Message | None]]
 """Handles one message; a returned message is sent as the reply when the sender asked for one."""
 
 
+class ConsumerDeletedError(RuntimeError):
+    """The durable consumer being read (or its stream) was deleted while it was read.
+    :meth:`BusBase.durable_messages` stops with it rather than re-create the consumer behind
+    its owner's back (a shadow candidate's consumer is deleted on purpose when the rollout stops
+    shadowing it); a caller that wants it back calls ``durable_messages`` again."""
+
+
 class Subscription(abc.ABC):
     @abc.abstractmethod
     async def unsubscribe(self) -> None: ...
@@ -70,7 +77,8 @@ class BusBase(abc.ABC):
         self, spec: ConsumerSpec, batch: int = 10
     ) -> AsyncGenerator[Delivery, None]:
         """Messages of the durable consumer ``spec`` (created if missing), not yet acked,
-        forever; stop by breaking out of the loop."""
+        forever; stop by breaking out of the loop. Raises :class:`ConsumerDeletedError` when
+        the consumer is deleted while it is read."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

@@ -21,7 +21,7 @@ from nats.js import api
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
-from trunkline.bus.base import BusBase, Handler, Subscription
+from trunkline.bus.base import BusBase, ConsumerDeletedError, Handler, Subscription
 from trunkline.bus.delivery import BusMessage, Delivery, decode
 from trunkline.bus.specs import ConsumerSpec, StreamSpec
 from trunkline.telemetry.propagation import inject_headers
@@ -249,6 +249,16 @@ class Bus(BusBase):
         )
         await self._js.add_consumer(spec.stream, config)
 
+    async def _consumer_exists(self, spec: ConsumerSpec) -> bool:
+        """False when the consumer or its stream is known to be gone (True when unsure)."""
+        try:
+            await self._js.consumer_info(spec.stream, spec.durable)
+        except nats.js.errors.NotFoundError:
+            return False
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError):
+            return True
+        return True
+
     async def js_publish(
         self,
         subject: str,
@@ -279,6 +289,17 @@ class Bus(BusBase):
                     continue  # nats-py's fetch raises when a busy loop ate its whole deadline
                 except nats.js.errors.NotFoundError:
                     await self.ensure_consumer(spec)
+                    continue
+                except nats.js.errors.ServiceUnavailableError:
+                    # No responder for the pull: the consumer (or its stream) is gone, or
+                    # JetStream is briefly unavailable (then wait, never spin on the 503s).
+                    if not await self._consumer_exists(spec):
+                        raise ConsumerDeletedError(
+                            f"durable consumer {spec.durable!r} of stream {spec.stream!r} was "
+                            "deleted while it was read; not re-created (read it again to "
+                            "re-create it)"
+                        ) from None
+                    await asyncio.sleep(fetch_wait)
                     continue
                 except (nats.errors.Error, nats.js.errors.Error) as exc:
                     if self._nc.is_closed:
