@@ -50,6 +50,7 @@ from trunkline.context.errors import (
     InvalidRequestError,
     UnknownTenantError,
 )
+from trunkline.redaction import detect
 
 MAX_QUERY_CHARS = 2000
 
@@ -305,6 +306,9 @@ class Resolver:
             raise InvalidRequestError("query is empty")
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidRequestError(f"query longer than {MAX_QUERY_CHARS} characters")
+        if detect(query):  # the caller's own card, number or address: their question is never
+            # another caller's, and the cache keeps no personal data at rest (issue 13)
+            return self._stored(Stored(False, "personal_data: the question holds personal data"))
         decision = store_decision(facts, min_confidence)
         if not decision.store:
             return self._stored(Stored(False, decision.reason))
