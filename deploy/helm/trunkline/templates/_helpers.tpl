@@ -78,6 +78,25 @@ Call with (dict "root" $ "component" "stt").
 {{- end }}
 {{- end }}
 
+{{/* The ServiceAccount of the pods that read VoiceAgents (agentsSource: cluster). */}}
+{{- define "trunkline.agentsServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- include "trunkline.componentName" (dict "root" . "component" "agents") }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* <P>AGENTS_SOURCE/_NAMESPACE of gateway, llm and context when agents come from the API. */}}
+{{- define "trunkline.agentsSourceEnv" -}}
+{{- if eq .root.Values.agentsSource "cluster" }}
+- name: {{ .p }}AGENTS_SOURCE
+  value: cluster
+- name: {{ .p }}AGENTS_NAMESPACE
+  value: {{ .root.Release.Namespace | quote }}
+{{- end }}
+{{- end }}
+
 {{- define "trunkline.operatorServiceAccountName" -}}
 {{- include "trunkline.componentName" (dict "root" . "component" "operator") }}
 {{- end }}
@@ -359,6 +378,7 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
 {{- end }}
 - name: GATEWAY_AGENTS_PATH
   value: {{ include "trunkline.agentsDir" $root }}
+{{- include "trunkline.agentsSourceEnv" (dict "root" $root "p" "GATEWAY_") }}
 {{- if $gw.tenantsSecret.name }}
 - name: GATEWAY_TENANTS_FILE
   value: {{ include "trunkline.tenantsFile" $root }}
@@ -446,6 +466,7 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
 {{- end }}
 - name: LLM_AGENTS_DIR
   value: {{ include "trunkline.agentsDir" $root }}
+{{- include "trunkline.agentsSourceEnv" (dict "root" $root "p" "LLM_") }}
 {{- end }}
 
 {{- define "trunkline.env.context" -}}
@@ -467,6 +488,7 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
 {{- end }}
 - name: CONTEXT_AGENTS_DIR
   value: {{ include "trunkline.agentsDir" .root }}
+{{- include "trunkline.agentsSourceEnv" (dict "root" .root "p" "CONTEXT_") }}
 {{- with $cfg.rerankUrl }}
 - name: CONTEXT_RERANK_URL
   value: {{ . | quote }}
