@@ -6,6 +6,7 @@ the operator hears the caller, both through Opus and the gateway's bridge."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import wave
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 from opentelemetry.sdk.trace import TracerProvider
@@ -210,6 +212,74 @@ async def _handed_off_call(rig: Rig, caller: BrowserPeer, operator: BrowserPeer)
 
     rig.hitl.update(ticket, TicketState.ENDED, operator_id="op-7")
     await asyncio.wait_for(rig.sinks[0].ended.wait(), 15)
+
+
+def tone(hz: float, seconds: float, level: float = 0.3) -> bytes:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (level * 32767 * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+
+
+def first_tone_at(heard: Heard, since: float, hz: float) -> float | None:
+    """When the first 20 ms frame at or after ``since`` whose strongest frequency is ``hz``
+    arrived (the hold chime's notes are far from it: 131-784 Hz)."""
+    samples = np.frombuffer(bytes(heard.pcm), dtype="<i2").astype(np.float64)
+    for i, at in enumerate(list(heard.times)):
+        chunk = samples[i * 320 : (i + 1) * 320]
+        if at < since or chunk.size < 320 or np.sqrt(np.mean(chunk**2)) < 300:
+            continue
+        peak = float(np.argmax(np.abs(np.fft.rfft(chunk)))) * 16000 / 320
+        if abs(peak - hz) <= 75:
+            return at
+    return None
+
+
+async def test_operator_accept_to_two_way_audio_is_timed(rig: Rig) -> None:
+    """From the accept (the gateway learns the ticket is taken over, the operator's softphone
+    offers at once) to the first frame of the operator's voice at the caller's ear and of the
+    caller's voice at the operator's: each side speaks a tone of its own the whole time."""
+    caller, operator = BrowserPeer(), BrowserPeer()
+    try:
+        await caller.call(rig.url("/webrtc/offer"), tenant="acme", agent="support")
+        await until(lambda: rig.sinks and rig.sinks[0].turns, 10, "the greeting")
+        await asyncio.sleep(caller.mic.say(phrase()))
+        await until(lambda: rig.hitl.escalations, 10, "the escalation")
+        session = next(iter(rig.calls.of_tenant("acme")))
+        await until(lambda: session.handoffs and session.handoffs.handoff, 5, "the handoff")
+        handoff = session.handoffs.handoff  # type: ignore[union-attr]
+        await until(lambda: handoff.ticket_id, 5, "the ticket")
+        await asyncio.sleep(0.5)  # on hold: the chime plays to the caller
+        caller.mic.say(tone(1000, 6.0))  # the caller keeps talking on hold
+        operator.mic.say(tone(1500, 6.0))  # the operator talks as soon as the line is up
+        grant = JoinGrant("acme", handoff.ticket_id, "op-7", int(time.time() + 120))
+        accepted = time.monotonic()
+        rig.hitl.update(handoff.ticket_id, TicketState.TAKEN_OVER, operator_id="op-7")
+        await operator.call(
+            rig.url("/webrtc/operator"),
+            ticket_id=handoff.ticket_id,
+            token=sign_join(JOIN_SECRET, grant),
+        )
+        answered = time.monotonic()
+        at: dict[str, float | None] = {"caller": None, "operator": None}
+
+        def both() -> bool:
+            at["caller"] = first_tone_at(caller.heard, accepted, 1500)
+            at["operator"] = first_tone_at(operator.heard, accepted, 1000)
+            return at["caller"] is not None and at["operator"] is not None
+
+        await until(both, 5, "two-way audio")
+        to_caller = at["caller"] - accepted  # type: ignore[operator]
+        to_operator = at["operator"] - accepted  # type: ignore[operator]
+        print(
+            f"\naccept -> answer {1000 * (answered - accepted):.0f} ms; operator's voice at the "
+            f"caller {1000 * to_caller:.0f} ms; caller's voice at the operator "
+            f"{1000 * to_operator:.0f} ms; load {os.getloadavg()[0]:.1f}"
+        )
+        assert max(to_caller, to_operator) <= 1.0, (to_caller, to_operator)
+        rig.hitl.update(handoff.ticket_id, TicketState.ENDED, operator_id="op-7")
+        await asyncio.wait_for(rig.sinks[0].ended.wait(), 15)
+    finally:
+        await operator.close()
+        await caller.close()
 
 
 def _loud(pcm: bytes) -> int:
