@@ -320,3 +320,41 @@ def test_words_capitalised_by_a_list_or_a_sentence_are_no_names() -> None:
     )
     unsupported = [u for v in verdicts(reply, base) for u in v.unsupported]
     assert unsupported == ["name:mexico", "name:city"]
+
+
+def test_a_driver_without_audio_gets_no_latency_check(acme: AgentSources) -> None:
+    call = CallSeen("CA3", (
+        turn(event("We are open on Saturday from 9 a.m. to 1 p.m.", grounded=True), v2v=None),
+        turn(event("Thank you for calling Acme Dental. Goodbye!", source="goodbye",
+                   hang_up=True, grounded=True), v2v=None),
+    ), end_reason="agent_hangup")  # fmt: skip
+    scenario = scenarios()["hours-then-bye"]
+    heard = score_scenario(scenario, call, acme)
+    assert heard.status is Status.FAIL
+    assert {f.split(":")[0] for t in heard.turns for f in failed(t)} == {"latency"}
+    headless = score_scenario(scenario, call, acme, ScoringOptions(latency_measured=False))
+    assert headless.status is Status.PASS, [failed(t) for t in headless.turns]
+    assert {c.kind for t in headless.turns for c in t.checks}.isdisjoint({"latency"})
+
+
+def test_a_redacted_reply_is_checked_against_what_the_caller_heard(acme: AgentSources) -> None:
+    """The gateway publishes the reply with ``[PHONE]`` where the caller heard the number: a
+    phrase hidden by redaction is looked for in the reply audio transcribed back, and only
+    then (an unredacted reply is judged on its own text, whatever the transcription says)."""
+    scenario = parse_scenarios(
+        "agent: acme-dental\ntenant: acme\nlatency_ms: 1000\nscenarios:\n"
+        "  - name: phone\n    turns:\n      - say: What is your number?\n"
+        "        must_contain: [555 0100]\n        must_not_contain: [555 0199]\n",
+        "p.yaml",
+    )[0]
+
+    def checks(reply: str, heard: str | None) -> list[str]:
+        call = CallSeen("CA", (turn(event(reply, source="knowledge"), heard=heard),))
+        score = score_scenario(scenario, call, acme)
+        return [c.name for c in score.turns[0].checks
+                if c.kind.startswith("must") and c.status is not Status.PASS]  # fmt: skip
+
+    assert checks("Call us on [PHONE].", "Call us on 555 0100.") == []
+    assert checks("Call us on [PHONE].", "Call us on 555 0199.") == ["555 0100", "555 0199"]
+    assert checks("Call us on [PHONE].", None) == ["555 0100"]
+    assert checks("Call us on 555 0123.", "Call us on 555 0100.") == ["555 0100"]

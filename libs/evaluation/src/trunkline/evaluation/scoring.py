@@ -53,6 +53,9 @@ class ScoringOptions:
     """Other words allowed between two words of an expected phrase."""
     latency_factor: float = 1.0
     """Every turn's latency budget times this (a slow or shared machine: say so in the report)."""
+    latency_measured: bool = True
+    """False where the driver hears no audio (a headless replay through a candidate): turns
+    get no latency check (the rollout's shadow phase judges latency, on live turns)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,14 @@ class ScenarioScore:
 
 
 # -- single checks -------------------------------------------------------------------------------
+
+
+def _said(reply: str, heard: str | None) -> tuple[str, ...]:
+    """What to look for phrases in: the reply text of the turn event, and where that text is
+    redacted (the gateway publishes ``[PHONE]`` where the caller heard the number) also the
+    reply audio transcribed back, which is what the caller heard."""
+    redacted = any(mark in reply for mark in PLACEHOLDERS.values())
+    return (reply, heard) if redacted and heard else (reply,)
 
 
 def _short(text: str, limit: int = 120) -> str:
@@ -289,13 +300,14 @@ def score_turn(
                             if not seen.answered else "the event has no reply text"))  # fmt: skip
     else:
         checks.append(Check("reply", "reply", Status.PASS))
+    texts = _said(reply, heard)
     for options_ in turn.must_contain:
-        ok = any(phrase_in(p, reply, options.max_gap) for p in options_)
+        ok = any(phrase_in(p, t, options.max_gap) for p in options_ for t in texts)
         name = " | ".join(options_)
         checks.append(Check("must_contain", name, Status.PASS if ok else Status.FAIL,
                             "" if ok else f"reply: {_short(reply) or '(none)'}"))  # fmt: skip
     for phrase in turn.must_not_contain:
-        said = phrase_in(phrase, reply, options.max_gap)
+        said = any(phrase_in(phrase, t, options.max_gap) for t in texts)
         checks.append(Check("must_not_contain", phrase, Status.FAIL if said else Status.PASS,
                             f"reply: {_short(reply)}" if said else ""))  # fmt: skip
     checks += [_action_check(a, seen, call, last, options) for a in turn.actions]
@@ -303,9 +315,10 @@ def score_turn(
     v2v = seen.voice_to_voice_ms
     budget = turn.latency_ms * options.latency_factor
     within = v2v is not None and v2v <= budget
-    checks.append(Check("latency", f"<= {budget:.0f} ms",
-                        Status.PASS if within else Status.FAIL,
-                        "no reply audio" if v2v is None else f"{v2v:.0f} ms"))  # fmt: skip
+    if options.latency_measured:
+        checks.append(Check("latency", f"<= {budget:.0f} ms",
+                            Status.PASS if within else Status.FAIL,
+                            "no reply audio" if v2v is None else f"{v2v:.0f} ms"))  # fmt: skip
     found = verdicts(reply, base)
     bad = [f"{', '.join(v.unsupported)} in {v.clause!r}" for v in found if v.unsupported]
     checks.append(Check("faithful", "spoken facts grounded", Status.FAIL if bad else Status.PASS,
