@@ -18,7 +18,9 @@ from trunkline.context.backends.embedder import MiniLMEmbedder
 from trunkline.context.backends.equivalence import CrossEncoderCheck
 from trunkline.context.backends.guarded import CallPolicy
 from trunkline.context.backends.milvus import MilvusAnswerCache, MilvusChunkStore, MilvusDatabase
+from trunkline.context.backends.mirrored_cache import MirroredAnswerCache, MirrorSettings
 from trunkline.context.backends.ranker import HttpScoringRanker, Ranker
+from trunkline.context.backends.store import AnswerCache
 from trunkline.context.core.cache_match import HitRule
 from trunkline.context.ingest.ingestor import Ingestor
 from trunkline.context.resolver import CacheSettings, Resolver
@@ -43,7 +45,11 @@ class Backends:
             agents = Agents.watch_cluster(source)
         else:
             agents = Agents.load(settings.agents_dir)
-        embedder = MiniLMEmbedder(threads=settings.embed_threads, batch_size=settings.embed_batch)
+        embedder = MiniLMEmbedder(
+            threads=settings.embed_threads,
+            batch_size=settings.embed_batch,
+            inline_tokens=settings.embed_inline_tokens,
+        )
         try:
             embedder.embed_sync(["warm up"])
             db = MilvusDatabase(
@@ -61,7 +67,10 @@ class Backends:
             embedder.close()
             db.close()
             raise
-        store, cache = MilvusChunkStore(db), MilvusAnswerCache(db)
+        store = MilvusChunkStore(db)
+        cache: AnswerCache = MilvusAnswerCache(db)
+        if settings.cache_mirror:
+            cache = MirroredAnswerCache(cache, mirror_settings(settings))
         ranker: HttpScoringRanker | None = None
         if settings.rerank_url:
             ranker = HttpScoringRanker(
@@ -98,6 +107,8 @@ class Backends:
         await self.http.aclose()
         if self.ranker is not None:
             await self.ranker.aclose()
+        if isinstance(self.resolver.cache, MirroredAnswerCache):
+            await self.resolver.cache.aclose()
         self.embedder.close()
         self.db.close()
 
@@ -114,4 +125,14 @@ def cache_settings(settings: ContextSettings) -> CacheSettings:
         ),
         ttl_s=settings.cache_ttl_s,
         candidates=settings.cache_candidates,
+    )
+
+
+def mirror_settings(settings: ContextSettings) -> MirrorSettings:
+    """The semantic cache mirror's refresh bound and sizes from the service settings."""
+    return MirrorSettings(
+        refresh_s=settings.cache_mirror_refresh_s,
+        scope_entries=settings.cache_mirror_scope_entries,
+        max_entries=settings.cache_mirror_max_entries,
+        idle_s=settings.cache_mirror_idle_s,
     )

@@ -13,10 +13,13 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import ServiceSettings
+from trunkline.context.backends.embedder import INLINE_TOKENS as _EMBED_INLINE_TOKENS
+from trunkline.context.backends.mirrored_cache import MirrorSettings
 from trunkline.context.backends.tenant_layout import TenantLayout
 from trunkline.context.core.cache_match import HitRule
 
 _RULE = HitRule()  # the hit rule's defaults
+_MIRROR = MirrorSettings()  # the cache mirror's defaults
 
 
 class ContextSettings(ServiceSettings):
@@ -55,6 +58,13 @@ class ContextSettings(ServiceSettings):
     rerank_timeout_s: float = Field(default=0.5, gt=0, le=30)
 
     embed_threads: int = Field(default=1, ge=1, le=64)
+    embed_inline_tokens: int = Field(
+        default=_EMBED_INLINE_TOKENS,
+        ge=0,
+        le=512,
+        description="a single text of at most this many tokens is embedded on the event loop"
+        " when the embedding thread is idle (no thread hop); 0: always on the thread",
+    )
     embed_batch: int = Field(default=32, ge=1, le=1024)
 
     cache_enabled: bool = True
@@ -84,6 +94,30 @@ class ContextSettings(ServiceSettings):
         description="min cosine when the cross-encoder failed (the embedded fallback)",
     )
     cache_ttl_s: int = Field(default=3600, gt=0)
+    cache_mirror: bool = Field(
+        default=True,
+        description="serve cache lookups from an in-process copy of each scope in use"
+        " (Milvus stays the source of truth)",
+    )
+    cache_mirror_refresh_s: float = Field(
+        default=_MIRROR.refresh_s,
+        gt=0,
+        le=3600,
+        description="the most the copy may lag Milvus when served: another replica's stored,"
+        " deleted or purged entries show here within this time (this replica's at once)",
+    )
+    cache_mirror_scope_entries: int = Field(
+        default=_MIRROR.scope_entries,
+        ge=1,
+        lt=16384,
+        description="a scope holding more entries is searched in Milvus",
+    )
+    cache_mirror_max_entries: int = Field(
+        default=_MIRROR.max_entries, ge=1, description="entries held over all scopes"
+    )
+    cache_mirror_idle_s: float = Field(
+        default=_MIRROR.idle_s, gt=0, description="a scope unused this long is dropped"
+    )
 
     ingest_batch_documents: int = Field(
         default=64, ge=1, description="documents written together (one flush) during an Ingest"

@@ -20,13 +20,17 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from tokenizers import Encoding, Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from trunkline.context.backends.guarded import CallPolicy, guarded
 
 Vectors = npt.NDArray[np.float32]
 DIM = 384
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
+INLINE_TOKENS = 32
+"""A single text of at most this many tokens (a spoken question) is embedded on the event loop
+when the embedding thread is idle: a few milliseconds, and the hop to the thread and back
+costs close to a millisecond on a busy machine."""
 
 
 class Embedder(ABC):
@@ -96,6 +100,8 @@ class MiniLMEmbedder(Embedder):
         threads: int = 1,
         batch_size: int = 32,
         policy: CallPolicy | None = None,
+        *,
+        inline_tokens: int = INLINE_TOKENS,
     ) -> None:
         super().__init__(policy)
         options = ort.SessionOptions()
@@ -109,11 +115,21 @@ class MiniLMEmbedder(Embedder):
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._tokenizer = load_tokenizer(tokenizer_path)
         self._batch_size = batch_size
+        self._inline_tokens = inline_tokens
+        self._queued = 0  # calls handed to the thread and not finished
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minilm")
 
     async def _impl(self, texts: list[str]) -> Vectors:
+        if len(texts) == 1 and self._inline_tokens and not self._queued:
+            encoding = self._tokenizer.encode(texts[0])
+            if len(encoding.ids) <= self._inline_tokens:
+                return self._forward([encoding])
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.embed_sync, texts)
+        self._queued += 1
+        try:
+            return await loop.run_in_executor(self._pool, self.embed_sync, texts)
+        finally:
+            self._queued -= 1
 
     def embed_sync(self, texts: list[str]) -> Vectors:
         """Blocking embedding, batched by similar length to keep padding small."""
@@ -125,10 +141,14 @@ class MiniLMEmbedder(Embedder):
         return out
 
     def _run(self, batch: list[str]) -> Vectors:
-        encodings = self._tokenizer.encode_batch(batch)
+        if len(batch) == 1:  # encode_batch hands even one text to the tokenizer's thread pool
+            return self._forward([self._tokenizer.encode(batch[0])])
+        return self._forward(self._tokenizer.encode_batch(batch))
+
+    def _forward(self, encodings: list[Encoding]) -> Vectors:
         width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(batch), width), dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
         for row, enc in enumerate(encodings):
             ids[row, : len(enc.ids)] = enc.ids
             mask[row, : len(enc.ids)] = 1

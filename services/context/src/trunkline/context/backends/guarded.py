@@ -48,7 +48,8 @@ async def guarded(policy: CallPolicy, name: str, call: Callable[[], Awaitable[T]
         for attempt in range(policy.retries + 1):
             start = time.perf_counter()
             try:
-                result = await asyncio.wait_for(call(), timeout=policy.timeout_s)
+                async with asyncio.timeout(policy.timeout_s):  # no task per call (wait_for's)
+                    result = await call()
             except ContextError:
                 failures.add(1, {"backend": name})
                 raise

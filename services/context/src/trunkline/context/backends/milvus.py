@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
+import numpy as np
 from pymilvus import DataType, MilvusClient
 
 from trunkline.context.backends.embedder import DIM, Vectors
@@ -415,6 +416,16 @@ def _delete_count(result: Any) -> int:
     return int(getattr(result, "delete_count", 0) or 0)
 
 
+def _scope_expr(scope: CacheScope) -> str:
+    """The filter selecting exactly ``scope``'s stored answers."""
+    return (
+        f"tenant == {_q(check_ident('tenant', scope.tenant))}"
+        f" and agent == {_q(check_ident('agent', scope.agent))}"
+        f" and role == {_q(check_ident('role', scope.role))}"
+        f" and kb_version == {int(scope.kb_version)}"
+    )
+
+
 _ENTRY_FIELDS = [
     "answer_id", "agent", "role", "kb_version", "query", "answer", "citations", "stored_at",
     "expires_at",
@@ -443,12 +454,7 @@ class MilvusAnswerCache(AnswerCache):
     async def _candidates_impl(
         self, scope: CacheScope, vector: Vectors, now: int, floor: float, limit: int
     ) -> list[CachedAnswer]:
-        expr = (
-            f"tenant == {_q(check_ident('tenant', scope.tenant))}"
-            f" and agent == {_q(check_ident('agent', scope.agent))}"
-            f" and role == {_q(check_ident('role', scope.role))}"
-            f" and kb_version == {int(scope.kb_version)} and expires_at > {int(now)}"
-        )
+        expr = f"{_scope_expr(scope)} and expires_at > {int(now)}"
 
         def call() -> list[CachedAnswer]:
             partitions = self.db.read_partitions(ANSWERS, scope.tenant)
@@ -478,6 +484,47 @@ class MilvusAnswerCache(AnswerCache):
                         entry_id=str(entity["answer_id"]),
                     )
                 )
+            return found
+
+        return await self.db.run(call)
+
+    async def _scope_entries_impl(self, scope: CacheScope, limit: int) -> list[CacheEntry]:
+        expr = _scope_expr(scope)
+
+        def call() -> list[CacheEntry]:
+            partitions = self.db.read_partitions(ANSWERS, scope.tenant)
+            if partitions is None:
+                return []
+            rows = self.db.client.query(
+                ANSWERS,
+                filter=expr,
+                output_fields=_ENTRY_FIELDS,
+                limit=limit,
+                partition_names=partitions,
+            )
+            return [_entry_from(row) for row in rows]
+
+        return await self.db.run(call)
+
+    async def _vectors_impl(self, tenant: str, entry_ids: Sequence[str]) -> dict[str, Vectors]:
+        check_ident("tenant", tenant)
+
+        def call() -> dict[str, Vectors]:
+            partitions = self.db.read_partitions(ANSWERS, tenant)
+            if partitions is None:
+                return {}
+            found: dict[str, Vectors] = {}
+            ids = list(entry_ids)
+            for start in range(0, len(ids), 1000):
+                rows = self.db.client.get(
+                    ANSWERS,
+                    ids=ids[start : start + 1000],
+                    output_fields=["answer_id", "tenant", "vector"],
+                    partition_names=partitions,
+                )
+                for row in rows:
+                    if row["tenant"] == tenant:
+                        found[str(row["answer_id"])] = np.asarray(row["vector"], dtype=np.float32)
             return found
 
         return await self.db.run(call)

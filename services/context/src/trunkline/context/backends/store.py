@@ -177,10 +177,30 @@ class AnswerCache(ABC):
             self.policy, "cache.delete", lambda: self._delete_impl(tenant, entry_ids)
         )
 
+    async def scope_entries(self, scope: CacheScope, limit: int) -> list[CacheEntry]:
+        """Up to ``limit`` entries stored in exactly ``scope`` (expired ones too), any order."""
+        return await guarded(
+            self.policy, "cache.scope_entries", lambda: self._scope_entries_impl(scope, limit)
+        )
+
+    async def vectors(self, tenant: str, entry_ids: Sequence[str]) -> dict[str, Vectors]:
+        """The stored question vector of each of these entries of ``tenant`` that exists."""
+        if not entry_ids:
+            return {}
+        return await guarded(
+            self.policy, "cache.vectors", lambda: self._vectors_impl(tenant, entry_ids)
+        )
+
     @abstractmethod
     async def _candidates_impl(
         self, scope: CacheScope, vector: Vectors, now: int, floor: float, limit: int
     ) -> list[CachedAnswer]: ...
+
+    @abstractmethod
+    async def _scope_entries_impl(self, scope: CacheScope, limit: int) -> list[CacheEntry]: ...
+
+    @abstractmethod
+    async def _vectors_impl(self, tenant: str, entry_ids: Sequence[str]) -> dict[str, Vectors]: ...
 
     @abstractmethod
     async def _store_impl(
