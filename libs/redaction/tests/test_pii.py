@@ -124,3 +124,17 @@ def test_comma_grouped_digits_as_speech_to_text_writes_them(text: str, expected:
 )
 def test_comma_separated_numbers_without_a_reason_stay(text: str) -> None:
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # ids in log lines: their digits are no phone or account (a stack log read
+        # "call CA43eb[PHONE]aab60ac…": the call SID mangled)
+        "call CA43eb62441552aab60ac2a80f1e4c2240 turn 10 failed",
+        "event a1b2c3d4-4155-5501-3200-000000000001 stored",
+        "span 626049c09578f591 of trace ee4c27327bd593efd3f03b4e9706fb39",
+    ],
+)
+def test_identifiers_keep_their_digits(text: str) -> None:
+    assert redact(text) == text

@@ -49,7 +49,14 @@ TENS = {
 REPEATS = {"double": 2, "triple": 3}
 NUMBER_WORDS = frozenset(UNITS) | frozenset(TEENS) | frozenset(TENS) | {"hundred"}
 
-TOKEN = re.compile(r"\d+|[A-Za-z]+(?:'[A-Za-z]+)?|[^\sA-Za-z\d]")
+# An identifier is one opaque token, never digits: a UUID, or a word of 6+ letters and digits
+# mixed (a call SID "CA43eb62441552aab…", a hex id), so the digits inside it are no phone.
+# "14th", "10am" are shorter and still split (dates read them).
+_IDENTIFIER = (
+    r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+    r"|(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{6,}"
+)
+TOKEN = re.compile(rf"{_IDENTIFIER}|\d+|[A-Za-z]+(?:'[A-Za-z]+)?|[^\sA-Za-z\d]")
 
 
 @dataclass(frozen=True, slots=True)
