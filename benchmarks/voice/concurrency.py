@@ -8,8 +8,10 @@ cache, TTS replays audio rendered once by Piper. So what is measured is the medi
 simulated callers (this process) dial N calls at once, three questions each, in real time.
 
 Per level: caller-measured voice-to-voice p50/p95, the gateway's CPU (% of one core) and
-memory (RSS growth per call), and late outbound frames: slots the gateway's pacer dropped
-(``skipped``) and reply frames the caller received more than 60 ms after the one before.
+memory (RSS growth per call), the callers' own CPU (this process), and late outbound frames:
+slots the gateway's pacer dropped (``skipped``) and reply frames the caller received more than
+60 ms after the one before — split into those where the callers' own event loop was stalled
+(> 20 ms late) during the gap, which the gateway cannot be blamed for, and the rest.
 Writes ``benchmarks/results/voice-calls.json``.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -52,6 +55,7 @@ ANSWER = "We are open on Saturday from nine to one."
 LINES = ("When are you open on Saturday?", "Are you open on Sunday?", "Where is the practice?")
 OPTIONS = CallOptions(reply_quiet_ms=1200.0, reply_timeout_s=20.0)
 LATE_GAP_S = 0.060  # a reply frame this long after the previous one reached the caller late
+STALL_S = 0.020  # the callers' loop woke this much later than asked: the callers were stalled
 LEVELS = (10, 25, 50)
 
 
@@ -77,25 +81,12 @@ async def serve(turns_out: Path) -> None:
     from trunkline.gateway.profile import AgentProfile, load_profiles  # noqa: PLC0415
     from trunkline.gateway.settings import GatewaySettings  # noqa: PLC0415
     from trunkline.gateway.transports.base import Transport  # noqa: PLC0415
+    from trunkline.gateway.vad import SileroDetector  # noqa: PLC0415
     from trunkline.gateway.web import GatewayWeb, TenantAuth  # noqa: PLC0415
-    from trunkline.tts.backends import StreamSettings  # noqa: PLC0415
-    from trunkline.tts.backends.piper import PiperSynthesizer  # noqa: PLC0415
 
     profiles = load_profiles(AGENTS)
     profile = profiles[AGENT]
-    piper = PiperSynthesizer()
-    await piper.start()
-    rendered: dict[tuple[str, int], bytes] = {}
-
-    async def render(text: str, rate: int) -> bytes:
-        if (text, rate) not in rendered:
-            chunks = piper.synthesize(text, StreamSettings(sample_rate=rate))
-            rendered[text, rate] = b"".join([c.pcm async for c in chunks])
-        return rendered[text, rate]
-
-    for text in (profile.greeting, profile.filler_text, ANSWER):
-        await render(text, 8000)
-    await piper.close()
+    rendered = await render_clauses((profile.greeting, profile.filler_text, ANSWER), 8000)
 
     class CachedAudio(Synthesizer):
         """TTS from a cache of rendered clauses (an unknown clause: silence of its length)."""
@@ -120,16 +111,30 @@ async def serve(turns_out: Path) -> None:
                 tts=CachedAudio(env, policy, out_rate),
             )
 
+        def detector(self) -> SileroDetector:
+            detector = super().detector()
+            task = asyncio.current_task()
+            if task is not None:
+                detectors[task] = detector
+            return detector
+
         async def run_call(self, start: Any, transport: Transport) -> None:
             try:
                 await super().run_call(start, transport)
             finally:
                 pacer = getattr(transport, "pacer", None)
+                vad = detectors.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
                 row = {"call_id": start.call_id, "pacer_skipped": getattr(pacer, "skipped", None),
-                       "pacer_taken": getattr(pacer, "taken", None)}  # fmt: skip
+                       "pacer_taken": getattr(pacer, "taken", None),
+                       "vad_scored": getattr(vad, "windows_scored", 0),
+                       "vad_looked_up": getattr(vad, "windows_looked_up", 0),
+                       **pauses.take()}  # fmt: skip
                 with (turns_out.parent / "pacers.jsonl").open("a") as out:
                     out.write(json.dumps(row) + "\n")
 
+    detectors: dict[asyncio.Task[Any], SileroDetector] = {}
+    pauses = GcPauses()
+    gc.callbacks.append(pauses.callback)
     secret = secrets.token_hex(16)
     settings = GatewaySettings(http_port=0)
     tracer = trace.get_tracer("benchmarks.voice.concurrency")
@@ -153,6 +158,48 @@ async def serve(turns_out: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
+
+
+async def render_clauses(texts: tuple[str, ...], rate: int) -> dict[tuple[str, int], bytes]:
+    """Each clause rendered once by Piper at ``rate`` (the gateway's TTS replays them)."""
+    from trunkline.tts.backends import StreamSettings  # noqa: PLC0415
+    from trunkline.tts.backends.piper import PiperSynthesizer  # noqa: PLC0415
+
+    piper = PiperSynthesizer()
+    await piper.start()
+    rendered: dict[tuple[str, int], bytes] = {}
+    try:
+        for text in texts:
+            chunks = piper.synthesize(text, StreamSettings(sample_rate=rate))
+            rendered[text, rate] = b"".join([c.pcm async for c in chunks])
+    finally:
+        await piper.close()
+    return rendered
+
+
+class GcPauses:
+    """Time the event loop spent in the garbage collector (each pause stops every call)."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self.total_s = 0.0
+        self.max_s = 0.0
+        self.collections = 0
+
+    def callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self.total_s += pause
+        self.max_s = max(self.max_s, pause)
+        self.collections += 1
+
+    def take(self) -> dict[str, float]:
+        """The pauses since the last take."""
+        row = {"gc_s": self.total_s, "gc_max_ms": 1000 * self.max_s, "gc_n": self.collections}
+        self.total_s, self.max_s, self.collections = 0.0, 0.0, 0
+        return row
 
 
 # ---- the callers ----------------------------------------------------------------------------
@@ -194,6 +241,26 @@ async def caller_audio(work: Path) -> list[PreparedTurn]:
     return await prepare_script(turns)
 
 
+class LoopStalls:
+    """Stalls of this process's event loop: a 5 ms sleep that woke more than ``STALL_S`` late
+    (the callers could not read what the gateway sent meanwhile)."""
+
+    def __init__(self) -> None:
+        self.stalls: list[tuple[float, float]] = []  # (from, to) on the loop's clock
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time() + 0.005
+            await asyncio.sleep(0.005)
+            woke = loop.time()
+            if woke - asked > STALL_S:
+                self.stalls.append((asked, woke))
+
+    def during(self, start: float, end: float) -> bool:
+        return any(a < end and b > start for a, b in self.stalls)
+
+
 async def one_call(url: str, secret: str, turns: list[PreparedTurn], delay: float) -> Any:
     await asyncio.sleep(delay)
     identity = CallIdentity()
@@ -201,26 +268,34 @@ async def one_call(url: str, secret: str, turns: list[PreparedTurn], delay: floa
     caller = SimulatedCaller(target, identity, OPTIONS)
     result = await caller.run(turns)
     times = [r.t for r in caller.log.received if r.voiced]
-    late = sum(1 for a, b in itertools.pairwise(times) if LATE_GAP_S < b - a < 1.0)
-    return result, late
+    gaps = [(a, b) for a, b in itertools.pairwise(times) if LATE_GAP_S < b - a < 1.0]
+    return result, gaps
 
 
 async def level(
     url: str, secret: str, pid: int, turns: list[PreparedTurn], n: int
 ) -> dict[str, Any]:
     rss_before, cpu_before, t0 = proc_rss_mb(pid), proc_cpu_s(pid), time.monotonic()
+    own_before = proc_cpu_s(os.getpid())
     peak_rss = rss_before
+    stalls = LoopStalls()
+    watch = asyncio.create_task(stalls.run())
     calls = [asyncio.create_task(one_call(url, secret, turns, i * 0.05)) for i in range(n)]
     done = asyncio.gather(*calls, return_exceptions=True)
     while not done.done():
         await asyncio.sleep(0.5)
         peak_rss = max(peak_rss, proc_rss_mb(pid))
     results = await done
+    watch.cancel()
     wall = time.monotonic() - t0
     cpu = proc_cpu_s(pid) - cpu_before
+    own_cpu = proc_cpu_s(os.getpid()) - own_before
     ok = [r for r in results if not isinstance(r, BaseException)]
     v2v = [v for result, _ in ok for v in result.latencies()]
     answered = sum(1 for result, _ in ok for t in result.turns if t.outcome == "answered")
+    gaps = [gap for _, call_gaps in ok for gap in call_gaps]
+    caller_s = sum(result.frames_sent for result, _ in ok) * 0.02  # 20 ms media messages
+    stalled = sum(1 for a, b in gaps if stalls.during(a, b))
     return {
         "calls": n,
         "failed_calls": len(results) - len(ok),
@@ -228,9 +303,18 @@ async def level(
         "turns": n * len(turns),
         "v2v_p50_ms": percentile(v2v, 50),
         "v2v_p95_ms": percentile(v2v, 95),
-        "late_reply_frames_at_caller": sum(late for _, late in ok),
+        "late_reply_frames_at_caller": len(gaps),
+        "late_frames_callers_stalled": stalled,
+        "late_frames_not_explained_by_callers": len(gaps) - stalled,
+        "caller_loop_stalls": len(stalls.stalls),
+        "caller_loop_stall_max_ms": 1000 * max((b - a for a, b in stalls.stalls), default=0.0),
+        "callers_cpu_pct_of_one_core": 100 * own_cpu / wall,
         "gateway_cpu_pct_of_one_core": 100 * cpu / wall,
         "gateway_cpu_ms_per_call_s": 1000 * cpu / wall / n,
+        # per second of caller audio the gateway took in: holds when a loaded machine
+        # stretches the wall clock (the work per frame is the same, it just waits longer)
+        "gateway_cpu_ms_per_call_audio_s": 1000 * cpu / max(caller_s, 1e-9),
+        "callers_cpu_ms_per_call_audio_s": 1000 * own_cpu / max(caller_s, 1e-9),
         "gateway_rss_mb_before": rss_before,
         "gateway_rss_mb_peak": peak_rss,
         "rss_mb_per_call": (peak_rss - rss_before) / n,
@@ -273,6 +357,15 @@ async def run(levels: tuple[int, ...], out: Path) -> dict[str, Any]:
                     else []
                 )
                 row["pacer_skipped_frames"] = sum(r["pacer_skipped"] or 0 for r in rows)
+                scored = sum(r.get("vad_scored", 0) for r in rows)
+                looked_up = sum(r.get("vad_looked_up", 0) for r in rows)
+                row["vad_windows_run"] = scored
+                row["gateway_gc_s"] = sum(r.get("gc_s", 0.0) for r in rows)
+                row["gateway_gc_max_pause_ms"] = max(
+                    (r.get("gc_max_ms", 0.0) for r in rows), default=0.0
+                )
+                row["gateway_gc_collections"] = sum(r.get("gc_n", 0) for r in rows)
+                row["vad_windows_from_silence_table"] = looked_up
                 report["levels"].append(row)
                 print(_line(row), flush=True)
         finally:
@@ -303,10 +396,17 @@ def _line(row: dict[str, Any]) -> str:
         f"{row['calls']:>4} calls: answered {row['turns_answered']}/{row['turns']}, failed "
         f"{row['failed_calls']}, v2v p50/p95 {ms(row['v2v_p50_ms'])}/{ms(row['v2v_p95_ms'])} ms, "
         f"gateway CPU {row['gateway_cpu_pct_of_one_core']:.0f}% of a core "
-        f"({row['gateway_cpu_ms_per_call_s']:.1f} ms/s per call), RSS "
+        f"({row['gateway_cpu_ms_per_call_s']:.1f} ms/s per call, "
+        f"{row['gateway_cpu_ms_per_call_audio_s']:.1f} ms per call-second of audio), RSS "
         f"{row['gateway_rss_mb_before']:.0f}->{row['gateway_rss_mb_peak']:.0f} MB "
         f"({row['rss_mb_per_call']:.2f} MB/call), dropped slots {row['pacer_skipped_frames']}, "
-        f"late frames at caller {row['late_reply_frames_at_caller']}, load {row['load_avg_1m']:.1f}"
+        f"late frames at caller {row['late_reply_frames_at_caller']} "
+        f"({row['late_frames_callers_stalled']} while the callers' loop stalled), callers' CPU "
+        f"{row['callers_cpu_pct_of_one_core']:.0f}% of a core; VAD windows run "
+        f"{row.get('vad_windows_run', '-')}, from the silence table "
+        f"{row.get('vad_windows_from_silence_table', '-')}; gateway GC "
+        f"{row.get('gateway_gc_s', 0.0):.2f} s (longest pause "
+        f"{row.get('gateway_gc_max_pause_ms', 0.0):.0f} ms); load {row['load_avg_1m']:.1f}"
     )
 
 

@@ -233,3 +233,27 @@ def test_call_parser_keeps_turn_order() -> None:
     ]  # fmt: skip
     assert args.func.__name__ == "run_call"
     assert args.func(parser.parse_args(["call", "--tenant", "acme"])) == 2
+
+
+def test_recorder_tracks_grow_in_place_past_their_first_buffer() -> None:
+    """A call longer than the first buffer (8 s): every 20 ms frame lands where it was sent,
+    gaps stay silent, and a cut silences everything after it."""
+    rec = CallRecorder(t0=0.0)
+    frames = [mulaw_encode(np.full(160, 100 * (i % 50 + 1), dtype=np.int16)) for i in range(1000)]
+    for i, frame in enumerate(frames):  # 20 s of caller audio
+        rec.caller_frame(i * 160, frame)
+    rec.agent_played(25.0, frames[0])  # after a gap, beyond the caller's track
+    rec.finish(26.0)
+    caller = rec.caller.padded(rec.length)
+    assert rec.length == 26 * 8000
+    for i in (0, 399, 400, 999):
+        assert (caller[i * 160 : (i + 1) * 160] == mulaw_decode(frames[i])).all()
+    assert not caller[160_000:].any()
+    agent = rec.agent.padded(rec.length)
+    assert not agent[: 25 * 8000].any()
+    assert agent[25 * 8000 : 25 * 8000 + 160].all()
+    rec.caller_frame(0, frames[10])  # an earlier place is overwritten, not appended
+    assert (rec.caller.samples[:160] == mulaw_decode(frames[10])).all()
+    rec.agent_cut(25.01)
+    assert not rec.agent.samples[25 * 8000 + 80 :].any()
+    assert rec.agent.samples[25 * 8000 : 25 * 8000 + 80].all()

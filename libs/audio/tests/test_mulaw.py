@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trunkline.audio import mulaw_decode, mulaw_encode, mulaw_to_pcm16, pcm16_to_mulaw
+from trunkline.audio import (
+    SILENCE_DBFS,
+    int16_to_float32,
+    mulaw_dbfs,
+    mulaw_decode,
+    mulaw_encode,
+    mulaw_to_pcm16,
+    pcm16_to_mulaw,
+    rms_dbfs,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -64,3 +73,16 @@ def test_round_trip_error_is_bounded(samples: list[int]) -> None:
     back = mulaw_decode(mulaw_encode(x)).astype(np.int64)
     expected = np.clip(x.astype(np.int64), -32124, 32124)
     assert np.all(np.abs(back - expected) <= np.abs(x.astype(np.int64)) / 32 + 8)
+
+
+@given(st.binary(min_size=0, max_size=400))
+def test_mulaw_level_is_the_level_of_the_decoded_samples(data: bytes) -> None:
+    """The table look-up gives exactly what decoding and measuring give (squares are integers:
+    the sum is exact), empty and digital silence included."""
+    assert mulaw_dbfs(data) == rms_dbfs(int16_to_float32(mulaw_decode(data)))
+
+
+def test_mulaw_level_of_silence_and_of_a_loud_tone() -> None:
+    assert mulaw_dbfs(b"\xff" * 160) == SILENCE_DBFS
+    tone = mulaw_encode((8000 * np.sin(np.arange(8000) * 0.1)).astype(np.int16))
+    assert mulaw_dbfs(tone) == pytest.approx(20 * np.log10(8000 / 32768 / np.sqrt(2)), abs=0.2)

@@ -57,3 +57,9 @@ def test_levels_in_dbfs_of_float_and_pcm16_audio() -> None:
     assert rms_dbfs(np.zeros(0, np.float32)) == SILENCE_DBFS
     assert pcm16_dbfs(b"") == SILENCE_DBFS
     assert rms_dbfs(np.full(10, 1e-9, np.float32)) == SILENCE_DBFS  # floored
+
+
+@given(st.binary(min_size=0, max_size=1280).filter(lambda b: len(b) % 2 == 0))
+def test_pcm16_level_is_the_level_of_the_float_samples(pcm: bytes) -> None:
+    """Computed without the float conversion, and exactly the same number."""
+    assert pcm16_dbfs(pcm) == rms_dbfs(pcm16_to_float32(pcm))

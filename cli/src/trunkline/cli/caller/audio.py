@@ -13,11 +13,9 @@ from trunkline.audio import (
     MULAW_FRAME_BYTES,
     SUPPORTED_RATES,
     TELEPHONY_RATE,
-    int16_to_float32,
-    mulaw_decode,
+    mulaw_dbfs,
     mulaw_encode,
     resample,
-    rms_dbfs,
 )
 
 MULAW_SILENCE = b"\xff"  # mu-law code word of 0
@@ -85,7 +83,7 @@ def silence(ms: float) -> bytes:
 
 def level_dbfs(mulaw: bytes) -> float:
     """RMS level of mu-law audio in dBFS."""
-    return rms_dbfs(int16_to_float32(mulaw_decode(mulaw)))
+    return mulaw_dbfs(mulaw)
 
 
 def is_voiced(mulaw: bytes, threshold_dbfs: float = DEFAULT_VOICE_DBFS) -> bool:

@@ -38,6 +38,7 @@ from trunkline.cli.caller.recorder import CallRecorder
 from trunkline.cli.caller.result import CallResult, GreetingResult, TurnResult
 from trunkline.cli.caller.scenario import PreparedTurn
 from trunkline.cli.caller.speaker import Speaker
+from trunkline.cli.caller.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class SimulatedCaller:
         self._loop = asyncio.get_running_loop()
         self.log = CallLog(t0=self._now())
         self.recorder = CallRecorder(self.log.t0)
-        self._changed = asyncio.Event()
+        self._changed = Wakeup()  # each received message, and the end of the stream
         self._closed = asyncio.Event()
         self._close_reason = ""
         self._send_lock = asyncio.Lock()
@@ -150,7 +151,7 @@ class SimulatedCaller:
                         for name in speaker.clear():
                             self.log.marks_echoed.append((now, name))
                             await self._echo_mark(name)
-                self._changed.set()
+                self._changed.notify()
             elif msg.type is aiohttp.WSMsgType.BINARY:
                 self.log.bad_messages.append("binary frame where JSON text was expected")
             elif msg.type is aiohttp.WSMsgType.ERROR:
@@ -159,7 +160,7 @@ class SimulatedCaller:
         if not self._close_reason:
             self._close_reason = f"server closed the stream (code {ws.close_code})"
         self._closed.set()
-        self._changed.set()
+        self._changed.notify()
 
     # -- waiting ------------------------------------------------------------------------------
     async def _until_closed(self, awaitable: Awaitable[T]) -> T:
@@ -182,9 +183,7 @@ class SimulatedCaller:
             remaining = deadline - self._now()
             if remaining <= 0:
                 return False
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.01))
+            await self._changed.wait(min(remaining, 0.01))
         return True
 
     async def _sleep_until(self, t: float) -> None:

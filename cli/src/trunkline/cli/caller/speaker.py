@@ -8,7 +8,6 @@ playing and echoes every mark still queued (as Twilio does).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -16,6 +15,7 @@ from trunkline.audio import TELEPHONY_RATE
 from trunkline.cli.caller.audio import DEFAULT_VOICE_DBFS, is_voiced
 from trunkline.cli.caller.latency import CallLog, Played
 from trunkline.cli.caller.recorder import CallRecorder
+from trunkline.cli.caller.wakeup import Wakeup
 
 EchoMark = Callable[[str], Awaitable[None]]
 Clock = Callable[[], float]
@@ -39,7 +39,7 @@ class Speaker:
         self._voice_dbfs = voice_dbfs
         self._queue: deque[_Item] = deque()
         self._wake = asyncio.Event()
-        self._interrupt = asyncio.Event()
+        self._interrupt = Wakeup()  # a clear stops the chunk playing now
         self._idle = asyncio.Event()
         self._idle.set()
         self._next = 0.0  # when the audio queued so far ends playing
@@ -73,14 +73,13 @@ class Speaker:
             if self._recorder is not None:
                 self._recorder.agent_cut(now)
         self._next = min(self._next, now)
-        self._interrupt.set()
+        self._interrupt.notify()
         return marks
 
     async def _play_until(self, end: float) -> None:
         delay = end - self._clock()
         if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._interrupt.wait(), delay)
+            await self._interrupt.wait(delay)
 
     async def run(self) -> None:
         """Play until cancelled."""
@@ -97,7 +96,6 @@ class Speaker:
                 await self._echo(item)
                 continue
             audio, received = item
-            self._interrupt.clear()
             now = self._clock()
             # Back to back with the audio before it (a late wake-up must not open a gap), unless
             # the buffer had run dry: then it starts now.

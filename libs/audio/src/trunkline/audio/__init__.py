@@ -15,7 +15,13 @@ from trunkline.audio.frames import (
     Framer,
     frame_bytes,
 )
-from trunkline.audio.mulaw import mulaw_decode, mulaw_encode, mulaw_to_pcm16, pcm16_to_mulaw
+from trunkline.audio.mulaw import (
+    mulaw_dbfs,
+    mulaw_decode,
+    mulaw_encode,
+    mulaw_to_pcm16,
+    pcm16_to_mulaw,
+)
 from trunkline.audio.pcm import (
     SILENCE_DBFS,
     float32_to_int16,
@@ -60,6 +66,7 @@ __all__ = [
     "inbound_from_mulaw8k",
     "int16_to_float32",
     "int16_to_pcm16",
+    "mulaw_dbfs",
     "mulaw_decode",
     "mulaw_encode",
     "mulaw_to_pcm16",

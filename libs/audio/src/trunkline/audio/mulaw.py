@@ -6,12 +6,13 @@ Encoding works on the 14 most significant bits of each 16-bit sample, exactly as
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 import numpy as np
 from numpy.typing import NDArray
 
-from trunkline.audio.pcm import pcm16_to_int16
+from trunkline.audio.pcm import SILENCE_DBFS, pcm16_to_int16
 
 _BIAS = 0x84
 _CLIP14 = 8159  # largest 14-bit magnitude the reference encoder accepts
@@ -46,6 +47,26 @@ def encode_table() -> NDArray[np.uint8]:
     table[np.arange(-32768, 32768) & 0xFFFF] = codes.astype(np.uint8)
     table.flags.writeable = False
     return table
+
+
+@cache
+def _square_table() -> NDArray[np.float64]:
+    """The square of each code word's linear value (integers, exact in float64)."""
+    table = decode_table().astype(np.float64) ** 2
+    table.flags.writeable = False
+    return table
+
+
+def mulaw_dbfs(data: bytes) -> float:
+    """RMS level of mu-law audio in dBFS: the value ``rms_dbfs`` gives for its decoded float
+    samples, from one table look-up per byte (the squares are integers, so the sum is exact)."""
+    if not data:
+        return SILENCE_DBFS
+    total = float(_square_table()[np.frombuffer(data, dtype=np.uint8)].sum())
+    mean = total / len(data) / 1073741824.0  # 32768 ** 2
+    if mean <= 0.0:
+        return SILENCE_DBFS
+    return max(20.0 * math.log10(math.sqrt(mean)), SILENCE_DBFS)
 
 
 def mulaw_encode(samples: NDArray[np.int16]) -> bytes:

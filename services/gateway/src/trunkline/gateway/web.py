@@ -27,6 +27,7 @@ from trunkline.gateway.core.clock import Clock
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.transports import twilio_protocol
 from trunkline.gateway.transports.base import CallStart, Transport
+from trunkline.gateway.transports.pacing import PlayoutClock
 from trunkline.gateway.transports.websocket import PLIVO, TWILIO, Dialect, MediaStreamTransport
 from trunkline.gateway.webrtc_web import OperatorCalls, WebRtcSignaling
 from trunkline.telephony import (
@@ -74,6 +75,7 @@ class GatewayWeb:
         self.draining = False
         self.operator_calls = operator_calls
         self.join_secret = join_secret
+        self.playout = PlayoutClock(clock)  # one 20 ms outbound clock for every media stream
 
     async def drain(self) -> None:
         """Take no new call from now on; return when every live call has ended."""
@@ -137,7 +139,7 @@ class GatewayWeb:
     ) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE, heartbeat=30.0, timeout=2.0)
         await ws.prepare(request)
-        transport = MediaStreamTransport(ws, dialect, self.clock, self.metrics)
+        transport = MediaStreamTransport(ws, dialect, self.clock, self.metrics, self.playout)
         start = await transport.wait_start()
         if start is None:
             return ws

@@ -38,6 +38,11 @@ class Pacer:
             owed = self.max_catch_up
         return max(owed, 0)
 
+    def start_at(self, at: float) -> None:
+        """Start the schedule at ``at`` (its first frame due then), unless it has started."""
+        if self._start is None:
+            self._start = at
+
     def take(self, frames: int = 1) -> None:
         self.taken += frames
 

@@ -3,7 +3,9 @@
 Malformed or unknown messages are logged with the reason and counted; they never end the call.
 Reply audio comes at 8 kHz (TTS renders at the telephony rate: one resample on the way out) and is
 only mu-law encoded here. The far end buffers and plays in real time, so the transport's outbound
-clock is a steady 20 ms pacer (``Played`` ticks), independent of the caller's media messages.
+clock is a steady 20 ms pacer (``Played`` ticks), independent of the caller's media messages:
+the web app's shared :class:`PlayoutClock` when given (one task for every call), else a task of
+the call's own.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from trunkline.gateway.transports.messages import (
     Start,
     Stop,
 )
-from trunkline.gateway.transports.pacing import playout_ticks, with_ticks
+from trunkline.gateway.transports.pacing import PlayoutClock, playout_ticks, with_clock, with_ticks
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class MediaStreamTransport(Transport):
         dialect: Dialect,
         clock: Clock,
         metrics: GatewayMetrics | None = None,
+        playout: PlayoutClock | None = None,
     ) -> None:
         self.ws = ws
         self.dialect = dialect
@@ -89,6 +92,7 @@ class MediaStreamTransport(Transport):
         self._inbound = InboundMulaw8k()
         self._outbound = OutboundMulaw8k(TELEPHONY_RATE)
         self.pacer = Pacer()
+        self.playout = playout
 
     @property
     def stream_id(self) -> str:
@@ -126,6 +130,8 @@ class MediaStreamTransport(Transport):
         return None
 
     def events(self) -> AsyncIterator[TransportEvent]:
+        if self.playout is not None:
+            return with_clock(self._inbound_events(), self.playout, self.pacer)
         return with_ticks(self._inbound_events(), playout_ticks(self.clock, self.pacer))
 
     async def _inbound_events(self) -> AsyncIterator[TransportEvent]:
