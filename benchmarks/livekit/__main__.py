@@ -155,6 +155,11 @@ def hop_medians(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.median(r[k] for r in rows), 1) for k in keys} if rows else {}
 
 
+def medians(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for row in rows for k in row})
+    return {k: round(statistics.median(r[k] for r in rows if k in r), 1) for k in keys}
+
+
 def stats(values: Sequence[float]) -> dict[str, Any]:
     ordered = sorted(values)
     if not ordered:
@@ -193,7 +198,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     try:
         twilio = await twilio_call(port, args.turns)
         room = f"acme.support.{uuid.uuid4().hex[:8]}"
-        pairs = await livekit_call(livekit.url, room_token(key, room, "caller"), args.turns, pcm)
+        caller_jitter: dict[str, float] = {}
+        pairs = await livekit_call(
+            livekit.url,
+            room_token(key, room, "caller"),
+            args.turns,
+            pcm,
+            jitter=caller_jitter,
+            lead_ms=args.caller_lead_ms,
+        )
+        single_probe = probe_of(rig, room)
+        agent_jitter = single_probe.jitter if single_probe is not None else {}
         single = [e - a for a, e in pairs]
         single_hops = hop_rows(pairs, probe_of(rig, room))
 
@@ -204,7 +219,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         tokens = {r: room_token(key, r, f"c{i}") for i, r in enumerate(rooms)}
         started = time.monotonic()
         callers: dict[str, Any] = (
-            await in_subprocess(livekit.url, tokens, args.room_turns)
+            await in_subprocess(livekit.url, tokens, args.room_turns, args.caller_lead_ms)
             if rooms
             else {"rooms": {}, "errors": {}, "cpu_s": 0.0, "rss_mb": 0.0}
         )
@@ -230,9 +245,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "endpoint_ms": TURN_TAKING.endpoint_ms,
         "agent_sends_silence": ProbedTransport.send_silence,
         "agent_source_queue_ms": ProbedTransport.source_queue_ms,
+        "agent_feeds_ahead": ProbedTransport.feed_ahead,
+        "caller_lead_ms": args.caller_lead_ms,
         "twilio": stats(twilio),
         "livekit": stats(single),
         "livekit_hops_p50_ms": hop_medians(single_hops),
+        "livekit_jitter_buffers": {"agent_side": agent_jitter, "caller_side": caller_jitter},
         "livekit_minus_twilio_p50_ms": (
             round(1000 * (statistics.median(single) - statistics.median(twilio)), 1)
             if single and twilio
@@ -245,6 +263,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "failed_rooms": failed,
             "voice_to_voice": stats(many),
             "hops_p50_ms": hop_medians(many_hops),
+            "jitter_buffers_p50": {
+                "agent_side": medians([p.jitter for p in probes if isinstance(p, ProbedTransport)]),
+                "caller_side": medians(list(callers.get("jitter_buffers", {}).values())),
+            },
             "agent_frames_skipped": skipped,
             "agent_slots_late": late,
             "gateway_cpu_s_per_room": round(cpu_s / max(1, args.rooms), 2),
@@ -278,6 +300,7 @@ def table(report: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     lines.append(f"livekit hops p50 (ms): {report['livekit_hops_p50_ms']}")
+    lines.append(f"livekit jitter buffers: {report['livekit_jitter_buffers']}")
     lines.append(f"x{c['rooms']} rooms hops p50 (ms): {c['hops_p50_ms']}")
     lines.append(
         f"livekit - twilio (p50): {report['livekit_minus_twilio_p50_ms']} ms; concurrent: "
@@ -302,9 +325,23 @@ if __name__ == "__main__":
         help="the agent's track: silent frames in slots without reply audio",
     )
     parser.add_argument("--source-queue-ms", type=int, default=LiveKitTransport.source_queue_ms)
+    parser.add_argument(
+        "--caller-lead-ms",
+        type=int,
+        default=40,
+        help="the callers keep this much audio queued in their source (steady sending)",
+    )
+    parser.add_argument(
+        "--feed-ahead",
+        choices=("default", "on", "off"),
+        default="default",
+        help="the agent's transport hands queued reply frames to the source at once",
+    )
     options = parser.parse_args()
     if options.send_silence != "default":
         ProbedTransport.send_silence = options.send_silence == "on"
+    if options.feed_ahead != "default":
+        ProbedTransport.feed_ahead = options.feed_ahead == "on"
     ProbedTransport.source_queue_ms = options.source_queue_ms
     report = asyncio.run(main(options))
     print(table(report))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.livekit.hops import jitter_buffer
 from trunkline.gateway.transports.livekit_peer import LiveKitCaller
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,10 +46,18 @@ def last_voiced_frame(pcm: bytes, rate: int) -> int:
     return last
 
 
-async def livekit_call(url: str, token: str, turns: int, pcm: bytes) -> list[tuple[float, float]]:
+async def livekit_call(
+    url: str,
+    token: str,
+    turns: int,
+    pcm: bytes,
+    *,
+    jitter: dict[str, float] | None = None,
+    lead_ms: int = 0,
+) -> list[tuple[float, float]]:
     """(A, E) per answered turn: the caller's last voiced frame sent, the reply's first heard.
     Voice-to-voice is E - A, timed as the Twilio caller does (send of the last voiced frame)."""
-    caller = LiveKitCaller(16000)
+    caller = LiveKitCaller(16000, lead_ms=lead_ms)
     figures: list[tuple[float, float]] = []
     last = last_voiced_frame(pcm, 16000)
     try:
@@ -66,6 +76,8 @@ async def livekit_call(url: str, token: str, turns: int, pcm: bytes) -> list[tup
             at = caller.first_loud(ended)
             if at is not None:
                 figures.append((ended, at))
+        if jitter is not None:  # the caller's jitter buffer for the agent's track
+            jitter.update(await jitter_buffer(caller.agent_track))
     finally:
         await caller.leave()
     return figures
@@ -90,12 +102,17 @@ def rss_mb() -> float:
     return 0.0
 
 
-async def many(url: str, tokens: dict[str, str], turns: int) -> dict[str, Any]:
+async def many(url: str, tokens: dict[str, str], turns: int, lead_ms: int = 0) -> dict[str, Any]:
     """Every room's caller at once: room -> [[A, E], ...] or the error."""
     pcm = phrase()
     names = list(tokens)
+    jitter: dict[str, dict[str, float]] = {name: {} for name in names}
     results = await asyncio.gather(
-        *(livekit_call(url, tokens[name], turns, pcm) for name in names), return_exceptions=True
+        *(
+            livekit_call(url, tokens[n], turns, pcm, jitter=jitter[n], lead_ms=lead_ms)
+            for n in names
+        ),
+        return_exceptions=True,
     )
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -103,12 +120,15 @@ async def many(url: str, tokens: dict[str, str], turns: int) -> dict[str, Any]:
         "errors": {
             n: repr(r) for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)
         },
+        "jitter_buffers": jitter,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "rss_mb": rss_mb(),
     }
 
 
-async def in_subprocess(url: str, tokens: dict[str, str], turns: int) -> dict[str, Any]:
+async def in_subprocess(
+    url: str, tokens: dict[str, str], turns: int, lead_ms: int = 0
+) -> dict[str, Any]:
     """:func:`many` in a process of its own."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -119,7 +139,7 @@ async def in_subprocess(url: str, tokens: dict[str, str], turns: int) -> dict[st
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callers.json"
-        spec = {"url": url, "tokens": tokens, "turns": turns, "out": str(out)}
+        spec = {"url": url, "tokens": tokens, "turns": turns, "lead_ms": lead_ms, "out": str(out)}
         await proc.communicate(json.dumps(spec).encode())
         if proc.returncode != 0:
             raise RuntimeError(f"the callers' process failed (exit {proc.returncode})")
@@ -127,7 +147,26 @@ async def in_subprocess(url: str, tokens: dict[str, str], turns: int) -> dict[st
     return result
 
 
+async def orphan_watch() -> None:
+    """Exit when the benchmark that started this process is gone (its callers would run on)."""
+    parent = os.getppid()
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+async def serve(spec: dict[str, Any]) -> dict[str, Any]:
+    watch = asyncio.create_task(orphan_watch())
+    try:
+        return await many(
+            spec["url"], spec["tokens"], int(spec["turns"]), int(spec.get("lead_ms", 0))
+        )
+    finally:
+        watch.cancel()
+
+
 if __name__ == "__main__":
     spec = json.load(sys.stdin)
-    report = asyncio.run(many(spec["url"], spec["tokens"], int(spec["turns"])))
+    report = asyncio.run(serve(spec))
     Path(spec["out"]).write_text(json.dumps(report))

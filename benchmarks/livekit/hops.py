@@ -14,9 +14,12 @@ caller (E), into:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 
 import numpy as np
+from livekit import rtc
 
 from trunkline.gateway.transports.livekit import LiveKitTransport
 
@@ -36,9 +39,25 @@ class ProbedTransport(LiveKitTransport):
         self.sent: list[float] = []  # each send_audio call
         self.captured: list[tuple[float, bool]] = []  # (time, voiced) per frame to the source
 
+        self.jitter: dict[str, float] = {}  # the agent's jitter buffer for the caller's track
+        self._stats: asyncio.Task[None] | None = None
+
     def _received(self, pcm: bytes, now: float) -> None:
         self.inbound.append((now, voiced(pcm)))
+        if self._stats is None:
+            self._stats = asyncio.ensure_future(self._poll_stats())
         super()._received(pcm, now)
+
+    async def _poll_stats(self) -> None:
+        while not self._ended:
+            with contextlib.suppress(Exception):  # the track may be gone
+                self.jitter = await jitter_buffer(self.caller_track) or self.jitter
+            await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        if self._stats is not None:
+            self._stats.cancel()
+        await super().close()
 
     async def send_audio(self, pcm: bytes) -> None:
         self.sent.append(self.clock.now())
@@ -65,3 +84,24 @@ def turn_hops(said_end: float, heard_at: float, probe: ProbedTransport) -> dict[
         "pacer_ms": round(1000 * (d - c), 1),
         "downstream_ms": round(1000 * (heard_at - d), 1),
     }
+
+
+async def jitter_buffer(track: object) -> dict[str, float]:
+    """The receiving side's WebRTC jitter buffer for ``track`` (a subscribed ``RemoteAudioTrack``):
+    mean and target delay (ms) over the samples it played, and the share concealed."""
+    if not isinstance(track, rtc.RemoteAudioTrack):
+        return {}
+    for stats in await track.get_stats():
+        if stats.WhichOneof("stats") != "inbound_rtp":
+            continue
+        inbound = stats.inbound_rtp.inbound
+        emitted = inbound.jitter_buffer_emitted_count
+        if emitted:
+            return {
+                "mean_delay_ms": round(1000 * inbound.jitter_buffer_delay / emitted, 1),
+                "target_delay_ms": round(1000 * inbound.jitter_buffer_target_delay / emitted, 1),
+                "minimum_delay_ms": round(1000 * inbound.jitter_buffer_minimum_delay / emitted, 1),
+                "concealed_share": round(inbound.concealed_samples / emitted, 3),
+                "rtp_jitter_ms": round(1000 * stats.inbound_rtp.received.jitter, 1),
+            }
+    return {}

@@ -243,6 +243,10 @@ async def test_a_caller_hears_greeting_and_answer_barges_in_and_leaves(rig: Rig)
         await asyncio.sleep(0.4)
         greeting = caller.heard.loud_frames_since(0.0)
         assert abs(greeting - 4 * FRAMES_PER_WORD) <= 4, greeting
+        # a keypad key as SIP DTMF (what LiveKit SIP sends): a Dtmf event for the session
+        await caller.room.local_participant.publish_dtmf(code=1, digit="1")
+        transport = rig.dispatch.transports[room]
+        await until(lambda: transport.dtmf == ["1"], 10, "the DTMF key at the agent")
 
         spoken_at = time.monotonic()
         speech_s = caller.say(phrase())

@@ -9,7 +9,9 @@
 - Refusals are logged with the reason and answered: 401 (no/unknown key, bad signature, body
   hash mismatch, expired), 403 (a tenant's own key dispatching another tenant's room), 404 (room
   not named ``<tenant>.<agent>.<call id>``, unknown tenant or agent), 503 (draining).
-- :meth:`LiveKitDispatch.dispatch` is the same without the webhook (the agent dispatch route).
+- :meth:`LiveKitDispatch.dispatch` is the same without the webhook: LiveKit's agent dispatch
+  (:mod:`~trunkline.gateway.livekit_worker`, with the job's token) and the browser page's
+  ``/livekit/join`` (:mod:`~trunkline.gateway.livekit_page`) use it.
 
 Each room runs in its own task: one that fails is logged and closed; the others go on.
 """
@@ -98,6 +100,7 @@ class LiveKitDispatch:
         self.caller_timeout_s = caller_timeout_s
         self.rooms: dict[str, asyncio.Task[None]] = {}
         self.transports: dict[str, LiveKitTransport] = {}  # live rooms' transports (tests)
+        self._leaving: set[asyncio.Future[None]] = set()  # rooms whose connect came too late
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/livekit/webhook", self.webhook)
@@ -192,6 +195,27 @@ class LiveKitDispatch:
             if done is not None:
                 done(ok)
 
+    async def _connect(
+        self, room: rtc.Room, url: str, token: str, options: rtc.RoomOptions
+    ) -> None:
+        """``room.connect`` within ``connect_timeout_s``, never cancelled midway: cancelling the
+        SDK's connect (livekit 1.2.1) can leave its native side waiting for a signal that never
+        comes, and it then aborts the whole process. A late or abandoned connect is left to
+        finish and the room is left at once."""
+        connecting = asyncio.ensure_future(room.connect(url, token, options))
+        try:
+            await asyncio.wait_for(asyncio.shield(connecting), self.connect_timeout_s)
+        except BaseException:
+            connecting.add_done_callback(lambda done: self._leave_late(room, done))
+            raise
+
+    def _leave_late(self, room: rtc.Room, connecting: asyncio.Future[None]) -> None:
+        if connecting.cancelled() or connecting.exception() is not None:
+            return
+        leaving = asyncio.ensure_future(room.disconnect())
+        self._leaving.add(leaving)
+        leaving.add_done_callback(self._leaving.discard)
+
     async def _run(self, target: RoomTarget, token: str, url: str) -> bool:
         """The room's call; False when it failed (logged)."""
         room = rtc.Room()
@@ -200,9 +224,7 @@ class LiveKitDispatch:
         )
         self.transports[target.room] = transport
         try:
-            await asyncio.wait_for(
-                room.connect(url, token, transport.room_options()), self.connect_timeout_s
-            )
+            await self._connect(room, url, token, transport.room_options())
             await transport.start()
             log.info("livekit room %s joined (%s/%s)", target.room, target.tenant, target.agent)
             if not await transport.wait_caller():

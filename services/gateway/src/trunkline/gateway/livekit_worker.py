@@ -82,10 +82,10 @@ class LiveKitWorker:
             while True:
                 try:
                     await self._connection(http)
-                    failures = 0
-                except (aiohttp.ClientError, OSError, ConnectionError, ValueError) as exc:
-                    failures += 1
-                    log.warning("livekit worker (%s): %s", self.key.api_key, exc)
+                except Exception as exc:  # refused, dropped, garbled: retried, never fatal
+                    # a connection that had registered starts the delays over
+                    failures = 1 if self.state.registered.is_set() else failures + 1
+                    log.warning("livekit worker (%s): %r", self.key.api_key, exc)
                 self.state.registered.clear()
                 await asyncio.sleep(min(MAX_RETRY_S, 0.5 * 2**failures))
 

@@ -54,6 +54,7 @@ class LiveKitTransport(Transport):
     name = "livekit"
     out_rate = OPUS_RATE
     send_silence = False  # capture a silent frame in every slot without reply audio
+    feed_ahead = True  # reply frames go to the source as they come (its queue paces them)
     source_queue_ms = SOURCE_QUEUE_MS
 
     def __init__(
@@ -64,6 +65,7 @@ class LiveKitTransport(Transport):
         self.label = label or "room"
         self.caller_timeout_s = caller_timeout_s
         self.caller: rtc.RemoteParticipant | None = None
+        self.caller_track: rtc.RemoteAudioTrack | None = None
         self.dtmf: list[str] = []
         self.ignored_tracks: list[str] = []  # "identity:kind" of tracks never subscribed
         self._seen: set[str] = set()  # publication sids already handled
@@ -161,6 +163,7 @@ class LiveKitTransport(Transport):
         if not isinstance(track, rtc.RemoteAudioTrack) or not self._is_caller(participant):
             return
         if self._reader is None:
+            self.caller_track = track
             self._reader = asyncio.ensure_future(self._read(track))
 
     def _on_left(self, participant: rtc.RemoteParticipant) -> None:
@@ -225,7 +228,7 @@ class LiveKitTransport(Transport):
                     await self._capture(pcm)
                     self.frames_played += 1
                     self._echo_marks()
-                elif self.send_silence:
+                elif self.send_silence and not self.source.queued_duration:
                     await self._capture(self._silence)
                 self._events.put_nowait(Played(1))
             await self.clock.sleep(max(0.0, self.pacer.next_at() - self.clock.now()))
@@ -259,12 +262,27 @@ class LiveKitTransport(Transport):
         for start in range(0, whole, self._frame_bytes):
             self._items.append(bytes(self._partial[start : start + self._frame_bytes]))
         del self._partial[:whole]
+        if self.feed_ahead:
+            await self._feed()
 
     async def send_mark(self, name: str) -> None:
         if self._partial:
             self._items.append(bytes(self._partial).ljust(self._frame_bytes, b"\x00"))
             self._partial.clear()
         self._items.append(name)
+        if self.feed_ahead:
+            await self._feed()
+
+    async def _feed(self) -> None:
+        """Hand every queued frame to the source now (its native queue sends them at real time,
+        10 ms at a time, whatever this event loop's jitter), echoing the marks in order."""
+        self._echo_marks()
+        while self._items:
+            pcm = self._items.popleft()
+            assert isinstance(pcm, bytes)
+            await self._capture(pcm)
+            self.frames_played += 1
+            self._echo_marks()
 
     async def clear(self) -> None:
         self._partial.clear()

@@ -31,15 +31,18 @@ class LiveKitCaller:
     """Join with :meth:`join`; ``say`` queues speech (PCM16 mono at ``rate``), silence otherwise;
     the agent's track lands in ``heard``. ``video``: also publish a (black) camera track."""
 
-    def __init__(self, rate: int = 16000, *, video: bool = False) -> None:
+    def __init__(self, rate: int = 16000, *, video: bool = False, lead_ms: int = 0) -> None:
         self.rate = rate
+        self.lead_s = lead_ms / 1000  # >0: keep this much queued in the source (steady sending)
         self.frame_bytes = rate // 50 * 2
         self.room = rtc.Room()
         self.heard = Heard()
         self.loud_times: list[float] = []  # arrival of each heard frame above ``LOUD_DBFS``
         self.said_times: list[float] = []  # when each queued speech frame went to the source
+        self.agent_track: rtc.RemoteAudioTrack | None = None  # (its stats: jitter buffer)
         self.video = video
-        self.source = rtc.AudioSource(rate, 1, queue_size_ms=60)
+        queue_ms = max(60, (lead_ms // 10 + 4) * 10)
+        self.source = rtc.AudioSource(rate, 1, queue_size_ms=queue_ms)
         self._frames: deque[bytes] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self.room.on("track_subscribed", self._on_track)
@@ -80,6 +83,9 @@ class LiveKitCaller:
         return bool(self._frames)
 
     async def _mic(self) -> None:
+        if self.lead_s:
+            await self._steady_mic()
+            return
         start, count = time.monotonic(), 0
         silence = bytes(self.frame_bytes)
         while True:
@@ -87,13 +93,30 @@ class LiveKitCaller:
             if wait > 0:
                 await asyncio.sleep(wait)
             if self._frames:
-                pcm = self._frames.popleft()
-                self.said_times.append(time.monotonic())
+                pcm = self._frames.popleft()  # leaves once what the source holds has gone
+                self.said_times.append(time.monotonic() + self.source.queued_duration)
             else:
                 pcm = silence
             frame = rtc.AudioFrame(pcm, self.rate, 1, self.frame_bytes // 2)
             await self.source.capture_frame(frame)
             count += 1
+
+    async def _steady_mic(self) -> None:
+        """Keep ``lead_s`` of audio queued in the source: the SDK's native queue sends it at
+        real time whatever this loop's jitter. A speech frame's ``said_times`` entry is when it
+        starts leaving (now + what is queued ahead of it)."""
+        silence = bytes(self.frame_bytes)
+        while True:
+            while self.source.queued_duration < self.lead_s:
+                ahead = self.source.queued_duration
+                if self._frames:
+                    pcm = self._frames.popleft()
+                    self.said_times.append(time.monotonic() + ahead)
+                else:
+                    pcm = silence
+                frame = rtc.AudioFrame(pcm, self.rate, 1, self.frame_bytes // 2)
+                await self.source.capture_frame(frame)
+            await asyncio.sleep(0.01)
 
     async def _camera(self, source: rtc.VideoSource) -> None:
         frame = rtc.VideoFrame(64, 48, rtc.VideoBufferType.RGBA, bytes(64 * 48 * 4))
@@ -108,6 +131,7 @@ class LiveKitCaller:
         participant: rtc.RemoteParticipant,
     ) -> None:
         if isinstance(track, rtc.RemoteAudioTrack):
+            self.agent_track = track
             self._tasks.append(asyncio.create_task(self._listen(track)))
 
     async def _listen(self, track: rtc.RemoteAudioTrack) -> None:
