@@ -64,6 +64,43 @@ def test_best_passage_leaves_out_a_cut_tail_and_shortens_for_the_ear() -> None:
     assert short.text.endswith(".")
 
 
+TARIFFS = """[1] ## Volt Fixed 12 (fixed tariff)
+Volt Fixed 12 fixes your unit prices for 12 months. Electricity costs 24 cents per kilowatt hour
+and gas costs 8 cents per kilowatt hour for the whole 12 months.
+[2] Electricity currently costs 22 cents per kilowatt hour on Volt Flex, our variable tariff.
+[3] ## Outages
+For a power cut, call the outage line at 1-800-555-0142.
+[4] ## Gas emergencies
+If you smell gas, leave the building and call the gas emergency line at 1-800-555-0199."""
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        (  # the eval's wrong answer: the fixed tariff's sentence shares more words
+            "What does electricity cost on the variable tariff right now?",
+            "Electricity currently costs 22 cents per kilowatt hour on Volt Flex, our variable"
+            " tariff.",
+        ),
+        ("How much is electricity on the fixed tariff?", "Electricity costs 24 cents per"
+         " kilowatt hour and gas costs 8 cents per kilowatt hour for the whole 12 months."),
+        ("I can smell gas, who do I call?", "If you smell gas, leave the building and call the"
+         " gas emergency line at 1-800-555-0199."),
+        ("My power is off, who do I call?", "For a power cut, call the outage line at"
+         " 1-800-555-0142."),
+    ],
+)  # fmt: skip
+def test_a_passage_about_the_other_side_of_a_contrast_never_answers(
+    question: str, answer: str
+) -> None:
+    assert best_passage(question, TARIFFS).text == answer
+
+
+def test_a_question_naming_no_side_may_take_either() -> None:
+    said = best_passage("What do your tariffs cost per kilowatt hour?", TARIFFS).text
+    assert "cents per kilowatt hour" in said
+
+
 def _retrieved(**kwargs: object) -> Retrieved:
     values: dict[str, object] = {"block": BLOCK, "confidence": 0.8}
     values.update(kwargs)

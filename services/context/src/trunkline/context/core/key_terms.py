@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from trunkline.text import MONTH_NUMBERS, ORDINALS, SCALES, TENS, UNITS, read_number
+from trunkline.text.contrasts import GROUPS, phrase_index
 
 # --- words -------------------------------------------------------------------------------------
 
@@ -77,127 +78,10 @@ _TOKEN = re.compile(
 )
 
 
-# --- contrast groups ---------------------------------------------------------------------------
+# --- contrast groups: trunkline.text.contrasts -----------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Group:
-    """Words that contrast: each side a set of words or phrases; naming two sides differs.
-
-    ``strict``: a side named by only one of the two questions is a disagreement too.
-    """
-
-    name: str
-    sides: tuple[tuple[str, ...], ...]
-    strict: bool = True
-
-
-GROUPS: tuple[Group, ...] = (
-    Group("join/leave", (
-        ("join", "joining", "joined", "sign up", "signing up", "enrol", "enroll", "subscribe"),
-        ("leave", "leaving", "exit", "quit", "quitting", "terminate", "unsubscribe"),
-    )),
-    Group("open/close", (
-        ("open", "opens", "opening", "opened", "reopen"),
-        ("close", "closes", "closing", "closed", "shut", "shuts"),
-    ), strict=False),
-    Group("book/cancel/move", (
-        ("book", "booking", "booked", "schedule", "reserve", "make an appointment"),
-        ("cancel", "cancels", "cancelling", "canceling", "cancelled", "canceled", "cancellation",
-         "cancellations"),
-        ("reschedule", "rebook", "postpone", "move my appointment", "change my appointment"),
-    ), strict=False),
-    Group("start/stop", (
-        ("start", "starting", "started", "begin", "beginning", "resume"),
-        ("stop", "stops", "stopping", "stopped", "pause", "cease"),
-    )),
-    Group("buy/sell", (
-        ("buy", "buying", "bought", "purchase", "buy back"),
-        ("sell", "selling", "sold"),
-    )),
-    Group("add/remove", (
-        ("add", "adding", "added"),
-        ("remove", "removing", "removed", "delete", "deleting", "take off"),
-    )),
-    Group("increase/decrease", (
-        ("increase", "increasing", "increased", "raise", "raising", "rise", "rises", "rising",
-         "higher", "go up", "goes up", "going up", "went up", "gone up", "top up"),
-        ("decrease", "decreasing", "decreased", "lower", "lowering", "reduce", "reducing",
-         "reduced", "drop", "go down", "goes down", "going down", "went down", "gone down"),
-    )),
-    Group("before/after", (("before", "prior to", "ahead of"), ("after", "afterwards"))),
-    Group("early/late", (
-        ("early", "earlier", "earliest"),
-        ("late", "later", "latest"),
-    )),
-    Group("min/max", (
-        ("minimum", "min", "lowest", "cheapest", "shortest", "smallest"),
-        ("maximum", "max", "highest", "longest", "largest", "most expensive", "dearest"),
-    )),
-    Group("import/export", (("import", "importing", "imported"), ("export", "exporting"))),
-    Group("on/off", (
-        ("turn on", "switch on", "enable", "activate"),
-        ("turn off", "switch off", "disable", "deactivate"),
-    )),
-    Group("in/out", (
-        ("move in", "moving in", "moved in", "move into", "moving into", "check in"),
-        ("move out", "moving out", "moved out", "check out"),
-    )),
-    Group("accept/refuse", (
-        ("accept", "accepts", "allow", "allowed", "permit"),
-        ("refuse", "refused", "decline", "declined", "reject", "rejected"),
-    ), strict=False),
-    Group("gas/electricity", (
-        ("gas",),
-        ("electricity", "electric", "power"),
-    )),
-    Group("peak/off-peak", (("peak",), ("off-peak", "off peak", "offpeak"))),
-    Group("fixed/variable", (
-        ("fixed",),
-        ("variable", "flexible", "flex", "tracker", "standard variable"),
-    )),
-    Group("adult/child", (
-        ("adult", "adults", "grown-up", "grown-ups"),
-        ("child", "children", "child's", "children's", "kid", "kids", "kid's", "baby", "babies",
-         "toddler", "toddlers", "teenager", "teenagers"),
-    )),
-    Group("new/existing", (("new",), ("existing", "current")), strict=False),
-    Group("payment method", (
-        ("cash",),
-        ("card", "cards", "credit card", "debit card", "contactless"),
-        ("cheque", "cheques"),
-        ("direct debit",),
-        ("bank transfer",),
-    ), strict=False),
-    Group("channel", (
-        ("online", "website", "internet", "app", "web"),
-        ("phone", "telephone"),
-        ("post", "letter", "mail"),
-        ("in person",),
-    ), strict=False),
-    Group("part of day", (
-        ("morning", "mornings"),
-        ("afternoon", "afternoons"),
-        ("evening", "evenings"),
-        ("night", "nights", "overnight"),
-    ), strict=False),
-    Group("home/business", (
-        ("home", "domestic", "residential", "household"),
-        ("business", "commercial"),
-    ), strict=False),
-)  # fmt: skip
-
-
-def _phrase_index(groups: Sequence[Group]) -> dict[tuple[str, ...], tuple[str, int]]:
-    index: dict[tuple[str, ...], tuple[str, int]] = {}
-    for group in groups:
-        for side, words in enumerate(group.sides):
-            for phrase in words:
-                index[tuple(phrase.split())] = (group.name, side)
-    return index
-
-
-_PHRASES = _phrase_index(GROUPS)
+_PHRASES = phrase_index(GROUPS)
 _LONGEST = max(len(p) for p in _PHRASES)
 _PARTICLES = {"on", "off", "up", "down", "in", "out"}
 # Particle verbs may take their object in between: "switch roaming off", "turn it on".

@@ -5,7 +5,10 @@ The block is the context service's: items ``[1] …``, ``[2] …`` in rank order
 knowledge document (a markdown heading may lead it) or a live record. The sentence that shares
 the most of the question's content words wins (weekdays and numbers count double; the heading's
 words count fully for the first sentence under it and half for the others; a higher-ranked item
-a little more); a short winner takes the next sentence of its item along.
+a little more); a short winner takes the next sentence of its item along. A sentence that names
+only the other side of a contrast the question names (the fixed tariff for a question about the
+variable one, joining for leaving, a power cut for a gas leak), in itself, its heading or its
+item, never answers (:mod:`trunkline.text.contrasts`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from trunkline.gateway.core.grounding import facts_of
+from trunkline.text.contrasts import other_side_only, sides_named
 
 _ITEM = re.compile(r"(?:^|\n)\[(\d+)\]\s")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
@@ -31,6 +35,13 @@ _BONUS = frozenset(
 )  # fmt: skip
 _MARKUP = re.compile(r"^[#>*\-•\s]+|[*_`]+", re.M)
 MIN_SCORE = 1.0  # at least one content word of the question in the passage
+# A question about an amount ("How much is ...", "What does ... cost") is answered by a sentence
+# that states one ("costs 24 cents per kilowatt hour"), not by the one the heading matches best.
+_ASKS_AMOUNT = re.compile(r"\bhow much\b|\b(?:cost|costs|price|prices|fee|fees|charge|rate)\b")
+_AMOUNT = re.compile(
+    r"(?:[$£€]\s?\d|\b\d+(?:[.,]\d+)?\s*(?:%|percent|cents?|pence|dollars?|pounds?|euros?)\b)"
+)
+AMOUNT_BONUS = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +57,23 @@ def best_passage(question: str, block: str, max_words: int = 40) -> Passage:
     terms = _terms(question)
     if not terms or not block.strip():
         return Passage("", 0, 0.0)
+    asked = sides_named(question)
+    amount = _ASKS_AMOUNT.search(question.lower()) is not None
     best: tuple[float, int, int, list[str]] | None = None
     for rank, (number, heading, sentences) in enumerate(_items(block)):
+        if asked and other_side_only(asked, " ".join([heading, *sentences])):
+            continue  # the item is about the other side only
         heading_terms = _terms(heading)
         for index, sentence in enumerate(sentences):
+            if asked and other_side_only(asked, f"{heading} {sentence}"):
+                continue
             words = _terms(sentence)
             score = sum(2.0 if t in _BONUS or t.isdigit() else 1.0 for t in terms & words)
             score += (1.0 if index == 0 else 0.5) * len(terms & heading_terms)
             if score < MIN_SCORE:
                 continue
+            if amount and _AMOUNT.search(sentence.lower()):
+                score += AMOUNT_BONUS
             score += 0.3 / (1 + rank) + (0.1 if index == 0 else 0.0)
             if best is None or score > best[0]:
                 best = (score, number, index, sentences)
