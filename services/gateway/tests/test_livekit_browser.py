@@ -65,8 +65,11 @@ ANSWER = "We are open from nine to five."
 RATE = 16_000
 
 
+DIGITS = {"5": "five", "9": "nine"}  # Whisper writes numbers either way
+
+
 def words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z']+", text.lower()))
+    return {DIGITS.get(w, w) for w in re.findall(r"[a-z0-9']+", text.lower())}
 
 
 class PiperPeer(Synthesizer):
