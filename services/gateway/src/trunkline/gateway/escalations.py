@@ -147,7 +147,10 @@ class Escalations:
         if record.escalation is None:
             return None
         record.intent, record.reply_source = self.side.policy.human_intent, plan.source
-        trace.get_current_span().add_event("escalation.before_context", {"text": text[:256]})
+        span = trace.get_current_span()
+        span.set_attribute("turn.intent", record.intent)
+        span.set_attribute("turn.reply_source", str(plan.source))
+        span.add_event("escalation.before_context", {"text": text[:256]})
         return plan
 
     def check(self, text: str, record: TurnRecord, plan: Plan) -> Plan:
