@@ -82,3 +82,34 @@ def test_bad_arguments_are_clear() -> None:
     r.flush()
     with pytest.raises(RuntimeError, match="flushed"):
         r.process(np.zeros(4, dtype=np.int16))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 700), st.booleans()), min_size=1, max_size=20),
+    st.sampled_from([(8000, 16000), (16000, 8000), (48000, 16000), (16000, 48000)]),
+)
+def test_digital_silence_skips_the_convolution_and_changes_nothing(
+    chunks: list[tuple[int, bool]], rates: tuple[int, int]
+) -> None:
+    """Runs of exact zeros (some long enough to empty the filter, some not) are not convolved,
+    yet the output is exactly that of the whole signal filtered in one go (which starts loud,
+    so it never takes the shortcut), decimation phase included."""
+    rng = np.random.default_rng(3)
+    parts = [rng.integers(-20000, 20000, 50, dtype=np.int16)]
+    for size, loud in chunks:
+        parts.append(
+            rng.integers(-20000, 20000, size, dtype=np.int16) if loud else np.zeros(size, np.int16)
+        )
+    whole = FirResampler(*rates)
+    expected = np.concatenate([whole.process(np.concatenate(parts)), whole.flush()])
+    chunked = FirResampler(*rates)
+    out = [chunked.process(part) for part in parts] + [chunked.flush()]
+    np.testing.assert_array_equal(np.concatenate(out), expected)
+
+
+def test_silence_after_silence_is_not_filtered() -> None:
+    resampler = FirResampler(8000, 16000)
+    assert not resampler.process(np.zeros(160, np.int16)).any()
+    resampler._h = np.full_like(resampler._h, np.nan)  # a convolution now would give NaN
+    assert resampler.process(np.zeros(160, np.int16)).tolist() == [0] * 320

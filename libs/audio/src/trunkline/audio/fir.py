@@ -54,6 +54,8 @@ class FirResampler:
         return (len(self._h) - 1) / 2 / self._down
 
     def _filter(self, x: NDArray[np.float64]) -> NDArray[np.int16]:
+        if not x.any() and not self._history.any():
+            return self._silence(len(x) * self._up)
         if self._up > 1:
             stuffed = np.zeros(len(x) * self._up, dtype=np.float64)
             stuffed[:: self._up] = x
@@ -66,6 +68,15 @@ class FirResampler:
             self._phase = (self._phase - len(x)) % self._down
         out: NDArray[np.int16] = np.clip(np.rint(y), -32768, 32767).astype(np.int16)
         return out
+
+    def _silence(self, n: int) -> NDArray[np.int16]:
+        """What filtering ``n`` zeros (at the high rate) through a filter holding only zeros
+        gives: zeros, the history unchanged (digital silence costs no convolution)."""
+        if self._down > 1:
+            count = len(range(self._phase, n, self._down))
+            self._phase = (self._phase - n) % self._down
+            return np.zeros(count, dtype=np.int16)
+        return np.zeros(n, dtype=np.int16)
 
     def process(self, samples: NDArray[np.int16]) -> NDArray[np.int16]:
         """Resample one chunk of any length."""
