@@ -292,8 +292,8 @@ def _last_at(pattern: re.Pattern[str], text: str, start: int, window: int) -> in
 def classify(run: DigitRun, text: str) -> Entity | None:
     """Which entity a digit run is, from its length, checksum, layout and nearby words."""
     digits, n = run.digits, len(run.digits)
-    if 13 <= n <= 19 and luhn_ok(digits):
-        return Entity.CARD
+    if 13 <= n <= 19 and (luhn_ok(digits) or _near_before(_CARD_WORDS, text, run.start, 40)):
+        return Entity.CARD  # a card number misheard by speech-to-text is still the card
     if 3 <= n <= 4 and _near_before(_CARD_CONTEXT, text, run.start, 30):
         return Entity.CARD
     account = _near_before(_ACCOUNT_CONTEXT, text, run.start, 40)
