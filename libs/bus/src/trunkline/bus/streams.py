@@ -89,6 +89,13 @@ def shadow_turns(agent: str, version: str) -> ConsumerSpec:
     )
 
 
+REPLAY_TURNS = "trunkline.replay.turn"
+"""NATS request/reply (no stream holds it): the rollout's replay gate asks a gateway to answer
+one scenario turn as a candidate version (ReplayTurnRequest -> ReplayTurnReply)."""
+REPLAY_QUEUE = "replay"
+"""The gateways' queue group on :data:`REPLAY_TURNS`: one of them answers each turn."""
+
+
 COST_LEDGER = ConsumerSpec(
     stream=EVENTS.name,
     durable="cost-ledger",

@@ -16,7 +16,7 @@ from trunkline.rollout.cluster import KubeCluster, api_client
 from trunkline.rollout.controller import Controller
 from trunkline.rollout.manifests import ShadowRunner
 from trunkline.rollout.metrics import MetricsSource, PrometheusSource
-from trunkline.rollout.replay import NoReplayHarness
+from trunkline.rollout.replay import NoReplayHarness, ReplayGate, bus_replay_gate
 from trunkline.rollout.runner import OperatorThread
 from trunkline.rollout.settings import RolloutSettings
 from trunkline.rollout.shadows import BusLink, NatsShadows, ShadowResultsSource
@@ -40,10 +40,20 @@ async def main() -> None:
             timeout_s=settings.metrics_timeout_s,
         )
     )
+    replay: ReplayGate = NoReplayHarness()
+    if settings.replay_scenarios:
+        replay = bus_replay_gate(
+            settings.replay_scenarios,
+            settings.agents_dir,
+            link,
+            default_tenant=settings.replay_tenant,
+            turn_timeout_s=settings.replay_turn_timeout_s,
+            timeout_s=settings.replay_timeout_s,
+        )
     controller = Controller(
         cluster=KubeCluster(api),
         metrics_source=source,
-        replay_gate=NoReplayHarness(),
+        replay_gate=replay,
         runner=ShadowRunner(
             image=settings.shadow_image,
             command=settings.shadow_command,

@@ -41,6 +41,20 @@ class RolloutSettings(ServiceSettings):
         ge=0.0,
         description="shadow metrics: a check reads the results of max(interval, this)",
     )
+    replay_scenarios: tuple[Path, ...] = Field(
+        default=(),
+        description="conversation-eval scenario files or folders the replay gate runs through "
+        "a candidate (those of its agent, up to spec.replay.maxCalls), answered by the "
+        "gateways over NATS; empty: no replay harness (a rollout with replay enabled pauses)",
+    )
+    agents_dir: Path = Field(
+        default=Path("agents"),
+        description="the agents folder (specs, knowledge, CRM) replayed answers are checked "
+        "against",
+    )
+    replay_tenant: str = Field(default="", description="tenant of scenarios that name none")
+    replay_turn_timeout_s: float = Field(default=60.0, gt=0.0)
+    replay_timeout_s: float = Field(default=600.0, gt=0.0, description="one whole replay")
     metrics_source: Literal["prometheus", "shadow"] = Field(
         default="prometheus",
         description="prometheus: the services' histograms; shadow: the candidates' paired "

@@ -37,6 +37,7 @@ from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.server import GATEWAY_ADMIN, GatewayAdminService, register
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.gateway.shadow.mirror import start_mirror
+from trunkline.gateway.shadow.replay import ReplayResponder, grpc_peers, start_replays
 from trunkline.gateway.sink import EventSink
 from trunkline.gateway.tools.redis_limits import RedisRateLimiter
 from trunkline.gateway.tools.security import BusAuditSink
@@ -102,6 +103,10 @@ async def main() -> None:
             await start_mirror(bus, agents.tasks) if settings.shadow_mirror else None,
         )
         await sink.start()
+        if settings.replay_answers:  # the rollout's replay gate, over the same peers
+            peers_for = grpc_peers(channels.context, channels.llm, clock, tracer,
+                                   settings.peer_timeout_s)  # fmt: skip
+            await start_replays(bus, ReplayResponder(peers_for, clock=clock, tracer=tracer))
         gateway = Gateway(
             settings,
             profiles,

@@ -91,6 +91,11 @@ class GatewaySettings(ServiceSettings):
         default=True,
         description="mirror sampled live turns to the candidate versions being shadowed",
     )
+    replay_answers: bool = Field(
+        default=True,
+        description="answer the rollout replay gate's turns (trunkline.replay.turn) as the "
+        "candidate, headless (gateway.shadow.replay)",
+    )
     livekit_url: str = Field(
         default="",
         description="LiveKit server (ws:// or wss://) the agent joins callers' rooms on; empty: no "

@@ -26,7 +26,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import metrics
 from opentelemetry.trace import Tracer
 
-from trunkline.bus import BadPayloadError, Bus, BusBase, Delivery
+from trunkline.bus import BadPayloadError, Bus, BusBase, ConsumerDeletedError, Delivery
 from trunkline.bus.shadow import ShadowCandidates
 from trunkline.bus.streams import candidate_token, shadow_subject, shadow_turns
 from trunkline.gateway.core.clock import Clock
@@ -155,40 +155,45 @@ class ShadowPeers:
     llm: LanguageModel
 
 
-class ShadowRunner:
-    """Answers one candidate version's mirrored turns; :meth:`run` reads its durable consumer."""
+@dataclass(frozen=True)
+class Answered:
+    """One turn answered headless: the call, what the pipeline recorded, the reply's clauses
+    joined, and why it failed ("" when it did not)."""
+
+    info: CallInfo
+    record: TurnRecord
+    reply: str
+    error: str
+
+
+class HeadlessAgent:
+    """One agent version answering turns headless, per call: the gateway's own
+    :class:`TurnPipeline` with a transcript in place of STT, no audio and tools in dry-run.
+    The shadow runner feeds it mirrored live turns; a replay (``trunkline.gateway.shadow.replay``)
+    feeds it scenario turns."""
 
     def __init__(
         self,
-        bus: BusBase,
         profile: AgentProfile,
         peers: ShadowPeers,
         *,
         clock: Clock,
         tracer: Tracer,
-        meters: ShadowMeters | None = None,
         max_tool_rounds: int = 2,
         turn_timeout_s: float = 30.0,
         idle_call_s: float = 900.0,
         read_ahead: bool = True,
     ) -> None:
-        """``read_ahead``: before each turn, the work the live gateway does while the caller
-        is still speaking (context and an LLM prefill of the prompt so far), untimed, so the
-        timed part compares with the live turn's."""
-        self.bus = bus
         self.profile = profile
         self.peers = peers
         self.clock = clock
         self.tracer = tracer
         self.env = PeerEnv(clock, tracer)
-        self.meters = meters or ShadowMeters()
         self.max_tool_rounds = max_tool_rounds
         self.turn_timeout_s = turn_timeout_s
         self.idle_call_s = idle_call_s
         self.read_ahead = read_ahead
-        self.consumer = shadow_turns(profile.name, profile.version)
         self._calls: dict[tuple[str, str], _Call] = {}
-        self.answered = 0
 
     def _call(self, live: events_pb2.TurnCompleted) -> tuple[CallInfo, _Call]:
         ctx = live.context
@@ -235,9 +240,12 @@ class ShadowRunner:
         for key in [k for k, c in self._calls.items() if now - c.last_used > self.idle_call_s]:
             del self._calls[key]
 
-    async def answer(self, live: events_pb2.TurnCompleted) -> events_pb2.ShadowTurnResult | None:
-        """The candidate's answer to one mirrored live turn (None for a turn with no caller
-        words, e.g. the greeting)."""
+    async def answer_turn(
+        self, live: events_pb2.TurnCompleted, *, own_history: bool = False
+    ) -> Answered | None:
+        """The answer to one turn (None for a turn with no caller words, e.g. the greeting).
+        The call's history goes on with the reply the caller heard (``live.agent_reply``), or
+        with this agent's own reply (``own_history``: a replay, where no one else answered)."""
         text = live.caller_transcript.strip()
         if not text:
             return None
@@ -267,9 +275,57 @@ class ShadowRunner:
                 error = f"no answer within {self.turn_timeout_s:g}s"
             except Exception as exc:  # a failed shadow turn is a result, not a crash
                 error = f"{type(exc).__name__}: {exc}"
+        reply = " ".join(clauses)
         state.history.append(Message("user", text))
-        state.history.append(Message("agent", live.agent_reply, truncated=live.truncated))
-        return self._result(live, info, record, " ".join(clauses), error)
+        if own_history:
+            state.history.append(Message("agent", reply))
+        else:
+            state.history.append(Message("agent", live.agent_reply, truncated=live.truncated))
+        return Answered(info, record, reply, error)
+
+    def forget(self, tenant: str, call_id: str) -> None:
+        """Drop a finished call's pipeline and history."""
+        self._calls.pop((tenant, call_id), None)
+
+
+class ShadowRunner:
+    """Answers one candidate version's mirrored turns; :meth:`run` reads its durable consumer."""
+
+    def __init__(
+        self,
+        bus: BusBase,
+        profile: AgentProfile,
+        peers: ShadowPeers,
+        *,
+        clock: Clock,
+        tracer: Tracer,
+        meters: ShadowMeters | None = None,
+        max_tool_rounds: int = 2,
+        turn_timeout_s: float = 30.0,
+        idle_call_s: float = 900.0,
+        read_ahead: bool = True,
+    ) -> None:
+        """``read_ahead``: before each turn, the work the live gateway does while the caller
+        is still speaking (context and an LLM prefill of the prompt so far), untimed, so the
+        timed part compares with the live turn's."""
+        self.bus = bus
+        self.profile = profile
+        self.peers = peers
+        self.agent = HeadlessAgent(
+            profile, peers, clock=clock, tracer=tracer, max_tool_rounds=max_tool_rounds,
+            turn_timeout_s=turn_timeout_s, idle_call_s=idle_call_s, read_ahead=read_ahead,
+        )  # fmt: skip
+        self.meters = meters or ShadowMeters()
+        self.consumer = shadow_turns(profile.name, profile.version)
+        self.answered = 0
+
+    async def answer(self, live: events_pb2.TurnCompleted) -> events_pb2.ShadowTurnResult | None:
+        """The candidate's answer to one mirrored live turn (None for a turn with no caller
+        words, e.g. the greeting)."""
+        done = await self.agent.answer_turn(live)
+        if done is None:
+            return None
+        return self._result(live, done.info, done.record, done.reply, done.error)
 
     def _result(
         self,
@@ -372,13 +428,18 @@ class ShadowRunner:
                     return
 
     async def _consume(self) -> None:
-        async with aclosing(self.bus.durable_messages(self.consumer)) as deliveries:
-            async for delivery in deliveries:
-                try:
-                    await self.handle(delivery)
-                except Exception:
-                    log.exception("shadow: a mirrored turn failed; redelivered later")
-                    await delivery.nak(5.0)
+        """Until cancelled, or until the candidate's consumer is deleted (the operator stopped
+        shadowing it): then it stops, and is not re-created."""
+        try:
+            async with aclosing(self.bus.durable_messages(self.consumer)) as deliveries:
+                async for delivery in deliveries:
+                    try:
+                        await self.handle(delivery)
+                    except Exception:
+                        log.exception("shadow: a mirrored turn failed; redelivered later")
+                        await delivery.nak(5.0)
+        except ConsumerDeletedError as exc:
+            log.info("shadow: %s; stopped", exc)
 
 
 def _duration(seconds: float) -> Duration:
