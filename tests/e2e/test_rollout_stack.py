@@ -288,8 +288,12 @@ async def slow_candidate_rolls_back(run: Run) -> None:
     calls = await calls_until(run.stack, run.scenario, slow_failed, limit=8)
     if not failed_at:
         await until(slow_failed, "slow Failed", timeout_s=3 * INTERVAL_S)
-    failed_wall = datetime.now(UTC) - timedelta(seconds=time.monotonic() - failed_at[0])
+    seen_wall = datetime.now(UTC) - timedelta(seconds=time.monotonic() - failed_at[0])
     body = await cluster.get("agentrollouts", "slow")
+    # when the operator failed it: the deciding check's time, not when this test looked (it
+    # looks between calls, which take a minute here); the end of that second, an upper bound
+    checked = datetime.strptime(body["status"]["lastCheckTime"], "%Y-%m-%dT%H:%M:%SZ")
+    failed_wall = checked.replace(tzinfo=UTC) + timedelta(seconds=1)
     conditions = {c["type"]: (c["status"], c["reason"]) for c in body["status"]["conditions"]}
     assert conditions["Promoted"] == ("False", "FailureLimit"), body["status"]
     (delta,) = [r for r in body["status"]["results"] if r["name"] == "reply_time_delta_ms"]
@@ -311,7 +315,8 @@ async def slow_candidate_rolls_back(run: Run) -> None:
         f"\nslow candidate: Failed {reaction:.1f} s after its first shadow result "
         f"({reaction / INTERVAL_S:.2f} intervals of {INTERVAL_S:g} s), {measurable:.1f} s "
         f"({measurable / INTERVAL_S:.2f} intervals) after result {MIN_TURNS}; {len(calls)} calls, "
-        f"{len(results)} shadow turns, deltas to baseline ms "
+        f"{len(results)} shadow turns (the test saw Failed "
+        f"{(seen_wall - failed_wall).total_seconds():.1f} s after it), deltas to baseline ms "
         f"{paired_deltas_ms(results, await run.results('1.0.0'))}"
     )
 

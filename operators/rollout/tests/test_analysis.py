@@ -329,3 +329,110 @@ def test_judge_threshold_ranges(
 ) -> None:
     metric = Metric.model_validate({"name": "cost_per_turn", "thresholdRange": bounds})
     assert judge(metric, Reading(value)).outcome is outcome
+
+
+def delta_spec(**analysis: Any) -> RolloutSpec:
+    return make_spec(metrics=[{"name": "reply_time_delta_ms", "thresholdRange": {"max": 250}}],
+                     **analysis)  # fmt: skip
+
+
+def delta(value: float | None, turns: int, need: int = 2) -> dict[str, Reading]:
+    why = f"{turns} answered shadow turns (need {need})" if turns < need else ""
+    return {"reply_time_delta_ms": Reading(value, why, provisional=turns < need)}
+
+
+def test_a_check_without_enough_samples_waits_for_data_not_an_interval() -> None:
+    run = Run(delta_spec())
+    run.step(versions=BOTH)
+    waiting = run.check(delta(None, 0))
+    assert waiting.check is None  # no check recorded: nothing counted
+    assert (run.status.iterations, run.status.inconclusive_checks) == (0, 0)
+    assert waiting.requeue_s == 3.0  # a tenth of the 30 s interval (at least 1 s)
+    assert (
+        run.status.message == "waiting for data (reply_time_delta_ms: 0 answered shadow "
+        "turns (need 2))"
+    )
+    assert check_due(run.spec, run.status, run.now)  # still due: the next step reads again
+    passing = run.check(delta(120.0, 1), seconds=3)
+    assert passing.check is None  # a provisional value never passes a check
+    judged = run.check(delta(120.0, 2), seconds=3)  # enough: judged 6 s after it was due
+    assert judged.check is Outcome.PASSED
+    assert run.status.iterations == 1
+    assert run.status.next_check_time == "2026-03-01T12:01:06Z"  # an interval from the judging
+
+
+def test_an_interval_without_enough_data_counts_as_inconclusive() -> None:
+    run = Run(delta_spec())
+    run.step(versions=BOTH)
+    run.check(delta(None, 0))
+    for _ in range(9):
+        assert run.check(delta(90.0, 1), seconds=3).check is None
+    decision = run.check(delta(90.0, 1), seconds=3)  # 30 s past due
+    assert decision.check is Outcome.INCONCLUSIVE
+    assert run.status.inconclusive_checks == 1
+    (result,) = run.status.results
+    assert (result.outcome, result.message) == (
+        Outcome.INCONCLUSIVE, "1 answered shadow turns (need 2)")  # fmt: skip
+
+
+def test_a_provisional_breach_fails_a_check_but_never_decides_the_rollback() -> None:
+    run = Run(delta_spec())
+    run.step(versions=BOTH)
+    first = run.check(delta(412.0, 1))  # the first slow shadow turn: the breach begins
+    breach = run.now
+    assert first.check is Outcome.FAILED
+    assert run.status.failed_checks == 1
+    assert first.events[0].message == (
+        "reply_time_delta_ms 412 outside <= 250 (1 answered shadow turns (need 2)) (1 failed)"
+    )
+    # an interval later still the one slow turn: it cannot decide the rollback alone
+    assert run.check(delta(412.0, 1)).check is None
+    assert run.status.phase is Phase.SHADOWING
+    last = run.check(delta(405.0, 2), seconds=3)  # the second slow turn comes
+    assert last.check is Outcome.FAILED
+    assert run.status.phase is Phase.FAILED
+    assert run.condition("Promoted") == ("False", "FailureLimit")
+    assert last.actions == (StopShadow("1.1.0"),)
+    assert run.now - breach <= timedelta(seconds=30 + 3)  # one interval and one look
+
+
+def test_a_firm_breach_does_not_wait_for_a_provisional_metric() -> None:
+    run = Run(make_spec(failureLimit=1))
+    run.step(versions=BOTH)
+    readings = {"voice_to_voice_p95_ms": Reading(1240.0),
+                "tool_call_agreement": Reading(1.0, "1 answered shadow turns (need 2)",
+                                               provisional=True)}  # fmt: skip
+    decision = run.check(readings)
+    assert decision.check is Outcome.FAILED
+    assert run.status.phase is Phase.FAILED
+    results = {r.name: r.outcome for r in run.status.results}
+    assert results == {"voice_to_voice_p95_ms": Outcome.FAILED,
+                       "tool_call_agreement": Outcome.INCONCLUSIVE}  # fmt: skip
+
+
+def look(run: Run, readings: Mapping[str, Reading], seconds: float) -> Decision:
+    """A step between checks (the daemon's wake-ups while the candidate is shadowed)."""
+    run.now += timedelta(seconds=seconds)
+    return run.step(readings=readings)
+
+
+def test_between_checks_a_beginning_breach_fails_a_check_at_once() -> None:
+    run = Run(make_spec())
+    run.step(versions=BOTH)
+    quiet = look(run, GOOD, 3)  # passing readings wait for the check
+    assert quiet.check is None
+    assert quiet.requeue_s == 3.0  # a tenth of the interval
+    assert run.status.iterations == 0
+    first = look(run, SLOW, 3)  # the breach begins 6 s into the interval
+    breach = run.now
+    assert first.check is Outcome.FAILED
+    assert run.status.failed_checks == 1
+    assert run.status.next_check_time == "2026-03-01T12:00:36Z"  # an interval from now
+    for _ in range(9):  # confirming it waits the interval
+        assert look(run, SLOW, 3).check is None
+    assert run.status.phase is Phase.SHADOWING
+    last = look(run, SLOW, 3)
+    assert last.check is Outcome.FAILED
+    assert run.status.phase is Phase.FAILED
+    assert run.now - breach == timedelta(seconds=30)  # one interval after the breach began
+    assert last.actions == (StopShadow("1.1.0"),)

@@ -10,6 +10,14 @@ step by step with a fake clock and no cluster.
 Rules (DESIGN.md §5):
 - a metric outside its ``thresholdRange`` is a failed check; one that could not be read (no data,
   NaN, the source down) is *inconclusive* and never counts as a failure;
+- between checks the step still looks (a tenth of the interval, at least 1 s): a breach that
+  begins fails a check at once instead of at the next scheduled one, unless the last check
+  failed (the one confirming it comes an interval later); passing readings wait for the check;
+- a due check whose source has too few samples yet (a *provisional* reading) waits for data:
+  the step looks again within seconds (not an interval later), and only an interval without
+  enough data counts as inconclusive. A provisional value outside its range fails a check at
+  once, except the one that would reach ``failureLimit``: no rollback rests on fewer samples
+  than the source needs, and none waits longer than the data takes to come;
 - ``failureLimit`` failed checks: Failed, shadow stopped (scaled to zero), stable stays active;
 - ``inconclusiveLimit`` inconclusive checks: Paused (``promote`` or ``abort`` decides);
 - ``minIterations`` successful checks: the candidate becomes active (Promoted=True); with a
@@ -52,6 +60,13 @@ class Reading:
 
     value: float | None
     error: str = ""
+    provisional: bool = False
+    """From fewer samples than the source needs (None: none yet; ``error`` says how many): it
+    can fail a check that leaves the failure limit unreached, never pass one or decide one."""
+
+
+DATA_POLL_S = 1.0
+"""How soon a due check that waits for data looks again (at most every tenth of the interval)."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +203,12 @@ def check_outcome(results: Sequence[MetricResult]) -> Outcome:
     if Outcome.INCONCLUSIVE in outcomes:
         return Outcome.INCONCLUSIVE
     return Outcome.PASSED
+
+
+def wants_readings(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> bool:
+    """True when the step should get metric readings: a check is due, or the candidate is
+    shadowed (between checks a breach that begins fails a check at once)."""
+    return status.phase is Phase.SHADOWING or check_due(spec, status, now)
 
 
 def check_due(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> bool:
@@ -379,9 +400,61 @@ def _replaying(step: _Step, replay: ReplayReport | None) -> None:
             step.requeue_s = spec.analysis.interval_s
 
 
-def _record_check(step: _Step, readings: Mapping[str, Reading]) -> Outcome:
+def _judged(step: _Step, readings: Mapping[str, Reading]) -> tuple[MetricResult, ...] | None:
+    """The due check's results, or None while it waits for data (see the module doc)."""
     spec = step.spec
-    results = tuple(judge(m, readings.get(m.name.value)) for m in spec.analysis.metrics)
+    deciding = step.status.failed_checks + 1 >= spec.analysis.failure_limit
+    due = parse_time(step.status.next_check_time) or step.now
+    waited_out = step.now - due >= timedelta(seconds=spec.analysis.interval_s)
+    results: list[MetricResult] = []
+    failed = waiting = False
+    for metric in spec.analysis.metrics:
+        reading = readings.get(metric.name.value)
+        result = judge(metric, reading)
+        if reading is not None and reading.provisional:
+            if result.outcome is Outcome.FAILED and not deciding:
+                result = result.model_copy(
+                    update={"message": f"{result.message} ({reading.error})"}
+                )
+            else:  # not enough samples to pass, or to decide a rollback
+                waiting = True
+                result = MetricResult(
+                    name=metric.name.value, value=result.value,
+                    outcome=Outcome.INCONCLUSIVE, message=reading.error or "too few samples",
+                )  # fmt: skip
+        failed |= result.outcome is Outcome.FAILED
+        results.append(result)
+    if waiting and not failed and not waited_out:
+        return None
+    return tuple(results)
+
+
+def _poll_s(spec: RolloutSpec) -> float:
+    interval = spec.analysis.interval_s
+    return min(interval, max(DATA_POLL_S, interval / 10))
+
+
+def _early_breach(step: _Step, readings: Mapping[str, Reading]) -> tuple[MetricResult, ...] | None:
+    """Between checks: a breach that begins is a failed check at once (not at the next
+    scheduled one), unless the last check already failed (confirming it waits an interval).
+    Passing readings wait for the scheduled check."""
+    if check_outcome(step.status.results) is Outcome.FAILED:
+        return None
+    results = _judged(step, readings)
+    if results is None or check_outcome(results) is not Outcome.FAILED:
+        return None
+    return results
+
+
+def _wait_for_data(step: _Step, readings: Mapping[str, Reading]) -> None:
+    step.requeue_s = _poll_s(step.spec)
+    short = "; ".join(
+        f"{name}: {r.error}" for name, r in readings.items() if r.provisional and r.error
+    )
+    step.update(message=f"waiting for data ({short or 'too few samples'})")
+
+
+def _record_check(step: _Step, results: tuple[MetricResult, ...]) -> Outcome:
     outcome = check_outcome(results)
     step.check = outcome
     status = step.status
@@ -412,11 +485,22 @@ def _shadowing(step: _Step, readings: Mapping[str, Reading] | None) -> None:
     if step.now - started >= timedelta(seconds=analysis.deadline_s):
         _fail(step, "DeadlineExceeded", f"not promoted within {analysis.deadline}")
         return
-    if readings is None or not check_due(spec, step.status, step.now):
-        due = parse_time(step.status.next_check_time)
-        step.requeue_s = max(0.0, (due - step.now).total_seconds()) if due else 0.0
+    due = parse_time(step.status.next_check_time)
+    to_due = max(0.0, (due - step.now).total_seconds()) if due else 0.0
+    if readings is None:
+        step.requeue_s = to_due
         return
-    _record_check(step, readings)
+    if check_due(spec, step.status, step.now):
+        results = _judged(step, readings)
+        if results is None:
+            _wait_for_data(step, readings)
+            return
+    else:
+        results = _early_breach(step, readings)
+        if results is None:
+            step.requeue_s = min(to_due, _poll_s(spec))
+            return
+    _record_check(step, results)
     status = step.status
     if status.failed_checks >= analysis.failure_limit:
         _fail(
@@ -464,8 +548,15 @@ def _promote(step: _Step, reason: str, why: str) -> None:
 def _watching(step: _Step, readings: Mapping[str, Reading] | None) -> None:
     spec = step.spec
     promoted = parse_time(step.status.promoted_time) or step.now
+    end = promoted + timedelta(seconds=spec.analysis.watch_window_s)
+    results = None
     if readings is not None and check_due(spec, step.status, step.now):
-        _record_check(step, readings)
+        results = _judged(step, readings)
+        if results is None and step.now < end:
+            _wait_for_data(step, readings)
+            return
+    if results is not None:
+        _record_check(step, results)
         if step.status.failed_checks >= spec.analysis.failure_limit:
             step.actions.append(Activate(spec.stable_version))
             step.update(active_version=spec.stable_version)
@@ -477,7 +568,6 @@ def _watching(step: _Step, readings: Mapping[str, Reading] | None) -> None:
             step.condition(PROMOTED, False, "Reverted", message)
             step.enter(Phase.FAILED, "Reverted", message)
             return
-    end = promoted + timedelta(seconds=spec.analysis.watch_window_s)
     if step.now >= end:
         step.enter(
             Phase.SUCCEEDED,

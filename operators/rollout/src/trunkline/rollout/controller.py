@@ -216,7 +216,7 @@ class Controller:
         manual = spec.abort or spec.promote
         if not fresh and not manual and old.phase is Phase.REPLAYING:
             replay = await self._replay(namespace, spec)
-        if not fresh and not manual and analysis.check_due(spec, old, now):
+        if not fresh and not manual and analysis.wants_readings(spec, old, now):
             window = max(spec.analysis.interval_s, self.metrics_source.min_window_s)
             readings = await self.metrics_source.read_all(
                 spec.analysis.metrics,

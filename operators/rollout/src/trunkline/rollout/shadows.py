@@ -184,12 +184,13 @@ class ShadowResultsSource(MetricsSource):
             return {m.name.value: Reading(None, why) for m in metrics}
         readings = {}
         for metric in metrics:
-            value, why = metric_value(metric.name, turns, self.min_turns)
-            readings[metric.name.value] = Reading(value, why)
+            value, why, provisional = metric_value(metric.name, turns, self.min_turns)
+            readings[metric.name.value] = Reading(value, why, provisional)
         return readings
 
     async def _query(
         self, metric: Metric, *, agent: str, version: str, window_s: float
     ) -> float | None:
         turns = await self.turns(agent, version, window_s)
-        return metric_value(metric.name, turns, self.min_turns)[0]
+        value, _, provisional = metric_value(metric.name, turns, self.min_turns)
+        return None if provisional else value
