@@ -196,9 +196,17 @@ async def test_an_operator_approves_one_refund_with_an_edit_and_denies_another(
             assert "refunded_usd" in llm.requests[1].tool_rounds[0].results[0].result_json
 
             work, record, runner, llm = await a_turn(hitl[1], "CA-approve-2")
-            item = page.locator("#approvals li.ticket")
+            item = page.locator('#approvals li.ticket[data-call="CA-approve-2"]')
             await item.wait_for(timeout=20_000)
             await item.locator("input[name=note]").fill("refunds over 50 need a form")
+            # Another request arrives while the operator types: the list refreshes, and what
+            # they typed stays (it was once lost that way: the denial reached the model
+            # without its note).
+            work3, _, runner3, _ = await a_turn(hitl[1], "CA-approve-3")
+            third = page.locator('#approvals li.ticket[data-call="CA-approve-3"]')
+            await third.wait_for(timeout=20_000)
+            note = await item.locator("input[name=note]").input_value()
+            assert note == "refunds over 50 need a form"
             async with page.expect_navigation(url="**/queue"):
                 await item.locator("button.deny").click()
             await asyncio.wait_for(work, 20)
@@ -207,6 +215,10 @@ async def test_an_operator_approves_one_refund_with_an_edit_and_denies_another(
             assert tool.status is ToolStatus.DENIED
             assert "refunds over 50 need a form" in json.loads(tool.result_json)["message"]
             assert "not done" in llm.requests[1].tool_rounds[0].results[0].result_json
+            async with page.expect_navigation(url="**/queue"):
+                await third.locator("button.deny").click()
+            await asyncio.wait_for(work3, 20)
+            assert runner3.ran == []
             assert await page.locator("#approvals li.ticket").count() == 0
         finally:
             await browser.close()

@@ -59,9 +59,31 @@
   const queue = document.getElementById("queue");
   if (queue) {
     const source = new EventSource(queue.dataset.stream);
+    // What the operator typed in a ticket's form (a note, edited arguments) survives a refresh:
+    // another ticket's event must not wipe a note between typing it and pressing Deny.
+    const typed = function () {
+      const values = {};
+      queue.querySelectorAll("li.ticket").forEach(function (item) {
+        item.querySelectorAll("input[name], textarea[name]").forEach(function (field) {
+          if (field.type !== "hidden" && field.value !== field.defaultValue) {
+            values[item.id + "/" + field.name] = field.value;
+          }
+        });
+      });
+      return values;
+    };
     const refresh = async function () {
       const reply = await fetch(queue.dataset.items, { headers: { "Accept": "text/html" } });
-      if (reply.ok) queue.innerHTML = await reply.text();
+      if (!reply.ok) return;
+      const html = await reply.text();
+      const values = typed();
+      queue.innerHTML = html;
+      queue.querySelectorAll("li.ticket").forEach(function (item) {
+        item.querySelectorAll("input[name], textarea[name]").forEach(function (field) {
+          const value = values[item.id + "/" + field.name];
+          if (value !== undefined) field.value = value;
+        });
+      });
     };
     source.addEventListener("changed", refresh);
     // what changed between the page's rendering and the stream's start (or a reconnect)
