@@ -41,6 +41,7 @@ VOICE = base64.b64encode(b"\x20" * 160).decode()
 @dataclass
 class Gateway:
     server: TestServer
+    web: GatewayWeb | None = None
     sinks: list[RecordingSink] = field(default_factory=list)
     broken: set[str] = field(default_factory=set)
 
@@ -84,6 +85,7 @@ async def gateway() -> AsyncIterator[Gateway]:
     server = TestServer(web_.app(), host="127.0.0.1", port=0)
     await server.start_server()
     state.server = server
+    state.web = web_
     yield state
     await server.close()
 
@@ -201,6 +203,9 @@ async def test_a_call_over_the_twilio_stream_survives_garbage(gateway: Gateway) 
     assert [t.agent_text for t in sink.turns] == ["Welcome.", "Hi there, how can I help?"]
     assert sink.turns[1].user_text == "can you help me with something"
     assert caller.media > 0
+    # the reply was paced by the web app's one shared clock, which the ended call has left
+    assert gateway.web is not None
+    assert len(gateway.web.playout) == 0
 
 
 async def test_one_broken_call_does_not_affect_another(gateway: Gateway) -> None:

@@ -528,11 +528,8 @@ class CallSession:
 
     async def _read_transport(self) -> None:
         try:
-            async for event in self.transport.events():
-                self._inbox.put_nowait(event)
-                if isinstance(event, Hangup):
-                    return
-            self._inbox.put_nowait(Hangup("stream ended"))
+            if not await self.transport.deliver(self._inbox.put_nowait):
+                self._inbox.put_nowait(Hangup("stream ended"))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

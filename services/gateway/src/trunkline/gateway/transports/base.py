@@ -8,7 +8,7 @@ anything meanwhile; reply audio is released against those ticks, never against c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 
@@ -75,6 +75,16 @@ class Transport(ABC):
 
     @abstractmethod
     def events(self) -> AsyncIterator[TransportEvent]: ...
+
+    async def deliver(self, put: Callable[[TransportEvent], None]) -> bool:
+        """Hand each event to ``put`` as it comes, in order, until a ``Hangup`` (True) or the
+        end of the stream (False). This default iterates :meth:`events`; a transport may put
+        its events straight into the session's inbox instead (no queue and task in between)."""
+        async for event in self.events():
+            put(event)
+            if isinstance(event, Hangup):
+                return True
+        return False
 
     @abstractmethod
     async def send_audio(self, pcm: bytes) -> None:

@@ -134,6 +134,21 @@ class MediaStreamTransport(Transport):
             return with_clock(self._inbound_events(), self.playout, self.pacer)
         return with_ticks(self._inbound_events(), playout_ticks(self.clock, self.pacer))
 
+    async def deliver(self, put: Callable[[TransportEvent], None]) -> bool:
+        """With the shared clock: its ticks go to ``put`` from the clock's task and the
+        caller's messages from this one, no queue in between (a task hop less per frame)."""
+        if self.playout is None:
+            return await super().deliver(put)
+        leave = self.playout.subscribe(self.pacer, put)
+        try:
+            async for event in self._inbound_events():
+                put(event)
+                if isinstance(event, Hangup):
+                    return True
+            return False
+        finally:
+            leave()
+
     async def _inbound_events(self) -> AsyncIterator[TransportEvent]:
         async for message in self._messages():
             match message:
