@@ -72,3 +72,20 @@ def test_the_sample_agent_needs_the_account_number() -> None:
     lookup = next(t for t in profile.tools if t.name == "lookup_account")
     assert (lookup.risk, lookup.timeout_s) == ("low", 2.0)
     assert lookup.endpoint.endswith("/tools/lookup_account")
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "My card number is 4539. 1488033436467.",  # as Whisper wrote it on the local stack
+        "my card number is four five three nine one four eight eight zero three four three "
+        "six four six seven",
+        "the number is 4111 1111 1111 1111",
+    ],
+)
+def test_a_card_number_is_never_an_entity(said: str) -> None:
+    """It would go to the live source's system in a URL (issue 13)."""
+    assert extract_entities(said, ["account_id"]) == {}
+    assert extract_entities("my account number is 441729", ["account_id"]) == {
+        "account_id": "441729"
+    }

@@ -5,13 +5,18 @@ the caller mentions the entity's subject ("account" for ``account_id``; or just 
 it is the only entity sought, as speech recognition may mishear the subject) together with a
 number of at least ``min_digits`` (5) digits, spoken as figures or as words ("four four one
 seven two nine"), that number is the entity's value. Values stay for the rest of the call; a later
-mention replaces them. Deliberately simple and predictable: no model involved.
+mention replaces them. Deliberately simple and predictable: no model involved. A payment card
+number is never an entity's value (issue 13): it would leave for the live source's system, in a
+URL, for anyone's access log ("my card number is …" names a "number").
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+
+from trunkline.redaction import Entity, detect
+from trunkline.redaction.numbers import digit_runs
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TOKEN = re.compile(r"[a-z]+|[0-9]+")
@@ -67,6 +72,16 @@ def extract_entities(text: str, names: Iterable[str], min_digits: int = 5) -> di
         if not any(re.search(rf"\b{re.escape(cue)}", lowered) for cue in cues):
             continue
         number = spoken_number(text, min_digits)
-        if number is not None:
+        if number is not None and not _card(text, number):
             found[name] = number
     return found
+
+
+def _card(text: str, number: str) -> bool:
+    """Whether ``number`` is (part of) a payment card number the caller gave in ``text``."""
+    for finding in detect(text):
+        if finding.entity is Entity.CARD:
+            digits = "".join(run.digits for run in digit_runs(finding.text(text)))
+            if number in digits or digits in number:
+                return True
+    return False
