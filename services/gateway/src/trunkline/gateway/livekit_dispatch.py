@@ -88,7 +88,8 @@ class LiveKitDispatch:
         url: str,
         keys: Mapping[str, LiveKitKey],
         *,
-        connect_timeout_s: float = 10.0,
+        connect_timeout_s: float = 20.0,
+        max_connecting: int = 4,
         caller_timeout_s: float = 30.0,
         transport_class: type[LiveKitTransport] = LiveKitTransport,
     ) -> None:
@@ -97,6 +98,9 @@ class LiveKitDispatch:
         self.url = url
         self.keys = keys
         self.connect_timeout_s = connect_timeout_s
+        # Rooms joining at once (a burst of callers): each SDK connect watches every FFI event
+        # of the process until it completes, so many at once slow each other past the timeout.
+        self._connecting = asyncio.Semaphore(max_connecting)
         self.caller_timeout_s = caller_timeout_s
         self.rooms: dict[str, asyncio.Task[None]] = {}
         self.transports: dict[str, LiveKitTransport] = {}  # live rooms' transports (tests)
@@ -198,16 +202,18 @@ class LiveKitDispatch:
     async def _connect(
         self, room: rtc.Room, url: str, token: str, options: rtc.RoomOptions
     ) -> None:
-        """``room.connect`` within ``connect_timeout_s``, never cancelled midway: cancelling the
+        """``room.connect`` within ``connect_timeout_s`` (at most ``max_connecting`` rooms at a
+        time; the wait for a turn is not counted), never cancelled midway: cancelling the
         SDK's connect (livekit 1.2.1) can leave its native side waiting for a signal that never
         comes, and it then aborts the whole process. A late or abandoned connect is left to
         finish and the room is left at once."""
-        connecting = asyncio.ensure_future(room.connect(url, token, options))
-        try:
-            await asyncio.wait_for(asyncio.shield(connecting), self.connect_timeout_s)
-        except BaseException:
-            connecting.add_done_callback(lambda done: self._leave_late(room, done))
-            raise
+        async with self._connecting:
+            connecting = asyncio.ensure_future(room.connect(url, token, options))
+            try:
+                await asyncio.wait_for(asyncio.shield(connecting), self.connect_timeout_s)
+            except BaseException:
+                connecting.add_done_callback(lambda done: self._leave_late(room, done))
+                raise
 
     def _leave_late(self, room: rtc.Room, connecting: asyncio.Future[None]) -> None:
         if connecting.cancelled() or connecting.exception() is not None:
