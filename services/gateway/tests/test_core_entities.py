@@ -81,6 +81,7 @@ def test_the_sample_agent_needs_the_account_number() -> None:
         "my card number is four five three nine one four eight eight zero three four three "
         "six four six seven",
         "the number is 4111 1111 1111 1111",
+        "My card number is 4539. 1488",  # a partial transcript, read ahead: the first groups
     ],
 )
 def test_a_card_number_is_never_an_entity(said: str) -> None:

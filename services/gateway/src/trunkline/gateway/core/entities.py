@@ -26,6 +26,7 @@ _DIGIT_WORDS = {
 }  # fmt: skip
 _FILLERS = {"and", "dash", "hyphen"}  # may sit inside a spoken number without ending it
 _SUFFIXES = ("_id", "_number", "_no", "_code")
+_CARD_WORD = re.compile(r"(?i)\b(?:card|visa|mastercard|amex|credit|debit)\b")
 
 
 def entity_names(templates: Iterable[str]) -> tuple[str, ...]:
@@ -78,10 +79,16 @@ def extract_entities(text: str, names: Iterable[str], min_digits: int = 5) -> di
 
 
 def _card(text: str, number: str) -> bool:
-    """Whether ``number`` is (part of) a payment card number the caller gave in ``text``."""
+    """Whether ``number`` is (part of) a payment card number the caller gave in ``text``: a
+    card by its length and checksum, or digits said right after a card word (a partial
+    transcript read ahead holds only the card's first groups)."""
     for finding in detect(text):
         if finding.entity is Entity.CARD:
             digits = "".join(run.digits for run in digit_runs(finding.text(text)))
             if number in digits or digits in number:
                 return True
-    return False
+    return any(
+        (number in run.digits or run.digits in number)
+        and _CARD_WORD.search(text[max(0, run.start - 40) : run.start]) is not None
+        for run in digit_runs(text)
+    )
