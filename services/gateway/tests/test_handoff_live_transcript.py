@@ -1,7 +1,7 @@
 """What the caller and the operator say while the operator is on the call reaches the console
 live: the gateway transcribes each side's utterance, publishes it as a ``handoff_line`` event on
-JetStream (real NATS), and the console's own feed (the one behind its SSE transcript) reads it
-while the operator is still talking, before any hand back."""
+JetStream (real NATS; redacted like every event), and the console's own feed (the one behind
+its SSE transcript) reads it while the operator is still talking, before any hand back."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ ASK, CALLER, OPERATOR = voice(1000), voice(3000), voice(6000)
 HEARD = {
     1000: "I want to talk to a real person",
     3000: "my crown fell out",
-    6000: "we can see you at three today",
+    6000: "we can see you at three today, we will call you at 415 555 0100",
 }
 
 
@@ -173,7 +173,8 @@ async def test_caller_and_operator_lines_reach_the_console_feed_while_they_talk(
         views = [line_view(event) for _, event in lines]
         assert [(v.speaker, v.text) for v in views] == [
             ("caller", "my crown fell out"),
-            ("operator", "we can see you at three today"),
+            # redacted like every event the gateway publishes
+            ("operator", "we can see you at three today, we will call you at [PHONE]"),
         ]
         first = lines[0][1]
         assert (first.ticket_id, first.operator_id) == ("t-1", "op-7")
