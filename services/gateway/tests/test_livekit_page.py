@@ -13,9 +13,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from trunkline.gateway.core.clock import SystemClock
+from trunkline.gateway.livekit_app import with_livekit
 from trunkline.gateway.livekit_dispatch import LiveKitDispatch
 from trunkline.gateway.livekit_page import ASSETS, LiveKitPage
 from trunkline.gateway.livekit_rooms import key_table
+from trunkline.gateway.settings import GatewaySettings, TenantConfig
 from trunkline.gateway.transports.base import CallStart, Transport
 from trunkline.gateway.web import GatewayWeb, TenantAuth
 
@@ -120,3 +122,23 @@ async def test_a_join_gets_a_caller_token_for_a_new_room_and_sends_the_agent(
     dispatch.web.draining = True
     resp = await http.post("/livekit/join", json={"tenant": "acme", "agent": "support"})
     assert resp.status == 503
+
+
+async def test_the_gateway_settings_give_the_page_its_urls() -> None:
+    settings = GatewaySettings(
+        livekit_url="ws://127.0.0.1:9",
+        livekit_public_url="wss://lk.example",
+        softphone_url="https://console.example/softphone",
+        livekit_api_key="devkey",
+        livekit_api_secret=SECRET,
+    )
+    web_ = GatewayWeb({"acme": AUTH}, never, clock=SystemClock(), public_url="")
+    tenants = {"acme": TenantConfig(stream_secret="s", agents=["support"])}
+    app = with_livekit(web_.app(), web_, settings, tenants)
+    async with TestClient(TestServer(app)) as http:  # (its worker retries the dead URL quietly)
+        page = await (await http.get("/livekit/call")).text()
+        assert 'href="https://console.example/softphone"' in page
+        resp = await http.post("/livekit/join", json={"tenant": "acme", "agent": "support"})
+        assert (await resp.json())["url"] == "wss://lk.example"
+        for task in list(web_.calls):
+            task.cancel()

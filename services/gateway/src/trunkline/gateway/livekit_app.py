@@ -34,7 +34,9 @@ def with_livekit(
     )
     dispatch = LiveKitDispatch(web_, settings.livekit_url, keys)
     dispatch.add_routes(app)
-    LiveKitPage(dispatch).add_routes(app)
+    LiveKitPage(
+        dispatch, public_url=settings.livekit_public_url, softphone_url=settings.softphone_url
+    ).add_routes(app)
     workers = [LiveKitWorker(dispatch, key) for key in keys.values()]
 
     async def start(_app: web.Application) -> None:

@@ -101,6 +101,14 @@ class GatewaySettings(ServiceSettings):
         description="LiveKit server (ws:// or wss://) the agent joins callers' rooms on; empty: no "
         "LiveKit (POST /livekit/webhook dispatches rooms named <tenant>.<agent>.<call id>)",
     )
+    livekit_public_url: str = Field(
+        default="",
+        description="the LiveKit URL browsers reach (the /livekit/call page); empty: livekit_url",
+    )
+    softphone_url: str = Field(
+        default="",
+        description="the console's WebRTC softphone page, linked from /livekit/call; empty: none",
+    )
     livekit_api_key: str = Field(default="", description="API key for tenants without their own")
     livekit_api_secret: SecretStr = SecretStr("")
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
