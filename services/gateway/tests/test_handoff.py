@@ -60,6 +60,7 @@ class FakeHitl(HumanLoop):
         self.cancelled: list[str] = []
         self.watches = 0
         self.taken_meanwhile = False  # an operator accepts just as the gateway times out
+        self.callback_refused = False  # hitl gone at the timeout: OfferCallback fails
 
     async def escalate(self, call: CallInfo, request: EscalationRequest) -> str:
         if self.fail_escalate:
@@ -87,6 +88,8 @@ class FakeHitl(HumanLoop):
     ) -> None:
         if self.taken_meanwhile:
             raise HumanLoopError(f"ticket {ticket_id} is taken_over", "FAILED_PRECONDITION")
+        if self.callback_refused:
+            raise HumanLoopError("hitl: UNAVAILABLE", "UNAVAILABLE")
         self.callbacks.append((ticket_id, accepted))
 
     async def cancel(self, call: CallInfo, ticket_id: str, reason: str) -> None:
@@ -250,7 +253,21 @@ async def test_no_operator_in_time_offers_a_callback_and_keeps_the_ticket() -> N
     handoff.play(1)
     result = await asyncio.wait_for(task, 2)
     assert result.outcome is Outcome.TIMED_OUT
+    assert result.callback_offered
     assert result.waited_s == pytest.approx(45.1)
+
+
+async def test_a_ticket_that_cannot_take_a_callback_is_no_callback_offer() -> None:
+    clock, hitl = FakeClock(), FakeHitl()
+    hitl.callback_refused = True  # hitl went away while the caller waited
+    handoff, task = start(hitl, clock, announcement=b"")
+    await settle()
+    await clock.advance_and_settle(45.1)
+    assert b"".join(handoff.play(1)) == UNAVAILABLE  # not a question nobody could answer
+    handoff.play(1)
+    result = await asyncio.wait_for(task, 2)
+    assert result.outcome is Outcome.TIMED_OUT
+    assert not result.callback_offered
 
 
 async def test_hitl_unreachable_the_agent_resumes_honestly() -> None:

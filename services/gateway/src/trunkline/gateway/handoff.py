@@ -115,6 +115,7 @@ class HandoffResult:
     note: str = ""  # the operator's hand-back note
     operator_id: str = ""
     waited_s: float = 0.0  # escalation to accept (or to the timeout)
+    callback_offered: bool = False  # timed out and the offer is on the ticket: the caller asked
 
     def history(self) -> list[Message]:
         """What the agent should know when it resumes, as history lines."""
@@ -406,8 +407,13 @@ class Handoff:
             log.warning("call %s: callback not recorded: %s", self.call.call_id, exc)
         except TimeoutError as exc:
             log.warning("call %s: callback not recorded: %s", self.call.call_id, exc)
+        else:
+            waited = self.clock.now() - self.started_at
+            result = await self._close(Outcome.TIMED_OUT, self.audio.callback, waited)
+            return replace(result, callback_offered=True)
+        # the ticket cannot take a callback (expired, hitl unreachable): no promise to ask about
         waited = self.clock.now() - self.started_at
-        return await self._close(Outcome.TIMED_OUT, self.audio.callback, waited)
+        return await self._close(Outcome.TIMED_OUT, self.audio.unavailable, waited)
 
     async def _caller_left(self) -> HandoffResult:
         if self.ticket_id and not self._accepted.is_set():

@@ -271,7 +271,7 @@ class SessionHandoffs:
         )
         if self.metrics is not None:
             self.metrics.handoffs.add(1, {"outcome": result.outcome.value})
-        if result.outcome is Outcome.TIMED_OUT and result.ticket_id:
+        if result.callback_offered and result.ticket_id:
             self._offered = result.ticket_id
             self.escalations.ask_callback(result.ticket_id)  # the next turn may answer
 
@@ -279,7 +279,7 @@ class SessionHandoffs:
         """What the agent knows when it takes the call back: what was said meanwhile, and the
         question it asked when no operator came (the caller's next words answer it)."""
         history = result.history()
-        if result.outcome is Outcome.TIMED_OUT:
+        if result.callback_offered:
             history.append(Message("agent", self.side.texts.callback))
         return history
 
