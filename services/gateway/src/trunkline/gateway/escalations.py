@@ -17,6 +17,7 @@ from vaderSentiment.vaderSentiment import (  # type: ignore[import-untyped]
     SentimentIntensityAnalyzer,
 )
 
+from trunkline.agents.spec import Escalation as EscalationSpec
 from trunkline.gateway.core.callback import CallbackAnswer, callback_answer, spoken_digits
 from trunkline.gateway.core.escalation import (
     EscalationDecision,
@@ -46,20 +47,21 @@ class Sentiment:
         return float(self._analyzer.polarity_scores(text)["compound"])
 
 
+_SPEC = EscalationSpec()  # the agent spec's defaults: one home for the lines' words
+
+
 @dataclass(frozen=True, slots=True)
 class HandoffTexts:
-    handoff: str = "Let me connect you with a colleague who can help. Please stay on the line."
-    callback: str = (  # a question: the caller's next turn answers it (core/callback.py)
-        "I'm sorry, all my colleagues are busy right now. Would you like a colleague to call "
-        "you back? You can say yes, no, or the number to call."
-    )
-    callback_accepted: str = "Thank you. A colleague will call you back at {number}."
-    callback_declined: str = "All right, no callback. How else can I help?"
-    resume: str = "Thank you for holding. I'm back with you. How else can I help?"
-    unavailable: str = (
-        "I'm sorry, I can't reach a colleague right now. I'll keep helping you myself."
-    )
-    approval: str = "One moment while I confirm that."
+    """What the caller hears around a handoff (the agent spec's ``escalation`` lines)."""
+
+    handoff: str = _SPEC.handoff_message
+    # a question: the caller's next turn answers it (core/callback.py)
+    callback: str = _SPEC.callback_message
+    callback_accepted: str = _SPEC.callback_accepted_message  # {number}: the number to call
+    callback_declined: str = _SPEC.callback_declined_message
+    resume: str = _SPEC.resume_message
+    unavailable: str = _SPEC.unavailable_message
+    approval: str = _SPEC.approval_message
 
 
 @dataclass(frozen=True, slots=True)
