@@ -138,3 +138,55 @@ async def test_later_turns_use_the_number_the_caller_gave_while_sinks_hold_place
     assert not NUMBER.search(state.model_dump_json())
     assert "[PHONE]" in state.model_dump_json()
     assert EVENTS.name in bus.streams
+
+
+async def test_the_agent_never_reads_a_card_number_back() -> None:
+    """A card the caller gave is no support for the guard: the clause repeating it is held back
+    (on the local stack SmolLM2 answered 'The card number 1488033436467 is correct.')."""
+    clock = FakeClock(1000.0)
+    env = PeerEnv(clock, TracerProvider().get_tracer("test"))
+    transport = FakeTransport(clock.now)
+    stt = FakeTranscriber(env, lambda audio: "my card number is 4539 1488 0343 6467")
+    context = FakeContext(env)
+    context.result = ContextResult(block="[1] We accept all major cards.", confidence=0.5)
+    llm = FakeLanguageModel(env, lambda text: "Thanks. The card 4539 1488 0343 6467 is noted.")
+    tts = FakeSynthesizer(env, frames_per_word=2)
+    bus, store = FakeBus(), FakeCallStateStore()
+    sink = EventSink(bus, store, "gw-test")
+    await sink.start()
+    config = SessionConfig(
+        turn=TurnConfig(endpoint=EndpointConfig(onset_frames=2, endpoint_ms=200)),
+        greeting="Hello.",
+        grounding_texts=("We accept all major cards.",),
+    )
+    session = CallSession(
+        CALL, transport, Peers(stt, context, llm, tts), EnergyDetector(), sink,
+        clock=clock, tracer=env.tracer, config=config,
+    )  # fmt: skip
+    session.pipeline.replies = replace(session.pipeline.replies, extractive=False)
+
+    async def frames(pcm: bytes, n: int) -> None:
+        for _ in range(n):
+            clock.advance(0.02)
+            transport.frame(pcm)
+            for _ in range(30):
+                await asyncio.sleep(0)
+
+    task = asyncio.create_task(session.run())
+    for _ in range(200):
+        if bus.on("trunkline.events.turn.>"):
+            break
+        await frames(SILENCE, 1)
+    await frames(VOICE, 10)
+    for _ in range(800):
+        if len(bus.on("trunkline.events.turn.>")) >= 2:
+            break
+        await frames(SILENCE, 1)
+    transport.hang_up()
+    await asyncio.wait_for(task, 5)
+    spoken = " ".join(tts.texts)
+    assert "1488" not in spoken
+    assert "Thanks." in spoken  # the clause before it was said
+    turn = events_pb2.TurnCompleted.FromString(bus.on("trunkline.events.turn.>")[-1].data)
+    assert turn.guard_interventions
+    assert all("1488" not in g.clause for g in turn.guard_interventions)  # redacted there too

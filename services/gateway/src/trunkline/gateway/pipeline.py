@@ -20,7 +20,7 @@ from opentelemetry.trace import Tracer
 
 from trunkline.gateway.core.clauses import ClauseSplitter, speakable, split_text
 from trunkline.gateway.core.clock import Clock
-from trunkline.gateway.core.entities import extract_entities, spoken_number
+from trunkline.gateway.core.entities import card_number, extract_entities, spoken_number
 from trunkline.gateway.core.events import (
     Event,
     Message,
@@ -488,9 +488,10 @@ class TurnPipeline:
 def _said_numbers(text: str) -> list[str]:
     """The account, order or phone number the caller gave (5+ digits), as its groups and
     joined: the agent may read it back ("account 441-729"), in this turn or a later one.
-    Nothing else the caller said is support."""
+    Nothing else the caller said is support, and never a payment card number: the agent does
+    not read a card back (a clause that does is held back)."""
     number = spoken_number(text)
-    if number is None:
+    if number is None or card_number(text, number):
         return []
     return [number, " ".join(re.findall(r"\d+", text))]
 

@@ -73,12 +73,12 @@ def extract_entities(text: str, names: Iterable[str], min_digits: int = 5) -> di
         if not any(re.search(rf"\b{re.escape(cue)}", lowered) for cue in cues):
             continue
         number = spoken_number(text, min_digits)
-        if number is not None and not _card(text, number):
+        if number is not None and not card_number(text, number):
             found[name] = number
     return found
 
 
-def _card(text: str, number: str) -> bool:
+def card_number(text: str, number: str) -> bool:
     """Whether ``number`` is (part of) a payment card number the caller gave in ``text``: a
     card by its length and checksum, or digits said right after a card word (a partial
     transcript read ahead holds only the card's first groups)."""
