@@ -37,7 +37,7 @@ from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.server import GATEWAY_ADMIN, GatewayAdminService, register
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.gateway.shadow.mirror import start_mirror
-from trunkline.gateway.shadow.replay import ReplayResponder, grpc_peers, start_replays
+from trunkline.gateway.shadow.replay import answer_replays
 from trunkline.gateway.sink import EventSink
 from trunkline.gateway.tools.redis_limits import RedisRateLimiter
 from trunkline.gateway.tools.security import BusAuditSink
@@ -102,11 +102,11 @@ async def main() -> None:
             settings.gateway_id,
             await start_mirror(bus, agents.tasks) if settings.shadow_mirror else None,
         )
-        await sink.start()
-        if settings.replay_answers:  # the rollout's replay gate, over the same peers
-            peers_for = grpc_peers(channels.context, channels.llm, clock, tracer,
-                                   settings.peer_timeout_s)  # fmt: skip
-            await start_replays(bus, ReplayResponder(peers_for, clock=clock, tracer=tracer))
+        await asyncio.gather(  # and the rollout's replay gate, over the same peers
+            sink.start(),
+            answer_replays(bus, settings, channels.context, channels.llm, clock=clock,
+                           tracer=tracer),
+        )  # fmt: skip
         gateway = Gateway(
             settings,
             profiles,

@@ -32,6 +32,7 @@ from trunkline.gateway.peers.grpc_llm import GrpcLanguageModel
 from trunkline.gateway.peers.retry import RetryPolicy
 from trunkline.gateway.profile import AgentProfile, profile_of
 from trunkline.gateway.records import TurnRecord
+from trunkline.gateway.settings import GatewaySettings
 from trunkline.gateway.shadow.runner import HeadlessAgent, ShadowPeers
 from trunkline.gateway.sink import REPLY_SOURCES, tool_call_record
 from trunkline.proto.common.v1 import call_pb2, usage_pb2
@@ -173,6 +174,23 @@ class ReplayResponder:
         except BadPayloadError as exc:
             return replay_pb2.ReplayTurnReply(error=f"unreadable request: {exc}")
         return await self.answer(request)
+
+
+async def answer_replays(
+    bus: BusBase,
+    settings: GatewaySettings,
+    context: grpc.aio.Channel,
+    llm: grpc.aio.Channel,
+    *,
+    clock: Clock,
+    tracer: Tracer,
+) -> Subscription | None:
+    """The gateway process's responder over its own peer channels, when
+    ``settings.replay_answers`` (None otherwise)."""
+    if not settings.replay_answers:
+        return None
+    peers_for = grpc_peers(context, llm, clock, tracer, settings.peer_timeout_s)
+    return await start_replays(bus, ReplayResponder(peers_for, clock=clock, tracer=tracer))
 
 
 async def start_replays(bus: BusBase, responder: ReplayResponder) -> Subscription:
