@@ -32,6 +32,7 @@ from trunkline.gateway.app import (
 )
 from trunkline.gateway.calls import LiveCalls
 from trunkline.gateway.core.clock import SystemClock
+from trunkline.gateway.heap import freeze_startup_heap
 from trunkline.gateway.livekit_app import with_livekit
 from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.server import GATEWAY_ADMIN, GatewayAdminService, register
@@ -141,6 +142,7 @@ async def main() -> None:
         runner.append(app_runner)
         await web.SockSite(app_runner, sock).start()
         log.info("media streams listening", extra={"addr": f"{settings.http_host}:{port}"})
+        log.info("startup heap frozen", extra={"objects": freeze_startup_heap()})
 
     web_task = asyncio.create_task(start_web(), name="media-web")
 
