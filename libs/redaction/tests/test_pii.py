@@ -108,6 +108,9 @@ def test_facts_inside_pii_are_masked() -> None:
         ("card 4111, 1111, 1111, 1112, thanks", "card [CARD], thanks"),  # misheard: still a card
         ("you can call me on 415, 555, 0132", "you can call me on [PHONE]"),
         ("my account is 441, 729", "my account is [ACCOUNT]"),
+        # Whisper on the local stack, a card read out digit by digit at the end
+        ("My card number is 4539, 488, 0, 3, 4, 3, 6, 4, 6, 6,", "My card number is [CARD],"),
+        ("it is 4, 5, 3, 9, 1, 4, 8, 8, 0", "it is [ACCOUNT]"),
     ],
 )
 def test_comma_grouped_digits_as_speech_to_text_writes_them(text: str, expected: str) -> None:
@@ -121,6 +124,7 @@ def test_comma_grouped_digits_as_speech_to_text_writes_them(text: str, expected:
         "I have 2019, 2020, 2021, 2022 records",
         "Rooms 101, 102, 103 are free.",
         "It is 12, 13, 14, 15 dollars.",
+        "Press 1, 2, 3 or 4.",
         "The total comes to 1,250,000 dollars.",
     ],
 )

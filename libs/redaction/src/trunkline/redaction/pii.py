@@ -269,11 +269,12 @@ _REFERENCE_CONTEXT = re.compile(
 )
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){3,7}(?:\s?[A-Z0-9]{1,4})?\b")
 # Written digit groups with a comma and a space between them: speech-to-text writes a card or a
-# phone number read out in groups that way ("4111, 1111, 1111, 1111"), where a quantity has no
-# space ("1,250"). Only a Luhn-valid card, or a phone or account number beside its word, counts
-# (a list of years or room numbers stays as it is).
+# phone number read out in groups, or digit by digit, that way ("4111, 1111, 1111, 1111",
+# "4539, 488, 0, 3, 4, 3, 6"), where a quantity has no space ("1,250"). Only a card (Luhn-valid
+# or beside a card word), a phone or account number beside its word, or eight digits and more
+# read one by one count (a list of years or room numbers stays as it is).
 _CARD_WORDS = re.compile(r"(?i)\b(?:card|visa|mastercard|amex|credit|debit)\b")
-_COMMA_GROUPS = re.compile(r"(?<![\d,.])\d{2,6}(?:,[ \t]+\d{2,6}){1,7}(?![\d]|[.,]\d)")
+_COMMA_GROUPS = re.compile(r"(?<![\d,.])\d{1,6}(?:,[ \t]+\d{1,6}){1,18}(?![\d]|[.,]\d)")
 _EXPIRY = re.compile(
     r"(?i)\bexp(?:iry|ires|iring|iration)?(?:\s+date)?\s*(?:is\s+)?:?\s*\d{2}\s?/\s?\d{2,4}\b"
 )
@@ -336,6 +337,9 @@ def _comma_groups(text: str) -> list[Finding]:
         elif 7 <= n <= 13 and _near_before(_PHONE_CONTEXT, text, m.start(), 40):
             found.append(Finding(Entity.PHONE, m.start(), m.end()))
         elif n >= 6 and _near_before(_ACCOUNT_CONTEXT, text, m.start(), 40):
+            found.append(Finding(Entity.ACCOUNT, m.start(), m.end()))
+        elif n >= 8 and sum(len(g) == 1 for g in re.findall(r"\d+", m.group(0))) >= 4:
+            # read out digit by digit ("0, 3, 4, 3, 6, …"): a long number, an account
             found.append(Finding(Entity.ACCOUNT, m.start(), m.end()))
     return found
 
