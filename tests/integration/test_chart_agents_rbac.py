@@ -227,3 +227,17 @@ def test_as_the_rendered_service_account_the_agent_watcher_sees_voiceagents_and_
         assert refused.value.status == 403
     admin.close()
     reader.close()
+
+
+def test_the_operator_reaches_nats_and_runs_shadows_on_the_charts_image(
+    chart: helm_python.Chart,
+) -> None:
+    values = {"externals": {"nats": {"url": "nats://nats.messaging:4222"}},
+              "image": {"repository": "registry.example/trunkline", "tag": "7.1"}}  # fmt: skip
+    docs = render(chart, values)
+    operator_env = env(kind(docs, "Deployment")["operator"])
+    assert operator_env["ROLLOUT_NATS_URL"] == "nats://nats.messaging:4222"
+    assert operator_env["ROLLOUT_SHADOW_IMAGE"] == "registry.example/trunkline:7.1"
+    policy = kind(docs, "NetworkPolicy")["operator"]
+    ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
+    assert {4222, 443, 6443} <= ports
