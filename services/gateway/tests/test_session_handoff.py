@@ -330,6 +330,7 @@ async def test_the_caller_is_asked_about_a_callback_and_the_ticket_records_the_a
     assert (turn.reply_source, turn.agent_text) == ("callback", reply)
     assert turn.escalation is None
     assert rig.llm.requests == []  # the agent's own words, no LLM
+    assert "context" not in turn.stage_s  # nor the context service
     await rig.until(lambda: len(rig.hitl.callbacks) == 2)
     assert rig.hitl.callbacks[1] == recorded
     assert len(rig.hitl.escalations) == 1
@@ -463,3 +464,20 @@ async def test_a_question_still_resolves_its_context(spans: InMemorySpanExporter
     assert rig.hitl.escalations == []
     rig.transport.hang_up()
     await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+
+
+async def test_an_answer_given_just_before_hanging_up_is_recorded(
+    spans: InMemorySpanExporter,
+) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+    await rig.frames(SILENCE, 160)  # no operator in time: the caller is asked
+    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+    await rig.say(NUMBER)
+    await rig.until(lambda: rig.session.machine.state is State.SPEAKING)
+    rig.transport.hang_up()  # during the confirmation: the turn never finishes
+    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    assert rig.hitl.callbacks == [("t-1", False, ""), ("t-1", True, "4155550100")]
+    assert rig.hitl.cancelled == ["t-1"]  # after the answer: the hitl service keeps it

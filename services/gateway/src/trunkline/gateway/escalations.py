@@ -120,6 +120,16 @@ class Escalations:
         record.hang_up = False
         return replace(plan, source=ReplySource.CALLBACK, text=reply, reason=answer.detail)
 
+    def unfinished_answer(self) -> tuple[str, CallbackAnswer] | None:
+        """The caller's answer in a turn that has not finished (the call ends while the agent
+        confirms it): the caller said it all the same."""
+        if not self.callback_ticket or not self._answers:
+            return None
+        answer = self._answers.pop(max(self._answers))
+        self._answers.clear()
+        ticket, self.callback_ticket = self.callback_ticket, ""
+        return ticket, answer
+
     def answered(self, record: TurnRecord) -> tuple[str, CallbackAnswer] | None:
         """The finished turn's answer to the callback offer (ticket id, answer), once. A turn
         with words that is no answer ends the question (the caller moved on; the offer stays
@@ -142,6 +152,12 @@ class Escalations:
         """The hold message at once when the words ask outright for a person ("I need a real
         human, not a robot"; also right after a callback offer): the turn skips the context
         service. None: the turn resolves its context and is decided by :meth:`check`."""
+        if self.callback_ticket:  # the answer to a callback offer needs no context either
+            answering = self._callback(text, record, Plan(Intent.QUESTION, ReplySource.CALLBACK))
+            if answering is not None:
+                record.reply_source = answering.source
+                trace.get_current_span().set_attribute("turn.reply_source", str(answering.source))
+                return answering
         if not self.side.policy.enabled or person_request(text) is None:
             return None
         asked = Plan(Intent.QUESTION, ReplySource.HANDOFF, reason="an outright request")

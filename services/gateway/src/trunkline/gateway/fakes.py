@@ -321,6 +321,7 @@ class FakeHumanLoop(HumanLoop):
         self.approvals: list[ApprovalRequest] = []
         self.callbacks: list[tuple[str, bool, str]] = []
         self.cancelled: list[str] = []
+        self.withdrawn: set[str] = set()  # cancelled for good: no callback can be put on them
         self._updates: dict[str, asyncio.Queue[TicketUpdate]] = {}
         self._tickets = 0
 
@@ -360,7 +361,13 @@ class FakeHumanLoop(HumanLoop):
     async def offer_callback(
         self, call: CallInfo, ticket_id: str, *, accepted: bool, number: str = ""
     ) -> None:
+        if ticket_id in self.withdrawn:
+            raise HumanLoopError(f"ticket {ticket_id} is cancelled", "FAILED_PRECONDITION")
         self.callbacks.append((ticket_id, accepted, number))
 
     async def cancel(self, call: CallInfo, ticket_id: str, reason: str) -> None:
+        """As the service does: a ticket whose callback the caller accepted stays queued."""
         self.cancelled.append(ticket_id)
+        offers = [accepted for t, accepted, _ in self.callbacks if t == ticket_id]
+        if not (offers and offers[-1]):
+            self.withdrawn.add(ticket_id)

@@ -337,6 +337,9 @@ class SessionHandoffs:
         if self._renderer is not None:
             self._renderer.cancel()
         self._stop_following()
+        unfinished = self.escalations.unfinished_answer()
+        if unfinished is not None:  # answered, and hung up during the confirmation
+            self._spawn(self._record_callback(*unfinished))
         if self._work:
             await asyncio.wait(self._work, timeout=3.0)
         if self._offered:
