@@ -241,3 +241,28 @@ def test_the_operator_reaches_nats_and_runs_shadows_on_the_charts_image(
     policy = kind(docs, "NetworkPolicy")["operator"]
     ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
     assert {4222, 443, 6443} <= ports
+
+
+def test_shadow_runners_reach_context_and_llm(
+    chart: helm_python.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trunkline.rollout.settings import RolloutSettings  # noqa: PLC0415
+
+    docs = render(chart)
+    for key, value in env(kind(docs, "Deployment")["operator"]).items():
+        if key.startswith("ROLLOUT_"):
+            monkeypatch.setenv(key, value)
+    services = kind(docs, "Service")
+    shadow_env = RolloutSettings.load().shadow_env
+    for peer in ("context", "llm"):
+        host, port = shadow_env[f"SHADOW_{peer.upper()}_ADDR"].rsplit(":", 1)
+        assert host.split(".")[0] == services[peer]["metadata"]["name"]
+        assert int(port) in {p["port"] for p in services[peer]["spec"]["ports"]}
+        policy = kind(docs, "NetworkPolicy")[peer]
+        sources = [peer_ for rule in policy["spec"]["ingress"] for peer_ in rule.get("from", [])]
+        shadow = {"app.kubernetes.io/component": "shadow-runner",
+                  "app.kubernetes.io/managed-by": "trunkline-rollout"}  # fmt: skip
+        assert {"podSelector": {"matchLabels": shadow}} in sources, peer
+    for other in ("stt", "tts", "hitl"):
+        policy = kind(docs, "NetworkPolicy")[other]
+        assert "shadow-runner" not in str(policy["spec"]["ingress"])

@@ -59,6 +59,7 @@ async def main() -> None:
             command=settings.shadow_command,
             nats_url=settings.nats_url,
             service_account=settings.shadow_service_account,
+            env=settings.shadow_env,
         ),
         shadows=NatsShadows(link),
     )

@@ -29,6 +29,11 @@ class RolloutSettings(ServiceSettings):
     shadow_image: str = Field(default="trunkline:latest", min_length=1)
     shadow_command: tuple[str, ...] = ("python", "-m", "trunkline.gateway.shadow")
     shadow_service_account: str = ""
+    shadow_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra env of the shadow runner pods (SHADOW_CONTEXT_ADDR, SHADOW_LLM_ADDR: "
+        "the cluster's context and llm Services; the chart sets them)",
+    )
     nats_url: str = Field(
         default="nats://nats:4222",
         description="where shadowed candidates are listed and shadow results are read",
