@@ -270,7 +270,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "agent_frames_skipped": skipped,
             "agent_slots_late": late,
             "gateway_cpu_s_per_room": round(cpu_s / max(1, args.rooms), 2),
-            "gateway_cores_busy": round(cpu_s / wall, 2),
+            "gateway_cores_busy": round(cpu_s / wall, 2) if args.rooms else 0.0,
             "callers_process_cpu_s": round(callers["cpu_s"], 1),
             "callers_process_rss_mb": round(callers["rss_mb"], 1),
             "rss_growth_mb_per_room": round((peak_rss - before_rss) / max(1, args.rooms), 1),
