@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from trunkline.gateway.core.callback import CallbackAnswer, callback_answer, spoken_digits
+from trunkline.gateway.core.callback import (
+    CallbackAnswer,
+    callback_answer,
+    more_digits,
+    spoken_digits,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -22,6 +27,7 @@ pytestmark = pytest.mark.unit
         ("Four one five, five five five, zero one zero zero.", "4155550100"),
         ("No, call me on my cell: 650 555 0199.", "6505550199"),
         ("My number is five five five oh one two three.", "5550123"),
+        ("Yes, please call me back at four one five, five five five.", "415555"),  # so far
     ],
 )
 def test_a_yes_or_a_number_accepts(text: str, number: str) -> None:
@@ -71,3 +77,12 @@ def test_numbers_are_read_digit_by_digit() -> None:
     assert spoken_digits("4155550100") == "4 1 5, 5 5 5, 0 1 0 0"
     assert spoken_digits("+14155550100") == "4 1 5, 5 5 5, 0 1 0 0"
     assert spoken_digits("5550123") == "5 5 5, 0 1 2, 3"
+
+
+def test_the_rest_of_a_dictated_number_is_digits_only() -> None:
+    assert more_digits("Zero one zero zero.") == "0100"
+    assert more_digits("0100") == "0100"
+    assert more_digits("five five five, dash, oh one two three") == "5550123"
+    assert more_digits("Zero one zero zero, thanks.") is None  # more than digits: a new turn
+    assert more_digits("What time do you open?") is None
+    assert more_digits("") is None

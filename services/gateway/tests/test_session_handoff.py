@@ -66,6 +66,7 @@ ASK_PERSON, QUESTION, CALLER_TALKS, OPERATOR_TALKS = (
     voice(6000),
 )
 YES, NO, NUMBER = voice(1400), voice(1600), voice(1800)
+FIRST_DIGITS, REST_DIGITS = voice(2000), voice(2200)
 HEARD = {
     1000: "I want to talk to a real person",
     1200: "when is my appointment",
@@ -74,6 +75,8 @@ HEARD = {
     1400: "Yes please.",
     1600: "No thanks, I'll call again tomorrow.",
     1800: "Call me at four one five, five five five, zero one zero zero.",
+    2000: "Yes, please call me back at four one five, five five five.",  # a pause ends the turn
+    2200: "Zero one zero zero.",
 }
 
 
@@ -481,3 +484,26 @@ async def test_an_answer_given_just_before_hanging_up_is_recorded(
     await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
     assert rig.hitl.callbacks == [("t-1", False, ""), ("t-1", True, "4155550100")]
     assert rig.hitl.cancelled == ["t-1"]  # after the answer: the hitl service keeps it
+
+
+async def test_a_number_dictated_over_two_turns_is_put_together(
+    spans: InMemorySpanExporter,
+) -> None:
+    rig = make_rig(spans)
+    await rig.greeted()
+    await rig.say(ASK_PERSON)
+    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+    await rig.frames(SILENCE, 160)  # no operator in time: the caller is asked
+    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+    await rig.say(FIRST_DIGITS)
+    await rig.until(lambda: len(rig.hitl.callbacks) == 2)
+    assert rig.hitl.callbacks[1] == ("t-1", True, "415555")
+    await rig.say(REST_DIGITS)  # (the real stack's caller paused at the comma, as people do)
+    await rig.until(lambda: len(rig.hitl.callbacks) == 3)
+    assert rig.hitl.callbacks[2] == ("t-1", True, "4155550100")
+    turn = rig.sink.turns[-1]
+    assert turn.reply_source == "callback"
+    assert "4 1 5, 5 5 5, 0 1 0 0" in turn.agent_text
+    assert rig.llm.requests == []
+    rig.transport.hang_up()
+    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]

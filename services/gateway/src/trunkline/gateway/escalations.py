@@ -18,7 +18,12 @@ from vaderSentiment.vaderSentiment import (  # type: ignore[import-untyped]
 )
 
 from trunkline.agents.spec import Escalation as EscalationSpec
-from trunkline.gateway.core.callback import CallbackAnswer, callback_answer, spoken_digits
+from trunkline.gateway.core.callback import (
+    CallbackAnswer,
+    callback_answer,
+    more_digits,
+    spoken_digits,
+)
 from trunkline.gateway.core.escalation import (
     EscalationDecision,
     EscalationPolicy,
@@ -87,6 +92,7 @@ class Escalations:
         self._planned: dict[int, TurnSignals] = {}  # turn id -> its signals, until finished
         self.clips: Callable[[str], bytes | None] = lambda text: None  # rendered lines
         self.callback_ticket = ""  # the caller was asked about a callback on this ticket
+        self._dictating: tuple[str, str] | None = None  # the number so far (ticket, digits)
         self._answers: dict[int, CallbackAnswer] = {}  # turn id -> the caller's answer
 
     def ask_callback(self, ticket_id: str) -> None:
@@ -110,7 +116,12 @@ class Escalations:
         )
         if answer is None:
             return None
+        return self._confirm(answer, record, plan)
+
+    def _confirm(self, answer: CallbackAnswer, record: TurnRecord, plan: Plan) -> Plan:
         self._answers[record.turn_id] = answer
+        record.reply_source = ReplySource.CALLBACK
+        trace.get_current_span().set_attribute("turn.reply_source", str(ReplySource.CALLBACK))
         texts = self.side.texts
         if answer.accepted:
             number = spoken_digits(answer.number) if answer.number else "this number"
@@ -139,9 +150,11 @@ class Escalations:
             del self._answers[stale]
         if answer is None:
             if record.user_text.strip():
-                self.callback_ticket = ""
+                self.callback_ticket, self._dictating = "", None
             return None
         ticket, self.callback_ticket = self.callback_ticket, ""
+        # a number may go on in the next turn (dictated in groups)
+        self._dictating = (ticket, answer.number) if answer.number else None
         return ticket, answer
 
     def clip(self, plan: Plan) -> bytes | None:
@@ -152,11 +165,14 @@ class Escalations:
         """The hold message at once when the words ask outright for a person ("I need a real
         human, not a robot"; also right after a callback offer): the turn skips the context
         service. None: the turn resolves its context and is decided by :meth:`check`."""
+        if self._dictating is not None and (rest := more_digits(text)) is not None:
+            # the rest of the number the caller is dictating: the answer, completed
+            self.callback_ticket, number = self._dictating
+            whole = CallbackAnswer(True, number + rest, f"the number, continued: {rest}")
+            return self._confirm(whole, record, Plan(Intent.QUESTION, ReplySource.CALLBACK))
         if self.callback_ticket:  # the answer to a callback offer needs no context either
             answering = self._callback(text, record, Plan(Intent.QUESTION, ReplySource.CALLBACK))
             if answering is not None:
-                record.reply_source = answering.source
-                trace.get_current_span().set_attribute("turn.reply_source", str(answering.source))
                 return answering
         if not self.side.policy.enabled or person_request(text) is None:
             return None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from trunkline.gateway.core.entities import spoken_number
 
 MIN_DIGITS = 7  # a callback number: at least a local number
+MIN_START_DIGITS = 3  # "... call me back at four one five," (the rest follows after a pause)
 MAX_ANSWER_WORDS = 8  # "yeah, that would be great, thank you": longer is more than an answer
 
 _YES = re.compile(
@@ -53,15 +54,40 @@ def callback_answer(text: str) -> CallbackAnswer | None:
         return CallbackAnswer(True, number, f"a number to call: {number}")
     if _NEGATED_CALL.search(text):  # "please don't call me"
         return CallbackAnswer(False, detail=f"declined: {text[:80]!r}")
+    # the first digits of a number the caller goes on dictating in the next turn
+    start = spoken_number(text, MIN_START_DIGITS) or ""
     if _CALL_ME.search(text):
-        return CallbackAnswer(True, detail=f"accepted: {text[:80]!r}")
+        return CallbackAnswer(True, start, detail=f"accepted: {text[:80]!r}")
     if _ASKS.search(text) or len(text.split()) > MAX_ANSWER_WORDS:
         return None  # "Okay, what time do you open?": a question, not an answer
     if _YES.match(text):
-        return CallbackAnswer(True, detail=f"accepted: {text[:80]!r}")
+        return CallbackAnswer(True, start, detail=f"accepted: {text[:80]!r}")
     if _NO.match(text):
         return CallbackAnswer(False, detail=f"declined: {text[:80]!r}")
     return None
+
+
+_DIGIT_TOKEN = re.compile(r"[a-z]+|[0-9]+")
+_DIGIT_WORDS = {
+    "zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+_BETWEEN = {"and", "dash", "then", "um", "uh"}
+
+
+def more_digits(text: str) -> str | None:
+    """The digits of an utterance that is nothing but digits (the rest of a number the caller
+    dictates in groups, with pauses that end turns: "... five five five." "Zero one zero
+    zero."), or None."""
+    digits = ""
+    for token in _DIGIT_TOKEN.findall(text.lower().replace("\u2019", "'")):
+        if token.isdigit():
+            digits += token
+        elif token in _DIGIT_WORDS:
+            digits += _DIGIT_WORDS[token]
+        elif token not in _BETWEEN:
+            return None
+    return digits or None
 
 
 def spoken_digits(number: str) -> str:
