@@ -9,6 +9,7 @@ for the rest of the call), while the events on the bus and the call state hold `
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from dataclasses import replace
 
@@ -140,16 +141,17 @@ async def test_later_turns_use_the_number_the_caller_gave_while_sinks_hold_place
     assert EVENTS.name in bus.streams
 
 
-async def test_the_agent_never_reads_a_card_number_back() -> None:
+async def test_the_agent_never_reads_a_card_number_back(caplog: pytest.LogCaptureFixture) -> None:
     """A card the caller gave is no support for the guard: the clause repeating it is held back
     (on the local stack SmolLM2 answered 'The card number 1488033436467 is correct.')."""
     clock = FakeClock(1000.0)
     env = PeerEnv(clock, TracerProvider().get_tracer("test"))
     transport = FakeTransport(clock.now)
-    stt = FakeTranscriber(env, lambda audio: "my card number is 4539 1488 0343 6467")
+    stt = FakeTranscriber(env, lambda audio: "My card number is 4539. 14880, 64667.")
     context = FakeContext(env)
     context.result = ContextResult(block="[1] We accept all major cards.", confidence=0.5)
-    llm = FakeLanguageModel(env, lambda text: "Thanks. The card 4539 1488 0343 6467 is noted.")
+    # bare digits, no word saying what they are (as SmolLM2 answered on the stack)
+    llm = FakeLanguageModel(env, lambda text: "Thanks. 4539, 14880, 64667 is noted.")
     tts = FakeSynthesizer(env, frames_per_word=2)
     bus, store = FakeBus(), FakeCallStateStore()
     sink = EventSink(bus, store, "gw-test")
@@ -172,6 +174,7 @@ async def test_the_agent_never_reads_a_card_number_back() -> None:
             for _ in range(30):
                 await asyncio.sleep(0)
 
+    caplog.set_level(logging.INFO, "trunkline.gateway.pipeline")
     task = asyncio.create_task(session.run())
     for _ in range(200):
         if bus.on("trunkline.events.turn.>"):
@@ -190,3 +193,10 @@ async def test_the_agent_never_reads_a_card_number_back() -> None:
     turn = events_pb2.TurnCompleted.FromString(bus.on("trunkline.events.turn.>")[-1].data)
     assert turn.guard_interventions
     assert all("1488" not in g.clause for g in turn.guard_interventions)  # redacted there too
+    assert "[CARD]" in turn.guard_interventions[0].clause
+    held = [r.getMessage() for r in caplog.records if "held back" in r.getMessage()]
+    assert held  # logged (before any log filter) without the digits: the pipeline knows them
+    assert not any(re.search(r"14880|64667", line) for line in held), held
+    for published in bus.published:  # the generated reply, the clause, the facts: none
+        data = published.data.decode("utf-8", "replace")
+        assert not re.search(r"4539|14880|64667", data), (published.subject, data)

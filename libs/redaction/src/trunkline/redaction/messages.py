@@ -12,7 +12,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from trunkline.redaction.pii import redact
+from trunkline.redaction.pii import Known, redact, sensitive_digits
 
 KEEP_FIELDS = frozenset(
     {
@@ -42,27 +42,58 @@ def keep(name: str) -> bool:
     return leaf in KEEP_FIELDS or leaf.endswith(("_id", "_ids")) or leaf in {"call", "tenant"}
 
 
-def redact_message(message: Message) -> Message:
-    """Redact ``message`` in place (every string field outside :func:`keep`); return it."""
+def redact_message(message: Message, known: Known | None = None) -> Message:
+    """Redact ``message`` in place (every string field outside :func:`keep`); return it.
+
+    Two passes: the personal numbers found anywhere in the message (the caller's words) are
+    also redacted where another field repeats their bare digits (the agent's reply, a held-back
+    clause). ``known``: the call's numbers so far; this message's are added to it."""
+    known = _collect(message, {} if known is None else known)
+    _redact(message, known)
+    return message
+
+
+def _strings(message: Message) -> list[str]:
+    out: list[str] = []
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING and not keep(field.name):
+            out.extend(value if _repeated(field) else [value])
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if _is_map(field):
+                out.extend(v for v in value.values() if isinstance(v, str))
+                out.extend(s for v in value.values() if isinstance(v, Message) for s in _strings(v))
+            elif _repeated(field):
+                out.extend(s for item in value for s in _strings(item))
+            else:
+                out.extend(_strings(value))
+    return out
+
+
+def _collect(message: Message, known: Known) -> Known:
+    for text in _strings(message):
+        sensitive_digits(text, known)
+    return known
+
+
+def _redact(message: Message, known: Known) -> None:
     for field, value in message.ListFields():
         if field.type == FieldDescriptor.TYPE_STRING:
             if keep(field.name):
                 continue
             if _repeated(field):
-                redacted = [redact(v) for v in value]
+                redacted = [redact(v, known) for v in value]
                 del value[:]
                 value.extend(redacted)
             else:
-                setattr(message, field.name, redact(value))
+                setattr(message, field.name, redact(value, known))
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             if _is_map(field):
-                _redact_map(field, value)
+                _redact_map(field, value, known)
             elif _repeated(field):
                 for item in value:
-                    redact_message(item)
+                    _redact(item, known)
             else:
-                redact_message(value)
-    return message
+                _redact(value, known)
 
 
 def _repeated(field: FieldDescriptor) -> bool:
@@ -74,16 +105,16 @@ def _is_map(field: FieldDescriptor) -> bool:
     return kind is not None and bool(kind.GetOptions().map_entry)
 
 
-def _redact_map(field: FieldDescriptor, value: Any) -> None:
+def _redact_map(field: FieldDescriptor, value: Any, known: Known) -> None:
     kind = field.message_type
     assert kind is not None
     value_field = kind.fields_by_name["value"]
     if value_field.type == FieldDescriptor.TYPE_STRING and not keep(field.name):
         for key in list(value):
-            value[key] = redact(value[key])
+            value[key] = redact(value[key], known)
     elif value_field.type == FieldDescriptor.TYPE_MESSAGE:
         for key in list(value):
-            redact_message(value[key])
+            _redact(value[key], known)
 
 
 def redact_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:

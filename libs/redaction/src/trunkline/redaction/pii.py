@@ -270,11 +270,11 @@ _REFERENCE_CONTEXT = re.compile(
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){3,7}(?:\s?[A-Z0-9]{1,4})?\b")
 # Written digit groups with a comma and a space between them: speech-to-text writes a card or a
 # phone number read out in groups, or digit by digit, that way ("4111, 1111, 1111, 1111",
-# "4539, 488, 0, 3, 4, 3, 6"), where a quantity has no space ("1,250"). Only a card (Luhn-valid
+# "4539, 488, 0, 3, 4, 3, 6", "4539. 14880, 64667"), where a quantity has no space ("1,250"). Only a card (Luhn-valid
 # or beside a card word), a phone or account number beside its word, or eight digits and more
 # read one by one count (a list of years or room numbers stays as it is).
 _CARD_WORDS = re.compile(r"(?i)\b(?:card|visa|mastercard|amex|credit|debit)\b")
-_COMMA_GROUPS = re.compile(r"(?<![\d,.])\d{1,6}(?:,[ \t]+\d{1,6}){1,18}(?![\d]|[.,]\d)")
+_COMMA_GROUPS = re.compile(r"(?<![\d,.])\d{1,6}(?:[,.][ \t]+\d{1,6}){1,18}(?![\d]|[.,]\d)")
 _EXPIRY = re.compile(
     r"(?i)\bexp(?:iry|ires|iring|iration)?(?:\s+date)?\s*(?:is\s+)?:?\s*\d{2}\s?/\s?\d{2,4}\b"
 )
@@ -362,14 +362,45 @@ def _numbers(text: str, skip: list[tuple[int, int]]) -> list[Finding]:
 # ---- all together ---------------------------------------------------------------------------
 
 
-def detect(text: str) -> list[Finding]:
-    """Every PII finding in ``text``, non-overlapping, in order."""
+Known = dict[str, Entity]
+"""Digits of the personal numbers already found in a call or a message -> their entity: the
+agent's reply may repeat a caller's card as bare digits ("4539, 14880, 64667."), with none of the
+words that tell the rules it is a card."""
+
+MIN_KNOWN_DIGITS = 4
+
+
+def detect(text: str, known: Known | None = None) -> list[Finding]:
+    """Every PII finding in ``text``, non-overlapping, in order; with ``known``, also every run
+    of 4+ digits that is part of a known personal number."""
     if not text:
         return []
     first = _emails(text) + _dates_of_birth(text) + _addresses(text)
     chosen = _non_overlapping(first)
     chosen += _numbers(text, [(f.start, f.end) for f in chosen])
-    return _non_overlapping(chosen)
+    chosen = _non_overlapping(chosen)
+    if known:
+        taken = [(f.start, f.end) for f in chosen]
+        for run in digit_runs(text, taken):
+            if len(run.digits) < MIN_KNOWN_DIGITS:
+                continue
+            entity = next((e for digits, e in known.items() if run.digits in digits), None)
+            if entity is not None:
+                chosen.append(Finding(entity, run.start, run.end))
+        chosen = _non_overlapping(chosen)
+    return chosen
+
+
+def sensitive_digits(text: str, known: Known | None = None) -> Known:
+    """``known`` (a new dict if None) with the digits of each card, account and phone number
+    found in ``text`` added; returned."""
+    out: Known = {} if known is None else known
+    for finding in detect(text):
+        if finding.entity in (Entity.CARD, Entity.ACCOUNT, Entity.PHONE):
+            digits = "".join(run.digits for run in digit_runs(finding.text(text)))
+            if len(digits) >= MIN_KNOWN_DIGITS:
+                out[digits] = finding.entity
+    return out
 
 
 def _non_overlapping(findings: list[Finding]) -> list[Finding]:
@@ -382,9 +413,10 @@ def _non_overlapping(findings: list[Finding]) -> list[Finding]:
     return kept
 
 
-def redact(text: str) -> str:
-    """``text`` with each finding replaced by its placeholder (``[CARD]``, ``[PHONE]`` …)."""
-    findings = detect(text)
+def redact(text: str, known: Known | None = None) -> str:
+    """``text`` with each finding replaced by its placeholder (``[CARD]``, ``[PHONE]`` …); with
+    ``known``, also the bare digits of those personal numbers (see :data:`Known`)."""
+    findings = detect(text, known)
     if not findings:
         return text
     parts, at = [], 0
@@ -396,11 +428,13 @@ def redact(text: str) -> str:
     return "".join(parts)
 
 
-def redact_facts(text: str, facts: tuple[str, ...]) -> tuple[str, ...]:
+def redact_facts(
+    text: str, facts: tuple[str, ...], known: Known | None = None
+) -> tuple[str, ...]:
     """Facts read from ``text`` (``"number:4111"``, the grounding guard's) with each value that
     lies inside a PII finding of ``text`` masked (``"number:[CARD]"``): a card's digit groups
     are the card, even one group at a time."""
-    findings = detect(text)
+    findings = detect(text, known)
     if not findings:
         return facts
     inside = []
@@ -428,8 +462,10 @@ __all__ = [
     "PLACEHOLDERS",
     "Entity",
     "Finding",
+    "Known",
     "classify",
     "detect",
     "redact",
     "redact_facts",
+    "sensitive_digits",
 ]

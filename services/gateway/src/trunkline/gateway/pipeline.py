@@ -64,6 +64,7 @@ from trunkline.gateway.records import GuardRecord, ToolRecord, TurnRecord
 from trunkline.gateway.tools.executor import ToolExecutor
 from trunkline.redaction import redact_facts
 from trunkline.redaction.injection import DisclosureCheck
+from trunkline.redaction.pii import Known, redact, sensitive_digits
 
 log = logging.getLogger(__name__)
 PCM_BYTES_PER_S = 32000  # 16 kHz PCM16
@@ -125,6 +126,9 @@ class TurnPipeline:
         # the numbers the caller gave in this call, as said (process memory only: the sinks get
         # them redacted); the agent may read them back in any later turn
         self._caller_numbers: dict[str, None] = {}
+        # the caller's personal numbers (card, account, phone) in this call: a held-back clause
+        # that repeats one as bare digits is recorded, traced and logged without them
+        self._caller_pii: Known = {}
 
     async def run(
         self,
@@ -154,6 +158,7 @@ class TurnPipeline:
             return
         self.entities.update(extract_entities(text, self.entity_names))
         self._caller_numbers.update(dict.fromkeys(_said_numbers(text)))
+        sensitive_digits(text, self._caller_pii)
         # An outright request for a person escalates at once: the hold message does not wait
         # for the context service (its intent could only confirm what the words say).
         early = self.escalations.before_context(text, record) if self.escalations else None
@@ -451,7 +456,9 @@ class TurnPipeline:
             return True
         action = "fallback"
         record.grounded = False
-        unsupported = redact_facts(clause, verdict.unsupported)  # a card's digits stay out
+        # a card's digits stay out, even repeated bare ("4539, 14880, 64667.")
+        unsupported = redact_facts(clause, verdict.unsupported, self._caller_pii)
+        clause = redact(clause, self._caller_pii)
         record.guard_interventions.append(GuardRecord(clause, unsupported, action))
         span = trace.get_current_span()
         span.add_event(
