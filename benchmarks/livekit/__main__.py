@@ -247,6 +247,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "agent_source_queue_ms": ProbedTransport.source_queue_ms,
         "agent_feeds_ahead": ProbedTransport.feed_ahead,
         "caller_lead_ms": args.caller_lead_ms,
+        "agent_shared_clock": ProbedTransport.shared_clock,
         "twilio": stats(twilio),
         "livekit": stats(single),
         "livekit_hops_p50_ms": hop_medians(single_hops),
@@ -337,7 +338,11 @@ if __name__ == "__main__":
         default="default",
         help="the agent's transport hands queued reply frames to the source at once",
     )
+    parser.add_argument(
+        "--own-clock", action="store_true", help="each room's pacer runs a task of its own"
+    )
     options = parser.parse_args()
+    ProbedTransport.shared_clock = not options.own_clock
     if options.send_silence != "default":
         ProbedTransport.send_silence = options.send_silence == "on"
     if options.feed_ahead != "default":

@@ -226,7 +226,11 @@ class LiveKitDispatch:
         """The room's call; False when it failed (logged)."""
         room = rtc.Room()
         transport = self.transport_class(
-            room, self.web.clock, label=target.room, caller_timeout_s=self.caller_timeout_s
+            room,
+            self.web.clock,
+            label=target.room,
+            caller_timeout_s=self.caller_timeout_s,
+            playout=self.web.playout,  # one 20 ms clock task for every room and media stream
         )
         self.transports[target.room] = transport
         try:

@@ -5,11 +5,14 @@
   decodes the caller's Opus and resamples it (whatever rate the caller published at) to 16 kHz
   mono; the frames are cut into the internal 20 ms PCM16 frames (``AudioIn``).
 - Agent audio: published as one microphone track from an ``AudioSource`` at 48 kHz (TTS renders
-  at ``out_rate``, Opus runs at 48 kHz: no resample). The transport owns its pacing: a steady
-  20 ms :class:`~trunkline.gateway.core.pacer.Pacer` hands the queued reply frames to the source,
-  one per slot, and every slot is a ``Played`` tick whether or not there is audio (in silence
-  nothing is captured: the track sends nothing). Marks are echoed when the frames before them have
-  gone to the source. ``clear`` empties this queue and the source's own (barge-in).
+  at ``out_rate``, Opus runs at 48 kHz: no resample). Reply frames go to the source as the turn
+  machine releases them (``feed_ahead``): the SDK's native queue sends them at real time, 10 ms at
+  a time, whatever this event loop's jitter, and the first one leaves at once. The outbound clock
+  is a steady 20 ms :class:`~trunkline.gateway.core.pacer.Pacer` ticked by the web app's shared
+  :class:`~trunkline.gateway.transports.pacing.PlayoutClock` (else by a task of this room's):
+  every slot is a ``Played`` tick whether or not there is audio (in silence nothing is captured:
+  the track sends nothing). Marks are echoed when the frames before them have gone to the
+  source. ``clear`` empties the source's queue (barge-in) and echoes the marks left.
 - DTMF: the caller's SIP DTMF (``sip_dtmf_received``: a SIP participant's keypad, or a
   participant's ``publish_dtmf``) becomes a ``Dtmf`` event for the session, as Twilio's does.
 - Hang-up: the caller leaving the room, the room disconnecting, or no caller in
@@ -23,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from livekit import rtc
 
@@ -40,10 +43,11 @@ from trunkline.gateway.transports.base import (
     Transport,
     TransportEvent,
 )
+from trunkline.gateway.transports.pacing import PlayoutClock
 
 log = logging.getLogger(__name__)
 OPUS_RATE = 48000
-SOURCE_QUEUE_MS = 100  # the SDK's own buffer ahead of the encoder (the pacer feeds it in time)
+SOURCE_QUEUE_MS = 100  # the SDK's own buffer ahead of the encoder (a reply's lead fits in it)
 STREAM_FRAME_MS = 20  # caller audio from the SDK in 20 ms frames (10 ms: twice the events)
 
 
@@ -54,14 +58,22 @@ class LiveKitTransport(Transport):
     name = "livekit"
     out_rate = OPUS_RATE
     send_silence = False  # capture a silent frame in every slot without reply audio
+    shared_clock = True  # ticked by the web app's PlayoutClock when it has one
     feed_ahead = True  # reply frames go to the source as they come (its queue paces them)
     source_queue_ms = SOURCE_QUEUE_MS
 
     def __init__(
-        self, room: rtc.Room, clock: Clock, *, label: str = "", caller_timeout_s: float = 30.0
+        self,
+        room: rtc.Room,
+        clock: Clock,
+        *,
+        label: str = "",
+        caller_timeout_s: float = 30.0,
+        playout: PlayoutClock | None = None,
     ) -> None:
         self.room = room
         self.clock = clock
+        self.playout = playout  # the web app's shared 20 ms clock (else a task of this room's)
         self.label = label or "room"
         self.caller_timeout_s = caller_timeout_s
         self.caller: rtc.RemoteParticipant | None = None
@@ -256,6 +268,32 @@ class LiveKitTransport(Transport):
             if isinstance(event, Hangup):
                 return
 
+    async def deliver(self, put: Callable[[TransportEvent], None]) -> bool:
+        """With the shared clock (frames fed ahead, no silence to send): its ticks go to
+        ``put`` from the clock's one task, this room's events from here (no task per room)."""
+        if (
+            self.playout is None
+            or not self.shared_clock
+            or not self.feed_ahead
+            or self.send_silence
+        ):
+            return await super().deliver(put)
+
+        def tick(event: TransportEvent) -> None:
+            if isinstance(event, Played):
+                self.slots_late += max(0, event.frames - 1)
+            put(event)
+
+        leave = self.playout.subscribe(self.pacer, tick)
+        try:
+            while True:
+                event = await self._events.get()
+                put(event)
+                if isinstance(event, Hangup):
+                    return True
+        finally:
+            leave()
+
     async def send_audio(self, pcm: bytes) -> None:
         self._partial += pcm
         whole = len(self._partial) - len(self._partial) % self._frame_bytes
@@ -288,6 +326,8 @@ class LiveKitTransport(Transport):
         self._partial.clear()
         self._items = deque(item for item in self._items if isinstance(item, str))
         self.source.clear_queue()
+        if self.feed_ahead:
+            self._echo_marks()  # nothing is left ahead of them (as Twilio echoes them on clear)
 
     @property
     def queued_frames(self) -> int:
