@@ -270,7 +270,8 @@ async def one_call(url: str, secret: str, turns: list[PreparedTurn], delay: floa
     target = direct_target(url, identity, tenant=TENANT, agent=AGENT, stream_secret=secret)
     caller = SimulatedCaller(target, identity, OPTIONS)
     result = await caller.run(turns)
-    times = [r.t for r in caller.log.received if r.voiced]
+    # every media message, silent ones included: a pause between the agent's words is no gap
+    times = [r.t for r in caller.log.received]
     gaps = [(a, b) for a, b in itertools.pairwise(times) if LATE_GAP_S < b - a < 1.0]
     return result, gaps
 
