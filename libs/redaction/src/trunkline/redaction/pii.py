@@ -270,9 +270,10 @@ _REFERENCE_CONTEXT = re.compile(
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){3,7}(?:\s?[A-Z0-9]{1,4})?\b")
 # Written digit groups with a comma and a space between them: speech-to-text writes a card or a
 # phone number read out in groups, or digit by digit, that way ("4111, 1111, 1111, 1111",
-# "4539, 488, 0, 3, 4, 3, 6", "4539. 14880, 64667"), where a quantity has no space ("1,250"). Only a card (Luhn-valid
-# or beside a card word), a phone or account number beside its word, or eight digits and more
-# read one by one count (a list of years or room numbers stays as it is).
+# "4539, 488, 0, 3, 4, 3, 6", "4539. 14880, 64667"), where a quantity has no space ("1,250").
+# Only a card (Luhn-valid or beside a card word), a phone or account number beside its word,
+# or eight digits and more read one by one count (a list of years or room numbers stays as it
+# is).
 _CARD_WORDS = re.compile(r"(?i)\b(?:card|visa|mastercard|amex|credit|debit)\b")
 _COMMA_GROUPS = re.compile(r"(?<![\d,.])\d{1,6}(?:[,.][ \t]+\d{1,6}){1,18}(?![\d]|[.,]\d)")
 _EXPIRY = re.compile(
@@ -428,9 +429,7 @@ def redact(text: str, known: Known | None = None) -> str:
     return "".join(parts)
 
 
-def redact_facts(
-    text: str, facts: tuple[str, ...], known: Known | None = None
-) -> tuple[str, ...]:
+def redact_facts(text: str, facts: tuple[str, ...], known: Known | None = None) -> tuple[str, ...]:
     """Facts read from ``text`` (``"number:4111"``, the grounding guard's) with each value that
     lies inside a PII finding of ``text`` masked (``"number:[CARD]"``): a card's digit groups
     are the card, even one group at a time."""

@@ -65,6 +65,13 @@ async def drain_calls(webs: list[GatewayWeb]) -> None:
     await asyncio.gather(*(media.drain() for media in webs))
 
 
+async def redis_ok(redis: Redis) -> bool:
+    try:
+        return bool(await redis.ping())
+    except (RedisError, OSError):
+        return False
+
+
 async def main() -> None:
     settings = GatewaySettings.load()
     agents = AgentSource(settings)
@@ -146,16 +153,10 @@ async def main() -> None:
 
     web_task = asyncio.create_task(start_web(), name="media-web")
 
-    async def redis_ok() -> bool:
-        try:
-            return bool(await redis.ping())
-        except (RedisError, OSError):
-            return False
-
     async def ready() -> bool:
         if not web_task.done() or web_task.cancelled() or web_task.exception() is not None:
             return False
-        if not bus_task.result().is_connected or not await redis_ok():
+        if not bus_task.result().is_connected or not await redis_ok(redis):
             return False
         return await peers_serving(settings.peer_addrs.values())
 
