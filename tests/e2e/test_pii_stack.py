@@ -74,6 +74,12 @@ def leaks_of(heard: str) -> re.Pattern[str]:
     return re.compile("|".join(parts), re.IGNORECASE)
 
 
+def card_leaks_of(heard: str) -> re.Pattern[str]:
+    """The card alone, as Whisper wrote it: its first and last eight digits, any separators."""
+    digits = re.sub(r"\D", "", heard)
+    return re.compile("|".join([spaced(digits[:8]), spaced(digits[-8:])]))
+
+
 def trunkline(run_dir: Path, *args: str, timeout: float = 300) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "trunkline.cli.main", "stack", *args, "--run-dir", str(run_dir)],
@@ -235,8 +241,10 @@ async def test_a_spoken_card_number_is_redacted_everywhere_but_the_encrypted_sto
     assert escalations[0].detail == "asked for a person; call back on [PHONE]"
     assert escalations[0].context.caller.address == "[PHONE]"
     assert TICKETS in streams  # there, and left out (see above)
+    cards = card_leaks_of(said[0])
     for name, messages in streams.items():
-        if name == TICKETS:
+        if name == TICKETS:  # the operator's transcript keeps the caller's number, not the card
+            assert not any(cards.search(m.decode("utf-8", "replace")) for m in messages)
             continue
         for message in messages:
             assert not leaks.search(message.decode("utf-8", "replace")), (name, message[:300])

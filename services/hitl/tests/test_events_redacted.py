@@ -80,6 +80,6 @@ async def test_ticket_events_on_the_bus_hold_no_pii() -> None:
         for p in bus.on("trunkline.events.escalation_updated.>")
     ]
     assert any(u.note == "refund sent to [EMAIL]" for u in handed)
-    # the ticket (what the operator reads to help the caller) is not redacted
-    assert kept.transcript[0].text == CARD_SAID
+    # the ticket (what the operator reads to help the caller) keeps what was said but the card
+    assert kept.transcript[0].text == CARD_SAID.replace("4111 1111 1111 1111", "[CARD]")
     assert kept.call.caller_address == "+14155550132"

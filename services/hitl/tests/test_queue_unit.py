@@ -175,3 +175,14 @@ async def test_a_repeated_request_id_returns_the_first_ticket(
     assert len(await queue.list("acme")) == 3
     with pytest.raises(InvalidRequest, match="request_id was already used"):
         await queue.escalate(CallRef("acme", "call-2"), EscalationInfo(), request_id="call-1-t3")
+
+
+async def test_a_ticket_keeps_what_was_said_but_never_a_card_number(
+    setup: tuple[TicketQueue, Recorder, PrometheusReader],
+) -> None:
+    queue, _, _ = setup
+    said = "My card is 4111 1111 1111 1111, call me back on 415 555 0199."
+    ticket = await queue.escalate(CALL, EscalationInfo("caller_request"), [Line("caller", said)])
+    stored = (await queue.get("acme", ticket.ticket_id)).transcript[0].text
+    assert stored == "My card is [CARD], call me back on 415 555 0199."
+    assert "4111" not in ticket.summary

@@ -414,10 +414,11 @@ def _non_overlapping(findings: list[Finding]) -> list[Finding]:
     return kept
 
 
-def redact(text: str, known: Known | None = None) -> str:
+def redact(text: str, known: Known | None = None, only: frozenset[Entity] | None = None) -> str:
     """``text`` with each finding replaced by its placeholder (``[CARD]``, ``[PHONE]`` …); with
-    ``known``, also the bare digits of those personal numbers (see :data:`Known`)."""
-    findings = detect(text, known)
+    ``known``, also the bare digits of those personal numbers (see :data:`Known`); with
+    ``only``, just the findings of those entities (a store that must keep the rest)."""
+    findings = [f for f in detect(text, known) if only is None or f.entity in only]
     if not findings:
         return text
     parts, at = [], 0

@@ -41,7 +41,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from trunkline.hitl.backends.summary import ExtractiveSummarizer, Summarizer
@@ -60,6 +60,7 @@ from trunkline.hitl.core.tickets import (
     check_token,
 )
 from trunkline.hitl.store import StaleRevision, Stored, TicketStore
+from trunkline.redaction import Entity, redact
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ class TicketQueue:
     ) -> Ticket:
         """Queue an escalation ticket for ``call`` (with its summary); returns it QUEUED.
         ``request_id``: idempotency key; a repeat returns the first request's ticket."""
-        lines = tuple(transcript)
+        lines = without_cards(transcript)
         ticket = core.new_escalation(
             self._ticket_id(call.tenant_id, Kind.ESCALATION, request_id),
             call=call,
@@ -204,7 +205,7 @@ class TicketQueue:
     ) -> Ticket:
         """Queue an approval ticket for a high-risk tool call; returns it QUEUED.
         ``request_id``: idempotency key; a repeat returns the first request's ticket."""
-        lines = tuple(transcript)
+        lines = without_cards(transcript)
         summary = f"Approve {info.tool_name}: {info.justification}".strip().rstrip(":")
         ticket = core.new_approval(
             self._ticket_id(call.tenant_id, Kind.APPROVAL, request_id),
@@ -496,3 +497,12 @@ class TicketQueue:
             finally:
                 sleeper.cancel()
                 waker.cancel()
+
+
+_CARDS = frozenset({Entity.CARD})
+
+
+def without_cards(transcript: Sequence[Line]) -> tuple[Line, ...]:
+    """The lines a ticket keeps: what was said, for the operator, except payment card numbers
+    (``[CARD]``), which no operator needs and no ticket store (JetStream KV) may hold."""
+    return tuple(replace(line, text=redact(line.text, only=_CARDS)) for line in transcript)
