@@ -14,14 +14,10 @@ the caller's last spoken frame to the first loud frame of the reply as the calle
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -32,7 +28,7 @@ from trunkline.bus import Bus
 from trunkline.cli.caller.tts import synthesize
 from trunkline.cli.demo import component_url
 from trunkline.cli.knowledge import ingest
-from trunkline.cli.record import StackRecord, load
+from trunkline.cli.record import StackRecord
 from trunkline.cli.turns import TurnFeed
 from trunkline.gateway.livekit_dispatch import room_token
 from trunkline.gateway.livekit_rooms import LiveKitKey
@@ -49,30 +45,9 @@ RATE = 16_000
 QUESTIONS = ("Hi, when are you open on Saturday?", "How much does teeth whitening cost?")
 
 
-def trunkline(run_dir: Path, *args: str, timeout: float = 300) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "trunkline.cli.main", "stack", *args, "--run-dir", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, "TRUNKLINE_STACK_AGENTS_DIR": str(AGENTS)},
-    )
-    assert done.returncode == 0, f"stack {args} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRecord]:
-    run_dir = tmp_path_factory.mktemp("livekit") / "run"
-    try:
-        trunkline(run_dir, "up")
-        record = load(run_dir)
-        assert record is not None
-        yield record
-    finally:
-        if (run_dir / "stack.json").exists():
-            trunkline(run_dir, "down")
+def stack(local_stack: StackRecord) -> StackRecord:
+    return local_stack  # tests/e2e/conftest.py: up once for this module, down after it
 
 
 def words(text: str) -> list[str]:

@@ -19,11 +19,7 @@ Whisper writes it its own way. Then, from outside the processes:
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -34,7 +30,7 @@ from redis.asyncio import Redis
 from trunkline.bus import Bus
 from trunkline.cli.demo import DEMO_OPTIONS, component_url, place_call
 from trunkline.cli.knowledge import ingest
-from trunkline.cli.record import StackRecord, load
+from trunkline.cli.record import StackRecord
 from trunkline.proto.common.v1 import call_pb2, handoff_pb2, transcript_pb2
 from trunkline.proto.events.v1 import events_pb2
 from trunkline.proto.hitl.v1 import hitl_pb2, hitl_pb2_grpc
@@ -80,30 +76,9 @@ def card_leaks_of(heard: str) -> re.Pattern[str]:
     return re.compile("|".join([spaced(digits[:8]), spaced(digits[-8:])]))
 
 
-def trunkline(run_dir: Path, *args: str, timeout: float = 300) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "trunkline.cli.main", "stack", *args, "--run-dir", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, "TRUNKLINE_STACK_AGENTS_DIR": str(AGENTS)},
-    )
-    assert done.returncode == 0, f"stack {args} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRecord]:
-    run_dir = tmp_path_factory.mktemp("pii") / "run"
-    try:
-        trunkline(run_dir, "up")
-        record = load(run_dir)
-        assert record is not None
-        yield record
-    finally:
-        if (run_dir / "stack.json").exists():
-            trunkline(run_dir, "down")
+def stack(local_stack: StackRecord) -> StackRecord:
+    return local_stack  # tests/e2e/conftest.py: up once for this module, down after it
 
 
 async def stored_messages(nats_url: str) -> dict[str, list[bytes]]:
