@@ -36,7 +36,13 @@ from trunkline.cli.plan import (
 )
 from trunkline.cli.record import Component, StackRecord, load, save, stack_file
 from trunkline.cli.settings import StackSettings
-from trunkline.cli.stack_livekit import gateway_livekit_env, livekit_component, livekit_server
+from trunkline.cli.stack_livekit import (
+    gateway_livekit_env,
+    linked_pages_env,
+    livekit_component,
+    livekit_server,
+    page_lines,
+)
 from trunkline.cli.tenants import TENANTS_FILE, TenantError, agent_names, ensure_tenant
 from trunkline.devservers import (
     JaegerServer,
@@ -159,6 +165,7 @@ class _Starter:
         self.livekit_env: dict[str, str] = {}  # the gateway's GATEWAY_LIVEKIT_* (LiveKit up)
         self.console_login = ""
         self.console_password = ""
+        self.agents: tuple[str, ...] = ()
         self.record = StackRecord(
             run_dir=str(self.run_dir),
             media_url=f"ws://{LOOPBACK}:{self.ports[GATEWAY_HTTP]}/twilio/stream",
@@ -171,6 +178,7 @@ class _Starter:
         try:
             names = agent_names(self.app.agents_dir)
             ensure_tenant(self.app.tenants_file, self.settings.tenant, names)
+            self.agents = names
             operators, self.console_login, self.console_password = write_logins(
                 self.run_dir, self.settings.tenant, sys.executable
             )
@@ -318,6 +326,8 @@ class _Starter:
                 env["ROLLOUT_KUBECONFIG"] = str(kube)
             if spec.name == "gateway":
                 env.update(self.livekit_env)
+            if self.livekit_env:  # the LiveKit caller page and the softphone link each other
+                env.update(linked_pages_env(spec.name, self.ports))
             argv = [sys.executable, "-m", spec.module]
             pid, log = self.spawn(spec.name, argv, env)
             addr = f"{LOOPBACK}:{self.ports[spec.name]}"
@@ -462,6 +472,9 @@ def up(settings: StackSettings, out: TextIO = sys.stdout) -> int:
         print(f"operator console: http://{LOOPBACK}:{starter.ports[HITL_CONSOLE]}   login: "
               f"{starter.console_login} / {starter.console_password} "
               f"(also in {run_dir / LOGINS_FILE})", file=out)  # fmt: skip
+    if starter.livekit_env:
+        for line in page_lines(starter.ports, settings.tenant, starter.agents):
+            print(line, file=out)
     print(f"spans: {run_dir / 'spans.jsonl'}   logs: {run_dir}/<component>.log", file=out)
     jaeger = starter.record.get("jaeger")
     if jaeger is not None:

@@ -326,6 +326,17 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
 {{- end }}
 {{- end }}
 
+{{/*
+The gateway's LiveKit caller page as browsers reach it: <public URL>/livekit/call when LiveKit
+is on (services.gateway.livekit.url) and the gateway has a public URL; else empty.
+*/}}
+{{- define "trunkline.livekitCallUrl" -}}
+{{- $publicUrl := include "trunkline.publicUrl" . }}
+{{- if and .Values.services.gateway.livekit.url $publicUrl }}
+{{- printf "%s/livekit/call" $publicUrl }}
+{{- end }}
+{{- end }}
+
 {{/* Address of Riva for a component ("stt" or "tts"); fails when none is configured. */}}
 {{- define "trunkline.rivaAddr" -}}
 {{- $cfg := index .root.Values.services .component }}
@@ -401,6 +412,14 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
   value: {{ .url | quote }}
 - name: GATEWAY_LIVEKIT_API_KEY
   value: {{ .apiKey | quote }}
+{{- with .publicUrl }}
+- name: GATEWAY_LIVEKIT_PUBLIC_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .softphoneUrl }}
+- name: GATEWAY_SOFTPHONE_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- if .apiSecret.name }}
 - name: GATEWAY_LIVEKIT_API_SECRET
   valueFrom:
@@ -512,6 +531,10 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
   value: {{ $h.console.httpsOnly | toString | quote }}
 - name: HITL_CONSOLE_GATEWAY_URL
   value: {{ printf "http://%s:%v" (include "trunkline.componentName" (dict "root" .root "component" "gateway")) .root.Values.services.gateway.httpPort | quote }}
+{{- with include "trunkline.livekitCallUrl" .root }}
+- name: HITL_CONSOLE_LIVEKIT_CALL_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- with $h.console.operatorsSecret.name }}
 - name: HITL_CONSOLE_OPERATORS_FILE
   value: {{ printf "%s/console-operators/%s" (include "trunkline.tlsDir" $.root) $h.console.operatorsSecret.key | quote }}
