@@ -12,7 +12,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from trunkline.redaction.pii import Known, redact, sensitive_digits
+from trunkline.redaction.pii import Entity, Known, redact, sensitive_digits
 
 KEEP_FIELDS = frozenset(
     {
@@ -42,14 +42,17 @@ def keep(name: str) -> bool:
     return leaf in KEEP_FIELDS or leaf.endswith(("_id", "_ids")) or leaf in {"call", "tenant"}
 
 
-def redact_message(message: Message, known: Known | None = None) -> Message:
+def redact_message(
+    message: Message, known: Known | None = None, only: frozenset[Entity] | None = None
+) -> Message:
     """Redact ``message`` in place (every string field outside :func:`keep`); return it.
 
     Two passes: the personal numbers found anywhere in the message (the caller's words) are
     also redacted where another field repeats their bare digits (the agent's reply, a held-back
-    clause). ``known``: the call's numbers so far; this message's are added to it."""
+    clause). ``known``: the call's numbers so far; this message's are added to it. ``only``:
+    just those entities (a copy that must keep the rest, see :func:`redact`)."""
     known = _collect(message, {} if known is None else known)
-    _redact(message, known)
+    _redact(message, known, only)
     return message
 
 
@@ -75,25 +78,25 @@ def _collect(message: Message, known: Known) -> Known:
     return known
 
 
-def _redact(message: Message, known: Known) -> None:
+def _redact(message: Message, known: Known, only: frozenset[Entity] | None = None) -> None:
     for field, value in message.ListFields():
         if field.type == FieldDescriptor.TYPE_STRING:
             if keep(field.name):
                 continue
             if _repeated(field):
-                redacted = [redact(v, known) for v in value]
+                redacted = [redact(v, known, only) for v in value]
                 del value[:]
                 value.extend(redacted)
             else:
-                setattr(message, field.name, redact(value, known))
+                setattr(message, field.name, redact(value, known, only))
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             if _is_map(field):
-                _redact_map(field, value, known)
+                _redact_map(field, value, known, only)
             elif _repeated(field):
                 for item in value:
-                    _redact(item, known)
+                    _redact(item, known, only)
             else:
-                _redact(value, known)
+                _redact(value, known, only)
 
 
 def _repeated(field: FieldDescriptor) -> bool:
@@ -105,16 +108,18 @@ def _is_map(field: FieldDescriptor) -> bool:
     return kind is not None and bool(kind.GetOptions().map_entry)
 
 
-def _redact_map(field: FieldDescriptor, value: Any, known: Known) -> None:
+def _redact_map(
+    field: FieldDescriptor, value: Any, known: Known, only: frozenset[Entity] | None
+) -> None:
     kind = field.message_type
     assert kind is not None
     value_field = kind.fields_by_name["value"]
     if value_field.type == FieldDescriptor.TYPE_STRING and not keep(field.name):
         for key in list(value):
-            value[key] = redact(value[key], known)
+            value[key] = redact(value[key], known, only)
     elif value_field.type == FieldDescriptor.TYPE_MESSAGE:
         for key in list(value):
-            _redact(value[key], known)
+            _redact(value[key], known, only)
 
 
 def redact_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -238,9 +238,11 @@ class EventSink(CallSink):
         for citation in record.citations:
             event.citations.add(id=citation)
         totals.turns += 1
+        said = events_pb2.TurnCompleted()
+        said.CopyFrom(event)  # the shadow mirror's copy, redacted there (shadow/mirror.py)
         await self._publish("turn", call, event)
         if self.mirror is not None:
-            await self.mirror.turn(event)
+            await self.mirror.turn(said)
 
     async def call_ended(self, summary: CallSummary) -> None:
         call = summary.call
@@ -282,7 +284,7 @@ class EventSink(CallSink):
     # ---- helpers --------------------------------------------------------------------------
 
     async def _publish(self, kind: str, call: CallInfo, event: _Event) -> None:
-        redact_message(event)  # PII out of every event (and the shadow mirror's copy)
+        redact_message(event)  # PII out of every event
         subject = event_subject(kind, call.tenant, call.call_id)
         await self.bus.js_publish(subject, event, msg_id=event.event_id)
 

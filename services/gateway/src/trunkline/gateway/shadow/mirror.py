@@ -5,6 +5,11 @@ version of its agent that is being shadowed, on that candidate's own subject.
 the ``shadow-candidates`` bucket the rollout operator writes. :class:`ShadowMirror` is called by
 the event sink after a turn's ``TurnCompleted`` is published (off the audio path); a failed
 mirror is logged and counted, never felt by the call.
+
+The sink hands the mirror the turn as said; the mirrored copy keeps only the numbers the live
+pipeline keeps in memory for the rest of the call (phone and account numbers the caller gave:
+the candidate's prompt history must read as the live one did) and redacts every other personal
+datum (:data:`MIRROR_REDACTS`). A shadow runner publishes its results fully redacted.
 """
 
 from __future__ import annotations
@@ -20,8 +25,14 @@ from trunkline.bus.shadow import Candidate, CandidateChange, ShadowCandidates
 from trunkline.bus.streams import SHADOW, shadow_subject
 from trunkline.gateway.shadow.core import sampled
 from trunkline.proto.events.v1 import events_pb2
+from trunkline.redaction import Entity
+from trunkline.redaction.messages import redact_message
 
 log = logging.getLogger(__name__)
+
+MIRROR_REDACTS = frozenset(set(Entity) - {Entity.PHONE, Entity.ACCOUNT})
+"""What a mirrored turn never carries: a payment card (no pipeline reads one back), e-mail,
+address, date of birth. Phone and account numbers stay, as in the live call's memory."""
 
 
 class ShadowTargets:
@@ -69,10 +80,13 @@ class ShadowMirror:
         )
 
     async def turn(self, event: events_pb2.TurnCompleted) -> int:
-        """Mirror one live turn; returns how many candidates it went to."""
+        """Mirror one live turn (redacted here, in place, down to :data:`MIRROR_REDACTS`);
+        returns how many candidates it went to."""
         context = event.context
         if context.shadow:
             return 0
+        if self.targets.of(context.agent.name):
+            redact_message(event, only=MIRROR_REDACTS)
         agent = context.agent.name
         sent = 0
         for candidate in self.targets.of(agent):

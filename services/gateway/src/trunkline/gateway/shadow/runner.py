@@ -7,7 +7,9 @@ runner has no transport: it cannot speak to a caller) and tools in dry-run (:cla
 answers with the live turn's result for the same call, else a dry-run marker; nothing is ever
 sent to a tool's endpoint). The call's history is the one the caller lived: each live turn's
 transcript and the reply the caller heard. The result, paired with the live turn (reply time,
-tool calls), is published as a ``ShadowTurnResult`` on the candidate's result subject.
+tool calls), is published as a ``ShadowTurnResult`` on the candidate's result subject, redacted
+as every event is (the mirrored turn keeps the caller's phone and account numbers: the
+candidate's history, in memory, reads as the live call's did).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from trunkline.gateway.tools import ToolExecutor, tool_book
 from trunkline.gateway.tools.base import ToolRunner
 from trunkline.proto.common.v1 import call_pb2, usage_pb2
 from trunkline.proto.events.v1 import events_pb2
+from trunkline.redaction.messages import redact_message
 
 log = logging.getLogger(__name__)
 
@@ -373,6 +376,7 @@ class ShadowRunner:
             self.meters.reply_time.record(shadow_s, labels)
             self.meters.live_reply_time.record(live_s, labels)
             self.meters.tool_agreement.add(1, {**labels, "agreed": str(agree).lower()})
+        redact_message(result)  # PII out of the bus, as every event (the history keeps it)
         return result
 
     async def handle(self, delivery: Delivery) -> None:
