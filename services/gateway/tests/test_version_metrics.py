@@ -1,6 +1,6 @@
-"""Voice-to-voice, the stage histograms (LLM time to first token among them), dropped turns and
-replies carry the call's ``agent`` and ``version`` labels, so a p95 splits by agent version (the
-rollout operator's queries, the Grafana panels, the alert rules)."""
+"""Voice-to-voice, the stage histograms (LLM time to first token and tools among them), dropped
+turns and replies carry the call's ``agent`` and ``version`` labels, so a p95 splits by agent
+version (the rollout operator's queries, the Grafana panels, the alert rules)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 from trunkline.gateway.core.endpointing import EndpointConfig
+from trunkline.gateway.core.tools import ToolBook, ToolPolicy, ToolStatus
 from trunkline.gateway.core.turns import TurnConfig
 from trunkline.gateway.fakes import (
     EnergyDetector,
@@ -27,9 +28,10 @@ from trunkline.gateway.fillers import FillerCache
 from trunkline.gateway.metrics import GatewayMetrics, version_labels
 from trunkline.gateway.peers.base import PeerEnv
 from trunkline.gateway.peers.retry import RetryPolicy
-from trunkline.gateway.peers.types import CallInfo
+from trunkline.gateway.peers.types import CallInfo, ToolCallRequested
 from trunkline.gateway.pipeline import Peers
 from trunkline.gateway.session import CallSession, SessionConfig
+from trunkline.gateway.tools import ToolExecutor, ToolRunner
 from trunkline.testing.clock import FakeClock
 
 pytestmark = pytest.mark.unit
@@ -130,6 +132,32 @@ async def test_latency_series_split_by_agent_version() -> None:
 
     replies = points(reader, "gateway.replies")
     assert {p.attributes["version"]: p.value for p in replies} == {"1.0.0": 1, "1.1.0": 2}
+
+
+class EchoRunner(ToolRunner):
+    async def _run(self, call: CallInfo, tool: ToolPolicy, arguments: dict[str, Any]) -> Any:
+        return {"ok": True, **arguments}
+
+
+async def test_the_tool_stage_is_labelled_by_agent_version() -> None:
+    reader = InMemoryMetricReader()
+    metrics = GatewayMetrics(MeterProvider([reader]).get_meter("test"))
+    tool = ToolPolicy(name="lookup", endpoint="http://127.0.0.1:1/lookup")
+    executor = ToolExecutor(
+        ToolBook([tool], max_rounds=2), EchoRunner(), clock=FakeClock(1000.0),
+        tracer=TracerProvider().get_tracer("test"), metrics=metrics,
+    )  # fmt: skip
+    for version in ("1.0.0", "1.1.0", "1.1.0"):
+        call = CallInfo("CA1", "acme", "support", version)
+        record = await executor.execute(call, ToolCallRequested("t1", "lookup", "{}"), 0)
+        assert record.status is ToolStatus.SUCCEEDED
+
+    tool_points = [p for p in points(reader, "gateway.stage.duration")
+                   if p.attributes["stage"] == "tool"]  # fmt: skip
+    assert {(p.attributes["agent"], p.attributes["version"]): p.count for p in tool_points} == {
+        ("support", "1.0.0"): 1,
+        ("support", "1.1.0"): 2,
+    }
 
 
 def test_the_rollout_operator_selects_the_series_by_these_labels() -> None:

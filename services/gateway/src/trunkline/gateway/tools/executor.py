@@ -26,7 +26,7 @@ from trunkline.gateway.core.tools import (
     ToolStatus,
     result_json,
 )
-from trunkline.gateway.metrics import GatewayMetrics
+from trunkline.gateway.metrics import GatewayMetrics, version_labels
 from trunkline.gateway.peers.hitl import ApprovalRequest
 from trunkline.gateway.peers.types import CallInfo, ToolCallRequested
 from trunkline.gateway.profile import AgentProfile
@@ -165,8 +165,9 @@ class ToolExecutor:
                 span.set_status(Status(StatusCode.ERROR, status.value))
         if self.metrics is not None:
             self.metrics.tool_calls.add(1, {"tool": request.name, "status": status.value})
-            if executed:
-                self.metrics.observe_stage("tool", took)
+            if executed:  # labelled by version, as every stage (the rollout splits by it)
+                labels = version_labels(call.agent, call.agent_version)
+                self.metrics.observe_stage("tool", took, labels)
         if self.security is not None and self.security.audit is not None:
             await self.security.audit.record(
                 ToolAuditRecord(
