@@ -147,6 +147,16 @@ def test_every_problem_of_every_file_is_reported_and_names_are_unique(tmp_path: 
         load_scenarios([tmp_path / "missing.yaml"])
 
 
+def test_a_folder_mounted_from_a_configmap_reads_each_file_once(tmp_path: Path) -> None:
+    """Kubernetes mounts a ConfigMap as links into a hidden ``..<timestamp>`` folder."""
+    stamp = tmp_path / "..2026_12_03_22_00_00.123"
+    stamp.mkdir()
+    (stamp / "replay.yaml").write_text("agent: x\nscenarios:\n  - name: one\n    turns: [hi]\n")
+    (tmp_path / "..data").symlink_to(stamp.name)
+    (tmp_path / "replay.yaml").symlink_to(Path("..data") / "replay.yaml")
+    assert [s.name for s in load_scenarios([tmp_path])] == ["one"]
+
+
 def test_unknown_agents_and_tenants_are_named() -> None:
     scenarios = parse_scenarios(GOOD, "good.yaml")
     with pytest.raises(ScenarioError) as caught:

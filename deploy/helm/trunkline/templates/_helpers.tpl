@@ -256,7 +256,7 @@ Call with (dict "root" $ "component" "gateway").
 {{- define "trunkline.secretMounts" -}}
 {{- $x := .root.Values.externals }}
 {{- $mounts := list }}
-{{- $usesNats := has .component (list "gateway" "hitl" "ledger") }}
+{{- $usesNats := has .component (list "gateway" "hitl" "ledger" "operator") }}
 {{- if and $usesNats $x.nats.tls.caSecret.name }}
 {{- $mounts = append $mounts (dict "name" "nats-ca" "dir" "nats" "secret" $x.nats.tls.caSecret.name "key" $x.nats.tls.caSecret.key) }}
 {{- end }}
@@ -276,7 +276,7 @@ Call with (dict "root" $ "component" "gateway").
 {{- toJson $mounts }}
 {{- end }}
 
-{{/* NATS TLS/credential settings of a NATS client (gateway, hitl, ledger). Call with (dict "root" $ "p" "GATEWAY_"). */}}
+{{/* NATS TLS/credential settings of a NATS client (gateway, hitl, ledger, operator). Call with (dict "root" $ "p" "GATEWAY_"). */}}
 {{- define "trunkline.natsEnv" -}}
 {{- $nats := .root.Values.externals.nats }}
 {{- if $nats.tls.caSecret.name }}

@@ -401,12 +401,18 @@ def parse_scenarios(text: str, file: str, base: Path | None = None) -> list[Scen
 
 
 def scenario_files(paths: Iterable[Path]) -> list[Path]:
-    """The YAML files named, and every ``*.yaml``/``*.yml`` under the folders named, sorted."""
+    """The YAML files named, and every ``*.yaml``/``*.yml`` under the folders named, sorted.
+    Hidden entries are skipped: a mounted Kubernetes ConfigMap holds each file again inside its
+    ``..<timestamp>`` folder (the visible names are links into it)."""
     found: list[Path] = []
     missing: list[str] = []
     for path in paths:
         if path.is_dir():
-            inside = sorted([*path.rglob("*.yaml"), *path.rglob("*.yml")])
+            inside = sorted(
+                p
+                for p in [*path.rglob("*.yaml"), *path.rglob("*.yml")]
+                if not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
             if not inside:
                 missing.append(f"{path}: no scenario files (*.yaml) in this folder")
             found.extend(inside)

@@ -29,7 +29,9 @@ STOP_TIMEOUT_S = 4.0
 async def main() -> None:
     settings = RolloutSettings.load()
     api = api_client(settings.kubeconfig)
-    link = BusLink(settings.nats_url)
+    link = BusLink(
+        settings.nats_url, tls_ca_file=settings.nats_ca_file, creds_file=settings.nats_creds_file
+    )
     source: MetricsSource = (
         PrometheusSource(settings.prometheus_url, settings.metrics_timeout_s)
         if settings.metrics_source == "prometheus"
@@ -60,6 +62,7 @@ async def main() -> None:
             nats_url=settings.nats_url,
             service_account=settings.shadow_service_account,
             env=settings.shadow_env,
+            secret_mounts=settings.shadow_secret_mounts,
         ),
         shadows=NatsShadows(link),
     )

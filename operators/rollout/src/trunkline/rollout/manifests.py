@@ -30,6 +30,17 @@ _NOT_NAME = re.compile(r"[^a-z0-9-]+")
 
 
 @dataclass(frozen=True)
+class SecretMount:
+    """One key of an existing Secret mounted read-only in the shadow runner pods at
+    ``mount_path/key`` (the NATS CA and credentials file, as the operator's own pod has them)."""
+
+    volume: str
+    secret: str
+    key: str
+    mount_path: str
+
+
+@dataclass(frozen=True)
 class ShadowRunner:
     """How shadow runner pods are run (operator settings, read once)."""
 
@@ -38,6 +49,7 @@ class ShadowRunner:
     nats_url: str = "nats://nats:4222"
     service_account: str = ""
     env: Mapping[str, str] | None = None
+    secret_mounts: tuple[SecretMount, ...] = ()
 
 
 def dns_name(*parts: str, limit: int = 63) -> str:
@@ -121,6 +133,22 @@ def shadow_deployment(
     }
     if runner.service_account:
         pod["serviceAccountName"] = runner.service_account
+    if runner.secret_mounts:
+        pod["containers"][0]["volumeMounts"] = [
+            {"name": m.volume, "mountPath": m.mount_path, "readOnly": True}
+            for m in runner.secret_mounts
+        ]
+        pod["volumes"] = [
+            {
+                "name": m.volume,
+                "secret": {
+                    "secretName": m.secret,
+                    "defaultMode": 0o440,
+                    "items": [{"key": m.key, "path": m.key}],
+                },
+            }
+            for m in runner.secret_mounts
+        ]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

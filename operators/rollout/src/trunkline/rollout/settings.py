@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from trunkline.config import ServiceSettings
+from trunkline.rollout.manifests import SecretMount
 
 
 class RolloutSettings(ServiceSettings):
@@ -37,6 +38,13 @@ class RolloutSettings(ServiceSettings):
     nats_url: str = Field(
         default="nats://nats:4222",
         description="where shadowed candidates are listed and shadow results are read",
+    )
+    nats_ca_file: Path | None = Field(default=None, description="CA for tls:// NATS")
+    nats_creds_file: Path | None = Field(default=None, description="NATS credentials file")
+    shadow_secret_mounts: tuple[SecretMount, ...] = Field(
+        default=(),
+        description="Secrets mounted in the shadow runner pods (JSON list of volume, secret, "
+        "key, mount_path): the NATS CA and credentials their SHADOW_NATS_* files name",
     )
     shadow_min_turns: int = Field(
         default=3, ge=1, description="shadow metrics: paired turns a check needs in its window"

@@ -15,6 +15,7 @@ import abc
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -62,8 +63,13 @@ class BusLink:
     """One NATS connection, made on first use on the loop that uses it (kopf's own loop runs
     in another thread than the process shell's)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, *, tls_ca_file: Path | None = None, creds_file: Path | None = None
+    ) -> None:
+        """``tls_ca_file``/``creds_file``: as :meth:`Bus.connect` (a TLS NATS, credentials)."""
         self.url = url
+        self.tls_ca_file = tls_ca_file
+        self.creds_file = creds_file
         self._bus: Bus | None = None
         self._lock: asyncio.Lock | None = None
 
@@ -74,7 +80,13 @@ class BusLink:
             if self._bus is None:
                 try:  # Bus.connect retries forever: a step must not hang on it
                     bus = await asyncio.wait_for(
-                        Bus.connect(self.url, name="rollout-operator"), CONNECT_TIMEOUT_S
+                        Bus.connect(
+                            self.url,
+                            name="rollout-operator",
+                            tls_ca_file=self.tls_ca_file,
+                            creds_file=self.creds_file,
+                        ),
+                        CONNECT_TIMEOUT_S,
                     )
                 except TimeoutError as exc:
                     raise TransientError(f"NATS at {self.url} unreachable") from exc

@@ -70,7 +70,12 @@ async def main() -> None:
     if settings.inject_delay_ms:
         context = DelayedContext(env, context, settings.inject_delay_ms / 1000)
     peers = ShadowPeers(context, GrpcLanguageModel(env, llm_channel, profile, policy))
-    bus = await Bus.connect(settings.nats_url, name=f"shadow-{spec.name}-{spec.version}")
+    bus = await Bus.connect(
+        settings.nats_url,
+        name=f"shadow-{spec.name}-{spec.version}",
+        tls_ca_file=settings.nats_ca_file,
+        creds_file=settings.nats_creds_file,
+    )
     await bus.ensure_stream(SHADOW)
     runner = ShadowRunner(
         bus, profile, peers, clock=clock, tracer=tracer, turn_timeout_s=settings.turn_timeout_s

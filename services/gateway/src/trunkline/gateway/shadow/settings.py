@@ -22,6 +22,8 @@ class ShadowSettings(ServiceSettings):
     durable: str = Field(default="", description="informational: the consumer is derived")
     sample_percent: float = Field(default=100.0, gt=0.0, le=100.0, description="informational")
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_ca_file: Path | None = Field(default=None, description="CA for tls:// NATS")
+    nats_creds_file: Path | None = Field(default=None, description="NATS credentials file")
     context_addr: PeerAddress = "127.0.0.1:50052"
     llm_addr: PeerAddress = "127.0.0.1:50053"
     peer_timeout_s: float = Field(default=10.0, gt=0)
