@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
+import pytest_asyncio
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -43,6 +44,7 @@ from trunkline.testing.clock import FakeClock
 pytestmark = pytest.mark.unit
 
 SILENCE = bytes(FRAME_BYTES)
+HUMAN = ContextResult(intent="human", intent_score=0.9)  # the context service: "a person"
 CALL = CallInfo("CA9", "acme", "support", "v3", caller_address="+15550100")
 POLICY = RetryPolicy(timeout_s=0.5, backoff_s=0.1, max_backoff_s=0.2)
 TEXTS = HandoffTexts(
@@ -143,6 +145,27 @@ class Rig:
         await self.settle()
         await self.until(lambda: len(self.sink.turns) == 1)
 
+    async def escalate(self, intent: ContextResult | None = None) -> None:
+        """The caller asks for a person (``intent``: what the context service says of it) and
+        the gateway escalates: one ticket more."""
+        if intent is not None:
+            self.context.result = intent
+        before = len(self.hitl.escalations)
+        await self.say(ASK_PERSON)
+        await self.until(lambda: len(self.hitl.escalations) == before + 1)
+
+    async def no_operator_in_time(self) -> None:
+        """3.2 s on hold, past the operator timeout: the callback is offered, the agent
+        listens again."""
+        await self.frames(SILENCE, 160)
+        await self.until(lambda: self.session.machine.state is State.LISTENING)
+
+    async def hang_up(self) -> object:
+        """The caller hangs up; the session's summary."""
+        self.transport.hang_up()
+        assert self.task is not None
+        return await asyncio.wait_for(self.task, 5)
+
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
@@ -188,13 +211,21 @@ def make_rig(spans: InMemorySpanExporter, **policy: object) -> Rig:
     return Rig(clock, transport, context, llm, tts, hitl, session.sink, session)
 
 
+@pytest_asyncio.fixture
+async def rig(spans: InMemorySpanExporter) -> Rig:
+    """A call with the default escalation policy, greeted."""
+    made = make_rig(spans)
+    await made.greeted()
+    return made
+
+
 def loud(frames: list[bytes]) -> bool:
     return all(any(f) for f in frames)
 
 
-async def test_person_request_hold_operator_hand_back(spans: InMemorySpanExporter) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
+async def test_person_request_hold_operator_hand_back(
+    rig: Rig, spans: InMemorySpanExporter
+) -> None:
     rig.context.result = ContextResult(intent="human", intent_score=0.86, confidence=0.1)
     await rig.say(ASK_PERSON)
     await rig.until(lambda: len(rig.sink.turns) == 2)
@@ -245,24 +276,16 @@ async def test_person_request_hold_operator_hand_back(spans: InMemorySpanExporte
     assert "(my colleague) we booked you for three pm today" in history
     assert "(my colleague's note) booked 3 pm" in history
     assert rig.tts.texts.count(TEXTS.resume) == 1
-    rig.transport.hang_up()
-    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    await rig.hang_up()
     assert rig.hitl.cancelled == []
     events = [e.name for s in spans.get_finished_spans() for e in s.events]
     assert "escalation.decision" in events
     assert "handoff.finished" in events
 
 
-async def test_no_operator_callback_offer_and_the_call_stays_up(
-    spans: InMemorySpanExporter,
-) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
-    rig.context.result = ContextResult(intent="human", intent_score=0.9)
-    await rig.say(ASK_PERSON)
-    await rig.until(lambda: len(rig.hitl.escalations) == 1)
-    await rig.frames(SILENCE, 160)  # 3.2 s on hold: past the operator timeout
-    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+async def test_no_operator_callback_offer_and_the_call_stays_up(rig: Rig) -> None:
+    await rig.escalate(HUMAN)
+    await rig.no_operator_in_time()  # 3.2 s on hold: past the operator timeout
     # offered, not accepted: the caller was asked, nobody answered yet
     assert rig.hitl.callbacks == [("t-1", False, "")]
     assert rig.hitl.cancelled == []
@@ -280,26 +303,20 @@ async def test_no_operator_callback_offer_and_the_call_stays_up(
     assert rig.hitl.callbacks == [("t-1", False, "")]
     assert rig.task is not None
     assert not rig.task.done()
-    rig.transport.hang_up()
-    await asyncio.wait_for(rig.task, 5)
+    await rig.hang_up()
     assert rig.hitl.cancelled == ["t-1"]  # never accepted: withdrawn when the call ends
 
 
 async def test_asking_for_a_person_instead_of_answering_the_callback_escalates_again(
-    spans: InMemorySpanExporter,
+    rig: Rig,
 ) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
-    await rig.say(ASK_PERSON)
-    await rig.until(lambda: len(rig.hitl.escalations) == 1)
-    await rig.frames(SILENCE, 160)  # no operator in time: the caller is asked
-    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+    await rig.escalate()
+    await rig.no_operator_in_time()  # the caller is asked
     await rig.say(ASK_PERSON)  # "I want to talk to a real person": no answer, a new request
     await rig.until(lambda: len(rig.hitl.escalations) == 2)
     assert rig.sink.turns[2].reply_source == "handoff"
     assert rig.hitl.callbacks == [("t-1", False, "")]  # the offer stays unaccepted
-    rig.transport.hang_up()
-    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    await rig.hang_up()
     assert "t-1" in rig.hitl.cancelled  # withdrawn with the call; t-2 waited on hold
 
 
@@ -316,15 +333,14 @@ async def test_asking_for_a_person_instead_of_answering_the_callback_escalates_a
     ],
 )
 async def test_the_caller_is_asked_about_a_callback_and_the_ticket_records_the_answer(
-    spans: InMemorySpanExporter, answer: bytes, recorded: tuple[str, bool, str], reply: str
+    rig: Rig,
+    spans: InMemorySpanExporter,
+    answer: bytes,
+    recorded: tuple[str, bool, str],
+    reply: str,
 ) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
-    rig.context.result = ContextResult(intent="human", intent_score=0.9)
-    await rig.say(ASK_PERSON)
-    await rig.until(lambda: len(rig.hitl.escalations) == 1)
-    await rig.frames(SILENCE, 160)  # no operator in time: the caller is asked
-    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+    await rig.escalate(HUMAN)
+    await rig.no_operator_in_time()  # the caller is asked
     assert rig.hitl.callbacks == [("t-1", False, "")]
     rig.context.result = ContextResult(intent="small_talk", intent_score=0.9, confidence=0.9)
     await rig.say(answer)
@@ -341,18 +357,13 @@ async def test_the_caller_is_asked_about_a_callback_and_the_ticket_records_the_a
         e.name: dict(e.attributes or {}) for s in spans.get_finished_spans() for e in s.events
     }
     assert events["callback.answer"]["accepted"] is recorded[1]
-    rig.transport.hang_up()
-    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    await rig.hang_up()
     # the hitl service keeps a ticket whose callback was accepted; the gateway withdraws it
     assert rig.hitl.cancelled == ["t-1"]
 
 
-async def test_operator_ends_the_call(spans: InMemorySpanExporter) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
-    rig.context.result = ContextResult(intent="human", intent_score=0.9)
-    await rig.say(ASK_PERSON)
-    await rig.until(lambda: len(rig.hitl.escalations) == 1)
+async def test_operator_ends_the_call(rig: Rig) -> None:
+    await rig.escalate(HUMAN)
     rig.hitl.update("t-1", TicketState.TAKEN_OVER, operator_id="op")
     rig.hitl.update("t-1", TicketState.ENDED, operator_id="op")
     await rig.until(lambda: rig.task is not None and rig.task.done())
@@ -361,20 +372,13 @@ async def test_operator_ends_the_call(spans: InMemorySpanExporter) -> None:
     assert summary.reason.startswith("handed off")  # type: ignore[attr-defined]
 
 
-async def test_caller_hangs_up_on_hold_withdraws_the_ticket(spans: InMemorySpanExporter) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
-    rig.context.result = ContextResult(intent="human", intent_score=0.9)
-    await rig.say(ASK_PERSON)
-    await rig.until(lambda: len(rig.hitl.escalations) == 1)
-    rig.transport.hang_up()
-    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+async def test_caller_hangs_up_on_hold_withdraws_the_ticket(rig: Rig) -> None:
+    await rig.escalate(HUMAN)
+    await rig.hang_up()
     assert rig.hitl.cancelled == ["t-1"]
 
 
-async def test_without_a_trigger_the_call_never_escalates(spans: InMemorySpanExporter) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
+async def test_without_a_trigger_the_call_never_escalates(rig: Rig) -> None:
     # "Are you a real person?" is small talk, not a request for one.
     rig.context.result = ContextResult(intent="small_talk", intent_score=0.9, confidence=0.9)
     await rig.say(QUESTION)
@@ -384,41 +388,24 @@ async def test_without_a_trigger_the_call_never_escalates(spans: InMemorySpanExp
     await rig.until(lambda: len(rig.sink.turns) == 3)
     assert rig.hitl.escalations == []
     assert rig.session.machine.state is State.LISTENING
-    rig.transport.hang_up()
-    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    await rig.hang_up()
 
 
-async def test_a_second_escalation_plays_the_rendered_hold_message(
-    spans: InMemorySpanExporter,
-) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
-    rig.context.result = ContextResult(intent="human", intent_score=0.9)
-    await rig.say(ASK_PERSON)
-    await rig.until(lambda: len(rig.hitl.escalations) == 1)
-    await rig.frames(SILENCE, 160)  # no operator: callback, the agent resumes
-    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+async def test_a_second_escalation_plays_the_rendered_hold_message(rig: Rig) -> None:
+    await rig.escalate(HUMAN)
+    await rig.no_operator_in_time()  # no operator: callback, the agent resumes
     assert TEXTS.handoff in rig.tts.texts  # rendered whole once, kept for the next time
     before = len(rig.tts.texts)
-    await rig.say(ASK_PERSON)
-    await rig.until(lambda: len(rig.hitl.escalations) == 2)
+    await rig.escalate()
     assert rig.sink.turns[-1].agent_text == TEXTS.handoff
     assert rig.sink.turns[-1].reply_source == "handoff"
     assert rig.tts.texts[before:] == []  # no TTS on the way to the hold
-    rig.transport.hang_up()
-    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    await rig.hang_up()
 
 
-async def test_callback_ticket_taken_while_the_caller_is_still_on(
-    spans: InMemorySpanExporter,
-) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
-    rig.context.result = ContextResult(intent="human", intent_score=0.9)
-    await rig.say(ASK_PERSON)
-    await rig.until(lambda: len(rig.hitl.escalations) == 1)
-    await rig.frames(SILENCE, 160)  # no operator in time: callback offered, the agent resumes
-    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+async def test_callback_ticket_taken_while_the_caller_is_still_on(rig: Rig) -> None:
+    await rig.escalate(HUMAN)
+    await rig.no_operator_in_time()  # no operator in time: callback offered, the agent resumes
     assert rig.hitl.callbacks == [("t-1", False, "")]
     # An operator picks the callback ticket while the caller is still on the line.
     rig.hitl.update("t-1", TicketState.TAKEN_OVER, operator_id="op-2")
@@ -432,15 +419,13 @@ async def test_callback_ticket_taken_while_the_caller_is_still_on(
     rig.hitl.update("t-1", TicketState.HANDED_BACK, operator_id="op-2", note="called back")
     await rig.until(lambda: rig.session.machine.state is State.LISTENING)
     assert [r.outcome for r in handoffs.results] == [Outcome.TIMED_OUT, Outcome.HANDED_BACK]
-    rig.transport.hang_up()
-    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    await rig.hang_up()
 
 
 async def test_an_outright_request_plays_the_ready_hold_message_without_waiting_for_context(
-    spans: InMemorySpanExporter,
+    rig: Rig,
 ) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()  # the greeting played: the hold message is rendered meanwhile
+    # the greeting played: the hold message is rendered meanwhile
     await rig.until(lambda: TEXTS.handoff in rig.tts.texts)
     rig.context.result = ContextResult(intent="small_talk", intent_score=0.9)  # never asked
     await rig.say(ASK_PERSON)
@@ -453,48 +438,31 @@ async def test_an_outright_request_plays_the_ready_hold_message_without_waiting_
     assert rig.context.queries == []  # the context service was not waited for
     assert rig.tts.texts.count(TEXTS.handoff) == 1  # the clip rendered after the greeting
     await rig.until(lambda: len(rig.hitl.escalations) == 1)
-    rig.transport.hang_up()
-    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    await rig.hang_up()
 
 
-async def test_a_question_still_resolves_its_context(spans: InMemorySpanExporter) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
+async def test_a_question_still_resolves_its_context(rig: Rig) -> None:
     rig.context.result = ContextResult(confidence=0.9)
     await rig.say(QUESTION)
     await rig.until(lambda: len(rig.sink.turns) == 2)
     assert rig.context.queries == ["when is my appointment"]
     assert rig.hitl.escalations == []
-    rig.transport.hang_up()
-    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    await rig.hang_up()
 
 
-async def test_an_answer_given_just_before_hanging_up_is_recorded(
-    spans: InMemorySpanExporter,
-) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
-    await rig.say(ASK_PERSON)
-    await rig.until(lambda: len(rig.hitl.escalations) == 1)
-    await rig.frames(SILENCE, 160)  # no operator in time: the caller is asked
-    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+async def test_an_answer_given_just_before_hanging_up_is_recorded(rig: Rig) -> None:
+    await rig.escalate()
+    await rig.no_operator_in_time()  # the caller is asked
     await rig.say(NUMBER)
     await rig.until(lambda: rig.session.machine.state is State.SPEAKING)
-    rig.transport.hang_up()  # during the confirmation: the turn never finishes
-    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    await rig.hang_up()  # during the confirmation: the turn never finishes
     assert rig.hitl.callbacks == [("t-1", False, ""), ("t-1", True, "4155550100")]
     assert rig.hitl.cancelled == ["t-1"]  # after the answer: the hitl service keeps it
 
 
-async def test_a_number_dictated_over_two_turns_is_put_together(
-    spans: InMemorySpanExporter,
-) -> None:
-    rig = make_rig(spans)
-    await rig.greeted()
-    await rig.say(ASK_PERSON)
-    await rig.until(lambda: len(rig.hitl.escalations) == 1)
-    await rig.frames(SILENCE, 160)  # no operator in time: the caller is asked
-    await rig.until(lambda: rig.session.machine.state is State.LISTENING)
+async def test_a_number_dictated_over_two_turns_is_put_together(rig: Rig) -> None:
+    await rig.escalate()
+    await rig.no_operator_in_time()  # the caller is asked
     await rig.say(FIRST_DIGITS)
     await rig.until(lambda: len(rig.hitl.callbacks) == 2)
     assert rig.hitl.callbacks[1] == ("t-1", True, "415555")
@@ -505,5 +473,4 @@ async def test_a_number_dictated_over_two_turns_is_put_together(
     assert turn.reply_source == "callback"
     assert "4 1 5, 5 5 5, 0 1 0 0" in turn.agent_text
     assert rig.llm.requests == []
-    rig.transport.hang_up()
-    await asyncio.wait_for(rig.task, 5)  # type: ignore[arg-type]
+    await rig.hang_up()
