@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from trunkline.agents.dtmf import normalise_menu
+
 __all__ = [
     "AgentSpec",
     "AgentSpecError",
@@ -510,11 +512,21 @@ class AgentSpec(_Strict):
     stt: Stt = Stt()
     turn_taking: TurnTakingPolicy = TurnTakingPolicy()
     qualified_outcome: QualifiedOutcome | None = None
+    dtmf: dict[str, str] = Field(
+        default_factory=dict,
+        description="keypad menu: a DTMF key (0-9, *, #, A-D) -> person | repeat | hang_up | "
+        "'say: <text>' (trunkline.agents.dtmf); keys not named do nothing",
+    )
     allowed_hosts: tuple[str, ...] = Field(
         default=(),
         description="hosts tools and live sources may call ('*.example.com' for subdomains); "
         "empty: each tool only its own endpoint's host",
     )
+
+    @field_validator("dtmf", mode="before")
+    @classmethod
+    def _menu(cls, value: object) -> dict[str, str]:
+        return normalise_menu(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

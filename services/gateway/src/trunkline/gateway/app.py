@@ -13,6 +13,7 @@ import httpx
 import yaml
 from opentelemetry.trace import Tracer
 
+from trunkline.agents.dtmf import menu_items
 from trunkline.gateway.approvals import HitlApprover
 from trunkline.gateway.calls import LiveCalls
 from trunkline.gateway.core.clock import Clock
@@ -247,6 +248,8 @@ class Gateway:
                 safe_line=profile.grounding.safe_line,
             ),
             grounding_texts=(profile.system_prompt,),
+            keypad=menu_items(profile.dtmf),
+            keypad_no_person=profile.escalation.unavailable_message,
         )
 
     async def run_call(self, start: CallStart, transport: Transport) -> None:

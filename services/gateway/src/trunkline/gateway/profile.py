@@ -118,6 +118,7 @@ class AgentProfile(_Lenient):
     intents: Intents = Intents()
     stt: SttProfile = SttProfile()
     turn_taking: TurnTakingPolicy = TurnTakingPolicy()
+    dtmf: dict[str, str] = Field(default_factory=dict)  # keypad menu (trunkline.agents.dtmf)
     allowed_hosts: tuple[str, ...] = ()
 
     def tools_for_role(self, role: str) -> tuple[ToolProfile, ...]:

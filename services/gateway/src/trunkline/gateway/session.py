@@ -19,9 +19,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
+from trunkline.agents.dtmf import KeyAction, MenuItem
 from trunkline.audio import frame_bytes, pcm16_dbfs
 from trunkline.gateway.core.clock import Clock
-from trunkline.gateway.core.escalation import EscalationDecision
+from trunkline.gateway.core.escalation import EscalationDecision, Reason
 from trunkline.gateway.core.events import (
     Action,
     CancelWork,
@@ -47,12 +48,14 @@ from trunkline.gateway.core.events import (
     TurnFinished,
     WorkDone,
 )
+from trunkline.gateway.core.keypad import NO_PERSON_LINE, KeyDecision
 from trunkline.gateway.core.replies import GuardPolicy, ReplyPolicy
 from trunkline.gateway.core.turns import TurnConfig, TurnMachine
 from trunkline.gateway.end_of_turn import EndOfTurnDetector
 from trunkline.gateway.escalations import HumanSide
 from trunkline.gateway.fillers import FillerCache, tone
 from trunkline.gateway.handoff import HandoffResult, OperatorLeg, Outcome
+from trunkline.gateway.keypad import fixed_lines, keypad_menu, say_line
 from trunkline.gateway.metrics import GatewayMetrics, version_labels
 from trunkline.gateway.peers.hitl import Line
 from trunkline.gateway.peers.types import CallInfo, Prefilled, StoredAnswer
@@ -80,6 +83,8 @@ class SessionConfig:
     replies: ReplyPolicy = field(default_factory=ReplyPolicy)
     guard: GuardPolicy = field(default_factory=GuardPolicy)
     grounding_texts: tuple[str, ...] = ()  # what the agent may always state (its prompt)
+    keypad: dict[str, MenuItem] = field(default_factory=dict)  # DTMF key -> action (spec dtmf)
+    keypad_no_person: str = NO_PERSON_LINE  # said for a ``person`` key with no human-in-the-loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,12 @@ class CallSession:
                 lines=self._handoff_line,
             )
             self.pipeline.escalations = self.handoffs.escalations
+        self.keypad = keypad_menu(
+            self.config.keypad,
+            person_available=self.handoffs is not None,
+            no_person_line=self.config.keypad_no_person,
+        )
+        self._keypad_lines = fixed_lines(self.config.keypad, self.config.keypad_no_person)
         self.turns: list[TurnRecord] = []
         self._inbox: asyncio.Queue[
             Event
@@ -273,8 +284,10 @@ class CallSession:
                 case Hangup(reason=reason):
                     return reason
                 case Dtmf(digit=digit):
-                    self._keypress(digit)
-                    continue
+                    key = self._keypress(digit)
+                    if key is not None and key.action is KeyAction.HANG_UP:
+                        return f"the caller pressed {digit} to hang up"
+                    actions = self._key_actions(key, now)
                 case _WorkFailed(turn_id=turn_id, error=error):
                     actions = self._work_failed(turn_id, error, now)
                 case HandoffDone(result=result):
@@ -288,12 +301,34 @@ class CallSession:
             if not await self._execute(actions):
                 return "transport closed"
 
-    def _keypress(self, digit: str) -> None:
-        """A DTMF key from any transport (Twilio, Plivo, LiveKit SIP): kept, traced, logged."""
+    def _keypress(self, digit: str) -> KeyDecision | None:
+        """A DTMF key from any transport (Twilio, Plivo, LiveKit SIP): kept, traced, logged,
+        and what the agent's keypad menu makes of it (nothing while a person has the call)."""
         self.keypresses.append(digit)
+        handed_off = self.handoffs is not None and self.handoffs.active
+        key = None if handed_off else self.keypad.decide(digit, self.machine.last_reply)
+        action = "" if key is None else key.action.value
         if self._call_span is not None:
-            self._call_span.add_event("dtmf", {"digit": digit})
-        log.info("call %s: the caller pressed %r", self.call.call_id, digit)
+            self._call_span.add_event("dtmf", {"digit": digit, "action": action})
+        log.info("call %s: the caller pressed %r (%s)", self.call.call_id, digit, action or "-")
+        return key
+
+    def _key_actions(self, key: KeyDecision | None, now: float) -> list[Action]:
+        """Speak the key's line (cutting off what plays) or hand the call to a person."""
+        if key is None:
+            return []
+        if key.action is not KeyAction.PERSON:
+            return self.machine.interject(key.line, now)
+        assert self.handoffs is not None  # the menu offers a person only with one
+        actions = self.machine.handle(HandOff(), now)
+        self.handoffs.start(
+            self.turns,
+            EscalationDecision(True, Reason.CALLER_REQUEST, detail=f"{key.detail} for a person"),
+            dict(self.pipeline.entities),
+            announce=True,  # the hold message, as for an outright request
+            done=self._inbox.put_nowait,
+        )
+        return actions
 
     async def _execute(self, actions: list[Action]) -> bool:
         """Carry out the machine's actions; False when the transport is gone."""
@@ -372,7 +407,7 @@ class CallSession:
             },
         )
         endpointing = None
-        if not work.greeting:
+        if not work.greeting and not work.line:
             endpointing = self.tracer.start_span("endpointing", trace.set_span_in_context(span))
         record = TurnRecord(self.call, work.turn_id, greeting=work.greeting)
         committed = asyncio.Event()
@@ -389,7 +424,13 @@ class CallSession:
             await committed.wait()
 
         try:
-            await self.pipeline.run(work, record, self._inbox.put_nowait, wait_committed)
+            if work.line:  # a keypad menu's line: TTS only
+                await say_line(
+                    work, record, self._inbox.put_nowait, call=self.call, tts=self.peers.tts,
+                    fillers=self.fillers, cached=self._keypad_lines,
+                )  # fmt: skip
+            else:
+                await self.pipeline.run(work, record, self._inbox.put_nowait, wait_committed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -113,6 +113,7 @@ class StartWork:
     history: tuple[Message, ...]
     speculative: bool
     greeting: bool = False
+    line: str = ""  # a fixed line to say (a keypad menu's): no STT, context or LLM
 
 
 @dataclass(frozen=True, slots=True)

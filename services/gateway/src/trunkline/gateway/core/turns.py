@@ -159,6 +159,7 @@ class TurnMachine:
         self._pending_check: int | None = None  # the check of this pause, until judged
         self._check_turn: int | None = None  # the speculative turn of that pause
         self._complete = False  # this pause's verdict said "complete"
+        self._last_reply = ""  # the whole text of the last reply that played (not only heard)
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -177,6 +178,45 @@ class TurnMachine:
         actions: list[Action] = [
             StartWork(turn.id, b"", tuple(self.history), speculative=False, greeting=True)
         ]
+        self._set_state(State.THINKING, actions)
+        return actions
+
+    @property
+    def last_reply(self) -> str:
+        """What the agent is saying now, else the whole of its last reply (a keypad
+        ``repeat``)."""
+        turn = self._turn
+        if turn is not None and turn.first_audio_sent and turn.playback.full_text():
+            return turn.playback.full_text()
+        return self._last_reply
+
+    def interject(self, line: str, now: float) -> list[Action]:
+        """Say ``line`` at once (a keypad menu's): a reply playing stops as on a barge-in, a
+        turn not yet answered and the caller's unfinished utterance are dropped, and a
+        committed turn speaks the line."""
+        actions: list[Action] = []
+        if self.state is State.HANDED_OFF or not line:
+            return actions
+        turn = self._turn
+        if turn is not None and turn.committed and turn.first_audio_sent:
+            self._barge_in(turn, actions)
+        elif turn is not None:
+            if not turn.work_done:
+                actions.append(CancelWork(turn.id, "keypress"))
+            if turn.playback.sent_frames:
+                actions.append(ClearPlayback(turn.id))
+            actions.append(TurnDropped(turn.id, "keypress"))
+            self._turn = None
+        self._endpointer.reset()
+        self._utterance = bytearray()
+        self._preroll.clear()
+        self._pause_at = None
+        self._forget_check()
+        said = self._new_turn(b"")
+        said.committed = True
+        said.waiting_since = now
+        said.transcript = ""
+        actions.append(StartWork(said.id, b"", tuple(self.history), speculative=False, line=line))
         self._set_state(State.THINKING, actions)
         return actions
 
@@ -477,6 +517,7 @@ class TurnMachine:
 
     def _finish(self, turn: _Turn, *, interrupted: bool, actions: list[Action]) -> None:
         heard = turn.playback.heard_text() if interrupted else turn.playback.full_text()
+        self._last_reply = turn.playback.full_text() or self._last_reply
         user = turn.transcript or ""
         if user:
             self.history.append(Message("user", user))
