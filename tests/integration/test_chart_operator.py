@@ -2,14 +2,14 @@
 the other NATS clients (in its pod and in the shadow runner pods it starts), and the replay
 gate's scenario files from a ConfigMap (rendered from values, or an existing one by name).
 
-Rendered in-process (Helm v4 as a library); objects checked against the Kubernetes schemas; the
-operator's and the shadow runner's settings loaded from the rendered env, as their processes do.
+Rendered in-process (the ``chart`` fixture of conftest.py); objects checked against the
+Kubernetes schemas; the operator's and the shadow runner's settings loaded from the rendered
+env, as their processes do.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -27,7 +27,6 @@ from trunkline.rollout.settings import RolloutSettings
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "deploy" / "helm" / "trunkline"
 KUBE_VERSION = "1.30.0"
 NATS = {
     "url": "tls://nats.messaging:4222",
@@ -45,12 +44,6 @@ scenarios:
 Manifest = dict[str, Any]
 LABEL = "app.kubernetes.io/component"
 AGENTS = {"acme-dental": yaml.safe_load((ROOT / "agents" / "acme-dental.yaml").read_text())}
-
-
-@pytest.fixture(scope="module")
-def chart() -> Iterator[helm_python.Chart]:
-    with helm_python.Chart.load(str(CHART)) as loaded:
-        yield loaded
 
 
 def render(chart: helm_python.Chart, values: dict[str, Any]) -> list[Manifest]:

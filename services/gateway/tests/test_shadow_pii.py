@@ -49,13 +49,10 @@ SAID = (
 
 def read_back(history: tuple[Message, ...], text: str) -> str:
     """The candidate model's side: it answers from the history it was sent."""
+    found = PHONE.search(" ".join(m.text for m in history if m.role == "user"))
     if "which number" not in text:
         return "Thanks, noted."
-    for message in reversed(history):
-        found = PHONE.search(message.text) if message.role == "user" else None
-        if found:
-            return f"I will text you at {found.group(0)}."
-    return "I do not have a number for you."
+    return f"I will text you at {found.group(0)}." if found else "I have no number for you."
 
 
 async def test_the_shadow_history_keeps_the_number_and_its_result_is_redacted() -> None:
