@@ -125,7 +125,21 @@ def summarize(call: CallResult, rows: list[dict[str, Any]]) -> dict[str, Any]:
         for r in spoken
         if "reply_plan" in r["stage_s"]
     ]
+    # per turn: where the time went (gateway clock): the reply's readiness after its work began
+    # against the endpoint's wait (ready later than the endpoint = the reply was late)
+    detail = [
+        {
+            "turn": i,
+            "class": SCRIPT[i][0] if i < len(SCRIPT) else "?",
+            "caller_v2v_ms": t.voice_to_voice_ms,
+            "gateway_v2v_ms": _ms_or_none(r.get("voice_to_voice_s") if r else None),
+            "source": r.get("reply_source") if r else None,
+            "stages_ms": {k: round(v * 1000, 1) for k, v in r["stage_s"].items()} if r else {},
+        }
+        for i, (t, r) in enumerate(zip(call.turns, _align(call, spoken), strict=True))
+    ]
     return {
+        "turn_detail": detail,
         "v2v_by_class": {k: stats(v) for k, v in by_class.items()},
         "v2v_all": stats([v for v in by_turn if v is not None]),
         "v2v_by_turn": by_turn,
@@ -135,6 +149,16 @@ def summarize(call: CallResult, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "turns": len(call.turns),
         "ended_by": call.ended_by,
     }
+
+
+def _ms_or_none(seconds: Any) -> float | None:
+    return None if seconds is None else round(float(seconds) * 1000, 1)
+
+
+def _align(call: CallResult, spoken: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+    """The gateway's record of each caller turn, in order (None where the gateway has none)."""
+    rows: list[dict[str, Any] | None] = list(spoken[: len(call.turns)])
+    return rows + [None] * (len(call.turns) - len(rows))
 
 
 def svg_plot(runs: dict[str, list[float | None]], path: Path) -> None:
@@ -214,6 +238,20 @@ def table(report: dict[str, Any]) -> str:
             f"{run['answered']}/{run['turns']}; load {run['load_before']:.1f}->"
             f"{run['load_after']:.1f}"
         )
+    cols = ("stt", "context", "llm_first_clause", "tts_ttfa", "reply_ready", "endpointing")
+    for name, run in runs.items():
+        lines.append(f"{name}, per turn (ms; reply_ready from the work's start):")
+        lines.append(
+            f"  {'turn':<12}{'source':>10}" + "".join(f"{c:>17}" for c in cols) + f"{'gw v2v':>8}"
+        )
+        for d in run["turn_detail"]:
+            st = d["stages_ms"]
+            label = f"{d['turn'] + 1} {d['class']}"
+            lines.append(
+                f"  {label:<12}{d['source'] or '-':>10}"
+                + "".join(f"{_ms(st.get(c)):>17}" for c in cols)
+                + f"{_ms(d['gateway_v2v_ms']):>8}"
+            )
     return "\n".join(lines)
 
 

@@ -309,6 +309,7 @@ class JsonlSink(CallSink):
             "truncated": record.interrupted,
             "stage_s": record.stage_s,
             "voice_to_voice_s": record.voice_to_voice_s,
+            "reply_source": str(record.reply_source),
         }
         with self.path.open("a") as out:
             out.write(json.dumps(row) + "\n")

@@ -63,6 +63,30 @@ def test_split_text_of_a_whole_answer() -> None:
     assert split_text("Hello! How can I help you today?") == ["Hello!", "How can I help you today?"]
 
 
+def test_a_whole_answer_is_cut_like_a_streamed_one_when_its_first_sentence_is_long() -> None:
+    answer = "Our office is open Monday to Friday from eight to six. Bye now."
+    whole = split_text(answer, 3, first_clause_words=4)
+    assert whole == ["Our office is open", "Monday to Friday from eight to six.", "Bye now."]
+    streamed = ClauseSplitter(3, first_clause_words=4)
+    out: list[str] = []
+    for word in answer.split(" "):
+        out += streamed.push(word + " ")
+    assert out + streamed.flush() == whole
+    # a first sentence within the limit stays whole; its comma still cuts it short
+    assert split_text("Yes, we do. See you.", 3, first_clause_words=4) == [
+        "Yes, we do.",
+        "See you.",
+    ]
+    assert split_text("Hi there, how can I help you today?", 3, first_clause_words=5) == [
+        "Hi there,",
+        "how can I help you today?",
+    ]
+    assert split_text(answer, 3) == [
+        "Our office is open Monday to Friday from eight to six.",
+        "Bye now.",
+    ]
+
+
 def test_overlong_text_without_punctuation_is_cut_at_a_space() -> None:
     splitter = ClauseSplitter(max_clause_chars=20)
     out = splitter.push("one two three four five six seven")

@@ -123,6 +123,7 @@ class TurnPipeline:
         self._disclosure = DisclosureCheck.of(grounding_texts)  # the system prompt's instructions
         self._last_clause = ""
         self._read_ahead: ContextResult | None = None  # the last read-ahead's context
+        self._work_started = 0.0  # when the current turn's work started (clock seconds)
         # the numbers the caller gave in this call, as said (process memory only: the sinks get
         # them redacted); the agent may read them back in any later turn
         self._caller_numbers: dict[str, None] = {}
@@ -140,10 +141,12 @@ class TurnPipeline:
         """``committed`` returns once the turn is committed (speculative work); tools with
         side effects wait for it."""
         record.caller_audio_s = len(work.audio) / PCM_BYTES_PER_S
+        self._work_started = self.clock.now()
         if work.greeting:
             record.generated_text = self.greeting
             record.reply_source, record.grounded = ReplySource.GREETING, True
-            await self._speak(work.turn_id, _iterate(split_text(self.greeting)), record, emit)
+            said = split_text(self.greeting, first_clause_words=self.first_clause_words)
+            await self._speak(work.turn_id, _iterate(said), record, emit)
             emit(WorkDone(work.turn_id))
             return
         started = self.clock.now()
@@ -172,7 +175,8 @@ class TurnPipeline:
                 record.tts_audio_s += len(clip) / (2 * self.peers.tts.sample_rate)
                 emit(ReplyAudio(work.turn_id, 0, plan.text, clip, last=True))
             else:
-                clauses = _iterate(split_text(plan.text, self.min_clause_words))
+                first = self.first_clause_words
+                clauses = _iterate(split_text(plan.text, self.min_clause_words, first))
                 await self._speak(work.turn_id, clauses, record, emit)
         else:
             context = record.context
@@ -423,6 +427,9 @@ class TurnPipeline:
             async for pcm in audio:
                 if index == 0 and "tts_ttfa" not in record.stage_s:
                     record.stage_s["tts_ttfa"] = self.clock.now() - ready
+                    # the turn's work start -> its first reply audio (a speculative turn's audio
+                    # is late when this exceeds the rest of the endpoint's silence)
+                    record.stage_s["reply_ready"] = self.clock.now() - self._work_started
                 record.tts_audio_s += len(pcm) / (2 * self.peers.tts.sample_rate)
                 emit(ReplyAudio(turn_id, index, clause, pcm, last=False))
         finally:

@@ -57,6 +57,17 @@ class ClauseSplitter:
 
     def _find_cut(self) -> int | None:
         sentence = _SENTENCE_END.search(self._buffer)
+        if self._first_words is not None and self._emitted == 0:
+            # the first clause: whichever comes first, its sentence's end or its first words
+            # (a complete text arrives at once, so its first sentence would otherwise be cut
+            # whole: 15 words take Piper ~150-340 ms before the first audio)
+            # (as when streamed: the sentence's end decides if it comes by the last word's end)
+            complete = list(re.finditer(r"\S+(?=\s)", self._buffer))
+            enough = len(complete) >= self._first_words
+            if enough and (
+                sentence is None or complete[self._first_words - 1].end() < sentence.end()
+            ):
+                return self._after_words(self._first_words)
         if sentence is not None:
             return sentence.end()
         for match in _CLAUSE_END.finditer(self._buffer):
@@ -81,7 +92,10 @@ class ClauseSplitter:
         return commas[-1] if commas else end
 
 
-def split_text(text: str, min_clause_words: int = 3) -> list[str]:
-    """All clauses of a complete text (a cached answer, a greeting)."""
-    splitter = ClauseSplitter(min_clause_words)
+def split_text(
+    text: str, min_clause_words: int = 3, first_clause_words: int | None = None
+) -> list[str]:
+    """All clauses of a complete text (a cached answer, a greeting); ``first_clause_words``:
+    the first clause ends after so many words if its sentence goes on (as a streamed reply's)."""
+    splitter = ClauseSplitter(min_clause_words, first_clause_words=first_clause_words)
     return splitter.push(text + " ") + splitter.flush()
