@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from trunkline.rollout.manifests import (
+    SecretMount,
     ShadowRunner,
     dns_name,
     shadow_deployment,
@@ -49,6 +50,38 @@ def test_shadow_deployment_is_owned_labelled_and_never_talks_to_callers() -> Non
     assert env["SHADOW_TOOLS_DRY_RUN"] == "true"
     assert "ports" not in container  # nothing can reach it: it only consumes NATS
     assert spec["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_shadow_runners_mount_the_nats_secrets_their_env_names() -> None:
+    runner = ShadowRunner(
+        image="registry/trunkline:1.2",
+        nats_url="tls://nats.voice:4222",
+        env={"SHADOW_NATS_CA_FILE": "/etc/trunkline/tls/nats/ca.crt"},
+        secret_mounts=(
+            SecretMount("nats-ca", "trunkline-nats-ca", "ca.crt", "/etc/trunkline/tls/nats"),
+        ),
+    )
+    manifest = shadow_deployment(
+        ROLLOUT, agent="acme-dental", version="1.1.0", replicas=1, sample_percent=100,
+        runner=runner,
+    )  # fmt: skip
+    pod = manifest["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["SHADOW_NATS_CA_FILE"] == "/etc/trunkline/tls/nats/ca.crt"
+    assert container["volumeMounts"] == [
+        {"name": "nats-ca", "mountPath": "/etc/trunkline/tls/nats", "readOnly": True}
+    ]
+    assert pod["volumes"] == [
+        {
+            "name": "nats-ca",
+            "secret": {
+                "secretName": "trunkline-nats-ca",
+                "defaultMode": 0o440,
+                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+            },
+        }
+    ]
 
 
 def test_each_candidate_has_its_own_durable_consumer() -> None:
