@@ -283,8 +283,13 @@ async def main_async(out: Path, hog: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-voice-long-") as tmp:
         work = Path(tmp)
         prepared = await caller_audio(work)
-        async with one_process(work) as target:
-            for name in ("quiet", "cpu hog on one core") if hog else ("quiet",):
+        rows: list[dict[str, Any]] = []
+        for name in ("quiet", "cpu hog on one core") if hog else ("quiet",):
+            # each run in a fresh process with an empty semantic cache: a later run must not
+            # answer from what the earlier one stored
+            run_dir = work / name.replace(" ", "-")
+            run_dir.mkdir()
+            async with one_process(run_dir) as target:
                 hog_proc = start_hog() if name != "quiet" else None
                 load_before = os.getloadavg()[0]
                 try:
@@ -301,7 +306,7 @@ async def main_async(out: Path, hog: bool) -> int:
                     "load_after": os.getloadavg()[0],
                     "_call": call,
                 }
-        rows = read_rows(work / "inproc-turns.jsonl")
+            rows += read_rows(run_dir / "inproc-turns.jsonl")
     for run in report["runs"].values():
         call = run.pop("_call")
         mine = [r for r in rows if r["call_id"] == call.call_sid]
