@@ -101,6 +101,9 @@ bench-peers: ## Side by side with Pipecat 1.14 (own venv under ~/.cache/trunklin
 bench-voice-calls: ## Concurrent cache-answered calls in one gateway process: v2v, CPU, memory, late frames
 	$(PY) python -m benchmarks.voice.concurrency
 
+bench-voice-calls-models: ## Concurrent calls whose answers need the models (STT, MiniLM, SmolLM2, Piper in one process, cache off): v2v, CPU, memory, late frames
+	$(PY) python -m benchmarks.voice.model_calls
+
 bench-livekit: ## LiveKit transport beside the Twilio media stream on the same turns (fake peers, real livekit-server), and 20 rooms at once
 	$(PY) python -m benchmarks.livekit
 

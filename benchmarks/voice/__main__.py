@@ -143,6 +143,7 @@ class Target:
     url: str
     secret: str
     mode: ModeResult = field(default_factory=ModeResult)
+    pid: int = 0  # the one-process server's (0: a distributed stack)
 
 
 @contextlib.asynccontextmanager
@@ -190,6 +191,7 @@ async def one_process(work: Path) -> AsyncIterator[Target]:
         if not line or line[0] != "READY":
             raise RuntimeError(f"in-process server failed; see {work / 'inproc.log'}")
         target = Target("one process", f"ws://127.0.0.1:{line[1]}/twilio/stream", line[2])
+        target.pid = proc.pid
         yield target
     finally:
         proc.terminate()
