@@ -7,7 +7,6 @@ library); tests/integration/test_helm_cli.py runs the real helm CLI over the sam
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,6 @@ PRODUCTION = ROOT / "tests" / "data" / "helm" / "production-values.yaml"
 GPU = ROOT / "deploy" / "skaffold" / "gpu-values.yaml"
 TRUNKLINE = ("gateway", "stt", "context", "llm", "tts", "hitl", "operator")
 Manifest = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def chart() -> Iterator[helm_python.Chart]:
-    with helm_python.Chart.load(str(CHART)) as loaded:
-        yield loaded
 
 
 def render(chart: helm_python.Chart, values: dict[str, Any] | None = None) -> list[Manifest]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,6 @@ CHART = ROOT / "deploy" / "helm" / "trunkline"
 DB = {"name": "trunkline-transcripts-db", "key": "url"}
 TENANTS = {"name": "trunkline-tenants", "key": "tenants.yaml"}
 Manifest = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def chart() -> Iterator[helm_python.Chart]:
-    with helm_python.Chart.load(str(CHART)) as loaded:
-        yield loaded
 
 
 def render(chart: helm_python.Chart, values: dict[str, Any]) -> list[Manifest]:

@@ -8,7 +8,6 @@ checked with the bundled Kubernetes JSON schemas (``kubernetes-validate``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -81,12 +80,6 @@ GATEWAY_PRODUCTION_ENV = (
 """Gateway settings whose defaults cannot work in a pod: production values must set them."""
 
 Manifest = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def chart() -> Iterator[helm_python.Chart]:
-    with helm_python.Chart.load(str(CHART)) as loaded:
-        yield loaded
 
 
 def production_values() -> dict[str, Any]:
