@@ -95,6 +95,9 @@ bench-voice: ## Voice loop: 20+ real-time turns through the stack vs in one proc
 bench-voice-long: ## A 12-turn call (long utterances, off-topic, goodbye), quiet vs a CPU hog: v2v per class and turn
 	$(PY) python -m benchmarks.voice.conversation
 
+bench-voice-long-stack: ## bench-voice-long through the full distributed stack
+	$(PY) python -m benchmarks.voice.conversation --distributed --out benchmarks/results/voice-long-stack.json
+
 bench-peers: ## Side by side with Pipecat 1.14 (own venv under ~/.cache/trunkline): same models, same caller, alternating calls
 	$(PY) python -m benchmarks.peers
 

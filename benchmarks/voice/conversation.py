@@ -1,17 +1,21 @@
 """``make bench-voice-long``: a long call (12 turns: short questions, 5-8 s utterances, an
 off-topic turn, a goodbye) through ONE gateway process (:mod:`benchmarks.voice.inproc`, the
-real models), made twice in one run: on a quiet machine and with a CPU hog spinning on one core.
+real models), made twice in one run: on a quiet machine and with a CPU hog spinning on one core;
+``--distributed`` (``make bench-voice-long-stack``): through the full stack instead (``trunkline
+stack up``: every service its own process, gRPC, NATS, Redis), stages from its turn events.
+Each run starts a fresh process (stack) with an empty semantic cache.
 
 Reported per utterance class and per turn index: caller-measured voice-to-voice p50/p95, the
 gateway's STT time, and the cost of the grounding guard and of the reply decision (intent) per
-turn. Writes ``benchmarks/results/voice-long.json`` and ``benchmarks/results/voice-long.svg``
-(latency by turn index; an SVG drawn here, matplotlib is not installed).
+turn. Writes ``benchmarks/results/voice-long.json`` (``voice-long-stack.json``) and the same
+name ``.svg`` (latency by turn index; an SVG drawn here, matplotlib is not installed).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -23,12 +27,13 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from benchmarks.voice.__main__ import ROOT, one_call, one_process
+from benchmarks.voice.__main__ import ROOT, Target, distributed_stack, one_call, one_process
 from trunkline.cli.caller import CallerTurn, CallResult, PreparedTurn, prepare_script
 from trunkline.cli.caller.latency import percentile
+from trunkline.cli.turns import TurnFeed
+from trunkline.gateway.sink import STAGE_NAMES
 
 RESULTS = ROOT / "benchmarks" / "results" / "voice-long.json"
-PLOT = RESULTS.with_suffix(".svg")
 SCRIPT: tuple[tuple[str, str], ...] = (
     ("short", "Hi, when are you open on Saturday?"),
     ("short", "How much does teeth whitening cost?"),
@@ -255,6 +260,46 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+async def _run(
+    name: str, target: Target, prepared: list[PreparedTurn], report: dict[str, Any]
+) -> CallResult:
+    hog_proc = start_hog() if name != "quiet" else None
+    load_before = os.getloadavg()[0]
+    try:
+        call = await one_call(target.url, target.secret, prepared)
+    finally:
+        if hog_proc is not None:
+            hog_proc.kill()
+            hog_proc.wait()
+    print(f"  {name}: v2v {[_ms(t.voice_to_voice_ms) for t in call.turns]}", flush=True)
+    target.mode.calls.append(call)
+    report["runs"][name] = {
+        "call_sid": call.call_sid,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+        "_call": call,
+    }
+    return call
+
+
+async def _feed_rows(feed: TurnFeed, call: CallResult) -> list[dict[str, Any]]:
+    """The distributed gateway's turn records, from its turn.completed events on NATS."""
+    with contextlib.suppress(TimeoutError):  # a turn merged or dropped: use the rest
+        await feed.wait_for(call.call_sid, 1 + len(call.turns), timeout_s=10)
+    names = {v: k for k, v in STAGE_NAMES.items()}
+    rows = []
+    for turn in feed.turns(call.call_sid):
+        stages = {names.get(k, k): v / 1000 for k, v in turn.stages_ms.items()}
+        rows.append({
+            "call_id": call.call_sid,
+            "user_text": turn.caller,
+            "stage_s": stages,
+            "voice_to_voice_s": stages.pop("turn.response", None),
+            "reply_source": turn.source,
+        })  # fmt: skip
+    return rows
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The gateway's turn records (none when no turn finished in the gateway)."""
     if not path.exists():
@@ -265,18 +310,20 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 def write(report: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    svg_plot({name: run["v2v_by_turn"] for name, run in report["runs"].items()}, PLOT)
+    by_turn = {name: run["v2v_by_turn"] for name, run in report["runs"].items()}
+    svg_plot(by_turn, out.with_suffix(".svg"))
 
 
 def _ms(value: Any, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-async def main_async(out: Path, hog: bool) -> int:
+async def main_async(out: Path, hog: bool, distributed: bool) -> int:
     report: dict[str, Any] = {
         "benchmark": "voice-long",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpu": cpu_model(), "flags": cpu_flags(), "cpus": os.cpu_count()},
+        "stack": "distributed" if distributed else "one process",
         "script": [{"class": k, "text": t} for k, t in SCRIPT],
         "runs": {},
     }
@@ -285,28 +332,21 @@ async def main_async(out: Path, hog: bool) -> int:
         prepared = await caller_audio(work)
         rows: list[dict[str, Any]] = []
         for name in ("quiet", "cpu hog on one core") if hog else ("quiet",):
-            # each run in a fresh process with an empty semantic cache: a later run must not
-            # answer from what the earlier one stored
+            # each run in a fresh process (stack) with an empty semantic cache: a later run
+            # must not answer from what the earlier one stored
             run_dir = work / name.replace(" ", "-")
             run_dir.mkdir()
-            async with one_process(run_dir) as target:
-                hog_proc = start_hog() if name != "quiet" else None
-                load_before = os.getloadavg()[0]
-                try:
-                    call = await one_call(target.url, target.secret, prepared)
-                finally:
-                    if hog_proc is not None:
-                        hog_proc.kill()
-                        hog_proc.wait()
-                print(f"  {name}: v2v {[_ms(t.voice_to_voice_ms) for t in call.turns]}", flush=True)
-                target.mode.calls.append(call)
-                report["runs"][name] = {
-                    "call_sid": call.call_sid,
-                    "load_before": load_before,
-                    "load_after": os.getloadavg()[0],
-                    "_call": call,
-                }
-            rows += read_rows(run_dir / "inproc-turns.jsonl")
+            async with contextlib.AsyncExitStack() as stack:
+                feed: TurnFeed | None = None
+                if distributed:
+                    target, _, feed = await stack.enter_async_context(distributed_stack(run_dir))
+                else:
+                    target = await stack.enter_async_context(one_process(run_dir))
+                call = await _run(name, target, prepared, report)
+                if feed is not None:
+                    rows += await _feed_rows(feed, call)
+            if feed is None:
+                rows += read_rows(run_dir / "inproc-turns.jsonl")
     for run in report["runs"].values():
         call = run.pop("_call")
         mine = [r for r in rows if r["call_id"] == call.call_sid]
@@ -316,7 +356,7 @@ async def main_async(out: Path, hog: bool) -> int:
     print(f"machine: {report['machine']['cpu']} ({report['machine']['cpus']} cpus), "
           f"flags {' '.join(report['machine']['flags'])}")  # fmt: skip
     print(table(report))
-    print(f"written: {out}, {PLOT}")
+    print(f"written: {out}, {out.with_suffix('.svg')}")
     return 0
 
 
@@ -324,8 +364,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-hog", action="store_true", help="the quiet run only")
+    parser.add_argument(
+        "--distributed", action="store_true", help="through the full stack (trunkline up)"
+    )
     args = parser.parse_args()
-    return asyncio.run(main_async(args.out, not args.no_hog))
+    return asyncio.run(main_async(args.out, not args.no_hog, args.distributed))
 
 
 if __name__ == "__main__":

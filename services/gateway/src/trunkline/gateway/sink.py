@@ -41,6 +41,7 @@ STAGE_NAMES = {
     "llm": "llm.total",
     "tts_ttfa": "tts.time_to_first_audio",
     "tools": "tools.total",
+    "reply_ready": "turn.reply_ready",
 }
 TOOL_STATUSES = {
     ToolStatus.SUCCEEDED: events_pb2.TOOL_CALL_STATUS_SUCCEEDED,
