@@ -1,12 +1,13 @@
 """The local stack for the e2e modules that need one: ``trunkline stack up`` in a run dir of the
-module's own, once per module, and ``down`` after it (only what it started)."""
+module's own, once per module, and ``down`` after it (only what it started); a module that
+restarts a component mid-test does it through :func:`restart_component`."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,17 @@ def trunkline_stack(run_dir: Path, *args: str, timeout: float = 300) -> str:
     )
     assert done.returncode == 0, f"stack {args} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
+
+
+def restart(record: StackRecord, component: str) -> str:
+    """``trunkline stack restart <component>`` in the running stack's run dir; its stdout."""
+    return trunkline_stack(Path(record.run_dir), "restart", component)
+
+
+@pytest.fixture(scope="module")
+def restart_component() -> Callable[[StackRecord, str], str]:
+    """:func:`restart`, for a test that kills a component of its ``local_stack`` mid-call."""
+    return restart
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,9 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -43,7 +41,7 @@ from sqlalchemy.orm import Session
 from trunkline.cli import traces
 from trunkline.cli.demo import DEMO_OPTIONS, DemoCall, component_url, place_call
 from trunkline.cli.knowledge import ingest
-from trunkline.cli.record import StackRecord, load
+from trunkline.cli.record import StackRecord
 from trunkline.ledger.models import CallRow, CostRow, UsageRow
 from trunkline.ledger.prices import load_price_dir
 from trunkline.ledger.pricing import billed_minutes, from_picos
@@ -78,34 +76,14 @@ turns:
   - say: Great, thank you. Goodbye!
     pause_ms: {restart_pause_ms}
 """
+Restart = Callable[[StackRecord, str], str]  # tests/e2e/conftest.py's restart_component
 KILL_AFTER_TURNS = 4  # greeting + three caller turns completed: TTS dies before turn 3's reply
 RESTART_PAUSE_MS = 20_000  # before the last turn: the restart of TTS has finished by then
 
 
-def trunkline(run_dir: Path, *args: str, timeout: float = 300) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "trunkline.cli.main", "stack", *args, "--run-dir", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, "TRUNKLINE_STACK_AGENTS_DIR": str(AGENTS)},
-    )
-    assert done.returncode == 0, f"stack {args} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRecord]:
-    run_dir = tmp_path_factory.mktemp("voice") / "run"
-    try:
-        trunkline(run_dir, "up")
-        record = load(run_dir)
-        assert record is not None
-        yield record
-    finally:
-        if (run_dir / "stack.json").exists():
-            trunkline(run_dir, "down")
+def stack(local_stack: StackRecord) -> StackRecord:
+    return local_stack  # tests/e2e/conftest.py: up once for this module, down after it
 
 
 def words(text: str) -> list[str]:
@@ -146,14 +124,14 @@ class Outage:
 
 
 async def kill_and_restart_tts(record: StackRecord, call: asyncio.Task[Any], outage: Outage,
-                               turns_done: Any) -> None:  # fmt: skip
+                               turns_done: Any, restart: Restart) -> None:  # fmt: skip
     await turns_done(KILL_AFTER_TURNS)
     tts = record.get("tts")
     assert tts is not None
     assert tts.pid is not None
     os.kill(tts.pid, signal.SIGKILL)
     outage.killed_at = time.monotonic()
-    await asyncio.to_thread(trunkline, Path(record.run_dir), "restart", "tts")
+    await asyncio.to_thread(restart, record, "tts")  # trunkline stack restart tts
     outage.serving_at = time.monotonic()
     assert not call.done(), "the call ended while TTS was down"
 
@@ -168,7 +146,7 @@ class Finished:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def finished(
-    stack: StackRecord, tmp_path_factory: pytest.TempPathFactory
+    stack: StackRecord, restart_component: Restart, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Finished]:
     summary = await ingest(component_url(stack, "context"), TENANT, AGENTS / AGENT / "knowledge")
     assert summary.documents >= 3
@@ -192,7 +170,9 @@ async def finished(
     async def turns_done(count: int) -> None:
         await feed.wait_for(call_id, count, timeout_s=120)
 
-    chaos = asyncio.create_task(kill_and_restart_tts(stack, task, outage, turns_done))
+    chaos = asyncio.create_task(
+        kill_and_restart_tts(stack, task, outage, turns_done, restart_component)
+    )
     demo_call, caller = await task
     await chaos
     yield Finished(demo_call, caller.recorder.agent_16k(), outage, started)
