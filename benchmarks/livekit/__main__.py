@@ -13,6 +13,7 @@ turn-taking defaults) whose peers are fakes that answer at once (STT text fixed,
   phrases, the callers in a process of their own (``benchmarks/livekit/callers.py``):
   voice-to-voice p50/p95, the agent's 20 ms slots served late and frames its pacer skipped
   (dropped), and the gateway process's CPU seconds and RSS growth per room.
+- ``--turns 0`` skips the side-by-side part (only the rooms run).
 - Hops: the agent's transport is timed (``benchmarks/livekit/hops.py``): each turn's
   voice-to-voice cut into upstream, turn, pacer and downstream medians.
 
@@ -196,16 +197,20 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     key = keys[livekit.api_key]
     pcm = phrase()
     try:
-        twilio = await twilio_call(port, args.turns)
+        twilio = await twilio_call(port, args.turns) if args.turns else []
         room = f"acme.support.{uuid.uuid4().hex[:8]}"
         caller_jitter: dict[str, float] = {}
-        pairs = await livekit_call(
-            livekit.url,
-            room_token(key, room, "caller"),
-            args.turns,
-            pcm,
-            jitter=caller_jitter,
-            lead_ms=args.caller_lead_ms,
+        pairs = (
+            await livekit_call(
+                livekit.url,
+                room_token(key, room, "caller"),
+                args.turns,
+                pcm,
+                jitter=caller_jitter,
+                lead_ms=args.caller_lead_ms,
+            )
+            if args.turns
+            else []
         )
         single_probe = probe_of(rig, room)
         agent_jitter = single_probe.jitter if single_probe is not None else {}
@@ -219,7 +224,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         tokens = {r: room_token(key, r, f"c{i}") for i, r in enumerate(rooms)}
         started = time.monotonic()
         callers: dict[str, Any] = (
-            await in_subprocess(livekit.url, tokens, args.room_turns, args.caller_lead_ms)
+            await in_subprocess(
+                livekit.url, tokens, args.room_turns, args.caller_lead_ms, args.callers_nice
+            )
             if rooms
             else {"rooms": {}, "errors": {}, "cpu_s": 0.0, "rss_mb": 0.0}
         )
@@ -234,6 +241,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         probes = [t for t in rig.transports if isinstance(t, LiveKitTransport)]
         skipped = sum(t.pacer.skipped for t in probes)
         late = sum(t.slots_late for t in probes)
+        captures = sum(t.captures for t in probes)
+        frames_out = sum(t.frames_played for t in probes)
     finally:
         await runner.cleanup()
         livekit.close()
@@ -247,7 +256,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "agent_source_queue_ms": ProbedTransport.source_queue_ms,
         "agent_feeds_ahead": ProbedTransport.feed_ahead,
         "caller_lead_ms": args.caller_lead_ms,
+        "callers_nice": args.callers_nice,
         "agent_shared_clock": ProbedTransport.shared_clock,
+        "agent_capture_batch_frames": ProbedTransport.capture_batch_frames,
+        "agent_rooms_narrow_ffi": ProbedTransport.narrow_ffi,
         "twilio": stats(twilio),
         "livekit": stats(single),
         "livekit_hops_p50_ms": hop_medians(single_hops),
@@ -270,6 +282,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             },
             "agent_frames_skipped": skipped,
             "agent_slots_late": late,
+            "agent_reply_frames": frames_out,
+            "agent_captures": captures,
             "gateway_cpu_s_per_room": round(cpu_s / max(1, args.rooms), 2),
             "gateway_cores_busy": round(cpu_s / wall, 2) if args.rooms else 0.0,
             "callers_process_cpu_s": round(callers["cpu_s"], 1),
@@ -306,6 +320,7 @@ def table(report: dict[str, Any]) -> str:
     lines.append(
         f"livekit - twilio (p50): {report['livekit_minus_twilio_p50_ms']} ms; concurrent: "
         f"{c['agent_frames_skipped']} agent frames skipped, {c['agent_slots_late']} slots late, "
+        f"{c['agent_reply_frames']} reply frames in {c['agent_captures']} captures, "
         f"gateway {c['gateway_cpu_s_per_room']} CPU s/room "
         f"({c['gateway_cores_busy']} cores busy), {c['rss_growth_mb_per_room']} MB RSS/room, "
         f"failed rooms {len(c['failed_rooms'])}; load {report['load_average'][0]:.1f}"
@@ -341,6 +356,23 @@ if __name__ == "__main__":
     parser.add_argument(
         "--own-clock", action="store_true", help="each room's pacer runs a task of its own"
     )
+    parser.add_argument(
+        "--callers-nice",
+        type=int,
+        default=0,
+        help="run the rooms' callers at this niceness (10: the gateway gets the cores first)",
+    )
+    parser.add_argument(
+        "--wide-ffi",
+        action="store_true",
+        help="rooms keep the SDK's own FFI subscription (every capture callback wakes every room)",
+    )
+    parser.add_argument(
+        "--capture-batch",
+        type=int,
+        default=LiveKitTransport.capture_batch_frames,
+        help="reply frames per capture into the agent's source (1: one per 20 ms frame)",
+    )
     options = parser.parse_args()
     ProbedTransport.shared_clock = not options.own_clock
     if options.send_silence != "default":
@@ -348,6 +380,8 @@ if __name__ == "__main__":
     if options.feed_ahead != "default":
         ProbedTransport.feed_ahead = options.feed_ahead == "on"
     ProbedTransport.source_queue_ms = options.source_queue_ms
+    ProbedTransport.capture_batch_frames = options.capture_batch
+    ProbedTransport.narrow_ffi = not options.wide_ffi
     report = asyncio.run(main(options))
     print(table(report))
     options.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -6,8 +6,10 @@
   mono; the frames are cut into the internal 20 ms PCM16 frames (``AudioIn``).
 - Agent audio: published as one microphone track from an ``AudioSource`` at 48 kHz (TTS renders
   at ``out_rate``, Opus runs at 48 kHz: no resample). Reply frames go to the source as the turn
-  machine releases them (``feed_ahead``): the SDK's native queue sends them at real time, 10 ms at
-  a time, whatever this event loop's jitter, and the first one leaves at once. The outbound clock
+  machine releases them (``feed_ahead``), three 20 ms frames per capture once the source holds
+  40 ms (each capture's FFI callback reaches every room of the process): the SDK's native queue
+  sends them at real time, 10 ms at a time, whatever this event loop's jitter, and the first one
+  leaves at once. The outbound clock
   is a steady 20 ms :class:`~trunkline.gateway.core.pacer.Pacer` ticked by the web app's shared
   :class:`~trunkline.gateway.transports.pacing.PlayoutClock` (else by a task of this room's):
   every slot is a ``Played`` tick whether or not there is audio (in silence nothing is captured:
@@ -43,11 +45,14 @@ from trunkline.gateway.transports.base import (
     Transport,
     TransportEvent,
 )
+from trunkline.gateway.transports.livekit_ffi import quiet_room
 from trunkline.gateway.transports.pacing import PlayoutClock
 
 log = logging.getLogger(__name__)
 OPUS_RATE = 48000
-SOURCE_QUEUE_MS = 100  # the SDK's own buffer ahead of the encoder (a reply's lead fits in it)
+SOURCE_QUEUE_MS = 240  # the SDK's own buffer ahead of the encoder (room for a batch and a lead)
+CAPTURE_BATCH_FRAMES = 3  # reply frames handed to the source in one capture (60 ms)
+HOLD_AHEAD_S = 0.04  # frames wait for a whole batch only while the source holds this much
 STREAM_FRAME_MS = 20  # caller audio from the SDK in 20 ms frames (10 ms: twice the events)
 
 
@@ -61,6 +66,8 @@ class LiveKitTransport(Transport):
     shared_clock = True  # ticked by the web app's PlayoutClock when it has one
     feed_ahead = True  # reply frames go to the source as they come (its queue paces them)
     source_queue_ms = SOURCE_QUEUE_MS
+    capture_batch_frames = CAPTURE_BATCH_FRAMES  # 1: one capture per 20 ms frame
+    narrow_ffi = True  # leave per-frame callbacks out of the room's FFI subscription
 
     def __init__(
         self,
@@ -82,6 +89,8 @@ class LiveKitTransport(Transport):
         self.ignored_tracks: list[str] = []  # "identity:kind" of tracks never subscribed
         self._seen: set[str] = set()  # publication sids already handled
         self.frames_played = 0  # reply frames handed to the source
+        self.captures = 0  # capture_frame calls (each one an FFI request and callback)
+        self.quieted = False  # the room's FFI subscription left per-frame callbacks out
         self.slots_late = 0  # 20 ms slots served after the next one was due (event loop late)
         self.pacer = Pacer()
         self._frame_bytes = frame_bytes(self.out_rate)
@@ -92,6 +101,8 @@ class LiveKitTransport(Transport):
         self._listened = asyncio.Event()  # the caller subscribed to the agent's track
         self._reader: asyncio.Task[None] | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._rescue: asyncio.Task[None] | None = None  # feeds held frames the source needs
+        self._feeding = asyncio.Lock()  # one feeder at a time: frames leave in order
         self._ended = False
         self.source = rtc.AudioSource(self.out_rate, 1, queue_size_ms=self.source_queue_ms)
         self._silence = bytes(self._frame_bytes)
@@ -112,6 +123,8 @@ class LiveKitTransport(Transport):
 
     async def start(self) -> None:
         """Publish the agent's track and take the participants already in the room."""
+        if self.narrow_ffi:  # no other room's per-frame callbacks in this room's queue
+            self.quieted = quiet_room(self.room)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         await self.room.local_participant.publish_track(self.track, options)
         for participant in list(self.room.remote_participants.values()):
@@ -205,10 +218,15 @@ class LiveKitTransport(Transport):
             track=track, sample_rate=INTERNAL_RATE, num_channels=1, frame_size_ms=STREAM_FRAME_MS
         )
         framer = Framer(INTERNAL_RATE)
+        size = framer.frame_bytes
         try:
             async for event in stream:
                 now = self.clock.now()
-                for whole in framer.push(bytes(event.frame.data)):
+                pcm = bytes(event.frame.data)
+                if len(pcm) == size and not framer.pending:  # the SDK's 20 ms frames: as they are
+                    self._received(pcm, now)
+                    continue
+                for whole in framer.push(pcm):
                     self._received(whole.pcm, now)
         finally:
             await stream.aclose()
@@ -233,6 +251,12 @@ class LiveKitTransport(Transport):
             self.slots_late += max(0, frames - 1)
             for _ in range(frames):
                 self.pacer.take()
+                if self.feed_ahead:  # the frames went ahead; only held ones may be due
+                    self._rescue_held()
+                    if self.send_silence and not self._items and not self.source.queued_duration:
+                        await self._capture(self._silence)
+                    self._events.put_nowait(Played(1))
+                    continue
                 self._echo_marks()
                 if self._items:
                     pcm = self._items.popleft()
@@ -247,6 +271,7 @@ class LiveKitTransport(Transport):
 
     async def _capture(self, pcm: bytes) -> None:
         samples = len(pcm) // 2
+        self.captures += 1
         frame = rtc.AudioFrame(pcm, self.out_rate, 1, samples)
         try:
             await self.source.capture_frame(frame)
@@ -282,6 +307,7 @@ class LiveKitTransport(Transport):
         def tick(event: TransportEvent) -> None:
             if isinstance(event, Played):
                 self.slots_late += max(0, event.frames - 1)
+                self._rescue_held()
             put(event)
 
         leave = self.playout.subscribe(self.pacer, tick)
@@ -311,16 +337,50 @@ class LiveKitTransport(Transport):
         if self.feed_ahead:
             await self._feed()
 
-    async def _feed(self) -> None:
-        """Hand every queued frame to the source now (its native queue sends them at real time,
-        10 ms at a time, whatever this event loop's jitter), echoing the marks in order."""
-        self._echo_marks()
-        while self._items:
-            pcm = self._items.popleft()
-            assert isinstance(pcm, bytes)
-            await self._capture(pcm)
-            self.frames_played += 1
+    async def _feed(self, *, hold: bool = True) -> None:
+        """Hand the queued frames to the source (its native queue sends them at real time, 10 ms
+        at a time, whatever this event loop's jitter), echoing the marks in order.
+
+        Frames go ``capture_batch_frames`` at a time: every capture is an FFI request whose
+        callback the SDK hands to every room of the process (``Room`` subscribes to all but
+        media-stream events), so one capture per 20 ms frame costs O(rooms) per frame. The
+        trailing frames of a reply wait for a whole batch only while the source still holds
+        ``HOLD_AHEAD_S`` (nothing waits when it runs low: a reply's first frame leaves at
+        once); a mark after them, or a tick that finds the source low, sends them."""
+        async with self._feeding:
             self._echo_marks()
+            while self._items:
+                batch = self._take_batch()
+                if (
+                    hold
+                    and not self._items  # no mark behind them: the reply goes on
+                    and len(batch) < self.capture_batch_frames
+                    and self.source.queued_duration >= HOLD_AHEAD_S
+                ):
+                    self._items.extendleft(reversed(batch))
+                    return
+                await self._capture(b"".join(batch))
+                self.frames_played += len(batch)
+                self._echo_marks()
+
+    def _take_batch(self) -> list[bytes]:
+        batch: list[bytes] = []
+        while self._items and len(batch) < self.capture_batch_frames:
+            head = self._items[0]
+            if not isinstance(head, bytes):
+                break
+            batch.append(head)
+            self._items.popleft()
+        return batch
+
+    def _rescue_held(self) -> None:
+        """A tick: frames held for a batch go now if the source is running low."""
+        if (
+            self._items
+            and (self._rescue is None or self._rescue.done())
+            and self.source.queued_duration < HOLD_AHEAD_S
+        ):
+            self._rescue = asyncio.ensure_future(self._feed(hold=False))
 
     async def clear(self) -> None:
         self._partial.clear()
@@ -335,7 +395,7 @@ class LiveKitTransport(Transport):
 
     async def close(self) -> None:
         self.hang_up("closed by the gateway")
-        for task in (self._pump, self._reader):
+        for task in (self._pump, self._reader, self._rescue):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -14,6 +14,7 @@ from collections import deque
 import numpy as np
 from livekit import rtc
 
+from trunkline.gateway.transports.livekit_ffi import quiet_room
 from trunkline.gateway.transports.webrtc_peer import Heard
 
 HEARD_RATE = 16000
@@ -49,6 +50,7 @@ class LiveKitCaller:
 
     async def join(self, url: str, token: str) -> None:
         await self.room.connect(url, token)
+        quiet_room(self.room)  # many callers in one process: see livekit_ffi
         track = rtc.LocalAudioTrack.create_audio_track("mic", self.source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         await self.room.local_participant.publish_track(track, options)
