@@ -1,5 +1,6 @@
-"""Build the Go tools the project runs (helm, Jaeger) once, from the Go module proxy, into the
-tools cache (``trunkline.devservers.gotools``): ``make install`` runs ``build``.
+"""Build the Go tools the project runs (helm, Jaeger, the LiveKit server, LiveKit SIP) once, from
+the Go module proxy, into the tools cache (``trunkline.devservers.gotools``): ``make install``
+runs ``build``.
 
 A tool already built for its pinned version is left alone (a second run takes milliseconds).
 Each build is ``go install -trimpath <package>@<version>`` (or ``go build`` in the tool's module
@@ -10,6 +11,8 @@ seconds). A failed build prints what ``go`` said (a module the proxy refused, a 
 and exits non-zero.
 
 ``python tools/go_tools.py build [NAME ...] [--force]``   ``python tools/go_tools.py path NAME``
+``python tools/go_tools.py apt`` prints the Debian packages the builds need that are not installed
+(``make tools`` installs them with apt-get first).
 """
 
 from __future__ import annotations
@@ -41,12 +44,12 @@ def go_binary() -> str:
     return found
 
 
-def go_env() -> dict[str, str]:
+def go_env(*, cgo: bool = False) -> dict[str, str]:
     return {
         **os.environ,
         "GOFLAGS": "-mod=mod",
         "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local"),
-        "CGO_ENABLED": "0",
+        "CGO_ENABLED": "1" if cgo else "0",
     }
 
 
@@ -71,12 +74,14 @@ def build(tool: GoTool, root: Path, go: str) -> float:
             command, cwd = [go, "build", *flags, "-o", out, tool.package], ROOT / tool.module
         print(f"building {tool.name} {tool.version}: {' '.join(command)}", flush=True)
         done = subprocess.run(
-            command, env={**go_env(), "GOBIN": str(staging)}, cwd=cwd, capture_output=True,
-            text=True, check=False,
+            command, env={**go_env(cgo=tool.cgo), "GOBIN": str(staging)}, cwd=cwd,
+            capture_output=True, text=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
+            hint = f" (it needs the Debian packages {' '.join(tool.apt)})" if tool.apt else ""
             raise SystemExit(
-                f"building {tool.spec} failed (go exit {done.returncode}):\n{done.stderr.strip()}"
+                f"building {tool.spec} failed (go exit {done.returncode}){hint}:\n"
+                f"{done.stderr.strip()}"
             )
         if not (staging / tool.name).is_file():
             raise SystemExit(f"go install {tool.spec} produced no {tool.name} in {staging}")
@@ -85,6 +90,7 @@ def build(tool: GoTool, root: Path, go: str) -> float:
             "package": tool.package,
             "version": tool.version,
             "go": go_version(go),
+            "cgo": tool.cgo,
             "seconds": round(seconds, 1),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -94,6 +100,19 @@ def build(tool: GoTool, root: Path, go: str) -> float:
         staging.rename(target)
     print(f"built {tool.name} {tool.version} in {seconds:.0f}s -> {target / tool.name}", flush=True)
     return seconds
+
+
+def missing_apt(tools: list[GoTool]) -> list[str]:
+    """The Debian packages ``tools`` need to build that dpkg does not list as installed."""
+    wanted = sorted({package for tool in tools for package in tool.apt})
+    return [package for package in wanted if not apt_installed(package)]
+
+
+def apt_installed(package: str) -> bool:
+    done = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False
+    )
+    return done.returncode == 0 and done.stdout.strip().endswith("installed")
 
 
 def build_missing(names: list[str], *, force: bool = False, root: Path | None = None) -> int:
@@ -123,11 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     build_cmd = sub.add_parser("build", help="build the tools not cached yet")
     build_cmd.add_argument("names", nargs="*", help=f"default: all ({', '.join(TOOLS)})")
     build_cmd.add_argument("--force", action="store_true", help="rebuild even when cached")
+    sub.add_parser("apt", help="print the Debian packages the builds need, not installed yet")
     path_cmd = sub.add_parser("path", help="print the cached binary's path (exit 1: not built)")
     path_cmd.add_argument("name", choices=sorted(TOOLS))
     args = parser.parse_args(argv)
     if args.command == "build":
         return build_missing(args.names, force=args.force)
+    if args.command == "apt":
+        print(" ".join(missing_apt(list(TOOLS.values()))))
+        return 0
     try:
         print(find_tool(args.name))
     except ToolMissingError as exc:

@@ -1,5 +1,5 @@
 """Go programs the project builds once from the Go module proxy (helm, Jaeger, the LiveKit
-server): pinned versions and where the built binaries are cached.
+server and LiveKit SIP): pinned versions and where the built binaries are cached.
 
 ``make install`` builds them (``tools/go_tools.py``) into
 ``$TRUNKLINE_TOOLS_DIR`` or ``${XDG_CACHE_HOME:-~/.cache}/trunkline/tools``, one folder per
@@ -26,6 +26,10 @@ class GoTool:
     module: str | None = None
     ldflags: str = ""
     """Extra ``-ldflags`` (``-X`` a version string the release build would stamp)."""
+    cgo: bool = False
+    """Built with ``CGO_ENABLED=1`` (C libraries found with pkg-config: see ``apt``)."""
+    apt: tuple[str, ...] = ()
+    """Debian packages the build needs (``make tools`` installs the missing ones)."""
 
     @property
     def spec(self) -> str:
@@ -57,7 +61,19 @@ LIVEKIT = GoTool(
 )
 """LiveKit's SFU for the LiveKit transport (dev mode on loopback). v1.13.5 is the newest release
 the proxy builds (later ones replace pion modules with forks the proxy refuses)."""
-TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (HELM, JAEGER, LIVEKIT)}
+LIVEKIT_SIP = GoTool(
+    "livekit-sip",
+    "github.com/livekit/sip/cmd/livekit-sip",
+    "v1.8.0",
+    module="tools/go/sip",
+    ldflags="-X github.com/livekit/sip/version.Version=v1.8.0",
+    cgo=True,
+    apt=("libopus-dev", "libopusfile-dev", "libsoxr-dev", "pkg-config"),
+)
+"""LiveKit SIP (SIP/RTP <-> LiveKit rooms; talks to the server over psrpc on a shared Redis).
+The proxy answers 403 for the module's version list but serves exact versions: v1.8.0 is the
+newest it serves (v1.4-v1.6 and v1.9+ are 403). Its codecs are cgo (opus, opusfile, soxr)."""
+TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (HELM, JAEGER, LIVEKIT, LIVEKIT_SIP)}
 
 ENV_DIR = "TRUNKLINE_TOOLS_DIR"
 
