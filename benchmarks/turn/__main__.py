@@ -37,14 +37,15 @@ Latency figures do not depend on the voice. Prints a table and writes
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -69,6 +70,27 @@ RESULTS = ROOT / "benchmarks" / "results" / "turn.json"
 RATE = 16_000
 FRAME_BYTES = RATE * FRAME_MS // 1000 * 2
 PAUSES_MS = (300, 450)
+SWEEP = (0.5, 0.7, 0.8, 0.9, 0.95)
+
+
+class Scorer(Protocol):
+    def probability(self, pcm: bytes) -> float: ...
+
+
+class RememberedScores:
+    """The model's scores kept by audio: a rerun at another threshold hears the same audio at
+    the same pauses until its verdicts differ, so only the new checks are scored."""
+
+    def __init__(self, model: SmartTurnModel) -> None:
+        self._model = model
+        self._scores: dict[bytes, float] = {}
+
+    def probability(self, pcm: bytes) -> float:
+        key = hashlib.blake2b(pcm, digest_size=16).digest()
+        if key not in self._scores:
+            self._scores[key] = self._model.probability(pcm)
+        return self._scores[key]
+
 
 COMPLETE = (  # the voice benchmark's caller questions, and a few longer ones
     "Hi, when are you open on Saturday?",
@@ -175,7 +197,7 @@ def run_phrase(
     pcm: bytes,
     *,
     vad: SileroModel,
-    model: SmartTurnModel,
+    model: Scorer,
     config: TurnConfig,
     after_ms: int,
     voice: str = "piper",
@@ -234,6 +256,12 @@ def main() -> int:
     parser.add_argument(
         "--no-recorded", action="store_true", help="leave the recorded conversation out"
     )
+    parser.add_argument(
+        "--sweep",
+        type=lambda v: tuple(float(x) for x in v.split(",") if x),
+        default=SWEEP,
+        help="thresholds to rerun the same audio at (scores remembered), comma-separated",
+    )
     args = parser.parse_args()
     endpoint = EndpointConfig(
         endpoint_ms=TURN_TAKING.endpoint_ms,
@@ -252,25 +280,59 @@ def main() -> int:
             ("recorded", f"{turn.speaker}: {turn.text}", phone_line(pcm, recorded.RATE))
             for turn, pcm in recorded.recorded_turns()
         ]
-    results: list[PhraseResult] = []
-    for voice, text, pcm in utterances:
-        variants = [("complete", pcm)]
-        variants += [(f"pause{ms}", insert_pause(pcm, ms)[0]) for ms in PAUSES_MS]
-        for kind, audio in variants:
-            result = run_phrase(
+    cases = [
+        (voice, text, kind, audio)
+        for voice, text, pcm in utterances
+        for kind, audio in [
+            ("complete", pcm),
+            *((f"pause{ms}", insert_pause(pcm, ms)[0]) for ms in PAUSES_MS),
+        ]
+    ]
+    results = [
+        run_phrase(
+            text,
+            kind,
+            audio,
+            vad=vad,
+            model=model,
+            config=config,
+            after_ms=args.after_ms,
+            voice=voice,
+        )
+        for voice, text, kind, audio in cases
+    ]
+    report = summarize(results, args.threshold, args.after_ms, endpoint.endpoint_ms)
+    report["pad_silence"] = semantic.pad_silence
+    remembered = RememberedScores(model)
+    p50 = report["inference_ms"]["p50"]
+    report["sweep"] = {}
+    for threshold in args.sweep:
+        swept = replace(config, semantic=replace(semantic, threshold=threshold))
+        rerun = [
+            run_phrase(
                 text,
                 kind,
                 audio,
                 vad=vad,
-                model=model,
-                config=config,
+                model=remembered,
+                config=swept,
                 after_ms=args.after_ms,
                 voice=voice,
             )
-            results.append(result)
-    report = summarize(results, args.threshold, args.after_ms, endpoint.endpoint_ms)
-    report["pad_silence"] = semantic.pad_silence
+            for voice, text, kind, audio in cases
+        ]
+        report["sweep"][str(threshold)] = {
+            voice: summarize_voice(
+                [r for r in rerun if r.voice == voice],
+                threshold,
+                args.after_ms,
+                endpoint.endpoint_ms,
+                p50,
+            )
+            for voice in sorted({r.voice for r in rerun})
+        }
     print_table(results, report, args.threshold)
+    print_sweep(report["sweep"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"summary": report, "phrases": [asdict(r) for r in results]}
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
@@ -407,6 +469,28 @@ def print_table(results: list[PhraseResult], report: dict[str, Any], threshold: 
                 f"{kind:9}: {k['phrases']} phrases, {k['checks_inside']} pauses inside them, "
                 f"false cut-offs {k['false_cut_offs']} ({k['phrases_cut_semantic']} phrases), "
                 f"split by the silence endpoint: {k['phrases_split_by_silence']} phrases"
+            )
+
+
+def print_sweep(sweep: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Per threshold and voice: complete turns ended early, phrases cut at a pause inside."""
+    print("\nthreshold sweep (the same audio; an end counts once after_ms of silence passed)")
+    print(
+        f"{'threshold':>9} {'voice':9} {'complete ended':>14} {'endpoint p50/p95':>16} "
+        + " ".join(
+            f"{'cut ' + kind:>14}" for kind in ("complete", *(f"pause{m}" for m in PAUSES_MS))
+        )
+    )
+    for threshold, voices in sweep.items():
+        for voice, summary in voices.items():
+            comp, kinds = summary["complete_questions"], summary["per_kind"]
+            cuts = " ".join(
+                f"{str(k['phrases_cut_semantic']) + '/' + str(k['phrases']):>14}"
+                for k in kinds.values()
+            )
+            print(
+                f"{threshold:>9} {voice:9} {comp['ended_semantic']:>9}/{comp['phrases']:<4} "
+                f"{comp['endpoint_ms_p50']:>7.0f}/{comp['endpoint_ms_p95']:<8.0f} {cuts}"
             )
 
 
