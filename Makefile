@@ -19,11 +19,16 @@ install: uv ## Create .venv with every member and dev tool from uv.lock, generat
 	$(MAKE) tools
 	UV=$(UV) $(PY) python tools/llama_build.py
 
-tools: ## Build helm, Jaeger and kube-apiserver + etcd (operator tests) from the Go module proxy once, cached under ~/.cache/trunkline/tools/<name>-<version>; vendor livekit-client (npm) for the LiveKit caller page
+tools: ## Build helm, Jaeger, the LiveKit server, LiveKit SIP and kube-apiserver + etcd (operator tests) from the Go module proxy once, cached under ~/.cache/trunkline/tools/<name>-<version>; vendor livekit-client (npm) for the LiveKit caller page
+	$(MAKE) --no-print-directory sip-deps
 	$(PY) python tools/go_tools.py build
 	$(PY) python tools/envtest_build.py
 	$(PY) python tools/livekit_client.py
 	$(MAKE) --no-print-directory browser
+
+sip-deps: ## Debian packages LiveKit SIP's cgo build needs (opus, opusfile, soxr, pkg-config) and sip-tester (sipp: the SIP test's caller), installed with apt-get only when missing
+	@missing="$$($(PY) python tools/go_tools.py apt)"; command -v sipp >/dev/null 2>&1 || missing="$$missing sip-tester"; \
+	if [ -n "$${missing// /}" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
 
 browser: ## Debian chromium for the console's browser tests (Playwright drives /usr/bin/chromium), installed with apt-get only when missing
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
@@ -135,4 +140,4 @@ check: install ## Install, then lint and every test (what CI runs)
 	$(MAKE) lint
 	$(MAKE) test
 
-.PHONY: help uv install tools browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-voice-long bench-voice-calls bench-peers bench-turn bench-answers bench-stt bench-redaction bench-hitl bench-ledger bench-livekit redteam check
+.PHONY: help uv install tools sip-deps browser crds proto lint breaking fmt test test-unit test-integration up down status demo eval bench bench-models bench-llm bench-context bench-voice bench-voice-long bench-voice-calls bench-peers bench-turn bench-answers bench-stt bench-redaction bench-hitl bench-ledger bench-livekit redteam check

@@ -12,6 +12,7 @@ from trunkline.devservers.gotools import (
     HELM,
     JAEGER,
     LIVEKIT,
+    LIVEKIT_SIP,
     TOOLS,
     ToolMissingError,
     find_tool,
@@ -29,7 +30,7 @@ def test_versions_are_pinned_to_the_approved_releases() -> None:
     assert JAEGER.version == "v1.75.0"  # the approved release; newer ones are not
     assert HELM.package.startswith("helm.sh/helm/v4/")
     assert HELM.version.startswith("v4.3.")
-    assert set(TOOLS) == {"helm", "jaeger", "livekit-server"}
+    assert set(TOOLS) == {"helm", "jaeger", "livekit-server", "livekit-sip"}
 
 
 def test_livekit_module_requires_exactly_the_pinned_version() -> None:
@@ -40,6 +41,19 @@ def test_livekit_module_requires_exactly_the_pinned_version() -> None:
     # From v1.13.6 on livekit-server replaces pion modules with forks the proxy refuses.
     assert not [line for line in go_mod.splitlines() if line.startswith("replace")]
     assert "github.com/livekit/livekit-server " in (ROOT / LIVEKIT.module / "go.sum").read_text()
+
+
+def test_livekit_sip_module_requires_exactly_the_pinned_version() -> None:
+    assert LIVEKIT_SIP.module is not None
+    go_mod = (ROOT / LIVEKIT_SIP.module / "go.mod").read_text()
+    assert f"github.com/livekit/sip {LIVEKIT_SIP.version}" in go_mod
+    assert f"tool {LIVEKIT_SIP.package}" in go_mod
+    assert not [line for line in go_mod.splitlines() if line.startswith("replace")]
+    assert "github.com/livekit/sip " in (ROOT / LIVEKIT_SIP.module / "go.sum").read_text()
+    # cgo codecs: the build needs their headers (make sip-deps installs the missing ones)
+    assert LIVEKIT_SIP.cgo
+    assert {"libopus-dev", "libopusfile-dev", "libsoxr-dev"} <= set(LIVEKIT_SIP.apt)
+    assert f"version.Version={LIVEKIT_SIP.version}" in LIVEKIT_SIP.ldflags
 
 
 def test_jaeger_module_requires_exactly_the_pinned_version() -> None:

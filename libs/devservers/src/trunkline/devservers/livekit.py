@@ -4,7 +4,8 @@ Only the ports it is given are opened: the HTTP/WebSocket signalling port, one R
 one UDP port for media (LiveKit multiplexes every peer on a single UDP port when ``udp_port`` is
 set), so several stacks and tests can run side by side. ICE candidates are loopback only
 (``node_ip`` 127.0.0.1, no STUN). One API key pair is configured (``api_key``/``api_secret``;
-tokens for rooms are minted with ``livekit-api``).
+tokens for rooms are minted with ``livekit-api``). With ``redis_url`` the server keeps its state
+in that Redis and serves psrpc over it: LiveKit SIP (``livekit_sip``) needs that, sharing the Redis.
 
 Health: ``GET {http_url}/`` answers ``OK`` once the server is up.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trunkline.devservers.gotools import find_tool
+from trunkline.devservers.livekit_sip import livekit_redis
 from trunkline.devservers.ports import LOOPBACK, free_port
 from trunkline.devservers.process import ManagedServer
 
@@ -32,6 +34,7 @@ def livekit_config(
     rtc_udp_port: int,
     keys: dict[str, str],
     webhook_urls: Sequence[str] = (),
+    redis_url: str = "",
 ) -> dict[str, Any]:
     """The server's configuration (YAML is a superset of JSON: written as JSON). With
     ``webhook_urls`` LiveKit posts room and participant events (``room_started``,
@@ -51,6 +54,8 @@ def livekit_config(
         "logging": {"level": "info", "json": False},
         "room": {"empty_timeout": 60, "departure_timeout": 10},
     }
+    if redis_url:
+        config["redis"] = livekit_redis(redis_url)
     if webhook_urls:
         config["webhook"] = {"api_key": next(iter(keys)), "urls": list(webhook_urls)}
     return config
@@ -77,6 +82,7 @@ class LiveKitServer(ManagedServer):
         api_key: str = "trunkline",
         api_secret: str | None = None,
         webhook_urls: Sequence[str] = (),
+        redis_url: str = "",
         run_dir: Path | None = None,
         binary: Path | None = None,
         host: str = LOOPBACK,
@@ -98,6 +104,7 @@ class LiveKitServer(ManagedServer):
         # LiveKit refuses secrets shorter than 32 characters.
         self.api_secret = api_secret if api_secret is not None else secrets.token_hex(24)
         self.webhook_urls = list(webhook_urls)
+        self.redis_url = redis_url
         self.binary = binary if binary is not None else find_tool("livekit-server")
 
     @property
@@ -120,6 +127,7 @@ class LiveKitServer(ManagedServer):
             rtc_udp_port=self.rtc_udp_port,
             keys={self.api_key: self.api_secret},
             webhook_urls=self.webhook_urls,
+            redis_url=self.redis_url,
         )
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(json.dumps(config, indent=2) + "\n")
