@@ -68,9 +68,10 @@ JAEGER_PORTS = ("jaeger-otlp", "jaeger-query", "jaeger-query-grpc")
 the OTLP sink, which writes ``spans.jsonl``), the query API + UI over HTTP, the query API over
 gRPC."""
 
-LIVEKIT_PORTS = ("livekit", "livekit-rtc-tcp", "livekit-rtc-udp")
+LIVEKIT_PORTS = ("livekit", "livekit-rtc-tcp", "livekit-rtc-udp", "livekit-sip")
 """The LiveKit server: signalling (HTTP/WebSocket), RTC over TCP, RTC over one UDP port. Its
-webhook posts to the gateway's ``/livekit/webhook`` (rooms ``<tenant>.<agent>.<call id>``)."""
+webhook posts to the gateway's ``/livekit/webhook`` (rooms ``<tenant>.<agent>.<call id>``).
+LiveKit SIP: its SIP port (UDP and TCP); its RTP ports are a range found free at start."""
 
 PORT_NAMES: tuple[str, ...] = (
     "nats",

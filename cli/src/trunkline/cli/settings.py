@@ -43,3 +43,11 @@ class StackSettings(BaseSettings):
     tenant: str = Field(
         default="acme", pattern=r"^[a-z0-9][a-z0-9_-]*$", description="the local tenant"
     )
+    sip_number: str = Field(
+        default="+15550100",
+        pattern=r"^\+?[0-9]{3,15}$",
+        description="the number LiveKit SIP answers for the local tenant's first agent",
+    )
+    sip_rtp_ports: int = Field(
+        default=20, ge=2, le=1000, description="LiveKit SIP RTP port range (an even port per call)"
+    )

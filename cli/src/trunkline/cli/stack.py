@@ -37,11 +37,16 @@ from trunkline.cli.plan import (
 from trunkline.cli.record import Component, StackRecord, load, save, stack_file
 from trunkline.cli.settings import StackSettings
 from trunkline.cli.stack_livekit import (
+    LIVEKIT_SIP,
     gateway_livekit_env,
     linked_pages_env,
     livekit_component,
     livekit_server,
+    livekit_sip_server,
+    make_sip_route,
     page_lines,
+    sip_component,
+    sip_lines,
 )
 from trunkline.cli.tenants import TENANTS_FILE, TenantError, agent_names, ensure_tenant
 from trunkline.devservers import (
@@ -57,6 +62,7 @@ from trunkline.devservers import (
     redis_ping,
     stop_pid,
 )
+from trunkline.devservers.livekit import LiveKitServer
 from trunkline.runtime.client import DOWN, health_status
 
 SERVING = "SERVING"
@@ -163,6 +169,8 @@ class _Starter:
             prices_dir=settings.prices_dir.resolve(),
         )
         self.livekit_env: dict[str, str] = {}  # the gateway's GATEWAY_LIVEKIT_* (LiveKit up)
+        self.livekit_server: LiveKitServer | None = None
+        self.sip_lines: list[str] = []  # the SIP URI to dial (LiveKit SIP up)
         self.console_login = ""
         self.console_password = ""
         self.agents: tuple[str, ...] = ()
@@ -281,10 +289,13 @@ class _Starter:
         )  # fmt: skip
         return server.otlp_endpoint
 
-    def livekit(self) -> None:
-        """The LiveKit server, its webhook to the gateway (skipped when it is not built)."""
+    def livekit(self, redis_url: str) -> None:
+        """The LiveKit server, its webhook to the gateway (skipped when it is not built), with
+        the stack's Redis (LiveKit SIP talks to it there)."""
         try:
-            server = livekit_server(self.ports, self.run_dir, self.settings.start_timeout)
+            server = livekit_server(
+                self.ports, self.run_dir, self.settings.start_timeout, redis_url
+            )
         except ToolMissingError as exc:
             print(f"  livekit    not started: {exc}; no LiveKit calls", file=self.out, flush=True)
             return
@@ -294,6 +305,34 @@ class _Starter:
             raise StackError(f"livekit: {exc}") from exc
         self.add(livekit_component(server))
         self.livekit_env = gateway_livekit_env(server)
+        self.livekit_server = server
+
+    def livekit_sip(self, redis_url: str) -> None:
+        """LiveKit SIP beside the LiveKit server, and the SIP route to the local tenant's first
+        agent (skipped when LiveKit or LiveKit SIP is not built)."""
+        server = self.livekit_server
+        if server is None or not self.agents:
+            return
+        try:
+            sip = livekit_sip_server(
+                server, self.ports, self.run_dir, redis_url=redis_url,
+                rtp_ports=self.settings.sip_rtp_ports, start_timeout=self.settings.start_timeout,
+            )  # fmt: skip
+        except ToolMissingError as exc:
+            print(f"  {LIVEKIT_SIP} not started: {exc}; no SIP calls", file=self.out, flush=True)
+            return
+        try:
+            sip.start()
+        except ServerStartError as exc:
+            raise StackError(f"{LIVEKIT_SIP}: {exc}") from exc
+        self.add(sip_component(sip))
+        tenant, agent, number = self.settings.tenant, self.agents[0], self.settings.sip_number
+        try:
+            made = make_sip_route(server, tenant, agent, number, self.settings.start_timeout)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            raise StackError(f"{LIVEKIT_SIP}: the SIP route to {tenant}/{agent}: {exc}") from exc
+        print(f"  {LIVEKIT_SIP} route {made}", file=self.out, flush=True)
+        self.sip_lines = sip_lines(sip, number, tenant, agent)
 
     def crm(self) -> None:
         """The demo CRM, serving every agent's ``crm.json`` when there is one; the services
@@ -457,7 +496,8 @@ def up(settings: StackSettings, out: TextIO = sys.stdout) -> int:
         redis_url = starter.redis()
         otlp = starter.jaeger(starter.sink())
         starter.crm()
-        starter.livekit()
+        starter.livekit(redis_url)
+        starter.livekit_sip(redis_url)
         starter.services(nats_url, redis_url, otlp)
     except (StackError, OSError) as exc:
         print(f"stack up failed: {exc}", file=out)
@@ -475,6 +515,8 @@ def up(settings: StackSettings, out: TextIO = sys.stdout) -> int:
     if starter.livekit_env:
         for line in page_lines(starter.ports, settings.tenant, starter.agents):
             print(line, file=out)
+    for line in starter.sip_lines:
+        print(line, file=out)
     print(f"spans: {run_dir / 'spans.jsonl'}   logs: {run_dir}/<component>.log", file=out)
     jaeger = starter.record.get("jaeger")
     if jaeger is not None:

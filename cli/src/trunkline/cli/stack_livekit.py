@@ -3,30 +3,103 @@ ports of its own, its webhook pointed at the gateway, and the gateway's ``GATEWA
 settings. A caller joins a room named ``<tenant>.<agent>.<call id>`` with a token minted from
 the key pair (``trunkline.gateway.livekit_dispatch.room_token``); LiveKit's ``room_started``
 webhook sends the agent in. With LiveKit up, ``trunkline up`` prints the browser caller page
-(``/livekit/call``) and the console's softphone, and links each page to the other."""
+(``/livekit/call``) and the console's softphone, and links each page to the other.
+
+LiveKit SIP (when built) runs beside it on a SIP port and an RTP port range of its own, sharing
+the stack's Redis with the server (psrpc), and the local tenant's first agent gets a SIP route
+(``trunkline.gateway.livekit_sip``: an inbound trunk for ``sip_number`` and a dispatch rule
+naming rooms ``<tenant>.<agent>._<caller>_<random>``); ``trunkline up`` prints the SIP URI."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from trunkline.cli.plan import GATEWAY_HTTP, HITL_CONSOLE, LOOPBACK
 from trunkline.cli.record import Component
 from trunkline.devservers.livekit import LiveKitServer
+from trunkline.devservers.livekit_sip import LiveKitSipServer, free_udp_range
 
 LIVEKIT = "livekit"
+LIVEKIT_SIP = "livekit-sip"
+SIP_ROUTE_MODULE = "trunkline.gateway.livekit_sip"
 
 
-def livekit_server(ports: Mapping[str, int], run_dir: Path, start_timeout: float) -> LiveKitServer:
-    """The server (not started); ``ToolMissingError`` when ``make install`` has not built it."""
+def livekit_server(
+    ports: Mapping[str, int], run_dir: Path, start_timeout: float, redis_url: str = ""
+) -> LiveKitServer:
+    """The server (not started); ``ToolMissingError`` when ``make install`` has not built it.
+    With ``redis_url`` (the stack's Redis) LiveKit SIP can reach it."""
     return LiveKitServer(
         port=ports[LIVEKIT],
         rtc_tcp_port=ports["livekit-rtc-tcp"],
         rtc_udp_port=ports["livekit-rtc-udp"],
         webhook_urls=[f"http://{LOOPBACK}:{ports[GATEWAY_HTTP]}/livekit/webhook"],
+        redis_url=redis_url,
         run_dir=run_dir,
         start_timeout=start_timeout,
     )
+
+
+def livekit_sip_server(
+    server: LiveKitServer,
+    ports: Mapping[str, int],
+    run_dir: Path,
+    *,
+    redis_url: str,
+    rtp_ports: int,
+    start_timeout: float,
+) -> LiveKitSipServer:
+    """LiveKit SIP for ``server`` (not started); ``ToolMissingError`` when not built."""
+    return LiveKitSipServer(
+        livekit_url=server.url,
+        api_key=server.api_key,
+        api_secret=server.api_secret,
+        redis_url=redis_url,
+        sip_port=ports[LIVEKIT_SIP],
+        rtp_ports=free_udp_range(rtp_ports),
+        run_dir=run_dir,
+        start_timeout=start_timeout,
+    )
+
+
+def sip_component(sip: LiveKitSipServer) -> Component:
+    return Component(
+        LIVEKIT_SIP, "livekit", sip.port, sip.url, pid=sip.pid,
+        log=str(sip.log_path), match=str(sip.binary),
+    )  # fmt: skip
+
+
+def sip_route_argv(tenant: str, agent: str, number: str) -> list[str]:
+    """The gateway's SIP route maker (run with :func:`gateway_livekit_env`)."""
+    return [sys.executable, "-m", SIP_ROUTE_MODULE, "--tenant", tenant, "--agent", agent,
+            "--number", number, "--allow", f"{LOOPBACK}/32"]  # fmt: skip
+
+
+def make_sip_route(
+    server: LiveKitServer, tenant: str, agent: str, number: str, timeout: float
+) -> str:
+    """Create the SIP route on ``server``; its output (trunk and rule ids, JSON). Raises
+    ``RuntimeError`` with what the route maker said when it failed."""
+    env = {**os.environ, **gateway_livekit_env(server)}
+    done = subprocess.run(
+        sip_route_argv(tenant, agent, number), env=env, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError((done.stderr or done.stdout).strip()[-2000:])
+    return done.stdout.strip()
+
+
+def sip_lines(sip: LiveKitSipServer, number: str, tenant: str, agent: str) -> list[str]:
+    """What ``trunkline up`` prints for SIP callers."""
+    return [
+        f"sip caller: {sip.uri(number)}   (UDP/TCP, G.711; to {tenant}/{agent}, rooms "
+        f"{tenant}.{agent}._<caller>_<id>; RTP ports {sip.rtp_ports})"
+    ]
 
 
 def livekit_component(server: LiveKitServer) -> Component:
