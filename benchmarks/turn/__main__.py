@@ -50,6 +50,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from benchmarks.turn import recorded
+from trunkline.agents.spec import TurnTakingPolicy
 from trunkline.audio import pcm16_dbfs
 from trunkline.audio.mulaw import mulaw_to_pcm16, pcm16_to_mulaw
 from trunkline.audio.resample import resample_pcm16
@@ -71,6 +72,7 @@ RATE = 16_000
 FRAME_BYTES = RATE * FRAME_MS // 1000 * 2
 PAUSES_MS = (300, 450)
 SWEEP = (0.5, 0.7, 0.8, 0.9, 0.95)
+MIN_SPEECH_MS = TurnTakingPolicy().min_speech_ms  # the agents' default (and its threshold below)
 
 
 class Scorer(Protocol):
@@ -247,7 +249,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=TurnTakingPolicy().threshold)
     parser.add_argument("--after-ms", type=int, default=200)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
@@ -255,6 +257,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--no-recorded", action="store_true", help="leave the recorded conversation out"
+    )
+    parser.add_argument(
+        "--min-speech-ms",
+        type=int,
+        default=MIN_SPEECH_MS,
+        help="speech before a pause is judged (the sweep also runs 0)",
     )
     parser.add_argument(
         "--sweep",
@@ -270,7 +278,10 @@ def main() -> int:
         barge_in_onset_frames=TURN_TAKING.barge_in_onset_frames,
     )
     semantic = SemanticEndConfig(
-        after_ms=args.after_ms, threshold=args.threshold, pad_silence=not args.no_pad
+        after_ms=args.after_ms,
+        threshold=args.threshold,
+        pad_silence=not args.no_pad,
+        min_speech_ms=args.min_speech_ms,
     )
     config = TurnConfig(endpoint=endpoint, semantic=semantic)
     vad, model = SileroModel(), SmartTurnModel()
@@ -301,13 +312,19 @@ def main() -> int:
         )
         for voice, text, kind, audio in cases
     ]
-    report = summarize(results, args.threshold, args.after_ms, endpoint.endpoint_ms)
+    report = summarize(
+        results, args.threshold, args.after_ms, endpoint.endpoint_ms, args.min_speech_ms
+    )
     report["pad_silence"] = semantic.pad_silence
     remembered = RememberedScores(model)
     p50 = report["inference_ms"]["p50"]
     report["sweep"] = {}
-    for threshold in args.sweep:
-        swept = replace(config, semantic=replace(semantic, threshold=threshold))
+    for threshold, min_speech in [
+        (t, m) for m in sorted({0, args.min_speech_ms}) for t in args.sweep
+    ]:
+        swept = replace(
+            config, semantic=replace(semantic, threshold=threshold, min_speech_ms=min_speech)
+        )
         rerun = [
             run_phrase(
                 text,
@@ -321,7 +338,7 @@ def main() -> int:
             )
             for voice, text, kind, audio in cases
         ]
-        report["sweep"][str(threshold)] = {
+        report["sweep"][f"{threshold}/{min_speech}"] = {
             voice: summarize_voice(
                 [r for r in rerun if r.voice == voice],
                 threshold,
@@ -341,7 +358,11 @@ def main() -> int:
 
 
 def summarize(
-    results: list[PhraseResult], threshold: float, after_ms: int, endpoint_ms: int
+    results: list[PhraseResult],
+    threshold: float,
+    after_ms: int,
+    endpoint_ms: int,
+    min_speech_ms: int = 0,
 ) -> dict[str, Any]:
     inference = [c.inference_ms for r in results for c in r.checks]
     p50 = percentile(inference, 50)
@@ -359,6 +380,7 @@ def summarize(
             "over 8 kHz mu-law",
         },
         "threshold": threshold,
+        "min_speech_ms": min_speech_ms,
         "after_ms": after_ms,
         "endpoint_ms": endpoint_ms,
         "inference_ms": {
@@ -426,7 +448,7 @@ def _cpu() -> str:
 
 def print_table(results: list[PhraseResult], report: dict[str, Any], threshold: float) -> None:
     print(
-        f"Smart Turn v3.2; threshold {threshold}, after "
+        f"Smart Turn v3.2; threshold {threshold}, min speech {report['min_speech_ms']} ms, after "
         f"{report['after_ms']} ms, silence endpoint {report['endpoint_ms']} ms"
     )
     print(
@@ -474,7 +496,10 @@ def print_table(results: list[PhraseResult], report: dict[str, Any], threshold: 
 
 def print_sweep(sweep: dict[str, dict[str, dict[str, Any]]]) -> None:
     """Per threshold and voice: complete turns ended early, phrases cut at a pause inside."""
-    print("\nthreshold sweep (the same audio; an end counts once after_ms of silence passed)")
+    print(
+        "\nsweep over threshold / min speech ms (the same audio; an end counts once after_ms of "
+        "silence passed)"
+    )
     print(
         f"{'threshold':>9} {'voice':9} {'complete ended':>14} {'endpoint p50/p95':>16} "
         + " ".join(

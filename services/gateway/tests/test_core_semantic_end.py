@@ -205,6 +205,21 @@ def test_off_by_default_and_no_checks() -> None:
     )
 
 
+def test_no_check_before_min_speech_the_silence_endpoint_decides() -> None:
+    semantic = SemanticEndConfig(min_speech_ms=300)
+    d = Driver(TurnConfig(endpoint=CONFIG.endpoint, preroll_frames=2, semantic=semantic))
+    d.frames(SILENCE, 3)
+    d.frames(VOICE, 10)  # 200 ms of speech: an opening word
+    first_silent = d.frames(SILENCE, 1)
+    assert not of(first_silent, CheckEndOfTurn)
+    assert of(first_silent, StartWork)  # the speculative start still goes
+    d.frames(VOICE, 6)  # the caller goes on: 320 ms of speech in all
+    (check,) = of(d.frames(SILENCE, 1), CheckEndOfTurn)
+    d.verdict(check.check_id, 0.9)
+    d.frames(SILENCE, 9)
+    assert [c.by for c in of(d.log, TurnCommitted)] == ["semantic"]
+
+
 def test_config_is_checked() -> None:
     with pytest.raises(ValueError, match="below endpoint_ms"):
         TurnConfig(endpoint=EndpointConfig(endpoint_ms=200), semantic=SemanticEndConfig(200))
@@ -212,3 +227,5 @@ def test_config_is_checked() -> None:
         SemanticEndConfig(threshold=0.0)
     with pytest.raises(ValueError, match="after_ms"):
         SemanticEndConfig(after_ms=0)
+    with pytest.raises(ValueError, match="min_speech_ms"):
+        SemanticEndConfig(min_speech_ms=-20)

@@ -238,7 +238,9 @@ def gateway(detector: EndOfTurnDetector | None = None, **settings: Any) -> Gatew
 def test_the_agent_and_the_settings_switch_it() -> None:
     detector = FixedVerdict(0.5)
     gw = gateway(detector, smart_turn_after_ms=160)
-    assert gw.session_config(ON).turn.semantic == SemanticEndConfig(after_ms=160, threshold=0.7)
+    assert gw.session_config(ON).turn.semantic == SemanticEndConfig(
+        after_ms=160, threshold=0.7, min_speech_ms=600
+    )
     assert gw.session_config(OFF).turn.semantic is None
     off = gateway(detector, smart_turn=False)
     assert off.end_of_turn is None

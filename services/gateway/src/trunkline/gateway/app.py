@@ -227,7 +227,9 @@ class Gateway:
         semantic = None
         if self.end_of_turn is not None and profile.turn_taking.semantic_end_of_turn:
             semantic = SemanticEndConfig(
-                after_ms=settings.smart_turn_after_ms, threshold=profile.turn_taking.threshold
+                after_ms=settings.smart_turn_after_ms,
+                threshold=profile.turn_taking.threshold,
+                min_speech_ms=profile.turn_taking.min_speech_ms,
             )
         return SessionConfig(
             turn=TurnConfig(

@@ -68,15 +68,21 @@ class SemanticEndConfig:
     judge is padded with silence up to ``after_ms``, so the model sees the pause as it will be
     when the verdict can act (it judges a pause by its silence too: on the benchmark's complete
     questions 15 of 16 scored complete padded, 6 of 16 as heard at the first silent frame); the
-    verdict only acts if the caller really stays silent that long."""
+    verdict only acts if the caller really stays silent that long. ``min_speech_ms``: no check
+    until the utterance has that much speech, so a pause after an opening word ("Oh," "Sorry,"
+    "Actually,") waits for the silence endpoint (the model scored those complete on recorded and
+    synthetic speech alike, ``make bench-turn``)."""
 
     after_ms: int = 200
     threshold: float = 0.5
     pad_silence: bool = True
+    min_speech_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.after_ms < FRAME_MS:
             raise ValueError(f"semantic after_ms must be >= {FRAME_MS} (got {self.after_ms})")
+        if self.min_speech_ms < 0:
+            raise ValueError(f"semantic min_speech_ms must be >= 0 (got {self.min_speech_ms})")
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"semantic threshold must be in (0, 1] (got {self.threshold})")
 
@@ -334,6 +340,8 @@ class TurnMachine:
 
     def _check_end_of_turn(self, actions: list[Action]) -> None:
         if self.config.semantic is None:
+            return
+        if self._endpointer.speech_ms < self.config.semantic.min_speech_ms:
             return
         self._check_id += 1
         self._pending_check = self._check_id
