@@ -21,12 +21,9 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import struct
-import time
 import wave
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +37,14 @@ from trunkline.devservers.gotools import ToolMissingError, find_tool
 from trunkline.devservers.livekit import LiveKitServer
 from trunkline.devservers.livekit_sip import LiveKitSipServer
 from trunkline.devservers.ports import free_port
+from trunkline.devservers.sipp import (
+    RtpReceiver,
+    call_scenario,
+    message_times,
+    rtp_receiver,
+    run_sipp,
+    unanswered_scenario,
+)
 from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.core.endpointing import EndpointConfig
 from trunkline.gateway.core.turns import TurnConfig
@@ -206,153 +211,9 @@ def caller_audio(path: Path) -> tuple[float, float]:
     return len(data) / 8000, len(question) / 8000
 
 
-SDP = """v=0
-o=sipp 1 1 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio @RECV_PORT@ RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-a=sendrecv"""
-
-INVITE = """INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:@CALLER@@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:@CALLER@@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-@SDP@"""
-
-ACK = """ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=@BRANCH@
-From: <sip:@CALLER@@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-"""
-
-BYE = """BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:@CALLER@@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-"""
-
-
-def cdata(message: str) -> str:
-    return f"<![CDATA[\n{message}\n]]>"
-
-
-def call_scenario(recv_port: int, audio: Path, seconds: float) -> str:
-    """INVITE (SDP: PCMU to ``recv_port``), 200, ACK, play ``audio``, hang up after it."""
-    invite = INVITE.replace("@SDP@", SDP.replace("@RECV_PORT@", str(recv_port)))
-    invite = invite.replace("@CALLER@", CALLER)
-    ack = ACK.replace("@BRANCH@", "[branch]").replace("@CALLER@", CALLER)
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="trunkline sip caller">
-  <send retrans="500">{cdata(invite)}</send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send>{cdata(ack)}</send>
-  <nop><action><exec rtp_stream="{audio},1,0,PCMU/8000"/></action></nop>
-  <pause milliseconds="{int(seconds * 1000) + 500}"/>
-  <send retrans="500">{cdata(BYE.replace("@CALLER@", CALLER))}</send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
-
-
-def unanswered_scenario(recv_port: int, wait_ms: int) -> str:
-    """INVITE, ringing, then nothing for ``wait_ms``: a final answer (200 or an error) in that
-    time is an unexpected message, which fails the call (sipp exits 1)."""
-    invite = INVITE.replace("@SDP@", SDP.replace("@RECV_PORT@", str(recv_port)))
-    invite = invite.replace("@CALLER@", CALLER)
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="trunkline sip caller, unknown number">
-  <send retrans="500">{cdata(invite)}</send>
-  <recv response="100" optional="true"/>
-  <recv response="180"/>
-  <pause milliseconds="{wait_ms}"/>
-</scenario>
-"""
-
-
-@dataclass
-class Sipp:
-    code: int
-    messages: str
-    errors: str
-
-
-async def run_sipp(sip: LiveKitSipServer, number: str, scenario: str, workdir: Path) -> Sipp:
-    """One call of ``scenario`` to ``number`` at ``sip``; sipp's exit code and message log."""
-    await asyncio.to_thread(write_scenario, workdir, scenario)
-    messages, errors = workdir / "messages.log", workdir / "errors.log"
-    argv = [
-        "sipp", f"{sip.host}:{sip.port}", "-sf", str(workdir / "scenario.xml"), "-s", number,
-        "-m", "1", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
-        "-mp", str(free_port() & ~1), "-nostdin", "-timeout", "60s", "-timeout_error",
-        "-trace_msg", "-message_file", str(messages), "-trace_err", "-error_file", str(errors),
-    ]  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    _, stderr = await asyncio.wait_for(proc.communicate(), 90)
-    return Sipp(proc.returncode or 0, read(messages), read(errors) + stderr.decode())
-
-
-def write_scenario(workdir: Path, scenario: str) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "scenario.xml").write_text(scenario)
-
-
-def read(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
-STAMP = re.compile(r"^-+ (\d{4}-\d\d-\d\d)\s+(\d\d:\d\d:\d\d\.\d+)\s*$", re.M)
-
-
-def message_times(log: str) -> list[tuple[float, str]]:
-    """(wall-clock time, first line of the SIP message) for each message sipp sent or got."""
-    found = []
-    for match in STAMP.finditer(log):
-        when = datetime.strptime(f"{match[1]} {match[2]}", "%Y-%m-%d %H:%M:%S.%f").timestamp()
-        rest = log[match.end() :].lstrip().split("\n")
-        first = next((line for line in rest[1:] if line.strip()), "")
-        found.append((when, first.strip()))
-    return found
-
-
-class RtpReceiver(asyncio.DatagramProtocol):
-    """Every RTP packet that arrives: (wall-clock time, payload type, payload)."""
-
-    def __init__(self) -> None:
-        self.packets: list[tuple[float, int, bytes]] = []
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        if len(data) < 12 or data[0] >> 6 != 2:
-            return
-        start = 12 + 4 * (data[0] & 0x0F)
-        if data[0] & 0x10:  # header extension
-            start += 4 + 4 * struct.unpack_from(">H", data, start + 2)[0]
-        self.packets.append((time.time(), data[1] & 0x7F, data[start:]))
-
-    def tone_at(self, hz: float) -> list[float]:
-        """Arrival times of the packets whose audio is loud and mostly ``hz``."""
-        return [at for at, pt, payload in self.packets if pt == 0 and _tone(payload) == hz]
+def tone_at(rtp: RtpReceiver, hz: float) -> list[float]:
+    """Arrival times of the PCMU packets whose audio is loud and mostly ``hz``."""
+    return [at for at, pt, payload in rtp.packets if pt == 0 and _tone(payload) == hz]
 
 
 def _tone(payload: bytes) -> float | None:
@@ -364,9 +225,8 @@ def _tone(payload: bytes) -> float | None:
     return next((hz for hz in (GREETING_HZ, ANSWER_HZ) if abs(peak - hz) < 60), None)
 
 
-async def receiver() -> tuple[asyncio.DatagramTransport, RtpReceiver]:
-    loop = asyncio.get_running_loop()
-    return await loop.create_datagram_endpoint(RtpReceiver, local_addr=("127.0.0.1", 0))
+def sip_log(sip: LiveKitSipServer) -> list[str]:
+    return sip.log_path.read_text(errors="replace").splitlines()
 
 
 # -- tests -------------------------------------------------------------------------------------
@@ -374,11 +234,11 @@ async def receiver() -> tuple[asyncio.DatagramTransport, RtpReceiver]:
 
 async def test_a_sipp_call_hears_the_greeting_then_the_answer(rig: Rig, tmp_path: Path) -> None:
     seconds, question_s = caller_audio(tmp_path / "caller.ulaw")
-    udp, rtp = await receiver()
+    sip = rig.servers.sip
+    udp, rtp, port = await rtp_receiver()
     try:
-        port = udp.get_extra_info("sockname")[1]
-        scenario = call_scenario(port, tmp_path / "caller.ulaw", seconds)
-        sipp = await run_sipp(rig.servers.sip, NUMBER, scenario, tmp_path / "sipp")
+        scenario = call_scenario(CALLER, port, tmp_path / "caller.ulaw", seconds)
+        sipp = await run_sipp(sip.host, sip.port, NUMBER, scenario, tmp_path / "sipp")
     finally:
         udp.close()
     assert sipp.code == 0, f"sipp exit {sipp.code}: {sipp.errors[-3000:]}"
@@ -392,7 +252,7 @@ async def test_a_sipp_call_hears_the_greeting_then_the_answer(rig: Rig, tmp_path
     sink = rig.sinks[rooms[0]]
     assert any(t.user_text == "what are your hours" for t in sink.turns), sink.turns
 
-    greeting, answer = rtp.tone_at(GREETING_HZ), rtp.tone_at(ANSWER_HZ)
+    greeting, answer = tone_at(rtp, GREETING_HZ), tone_at(rtp, ANSWER_HZ)
     words = len(GREETING.split())
     assert len(greeting) >= words * FRAMES_PER_WORD // 2, (len(greeting), len(rtp.packets))
     assert answer, f"no answer heard ({len(rtp.packets)} packets, {len(greeting)} greeting)"
@@ -412,17 +272,17 @@ async def test_a_sipp_call_hears_the_greeting_then_the_answer(rig: Rig, tmp_path
 async def test_an_invite_for_an_unknown_number_is_never_answered(rig: Rig, tmp_path: Path) -> None:
     """LiveKit's flood protection: a call no trunk serves gets 100 and 180, then nothing (no
     final response, no room); LiveKit SIP logs the dialled number and ends it as a flood."""
-    udp, rtp = await receiver()
+    sip = rig.servers.sip
+    udp, rtp, port = await rtp_receiver()
     try:
-        port = udp.get_extra_info("sockname")[1]
-        scenario = unanswered_scenario(port, wait_ms=4000)
-        sipp = await run_sipp(rig.servers.sip, "+15559999", scenario, tmp_path / "sipp")
+        scenario = unanswered_scenario(CALLER, port, wait_ms=4000)
+        sipp = await run_sipp(sip.host, sip.port, "+15559999", scenario, tmp_path / "sipp")
     finally:
         udp.close()
     assert sipp.code == 0, f"sipp exit {sipp.code}: {sipp.errors[-3000:]}"
     answers = [line for _, line in message_times(sipp.messages) if line.startswith("SIP/2.0")]
     assert answers == ["SIP/2.0 100 Processing", "SIP/2.0 180 Ringing"], answers
-    log = read(rig.servers.sip.log_path).splitlines()
+    log = await asyncio.to_thread(sip_log, sip)
     invite = next(line for line in log if "processing invite" in line and "+15559999" in line)
     call_id = re.search(r'"callID": "(SCL_\w+)"', invite)
     assert call_id is not None, invite
