@@ -9,6 +9,12 @@ transcript matches what the LLM produced, and leaves. (Barge-in through LiveKit 
 fake peers in ``services/gateway/tests/test_livekit_call.py``: on this busy machine the agent's
 fillers made the moment to barge into the answer itself unreliable.) Voice-to-voice per turn:
 the caller's last spoken frame to the first loud frame of the reply as the caller received it.
+
+A phone call through LiveKit SIP (started by the stack beside the server, the SIP route to
+acme-dental made by ``trunkline up``): ``sipp`` dials the stack's number and streams a question in
+Piper's voice (8 kHz mu-law) after the greeting; the agent's audio comes back as RTP to a Python
+receiver the INVITE's SDP announces; greeting and answer are transcribed back by the STT service
+and must match what the agent produced.
 """
 
 from __future__ import annotations
@@ -23,13 +29,15 @@ from pathlib import Path
 import grpc
 import pytest
 
-from trunkline.audio import mulaw_to_pcm16, resample_pcm16
+from trunkline.audio import mulaw_dbfs, mulaw_to_pcm16, resample_pcm16
 from trunkline.bus import Bus
 from trunkline.cli.caller.tts import synthesize
 from trunkline.cli.demo import component_url
 from trunkline.cli.knowledge import ingest
 from trunkline.cli.record import StackRecord
+from trunkline.cli.settings import StackSettings
 from trunkline.cli.turns import TurnFeed
+from trunkline.devservers.sipp import call_scenario, message_times, rtp_receiver, run_sipp
 from trunkline.gateway.livekit_dispatch import room_token
 from trunkline.gateway.livekit_rooms import LiveKitKey
 from trunkline.gateway.transports.livekit_peer import LiveKitCaller
@@ -143,3 +151,68 @@ async def test_a_livekit_caller_talks_to_the_agent_through_the_stack(stack: Stac
         await caller.leave()
         await feed.stop()
         await bus.close()
+
+
+SIP_LEAD_S, SIP_TAIL_S = 9.0, 12.0  # the caller's silence before (the greeting) and after
+
+
+def first_loud_packet(packets: list[tuple[float, int, bytes]], after: float) -> float | None:
+    return next((at for at, _, p in packets if at >= after and mulaw_dbfs(p) > -45.0), None)
+
+
+async def test_a_sip_caller_talks_to_the_agent_through_the_stack(
+    stack: StackRecord, tmp_path: Path
+) -> None:
+    sip = stack.get("livekit-sip")
+    assert sip is not None, "the stack started no LiveKit SIP (make install builds it)"
+    number = StackSettings().sip_number
+    summary = await ingest(component_url(stack, "context"), TENANT, AGENTS / AGENT / "knowledge")
+    assert not summary.failed
+    tts, stt = component_url(stack, "tts"), component_url(stack, "stt")
+    question = (await synthesize(tts, [QUESTIONS[0]], tenant="simulated-caller"))[0]
+    audio = b"\xff" * int(8000 * SIP_LEAD_S) + question + b"\xff" * int(8000 * SIP_TAIL_S)
+    await asyncio.to_thread((tmp_path / "caller.ulaw").write_bytes, audio)
+
+    bus = await Bus.connect(component_url(stack, "nats"), name="e2e-sip")
+    feed = TurnFeed(bus, TENANT)
+    await feed.start()
+    udp, rtp, port = await rtp_receiver()
+    try:
+        scenario = call_scenario("+15550199", port, tmp_path / "caller.ulaw", len(audio) / 8000)
+        host, sip_port = sip.url.removeprefix("sip:").split(":")
+        sipp = await run_sipp(host, int(sip_port), number, scenario, tmp_path / "sipp")
+        assert sipp.code == 0, f"sipp exit {sipp.code}: {sipp.errors[-3000:]}"
+        calls = [c for c in feed.events if c.startswith(f"livekit-{TENANT}~{AGENT}~_0199_")]
+        assert len(calls) == 1, list(feed.events)
+        turns = await feed.wait_for(calls[0], 2, 60)
+    finally:
+        udp.close()
+        await feed.stop()
+        await bus.close()
+    times = message_times(sipp.messages)
+    answered_at = next(at for at, line in times if line.startswith("SIP/2.0 200"))
+    ack_at = next(at for at, line in times if line.startswith("ACK "))
+    asked_at = ack_at + SIP_LEAD_S
+    asked_end = asked_at + len(question) / 8000
+
+    greeting_at = first_loud_packet(rtp.packets, answered_at)
+    assert greeting_at is not None
+    assert greeting_at < asked_at, "no greeting before the question"
+    heard = await recognize(stt, _pcm16k(rtp.pcmu(answered_at, asked_at)))
+    assert precision(heard, turns[0].agent) >= 0.6, (heard, turns[0].agent)
+
+    reply = next(t for t in turns[1:] if t.caller)
+    replied_at = first_loud_packet(rtp.packets, asked_end)
+    assert replied_at is not None, "no answer heard"
+    heard = await recognize(stt, _pcm16k(rtp.pcmu(replied_at)))
+    assert precision(heard, reply.agent) >= 0.6, (heard, reply.agent)
+    print(
+        f"livekit sip e2e: INVITE -> 200 OK -> greeting first audio "
+        f"{1000 * (greeting_at - answered_at):.0f} ms; voice-to-voice "
+        f"{1000 * (replied_at - asked_end):.0f} ms (end of the question as sent -> first loud "
+        f"RTP back); caller said {reply.caller!r}, agent {reply.agent!r}"
+    )
+
+
+def _pcm16k(pcmu: bytes) -> bytes:
+    return resample_pcm16(mulaw_to_pcm16(pcmu), 8000, RATE)

@@ -58,3 +58,5 @@ def test_rtp_payloads_are_taken_after_the_header_and_its_extension() -> None:
     receiver.datagram_received(b"\x00" * 20, ("127.0.0.1", 1))  # not RTP version 2
     assert [(pt, len(p)) for _, pt, p in receiver.packets] == [(0, 160), (0, 160)]
     assert receiver.pcmu() == b"\x11" * 160 + b"\x22" * 160
+    first, second = (at for at, _, _ in receiver.packets)
+    assert receiver.pcmu(until=second) == b"\x11" * 160 or first == second

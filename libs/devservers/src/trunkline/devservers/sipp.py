@@ -171,9 +171,9 @@ class RtpReceiver(asyncio.DatagramProtocol):
             start += 4 + 4 * struct.unpack_from(">H", data, start + 2)[0]
         self.packets.append((time.time(), data[1] & 0x7F, data[start:]))
 
-    def pcmu(self, since: float = 0.0) -> bytes:
-        """The PCMU payloads that arrived from wall-clock time ``since``, joined."""
-        return b"".join(payload for at, pt, payload in self.packets if pt == 0 and at >= since)
+    def pcmu(self, since: float = 0.0, until: float = float("inf")) -> bytes:
+        """The PCMU payloads that arrived from wall-clock time ``since`` to ``until``, joined."""
+        return b"".join(p for at, pt, p in self.packets if pt == 0 and since <= at < until)
 
 
 async def rtp_receiver() -> tuple[asyncio.DatagramTransport, RtpReceiver, int]:
