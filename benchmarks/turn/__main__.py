@@ -242,6 +242,23 @@ def run_phrase(
     return result
 
 
+def run_cases(
+    cases: list[tuple[str, str, str, bytes]],
+    *,
+    vad: SileroModel,
+    model: Scorer,
+    config: TurnConfig,
+    after_ms: int,
+) -> list[PhraseResult]:
+    """Every (voice, text, kind, audio) case through :func:`run_phrase`."""
+    return [
+        run_phrase(
+            text, kind, audio, vad=vad, model=model, config=config, after_ms=after_ms, voice=voice
+        )
+        for voice, text, kind, audio in cases
+    ]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -299,19 +316,7 @@ def main() -> int:
             *((f"pause{ms}", insert_pause(pcm, ms)[0]) for ms in PAUSES_MS),
         ]
     ]
-    results = [
-        run_phrase(
-            text,
-            kind,
-            audio,
-            vad=vad,
-            model=model,
-            config=config,
-            after_ms=args.after_ms,
-            voice=voice,
-        )
-        for voice, text, kind, audio in cases
-    ]
+    results = run_cases(cases, vad=vad, model=model, config=config, after_ms=args.after_ms)
     report = summarize(
         results, args.threshold, args.after_ms, endpoint.endpoint_ms, args.min_speech_ms
     )
@@ -325,19 +330,7 @@ def main() -> int:
         swept = replace(
             config, semantic=replace(semantic, threshold=threshold, min_speech_ms=min_speech)
         )
-        rerun = [
-            run_phrase(
-                text,
-                kind,
-                audio,
-                vad=vad,
-                model=remembered,
-                config=swept,
-                after_ms=args.after_ms,
-                voice=voice,
-            )
-            for voice, text, kind, audio in cases
-        ]
+        rerun = run_cases(cases, vad=vad, model=remembered, config=swept, after_ms=args.after_ms)
         report["sweep"][f"{threshold}/{min_speech}"] = {
             voice: summarize_voice(
                 [r for r in rerun if r.voice == voice],
