@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# CTranslate2 (Whisper) runs its int8 matrix products in oneDNN, whose kernels follow the CPU: on
+# an AVX-512 machine tiny.en heard "Could Ava call me back" where every AVX2 machine heard "Could
+# I have a call me back" (test_whisper_vocabulary). Tests pin oneDNN to AVX2, inherited by the
+# services the e2e tests start, so a transcript is the same on every CPU the tests run on.
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 
 pytest_plugins = [
     "trunkline.testing.server_fixtures",
