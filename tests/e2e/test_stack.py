@@ -106,11 +106,14 @@ async def test_stack_up_status_drain_and_down(
 
     code, rows = status_rows(run_dir)
     assert code == 0
-    assert set(rows) == {"nats", "redis", "otlp-sink", "jaeger", "crm", "livekit", *SERVICES}
+    assert set(rows) == {
+        "nats", "redis", "otlp-sink", "jaeger", "crm", "livekit", "livekit-sip", *SERVICES
+    }  # fmt: skip
     assert {row["health"] for row in rows.values()} == {"SERVING"}
     assert not rows["nats"]["owned"]
     assert not rows["redis"]["owned"]
-    assert all(rows[name]["owned"] for name in ("otlp-sink", "jaeger", "livekit", *SERVICES))
+    owned = ("otlp-sink", "jaeger", "livekit", "livekit-sip", *SERVICES)
+    assert all(rows[name]["owned"] for name in owned)
     ports = [row["port"] for row in rows.values()]
     assert len(set(ports)) == len(ports)
     assert not {4222, 6379} & set(ports)
