@@ -176,8 +176,10 @@ class JetStreamTicketStore(TicketStore):
                         break
             finally:
                 following.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await following
+                # the follower's own end (cancelled, or a dead watch) is a result here, while a
+                # cancel of this task (close()) still propagates: suppressing CancelledError
+                # around `await following` would swallow it and keep re-watching forever
+                await asyncio.gather(following, return_exceptions=True)
             while True:
                 try:
                     watcher = await self.kv.watchall()
