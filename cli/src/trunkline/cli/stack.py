@@ -51,6 +51,7 @@ from trunkline.cli.stack_livekit import (
 from trunkline.cli.tenants import TENANTS_FILE, TenantError, agent_names, ensure_tenant
 from trunkline.devservers import (
     JaegerServer,
+    ManagedServer,
     NatsServer,
     RedisServer,
     ServerStartError,
@@ -214,10 +215,7 @@ class _Starter:
             run_dir=self.run_dir,
             store_dir=self.run_dir / "nats-store",
         )
-        try:
-            server.start()
-        except ServerStartError as exc:
-            raise StackError(f"nats: {exc}") from exc
+        _start(server, "nats")
         self.add(
             Component(
                 "nats", "nats", server.port, server.url, pid=server.pid,
@@ -234,10 +232,7 @@ class _Starter:
             self.add(Component("redis", "redis", _url_port(url), url, owned=False))
             return url
         server = RedisServer(port=self.ports["redis"], run_dir=self.run_dir)
-        try:
-            server.start()
-        except ServerStartError as exc:
-            raise StackError(f"redis: {exc}") from exc
+        _start(server, "redis")
         self.add(
             Component(
                 "redis", "redis", server.port, server.url, pid=server.pid,
@@ -277,10 +272,7 @@ class _Starter:
             print(f"  jaeger     not started: {exc}; spans go to the OTLP sink only",
                   file=self.out, flush=True)  # fmt: skip
             return sink
-        try:
-            server.start()
-        except ServerStartError as exc:
-            raise StackError(f"jaeger: {exc}") from exc
+        _start(server, "jaeger")
         self.add(
             Component(
                 "jaeger", "jaeger", server.port, server.url, pid=server.pid,
@@ -299,10 +291,7 @@ class _Starter:
         except ToolMissingError as exc:
             print(f"  livekit    not started: {exc}; no LiveKit calls", file=self.out, flush=True)
             return
-        try:
-            server.start()
-        except ServerStartError as exc:
-            raise StackError(f"livekit: {exc}") from exc
+        _start(server, "livekit")
         self.add(livekit_component(server))
         self.livekit_env = gateway_livekit_env(server)
         self.livekit_server = server
@@ -321,10 +310,7 @@ class _Starter:
         except ToolMissingError as exc:
             print(f"  {LIVEKIT_SIP} not started: {exc}; no SIP calls", file=self.out, flush=True)
             return
-        try:
-            sip.start()
-        except ServerStartError as exc:
-            raise StackError(f"{LIVEKIT_SIP}: {exc}") from exc
+        _start(sip, LIVEKIT_SIP)
         self.add(sip_component(sip))
         tenant, agent, number = self.settings.tenant, self.agents[0], self.settings.sip_number
         try:
@@ -440,6 +426,14 @@ def spawn(run_dir: Path, name: str, argv: list[str], env: dict[str, str]) -> tup
         )
     (run_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
     return proc.pid, str(log_path)
+
+
+def _start(server: ManagedServer, name: str) -> None:
+    """Start a server the stack owns; a failure to start stops ``up`` with its name."""
+    try:
+        server.start()
+    except ServerStartError as exc:
+        raise StackError(f"{name}: {exc}") from exc
 
 
 def _url_port(url: str) -> int:
