@@ -111,6 +111,10 @@ def test_facts_inside_pii_are_masked() -> None:
         # Whisper on the local stack, a card read out digit by digit at the end
         ("My card number is 4539, 488, 0, 3, 4, 3, 6, 4, 6, 6,", "My card number is [CARD],"),
         ("it is 4, 5, 3, 9, 1, 4, 8, 8, 0", "it is [ACCOUNT]"),
+        # Whisper on an AVX-512 machine: one period, then groups split by spaces alone (the
+        # first two groups had read as a phone number beside "number is")
+        ("My card number is 4539. 1488 033 433 6 467", "My card number is [CARD]"),
+        ("The card number is 4539, 1488 0343 6467.", "The card number is [CARD]."),
     ],
 )
 def test_comma_grouped_digits_as_speech_to_text_writes_them(text: str, expected: str) -> None:
@@ -126,6 +130,8 @@ def test_comma_grouped_digits_as_speech_to_text_writes_them(text: str, expected:
         "It is 12, 13, 14, 15 dollars.",
         "Press 1, 2, 3 or 4.",
         "The total comes to 1,250,000 dollars.",
+        "Open 9 to 5, 7 days a week.",
+        "We have 2 3 4, 5 and 6 bedroom flats.",
     ],
 )
 def test_comma_separated_numbers_without_a_reason_stay(text: str) -> None:

@@ -477,12 +477,23 @@ class TurnTakingPolicy(_Strict):
     before the caller has said that much are left to the silence endpoint (an opening "Oh,",
     "Sorry," or "Actually," scored complete). The defaults (0.8, 600 ms) cut no turn of the
     recorded phone conversation ``make bench-turn`` judges, natural or inserted pauses alike.
+    ``number_hold_ms``: a pause whose transcript ends in a number read out (three or more
+    digits: a card, account or phone number in groups) ends the turn only after this much
+    silence, not the gateway's endpoint (400 ms), since callers pause between the groups about
+    as long as at the end of a question; 0 turns it off (a value at or below the gateway's
+    endpoint changes nothing).
     """
 
     semantic_end_of_turn: bool = False
     threshold: float = Field(default=0.8, gt=0.0, le=1.0)
     min_speech_ms: int = Field(
         default=600, ge=0, le=5000, description="speech before Smart Turn judges a pause"
+    )
+    number_hold_ms: int = Field(
+        default=1000,
+        ge=0,
+        le=5000,
+        description="silence that ends a pause after a number read out (0: off)",
     )
 
 

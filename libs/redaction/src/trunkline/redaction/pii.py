@@ -268,14 +268,16 @@ _REFERENCE_CONTEXT = re.compile(
     r"appointment|room|flight|model|serial|part|item|sku|quantity|units?|boxes|pieces|copies)\b"
 )
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){3,7}(?:\s?[A-Z0-9]{1,4})?\b")
-# Written digit groups with a comma and a space between them: speech-to-text writes a card or a
-# phone number read out in groups, or digit by digit, that way ("4111, 1111, 1111, 1111",
-# "4539, 488, 0, 3, 4, 3, 6", "4539. 14880, 64667"), where a quantity has no space ("1,250").
+# Written digit groups with a comma and a space between them (at least once; spaces alone between
+# the others): speech-to-text writes a card or a phone number read out in groups, or digit by
+# digit, that way ("4111, 1111, 1111, 1111", "4539, 488, 0, 3, 4, 3, 6", "4539. 14880, 64667",
+# "4539. 1488 033 433 6 467"), where a quantity has no space ("1,250").
 # Only a card (Luhn-valid or beside a card word), a phone or account number beside its word,
 # or eight digits and more read one by one count (a list of years or room numbers stays as it
 # is).
 _CARD_WORDS = re.compile(r"(?i)\b(?:card|visa|mastercard|amex|credit|debit)\b")
-_COMMA_GROUPS = re.compile(r"(?<![\d,.])\d{1,6}(?:[,.][ \t]+\d{1,6}){1,18}(?![\d]|[.,]\d)")
+_COMMA_GROUPS = re.compile(r"(?<![\d,.])\d{1,6}(?:[,.]?[ \t]+\d{1,6}){1,18}(?![\d]|[.,]\d)")
+_GROUP_MARK = re.compile(r"\d[,.][ \t]")
 _EXPIRY = re.compile(
     r"(?i)\bexp(?:iry|ires|iring|iration)?(?:\s+date)?\s*(?:is\s+)?:?\s*\d{2}\s?/\s?\d{2,4}\b"
 )
@@ -330,6 +332,8 @@ def _phone_shaped(run: DigitRun) -> bool:
 def _comma_groups(text: str) -> list[Finding]:
     found = []
     for m in _COMMA_GROUPS.finditer(text):
+        if not _GROUP_MARK.search(m.group(0)):
+            continue  # spaces alone: a digit run (classify) decides
         digits = re.sub(r"\D", "", m.group(0))
         n = len(digits)
         card_word = _near_before(_CARD_WORDS, text, m.start(), 40)

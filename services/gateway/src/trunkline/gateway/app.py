@@ -231,12 +231,14 @@ class Gateway:
                 threshold=profile.turn_taking.threshold,
                 min_speech_ms=profile.turn_taking.min_speech_ms,
             )
+        hold = profile.turn_taking.number_hold_ms
         return SessionConfig(
             turn=TurnConfig(
                 endpoint=endpoint,
                 speculate_after_ms=speculate,
                 prefetch_every_ms=settings.prefetch_every_ms or None,
                 semantic=semantic,
+                number_hold_ms=hold if hold > settings.endpoint_ms else None,
             ),
             greeting=profile.greeting,
             filler_text=profile.filler_text,

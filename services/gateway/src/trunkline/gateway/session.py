@@ -30,6 +30,7 @@ from trunkline.gateway.core.events import (
     ClearPlayback,
     EndOfTurnJudged,
     EndOfTurnVerdict,
+    EndpointHeld,
     Event,
     FillerStarted,
     FirstAudio,
@@ -362,6 +363,8 @@ class CallSession:
                 self._check_end_of_turn(action)
             case EndOfTurnJudged():
                 self._end_of_turn_judged(action)
+            case EndpointHeld():
+                self._endpoint_held(action)
             case CancelWork(turn_id=turn_id, reason=reason):
                 self._cancel(turn_id, reason)
             case TurnCommitted():
@@ -533,6 +536,13 @@ class CallSession:
         task = asyncio.create_task(judge())
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
+
+    def _endpoint_held(self, held: EndpointHeld) -> None:
+        work = self._work.get(held.turn_id)
+        if work is not None:
+            attributes = {"digits": held.digits, "endpoint_ms": held.endpoint_ms}
+            work.span.add_event("endpoint_held", attributes)
+            work.span.set_attribute("turn.endpoint_held_ms", held.endpoint_ms)
 
     def _end_of_turn_judged(self, judged: EndOfTurnJudged) -> None:
         attributes = {

@@ -25,6 +25,9 @@ Measured the same way, the barge-in onset (2 frames) came p50/p95/max 100/260/60
 first voiced frame, with loud frames 60/120/120; white noise at -40 to -20 dBFS stays below 0.16
 and never counts.
 Frames without a level (``None``) are judged by the probability alone.
+
+Held pauses: :meth:`Endpointer.hold` gives the current pause a longer endpoint (the turn machine
+does so when the pause's transcript ends mid-number); speech again ends the hold.
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ class Endpointer:
         self._speech_frames = 0
         self._silent_frames = 0
         self._peak = -math.inf  # loudest frame of the utterance (or of the onset run)
+        self._hold_ms = 0  # this pause's longer endpoint (0: none)
 
     @property
     def speech_ms(self) -> int:
@@ -104,12 +108,24 @@ class Endpointer:
         """Silence so far in the current pause (0 outside a pause)."""
         return self._silent_frames * FRAME_MS if self.phase is Phase.PAUSE else 0
 
+    @property
+    def held(self) -> bool:
+        """This pause waits for a longer endpoint (:meth:`hold`)."""
+        return self._hold_ms > 0
+
+    def hold(self, endpoint_ms: int) -> None:
+        """Until the caller speaks again, the pause ends the utterance at ``endpoint_ms`` of
+        silence (when longer than the configured endpoint). Only during a pause."""
+        if self.phase is Phase.PAUSE:
+            self._hold_ms = max(self._hold_ms, endpoint_ms)
+
     def reset(self) -> None:
         self.phase = Phase.SILENCE
         self._onset_run = 0
         self._speech_frames = 0
         self._silent_frames = 0
         self._peak = -math.inf
+        self._hold_ms = 0
 
     def _quiet(self, level: float | None) -> bool:
         cfg = self.config
@@ -162,12 +178,13 @@ class Endpointer:
             self.phase = Phase.SPEECH
             self._speech_frames += 1
             self._silent_frames = 0
+            self._hold_ms = 0
             return Signal.RESUME
         self._silent_frames += 1
         return self._maybe_endpoint(Signal.NONE)
 
     def _maybe_endpoint(self, otherwise: Signal) -> Signal:
-        if self._silent_frames * FRAME_MS >= self.config.endpoint_ms:
+        if self._silent_frames * FRAME_MS >= max(self.config.endpoint_ms, self._hold_ms):
             self.reset()
             return Signal.ENDPOINT
         return otherwise

@@ -181,6 +181,16 @@ class StateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointHeld:
+    """The pause's speculative transcript ends in a number read out (``digits`` of it): the
+    silence endpoint of this pause is ``endpoint_ms`` instead of the usual one."""
+
+    turn_id: int
+    digits: int
+    endpoint_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class TurnCommitted:
     """The endpoint was reached; ``last_voice_at`` is when the caller's voice stopped; ``by``:
     the silence endpoint or the semantic end-of-turn verdict."""
@@ -229,6 +239,7 @@ Action = (
     | Prefetch
     | CheckEndOfTurn
     | EndOfTurnJudged
+    | EndpointHeld
     | CancelWork
     | SendAudio
     | SendMark

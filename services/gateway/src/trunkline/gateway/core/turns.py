@@ -20,6 +20,11 @@ asks whether the utterance so far is a complete turn (``CheckEndOfTurn``, answer
 ``threshold`` ends the turn once ``after_ms`` of silence has passed (or at once if the verdict
 comes later) instead of at the silence endpoint, which stays the fallback and hard maximum. A
 verdict that comes after the caller spoke again or after the endpoint is ignored (``stale``).
+Numbers read out (``number_hold_ms``; None: off): when the speculative transcript of a pause ends
+in a number of 3 to 15 digits (``core/numbers.py``: "my card number is 4539,") the caller
+is probably reading out the next group, so that pause ends the turn at ``number_hold_ms`` of
+silence instead of the endpoint (``EndpointHeld``), and no semantic verdict ends it early. A
+transcript that comes after the endpoint changes nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from trunkline.gateway.core.events import (
     ClearPlayback,
     EndOfTurnJudged,
     EndOfTurnVerdict,
+    EndpointHeld,
     Event,
     FillerStarted,
     FirstAudio,
@@ -58,6 +64,7 @@ from trunkline.gateway.core.events import (
     TurnFinished,
     WorkDone,
 )
+from trunkline.gateway.core.numbers import number_in_progress
 from trunkline.gateway.core.playback import FRAME_BYTES, Playback
 
 
@@ -101,8 +108,14 @@ class TurnConfig:
     mark_grace_frames: int = 50  # without marks, a turn ends 1 s after its audio should have played
     max_history: int = 40
     semantic: SemanticEndConfig | None = None  # semantic end of turn; None: silence alone
+    number_hold_ms: int | None = None  # a pause after a number read out; None: the endpoint
 
     def __post_init__(self) -> None:
+        if self.number_hold_ms is not None and self.number_hold_ms <= self.endpoint.endpoint_ms:
+            raise ValueError(
+                f"number_hold_ms must be None or above endpoint_ms (got {self.number_hold_ms}, "
+                f"endpoint_ms {self.endpoint.endpoint_ms})"
+            )
         if self.prefetch_every_ms is not None and self.prefetch_every_ms < FRAME_MS:
             raise ValueError(f"prefetch_every_ms must be None or >= {FRAME_MS}")
         if self.speculate_after_ms is not None and not (
@@ -237,6 +250,7 @@ class TurnMachine:
                 if self._is_current(tid):
                     assert self._turn is not None
                     self._turn.transcript = text.strip()
+                    self._maybe_hold(self._turn, actions)
             case ReplyAudio():
                 self._on_audio(event)
             case WorkDone(turn_id=tid):
@@ -384,10 +398,20 @@ class TurnMachine:
         if self._semantic_end_due():
             self._end_early(now, actions)
 
+    def _maybe_hold(self, turn: _Turn, actions: list[Action]) -> None:
+        hold = self.config.number_hold_ms
+        if hold is None or turn.committed or self._endpointer.phase is not Phase.PAUSE:
+            return
+        digits = number_in_progress(turn.transcript or "")
+        if digits and not self._endpointer.held:
+            self._endpointer.hold(hold)
+            actions.append(EndpointHeld(turn.id, digits, hold))
+
     def _semantic_end_due(self) -> bool:
         semantic = self.config.semantic
         return (
             semantic is not None
+            and not self._endpointer.held
             and self._complete
             and self._endpointer.phase is Phase.PAUSE
             and self._endpointer.silence_ms >= semantic.after_ms
