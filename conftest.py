@@ -16,6 +16,7 @@ pytest_plugins = [
     "trunkline.testing.server_fixtures",
     "trunkline.testing.telemetry_fixtures",
     "trunkline.testing.kube_fixtures",
+    "trunkline.testing.hang_dump",
 ]
 
 CATEGORIES = ("unit", "integration", "e2e")

@@ -46,7 +46,8 @@ class StackSettings(BaseSettings):
     sip_number: str = Field(
         default="+15550100",
         pattern=r"^\+?[0-9]{3,15}$",
-        description="the number LiveKit SIP answers for the local tenant's first agent",
+        description="the number LiveKit SIP answers for the local tenant's first agent (the next "
+        "numbers: the other agents, in name order)",
     )
     sip_rtp_ports: int = Field(
         default=20, ge=2, le=1000, description="LiveKit SIP RTP port range (an even port per call)"

@@ -38,6 +38,7 @@ from trunkline.cli.record import Component, StackRecord, load, save, stack_file
 from trunkline.cli.settings import StackSettings
 from trunkline.cli.stack_livekit import (
     LIVEKIT_SIP,
+    agent_numbers,
     gateway_livekit_env,
     linked_pages_env,
     livekit_component,
@@ -297,8 +298,9 @@ class _Starter:
         self.livekit_server = server
 
     def livekit_sip(self, redis_url: str) -> None:
-        """LiveKit SIP beside the LiveKit server, and the SIP route to the local tenant's first
-        agent (skipped when LiveKit or LiveKit SIP is not built)."""
+        """LiveKit SIP beside the LiveKit server, and a SIP route to each of the local tenant's
+        agents, at ``sip_number`` and the numbers after it (skipped when LiveKit or LiveKit SIP
+        is not built)."""
         server = self.livekit_server
         if server is None or not self.agents:
             return
@@ -312,13 +314,20 @@ class _Starter:
             return
         _start(sip, LIVEKIT_SIP)
         self.add(sip_component(sip))
-        tenant, agent, number = self.settings.tenant, self.agents[0], self.settings.sip_number
+        tenant = self.settings.tenant
         try:
-            made = make_sip_route(server, tenant, agent, number, self.settings.start_timeout)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            raise StackError(f"{LIVEKIT_SIP}: the SIP route to {tenant}/{agent}: {exc}") from exc
-        print(f"  {LIVEKIT_SIP} route {made}", file=self.out, flush=True)
-        self.sip_lines = sip_lines(sip, number, tenant, agent)
+            routes = agent_numbers(self.settings.sip_number, self.agents)
+        except ValueError as exc:
+            raise StackError(f"{LIVEKIT_SIP}: {exc}") from exc
+        for agent, number in routes:
+            try:
+                made = make_sip_route(server, tenant, agent, number, self.settings.start_timeout)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                raise StackError(
+                    f"{LIVEKIT_SIP}: the SIP route to {tenant}/{agent}: {exc}"
+                ) from exc
+            print(f"  {LIVEKIT_SIP} route {made}", file=self.out, flush=True)
+            self.sip_lines += sip_lines(sip, number, tenant, agent)
 
     def crm(self) -> None:
         """The demo CRM, serving every agent's ``crm.json`` when there is one; the services

@@ -6,8 +6,9 @@ webhook sends the agent in. With LiveKit up, ``trunkline up`` prints the browser
 (``/livekit/call``) and the console's softphone, and links each page to the other.
 
 LiveKit SIP (when built) runs beside it on a SIP port and an RTP port range of its own, sharing
-the stack's Redis with the server (psrpc), and the local tenant's first agent gets a SIP route
-(``trunkline.gateway.livekit_sip``: an inbound trunk for ``sip_number`` and a dispatch rule
+the stack's Redis with the server (psrpc), and each of the local tenant's agents gets a SIP route
+(``trunkline.gateway.livekit_sip``: an inbound trunk for ``sip_number``, the next number for the
+next agent, and a dispatch rule
 naming rooms ``<tenant>.<agent>._<caller>_<random>``); ``trunkline up`` prints the SIP URI."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from trunkline.cli.plan import GATEWAY_HTTP, HITL_CONSOLE, LOOPBACK
@@ -92,6 +93,18 @@ def make_sip_route(
     if done.returncode != 0:
         raise RuntimeError((done.stderr or done.stdout).strip()[-2000:])
     return done.stdout.strip()
+
+
+def agent_numbers(first: str, agents: Sequence[str]) -> list[tuple[str, str]]:
+    """Each agent's SIP number: ``first`` for the first, then the numbers after it, in order
+    ("+15550100", "+15550101", ...); the same width and ``+``."""
+    plus, digits = ("+", first[1:]) if first.startswith("+") else ("", first)
+    if not digits.isdigit():
+        raise ValueError(f"a SIP number is digits with an optional leading + (got {first!r})")
+    last = int(digits) + len(agents) - 1
+    if len(str(last)) > len(digits):
+        raise ValueError(f"{len(agents)} agents do not fit after {first!r}")
+    return [(agent, f"{plus}{int(digits) + i:0{len(digits)}d}") for i, agent in enumerate(agents)]
 
 
 def sip_lines(sip: LiveKitSipServer, number: str, tenant: str, agent: str) -> list[str]:

@@ -1,0 +1,80 @@
+"""A pytest plugin that says what an asyncio test is waiting on when its setup, call or teardown
+hangs: after ``TRUNKLINE_HANG_DUMP_S`` seconds (default 240, below pytest-timeout's 300 s) a watchdog thread
+prints the stack of every pending task of every running event loop to stderr, so a CI log
+shows the awaited fixture, connection or process, not only the main thread's frame that
+pytest-timeout prints (``await`` chains are invisible there).
+
+The watchdog only reads: it finds running loops through the garbage collector and calls
+``Task.print_stack`` (a read of each task's coroutine frames); it cancels and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import sys
+import threading
+from collections.abc import Generator
+
+import pytest
+
+DUMP_AFTER_S = float(os.environ.get("TRUNKLINE_HANG_DUMP_S", "240"))
+
+
+def running_loops() -> list[asyncio.AbstractEventLoop]:
+    return [
+        obj
+        for obj in gc.get_objects()
+        if isinstance(obj, asyncio.AbstractEventLoop) and obj.is_running()
+    ]
+
+
+def dump_tasks(where: str) -> None:
+    out = sys.stderr
+    print(f"\n==== {where}: still running after {DUMP_AFTER_S:.0f} s; asyncio tasks ====", file=out)
+    for loop in running_loops():
+        try:
+            tasks = list(asyncio.all_tasks(loop))
+        except RuntimeError as exc:  # the set changed while read: once more
+            print(f"(tasks of {loop!r} unreadable: {exc})", file=out)
+            continue
+        print(f"-- {len(tasks)} tasks of {loop!r}", file=out)
+        for task in tasks:
+            print(f"- {task!r}", file=out)
+            task.print_stack(limit=12, file=out)
+    out.flush()
+
+
+def _watch(item: pytest.Item, phase: str) -> threading.Timer:
+    timer = threading.Timer(DUMP_AFTER_S, dump_tasks, args=(f"{item.nodeid} ({phase})",))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    timer = _watch(item, "setup")
+    try:
+        return (yield)
+    finally:
+        timer.cancel()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    timer = _watch(item, "call")
+    try:
+        return (yield)
+    finally:
+        timer.cancel()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    timer = _watch(item, "teardown")
+    try:
+        return (yield)
+    finally:
+        timer.cancel()
