@@ -1,8 +1,8 @@
 """A pytest plugin that says what an asyncio test is waiting on when its setup, call or teardown
-hangs: after ``TRUNKLINE_HANG_DUMP_S`` seconds (default 240, below pytest-timeout's 300 s) a watchdog thread
-prints the stack of every pending task of every running event loop to stderr, so a CI log
-shows the awaited fixture, connection or process, not only the main thread's frame that
-pytest-timeout prints (``await`` chains are invisible there).
+hangs: after ``TRUNKLINE_HANG_DUMP_S`` seconds (default 240, below pytest-timeout's 300 s) a
+watchdog thread prints the stack of every pending task of every running event loop to stderr, so
+a CI log shows the awaited fixture, connection or process, not only the main thread's frame
+that pytest-timeout prints (``await`` chains are invisible there).
 
 The watchdog only reads: it finds running loops through the garbage collector and calls
 ``Task.print_stack`` (a read of each task's coroutine frames); it cancels and changes nothing.
@@ -11,11 +11,12 @@ The watchdog only reads: it finds running loops through the garbage collector an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import sys
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -46,35 +47,30 @@ def dump_tasks(where: str) -> None:
     out.flush()
 
 
-def _watch(item: pytest.Item, phase: str) -> threading.Timer:
+@contextlib.contextmanager
+def _watching(item: pytest.Item, phase: str) -> Iterator[None]:
     timer = threading.Timer(DUMP_AFTER_S, dump_tasks, args=(f"{item.nodeid} ({phase})",))
     timer.daemon = True
     timer.start()
-    return timer
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    timer = _watch(item, "setup")
-    try:
+    with _watching(item, "setup"):
         return (yield)
-    finally:
-        timer.cancel()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    timer = _watch(item, "call")
-    try:
+    with _watching(item, "call"):
         return (yield)
-    finally:
-        timer.cancel()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    timer = _watch(item, "teardown")
-    try:
+    with _watching(item, "teardown"):
         return (yield)
-    finally:
-        timer.cancel()
