@@ -4,6 +4,7 @@ and closed tickets give clear errors."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import itertools
 import re
@@ -47,7 +48,8 @@ OFFER = {"sdp": "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\n", "type": "offer"}
 @pytest.fixture
 def queue() -> TicketQueue:
     ids = itertools.count(1)
-    return TicketQueue(MemoryTicketStore(), new_id=lambda: f"T{next(ids)}")
+    # ten characters: "T1" was found inside a page's random CSRF token now and then
+    return TicketQueue(MemoryTicketStore(), new_id=lambda: f"tk{next(ids):08d}")
 
 
 @pytest.fixture
@@ -317,3 +319,21 @@ async def test_the_callback_the_caller_asked_for_is_on_the_queue_and_the_panel(
     _, panel = alice.get(f"/tickets/{asked}")
     assert 'id="transcript"' in panel  # the live lines of the call while the operator talks
     assert f'data-stream="/calls/{call().call_id}/stream"' in panel
+
+
+async def test_the_queue_watch_is_subscribed_on_entering(queue: TicketQueue) -> None:
+    """The queue page's stream says ``ready`` inside ``desk.changes``: a ticket made between
+    entering and the page's list is both in the list and an event; none is missed."""
+    desk = Desk(queue, join_secret=SECRET)
+    before = await queue.escalate(CallRef("acme", "CA-0"), EscalationInfo("caller_request"))
+    async with desk.changes("acme") as changes:
+        made = await queue.request_approval(
+            CallRef("acme", "CA-1"), ApprovalInfo("tc-1", "issue_refund", '{"amount": 1}')
+        )
+        await queue.escalate(CallRef("globex", "CA-2"), EscalationInfo("caller_request"))
+        listed = {t.ticket_id for t in await desk.open_tickets("acme")}
+        assert {before.ticket_id, made.ticket_id} <= listed
+        kinds = aiter(changes)
+        assert await asyncio.wait_for(anext(kinds), 5) is made.kind  # not the one before
+        with pytest.raises(TimeoutError):  # nor globex's
+            await asyncio.wait_for(anext(kinds), 0.2)

@@ -40,7 +40,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -385,12 +385,24 @@ class TicketQueue:
     async def updates(self, tenant_id: str) -> AsyncGenerator[Ticket, None]:
         """Every change of the tenant's tickets from now on, forever (break to stop); without
         operator tokens."""
+        async with self.watch(tenant_id) as tickets:
+            async for ticket in tickets:
+                yield ticket
+
+    @contextlib.asynccontextmanager
+    async def watch(self, tenant_id: str) -> AsyncIterator[AsyncIterator[Ticket]]:
+        """:meth:`updates`, subscribed on entering: every change after the ``async with``
+        line is in it, so a reader can list the tickets then and miss nothing in between."""
         check_token(tenant_id, "tenant")
         async with self.store.changes() as changes:
-            while True:
-                stored = await changes.get()
-                if stored.ticket.tenant_id == tenant_id:
-                    yield core.without_secrets(stored.ticket)
+
+            async def tickets() -> AsyncIterator[Ticket]:
+                while True:
+                    stored = await changes.get()
+                    if stored.ticket.tenant_id == tenant_id:
+                        yield core.without_secrets(stored.ticket)
+
+            yield tickets()
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -288,14 +288,17 @@ class Console:
         return self._page(request, "_queue_items.html", tickets=tickets)
 
     async def queue_stream(self, request: Request) -> Response:
-        """One ``changed`` event per change of the tenant's tickets (the page then reloads its
-        queue lists)."""
+        """``ready`` once subscribed (the page then reloads its queue lists: a ticket made
+        between the page's rendering and now is in that list, one made after it comes as an
+        event), then one ``changed`` event per change of the tenant's tickets."""
         operator = self._require(request)
         desk = self._desk()
 
         async def events() -> AsyncIterator[ServerSentEvent]:
-            async for kind in desk.changes(operator.tenant):
-                yield ServerSentEvent(data=str(kind), event="changed")
+            async with desk.changes(operator.tenant) as changes:
+                yield ServerSentEvent(data="", event="ready")
+                async for kind in changes:
+                    yield ServerSentEvent(data=str(kind), event="changed")
 
         return EventSourceResponse(events(), ping=10)
 

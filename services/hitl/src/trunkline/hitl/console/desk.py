@@ -9,6 +9,7 @@ operator's short-lived join token (:mod:`trunkline.telephony.join`) for the call
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -105,7 +106,14 @@ class Desk:
             tenant, ticket_id, operator_id, note=note, end_call=end_call
         )
 
-    async def changes(self, tenant: str) -> AsyncIterator[Kind]:
-        """The kind of each change of the tenant's tickets, from now on."""
-        async for ticket in self.queue.updates(tenant):
-            yield ticket.kind
+    @contextlib.asynccontextmanager
+    async def changes(self, tenant: str) -> AsyncIterator[AsyncIterator[Kind]]:
+        """The kind of each change of the tenant's tickets after entering (subscribed then:
+        a list read inside the ``async with`` misses no change)."""
+        async with self.queue.watch(tenant) as tickets:
+
+            async def kinds() -> AsyncIterator[Kind]:
+                async for ticket in tickets:
+                    yield ticket.kind
+
+            yield kinds()

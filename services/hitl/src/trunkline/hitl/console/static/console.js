@@ -86,8 +86,10 @@
       });
     };
     source.addEventListener("changed", refresh);
-    // what changed between the page's rendering and the stream's start (or a reconnect)
-    source.addEventListener("open", refresh);
+    // what changed between the page's rendering and the stream's start (or a reconnect): the
+    // server says "ready" once it is subscribed ("open" comes with the headers, which may be
+    // before that, and a ticket made in between would show only at the next change)
+    source.addEventListener("ready", refresh);
   }
 
   // The handoff panel's talk button: the operator's microphone into the call.
