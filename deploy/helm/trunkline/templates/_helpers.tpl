@@ -328,11 +328,12 @@ else https://<first Ingress host> when the Ingress is enabled, else empty (unset
 
 {{/*
 The gateway's LiveKit caller page as browsers reach it: <public URL>/livekit/call when LiveKit
-is on (services.gateway.livekit.url) and the gateway has a public URL; else empty.
+is on (services.gateway.livekit.url, or livekit.server.enabled) and the gateway has a public
+URL; else empty.
 */}}
 {{- define "trunkline.livekitCallUrl" -}}
 {{- $publicUrl := include "trunkline.publicUrl" . }}
-{{- if and .Values.services.gateway.livekit.url $publicUrl }}
+{{- if and (include "trunkline.gatewayLivekitUrl" .) $publicUrl }}
 {{- printf "%s/livekit/call" $publicUrl }}
 {{- end }}
 {{- end }}
@@ -412,6 +413,20 @@ is on (services.gateway.livekit.url) and the gateway has a public URL; else empt
   value: {{ .url | quote }}
 - name: GATEWAY_LIVEKIT_API_KEY
   value: {{ .apiKey | quote }}
+{{- if .apiSecret.name }}
+- name: GATEWAY_LIVEKIT_API_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .apiSecret.name }}
+      key: {{ .apiSecret.key }}
+{{- end }}
+{{- else if include "trunkline.gatewayLivekitInCluster" $root }}
+{{- /* the in-chart server (livekit.server.enabled) and its key pair */}}
+- name: GATEWAY_LIVEKIT_URL
+  value: {{ include "trunkline.livekitServerUrl" $root | quote }}
+{{- include "trunkline.livekitKeyEnv" (dict "root" $root "key" "GATEWAY_LIVEKIT_API_KEY" "secret" "GATEWAY_LIVEKIT_API_SECRET" "what" "livekit.server.enabled") }}
+{{- end }}
+{{- if include "trunkline.gatewayLivekitUrl" $root }}
 {{- with .publicUrl }}
 - name: GATEWAY_LIVEKIT_PUBLIC_URL
   value: {{ . | quote }}
@@ -419,13 +434,6 @@ is on (services.gateway.livekit.url) and the gateway has a public URL; else empt
 {{- with .softphoneUrl }}
 - name: GATEWAY_SOFTPHONE_URL
   value: {{ . | quote }}
-{{- end }}
-{{- if .apiSecret.name }}
-- name: GATEWAY_LIVEKIT_API_SECRET
-  valueFrom:
-    secretKeyRef:
-      name: {{ .apiSecret.name }}
-      key: {{ .apiSecret.key }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -608,6 +616,158 @@ livenessProbe:
     {{- end }}
   {{- with .to }}
   to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+LiveKit in the cluster (livekit.server / livekit.sip, templates/livekit.yaml).
+"<fullname>-livekit": the server's Service; its in-cluster URL ws://<fullname>-livekit:<port>.
+*/}}
+{{- define "trunkline.livekitServerUrl" -}}
+{{- printf "ws://%s:%d" (include "trunkline.componentName" (dict "root" . "component" "livekit")) (int .Values.livekit.server.port) }}
+{{- end }}
+
+{{/*
+The LiveKit URL the gateway joins rooms on: services.gateway.livekit.url when set, else the
+in-chart server's when livekit.server.enabled, else empty (no LiveKit).
+*/}}
+{{- define "trunkline.gatewayLivekitUrl" -}}
+{{- if .Values.services.gateway.livekit.url }}
+{{- .Values.services.gateway.livekit.url }}
+{{- else if .Values.livekit.server.enabled }}
+{{- include "trunkline.livekitServerUrl" . }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the gateway uses the in-chart server (no explicit services.gateway.livekit.url). */}}
+{{- define "trunkline.gatewayLivekitInCluster" -}}
+{{- if and .Values.livekit.server.enabled (not .Values.services.gateway.livekit.url) }}true{{ end }}
+{{- end }}
+
+{{/*
+The LiveKit server LiveKit SIP and the route Job talk to: the in-chart server when enabled, else
+the external services.gateway.livekit.url; fails when there is neither.
+*/}}
+{{- define "trunkline.sipLivekitUrl" -}}
+{{- if .Values.livekit.server.enabled }}
+{{- include "trunkline.livekitServerUrl" . }}
+{{- else if .Values.services.gateway.livekit.url }}
+{{- .Values.services.gateway.livekit.url }}
+{{- else }}
+{{- fail "livekit.sip.enabled needs a LiveKit server: livekit.server.enabled=true (the in-chart server) or services.gateway.livekit.url (an external one sharing LiveKit SIP's Redis)" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The API key pair env of a LiveKit client, as secretKeyRefs: livekit.keysSecret (the in-chart
+server's pair) when named, else the gateway's services.gateway.livekit.apiKey (a value) and its
+apiSecret Secret. Call with (dict "root" $ "key" "LIVEKIT_API_KEY" "secret" "LIVEKIT_API_SECRET"
+"what" "livekit.sip"); fails, naming "what", when there is no pair.
+*/}}
+{{- define "trunkline.livekitKeyEnv" -}}
+{{- $keys := .root.Values.livekit.keysSecret }}
+{{- $gw := .root.Values.services.gateway.livekit }}
+{{- if $keys.name }}
+- name: {{ .key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $keys.name }}
+      key: {{ $keys.apiKey }}
+- name: {{ .secret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $keys.name }}
+      key: {{ $keys.apiSecret }}
+{{- else if and $gw.apiKey $gw.apiSecret.name }}
+- name: {{ .key }}
+  value: {{ $gw.apiKey | quote }}
+- name: {{ .secret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $gw.apiSecret.name }}
+      key: {{ $gw.apiSecret.key }}
+{{- else }}
+{{- fail (printf "%s needs the LiveKit API key pair: livekit.keysSecret.name (an existing Secret holding the key and the secret) or services.gateway.livekit.apiKey with services.gateway.livekit.apiSecret.name" .what) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Redis LiveKit keeps its state in and LiveKit SIP talks to the server over (psrpc), as JSON
+{address, db, useTls, passwordSecret}: livekit.redis.address when set, else host:port and
+database of externals.redis.url. Empty address: no Redis (externals.redis.existingSecret holds
+the URL out of the chart's sight). A password in externals.redis.url is refused: LiveKit reads it
+from livekit.redis.passwordSecret.
+*/}}
+{{- define "trunkline.livekitRedis" -}}
+{{- $lr := .Values.livekit.redis }}
+{{- $out := dict "address" $lr.address "db" (int $lr.db) "useTls" $lr.useTls "passwordSecret" $lr.passwordSecret }}
+{{- if and (not $lr.address) (not .Values.externals.redis.existingSecret) .Values.externals.redis.url }}
+{{- $u := urlParse .Values.externals.redis.url }}
+{{- if and (contains ":" $u.userinfo) (not $lr.passwordSecret.name) }}
+{{- fail "externals.redis.url carries a password, which LiveKit cannot read from a URL: set livekit.redis.passwordSecret (an existing Secret holding the password) and livekit.redis.address" }}
+{{- end }}
+{{- $host := $u.host }}
+{{- if not (regexMatch ":[0-9]+$" $host) }}{{ $host = printf "%s:6379" $host }}{{ end }}
+{{- $db := trimPrefix "/" $u.path }}
+{{- $_ := set $out "address" $host }}
+{{- $_ := set $out "db" (int (default "0" $db)) }}
+{{- $_ := set $out "useTls" (or $lr.useTls (eq $u.scheme "rediss")) }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* The redis: block of LiveKit's configuration (server and SIP), password excluded. Call with $. */}}
+{{- define "trunkline.livekitRedisConfig" -}}
+{{- $r := include "trunkline.livekitRedis" . | fromJson }}
+{{- $block := dict "address" $r.address "db" (int $r.db) }}
+{{- if $r.useTls }}{{ $_ := set $block "use_tls" true }}{{ end }}
+{{- toJson $block }}
+{{- end }}
+
+{{/* LiveKit's log level for common.logLevel (debug, info, warn, error). */}}
+{{- define "trunkline.livekitLogLevel" -}}
+{{- get (dict "DEBUG" "debug" "INFO" "info" "WARNING" "warn" "ERROR" "error" "CRITICAL" "error") .Values.common.logLevel }}
+{{- end }}
+
+{{/*
+NetworkPolicyPorts of the in-chart LiveKit server: signalling (HTTP/WebSocket), RTC over TCP,
+and RTC over UDP (the one mux port, or the port range).
+*/}}
+{{- define "trunkline.livekitServerPorts" -}}
+{{- $s := .Values.livekit.server -}}
+- port: {{ $s.port }}
+  protocol: TCP
+- port: {{ $s.rtc.tcpPort }}
+  protocol: TCP
+{{- if $s.rtc.udpPort }}
+- port: {{ $s.rtc.udpPort }}
+  protocol: UDP
+{{- else }}
+- port: {{ $s.rtc.portRangeStart }}
+  endPort: {{ $s.rtc.portRangeEnd }}
+  protocol: UDP
+{{- end }}
+{{- end }}
+
+{{/* A NetworkPolicy egress rule: DNS over UDP and TCP (networkPolicy.dnsPorts). */}}
+{{- define "trunkline.livekitDnsEgress" -}}
+- ports:
+    {{- range .Values.networkPolicy.dnsPorts }}
+    - port: {{ . }}
+      protocol: UDP
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+{{- end }}
+
+{{/* A NetworkPolicy ingress rule: /metrics from networkPolicy.metricsFrom. */}}
+{{- define "trunkline.livekitMetricsIngress" -}}
+- ports:
+    - port: metrics
+      protocol: TCP
+  {{- with .Values.networkPolicy.metricsFrom }}
+  from:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}
