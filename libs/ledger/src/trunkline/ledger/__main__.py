@@ -9,7 +9,6 @@ database may go away later: writes are retried and nothing is lost (``trunkline.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 
@@ -17,6 +16,7 @@ from opentelemetry import metrics
 from sqlalchemy.exc import SQLAlchemyError
 
 from trunkline.bus import Bus
+from trunkline.bus.tasks import stop as stop_task
 from trunkline.ledger.metrics import LedgerMetrics
 from trunkline.ledger.migrate import upgrade
 from trunkline.ledger.prices import PriceTableError, load_price_dir
@@ -78,9 +78,7 @@ async def main() -> None:
         return connected and prepared.is_set() and not task.done()
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await stop_task(task)  # again until done: nats-py can swallow a cancel
         await bus.close(lambda client: client.close())
         engine.dispose()
 

@@ -15,7 +15,6 @@ is in. A message that is not a valid event is logged, counted and terminated (ne
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
@@ -25,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from trunkline.bus import BadPayloadError, BusBase, ConsumerSpec, Delivery
 from trunkline.bus.streams import COST_LEDGER, COST_LEDGER_SHADOW, EVENTS, SHADOW
+from trunkline.bus.tasks import stop as stop_task
 from trunkline.ledger.events import fact_from
 from trunkline.ledger.facts import Fact
 from trunkline.ledger.metrics import LedgerMetrics
@@ -86,9 +86,9 @@ class LedgerWorker:
         try:
             await asyncio.gather(*(self._consume(spec) for spec in self.consumers))
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            error = await stop_task(writer)  # again until done: nats-py can swallow a cancel
+            if error is not None:
+                raise error
 
     async def _consume(self, spec: ConsumerSpec) -> None:
         """Read ``spec`` until cancelled; a failure of the bus is logged and reading resumes

@@ -44,6 +44,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from trunkline.bus.tasks import stop
 from trunkline.hitl.backends.summary import ExtractiveSummarizer, Summarizer
 from trunkline.hitl.core import tickets as core
 from trunkline.hitl.core.tickets import (
@@ -138,9 +139,9 @@ class TicketQueue:
     async def close(self) -> None:
         for task in (self._sweeper, self._observing):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                error = await stop(task)  # a cancel in nats-py's publish path can be swallowed
+                if error is not None:
+                    raise error
         self._sweeper = self._observing = None
         await self.store.close()
         for hook in self._on_close:

@@ -26,6 +26,7 @@ from nats.js import api
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from trunkline.bus import Bus
+from trunkline.bus.tasks import stop
 from trunkline.hitl.convert import ticket_of, ticket_pb
 from trunkline.hitl.core.tickets import Ticket
 from trunkline.proto.hitl.v1 import hitl_pb2
@@ -239,9 +240,10 @@ class JetStreamTicketStore(TicketStore):
 
     async def close(self) -> None:
         if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
-                await self._watch
+            # stop(): cancelled while it re-subscribes, the watch can swallow the cancel
+            error = await stop(self._watch)
+            if error is not None and not isinstance(error, nats.errors.Error):
+                raise error
 
 
 def _decode(key: str, value: bytes, revision: int) -> Stored | None:

@@ -9,7 +9,6 @@ series with agent and version labels.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from opentelemetry import trace
@@ -19,6 +18,7 @@ from trunkline.agents.cluster import ClusterAgents, api_client, find_version
 from trunkline.agents.loader import agent_files
 from trunkline.bus import Bus
 from trunkline.bus.streams import SHADOW
+from trunkline.bus.tasks import stop as stop_task
 from trunkline.gateway.core.clock import SystemClock
 from trunkline.gateway.peers.base import ContextSource, PeerEnv
 from trunkline.gateway.peers.grpc_context import GrpcContext
@@ -89,9 +89,7 @@ async def main() -> None:
         return bus.is_connected and await peers_serving([settings.context_addr, settings.llm_addr])
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await stop_task(task)  # again until done: nats-py can swallow a cancel
         await bus.close()
         await context_channel.close()
         await llm_channel.close()

@@ -9,7 +9,6 @@ connection for the event feed, the in-process ticket queue, the gateway's signal
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trunkline.bus import Bus
+from trunkline.bus.tasks import stop as stop_task
 from trunkline.hitl.console.app import Console, ConsoleConfig
 from trunkline.hitl.console.desk import Desk
 from trunkline.hitl.console.feed import JetStreamFeed
@@ -153,8 +153,8 @@ class ConsoleTask:
             await bus.close()
 
     async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        error = await stop_task(self._task)  # again until done: nats-py can swallow a cancel
+        if error is not None:
+            raise error
         if self.process is not None:
             await self.process.stop()
