@@ -57,7 +57,12 @@ ROUTES = [
         "numbers": ["+15550100", "+15550101"],
         "allowedAddresses": ["203.0.113.0/24"],
     },
-    {"tenant": "beta", "agent": "front_desk", "numbers": ["+15550200"]},
+    {
+        "tenant": "beta",
+        "agent": "front_desk",
+        "numbers": ["+15550200"],
+        "auth": {"username": "carrier", "passwordSecret": {"name": "sip-trunk", "key": "pw"}},
+    },
 ]
 Manifest = dict[str, Any]
 
@@ -494,9 +499,24 @@ def test_the_route_job_runs_the_gateways_route_module_with_its_flags(
         livekit_sip.SipRoute(
             "acme", "acme-dental", ("+15550100", "+15550101"), ("203.0.113.0/24",)
         ),
-        livekit_sip.SipRoute("beta", "front_desk", ("+15550200",), ()),
+        livekit_sip.SipRoute(
+            "beta",
+            "front_desk",
+            ("+15550200",),
+            (),
+            "carrier",
+            "from-secret-GATEWAY_LIVEKIT_SIP_AUTH_PASSWORD",  # the Secret's, never an argument
+        ),
     ]
     assert [route for _, route in made] == expected
+    password = env_of(containers[1])["GATEWAY_LIVEKIT_SIP_AUTH_PASSWORD"]
+    assert secret_ref(password) == {"name": "sip-trunk", "key": "pw"}
+    assert "GATEWAY_LIVEKIT_SIP_AUTH_PASSWORD" not in env_of(containers[0])
+    bad = merge(sip_values(), {})
+    no_secret = {"tenant": "beta", "agent": "b", "numbers": ["+1555"], "auth": {"username": "c"}}
+    bad["livekit"]["sip"]["routes"] = [no_secret]
+    with pytest.raises(helm_python.HelmValuesError, match="passwordSecret"):
+        render(chart, bad)
     assert {settings.url for settings, _ in made} == {SERVER_URL}
     # no routes, no Job
     assert of(render(chart, sip_values(routes=[])), "Job", "livekit-routes") == []

@@ -39,6 +39,7 @@ from trunkline.devservers.livekit_sip import LiveKitSipServer
 from trunkline.devservers.ports import free_port
 from trunkline.devservers.sipp import (
     RtpReceiver,
+    auth_scenario,
     call_scenario,
     message_times,
     rtp_receiver,
@@ -81,7 +82,7 @@ FRAMES_PER_WORD = 5
 GREETING_HZ, ANSWER_HZ = 440.0, 880.0
 LEAD_S, TAIL_S = 3.0, 6.0  # silence before and after the question, in the caller's RTP
 GATEWAY_PORT = free_port()
-AUTH = TenantAuth("twilio-token", "stream-secret", frozenset({"support"}))
+AUTH = TenantAuth("twilio-token", "stream-secret", frozenset({"support", "billing"}))
 
 
 class ToneSynthesizer(FakeSynthesizer):
@@ -291,3 +292,35 @@ async def test_an_invite_for_an_unknown_number_is_never_answered(rig: Rig, tmp_p
     assert '"reason": "flood"' in ended[0]
     assert rig.sinks == {}  # no room, no call at the gateway
     assert rtp.packets == []
+
+
+async def test_a_trunk_with_digest_auth_answers_the_right_password_only(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """A carrier that authenticates: the trunk's user and password (the route maker's
+    ``--auth-user``); LiveKit SIP challenges the INVITE (407), answers the one with the right
+    digest (200) and refuses a wrong one (401)."""
+    livekit, sip = rig.servers.livekit, rig.servers.sip
+    settings = SipRouteSettings(
+        url=livekit.url, api_key=livekit.api_key, api_secret=livekit.api_secret
+    )
+    number = "+15550111"
+    route = SipRoute("acme", "billing", (number,), ("127.0.0.1/32",), "carrier", "right-pass-1")
+    await make_route(settings, route)
+    udp, _, port = await rtp_receiver()
+    try:
+        results = {}
+        for password, answered in (("wrong-pass-2", False), ("right-pass-1", True)):
+            scenario = auth_scenario(CALLER, port, "carrier", password, answered=answered)
+            workdir = tmp_path / password
+            results[password] = await run_sipp(sip.host, sip.port, number, scenario, workdir)
+    finally:
+        udp.close()
+    for password, result in results.items():
+        assert result.code == 0, f"{password}: sipp exit {result.code}: {result.errors[-3000:]}"
+    wrong = [line for _, line in message_times(results["wrong-pass-2"].messages)]
+    right = [line for _, line in message_times(results["right-pass-1"].messages)]
+    assert any(line.startswith("SIP/2.0 407") for line in wrong + right)
+    assert any(line.startswith("SIP/2.0 401") for line in wrong)
+    assert not any(line.startswith("SIP/2.0 200") for line in wrong)
+    assert any(line.startswith("SIP/2.0 200") for line in right)

@@ -23,6 +23,14 @@ def test_the_trunk_takes_the_agents_numbers_from_the_allowed_addresses() -> None
     assert list(trunk.allowed_addresses) == ["127.0.0.1/32"]
 
 
+def test_a_trunk_with_digest_auth_carries_the_user_and_password_but_never_shows_it() -> None:
+    route = SipRoute("acme", "acme-dental", ("+15550100",), (), "carrier", "s3cret-pass")
+    trunk = trunk_request(route).trunk
+    assert (trunk.auth_username, trunk.auth_password) == ("carrier", "s3cret-pass")
+    assert "s3cret-pass" not in repr(route)
+    assert trunk_request(ROUTE).trunk.auth_username == ""  # none: any caller from the CIDRs
+
+
 def test_the_rule_names_rooms_of_our_scheme_for_this_trunk_only() -> None:
     rule = rule_request(ROUTE, "ST_abc").dispatch_rule
     assert rule.name == ROUTE.name
@@ -61,3 +69,17 @@ def test_the_route_maker_says_what_is_missing(
     assert "url" in capsys.readouterr().err
     assert main(["--tenant", "acme", "--agent", "sup.port", "--number", "+1555"]) == 1
     assert "not a room name part" in capsys.readouterr().err
+
+
+def test_digest_auth_needs_both_and_the_password_only_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SipRouteError, match="a user and a password"):
+        SipRoute("acme", "support", ("+1555",), (), "carrier", "")
+    monkeypatch.setenv("GATEWAY_LIVEKIT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("GATEWAY_LIVEKIT_API_KEY", "k")
+    monkeypatch.setenv("GATEWAY_LIVEKIT_API_SECRET", "s")
+    monkeypatch.delenv("GATEWAY_LIVEKIT_SIP_AUTH_PASSWORD", raising=False)
+    argv = ["--tenant", "acme", "--agent", "support", "--number", "+1555", "--auth-user", "c"]
+    assert main(argv) == 1
+    assert "a user and a password" in capsys.readouterr().err

@@ -104,6 +104,53 @@ def unanswered_scenario(caller: str, recv_port: int, wait_ms: int) -> str:
 """
 
 
+ACK_FAILED = """ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+From: <sip:@CALLER@@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: @CSEQ@ ACK
+Max-Forwards: 70
+Content-Length: 0
+"""
+
+
+def auth_scenario(caller: str, recv_port: int, user: str, password: str, *, answered: bool) -> str:
+    """INVITE without credentials, LiveKit SIP's digest challenge (407), the INVITE again with
+    ``user``/``password``; then ``answered``: 200, ACK, BYE; else the refusal (401), ACK."""
+    invite = _invite(caller, recv_port)
+    credentials = f"[authentication username={user} password={password}]"
+    again = invite.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE").replace(
+        "Max-Forwards: 70", f"Max-Forwards: 70\n{credentials}"
+    )
+    ack = ACK_FAILED.replace("@CALLER@", caller)
+    ack_200 = ACK.replace("@CALLER@", caller).replace("CSeq: 1 ACK", "CSeq: 2 ACK")
+    bye = BYE.replace("@CALLER@", caller).replace("CSeq: 2 BYE", "CSeq: 3 BYE")
+    end = (
+        f"""  <recv response="200" rtd="true"/>
+  <send>{_cdata(ack_200)}</send>
+  <pause milliseconds="500"/>
+  <send retrans="500">{_cdata(bye)}</send>
+  <recv response="200" crlf="true"/>"""
+        if answered
+        else f"""  <recv response="401"/>
+  <send>{_cdata(ack.replace("@CSEQ@", "2"))}</send>"""
+    )
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="trunkline sip caller, digest auth">
+  <send retrans="500">{_cdata(invite)}</send>
+  <recv response="100" optional="true"/>
+  <recv response="407" auth="true"/>
+  <send>{_cdata(ack.replace("@CSEQ@", "1"))}</send>
+  <send retrans="500">{_cdata(again)}</send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+{end}
+</scenario>
+"""
+
+
 @dataclass(frozen=True)
 class SippResult:
     code: int

@@ -4,7 +4,9 @@ LiveKit SIP answers an INVITE only when the LiveKit server matches it to an **in
 (the numbers it serves, the addresses calls may come from) and a **dispatch rule** (which room
 the call joins). One route per tenant agent, both named ``trunkline:<tenant>.<agent>``:
 
-- the trunk takes the agent's ``numbers`` from ``allowed_addresses`` (CIDRs; empty: any);
+- the trunk takes the agent's ``numbers`` from ``allowed_addresses`` (CIDRs; empty: any) and,
+  with ``auth_username``, only from a caller that answers LiveKit SIP's digest challenge (407,
+  then the INVITE again with that user and ``auth_password``; a wrong password gets 401);
 - the rule is *individual* (a room per call) with the room prefix ``<tenant>.<agent>.`` and the
   caller's number hidden: LiveKit names the room ``<tenant>.<agent>._<last 4 digits>_<random>``,
   a room of our scheme (``livekit_rooms.parse_room``), so the gateway's webhook dispatch joins it;
@@ -15,9 +17,12 @@ the call joins). One route per tenant agent, both named ``trunkline:<tenant>.<ag
   LiveKit SIP (logged there with the number).
 
 :func:`ensure_sip_route` makes the route exist as given (a trunk or rule of the same name is
-replaced): ``python -m trunkline.gateway.livekit_sip --tenant T --agent A --number N`` does it
-for ``make up``, reading the server and key from ``GATEWAY_LIVEKIT_URL`` /
-``GATEWAY_LIVEKIT_API_KEY`` / ``GATEWAY_LIVEKIT_API_SECRET`` (:class:`SipRouteSettings`).
+replaced). ``python -m trunkline.gateway.livekit_sip --tenant T --agent A --number N`` (and
+``--allow CIDR``, ``--auth-user U``) does it for ``make up`` and the chart's route Job, reading
+the server and key from ``GATEWAY_LIVEKIT_URL`` / ``GATEWAY_LIVEKIT_API_KEY`` /
+``GATEWAY_LIVEKIT_API_SECRET`` and the digest password from
+``GATEWAY_LIVEKIT_SIP_AUTH_PASSWORD``, never an argument, which the process list would show
+(:class:`SipRouteSettings`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from livekit import api as livekit_api
 from livekit.api.sip_service import SipService
@@ -54,8 +59,14 @@ class SipRoute:
     agent: str
     numbers: tuple[str, ...]
     allowed_addresses: tuple[str, ...] = ()
+    auth_username: str = ""
+    auth_password: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
+        if bool(self.auth_username) != bool(self.auth_password):
+            raise SipRouteError(
+                f"{self.tenant}.{self.agent}: digest auth needs a user and a password, not one"
+            )
         for what, value in (("tenant", self.tenant), ("agent", self.agent)):
             if not NAME_RE.match(value):
                 raise SipRouteError(f"{what} {value!r} is not a room name part ([A-Za-z0-9_-])")
@@ -85,6 +96,8 @@ def trunk_request(route: SipRoute) -> sip.CreateSIPInboundTrunkRequest:
         name=route.name,
         numbers=list(route.numbers),
         allowed_addresses=list(route.allowed_addresses),
+        auth_username=route.auth_username,
+        auth_password=route.auth_password,
     )
     return sip.CreateSIPInboundTrunkRequest(trunk=trunk)
 
@@ -130,6 +143,9 @@ class SipRouteSettings(BaseSettings):
     url: str = Field(min_length=1, description="the LiveKit server (ws:// or http://)")
     api_key: str = Field(min_length=1)
     api_secret: SecretStr
+    sip_auth_password: SecretStr = Field(
+        default=SecretStr(""), description="the digest password of --auth-user"
+    )
 
 
 async def make_route(settings: SipRouteSettings, route: SipRoute) -> SipRouteIds:
@@ -148,10 +164,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--agent", required=True)
     parser.add_argument("--number", action="append", required=True, help="repeatable")
     parser.add_argument("--allow", action="append", default=[], help="CIDR calls may come from")
+    parser.add_argument(
+        "--auth-user",
+        default="",
+        help="digest auth user callers must answer LiveKit SIP's challenge with (the password: "
+        "GATEWAY_LIVEKIT_SIP_AUTH_PASSWORD)",
+    )
     args = parser.parse_args(argv)
     try:
         route = SipRoute(args.tenant, args.agent, tuple(args.number), tuple(args.allow))
-        ids = asyncio.run(make_route(SipRouteSettings(), route))
+        settings = SipRouteSettings()
+        if args.auth_user:
+            password = settings.sip_auth_password.get_secret_value()
+            route = replace(route, auth_username=args.auth_user, auth_password=password)
+        ids = asyncio.run(make_route(settings, route))
     except (SipRouteError, livekit_api.TwirpError, OSError, ValueError) as exc:
         print(f"livekit sip route: {exc}", file=sys.stderr)
         return 1
