@@ -15,7 +15,6 @@ from typing import Any
 import helm_python
 import kubernetes_validate  # type: ignore[import-untyped, unused-ignore]
 import pytest
-import yaml
 
 from trunkline.agents import load_agent_spec
 from trunkline.agents.cluster import ClusterAgents
@@ -25,6 +24,7 @@ from trunkline.context.settings import ContextSettings
 from trunkline.devservers.kube import KubeApiServer
 from trunkline.gateway.settings import GatewaySettings
 from trunkline.llm.settings import LlmSettings
+from trunkline.testing.charts import manifests
 from trunkline.testing.kube_fixtures import admin_client
 
 pytestmark = pytest.mark.integration
@@ -50,9 +50,7 @@ def chart() -> Iterator[helm_python.Chart]:
 def render(
     chart: helm_python.Chart, values: dict[str, Any] | None = None, namespace: str = "calls"
 ) -> list[Manifest]:
-    rendered = chart.render(values or {}, name="voice", namespace=namespace)
-    return [d for p, t in sorted(rendered.items()) if p.endswith(".yaml")
-            for d in yaml.safe_load_all(t) if d]  # fmt: skip
+    return manifests(chart, values, namespace=namespace)
 
 
 def component(doc: Manifest) -> str:

@@ -41,6 +41,7 @@ from trunkline.devservers.ports import LOOPBACK, free_port
 from trunkline.devservers.process import ManagedServer
 from trunkline.devservers.redis import RedisServer, redis_ping
 from trunkline.gateway import livekit_sip
+from trunkline.testing.charts import manifests
 
 pytestmark = pytest.mark.integration
 
@@ -85,14 +86,7 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(chart: helm_python.Chart, values: dict[str, Any]) -> list[Manifest]:
-    rendered = chart.render(values, name="voice", namespace="calls")
-    return [
-        doc
-        for path, text in sorted(rendered.items())
-        if not path.endswith("NOTES.txt")
-        for doc in yaml.safe_load_all(text)
-        if doc
-    ]
+    return manifests(chart, values)
 
 
 def notes(chart: helm_python.Chart, values: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from trunkline.gateway.settings import GatewaySettings
 from trunkline.gateway.shadow.settings import ShadowSettings
 from trunkline.rollout.manifests import ShadowRunner, shadow_deployment
 from trunkline.rollout.settings import RolloutSettings
+from trunkline.testing.charts import manifests
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +48,7 @@ AGENTS = {"acme-dental": yaml.safe_load((ROOT / "agents" / "acme-dental.yaml").r
 
 
 def render(chart: helm_python.Chart, values: dict[str, Any]) -> list[Manifest]:
-    rendered = chart.render(values, name="voice", namespace="calls")
-    docs = [d for p, t in sorted(rendered.items()) if p.endswith(".yaml")
-            for d in yaml.safe_load_all(t) if d]  # fmt: skip
+    docs = manifests(chart, values)
     for doc in docs:
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
     return docs

@@ -20,6 +20,7 @@ from trunkline.hitl.settings import HitlSettings
 from trunkline.ledger.settings import LedgerSettings
 from trunkline.runtime import LIVENESS
 from trunkline.telemetry.setup import OtlpTls
+from trunkline.testing.charts import manifests
 
 pytestmark = pytest.mark.integration
 
@@ -32,9 +33,7 @@ Manifest = dict[str, Any]
 
 
 def render(chart: helm_python.Chart, values: dict[str, Any] | None = None) -> list[Manifest]:
-    rendered = chart.render(values or {}, name="voice", namespace="calls")
-    return [d for p, t in sorted(rendered.items()) if p.endswith(".yaml")
-            for d in yaml.safe_load_all(t) if d]  # fmt: skip
+    return manifests(chart, values)
 
 
 def load(path: Path) -> dict[str, Any]:

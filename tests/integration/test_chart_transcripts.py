@@ -16,9 +16,9 @@ from typing import Any
 import helm_python
 import kubernetes_validate  # type: ignore[import-untyped, unused-ignore]
 import pytest
-import yaml
 
 from trunkline.redaction.transcripts import TranscriptStore, new_key, parse_key
+from trunkline.testing.charts import manifests
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +30,7 @@ Manifest = dict[str, Any]
 
 
 def render(chart: helm_python.Chart, values: dict[str, Any]) -> list[Manifest]:
-    rendered = chart.render(values, name="voice", namespace="calls")
-    return [
-        doc
-        for path, text in sorted(rendered.items())
-        if not path.endswith("NOTES.txt")
-        for doc in yaml.safe_load_all(text)
-        if doc
-    ]
+    return manifests(chart, values)
 
 
 def enabled(**transcripts: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from trunkline.ledger.settings import LedgerSettings
 from trunkline.llm.settings import LlmSettings
 from trunkline.rollout.settings import RolloutSettings
 from trunkline.stt.settings import SttSettings
+from trunkline.testing.charts import manifests as rendered_manifests
 from trunkline.tts.settings import TtsSettings
 
 pytestmark = pytest.mark.integration
@@ -89,13 +90,7 @@ def production_values() -> dict[str, Any]:
 
 
 def render(chart: helm_python.Chart, values: dict[str, Any] | None = None) -> list[Manifest]:
-    rendered = chart.render(values or {}, name="voice", namespace="calls")
-    docs: list[Manifest] = []
-    for path, text in sorted(rendered.items()):
-        if path.endswith("NOTES.txt"):
-            continue
-        docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return docs
+    return rendered_manifests(chart, values)
 
 
 def notes(chart: helm_python.Chart, values: dict[str, Any] | None = None) -> str:
