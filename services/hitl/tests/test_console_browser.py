@@ -382,11 +382,22 @@ async def test_approvals_are_approved_with_edits_and_denied_in_the_browser(
     await alice.locator(f"#ticket-{wire.ticket_id}").wait_for(timeout=10_000)
     first = alice.locator(f"#ticket-{refund.ticket_id}")
     await first.locator("textarea[name=arguments_json]").fill('{"amount": 100}')
+    # another approval comes in while alice edits: the list reloads, her edit, the focus and
+    # the caret stay
+    late = await queue.request_approval(
+        call, ApprovalInfo("tc-3", "send_voucher", '{"amount": 10}', justification="late")
+    )
+    await alice.locator(f"#ticket-{late.ticket_id}").wait_for(timeout=10_000)
+    edited = first.locator("textarea[name=arguments_json]")
+    assert await edited.input_value() == '{"amount": 100}'
+    assert await edited.evaluate("f => f === document.activeElement && f.selectionStart") == 15
     await alice.screenshot(path=ARTIFACTS / "approvals.png", full_page=True)
     async with alice.expect_navigation(url="**/queue"):
         await first.locator("button.approve").click()
     async with alice.expect_navigation(url="**/queue"):
         await alice.locator(f"#ticket-{wire.ticket_id} button.deny").click()
+    async with alice.expect_navigation(url="**/queue"):
+        await alice.locator(f"#ticket-{late.ticket_id} button.deny").click()
     approved = await queue.get("acme", refund.ticket_id)
     denied = await queue.get("acme", wire.ticket_id)
     assert approved.decision is not None

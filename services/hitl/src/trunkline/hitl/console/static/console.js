@@ -77,11 +77,24 @@
       if (!reply.ok) return;
       const html = await reply.text();
       const values = typed();
+      // the field being typed in keeps the focus and the caret across the refresh
+      const active = document.activeElement;
+      const item = active && active.closest ? active.closest("li.ticket") : null;
+      const focus = item && queue.contains(item) && active.name
+        ? { key: item.id + "/" + active.name, start: active.selectionStart, end: active.selectionEnd }
+        : null;
       queue.innerHTML = html;
       queue.querySelectorAll("li.ticket").forEach(function (item) {
         item.querySelectorAll("input[name], textarea[name]").forEach(function (field) {
-          const value = values[item.id + "/" + field.name];
+          const key = item.id + "/" + field.name;
+          const value = values[key];
           if (value !== undefined) field.value = value;
+          if (focus && focus.key === key) {
+            field.focus();
+            if (focus.start !== null && field.setSelectionRange) {
+              field.setSelectionRange(focus.start, focus.end);
+            }
+          }
         });
       });
     };
