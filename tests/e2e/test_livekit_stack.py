@@ -59,7 +59,8 @@ def stack(local_stack: StackRecord) -> StackRecord:
 
 
 def words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[a-z']+", text.lower().replace("-", " ")) if w != "'"]
+    text = re.sub(r"\b([ap])\.\s?m\.", r"\1m", text.lower())  # Whisper's "8 a.m.": the LLM's "8 am"
+    return [w for w in re.findall(r"[a-z']+", text.replace("-", " ")) if w != "'"]
 
 
 def precision(heard: str, produced: str) -> float:
