@@ -16,7 +16,7 @@ and signatures are kept stable; the console depends on them.
     ticket = await queue.approve("acme", ticket_id, "op-1", arguments_json='{"amount": 20}')
     ticket = await queue.deny("acme", ticket_id, "op-1", note="over the limit")
     ticket = await queue.decide("acme", ticket_id, "op-1", outcome="approved")  # or "denied"
-    async for ticket in queue.updates("acme"): ...          # every change of acme's tickets
+    async with queue.watch("acme") as changes: ...          # every change of acme's tickets
     # agent side (gateway, through gRPC):
     ticket = await queue.escalate(call, info, transcript)
     ticket = await queue.request_approval(call, info, transcript)
@@ -383,17 +383,11 @@ class TicketQueue:
         """Deny an approval, or dismiss an escalation (the agent keeps the call)."""
         return await self.decide(tenant_id, ticket_id, operator_id, outcome="denied", note=note)
 
-    async def updates(self, tenant_id: str) -> AsyncGenerator[Ticket, None]:
-        """Every change of the tenant's tickets from now on, forever (break to stop); without
-        operator tokens."""
-        async with self.watch(tenant_id) as tickets:
-            async for ticket in tickets:
-                yield ticket
-
     @contextlib.asynccontextmanager
     async def watch(self, tenant_id: str) -> AsyncIterator[AsyncIterator[Ticket]]:
-        """:meth:`updates`, subscribed on entering: every change after the ``async with``
-        line is in it, so a reader can list the tickets then and miss nothing in between."""
+        """Every change of the tenant's tickets after entering, forever (break to stop), without
+        operator tokens; subscribed on entering, so a reader can list the tickets inside the
+        ``async with`` and miss nothing in between."""
         check_token(tenant_id, "tenant")
         async with self.store.changes() as changes:
 
