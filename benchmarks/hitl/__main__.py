@@ -26,15 +26,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from trunkline.bus import Bus
+from trunkline.bus.tasks import stop
 from trunkline.devservers import NatsServer, free_port, start_on_free_port
-from trunkline.hitl.core.tickets import State
+from trunkline.hitl.core.tickets import State, Ticket
 from trunkline.hitl.queue import TicketQueue
 from trunkline.hitl.store import JetStreamTicketStore
 from trunkline.proto.common.v1 import call_pb2, handoff_pb2, tool_pb2, transcript_pb2
@@ -79,8 +80,8 @@ class Seen:
             future.set_result(at)
 
 
-async def watch_console(console: TicketQueue, tenant: str, seen: Seen) -> None:
-    async for ticket in console.updates(tenant):
+async def watch_console(tickets: AsyncIterator[Ticket], seen: Seen) -> None:
+    async for ticket in tickets:
         if ticket.state is State.QUEUED:
             seen.saw(ticket.ticket_id, time.perf_counter())
 
@@ -213,9 +214,12 @@ async def bench(count: int) -> dict[str, Any]:
             await wait_healthy(f"127.0.0.1:{port}", HUMAN_LOOP, timeout=60)
             await console.start()
             seen = Seen()
-            watcher = asyncio.create_task(watch_console(console, "bench", seen))
             runs: dict[str, Any] = {}
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            async with (
+                console.watch("bench") as tickets,
+                grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+            ):
+                watcher = asyncio.create_task(watch_console(tickets, seen))
                 stub: Any = hitl_pb2_grpc.HumanLoopStub(channel)  # aio: awaitable calls
                 for in_flight in (1, 10):
                     approvals = await run_mode(
@@ -229,7 +233,7 @@ async def bench(count: int) -> dict[str, Any]:
                         "approval": summary(approvals),
                         "handoff": summary(handoffs),
                     }
-            watcher.cancel()
+                await stop(watcher)
         finally:
             await console.close()
             await bus.close()
