@@ -94,7 +94,7 @@ bench-llm: ## LLM warm TTFT, cancelled speculative start cost, prompt tokens reu
 bench-context: ## Context service at 10k and 100k chunks: ingest, Resolve per stage, cache, recall
 	$(PY) python -m benchmarks.context
 
-bench-voice: ## Voice loop: 20+ real-time turns through the stack vs in one process
+bench-voice: ## Voice loop: 20+ real-time turns through the stack vs in one process vs a LiveKit caller through the stack
 	$(PY) python -m benchmarks.voice
 
 bench-voice-long: ## A 12-turn call (long utterances, off-topic, goodbye), quiet vs a CPU hog: v2v per class and turn

@@ -6,11 +6,14 @@ the simulated caller, a barge-in every few turns) go
    as processes, gRPC between them, NATS events, Redis state, OTLP traces), and
 2. through ONE process (:mod:`benchmarks.voice.inproc`): the gateway's web app and call
    session with in-process peers over the same model backends, no gRPC/NATS/Redis.
-Both are up for the whole run; each call is made through one and then the other, the order
-alternating call by call (whatever else loads the machine falls on both alike). Reported:
+3. through the same distributed stack as a LiveKit caller (:mod:`benchmarks.voice.livekit_caller`:
+   a Python participant in a room of the stack's ``livekit-server``, Opus both ways).
+All are up for the whole run; each call is made through each of them in turn, the order
+rotating call by call (whatever else loads the machine falls on all alike). Reported:
 p50/p95 voice-to-voice (last voiced caller frame sent -> first agent audio frame received,
 measured by the caller), the gateway's per-stage timings, the platform overhead
-(distributed - in-process) and barge-in stop latency (caller onset -> agent audio stopped).
+(distributed - in-process), LiveKit beside the Twilio media stream on the same stack and turns,
+and barge-in stop latency (caller onset -> agent audio stopped).
 Prints a table and writes ``benchmarks/results/voice.json``.
 """
 
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.voice.livekit_caller import Room, livekit_call
 from trunkline.bus import Bus
 from trunkline.cli.caller import (
     CallerTurn,
@@ -47,6 +51,7 @@ from trunkline.cli.knowledge import ingest
 from trunkline.cli.record import StackRecord, load
 from trunkline.cli.tenants import read_tenant
 from trunkline.cli.turns import TurnFeed
+from trunkline.gateway.livekit_rooms import LiveKitKey
 from trunkline.gateway.sink import STAGE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +64,8 @@ BARGE_IN_EVERY = 3  # every third turn barges into the reply before it (8 of 24 
 OPTIONS = CallOptions(reply_quiet_ms=1500.0, reply_timeout_s=25.0)
 STAGES = ("endpointing", "stt", "context", "prompt_compile", "llm_ttft", "llm_first_clause",
           "tts_ttfa")  # fmt: skip
-TARGETS = {"v2v_p50_ms": 450, "v2v_p95_ms": 650, "overhead_p50_ms": 15, "barge_in_p95_ms": 150}
+TARGETS = {"v2v_p50_ms": 450, "v2v_p95_ms": 650, "overhead_p50_ms": 15, "barge_in_p95_ms": 150,
+           "livekit_over_twilio_p50_ms": 30}  # fmt: skip
 
 LINES = (
     "Hi, when are you open on Saturday?",
@@ -121,10 +127,14 @@ def _short(event_stages: dict[str, float]) -> dict[str, float]:
     return {names[k]: v for k, v in event_stages.items() if k in names}
 
 
-async def one_call(url: str, secret: str, turns: list[PreparedTurn]) -> CallResult:
+async def one_call(target: Target, turns: list[PreparedTurn]) -> CallResult:
+    if target.room is not None:
+        return await livekit_call(target.room, turns, OPTIONS)
     identity = CallIdentity()
-    target = direct_target(url, identity, tenant=TENANT, agent=AGENT, stream_secret=secret)
-    return await SimulatedCaller(target, identity, OPTIONS).run(turns)
+    dial = direct_target(
+        target.url, identity, tenant=TENANT, agent=AGENT, stream_secret=target.secret
+    )
+    return await SimulatedCaller(dial, identity, OPTIONS).run(turns)
 
 
 def stack_cmd(run_dir: Path, *args: str) -> None:
@@ -144,6 +154,19 @@ class Target:
     secret: str
     mode: ModeResult = field(default_factory=ModeResult)
     pid: int = 0  # the one-process server's (0: a distributed stack)
+    room: Room | None = None  # a LiveKit caller's (None: the Twilio media stream)
+
+
+def livekit_target(record: StackRecord) -> Target | None:
+    """LiveKit callers into the stack's own livekit-server (None: the stack runs none)."""
+    gateway, server = record.get("gateway"), record.get("livekit")
+    if gateway is None or server is None:
+        return None
+    env = gateway.env
+    key = LiveKitKey(
+        env["GATEWAY_LIVEKIT_API_KEY"], env["GATEWAY_LIVEKIT_API_SECRET"], frozenset({TENANT})
+    )
+    return Target("livekit", server.url, "", room=Room(server.url, key, TENANT, AGENT))
 
 
 @contextlib.asynccontextmanager
@@ -220,38 +243,56 @@ def dropped_turns(spans: Path) -> dict[str, int]:
     return counts
 
 
-async def interleaved(work: Path, turns: int) -> tuple[ModeResult, ModeResult]:
-    """Both modes up at once (the idle one takes no CPU); each call is made to both, one right
-    after the other, the order alternating call by call, so that whatever else the machine does
-    during the run falls on both modes alike."""
+async def interleaved(
+    work: Path, turns: int, livekit: bool
+) -> tuple[ModeResult, ModeResult, ModeResult | None]:
+    """Every mode up at once (an idle one takes no CPU); each call is made to each, one right
+    after the other, the order rotating call by call, so that whatever else the machine does
+    during the run falls on every mode alike."""
     async with distributed_stack(work) as (dist, record, feed):
         prepared = await prepare_script(script(turns), tts_addr=component_url(record, "tts"),
                                         tenant=TENANT)  # fmt: skip
+        room = livekit_target(record) if livekit else None
+        if livekit and room is None:
+            print("  the stack runs no LiveKit server (make install builds it): no LiveKit calls")
         async with one_process(work) as local:
+            targets = [t for t in (dist, local, room) if t is not None]
             for index, begin in enumerate(range(0, len(prepared), TURNS_PER_CALL)):
                 calls = prepared[begin : begin + TURNS_PER_CALL]
-                for target in (dist, local) if index % 2 == 0 else (local, dist):
-                    result = await one_call(target.url, target.secret, calls)
+                shift = index % len(targets)
+                for target in targets[shift:] + targets[:shift]:
+                    result = await one_call(target, calls)
                     target.mode.calls.append(result)
                     print(f"  call {index + 1} {target.name}: {len(result.latencies())} "
                           f"replies, v2v {[round(v) for v in result.latencies()]}",
                           flush=True)  # fmt: skip
         await collect_distributed(dist, feed)
+        if room is not None:
+            await collect_distributed(room, feed)
     dist.mode.dropped = dropped_turns(work / "stack" / "spans.jsonl")  # exported at shutdown
-    return dist.mode, local.mode
+    return dist.mode, local.mode, None if room is None else room.mode
 
 
 def _ms(v: Any) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
-def table(dist: dict[str, Any], local: dict[str, Any]) -> str:
-    rows = [("stage (ms)", "dist p50", "dist p95", "1-proc p50", "1-proc p95", "overhead p50")]
+def _minus(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    return None if a["p50"] is None or b["p50"] is None else float(a["p50"] - b["p50"])
+
+
+def table(dist: dict[str, Any], local: dict[str, Any], lk: dict[str, Any] | None) -> str:
+    head = ("stage (ms)", "dist p50", "dist p95", "1-proc p50", "1-proc p95", "overhead p50")
+    rows: list[tuple[str, ...]] = [
+        head + (("livekit p50", "livekit p95", "lk-twilio p50") if lk else ())
+    ]
     for name in (*STAGES, "v2v_gateway", "v2v_caller", "barge_in_stop"):
         d, p = dist[name], local[name]
-        over = None if d["p50"] is None or p["p50"] is None else d["p50"] - p["p50"]
-        rows.append((name, _ms(d["p50"]), _ms(d["p95"]), _ms(p["p50"]), _ms(p["p95"]),
-                     _ms(over)))  # fmt: skip
+        row: tuple[str, ...] = (name, _ms(d["p50"]), _ms(d["p95"]), _ms(p["p50"]), _ms(p["p95"]),
+                                _ms(_minus(d, p)))  # fmt: skip
+        if lk:
+            row += (_ms(lk[name]["p50"]), _ms(lk[name]["p95"]), _ms(_minus(lk[name], d)))
+        rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
                      enumerate(zip(r, widths, strict=True))) for r in rows]  # fmt: skip
@@ -264,14 +305,15 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     out.write_text(json.dumps(report, indent=2))
 
 
-async def main_async(turns: int, out: Path) -> int:
+async def main_async(turns: int, out: Path, livekit: bool) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
         work = Path(tmp)
         print(f"== {turns} turns, each call through the distributed stack and through one "
               "process in turn", flush=True)  # fmt: skip
-        dist, local = await interleaved(work, turns)
+        dist, local, room = await interleaved(work, turns, livekit)
     d, p = dist.summary(), local.summary()
+    lk = None if room is None else room.summary()
     overhead = {
         name: None if d[name]["p50"] is None or p[name]["p50"] is None
         else d[name]["p50"] - p[name]["p50"]
@@ -289,21 +331,28 @@ async def main_async(turns: int, out: Path) -> int:
         "distributed": d,
         "in_process": p,
         "overhead_p50_ms": overhead,
+        "livekit": lk,
+        "livekit_over_twilio_p50_ms": None if lk is None else {
+            name: _minus(lk[name], d[name]) for name in (*STAGES, "v2v_gateway", "v2v_caller")
+        },
         "targets": TARGETS,
         "calls": {
             "distributed": [c.to_dict() for c in dist.calls],
             "in_process": [c.to_dict() for c in local.calls],
+            "livekit": [] if room is None else [c.to_dict() for c in room.calls],
         },
-    }
+    }  # fmt: skip
     write_report(out, report)
-    print(table(d, p))
-    print(f"turns answered: distributed {d['turns']}, one process {p['turns']}; "
+    print(table(d, p, lk))
+    print(f"turns answered: distributed {d['turns']}, one process {p['turns']}"
+          + ("" if lk is None else f", livekit {lk['turns']}") + "; "
           f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")  # fmt: skip
     if "dropped_turns" in d:
         print(f"turns started and thrown away (distributed, by reason): {d['dropped_turns']}")
     print(f"targets: v2v p50 <= {TARGETS['v2v_p50_ms']} ms, p95 <= {TARGETS['v2v_p95_ms']} ms; "
           f"overhead p50 <= {TARGETS['overhead_p50_ms']} ms; barge-in p95 <= "
-          f"{TARGETS['barge_in_p95_ms']} ms")  # fmt: skip
+          f"{TARGETS['barge_in_p95_ms']} ms; LiveKit v2v p50 <= Twilio's + "
+          f"{TARGETS['livekit_over_twilio_p50_ms']} ms")  # fmt: skip
     print(f"written: {out}")
     return 0
 
@@ -312,8 +361,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=24, help="caller turns per mode (>= 20)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-livekit", action="store_true", help="skip the LiveKit calls")
     args = parser.parse_args()
-    return asyncio.run(main_async(args.turns, args.out))
+    return asyncio.run(main_async(args.turns, args.out, not args.no_livekit))
 
 
 if __name__ == "__main__":

@@ -266,7 +266,7 @@ async def _run(
     hog_proc = start_hog() if name != "quiet" else None
     load_before = os.getloadavg()[0]
     try:
-        call = await one_call(target.url, target.secret, prepared)
+        call = await one_call(target, prepared)
     finally:
         if hog_proc is not None:
             hog_proc.kill()

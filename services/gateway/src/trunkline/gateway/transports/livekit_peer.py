@@ -84,6 +84,12 @@ class LiveKitCaller:
     def speaking(self) -> bool:
         return bool(self._frames)
 
+    @property
+    def pending(self) -> int:
+        """Frames queued by ``say`` that have not gone to the source yet (the next ``say``'s
+        first frame will be ``said_times[len(said_times) + pending]``)."""
+        return len(self._frames)
+
     async def _mic(self) -> None:
         if self.lead_s:
             await self._steady_mic()
