@@ -74,7 +74,6 @@ WAV = ROOT / "tests" / "data" / "audio" / "hours-joe-16k.wav"
 RESULTS = ROOT / "benchmarks" / "results" / "livekit.json"
 AUTH = TenantAuth("twilio-token", "stream-secret", frozenset({"support"}))
 ANSWER = "We are open from nine to five."  # 7 words x 5 frames: 0.7 s of tone
-FLOOR_DBFS = -45.0
 
 
 class ToneSynthesizer(FakeSynthesizer):

@@ -19,14 +19,12 @@ import wave
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.livekit.hops import jitter_buffer
+from benchmarks.voice.livekit_caller import voiced_span
 from trunkline.gateway.transports.livekit_peer import LiveKitCaller
 
 ROOT = Path(__file__).resolve().parents[2]
 WAV = ROOT / "tests" / "data" / "audio" / "hours-joe-16k.wav"
-FLOOR_DBFS = -45.0
 
 
 def phrase() -> bytes:
@@ -35,15 +33,9 @@ def phrase() -> bytes:
 
 
 def last_voiced_frame(pcm: bytes, rate: int) -> int:
-    """The index of the phrase's last voiced 20 ms frame."""
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    step = rate // 50
-    last = 0
-    for k, i in enumerate(range(0, len(samples) - step + 1, step)):
-        rms = float(np.sqrt(np.mean(samples[i : i + step] ** 2)))
-        if 20 * np.log10(max(rms, 1e-9) / 32768) > FLOOR_DBFS:
-            last = k
-    return last
+    """The index of the phrase's last voiced 20 ms frame (0: none)."""
+    span = voiced_span(pcm, rate)
+    return 0 if span is None else span[1]
 
 
 async def livekit_call(

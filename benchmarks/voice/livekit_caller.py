@@ -30,18 +30,18 @@ from trunkline.gateway.livekit_rooms import LiveKitKey, parse_room
 from trunkline.gateway.transports.livekit_peer import LiveKitCaller
 
 RATE = 16_000
-FRAME = RATE // 50  # samples per 20 ms
 VOICED_DBFS = -45.0  # the Twilio caller's own floor for a voiced frame
 STOP_GAP_S = 0.5  # no loud frame heard for this long: the agent has stopped
 
 
-def voiced_span(pcm: bytes) -> tuple[int, int] | None:
-    """Indices of the first and last voiced 20 ms frames of ``pcm`` (16 kHz PCM16)."""
+def voiced_span(pcm: bytes, rate: int = RATE) -> tuple[int, int] | None:
+    """Indices of the first and last voiced 20 ms frames of ``pcm`` (PCM16 mono at ``rate``)."""
+    step = rate // 50
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    usable = len(samples) // FRAME * FRAME
+    usable = len(samples) // step * step
     if not usable:
         return None
-    frames = samples[:usable].reshape(-1, FRAME)
+    frames = samples[:usable].reshape(-1, step)
     rms = np.sqrt(np.mean(frames**2, axis=1))
     voiced = np.flatnonzero(20 * np.log10(np.maximum(rms, 1e-9) / 32768) > VOICED_DBFS)
     return (int(voiced[0]), int(voiced[-1])) if voiced.size else None

@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.voice.livekit_caller import FRAME, Room, ms, stopped_at, voiced_span
+from benchmarks.voice.livekit_caller import Room, ms, stopped_at, voiced_span
 from trunkline.gateway.livekit_rooms import LiveKitKey
 
 pytestmark = pytest.mark.unit
+
+FRAME = 320  # samples in 20 ms at 16 kHz
 
 
 def frames(*levels: float) -> bytes:
