@@ -16,6 +16,7 @@ from trunkline.proto.common.v1 import call_pb2
 from trunkline.proto.hitl.v1 import hitl_pb2, hitl_pb2_grpc
 from trunkline.proto.stt.v1 import stt_pb2, stt_pb2_grpc
 from trunkline.runtime import LIVENESS, ServiceShell, Unimplemented, service_name
+from trunkline.runtime.health import HealthService
 
 pytestmark = pytest.mark.integration
 
@@ -325,3 +326,20 @@ async def test_the_drain_waits_for_work_in_hand_up_to_drain_seconds() -> None:
     started = loop.time()
     await asyncio.wait_for(bounded.shutdown(), 3)
     assert 0.25 < loop.time() - started < 2.0  # no longer than drain_seconds (+ slack)
+
+
+async def test_a_shutdown_during_the_last_write_still_sends_not_serving() -> None:
+    """The stream is suspended at its yield (gRPC still writing SERVING) when the shutdown lands:
+    it must send NOT_SERVING before it ends (a full CI run saw it end with SERVING last)."""
+    health = HealthService([HUMAN_LOOP])
+    await health.set_all(health_pb2.HealthCheckResponse.SERVING)
+    watch = health.Watch(health_pb2.HealthCheckRequest(service=""), Any)
+    assert (await anext(watch)).status == health_pb2.HealthCheckResponse.SERVING
+    await health.enter_shutdown()
+    assert (await anext(watch)).status == NOT_SERVING_
+    with pytest.raises(StopAsyncIteration):
+        await anext(watch)
+    liveness = health.Watch(health_pb2.HealthCheckRequest(service=LIVENESS), Any)
+    assert (await anext(liveness)).status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(StopAsyncIteration):
+        await anext(liveness)

@@ -68,8 +68,11 @@ class HealthService(health_pb2_grpc.HealthServicer):  # type: ignore[misc, unuse
         """Permanently NOT_SERVING; watchers get it and their streams end."""
         if self._shutting_down:
             return
-        self._shutting_down = True
-        await self._set_all(NOT_SERVING)
+        async with self._changed:
+            self._shutting_down = True
+            for name in self._status:
+                self._status[name] = NOT_SERVING
+            self._changed.notify_all()
 
     async def _set_all(self, status: ServingStatus) -> None:
         async with self._changed:
@@ -88,17 +91,18 @@ class HealthService(health_pb2_grpc.HealthServicer):  # type: ignore[misc, unuse
     async def Watch(  # noqa: N802 - grpc method name
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        # The status is read afresh after every yield: a shutdown that lands while the last
+        # message is still being written must not end the stream before its NOT_SERVING is sent.
         last: ServingStatus | None = None
         while True:
             async with self._changed:
                 status = self.status(request.service)
                 if status is None:
                     status = SERVICE_UNKNOWN
-                if status == last and not self._shutting_down:
+                if status == last:
+                    if self._shutting_down:  # liveness too: the stream ends, the status stays
+                        return
                     await self._changed.wait()
                     continue
-            if status != last:
-                yield health_pb2.HealthCheckResponse(status=status)
-                last = status
-            if self._shutting_down:  # liveness watchers too: the stream ends, the status stays
-                return
+            yield health_pb2.HealthCheckResponse(status=status)
+            last = status
