@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Locator, Page, async_playwright
 
 from trunkline.gateway.approvals import HitlApprover
 from trunkline.gateway.core.clock import SystemClock
@@ -167,6 +167,18 @@ async def log_in(page: Page, url: str) -> None:
     await page.goto(url + "/queue")
 
 
+async def a_refused_approval(item: Locator, work: asyncio.Task[None]) -> None:
+    """Approving arguments that are not JSON: the reason shows in the ticket, the edit stays for
+    the operator to mend, the turn still waits."""
+    await item.locator("textarea").fill('{"amount_usd": 50')
+    await item.locator("button.approve").click()
+    refusal = item.locator("p.error")
+    await refusal.wait_for(timeout=10_000)
+    assert "not valid JSON" in await refusal.inner_text()
+    assert await item.locator("textarea").input_value() == '{"amount_usd": 50'
+    assert not work.done()
+
+
 async def test_an_operator_approves_one_refund_with_an_edit_and_denies_another(
     hitl: tuple[TicketQueue, GrpcHumanLoop], console: RunningConsole
 ) -> None:
@@ -186,11 +198,12 @@ async def test_an_operator_approves_one_refund_with_an_edit_and_denies_another(
             await item.wait_for(timeout=20_000)  # live, while the turn waits
             assert "issue_refund" in await item.inner_text()
             assert json.loads(await item.locator("textarea").input_value()) == ASKED
+            await a_refused_approval(item, work)
             await item.locator("textarea").fill(json.dumps({**ASKED, "amount_usd": 50}))
             await page.screenshot(path=ARTIFACTS / "approval-requested.png", full_page=True)
-            async with page.expect_navigation(url="**/queue"):
-                await item.locator("button.approve").click()
+            await item.locator("button.approve").click()
             await asyncio.wait_for(work, 20)
+            await item.wait_for(state="detached", timeout=10_000)
             assert runner.ran == [{**ASKED, "amount_usd": 50}]
             assert record.tool_calls[0].status is ToolStatus.SUCCEEDED
             assert "refunded_usd" in llm.requests[1].tool_rounds[0].results[0].result_json
@@ -202,23 +215,29 @@ async def test_an_operator_approves_one_refund_with_an_edit_and_denies_another(
             # Another request arrives while the operator types: the list refreshes, and what
             # they typed stays (it was once lost that way: the denial reached the model
             # without its note).
-            work3, _, runner3, _ = await a_turn(hitl[1], "CA-approve-3")
+            work3, record3, runner3, _ = await a_turn(hitl[1], "CA-approve-3")
             third = page.locator('#approvals li.ticket[data-call="CA-approve-3"]')
             await third.wait_for(timeout=20_000)
             note = await item.locator("input[name=note]").input_value()
             assert note == "refunds over 50 need a form"
-            async with page.expect_navigation(url="**/queue"):
-                await item.locator("button.deny").click()
+            # a note typed in the third ticket survives deciding the second (a full-page POST
+            # once reloaded the queue and dropped it)
+            await third.locator("input[name=note]").fill("ask for the receipt")
+            await item.locator("button.deny").click()
             await asyncio.wait_for(work, 20)
+            await item.wait_for(state="detached", timeout=10_000)
+            assert await third.locator("input[name=note]").input_value() == "ask for the receipt"
+            assert page.url.endswith("/queue")
             assert runner.ran == []
             tool = record.tool_calls[0]
             assert tool.status is ToolStatus.DENIED
             assert "refunds over 50 need a form" in json.loads(tool.result_json)["message"]
             assert "not done" in llm.requests[1].tool_rounds[0].results[0].result_json
-            async with page.expect_navigation(url="**/queue"):
-                await third.locator("button.deny").click()
+            await third.locator("button.deny").click()
             await asyncio.wait_for(work3, 20)
             assert runner3.ran == []
+            assert "ask for the receipt" in json.loads(record3.tool_calls[0].result_json)["message"]
+            await third.wait_for(state="detached", timeout=10_000)
             assert await page.locator("#approvals li.ticket").count() == 0
         finally:
             await browser.close()

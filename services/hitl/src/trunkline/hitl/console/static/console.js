@@ -72,6 +72,19 @@
       });
       return values;
     };
+    // a refused decision's reason stays under its ticket across refreshes, until it is decided
+    const refused = {};
+    const showRefusal = function (item) {
+      if (refused[item.id] === undefined) return;
+      let shown = item.querySelector("p.error");
+      if (!shown) {
+        shown = document.createElement("p");
+        shown.className = "error";
+        shown.setAttribute("role", "alert");
+        item.appendChild(shown);
+      }
+      shown.textContent = refused[item.id];
+    };
     const refresh = async function () {
       const reply = await fetch(queue.dataset.items, { headers: { "Accept": "text/html" } });
       if (!reply.ok) return;
@@ -85,6 +98,7 @@
         : null;
       queue.innerHTML = html;
       queue.querySelectorAll("li.ticket").forEach(function (item) {
+        showRefusal(item);
         item.querySelectorAll("input[name], textarea[name]").forEach(function (field) {
           const key = item.id + "/" + field.name;
           const value = values[key];
@@ -99,6 +113,48 @@
       });
     };
     source.addEventListener("changed", refresh);
+    // A decision goes without leaving the page (a full-page POST would reload the queue and
+    // drop what was typed in the other tickets' forms); a refusal shows in the ticket, with
+    // what was typed in it kept.
+    queue.addEventListener("submit", async function (event) {
+      const form = event.target;
+      if (!form.matches || !form.matches("form.decide")) return;
+      event.preventDefault();
+      const data = new FormData(form);
+      if (event.submitter && event.submitter.name) {
+        data.set(event.submitter.name, event.submitter.value);
+      }
+      const buttons = form.querySelectorAll("button");
+      buttons.forEach(function (b) { b.disabled = true; });
+      const item = form.closest("li.ticket");
+      let message = null;
+      try {
+        const reply = await fetch(form.action, {
+          method: "POST",
+          body: new URLSearchParams(data),
+          headers: { "Accept": "application/json" },
+          redirect: "manual",
+        });
+        if (reply.type !== "opaqueredirect" && !reply.ok) {
+          const body = await reply.json().catch(function () { return {}; });
+          message = body.error || ("the decision failed: HTTP " + reply.status);
+        }
+      } catch (error) {
+        message = "the decision was not sent: " + String(error.message || error);
+      }
+      buttons.forEach(function (b) { b.disabled = false; });
+      if (message === null) {
+        if (item) delete refused[item.id];
+        await refresh();
+        return;
+      }
+      if (item) {
+        refused[item.id] = message;
+        showRefusal(item);
+      } else {
+        window.alert(message);
+      }
+    });
     // what changed between the page's rendering and the stream's start (or a reconnect): the
     // server says "ready" once it is subscribed ("open" comes with the headers, which may be
     // before that, and a ticket made in between would show only at the next change)
