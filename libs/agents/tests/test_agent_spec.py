@@ -33,6 +33,7 @@ def test_sample_agent_loads_with_tools_and_roles() -> None:
     assert spec.tool("issue_refund").risk is RiskLevel.HIGH
     assert spec.qualified_outcome is not None
     assert spec.qualified_outcome.tool == "book_appointment"
+    assert spec.turn_taking.number_lengths == (6,)  # its account numbers (crm.json)
 
 
 def test_minimal_spec_gets_defaults_and_is_frozen() -> None:
@@ -86,6 +87,8 @@ def test_every_problem_is_listed_with_the_source() -> None:
             "allowed_roles",
         ),
         ("token_budget: {prompt_tokens: 100}\n", "max_reply_tokens must be smaller"),
+        ("turn_taking: {number_lengths: [6, 16]}\n", r"number_lengths must be 3\.\.15"),
+        ("turn_taking: {number_lengths: [2]}\n", r"number_lengths must be 3\.\.15"),
     ],
 )
 def test_invalid_specs_are_rejected_clearly(extra: str, needle: str) -> None:

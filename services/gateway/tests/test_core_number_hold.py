@@ -151,3 +151,36 @@ def test_a_complete_verdict_does_not_end_a_held_pause_early() -> None:
 def test_a_hold_must_be_longer_than_the_endpoint() -> None:
     with pytest.raises(ValueError, match="number_hold_ms"):
         TurnConfig(endpoint=ENDPOINT, number_hold_ms=400)
+
+
+@pytest.mark.parametrize(
+    ("text", "held"),
+    [
+        ("Please look up account number 441-729.", 0),  # the account's 6 digits: whole
+        ("account four four one seven two nine", 0),
+        ("Please look up account number 441,", 3),  # its first group: held
+        ("It's 441-1729.", 7),  # one more than an account: still held
+        ("My card number is 4539 1488,", 8),
+    ],
+)
+def test_a_number_of_a_complete_length_is_not_in_progress(text: str, held: int) -> None:
+    assert number_in_progress(text, frozenset({6})) == held
+
+
+def test_a_whole_account_number_ends_at_the_endpoint_its_first_group_is_held() -> None:
+    d = Driver(
+        TurnConfig(
+            endpoint=ENDPOINT,
+            preroll_frames=2,
+            number_hold_ms=1000,
+            complete_number_lengths=frozenset({6}),
+        )
+    )
+    turn_id, actions = pause_with(d, "Please look up account number 441,")
+    assert of(actions, EndpointHeld) == [EndpointHeld(turn_id, 3, 1000)]
+    assert not of(d.frames(SILENCE, 15), TurnCommitted)
+    d.frames(VOICE, 1)
+    turn2, actions = pause_with(d, "Please look up account number 441-729.")
+    assert not of(actions, EndpointHeld)
+    ends = [(i, c.turn_id) for i in range(30) for c in of(d.frames(SILENCE, 1), TurnCommitted)]
+    assert ends == [(14, turn2)]  # 5 + 15 frames: the usual 400 ms

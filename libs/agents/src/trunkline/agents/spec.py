@@ -481,7 +481,12 @@ class TurnTakingPolicy(_Strict):
     digits: a card, account or phone number in groups) ends the turn only after this much
     silence, not the gateway's endpoint (400 ms), since callers pause between the groups about
     as long as at the end of a question; 0 turns it off (a value at or below the gateway's
-    endpoint changes nothing).
+    endpoint changes nothing). ``number_lengths``: the lengths of the numbers this agent's
+    callers read out whole (its account numbers): a run of exactly that many digits is taken as
+    complete and ends the turn at the usual endpoint, so a caller who has read the whole number
+    is not made to wait ``number_hold_ms``. A group of that length read first ("441 729", 3+3)
+    is still held; a longer number with a prefix of that length (a phone number read 3-3-4)
+    ends at the usual endpoint if the caller pauses after that prefix longer than the endpoint.
     """
 
     semantic_end_of_turn: bool = False
@@ -495,6 +500,22 @@ class TurnTakingPolicy(_Strict):
         le=5000,
         description="silence that ends a pause after a number read out (0: off)",
     )
+    number_lengths: tuple[int, ...] = Field(
+        default=(),
+        max_length=8,
+        description="digits in a number callers read out whole (an account number): not held",
+    )
+
+    @field_validator("number_lengths")
+    @classmethod
+    def _lengths(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [n for n in value if not 3 <= n <= 15]
+        if bad:
+            raise ValueError(
+                f"number_lengths must be 3..15 digits (shorter runs are never held, 16 is a "
+                f"whole card and never held): {bad!r}"
+            )
+        return tuple(sorted(set(value)))
 
 
 class QualifiedOutcome(_Strict):

@@ -239,6 +239,7 @@ class Gateway:
                 prefetch_every_ms=settings.prefetch_every_ms or None,
                 semantic=semantic,
                 number_hold_ms=hold if hold > settings.endpoint_ms else None,
+                complete_number_lengths=frozenset(profile.turn_taking.number_lengths),
             ),
             greeting=profile.greeting,
             filler_text=profile.filler_text,

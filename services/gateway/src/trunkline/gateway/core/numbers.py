@@ -7,7 +7,9 @@ pause tells the two apart: when it ends in a run of three or more digits (writte
 as digit words) the caller is probably not done, and the turn machine waits longer before it ends
 the turn (``TurnConfig.number_hold_ms``). Two digits or fewer ("at 3", "for 2 people") and numbers
 that are amounts or times ("$150", "10:30") do not count, nor a run of 16 digits or more: a whole
-card number, the longest a caller reads out, so the turn ends at the usual endpoint.
+card number, the longest a caller reads out, so the turn ends at the usual endpoint. An agent
+whose callers read numbers of a known length (its account numbers: ``complete`` lengths) does not
+hold a run of exactly that many digits either: the number is whole, the caller is done.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ def trailing_digits(text: str) -> int:
     return count
 
 
-def number_in_progress(text: str) -> int:
+def number_in_progress(text: str, complete: frozenset[int] = frozenset()) -> int:
     """The digits of the number ``text`` ends in while it may go on (``MIN_DIGITS`` up to
-    ``WHOLE_CARD``), else 0."""
+    ``WHOLE_CARD``, and not one of the ``complete`` lengths), else 0."""
     digits = trailing_digits(text)
+    if digits in complete:
+        return 0
     return digits if MIN_DIGITS <= digits < WHOLE_CARD else 0

@@ -23,7 +23,8 @@ verdict that comes after the caller spoke again or after the endpoint is ignored
 Numbers read out (``number_hold_ms``; None: off): when the speculative transcript of a pause ends
 in a number of 3 to 15 digits (``core/numbers.py``: "my card number is 4539,") the caller
 is probably reading out the next group, so that pause ends the turn at ``number_hold_ms`` of
-silence instead of the endpoint (``EndpointHeld``), and no semantic verdict ends it early. A
+silence instead of the endpoint (``EndpointHeld``), and no semantic verdict ends it early; a run
+of one of ``complete_number_lengths`` (the agent's account numbers) is whole and not held. A
 transcript that comes after the endpoint changes nothing.
 """
 
@@ -109,6 +110,7 @@ class TurnConfig:
     max_history: int = 40
     semantic: SemanticEndConfig | None = None  # semantic end of turn; None: silence alone
     number_hold_ms: int | None = None  # a pause after a number read out; None: the endpoint
+    complete_number_lengths: frozenset[int] = frozenset()  # runs of these lengths are not held
 
     def __post_init__(self) -> None:
         if self.number_hold_ms is not None and self.number_hold_ms <= self.endpoint.endpoint_ms:
@@ -402,7 +404,7 @@ class TurnMachine:
         hold = self.config.number_hold_ms
         if hold is None or turn.committed or self._endpointer.phase is not Phase.PAUSE:
             return
-        digits = number_in_progress(turn.transcript or "")
+        digits = number_in_progress(turn.transcript or "", self.config.complete_number_lengths)
         if digits and not self._endpointer.held:
             self._endpointer.hold(hold)
             actions.append(EndpointHeld(turn.id, digits, hold))
