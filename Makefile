@@ -97,7 +97,7 @@ bench-context: ## Context service at 10k and 100k chunks: ingest, Resolve per st
 bench-voice: ## Voice loop: 20+ real-time turns through the stack vs in one process vs a LiveKit caller through the stack
 	$(PY) python -m benchmarks.voice
 
-bench-voice-long: ## A 12-turn call (long utterances, off-topic, goodbye), quiet vs a CPU hog: v2v per class and turn
+bench-voice-long: ## A 13-turn call (long utterances, off-topic, a phone number, goodbye), quiet vs a CPU hog: v2v per class and turn
 	$(PY) python -m benchmarks.voice.conversation
 
 bench-voice-long-stack: ## bench-voice-long through the full distributed stack

@@ -1,8 +1,9 @@
-"""``make bench-voice-long``: a long call (12 turns: short questions, 5-8 s utterances, an
-off-topic turn, a goodbye) through ONE gateway process (:mod:`benchmarks.voice.inproc`, the
-real models), made twice in one run: on a quiet machine and with a CPU hog spinning on one core;
-``--distributed`` (``make bench-voice-long-stack``): through the full stack instead (``trunkline
-stack up``: every service its own process, gRPC, NATS, Redis), stages from its turn events.
+"""``make bench-voice-long``: a long call (13 turns: short questions, 5-8 s utterances, an
+off-topic turn, a phone number read out, a goodbye) through ONE gateway process
+(:mod:`benchmarks.voice.inproc`, the real models), made twice in one run: on a quiet machine and
+with a CPU hog spinning on one core; ``--distributed`` (``make bench-voice-long-stack``): through
+the full stack instead (``trunkline stack up``: every service its own process, gRPC, NATS,
+Redis), stages from its turn events.
 Each run starts a fresh process (stack) with an empty semantic cache.
 
 Reported per utterance class and per turn index: caller-measured voice-to-voice p50/p95, the
@@ -46,6 +47,9 @@ SCRIPT: tuple[tuple[str, str], ...] = (
              "that day, so I need to move it to the following Monday afternoon if I can."),
     ("short", "Is there parking near the office?"),
     ("short", "Can I pay by credit card?"),
+    # ends in a number of no known length (a phone number, 7 digits): the turn machine holds
+    # the end for a next group (turn_taking.number_hold_ms): this class is what that hold costs
+    ("number", "You can call me back on five five five, zero one three two."),
     ("long", "I had a filling done last month and since then the tooth hurts when I drink "
              "something cold, is that normal or should I come back in to have it checked?"),
     ("short", "How much is an emergency visit?"),

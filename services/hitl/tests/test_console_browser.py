@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 from opentelemetry.sdk.trace import TracerProvider
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
 from redis.asyncio import Redis
 
 from trunkline.audio import mulaw_encode
@@ -416,3 +416,38 @@ async def test_approvals_are_approved_with_edits_and_denied_in_the_browser(
     response = await gus.goto(f"{console.url}/tickets/{refund.ticket_id}")
     assert response is not None
     assert response.status == 403
+
+
+async def test_an_older_list_that_comes_back_late_does_not_hide_a_new_ticket(
+    browser: Browser, console: RunningConsole, queue: TicketQueue
+) -> None:
+    """The page's first list (asked for at the stream's ``ready``, before the ticket) is held
+    back until after the list a ticket's ``changed`` asked for: the ticket stays on the page."""
+    alice = await operator_page(browser, console, "alice")
+    asked: list[int] = []
+    first_held = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def items(route: Route) -> None:
+        asked.append(len(asked))
+        if len(asked) == 1:
+            reply = await route.fetch()  # the list as it is now: no ticket yet
+            first_held.set()
+            await release_first.wait()
+            await route.fulfill(response=reply)
+        else:
+            await route.continue_()
+
+    await alice.route("**/queue/items", items)
+    await alice.goto(console.url + "/queue")
+    await asyncio.wait_for(first_held.wait(), 10)
+    call = CallRef("acme", "CA-queue-late", caller_address="+15550123", agent_name="acme-dental")
+    ticket = await queue.request_approval(
+        call, ApprovalInfo("tc-9", "issue_refund", '{"amount": 20}', justification="late list")
+    )
+    shown = alice.locator(f"#ticket-{ticket.ticket_id}")
+    await shown.wait_for(timeout=10_000)  # drawn from the second list
+    release_first.set()  # the stale first list lands now
+    await alice.wait_for_timeout(1000)
+    assert len(asked) >= 2
+    assert await shown.count() == 1, "the stale list replaced the newer one"

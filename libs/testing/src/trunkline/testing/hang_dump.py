@@ -42,9 +42,40 @@ def dump_tasks(where: str) -> None:
             continue
         print(f"-- {len(tasks)} tasks of {loop!r}", file=out)
         for task in tasks:
-            print(f"- {task!r}", file=out)
-            task.print_stack(limit=12, file=out)
+            try:  # one unreadable task (a Cython coroutine) must not end the dump
+                print(f"- {task!r}", file=out)
+                for line in await_chain(task.get_coro()):
+                    print(line, file=out)
+            except Exception as exc:  # a dump reads what it can
+                print(f"  (unreadable: {exc!r})", file=out)
     out.flush()
+
+
+def await_chain(coro: object, limit: int = 40) -> list[str]:
+    """Where a suspended coroutine is, and what it awaits, down to the innermost awaitable
+    (``Task.print_stack`` shows only the outermost frame of a suspended task)."""
+    lines: list[str] = []
+    for _ in range(limit):
+        if coro is None:
+            break
+        frame = next(
+            (getattr(coro, a) for a in ("cr_frame", "ag_frame", "gi_frame") if hasattr(coro, a)),
+            None,
+        )
+        if frame is None:
+            lines.append(f"  awaits {coro!r}")
+            break
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}')
+        coro = next(
+            (
+                getattr(coro, a)
+                for a in ("cr_await", "ag_await", "gi_yieldfrom")
+                if getattr(coro, a, None) is not None
+            ),
+            None,
+        )
+    return lines
 
 
 @contextlib.contextmanager

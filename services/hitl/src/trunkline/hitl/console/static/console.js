@@ -85,10 +85,16 @@
       }
       shown.textContent = refused[item.id];
     };
+    // Refreshes may overlap (an event while the last one is in flight) and their replies come
+    // back in any order: only the latest one started is drawn, so an older, emptier list never
+    // overwrites a newer one (a ticket once vanished that way until the next change).
+    let latest = 0;
     const refresh = async function () {
+      const mine = ++latest;
       const reply = await fetch(queue.dataset.items, { headers: { "Accept": "text/html" } });
-      if (!reply.ok) return;
+      if (!reply.ok || mine !== latest) return;
       const html = await reply.text();
+      if (mine !== latest) return;
       const values = typed();
       // the field being typed in keeps the focus and the caret across the refresh
       const active = document.activeElement;
