@@ -34,6 +34,7 @@ def test_sample_agent_loads_with_tools_and_roles() -> None:
     assert spec.qualified_outcome is not None
     assert spec.qualified_outcome.tool == "book_appointment"
     assert spec.turn_taking.number_lengths == (6,)  # its account numbers (crm.json)
+    assert spec.tool("lookup_account").call_when_heard  # the gateway looks a heard number up
 
 
 def test_minimal_spec_gets_defaults_and_is_frozen() -> None:
@@ -87,6 +88,17 @@ def test_every_problem_is_listed_with_the_source() -> None:
             "allowed_roles",
         ),
         ("token_budget: {prompt_tokens: 100}\n", "max_reply_tokens must be smaller"),
+        (
+            "tools:\n  - name: a\n    description: d\n    endpoint: http://x\n"
+            "    allowed_roles: [c]\n    risk: medium\n    call_when_heard: true\n"
+            "    parameters: {type: object, properties: {q: {type: string}}, required: [q]}\n",
+            "call_when_heard is only for risk: low",
+        ),
+        (
+            "tools:\n  - {name: a, description: d, endpoint: 'http://x', allowed_roles: [c],"
+            " call_when_heard: true}\n",
+            "call_when_heard needs required arguments",
+        ),
         ("turn_taking: {number_lengths: [6, 16]}\n", r"number_lengths must be 3\.\.15"),
         ("turn_taking: {number_lengths: [2]}\n", r"number_lengths must be 3\.\.15"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -114,3 +115,44 @@ def test_results_are_compact_json_cut_to_the_limit() -> None:
     long = result_json({"text": "x" * (RESULT_LIMIT * 2)})
     assert len(long) == RESULT_LIMIT
     assert json.loads(result_json({"n": "é"})) == {"n": "é"}
+
+
+HEARD = ToolBook(
+    [
+        replace(
+            LOOKUP,
+            call_when_heard=True,
+            parameters={
+                "type": "object",
+                "properties": {"account_id": {"type": "string", "pattern": "^[0-9]{6}$"}},
+                "required": ["account_id"],
+            },
+            allowed_roles=("caller",),
+        ),
+        REFUND,
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "role", "calls"),
+    [
+        ("Please look up my account 441729.", "caller", [("lookup_account", "441729")]),
+        # Whisper heard "account" as "count": the number's other cue still gives it
+        ("Please look up, count number 441-729.", "caller", [("lookup_account", "441729")]),
+        ("account four four one, seven two nine", "caller", [("lookup_account", "441729")]),
+        ("When are you open on Saturday?", "caller", []),
+        ("Please look up my account 441729.", "operator", []),  # not this role's tool
+        ("It is account 4411729.", "caller", []),  # not valid against its schema: the model's
+        ("My phone is 5550123.", "caller", []),  # no cue for an account
+    ],
+)
+def test_a_tool_called_when_heard_gets_the_arguments_the_turn_gives(
+    text: str, role: str, calls: list[tuple[str, str]]
+) -> None:
+    heard = HEARD.heard_calls(text, role)
+    assert [(name, json.loads(args)["account_id"]) for name, args in heard] == calls
+
+
+def test_only_tools_marked_call_when_heard_are_heard() -> None:
+    assert BOOK.heard_calls("Please look up my account 441729.", "caller") == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -99,6 +100,7 @@ async def run_turn(
     *,
     max_rounds: int = 2,
     committed: Committed | None = None,
+    tools: Sequence[ToolPolicy] = (LOOKUP, REFUND, APPROVE, BOOK),
 ) -> tuple[TurnRecord, ScriptedLlm, list[Event]]:
     env = PeerEnv(SystemClock(), recorder.provider.get_tracer("test"))
     llm = ScriptedLlm(env, rounds)
@@ -109,7 +111,7 @@ async def run_turn(
         tts=FakeSynthesizer(env, frames_per_word=1),
     )
     executor = ToolExecutor(
-        ToolBook([LOOKUP, REFUND, APPROVE, BOOK], max_rounds=max_rounds),
+        ToolBook(tools, max_rounds=max_rounds),
         runner,
         clock=env.clock,
         tracer=env.tracer,
@@ -245,3 +247,43 @@ async def test_speculative_work_runs_lookups_but_holds_side_effects_until_commit
     record, _, _ = await asyncio.wait_for(turn, 5)
     assert [name for name, _ in runner.ran] == ["lookup_account", "book_appointment"]
     assert [t.status for t in record.tool_calls] == [ToolStatus.SUCCEEDED] * 2
+
+
+async def test_a_tool_called_when_heard_runs_before_the_model_which_reads_its_result(
+    span_recorder: SpanRecorder,
+) -> None:
+    """The caller read out the account number: the gateway looks it up itself, and the model's
+    first request already holds the result (a small model once invented an answer instead of
+    calling the tool)."""
+    runner = FakeRunner({"lookup_account": {"name": "Dana Whitfield", "balance_usd": 45}})
+    rounds: list[list[LlmEvent]] = [[TextDelta("Dana, your balance is 45 dollars.")]]
+    heard = replace(LOOKUP, call_when_heard=True)
+    record, llm, _ = await run_turn(span_recorder, rounds, runner, tools=(heard, BOOK))
+    assert runner.ran == [("lookup_account", {"account_id": "441729"})]
+    (request,) = llm.requests
+    (tool_round,) = request.tool_rounds
+    assert tool_round.text == ""
+    (result,) = tool_round.results
+    assert (result.call_id, result.name) == ("heard_1_1", "lookup_account")
+    assert json.loads(result.arguments_json) == {"account_id": "441729"}
+    assert json.loads(result.result_json) == {"name": "Dana Whitfield", "balance_usd": 45}
+    assert [t.status for t in record.tool_calls] == [ToolStatus.SUCCEEDED]
+    assert record.generated_text == "Dana, your balance is 45 dollars."
+    # the guard lets "Dana" and "45" through: the heard round's result supports them
+    assert record.grounded
+    assert record.guard_interventions == []
+    turn = span_recorder.named("turn")
+    assert [e.name for e in turn.events if e.name == "tool.heard"] == ["tool.heard"]
+
+
+async def test_the_model_may_still_call_tools_after_the_heard_round(
+    span_recorder: SpanRecorder,
+) -> None:
+    runner = FakeRunner({"lookup_account": {"ok": 1}, "book_appointment": {"booked": True}})
+    booking = ToolCallRequested("b1", "book_appointment", "{}")
+    rounds: list[list[LlmEvent]] = [[booking], [TextDelta("Booked.")]]
+    heard = replace(LOOKUP, call_when_heard=True)
+    record, llm, _ = await run_turn(span_recorder, rounds, runner, tools=(heard, BOOK))
+    assert [name for name, _ in runner.ran] == ["lookup_account", "book_appointment"]
+    assert [len(r.tool_rounds) for r in llm.requests] == [1, 2]
+    assert record.generated_text == "Booked."

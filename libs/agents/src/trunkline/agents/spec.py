@@ -127,6 +127,12 @@ class ToolSpec(_Strict):
     max_calls_per_minute: int | None = Field(
         default=None, ge=1, description="per tenant, over the last 60 s"
     )
+    call_when_heard: bool = Field(
+        default=False,
+        description="the gateway calls it itself, before the model, in a turn whose words give "
+        "every required argument (an account number after 'account' or 'number'); the result "
+        "is the model's first tool round. Only for risk: low tools",
+    )
 
     @model_validator(mode="after")
     def _fixed_are_parameters(self) -> Self:
@@ -134,6 +140,18 @@ class ToolSpec(_Strict):
         unknown = sorted(k for k in self.fixed_arguments if k not in props)
         if unknown:
             raise ValueError(f"fixed_arguments {', '.join(unknown)} are not in parameters")
+        return self
+
+    @model_validator(mode="after")
+    def _heard_is_a_lookup(self) -> Self:
+        if not self.call_when_heard:
+            return self
+        if self.risk is not RiskLevel.LOW:
+            raise ValueError(
+                "call_when_heard is only for risk: low tools (no side effects, no approval)"
+            )
+        if not self.parameters.get("required"):
+            raise ValueError("call_when_heard needs required arguments to hear")
         return self
 
     @field_validator("parameters")

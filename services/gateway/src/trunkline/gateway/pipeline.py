@@ -274,6 +274,11 @@ class TurnPipeline:
         splitter = ClauseSplitter(self.min_clause_words, first_clause_words=self.first_clause_words)
         started = self.clock.now()
         rounds: list[ToolRound] = []
+        heard = await self._heard_round(request.user_text, record, committed)
+        if heard is not None:
+            rounds.append(heard)
+            if support is not None:
+                support.add(*(f"{r.arguments_json}\n{r.result_json}" for r in heard.results))
         while True:
             text = ""
             calls: list[ToolCallRequested] = []
@@ -311,6 +316,26 @@ class TurnPipeline:
         for clause in splitter.flush():
             record.stage_s.setdefault("llm_first_clause", self.clock.now() - started)
             yield clause
+
+    async def _heard_round(
+        self, text: str, record: TurnRecord, committed: Committed | None
+    ) -> ToolRound | None:
+        """The tools the spec has the gateway call itself (``call_when_heard``) when this turn's
+        words give their arguments — the caller read out an account number: they run before
+        the model's first round, and their results are that round, so the answer does not hang
+        on a small model choosing to call the tool (it once invented a survey instead)."""
+        if self.tools is None:
+            return None
+        heard = self.tools.book.heard_calls(text, self.call.caller_role)
+        if not heard:
+            return None
+        calls = [
+            ToolCallRequested(f"heard_{record.turn_id}_{i}", name, arguments)
+            for i, (name, arguments) in enumerate(heard, start=1)
+        ]
+        trace.get_current_span().add_event("tool.heard", {"tools": [name for name, _ in heard]})
+        results = await self._run_tools(calls, 0, record, committed)
+        return ToolRound("", results) if results else None
 
     async def _run_tools(
         self,

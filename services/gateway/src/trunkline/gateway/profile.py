@@ -70,6 +70,7 @@ class ToolProfile(_Lenient):
     headers: dict[str, str] = Field(default_factory=dict)
     max_calls_per_call: int | None = None
     max_calls_per_minute: int | None = None
+    call_when_heard: bool = False
 
     @property
     def parameters_json(self) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
 from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped, unused-ignore]
 
+from trunkline.gateway.core.entities import extract_entities
+
 RESULT_LIMIT = 4096  # characters of a result kept for the model and the turn record
 
 
@@ -53,6 +55,8 @@ class ToolPolicy:
     max_calls_per_call: int | None = None
     max_calls_per_minute: int | None = None
     allowed_hosts: tuple[str, ...] = ()
+    # called by the gateway before the model when the turn's words give its required arguments
+    call_when_heard: bool = False
 
     def allows(self, role: str) -> bool:
         return "*" in self.allowed_roles or role in self.allowed_roles
@@ -116,6 +120,24 @@ class ToolBook:
             where = "/".join(str(p) for p in errors[0].absolute_path) or "arguments"
             return {}, f"invalid edited arguments for {name}: {where}: {errors[0].message}"
         return arguments, ""
+
+    def heard_calls(self, text: str, role: str) -> list[tuple[str, str]]:
+        """The ``call_when_heard`` tools that ``text`` (one caller turn) gives every required
+        argument of (an account number after "account" or "number"), with those arguments as
+        JSON: ``(name, arguments_json)``. Only calls :meth:`decide` would run at once (the
+        caller's role allowed, the arguments valid, no approval needed)."""
+        calls: list[tuple[str, str]] = []
+        for tool in self.tools.values():
+            required = tuple(tool.parameters.get("required", ()))
+            if not tool.call_when_heard or not required or tool.high_risk:
+                continue
+            heard = extract_entities(text, required)
+            if len(heard) < len(required):
+                continue
+            arguments = json.dumps({name: heard[name] for name in required})
+            if isinstance(self.decide(tool.name, arguments, role, 0), Execute):
+                calls.append((tool.name, arguments))
+        return calls
 
     def may_continue(self, rounds_done: int) -> bool:
         """True while another generation round with tool results is allowed."""

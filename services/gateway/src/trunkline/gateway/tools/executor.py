@@ -58,6 +58,7 @@ def tool_book(profile: AgentProfile, max_rounds: int = 2) -> ToolBook:
                 headers=tool.headers,
                 max_calls_per_call=tool.max_calls_per_call,
                 max_calls_per_minute=tool.max_calls_per_minute,
+                call_when_heard=tool.call_when_heard,
                 allowed_hosts=profile.allowed_hosts
                 or tuple(filter(None, [url_host(tool.endpoint)])),
             )
