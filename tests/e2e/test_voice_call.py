@@ -218,7 +218,14 @@ def test_each_reply_comes_from_where_the_platform_can_vouch_for_it(finished: Fin
     # Found by any of its parts: a full .ci/run once heard none of them as "account".
     lookup = next((t for t in turns if LOOKUP.search(t.caller)), None)
     assert lookup is not None, [(t.caller, t.source) for t in turns]
-    assert lookup.source in {"llm", "fallback"}, lookup  # an account number: the LLM's tools
+    # the account number heard whole: the gateway looked it up and said the CRM's record in
+    # the spec's words (no model: SmolLM2 once invented a "customer satisfaction survey")
+    if "441729" in re.sub(r"\D", "", lookup.caller):
+        assert lookup.source == "tool", lookup
+        assert "Dana Whitfield" in lookup.agent, lookup
+        assert "45 dollars" in lookup.agent, lookup
+    else:  # heard otherwise ("441-1729"): the model and the guard
+        assert lookup.source in {"llm", "fallback"}, lookup
     if finished.call.result.ended_by != "caller":  # the agent hung up: after its goodbye
         assert (turns[-1].source, turns[-1].hang_up) == ("goodbye", True), turns[-1]
     for turn in turns:

@@ -35,6 +35,11 @@ def test_sample_agent_loads_with_tools_and_roles() -> None:
     assert spec.qualified_outcome.tool == "book_appointment"
     assert spec.turn_taking.number_lengths == (6,)  # its account numbers (crm.json)
     assert spec.tool("lookup_account").call_when_heard  # the gateway looks a heard number up
+    assert [a.when for a in spec.tool("lookup_account").answers] == [
+        {"found": True},
+        {"found": True},
+        {"found": False},
+    ]
 
 
 def test_minimal_spec_gets_defaults_and_is_frozen() -> None:
@@ -98,6 +103,18 @@ def test_every_problem_is_listed_with_the_source() -> None:
             "tools:\n  - {name: a, description: d, endpoint: 'http://x', allowed_roles: [c],"
             " call_when_heard: true}\n",
             "call_when_heard needs required arguments",
+        ),
+        (
+            "tools:\n  - {name: a, description: d, endpoint: 'http://x', allowed_roles: [c],"
+            " answers: [{say: hi}]}\n",
+            "answers are said for a call_when_heard tool only",
+        ),
+        (
+            "tools:\n  - name: a\n    description: d\n    endpoint: http://x\n"
+            "    allowed_roles: [c]\n    call_when_heard: true\n"
+            "    parameters: {type: object, properties: {q: {type: string}}, required: [q]}\n"
+            "    answers: [{say: '{balance:.2f} dollars'}]\n",
+            "must be a plain result field name",
         ),
         ("turn_taking: {number_lengths: [6, 16]}\n", r"number_lengths must be 3\.\.15"),
         ("turn_taking: {number_lengths: [2]}\n", r"number_lengths must be 3\.\.15"),

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from trunkline.gateway.core.clock import SystemClock
-from trunkline.gateway.core.events import Event, Message, StartWork
+from trunkline.gateway.core.events import Event, Message, ReplyAudio, StartWork
+from trunkline.gateway.core.tool_answers import ToolAnswer
 from trunkline.gateway.core.tools import ToolBook, ToolPolicy, ToolStatus
 from trunkline.gateway.fakes import FakeContext, FakeSynthesizer, FakeTranscriber
 from trunkline.gateway.peers.base import LanguageModel, PeerEnv
@@ -287,3 +288,44 @@ async def test_the_model_may_still_call_tools_after_the_heard_round(
     assert [name for name, _ in runner.ran] == ["lookup_account", "book_appointment"]
     assert [len(r.tool_rounds) for r in llm.requests] == [1, 2]
     assert record.generated_text == "Booked."
+
+
+async def test_a_heard_tool_whose_answer_fits_is_said_in_the_specs_words_without_the_model(
+    span_recorder: SpanRecorder,
+) -> None:
+    runner = FakeRunner({"lookup_account": {"found": True, "name": "Dana", "balance_usd": 45.0}})
+    answers = (ToolAnswer("{name}, your balance is {balance_usd} dollars.", {"found": True}),)
+    heard = replace(LOOKUP, call_when_heard=True, answers=answers)
+    record, llm, events = await run_turn(span_recorder, [[TextDelta("never asked")]], runner,
+                                         tools=(heard,))  # fmt: skip
+    assert llm.requests == []
+    assert record.reply_source == "tool"
+    assert record.generated_text == "Dana, your balance is 45 dollars."
+    spoken = " ".join(e.text for e in events if isinstance(e, ReplyAudio) and e.last)
+    assert spoken == "Dana, your balance is 45 dollars."
+    assert record.grounded
+
+
+async def test_a_heard_tool_whose_answers_do_not_fit_goes_to_the_model(
+    span_recorder: SpanRecorder,
+) -> None:
+    runner = FakeRunner({"lookup_account": {"found": False, "message": "no such account"}})
+    answers = (ToolAnswer("{name}, your balance is {balance_usd} dollars.", {"found": True}),)
+    heard = replace(LOOKUP, call_when_heard=True, answers=answers)
+    rounds: list[list[LlmEvent]] = [[TextDelta("I could not find that account.")]]
+    record, llm, _ = await run_turn(span_recorder, rounds, runner, tools=(heard,))
+    assert len(llm.requests) == 1
+    assert record.reply_source == "llm"
+
+
+async def test_a_model_that_says_nothing_speakable_gets_the_fallback_not_silence(
+    span_recorder: SpanRecorder,
+) -> None:
+    """SmolLM2-135M, handed a tool result, once answered only tags the parser drops: the caller
+    heard the filler and then nothing."""
+    rounds: list[list[LlmEvent]] = [[TextDelta("  "), Usage(100, 52, 0.002)]]
+    record, _, events = await run_turn(span_recorder, rounds, FakeRunner(), tools=(LOOKUP,))
+    spoken = [e.text for e in events if isinstance(e, ReplyAudio) and e.last]
+    assert spoken, "nothing was said"
+    assert record.reply_source == "fallback"
+    assert not record.grounded

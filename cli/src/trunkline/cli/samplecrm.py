@@ -6,7 +6,8 @@
 It serves what ``agents/acme-dental.yaml`` points at:
 
 - ``POST /tools/lookup_account`` ``{"account_id": "441729"}`` (the gateway's tool executor):
-  ``{"found": true, "account_id", "name", "balance_usd", "plan", "next_appointment"}``, or
+  ``{"found": true, "account_id", "name", "balance_usd", "plan", "next_appointment"}`` (null
+  when none is booked), or
   ``{"found": false, "message"}`` for an unknown number;
 - ``POST /tools/book_appointment`` ``{"account_id", "service", "start"}``: books it (kept in
   memory, the file is never written) and answers ``{"booked": true, "appointment_id", ...}``;
@@ -81,7 +82,7 @@ class Crm:
             "name": account.get("name", ""),
             "balance_usd": account.get("balance_usd", 0.0),
             "plan": account.get("plan", ""),
-            "next_appointment": _describe(booked[0]) if booked else "none booked",
+            "next_appointment": _describe(booked[0]) if booked else None,
         }
 
     def appointments(self, account_id: str) -> Json:

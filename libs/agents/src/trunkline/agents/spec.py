@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import string
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -103,6 +104,26 @@ class Voice(_Strict):
     speaking_rate: float = Field(default=1.0, gt=0.0, le=3.0)
 
 
+class ToolAnswer(_Strict):
+    """A tool's result said in the spec's words: ``say`` with ``{field}`` placeholders filled
+    from the result, when the result has every ``when`` field with that value."""
+
+    say: str = Field(min_length=1, max_length=500)
+    when: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("say")
+    @classmethod
+    def _plain_placeholders(cls, value: str) -> str:
+        try:
+            fields = list(string.Formatter().parse(value))
+        except ValueError as exc:
+            raise ValueError(f"say is not a valid template: {exc}") from exc
+        for _, name, spec, conversion in fields:
+            if name is not None and (not name.isidentifier() or spec or conversion):
+                raise ValueError(f"say: placeholder {{{name}}} must be a plain result field name")
+        return value
+
+
 class ToolSpec(_Strict):
     name: str = Field(pattern=_TOOL_NAME)
     description: str = Field(min_length=1)
@@ -133,6 +154,11 @@ class ToolSpec(_Strict):
         "every required argument (an account number after 'account' or 'number'); the result "
         "is the model's first tool round. Only for risk: low tools",
     )
+    answers: tuple[ToolAnswer, ...] = Field(
+        default=(),
+        description="with call_when_heard: the result said in these words (the first that fits, "
+        "its {field}s filled from the result) instead of by the model",
+    )
 
     @model_validator(mode="after")
     def _fixed_are_parameters(self) -> Self:
@@ -145,6 +171,8 @@ class ToolSpec(_Strict):
     @model_validator(mode="after")
     def _heard_is_a_lookup(self) -> Self:
         if not self.call_when_heard:
+            if self.answers:
+                raise ValueError("answers are said for a call_when_heard tool only")
             return self
         if self.risk is not RiskLevel.LOW:
             raise ValueError(

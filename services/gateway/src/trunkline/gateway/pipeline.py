@@ -40,6 +40,7 @@ from trunkline.gateway.core.replies import (
     Retrieved,
     plan_reply,
 )
+from trunkline.gateway.core.tool_answers import tool_answer
 from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.escalations import Escalations
 from trunkline.gateway.metrics import GatewayMetrics, version_labels
@@ -179,17 +180,35 @@ class TurnPipeline:
                 clauses = _iterate(split_text(plan.text, self.min_clause_words, first))
                 await self._speak(work.turn_id, clauses, record, emit)
         else:
-            context = record.context
-            assert context is not None  # only a turn that resolved its context reaches the LLM
-            request = LlmRequest(self.call, text, work.history, context)
-            support = self._support.copy() if self.guard.enabled else None
-            if support is not None:
-                support.add(context.block, *self._caller_numbers)
-            record.grounded = support is not None
-            generated = self._generate(request, record, committed, support)
-            await self._speak(work.turn_id, generated, record, emit, support=support, question=text)
+            await self._answer(work, text, record, emit, committed)
         self._read_ahead = None  # it read this turn ahead; the next one gets its own
         emit(WorkDone(work.turn_id))
+
+    async def _answer(
+        self,
+        work: StartWork,
+        text: str,
+        record: TurnRecord,
+        emit: Emit,
+        committed: Committed | None,
+    ) -> None:
+        """The turn the plan leaves to the model: the tools the caller's words call first (their
+        result said in the spec's words when one fits), else the model under the guard."""
+        context = record.context
+        assert context is not None  # only a turn that resolved its context reaches the LLM
+        request = LlmRequest(self.call, text, work.history, context)
+        support = self._support.copy() if self.guard.enabled else None
+        if support is not None:
+            support.add(context.block, *self._caller_numbers)
+        record.grounded = support is not None
+        heard = await self._heard_round(text, record, committed)
+        said = self._tool_answer(heard, record)
+        if said:  # the tool's result in the spec's words: no model in the way
+            clauses = _iterate(split_text(said, self.min_clause_words, self.first_clause_words))
+            await self._speak(work.turn_id, clauses, record, emit)
+            return
+        generated = self._generate(request, record, committed, support, heard)
+        await self._speak(work.turn_id, generated, record, emit, support=support, question=text)
 
     async def _resolve_and_plan(self, text: str, record: TurnRecord) -> Plan:
         started = self.clock.now()
@@ -268,14 +287,14 @@ class TurnPipeline:
         record: TurnRecord,
         committed: Committed | None,
         support: Support | None = None,
+        heard: ToolRound | None = None,
     ) -> AsyncIterator[str]:
         """The reply's clauses. A round that ends in tool calls runs them through the tool
         executor and generates again with the results, at most the executor's round limit."""
         splitter = ClauseSplitter(self.min_clause_words, first_clause_words=self.first_clause_words)
         started = self.clock.now()
         rounds: list[ToolRound] = []
-        heard = await self._heard_round(request.user_text, record, committed)
-        if heard is not None:
+        if heard is not None:  # the tools the gateway called itself: the model's first round
             rounds.append(heard)
             if support is not None:
                 support.add(*(f"{r.arguments_json}\n{r.result_json}" for r in heard.results))
@@ -336,6 +355,21 @@ class TurnPipeline:
         trace.get_current_span().add_event("tool.heard", {"tools": [name for name, _ in heard]})
         results = await self._run_tools(calls, 0, record, committed)
         return ToolRound("", results) if results else None
+
+    def _tool_answer(self, heard: ToolRound | None, record: TurnRecord) -> str:
+        """The heard tools' results said in the spec's words (the first tool whose answers fit
+        its result), "" when none fits: then the model phrases them."""
+        if heard is None or self.tools is None:
+            return ""
+        for result in heard.results:
+            policy = self.tools.book.tools.get(result.name)
+            said = tool_answer(policy.answers, result.result_json) if policy else None
+            if said:
+                record.reply_source, record.grounded = ReplySource.TOOL, True
+                record.generated_text = said
+                trace.get_current_span().set_attribute("turn.reply_source", str(ReplySource.TOOL))
+                return said
+        return ""
 
     async def _run_tools(
         self,
@@ -429,6 +463,16 @@ class TurnPipeline:
                     return
                 index = await self._synthesize(turn_id, index, clause, record, emit, reply=reply)
             await producer  # re-raise a producer failure
+            if index == 0 and question:  # the model said nothing speakable: never silence
+                record.grounded = False
+                log.info(
+                    "call %s turn %d: the model said nothing speakable; the fallback instead",
+                    self.call.call_id,
+                    record.turn_id,
+                )
+                fallback = self._fallback(question, record, spoken=False)
+                for text in split_text(fallback, self.min_clause_words) if fallback else ():
+                    index = await self._synthesize(turn_id, index, text, record, emit, reply=reply)
         finally:
             reply.close()
             producer.cancel()

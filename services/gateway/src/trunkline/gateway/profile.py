@@ -58,6 +58,11 @@ class TokenBudgetProfile(_Lenient):
     prompt_tokens: int = Field(default=0, ge=0)
 
 
+class ToolAnswerProfile(_Lenient):
+    say: str
+    when: dict[str, Any] = Field(default_factory=dict)
+
+
 class ToolProfile(_Lenient):
     name: str
     description: str = ""
@@ -71,6 +76,7 @@ class ToolProfile(_Lenient):
     max_calls_per_call: int | None = None
     max_calls_per_minute: int | None = None
     call_when_heard: bool = False
+    answers: tuple[ToolAnswerProfile, ...] = ()
 
     @property
     def parameters_json(self) -> str:

@@ -32,6 +32,7 @@ class ReplySource(StrEnum):
     GREETING = "greeting"
     HANDOFF = "handoff"  # the call escalates: the spec's hold message
     CALLBACK = "callback"  # the caller answered a callback offer: the spec's confirmation
+    TOOL = "tool"  # a heard tool's result in the spec's words (its answers), no LLM
 
 
 class Intent(StrEnum):

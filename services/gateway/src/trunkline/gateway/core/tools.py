@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unus
 from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped, unused-ignore]
 
 from trunkline.gateway.core.entities import extract_entities
+from trunkline.gateway.core.tool_answers import ToolAnswer
 
 RESULT_LIMIT = 4096  # characters of a result kept for the model and the turn record
 
@@ -57,6 +58,7 @@ class ToolPolicy:
     allowed_hosts: tuple[str, ...] = ()
     # called by the gateway before the model when the turn's words give its required arguments
     call_when_heard: bool = False
+    answers: tuple[ToolAnswer, ...] = ()  # its result in the spec's words (core/tool_answers)
 
     def allows(self, role: str) -> bool:
         return "*" in self.allowed_roles or role in self.allowed_roles

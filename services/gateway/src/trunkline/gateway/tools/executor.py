@@ -17,6 +17,7 @@ from opentelemetry.trace import Status, StatusCode, Tracer
 from trunkline.agents.spec import url_host
 from trunkline.gateway.approvals import ApprovalDecision, Approver, Verdict
 from trunkline.gateway.core.clock import Clock
+from trunkline.gateway.core.tool_answers import ToolAnswer
 from trunkline.gateway.core.tools import (
     Execute,
     NeedsApproval,
@@ -59,6 +60,7 @@ def tool_book(profile: AgentProfile, max_rounds: int = 2) -> ToolBook:
                 max_calls_per_call=tool.max_calls_per_call,
                 max_calls_per_minute=tool.max_calls_per_minute,
                 call_when_heard=tool.call_when_heard,
+                answers=tuple(ToolAnswer(a.say, a.when) for a in tool.answers),
                 allowed_hosts=profile.allowed_hosts
                 or tuple(filter(None, [url_host(tool.endpoint)])),
             )
