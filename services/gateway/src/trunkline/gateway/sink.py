@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from trunkline.bus import BusBase
 from trunkline.bus.streams import EVENTS, event_subject
 from trunkline.gateway.core.events import Message, State
+from trunkline.gateway.core.replies import ReplySource
 from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.peers.grpc_common import call_context
 from trunkline.gateway.peers.grpc_hitl import SPEAKERS
@@ -54,18 +55,11 @@ TOOL_STATUSES = {
     ToolStatus.ROUND_LIMIT: events_pb2.TOOL_CALL_STATUS_FAILED,
     ToolStatus.RATE_LIMITED: events_pb2.TOOL_CALL_STATUS_FAILED,
 }
+# every reply source the gateway records, by name (an enum value missing in events.proto fails
+# here at import, not as an UNSPECIFIED source on the wire: the "tool" source once went so)
 REPLY_SOURCES = {
-    "llm": events_pb2.REPLY_SOURCE_LLM,
-    "knowledge": events_pb2.REPLY_SOURCE_KNOWLEDGE,
-    "cache": events_pb2.REPLY_SOURCE_CACHE,
-    "deflection": events_pb2.REPLY_SOURCE_DEFLECTION,
-    "goodbye": events_pb2.REPLY_SOURCE_GOODBYE,
-    "small_talk": events_pb2.REPLY_SOURCE_SMALL_TALK,
-    "repeat": events_pb2.REPLY_SOURCE_REPEAT,
-    "fallback": events_pb2.REPLY_SOURCE_FALLBACK,
-    "greeting": events_pb2.REPLY_SOURCE_GREETING,
-    "handoff": events_pb2.REPLY_SOURCE_HANDOFF,
-    "callback": events_pb2.REPLY_SOURCE_CALLBACK,
+    source.value: events_pb2.ReplySource.Value(f"REPLY_SOURCE_{source.name}")
+    for source in ReplySource
 }
 TRANSPORTS = {
     "twilio": call_pb2.TRANSPORT_TWILIO,
