@@ -73,6 +73,7 @@ turns:
   - say: Sorry to interrupt. Do you take dental insurance?
     barge_in_ms: 1200
   - say: Please look up account number four four one, seven two nine.
+  - say: When is my next appointment?
   - say: Great, thank you. Goodbye!
     pause_ms: {restart_pause_ms}
 """
@@ -200,11 +201,11 @@ def test_the_call_ends_normally_with_every_turn_answered(finished: Finished) -> 
     if result.ended_by != "caller":
         assert result.ended_by.startswith("server closed the stream"), result.ended_by
         assert heard[-1].hang_up, heard[-1]
-    assert len(result.turns) == 5
-    assert [t.outcome for t in result.turns] == ["answered"] * 5
+    assert len(result.turns) == 6
+    assert [t.outcome for t in result.turns] == ["answered"] * 6
     assert not result.bad_messages
     caller_turns = [t for t in finished.call.turns if t.caller]
-    assert len(caller_turns) >= 5, [t.caller for t in finished.call.turns]
+    assert len(caller_turns) >= 6, [t.caller for t in finished.call.turns]
 
 
 def test_each_reply_comes_from_where_the_platform_can_vouch_for_it(finished: Finished) -> None:
@@ -218,14 +219,17 @@ def test_each_reply_comes_from_where_the_platform_can_vouch_for_it(finished: Fin
     # Found by any of its parts: a full .ci/run once heard none of them as "account".
     lookup = next((t for t in turns if LOOKUP.search(t.caller)), None)
     assert lookup is not None, [(t.caller, t.source) for t in turns]
-    # the account number heard whole: the gateway looked it up and said the CRM's record in
-    # the spec's words (no model: SmolLM2 once invented a "customer satisfaction survey")
-    if "441729" in re.sub(r"\D", "", lookup.caller):
-        assert lookup.source == "tool", lookup
-        assert "Dana Whitfield" in lookup.agent, lookup
-        assert "45 dollars" in lookup.agent, lookup
-    else:  # heard otherwise ("441-1729"): the model and the guard
-        assert lookup.source in {"llm", "fallback"}, lookup
+    # An account number heard after "account" or "number" (redacted in the event): the gateway
+    # looked it up itself and said the CRM's answer in the spec's words, no model (SmolLM2 once
+    # invented a "customer satisfaction survey"); digits misheard: "could not find" it.
+    assert lookup.source == "tool", lookup
+    found = "Dana Whitfield" in lookup.agent and "45 dollars" in lookup.agent
+    assert found or "could not find an account" in lookup.agent, lookup
+    # the next appointment: the caller's live records in the block, the LLM under the guard
+    later = turns[turns.index(lookup) + 1 :]
+    nxt = next((t for t in later if "appointment" in t.caller.lower()), None)
+    assert nxt is not None, [(t.caller, t.source) for t in turns]
+    assert nxt.source in {"llm", "fallback"}, nxt
     if finished.call.result.ended_by != "caller":  # the agent hung up: after its goodbye
         assert (turns[-1].source, turns[-1].hang_up) == ("goodbye", True), turns[-1]
     for turn in turns:
