@@ -51,7 +51,7 @@ from trunkline.gateway.shadow.runner import DelayedContext, ShadowPeers, ShadowR
 from trunkline.gateway.shadow.settings import ShadowSettings
 from trunkline.llm.settings import LlmSettings
 from trunkline.llm.warmup import agents_to_warm
-from trunkline.proto.common.v1 import call_pb2, timing_pb2
+from trunkline.proto.common.v1 import call_pb2, timing_pb2, tool_pb2
 from trunkline.proto.events.v1 import events_pb2
 from trunkline.rollout.cluster import KubeCluster
 from trunkline.rollout.controller import Controller
@@ -221,6 +221,17 @@ def live_turn(agent: str, call_id: str, index: int) -> events_pb2.TurnCompleted:
         agent_reply="One moment.",
         stt_confidence=0.9,
         stages=[timing_pb2.StageTiming(stage="context.resolve")],
+        # the spec's lookup_account is call_when_heard: the live gateway looked the account up
+        tool_calls=[
+            events_pb2.ToolCallRecord(
+                call=tool_pb2.ToolCall(
+                    id="heard_1_1",
+                    name="lookup_account",
+                    arguments_json=f'{{"account_id": "44172{index % 10}"}}',
+                ),
+                status=events_pb2.TOOL_CALL_STATUS_SUCCEEDED,
+            )
+        ],
     )  # fmt: skip
     turn.response_time.FromMilliseconds(500)
     return turn

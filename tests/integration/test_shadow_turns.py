@@ -32,7 +32,7 @@ from trunkline.gateway.profile import AgentProfile, profile_of
 from trunkline.gateway.shadow.core import sampled
 from trunkline.gateway.shadow.mirror import ShadowMirror, start_mirror
 from trunkline.gateway.shadow.runner import DelayedContext, ShadowPeers, ShadowRunner
-from trunkline.proto.common.v1 import call_pb2, timing_pb2
+from trunkline.proto.common.v1 import call_pb2, timing_pb2, tool_pb2
 from trunkline.proto.events.v1 import events_pb2
 from trunkline.rollout.analysis import Reading
 from trunkline.rollout.resources import Metric, MetricName, ThresholdRange
@@ -57,6 +57,17 @@ def profile(agent: str, version: str) -> AgentProfile:
     return profile_of(parse_agent_spec(yaml.safe_dump(data)))
 
 
+def heard_lookup(account_id: str) -> events_pb2.ToolCallRecord:
+    return events_pb2.ToolCallRecord(
+        call=tool_pb2.ToolCall(
+            id="heard_1_1",
+            name="lookup_account",
+            arguments_json=f'{{"account_id": "{account_id}"}}',
+        ),
+        status=events_pb2.TOOL_CALL_STATUS_SUCCEEDED,
+    )
+
+
 def live_turn(agent: str, call_id: str, index: int) -> events_pb2.TurnCompleted:
     def seconds(value: float) -> Duration:
         d = Duration()
@@ -77,6 +88,8 @@ def live_turn(agent: str, call_id: str, index: int) -> events_pb2.TurnCompleted:
             timing_pb2.StageTiming(stage="context.resolve", duration=seconds(0.005)),
             timing_pb2.StageTiming(stage="llm.time_to_first_clause", duration=seconds(0.005)),
         ],
+        # the spec's lookup_account is call_when_heard: the live gateway looked the account up
+        tool_calls=[heard_lookup(f"44172{index}")],
     )  # fmt: skip
     turn.response_time.CopyFrom(seconds(0.5))
     return turn
