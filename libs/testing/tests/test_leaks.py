@@ -25,3 +25,5 @@ def test_ids_are_taken_out_and_card_digits_stay() -> None:
     assert "0x41116a2b3c4d5e6f" not in cleaned
     assert len(LEAKS.findall(cleaned)) == 2  # the card, written whole and in groups
     assert not LEAKS.search(without_ids('span_id="caa681988e724111"'))
+    spans = '{"start_ns": 1796396252441115115, "end_ns": "1796396252441110000", "card": "4111"}'
+    assert without_ids(spans).count("4111") == 1  # the card field's, not the timestamps'
