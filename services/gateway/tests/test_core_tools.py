@@ -145,6 +145,8 @@ HEARD = ToolBook(
         ("Please look up my account 441729.", "operator", []),  # not this role's tool
         ("It is account 4411729.", "caller", []),  # not valid against its schema: the model's
         ("My phone is 5550123.", "caller", []),  # no cue for an account
+        ("My card number is 4539 1488 0343 6467.", "caller", []),  # a card is never an account
+        ("my card number is four five three nine, one four eight eight", "caller", []),
     ],
 )
 def test_a_tool_called_when_heard_gets_the_arguments_the_turn_gives(
@@ -156,3 +158,10 @@ def test_a_tool_called_when_heard_gets_the_arguments_the_turn_gives(
 
 def test_only_tools_marked_call_when_heard_are_heard() -> None:
     assert BOOK.heard_calls("Please look up my account 441729.", "caller") == []
+
+
+def test_a_card_number_is_never_a_heard_argument() -> None:
+    """The schema takes any digits (as the sample agents' does): the card is still not sent."""
+    book = ToolBook([replace(LOOKUP, call_when_heard=True, allowed_roles=("caller",))])
+    assert book.heard_calls("Please look up my account 441729.", "caller") != []
+    assert book.heard_calls("My card number is 4539 1488 0343 6467.", "caller") == []
