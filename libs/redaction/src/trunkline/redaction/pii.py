@@ -278,6 +278,10 @@ _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){3,7}(?:\s?[A-Z0-9]{1,4})?
 _CARD_WORDS = re.compile(r"(?i)\b(?:card|visa|mastercard|amex|credit|debit)\b")
 _COMMA_GROUPS = re.compile(r"(?<![\d,.])\d{1,6}(?:[,.]?[ \t]+\d{1,6}){1,18}(?![\d]|[.,]\d)")
 _GROUP_MARK = re.compile(r"\d[,.][ \t]")
+# After a card word, digit groups with any separators between them, dashes too: Whisper wrote a
+# card read out in groups as "4539-1488-0343, 6-4-6-" (the dashed groups alone read as a phone
+# number beside "number is", the last group as nothing).
+_CARD_GROUPS = re.compile(r"(?<![\d])\d{1,6}(?:(?:[ \t]*[-.,/][ \t]*|[ \t]+)\d{1,6}){1,18}(?!\d)")
 _EXPIRY = re.compile(
     r"(?i)\bexp(?:iry|ires|iring|iration)?(?:\s+date)?\s*(?:is\s+)?:?\s*\d{2}\s?/\s?\d{2,4}\b"
 )
@@ -329,6 +333,16 @@ def _phone_shaped(run: DigitRun) -> bool:
     return n == 7 and run.formatted and run.groups == (3, 4)
 
 
+def _card_groups(text: str) -> list[Finding]:
+    """Digit groups of 13 to 19 digits in all, however separated, a card word before them."""
+    found = []
+    for m in _CARD_GROUPS.finditer(text):
+        n = sum(c.isdigit() for c in m.group(0))
+        if 13 <= n <= 19 and _near_before(_CARD_WORDS, text, m.start(), 40):
+            found.append(Finding(Entity.CARD, m.start(), m.end()))
+    return found
+
+
 def _comma_groups(text: str) -> list[Finding]:
     found = []
     for m in _COMMA_GROUPS.finditer(text):
@@ -353,7 +367,7 @@ def _numbers(text: str, skip: list[tuple[int, int]]) -> list[Finding]:
     found = []
     for m in _IBAN.finditer(text):
         found.append(Finding(Entity.ACCOUNT, m.start(), m.end()))
-    found += _comma_groups(text)
+    found += _non_overlapping(_card_groups(text) + _comma_groups(text))
     for m in _EXPIRY.finditer(text):
         found.append(Finding(Entity.CARD, m.start(), m.end()))
     taken = skip + [(f.start, f.end) for f in found]
