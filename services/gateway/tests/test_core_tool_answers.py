@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trunkline.gateway.core.tool_answers import ToolAnswer, placeholders, tool_answer
+from trunkline.gateway.core.tool_answers import ToolAnswer, tool_answer
 
 pytestmark = pytest.mark.unit
 
@@ -56,12 +56,3 @@ def test_when_must_match_and_nothing_fits_means_none() -> None:
     assert tool_answer(ANSWERS, "not json") is None
     assert tool_answer(ANSWERS, "[1, 2]") is None
     assert tool_answer((), json.dumps(DANA)) is None
-
-
-def test_placeholders_must_be_plain_names() -> None:
-    assert placeholders("{name} owes {balance_usd}") == ["name", "balance_usd"]
-    for bad in ("{name.first}", "{items[0]}", "{balance:.2f}", "{name!r}"):
-        with pytest.raises(ValueError, match="must be a plain field name"):
-            placeholders(bad)
-    with pytest.raises(ValueError, match=r"Single '\{'"):
-        placeholders("{")

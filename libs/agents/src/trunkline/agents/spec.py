@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import string
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -23,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trunkline.agents.dtmf import normalise_menu
+from trunkline.agents.templates import template_fields
 
 __all__ = [
     "AgentSpec",
@@ -115,12 +115,9 @@ class ToolAnswer(_Strict):
     @classmethod
     def _plain_placeholders(cls, value: str) -> str:
         try:
-            fields = list(string.Formatter().parse(value))
+            template_fields(value)
         except ValueError as exc:
             raise ValueError(f"say is not a valid template: {exc}") from exc
-        for _, name, spec, conversion in fields:
-            if name is not None and (not name.isidentifier() or spec or conversion):
-                raise ValueError(f"say: placeholder {{{name}}} must be a plain result field name")
         return value
 
 

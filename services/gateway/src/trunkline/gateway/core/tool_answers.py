@@ -11,29 +11,17 @@ the result.
 from __future__ import annotations
 
 import json
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from trunkline.agents.templates import template_fields
 
 
 @dataclass(frozen=True, slots=True)
 class ToolAnswer:
     say: str
     when: Mapping[str, Any] = field(default_factory=dict)
-
-
-def placeholders(template: str) -> list[str]:
-    """The ``{field}`` names of ``template`` (ValueError when it is not a valid template, or
-    uses anything but plain names: no attribute, index or format spec)."""
-    names = []
-    for _, name, spec, conversion in string.Formatter().parse(template):
-        if name is None:
-            continue
-        if not name.isidentifier() or spec or conversion:
-            raise ValueError(f"placeholder {{{name}}} must be a plain field name")
-        names.append(name)
-    return names
 
 
 def spoken_value(value: Any) -> str | None:
@@ -61,7 +49,7 @@ def tool_answer(answers: Sequence[ToolAnswer], result_json: str) -> str | None:
     for answer in answers:
         if any(result.get(k) != v for k, v in answer.when.items()):
             continue
-        values = {name: spoken_value(result.get(name)) for name in placeholders(answer.say)}
+        values = {name: spoken_value(result.get(name)) for name in template_fields(answer.say)}
         if any(v is None for v in values.values()):
             continue
         return answer.say.format(**values)
