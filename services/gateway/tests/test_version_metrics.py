@@ -46,8 +46,11 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-async def one_call(call: CallInfo, metrics: GatewayMetrics) -> None:
-    """A call of one caller turn, the peers and the session sharing ``metrics``."""
+async def one_call(
+    call: CallInfo, metrics: GatewayMetrics, reply: str = "We are open nine to five."
+) -> None:
+    """A call of one caller turn (the model says ``reply``), the peers and the session sharing
+    ``metrics``."""
     clock = FakeClock(1000.0)
     tracer = TracerProvider().get_tracer("test")
     env = PeerEnv(clock, tracer, metrics)
@@ -59,7 +62,7 @@ async def one_call(call: CallInfo, metrics: GatewayMetrics) -> None:
         Peers(
             FakeTranscriber(env, lambda audio: "what are your hours", POLICY),
             FakeContext(env),
-            FakeLanguageModel(env, lambda text: "We are open nine to five.", POLICY),
+            FakeLanguageModel(env, lambda text: reply, POLICY),
             FakeSynthesizer(env, frames_per_word=2, policy=POLICY),
         ),
         EnergyDetector(),
@@ -132,6 +135,18 @@ async def test_latency_series_split_by_agent_version() -> None:
 
     replies = points(reader, "gateway.replies")
     assert {p.attributes["version"]: p.value for p in replies} == {"1.0.0": 1, "1.1.0": 2}
+
+
+async def test_replies_count_under_the_source_that_made_the_reply() -> None:
+    """A model reply the guard replaced is a fallback turn, not an "llm" one (the plan said llm)."""
+    reader = InMemoryMetricReader()
+    metrics = GatewayMetrics(MeterProvider([reader]).get_meter("test"))
+    await one_call(CallInfo("CA1", "acme", "support", "1.0.0"), metrics)
+    await one_call(
+        CallInfo("CA2", "acme", "support", "1.0.0"), metrics, reply="We are open seven to eleven."
+    )
+    replies = {p.attributes["source"]: p.value for p in points(reader, "gateway.replies")}
+    assert replies == {"llm": 1, "fallback": 1}
 
 
 class EchoRunner(ToolRunner):

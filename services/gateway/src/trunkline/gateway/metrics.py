@@ -71,8 +71,8 @@ class GatewayMetrics:
         )
         self.replies = meter.create_counter(
             "gateway.replies",
-            description="Turns by reply source (llm, knowledge, cache, deflection, goodbye, "
-            "small_talk, repeat, fallback) and intent",
+            description="Caller turns by the source of the reply said (llm, tool, knowledge, "
+            "cache, deflection, goodbye, small_talk, repeat, fallback, ...) and intent",
         )
         self.end_of_turn_verdicts = meter.create_counter(
             "gateway.end_of_turn.verdicts",

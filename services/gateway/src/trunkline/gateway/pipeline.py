@@ -43,7 +43,7 @@ from trunkline.gateway.core.replies import (
 from trunkline.gateway.core.tool_answers import tool_answer
 from trunkline.gateway.core.tools import ToolStatus
 from trunkline.gateway.escalations import Escalations
-from trunkline.gateway.metrics import GatewayMetrics, version_labels
+from trunkline.gateway.metrics import GatewayMetrics
 from trunkline.gateway.peers.base import (
     ContextSource,
     LanguageModel,
@@ -242,10 +242,6 @@ class TurnPipeline:
         span.set_attribute("turn.intent", str(plan.intent))
         span.set_attribute("turn.reply_source", str(plan.source))
         span.set_attribute("turn.reply_reason", plan.reason)
-        if self.metrics is not None:
-            labels = version_labels(self.call.agent, self.call.agent_version)
-            labels |= {"source": str(plan.source), "intent": str(plan.intent)}
-            self.metrics.replies.add(1, labels)
         return plan
 
     async def prefetch(self, audio: bytes, history: tuple[Message, ...]) -> None:

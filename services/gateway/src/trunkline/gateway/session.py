@@ -490,6 +490,9 @@ class CallSession:
             for stage in ("prompt_compile", "llm_first_clause"):
                 if stage in record.stage_s:
                     self.metrics.observe_stage(stage, record.stage_s[stage], self._version_labels)
+            if record.intent:  # a caller's turn: by the source that made the reply in the end
+                kind = {"source": str(record.reply_source), "intent": str(record.intent)}
+                self.metrics.replies.add(1, self._version_labels | kind)
         self._publish(lambda: self.sink.turn_completed(record))
         self._publish(lambda: self._store_answer(record))
         if self._maybe_escalate(record):
