@@ -195,8 +195,11 @@ def test_sample_agent_grounds_its_answers_and_names_its_intents() -> None:
     assert spec.grounding.knowledge_answers == "extractive"
     assert spec.grounding.fallback == "best_passage"
     examples = spec.intents.examples()
-    assert set(examples) == {"out_of_domain", "small_talk", "goodbye", "human"}
+    assert set(examples) == {"out_of_domain", "small_talk", "goodbye", "human", "in_domain"}
     assert "Thanks, that is all, goodbye." in examples["goodbye"]
+    assert "My filling fell out." in examples["in_domain"]
+    assert spec.intents.in_domain is not None
+    assert "press 9" in spec.intents.in_domain.reply
     assert "Acme Dental" in spec.intents.out_of_domain.reply
 
 
@@ -207,5 +210,9 @@ def test_grounding_and_intent_settings_are_validated() -> None:
         parse_agent_spec(MINIMAL + "intents:\n  threshold: 1.5\n")
     with pytest.raises(AgentSpecError, match=r"intents\.goodbye\.reply"):
         parse_agent_spec(MINIMAL + "intents:\n  goodbye:\n    examples: [bye]\n")
+    with pytest.raises(AgentSpecError, match=r"intents\.in_domain\.reply"):
+        parse_agent_spec(MINIMAL + "intents:\n  in_domain:\n    examples: [my tooth hurts]\n")
     spec = parse_agent_spec(MINIMAL)
     assert spec.intents.goodbye.examples  # defaults: every agent detects a goodbye
+    assert spec.intents.in_domain is None
+    assert spec.intents.examples()["in_domain"] == ()

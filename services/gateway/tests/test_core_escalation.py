@@ -188,6 +188,17 @@ def test_low_confidence_turns() -> None:
     ) == [None, None]
 
 
+def test_in_domain_replies_count_as_turns_the_knowledge_could_not_answer() -> None:
+    """Two of the caller's own troubles in a row that the knowledge lacks: a person helps."""
+    tracker = EscalationTracker(EscalationPolicy(max_failed_turns=2, low_confidence_threshold=0.3))
+    reasons = run(
+        tracker,
+        said("My tooth hurts when I drink something cold", reply_source="in_domain"),
+        said("And my gums bleed when I brush", reply_source="in_domain", retrieval_confidence=0.4),
+    )
+    assert reasons == [None, Reason.LOW_CONFIDENCE]
+
+
 def test_repeated_i_did_not_catch_that() -> None:
     tracker = EscalationTracker(EscalationPolicy(max_repeats=2))
     assert run(tracker, said("mmh", reply_source="repeat"), said("brr", reply_source="repeat")) == [

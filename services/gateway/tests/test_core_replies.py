@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from trunkline.gateway.core.extractive import best_passage
@@ -141,6 +143,45 @@ def test_out_of_domain_by_confidence_or_by_example_is_deflected() -> None:
     assert plan_reply("Are you open on Sundays?", 0.9, close, POLICY).source is (
         ReplySource.KNOWLEDGE
     )
+
+
+SORE = (
+    "I had a filling done last month and since then the tooth hurts when I drink something "
+    "cold, is that normal or should I come back in to have it checked?"
+)
+OWN_FIELD = "I can't judge that over the phone, but one of our dentists can take a look."
+
+
+def test_a_question_of_the_agents_own_field_the_knowledge_lacks_gets_the_in_domain_reply() -> None:
+    """bench-voice-long deflected a patient's sore tooth (retrieval confidence below the line)."""
+    policy = replace(POLICY, in_domain=OWN_FIELD)
+    for confidence in (0.0, 0.3):  # below the agent's minimum, or in domain but not confident
+        sore = _retrieved(confidence=confidence, intent="in_domain", intent_score=0.79)
+        plan = plan_reply(SORE, 0.9, sore, policy)
+        assert (plan.intent, plan.source, plan.text) == (
+            Intent.QUESTION,
+            ReplySource.IN_DOMAIN,
+            OWN_FIELD,
+        )
+    # without in-domain examples in the spec: deflected, as before
+    low = _retrieved(confidence=0.0, intent="in_domain", intent_score=0.79)
+    assert plan_reply(SORE, 0.9, low, POLICY).source is ReplySource.DEFLECTION
+
+
+def test_the_in_domain_reply_needs_a_close_example_and_gives_way_to_confident_knowledge() -> None:
+    policy = replace(POLICY, in_domain=OWN_FIELD)
+    # near miss: shares "drink something cold" with an example, closest only by a hair (0.51)
+    near = _retrieved(confidence=0.0, block="", intent="in_domain", intent_score=0.51)
+    question = "Can you recommend a good place nearby to drink something cold?"
+    assert plan_reply(question, 0.9, near, policy).source is ReplySource.DEFLECTION
+    # the knowledge answers it confidently: the knowledge's answer, not the in-domain reply
+    known = _retrieved(confidence=0.9, intent="in_domain", intent_score=0.7)
+    assert plan_reply("Are you open on Sundays?", 0.9, known, policy).source is (
+        ReplySource.KNOWLEDGE
+    )
+    # the caller's records or an account number: the LLM and its tools, as for any question
+    live = _retrieved(confidence=0.3, intent="in_domain", intent_score=0.8, live_data=True)
+    assert plan_reply(SORE, 0.9, live, policy).source is ReplySource.LLM
 
 
 def test_goodbye_hangs_up_and_small_talk_gets_its_reply() -> None:

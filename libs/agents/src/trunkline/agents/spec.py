@@ -425,9 +425,10 @@ class HumanRequest(_Strict):
 
 
 class Intents(_Strict):
-    """Out of domain, small talk and goodbye, detected by an embedding classifier over the
-    examples (the context service embeds the query once for retrieval and compares it with
-    them). A query whose closest example scores ``threshold`` or more gets that intent."""
+    """Out of domain, small talk, goodbye, a person asked for and (optional) in domain, detected
+    by an embedding classifier over the examples (the context service embeds the query once for
+    retrieval and compares it with them). A query whose closest example scores ``threshold`` or
+    more gets that intent."""
 
     threshold: float = Field(default=0.62, ge=0.0, le=1.0)
     out_of_domain: Intent = Intent(
@@ -468,6 +469,14 @@ class Intents(_Strict):
         default=HumanRequest(),
         description="the caller asks for a person: the call escalates (escalation section)",
     )
+    in_domain: Intent | None = Field(
+        default=None,
+        description="questions of the agent's own field that its knowledge may not answer (a "
+        "patient's sore tooth): when a caller's question is this close (threshold) to one of "
+        "these examples, nearer than to any other intent's, and the knowledge does not answer "
+        "it confidently, this reply is said, not the deflection nor a guess (true without the "
+        "knowledge: what the caller can do, never a diagnosis)",
+    )
     min_stt_confidence: float = Field(
         default=0.0, ge=0.0, le=1.0, description="below it the caller is asked to repeat"
     )
@@ -482,6 +491,7 @@ class Intents(_Strict):
             "small_talk": self.small_talk.examples,
             "goodbye": self.goodbye.examples,
             "human": self.human.examples,
+            "in_domain": self.in_domain.examples if self.in_domain is not None else (),
         }
 
 

@@ -41,7 +41,7 @@ from trunkline.evaluation.yamlmarks import MarkedList, MarkedMap, YamlError, loa
 
 REPLY_SOURCES = (
     "llm", "knowledge", "cache", "deflection", "goodbye", "small_talk", "repeat", "fallback",
-    "greeting", "handoff", "callback", "tool",
+    "greeting", "handoff", "callback", "tool", "in_domain",
 )  # fmt: skip
 """``ReplySource`` names of ``events/v1`` (lower case, without the prefix)."""
 

@@ -186,6 +186,7 @@ def reply_policy(profile: AgentProfile) -> ReplyPolicy:
         hang_up_at=intents.hang_up_at,
         anything_else=intents.anything_else,
         repeat=intents.repeat_reply,
+        in_domain=intents.in_domain.reply if intents.in_domain is not None else "",
         min_stt_confidence=intents.min_stt_confidence,
         min_confidence=profile.retrieval.min_confidence,
         extractive=grounding.knowledge_answers is AnswerStrategy.EXTRACTIVE,

@@ -16,7 +16,8 @@ with every input that went into it (for the trace). Triggers, first match wins:
    calling" counts as 1.0) reaches ``frustration_threshold``. One angry word is no trend.
 3. ``out_of_domain`` / ``low_confidence`` — ``max_failed_turns`` turns in a row deflected as
    out of domain, or answered from retrieval below ``low_confidence_threshold`` (a fallback
-   from the grounding guard counts as low confidence).
+   from the grounding guard, and the spec's in-domain reply to a question the knowledge
+   lacks, count as low confidence).
 4. ``not_understood`` — ``max_repeats`` "I didn't catch that" replies in a row.
 5. ``tool_failures`` — ``max_tool_failures`` tool calls failed in this call.
 6. ``repeated_question`` — the same question (same content words, give or take one) asked
@@ -289,7 +290,7 @@ class EscalationTracker:
             return Reason.OUT_OF_DOMAIN
         if turn.intent == "out_of_domain" and turn.intent_score >= p.out_of_domain_threshold:
             return Reason.OUT_OF_DOMAIN
-        if turn.reply_source == "fallback":
+        if turn.reply_source in ("fallback", "in_domain"):  # in_domain: the knowledge lacked it
             return Reason.LOW_CONFIDENCE
         answered = turn.reply_source in ("llm", "knowledge")
         if answered and turn.retrieval_confidence < p.low_confidence_threshold:

@@ -4,8 +4,11 @@ In order: a transcript too unsure to answer → ask to repeat; a goodbye → the
 and hang up once it has played (a less certain one: "anything else?", and the call stays up);
 a semantic-cache hit → the stored answer; small talk → the spec's reply; an out-of-domain
 question (its closest example, or retrieval confidence below the agent's minimum) → the spec's
-deflection; a question the knowledge answers confidently → the spec's knowledge strategy (the
-best passage, or the LLM under the guard); everything else → the LLM under the grounding guard.
+deflection; a question of the agent's own field that the knowledge does not answer
+confidently (its closest example one of the spec's in-domain ones: a patient's sore tooth) →
+the spec's in-domain reply; a question the knowledge answers confidently → the spec's
+knowledge strategy (the best passage, or the LLM under the guard); everything else → the LLM
+under the grounding guard.
 A turn that carries an entity (an account number…) or needs live data always goes to the LLM,
 which has the tools.
 """
@@ -33,6 +36,7 @@ class ReplySource(StrEnum):
     HANDOFF = "handoff"  # the call escalates: the spec's hold message
     CALLBACK = "callback"  # the caller answered a callback offer: the spec's confirmation
     TOOL = "tool"  # a heard tool's result in the spec's words (its answers), no LLM
+    IN_DOMAIN = "in_domain"  # the spec's reply to its own field's question the knowledge lacks
 
 
 class Intent(StrEnum):
@@ -46,6 +50,7 @@ class Intent(StrEnum):
 _THANKS = re.compile(r"\bthank", re.I)
 _FAREWELL = re.compile(r"\b(?:good\s?bye|bye)\b", re.I)  # said outright: no doubt left
 RESCUE_SCORE = 2.0  # a best passage this good answers a question retrieval scored low
+IN_DOMAIN_EXAMPLES = "in_domain"  # the context service's name for the spec's in-domain examples
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,7 @@ class ReplyPolicy:
     hang_up_at: float = 0.75  # a goodbye at least this close ends the call
     anything_else: str = "You're welcome! Is there anything else I can help you with?"
     repeat: str = "Sorry, I didn't catch that. Could you say it again?"
+    in_domain: str = ""  # the reply to an in-domain question the knowledge lacks ("": none)
     min_stt_confidence: float = 0.0
     min_confidence: float = 0.0  # retrieval confidence below it: out of domain
     extractive: bool = True  # knowledge answers from the best passage (else the LLM)
@@ -139,6 +145,10 @@ def plan_reply(
         return Plan(Intent.OUT_OF_DOMAIN, ReplySource.DEFLECTION, policy.deflection, reason=about)
     if context.live_data:  # the caller's own records are in the block: the LLM reads them
         return Plan(Intent.QUESTION, ReplySource.LLM, reason=f"live data; {about}")
+    # A question of the agent's own field (close to an in-domain example) that the knowledge
+    # does not answer confidently: the spec's in-domain reply, neither a deflection nor a guess.
+    if sure and intent == IN_DOMAIN_EXAMPLES and policy.in_domain and not confident:
+        return Plan(Intent.QUESTION, ReplySource.IN_DOMAIN, policy.in_domain, reason=about)
     passage = best_passage(transcript, context.block, policy.max_answer_words)
     # Retrieval confidence is the best cosine only: "Is there parking?" scores as low as an
     # off-topic question. A passage sharing two content words (a weekday or a number counts
