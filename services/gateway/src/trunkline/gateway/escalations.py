@@ -218,10 +218,13 @@ class Escalations:
 
     def finished(self, record: TurnRecord) -> EscalationDecision | None:
         """Count a finished turn (its plan's signals, then its failed tools); the decision
-        when the call escalates. Turns dropped before finishing were never counted."""
+        when the call escalates. Turns dropped before finishing were never counted, nor is a
+        turn whose reply the caller spoke over unheard: its words go on in the next turn."""
         signals = self._planned.pop(record.turn_id, None)
         for stale in [t for t in self._planned if t < record.turn_id]:
             del self._planned[stale]
+        if record.interrupted and not record.agent_text and record.escalation is None:
+            signals = None
         if signals is not None:
             decision = self.tracker.observe(signals)
             self._count(decision)

@@ -39,6 +39,7 @@ from trunkline.gateway.core.replies import (
     ReplySource,
     Retrieved,
     plan_reply,
+    question_of,
 )
 from trunkline.gateway.core.tool_answers import tool_answer
 from trunkline.gateway.core.tools import ToolStatus
@@ -166,7 +167,10 @@ class TurnPipeline:
         # An outright request for a person escalates at once: the hold message does not wait
         # for the context service (its intent could only confirm what the words say).
         early = self.escalations.before_context(text, record) if self.escalations else None
-        plan = early or await self._resolve_and_plan(text, record)
+        # The question the context and the plan read: the words of a turn whose reply the caller
+        # spoke over unheard belong to it (the LLM has them in the history already).
+        asked = question_of(work.history, text)
+        plan = early or await self._resolve_and_plan(asked, record)
         if plan.text:
             record.cached = plan.source is ReplySource.CACHE
             record.generated_text = plan.text

@@ -16,10 +16,12 @@ which has the tools.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from trunkline.gateway.core.entities import spoken_number
+from trunkline.gateway.core.events import Message
 from trunkline.gateway.core.extractive import best_passage, has_content
 
 
@@ -160,3 +162,13 @@ def plan_reply(
         reason = f"passage [{passage.item}] score {passage.score:.1f}; {about}"
         return Plan(Intent.QUESTION, ReplySource.KNOWLEDGE, passage.text, reason=reason)
     return Plan(Intent.QUESTION, ReplySource.LLM, reason=about)
+
+
+def question_of(history: Sequence[Message], text: str) -> str:
+    """What the caller asked in this turn: when the last turn's reply went unheard (the caller
+    spoke on over it before a word of it played: the history ends with their own words), that
+    turn's words and this one's ("My gums bleed when I brush." + "Should I get that looked
+    at?"), else this turn's."""
+    if history and history[-1].role == "user":
+        return f"{history[-1].text} {text}"
+    return text
