@@ -24,3 +24,13 @@ def test_a_text_about_the_other_side_only_clashes() -> None:
     gas = sides_named("I smell gas")
     assert other_side_only(gas, "For a power cut, call the outage line.") == ("gas/electricity",)
     assert other_side_only(gas, "Gas and electricity prices are fixed.") == ()
+
+
+def test_open_and_closed_answer_each_other() -> None:
+    """The hours sentence answers a question about closing; "closed on Sunday" answers one about
+    being open (the eval's "Are you open on Sunday?" got the weekday hours, "What time do you
+    close on Friday?" the Sunday closure)."""
+    hours = "Acme Dental is open Monday to Friday from 8 am to 6 pm."
+    assert other_side_only(sides_named("What time do you close on Friday?"), hours) == ()
+    closed = "We are closed on Sunday and on public holidays."
+    assert other_side_only(sides_named("Are you open on Sunday?"), closed) == ()

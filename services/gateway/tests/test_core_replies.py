@@ -246,6 +246,45 @@ def test_a_low_scored_question_that_a_passage_answers_is_not_deflected() -> None
     assert off.source is ReplySource.DEFLECTION
 
 
+# The context block as the context service sends it (no headings): the full eval of 2026-12-04
+# answered "Are you open on Sunday?" with the weekday hours and "What time do you close on
+# Friday?" with the Sunday closure (the open/close contrast skipped the sentence that answers).
+PLAIN = """[1] Acme Dental is open Monday to Friday from 8 am to 6 pm, and on Saturday from
+9 am to 1 pm. We are closed on Sunday and on public holidays.
+[2] For a dental emergency outside opening hours, call our main number and press 9."""
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("Are you open on Sunday?", "We are closed on Sunday"),
+        ("Are you open on public holidays?", "We are closed on Sunday"),
+        ("This is annoying. What time do you close on Friday?", "Acme Dental is open Monday"),
+        ("When do you close on Saturday?", "Acme Dental is open Monday"),
+    ],
+)
+def test_open_and_closed_answer_each_other(question: str, answer: str) -> None:
+    assert best_passage(question, PLAIN).text.startswith(answer)
+
+
+VOLT = """[1] For a power cut, call the outage line at 1-800-555-0142. The outage line is open
+24 hours a day, 7 days a week, and tells you when power is expected back.
+[2] The Volt Energy support line is open Monday to Friday from 8 am to 8 pm, and on Saturday from
+9 am to 5 pm. It is closed on Sunday and on public holidays."""
+
+
+def test_during_the_week_and_a_sentence_that_says_it_are_read_as_the_eval_asked() -> None:
+    """The full eval answered both with the outage line: "during the week" named no weekday, and
+    "It is closed on Sunday" did not say what "it" was."""
+    week = best_passage("What are your support line hours during the week?", VOLT).text
+    assert week.startswith("The Volt Energy support line is open Monday to Friday")
+    sunday = best_passage("Can I call the support line on a Sunday?", VOLT).text
+    assert sunday.startswith("The Volt Energy support line is open")  # what "it" is
+    assert sunday.endswith("It is closed on Sunday and on public holidays.")
+    night = best_passage("Is the outage line open at night?", VOLT).text
+    assert night.startswith("The outage line is open 24 hours a day")
+
+
 def test_stems_and_weekday_ranges_meet_the_question() -> None:
     assert best_passage("Are you closed on Sundays?", BLOCK).text.startswith("We are closed")
     thursday = best_passage("Can I come in on a Thursday?", BLOCK).text

@@ -17,11 +17,16 @@ class Group:
     """Words that contrast: each side a set of words or phrases; naming two sides differs.
 
     ``strict``: a side named by only one of the two questions is a disagreement too.
+    ``either_answers``: a text naming either side answers a question naming one (a state and
+    its times: "open Monday to Friday from 8 am to 6 pm" answers "when do you close?", "closed
+    on Sunday" answers "are you open on Sunday?"), so :func:`other_side_only` passes it; two
+    questions naming different sides still differ (their answers do).
     """
 
     name: str
     sides: tuple[tuple[str, ...], ...]
     strict: bool = True
+    either_answers: bool = False
 
 
 GROUPS: tuple[Group, ...] = (
@@ -32,7 +37,7 @@ GROUPS: tuple[Group, ...] = (
     Group("open/close", (
         ("open", "opens", "opening", "opened", "reopen"),
         ("close", "closes", "closing", "closed", "shut", "shuts"),
-    ), strict=False),
+    ), strict=False, either_answers=True),
     Group("book/cancel/move", (
         ("book", "booking", "booked", "schedule", "reserve", "make an appointment"),
         ("cancel", "cancels", "cancelling", "canceling", "cancelled", "canceled", "cancellation",
@@ -134,6 +139,7 @@ def phrase_index(groups: Sequence[Group] = GROUPS) -> dict[tuple[str, ...], tupl
 
 
 _PHRASES = phrase_index()
+_EITHER_ANSWERS = frozenset(g.name for g in GROUPS if g.either_answers)
 _LONGEST = max(len(p) for p in _PHRASES)
 
 
@@ -159,7 +165,7 @@ def other_side_only(asked: frozenset[tuple[str, int]], text: str) -> tuple[str, 
     text about joining for a question about leaving."""
     named = sides_named(text)
     clashes = []
-    for group in sorted({g for g, _ in asked}):
+    for group in sorted({g for g, _ in asked} - _EITHER_ANSWERS):
         wanted = {side for g, side in asked if g == group}
         there = {side for g, side in named if g == group}
         if there and not there & wanted:

@@ -33,6 +33,8 @@ _STOP = frozenset(
 _BONUS = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday weekend weekday holiday".split()  # noqa: SIM905
 )  # fmt: skip
+_IN_THE_WEEK = re.compile(r"(?i)\b(?:during|in|through(?:out)?) the week\b|\bmidweek\b")
+WORKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
 _MARKUP = re.compile(r"^[#>*\-•\s]+|[*_`]+", re.M)
 MIN_SCORE = 1.0  # at least one content word of the question in the passage
 # A question about an amount ("How much is ...", "What does ... cost") is answered by a sentence
@@ -42,6 +44,8 @@ _AMOUNT = re.compile(
     r"(?:[$£€]\s?\d|\b\d+(?:[.,]\d+)?\s*(?:%|percent|cents?|pence|dollars?|pounds?|euros?)\b)"
 )
 AMOUNT_BONUS = 1.5
+REFERRED_WORD = 0.5  # a question word of the sentence "it" refers back to
+_REFERS_BACK = re.compile(r"(?:It|They|This|That|These|Those|There)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +68,18 @@ def best_passage(question: str, block: str, max_words: int = 40) -> Passage:
         if asked and other_side_only(asked, " ".join([heading, *sentences])):
             continue  # the item is about the other side only
         heading_terms = _terms(heading)
+        said = [_terms(sentence) for sentence in sentences]
         for index, sentence in enumerate(sentences):
             if asked and other_side_only(asked, f"{heading} {sentence}"):
                 continue
-            words = _terms(sentence)
+            words = said[index]
             score = sum(2.0 if t in _BONUS or t.isdigit() else 1.0 for t in terms & words)
             score += (1.0 if index == 0 else 0.5) * len(terms & heading_terms)
             if score < MIN_SCORE:
                 continue
+            if index > 0 and _REFERS_BACK.match(sentence):  # "It is closed on Sunday" after
+                # "The support line is open ...": the sentence before says what "it" is
+                score += REFERRED_WORD * len((terms & said[index - 1]) - words - heading_terms)
             if amount and _AMOUNT.search(sentence.lower()):
                 score += AMOUNT_BONUS
             score += 0.3 / (1 + rank) + (0.1 if index == 0 else 0.0)
@@ -81,7 +89,9 @@ def best_passage(question: str, block: str, max_words: int = 40) -> Passage:
         return Passage("", 0, 0.0)
     score, number, index, sentences = best
     chosen = [sentences[index]]
-    if len(chosen[0].split()) < 8 and index + 1 < len(sentences):
+    if index > 0 and _REFERS_BACK.match(chosen[0]):  # "It is closed ...": say what "it" is
+        chosen.insert(0, sentences[index - 1])
+    elif len(chosen[0].split()) < 8 and index + 1 < len(sentences):
         chosen.append(sentences[index + 1])
     return Passage(_shorten(" ".join(chosen), max_words), number, score)
 
@@ -112,6 +122,8 @@ def _terms(text: str) -> set[str]:
     to Friday" answers a question about Thursday; "during the week" asks about weekdays)."""
     words = {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
     days = {f[8:] for f in facts_of(text, support=True) if f.startswith("weekday:")}
+    if _IN_THE_WEEK.search(text):
+        days |= set(WORKDAYS)
     return words | days
 
 
