@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from trunkline.context.agents import Agents
 from trunkline.context.core.cache_match import HitRule, decide, screen, to_verify
 from trunkline.context.core.cache_policy import (
     REPLY_SOURCES,
@@ -259,3 +261,19 @@ def test_a_failed_equivalence_check_falls_back_to_a_stricter_cosine() -> None:
     assert decide(close, RULE).hit is None  # "today" is a day: key terms differ
     near = screen("When do you open?", [cand("When do you open?", 0.99)], RULE)
     assert decide(near, RULE, check_failed=True).detail == "hit (fallback) 0.990"
+
+
+def test_a_machine_answer_is_stored_only_where_the_knowledge_answers_confidently() -> None:
+    """The line is the agent's ``grounding.confident_at`` (at least its out-of-domain line): the
+    eval's cache held a whitening price for a misheard toothache (a passage matched by one word,
+    retrieval 0.3) and a model's "Your count is 441-729." for an account number, and replayed
+    them to the next callers."""
+    agents = Agents.load(Path(__file__).resolve().parents[3] / "agents")
+    line = agents.cache_line("acme-dental")
+    assert line == 0.5  # confident_at 0.5 over min_confidence 0.25
+    assert Agents().cache_line("unknown") == 0.5  # the defaults
+    rescued = replace(GOOD, reply_source="knowledge", retrieval_confidence=0.3)
+    assert store_decision(rescued, min_confidence=line).reason.startswith("low_confidence")
+    assert store_decision(replace(rescued, retrieval_confidence=0.5), min_confidence=line).store
+    written = replace(rescued, human_written=True)  # a person's answer: stored whatever the score
+    assert store_decision(written, min_confidence=line).store

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from trunkline.agents import AgentSpec, Retrieval, load_agents
+from trunkline.agents import AgentSpec, Grounding, Retrieval, load_agents
 from trunkline.agents.cluster import ClusterAgents, active_agents
 
 _NOT_IDENT = re.compile(r"[^a-z0-9_.-]+")
@@ -63,6 +63,16 @@ class Agents:
     def retrieval(self, name: str) -> Retrieval:
         spec = self.specs.get(name)
         return spec.retrieval if spec is not None else self.default
+
+    def cache_line(self, name: str) -> float:
+        """The retrieval confidence a machine answer needs to be stored for replay: where the
+        agent's knowledge answers a question confidently (``grounding.confident_at``), and never
+        below its out-of-domain line. Below it an answer rests on a passage matched by a word or
+        two, or on the model alone: true for the caller who asked, maybe, but not to replay to
+        the next (the eval's cache held a whitening price for a misheard toothache)."""
+        spec = self.specs.get(name)
+        grounding = spec.grounding if spec is not None else Grounding()
+        return max(self.retrieval(name).min_confidence, grounding.confident_at)
 
 
 def cache_agent_key(name: str, version: str) -> str:

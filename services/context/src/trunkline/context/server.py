@@ -119,7 +119,7 @@ class ContextService(context_pb2_grpc.ContextServiceServicer):
                 agent=agent,
                 kb_version=convert.parse_kb_version(request.kb_version),
                 now=int(self._clock()),
-                min_confidence=b.agents.retrieval(ctx.agent.name).min_confidence,
+                min_confidence=b.agents.cache_line(ctx.agent.name),
                 ttl_s=ttl,
                 overwrite=policy.overwrite,
             )
