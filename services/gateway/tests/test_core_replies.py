@@ -285,6 +285,25 @@ def test_during_the_week_and_a_sentence_that_says_it_are_read_as_the_eval_asked(
     assert night.startswith("The outage line is open 24 hours a day")
 
 
+TARIFFS_BLOCK = """[1] Leaving Volt Fixed 12 before its 12 months are over costs an exit fee of 75
+dollars per fuel. There is no exit fee in the last 49 days of the fixed term. Leaving Volt Flex
+is free at any time.
+[2] Volt Flex is our variable tariff. Electricity currently costs 22 cents per kilowatt hour."""
+
+
+def test_the_side_the_question_takes_is_its_point() -> None:
+    """The full eval answered "Do I have to pay anything to leave the variable tariff?" with
+    what the variable tariff is (two words shared) rather than that leaving it is free."""
+    for question in (
+        "Do I have to pay anything to leave the variable tariff?",
+        "Is there a fee to leave the variable tariff?",
+    ):
+        said = best_passage(question, TARIFFS_BLOCK).text
+        assert said == "Leaving Volt Flex is free at any time."
+    fixed = best_passage("Is there a fee to leave the fixed tariff early?", TARIFFS_BLOCK).text
+    assert fixed.startswith("Leaving Volt Fixed 12 before its 12 months")
+
+
 def test_stems_and_weekday_ranges_meet_the_question() -> None:
     assert best_passage("Are you closed on Sundays?", BLOCK).text.startswith("We are closed")
     thursday = best_passage("Can I come in on a Thursday?", BLOCK).text

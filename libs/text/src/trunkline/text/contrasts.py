@@ -139,7 +139,7 @@ def phrase_index(groups: Sequence[Group] = GROUPS) -> dict[tuple[str, ...], tupl
 
 
 _PHRASES = phrase_index()
-_EITHER_ANSWERS = frozenset(g.name for g in GROUPS if g.either_answers)
+EITHER_ANSWERS = frozenset(g.name for g in GROUPS if g.either_answers)
 _LONGEST = max(len(p) for p in _PHRASES)
 
 
@@ -165,7 +165,7 @@ def other_side_only(asked: frozenset[tuple[str, int]], text: str) -> tuple[str, 
     text about joining for a question about leaving."""
     named = sides_named(text)
     clashes = []
-    for group in sorted({g for g, _ in asked} - _EITHER_ANSWERS):
+    for group in sorted({g for g, _ in asked} - EITHER_ANSWERS):
         wanted = {side for g, side in asked if g == group}
         there = {side for g, side in named if g == group}
         if there and not there & wanted:

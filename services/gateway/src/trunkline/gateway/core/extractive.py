@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 from trunkline.gateway.core.grounding import facts_of
-from trunkline.text.contrasts import other_side_only, sides_named
+from trunkline.text.contrasts import EITHER_ANSWERS, other_side_only, sides_named
 
 _ITEM = re.compile(r"(?:^|\n)\[(\d+)\]\s")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
@@ -44,6 +44,7 @@ _AMOUNT = re.compile(
     r"(?:[$£€]\s?\d|\b\d+(?:[.,]\d+)?\s*(?:%|percent|cents?|pence|dollars?|pounds?|euros?)\b)"
 )
 AMOUNT_BONUS = 1.5
+SIDE_BONUS = 1.0  # per contrast side the question names and the sentence says too
 REFERRED_WORD = 0.5  # a question word of the sentence "it" refers back to
 _REFERS_BACK = re.compile(r"(?:It|They|This|That|These|Those|There)\b")
 
@@ -62,6 +63,7 @@ def best_passage(question: str, block: str, max_words: int = 40) -> Passage:
     if not terms or not block.strip():
         return Passage("", 0, 0.0)
     asked = sides_named(question)
+    pointed = frozenset(side for side in asked if side[0] not in EITHER_ANSWERS)
     amount = _ASKS_AMOUNT.search(question.lower()) is not None
     best: tuple[float, int, int, list[str]] | None = None
     for rank, (number, heading, sentences) in enumerate(_items(block)):
@@ -82,6 +84,8 @@ def best_passage(question: str, block: str, max_words: int = 40) -> Passage:
                 score += REFERRED_WORD * len((terms & said[index - 1]) - words - heading_terms)
             if amount and _AMOUNT.search(sentence.lower()):
                 score += AMOUNT_BONUS
+            if pointed:  # the side the question takes ("leave", "variable") is its point
+                score += SIDE_BONUS * len(pointed & sides_named(sentence))
             score += 0.3 / (1 + rank) + (0.1 if index == 0 else 0.0)
             if best is None or score > best[0]:
                 best = (score, number, index, sentences)
