@@ -350,8 +350,7 @@ def _comma_groups(text: str) -> list[Finding]:
             continue  # spaces alone: a digit run (classify) decides
         digits = re.sub(r"\D", "", m.group(0))
         n = len(digits)
-        card_word = _near_before(_CARD_WORDS, text, m.start(), 40)
-        if 13 <= n <= 19 and (luhn_ok(digits) or card_word):  # misheard: still the card
+        if 13 <= n <= 19 and luhn_ok(digits):  # after a card word: _card_groups has it
             found.append(Finding(Entity.CARD, m.start(), m.end()))
         elif 7 <= n <= 13 and _near_before(_PHONE_CONTEXT, text, m.start(), 40):
             found.append(Finding(Entity.PHONE, m.start(), m.end()))

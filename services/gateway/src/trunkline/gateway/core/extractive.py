@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from trunkline.gateway.core.grounding import facts_of
+from trunkline.text import WEEKDAYS
 from trunkline.text.contrasts import EITHER_ANSWERS, other_side_only, sides_named
 
 _ITEM = re.compile(r"(?:^|\n)\[(\d+)\]\s")
@@ -34,7 +35,6 @@ _BONUS = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday weekend weekday holiday".split()  # noqa: SIM905
 )  # fmt: skip
 _IN_THE_WEEK = re.compile(r"(?i)\b(?:during|in|through(?:out)?) the week\b|\bmidweek\b")
-WORKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
 _MARKUP = re.compile(r"^[#>*\-•\s]+|[*_`]+", re.M)
 MIN_SCORE = 1.0  # at least one content word of the question in the passage
 # A question about an amount ("How much is ...", "What does ... cost") is answered by a sentence
@@ -127,7 +127,7 @@ def _terms(text: str) -> set[str]:
     words = {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
     days = {f[8:] for f in facts_of(text, support=True) if f.startswith("weekday:")}
     if _IN_THE_WEEK.search(text):
-        days |= set(WORKDAYS)
+        days |= set(WEEKDAYS[:5])
     return words | days
 
 
